@@ -1,0 +1,2 @@
+//! Packet sources and the pure frame decoder.
+pub mod decode;
