@@ -195,3 +195,111 @@ mod tests {
         assert_eq!(c.local_bytes(), 100);
     }
 }
+
+/// An IP prefix such as `192.168.1.0/24` or `2001:db8::/64`, the unit of "what is local".
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IpPrefix {
+    V4 { addr: u32, len: u8 },
+    V6 { addr: u128, len: u8 },
+}
+
+impl IpPrefix {
+    /// Builds a prefix, zeroing host bits so equal networks compare equal.
+    pub fn new(addr: std::net::IpAddr, len: u8) -> Result<IpPrefix, ParsePrefixError> {
+        match addr {
+            std::net::IpAddr::V4(a) if len <= 32 => Ok(IpPrefix::V4 {
+                addr: u32::from(a) & mask32(len),
+                len,
+            }),
+            std::net::IpAddr::V6(a) if len <= 128 => Ok(IpPrefix::V6 {
+                addr: u128::from(a) & mask128(len),
+                len,
+            }),
+            _ => Err(ParsePrefixError(format!("{addr}/{len}"))),
+        }
+    }
+
+    #[inline]
+    pub fn contains_v4(&self, ip: u32) -> bool {
+        matches!(*self, IpPrefix::V4 { addr, len } if ip & mask32(len) == addr)
+    }
+
+    #[inline]
+    pub fn contains_v6(&self, ip: u128) -> bool {
+        matches!(*self, IpPrefix::V6 { addr, len } if ip & mask128(len) == addr)
+    }
+}
+
+#[inline]
+fn mask32(len: u8) -> u32 {
+    if len == 0 { 0 } else { u32::MAX << (32 - len as u32) }
+}
+
+#[inline]
+fn mask128(len: u8) -> u128 {
+    if len == 0 { 0 } else { u128::MAX << (128 - len as u32) }
+}
+
+impl fmt::Display for IpPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            IpPrefix::V4 { addr, len } => write!(f, "{}/{}", std::net::Ipv4Addr::from(addr), len),
+            IpPrefix::V6 { addr, len } => write!(f, "{}/{}", std::net::Ipv6Addr::from(addr), len),
+        }
+    }
+}
+
+impl fmt::Debug for IpPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("'{0}' is not an IP prefix: write an address, '/' and a length, e.g. 192.168.1.0/24 or 2001:db8:1::/64")]
+pub struct ParsePrefixError(pub String);
+
+impl FromStr for IpPrefix {
+    type Err = ParsePrefixError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || ParsePrefixError(s.to_string());
+        let (a, l) = s.trim().split_once('/').ok_or_else(err)?;
+        let addr: std::net::IpAddr = a.parse().map_err(|_| err())?;
+        let len: u8 = l.parse().map_err(|_| err())?;
+        IpPrefix::new(addr, len).map_err(|_| err())
+    }
+}
+
+impl Serialize for IpPrefix {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for IpPrefix {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod prefix_tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_parse_normalise_and_match() {
+        let p: IpPrefix = "192.168.1.77/24".parse().unwrap();
+        assert_eq!(p.to_string(), "192.168.1.0/24");
+        assert!(p.contains_v4(u32::from(std::net::Ipv4Addr::new(192, 168, 1, 5))));
+        assert!(!p.contains_v4(u32::from(std::net::Ipv4Addr::new(192, 168, 2, 5))));
+        let q: IpPrefix = "2001:db8:1::/48".parse().unwrap();
+        assert!(q.contains_v6(u128::from("2001:db8:1:ff::1".parse::<std::net::Ipv6Addr>().unwrap())));
+        assert!(!q.contains_v4(0));
+        let all: IpPrefix = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains_v4(0xdead_beef));
+        assert!("10.0.0.0/33".parse::<IpPrefix>().is_err());
+        assert!("10.0.0.0".parse::<IpPrefix>().is_err());
+        assert!("fe80::/129".parse::<IpPrefix>().is_err());
+    }
+}

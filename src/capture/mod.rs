@@ -1,2 +1,19 @@
 //! Packet sources and the pure frame decoder.
+//!
+//! This module owns libpcap (the only user of the `pcap` crate): opening live interfaces and
+//! capture files, reading records, and turning them into [`decode::Frame`] summaries that it hands,
+//! a batch at a time, to a [`FrameSink`] that `app` wires to the meter. It must never touch the
+//! database, the network beyond the capture handle, or anything async.
 pub mod decode;
+
+pub use decode::{Frame, LinkType};
+
+/// Frames read in one go before the sink is called: large enough to amortise the sink's lock,
+/// small enough (a few KB of summaries) to stay in cache.
+pub const BATCH: usize = 256;
+
+/// Where a capture loop delivers decoded frames. Called once per batch, so an implementation that
+/// takes a lock takes it once per batch, not once per frame.
+pub trait FrameSink: Send {
+    fn ingest(&mut self, frames: &[Frame]);
+}
