@@ -40,6 +40,9 @@ pub enum Dest {
     /// SLL keeps no destination MAC, so the meter resolves it from the host's own outgoing frames
     /// on the same interface (`ifindex` is 0 for SLL v1, which has none).
     CaptureHost { ifindex: u32 },
+    /// Linux cooked capture of a frame the capturing host sent ("OUTGOING"): its source is the
+    /// host's own MAC on `ifindex`, which the meter learns to resolve [`Dest::CaptureHost`].
+    FromCaptureHost { ifindex: u32 },
     /// Linux cooked capture of a frame whose destination is not recorded.
     Unknown,
 }
@@ -204,6 +207,7 @@ fn sll_dest(pkttype: u16, ifindex: u32) -> Dest {
         0 => Dest::CaptureHost { ifindex },
         // Broadcast and multicast: counted as sent only, as for Ethernet.
         1 | 2 => Dest::Group,
+        4 => Dest::FromCaptureHost { ifindex },
         _ => Dest::Unknown,
     }
 }
@@ -388,11 +392,20 @@ mod tests {
     #[test]
     fn group_destinations() {
         let f = eth([0xff; 6], A, 0x0806, &[]);
-        assert_eq!(decode(LinkType::Ethernet, 0, &f, 60).unwrap().dst, Dest::Group);
+        assert_eq!(
+            decode(LinkType::Ethernet, 0, &f, 60).unwrap().dst,
+            Dest::Group
+        );
         let f = eth([0x01, 0x00, 0x5e, 0, 0, 0xfb], A, 0x0800, &[]);
-        assert_eq!(decode(LinkType::Ethernet, 0, &f, 60).unwrap().dst, Dest::Group);
+        assert_eq!(
+            decode(LinkType::Ethernet, 0, &f, 60).unwrap().dst,
+            Dest::Group
+        );
         let f = eth([0x33, 0x33, 0, 0, 0, 1], A, 0x86dd, &[]);
-        assert_eq!(decode(LinkType::Ethernet, 0, &f, 60).unwrap().dst, Dest::Group);
+        assert_eq!(
+            decode(LinkType::Ethernet, 0, &f, 60).unwrap().dst,
+            Dest::Group
+        );
     }
 
     #[test]
@@ -406,12 +419,18 @@ mod tests {
         let mut ip = ip.clone();
         ip[0] = 0x4f;
         let f = eth(B, A, 0x0800, &ip);
-        assert_eq!(decode(LinkType::Ethernet, 0, &f, 1000).unwrap().ip, IpPair::None);
+        assert_eq!(
+            decode(LinkType::Ethernet, 0, &f, 1000).unwrap().ip,
+            IpPair::None
+        );
         // Wrong version nibble.
         let mut ip6 = vec![0x45; 40];
         ip6[0] = 0x45;
         let f = eth(B, A, 0x86dd, &ip6);
-        assert_eq!(decode(LinkType::Ethernet, 0, &f, 1000).unwrap().ip, IpPair::None);
+        assert_eq!(
+            decode(LinkType::Ethernet, 0, &f, 1000).unwrap().ip,
+            IpPair::None
+        );
     }
 
     #[test]
@@ -469,7 +488,12 @@ mod tests {
         assert_eq!(arp.sender_mac, MacAddr(A));
         assert_eq!(arp.sender_ip, 0xc0a8_0102);
         assert_eq!(arp.target_ip, 0xc0a8_0101);
-        assert!(decode(LinkType::Ethernet, 0, &f[..30], 60).unwrap().arp.is_none());
+        assert!(
+            decode(LinkType::Ethernet, 0, &f[..30], 60)
+                .unwrap()
+                .arp
+                .is_none()
+        );
     }
 
     #[test]
@@ -482,7 +506,7 @@ mod tests {
         s.extend_from_slice(&ip);
         let d = decode(LinkType::LinuxSll, 0, &s, 74).unwrap();
         assert_eq!(d.src, MacAddr(A));
-        assert_eq!(d.dst, Dest::Unknown);
+        assert_eq!(d.dst, Dest::FromCaptureHost { ifindex: 0 });
         assert!(matches!(d.ip, IpPair::V4 { .. }));
         s[1] = 0;
         assert_eq!(

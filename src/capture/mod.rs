@@ -5,6 +5,7 @@
 //! a batch at a time, to a [`FrameSink`] that `app` wires to the meter. It must never touch the
 //! database, the network beyond the capture handle, or anything async.
 pub mod decode;
+pub mod file;
 
 pub use decode::{Frame, LinkType};
 
