@@ -4,6 +4,11 @@
 //! - [`model`]: plain domain types (MAC addresses, counters, timestamps).
 //! - [`capture`]: packet sources (live libpcap, capture files) and the pure frame decoder.
 //! - [`meter`]: the bounded per-MAC counter map the packet path writes into.
+//! - [`replay`]: capture files through the same decoder and meter, rendered as JSON or a table.
+//! - [`cli`]: command-line definitions; [`app`]: wiring, lifecycle and exit codes.
+pub mod app;
 pub mod capture;
+pub mod cli;
 pub mod meter;
 pub mod model;
+pub mod replay;

@@ -1,0 +1,47 @@
+//! Command-line definitions (clap) and nothing else: parsing lives here, behaviour in `app`.
+
+use crate::model::{IpPrefix, MacAddr};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lanmeter",
+    version,
+    about = "Household network usage monitor: bytes per device, history, alerts"
+)]
+pub struct Cli {
+    /// Configuration file (default: /etc/lanmeter/lanmeter.toml when it exists, else built-in defaults).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Read a capture file through the same decoding and counting code as live capture and print
+    /// per-device totals.
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// A pcap or pcapng file with Ethernet or Linux cooked framing.
+    pub file: PathBuf,
+    /// A LAN prefix (repeatable), in addition to the private and link-local ranges.
+    #[arg(long = "lan", value_name = "CIDR")]
+    pub lan: Vec<IpPrefix>,
+    /// The router's MAC; without it the MAC carrying the most non-local traffic is taken.
+    #[arg(long, value_name = "MAC")]
+    pub gateway: Option<MacAddr>,
+    /// Print one JSON array (SPEC §3) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write minute buckets and devices into this SQLite database, as the daemon would.
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// Bound on MACs tracked per minute before the least active are folded into "other".
+    #[arg(long, value_name = "N", default_value_t = crate::meter::DEFAULT_MAX_DEVICES)]
+    pub max_devices: usize,
+}

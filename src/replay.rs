@@ -1,0 +1,266 @@
+//! Offline replay: a capture file through the live path's decoder and meter (SPEC §3).
+//!
+//! It owns the order of a replay (gateway inference, reading, taking deltas, optional database
+//! writes) and the JSON/table rendering of its result. It must never count anything itself: all
+//! accounting is the meter's, so replay and live capture cannot disagree.
+
+use crate::capture::file::{FileError, FileSource, ReadStats};
+use crate::meter::{Delta, DeviceTotals, Locality, Meter, MeterConfig, Other, Totals};
+use crate::model::{IpPrefix, MacAddr, TimestampNs};
+use serde::Serialize;
+use std::net::IpAddr;
+use std::path::Path;
+
+/// Replay takes a delta once this many minute segments are waiting, bounding memory on long
+/// captures the same way the flush interval bounds it live.
+const SEGMENTS_PER_TAKE: usize = 16;
+
+pub struct ReplayOptions {
+    pub lan: Vec<IpPrefix>,
+    pub gateway: Option<MacAddr>,
+    pub max_devices: usize,
+}
+
+pub struct ReplayResult {
+    pub devices: Vec<DeviceTotals>,
+    pub other: Other,
+    pub gateway: Option<MacAddr>,
+    pub stats: ReadStats,
+    /// Set when the file ended early: everything before it was counted.
+    pub truncated: Option<FileError>,
+}
+
+/// Replays `path`, handing every delta to `on_delta` (the database writer, when there is one)
+/// together with the gateway it must be resolved against.
+pub fn replay<E>(
+    path: &Path,
+    opts: &ReplayOptions,
+    mut on_delta: impl FnMut(&Delta, Option<MacAddr>) -> Result<(), E>,
+) -> Result<Result<ReplayResult, E>, FileError> {
+    let mut src = FileSource::open(path)?;
+    let mut meter = Meter::new(MeterConfig {
+        max_devices: opts.max_devices,
+        gateway: opts.gateway,
+        locality: Locality::new(opts.lan.iter().copied()),
+    });
+    let mut totals = Totals::default();
+    let mut failed: Option<E> = None;
+    let mut take = |m: &mut Meter, totals: &mut Totals, failed: &mut Option<E>| {
+        let d = m.take_delta();
+        totals.add(&d);
+        if failed.is_none() {
+            if let Err(e) = on_delta(&d, m.gateway()) {
+                *failed = Some(e);
+            }
+        }
+    };
+    let outcome = src.run(&mut meter, |m| {
+        if m.pending_segments() > SEGMENTS_PER_TAKE {
+            take(m, &mut totals, &mut failed);
+        }
+    });
+    take(&mut meter, &mut totals, &mut failed);
+    if let Some(e) = failed {
+        return Ok(Err(e));
+    }
+    let (stats, truncated) = match outcome {
+        Ok(s) => (s, None),
+        Err(e @ FileError::Truncated { records, .. }) => (
+            ReadStats {
+                records,
+                ..Default::default()
+            },
+            Some(e),
+        ),
+        Err(e) => return Err(e),
+    };
+    Ok(Ok(ReplayResult {
+        devices: totals.devices(),
+        other: totals.other(),
+        gateway: totals.gateway(),
+        stats,
+        truncated,
+    }))
+}
+
+/// The gateway a capture implies: the MAC with the most non-local traffic (a first pass used
+/// when replay must write minute buckets and no `--gateway` was given).
+pub fn infer_gateway(path: &Path, opts: &ReplayOptions) -> Result<Option<MacAddr>, FileError> {
+    let r = replay(path, opts, |_, _| Ok::<(), std::convert::Infallible>(()))?;
+    // Infallible: the closure above never fails.
+    Ok(r.map(|r| r.gateway).unwrap_or_else(|e| match e {}))
+}
+
+/// One row of `replay --json` (SPEC §3).
+#[derive(Serialize)]
+pub struct JsonDevice {
+    pub mac: String,
+    pub frames_sent: u64,
+    pub frames_received: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub internet_upload_bytes: u64,
+    pub internet_download_bytes: u64,
+    pub local_bytes: u64,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub is_gateway: bool,
+    pub is_private_mac: bool,
+    pub ipv4: Vec<String>,
+    pub ipv6: Vec<String>,
+    pub hostname: Option<String>,
+    pub vendor: Option<String>,
+    /// Only on the "other" row: per-minute MAC entries folded in because the map was full.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entries_evicted: Option<u64>,
+}
+
+pub fn rfc3339(ts: TimestampNs) -> String {
+    jiff::Timestamp::from_nanosecond(ts as i128)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| "invalid".into())
+}
+
+impl JsonDevice {
+    pub fn from_totals(d: &DeviceTotals) -> JsonDevice {
+        let c = d.counts;
+        JsonDevice {
+            mac: d.mac.to_string(),
+            frames_sent: c.frames_sent,
+            frames_received: c.frames_received,
+            bytes_sent: c.bytes_sent,
+            bytes_received: c.bytes_received,
+            internet_upload_bytes: c.internet_upload_bytes,
+            internet_download_bytes: c.internet_download_bytes,
+            local_bytes: c.local_bytes(),
+            first_seen: rfc3339(d.first_seen),
+            last_seen: rfc3339(d.last_seen),
+            is_gateway: d.is_gateway,
+            is_private_mac: d.mac.is_locally_administered(),
+            ipv4: d
+                .ips
+                .iter()
+                .filter(|ip| ip.is_ipv4())
+                .map(IpAddr::to_string)
+                .collect(),
+            ipv6: d
+                .ips
+                .iter()
+                .filter(|ip| ip.is_ipv6())
+                .map(IpAddr::to_string)
+                .collect(),
+            hostname: None,
+            vendor: None,
+            entries_evicted: None,
+        }
+    }
+
+    fn other(o: &Other) -> JsonDevice {
+        let c = o.counts;
+        JsonDevice {
+            mac: "other".into(),
+            frames_sent: c.frames_sent,
+            frames_received: c.frames_received,
+            bytes_sent: c.bytes_sent,
+            bytes_received: c.bytes_received,
+            internet_upload_bytes: c.internet_upload_bytes,
+            internet_download_bytes: c.internet_download_bytes,
+            local_bytes: c.local_bytes(),
+            first_seen: String::new(),
+            last_seen: String::new(),
+            is_gateway: false,
+            is_private_mac: false,
+            ipv4: vec![],
+            ipv6: vec![],
+            hostname: None,
+            vendor: None,
+            entries_evicted: Some(o.entries_evicted),
+        }
+    }
+}
+
+/// The `--json` rendering: every MAC, then an "other" row only if the map ever overflowed.
+pub fn to_json(r: &ReplayResult) -> String {
+    let mut rows: Vec<JsonDevice> = r.devices.iter().map(JsonDevice::from_totals).collect();
+    if r.other.entries_evicted > 0 {
+        rows.push(JsonDevice::other(&r.other));
+    }
+    // Serialising plain strings and integers cannot fail.
+    serde_json::to_string_pretty(&rows).unwrap_or_default()
+}
+
+fn human(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u < UNITS.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// A table for people: busiest first, the gateway marked.
+pub fn to_table(r: &ReplayResult) -> String {
+    let mut devs: Vec<&DeviceTotals> = r.devices.iter().collect();
+    devs.sort_by_key(|d| std::cmp::Reverse(d.counts.bytes_sent + d.counts.bytes_received));
+    let mut out = format!(
+        "{:<19} {:>10} {:>10} {:>10} {:>10} {:>10}  {}\n",
+        "MAC", "SENT", "RECEIVED", "INET UP", "INET DOWN", "LOCAL", "NOTE"
+    );
+    for d in devs {
+        let c = d.counts;
+        let mut note = Vec::new();
+        if d.is_gateway {
+            note.push("gateway".to_string());
+        }
+        if d.mac.is_locally_administered() {
+            note.push("private MAC".to_string());
+        }
+        if let Some(ip) = d.ips.first() {
+            note.push(ip.to_string());
+        }
+        out.push_str(&format!(
+            "{:<19} {:>10} {:>10} {:>10} {:>10} {:>10}  {}\n",
+            d.mac.to_string(),
+            human(c.bytes_sent),
+            human(c.bytes_received),
+            human(c.internet_upload_bytes),
+            human(c.internet_download_bytes),
+            human(c.local_bytes()),
+            note.join(", ")
+        ));
+    }
+    if r.other.entries_evicted > 0 {
+        let c = r.other.counts;
+        out.push_str(&format!(
+            "{:<19} {:>10} {:>10} {:>10} {:>10} {:>10}  {} entries folded in: the device bound was reached\n",
+            "other",
+            human(c.bytes_sent),
+            human(c.bytes_received),
+            human(c.internet_upload_bytes),
+            human(c.internet_download_bytes),
+            human(c.local_bytes()),
+            r.other.entries_evicted
+        ));
+    }
+    out.push_str(&format!(
+        "{} records, {} wire bytes, {} devices{}\n",
+        r.stats.records,
+        r.stats.wire_bytes,
+        r.devices.len(),
+        if r.stats.undecodable > 0 {
+            format!(
+                ", {} records without a readable link-layer header",
+                r.stats.undecodable
+            )
+        } else {
+            String::new()
+        }
+    ));
+    out
+}
