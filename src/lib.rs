@@ -1,6 +1,7 @@
 //! lanmeter: a household network usage monitor.
 //!
 //! The crate map, one line per module (arrows in STYLE.md: `main → app → everything`):
+//! - [`config`]: the typed configuration: defaults, TOML file, `LANMETER_*` overrides, `validate()`.
 //! - [`model`]: plain domain types (MAC addresses, counters, timestamps).
 //! - [`capture`]: packet sources (live libpcap, capture files) and the pure frame decoder.
 //! - [`meter`]: the bounded per-MAC counter map the packet path writes into.
@@ -9,6 +10,7 @@
 pub mod app;
 pub mod capture;
 pub mod cli;
+pub mod config;
 pub mod meter;
 pub mod model;
 pub mod replay;

@@ -121,6 +121,8 @@ impl FileSource {
                 Err(e) => break Some(e),
             };
             let h = packet.header;
+            // time_t and suseconds_t are i64 on the 64-bit targets we ship but not on every libc.
+            #[allow(clippy::unnecessary_cast)]
             let ts = (h.ts.tv_sec as i64)
                 .saturating_mul(1_000_000_000)
                 .saturating_add(h.ts.tv_usec as i64);

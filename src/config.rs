@@ -1,0 +1,1024 @@
+//! The typed configuration: defaults in code, the TOML file, `LANMETER_*` environment overrides,
+//! and `validate()` with one-line messages naming where a bad value came from and what to do.
+//!
+//! This module only reads the config file and the environment it is handed; it never opens
+//! interfaces, detects routes or creates the state directory (that is `app`'s job at start-up).
+
+use crate::model::{IpPrefix, MacAddr};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+
+/// Where the packaged service looks when no path is given.
+pub const DEFAULT_PATH: &str = "/etc/lanmeter/lanmeter.toml";
+
+/// Prefix of the environment variables that override single keys (`LANMETER_FLUSH_INTERVAL_SECS`).
+pub const ENV_PREFIX: &str = "LANMETER_";
+
+/// `LANMETER_*` variables that belong to other parts of lanmeter (the CLI), so they are neither
+/// config keys nor typos worth a warning.
+pub const NON_CONFIG_ENV_VARS: &[&str] = &["LANMETER_CONFIG", "LANMETER_LOG"];
+
+const SNAPLEN: RangeInclusive<u32> = 64..=65_535;
+const BUFFER_MIB: RangeInclusive<u32> = 1..=1024;
+const FLUSH_INTERVAL_SECS: RangeInclusive<u64> = 1..=300;
+const MAX_DEVICES: RangeInclusive<usize> = 16..=1_000_000;
+const STATS_LOG_INTERVAL_SECS: RangeInclusive<u64> = 1..=86_400;
+
+/// Linux interface names are at most IFNAMSIZ - 1 bytes.
+const MAX_INTERFACE_NAME: usize = 15;
+
+/// Every key, in struct order. A unit test checks this list against the struct's fields, so the
+/// unknown-key message and the environment overrides cannot miss a key.
+pub const KEYS: &[&str] = &[
+    "interface",
+    "promiscuous",
+    "snaplen",
+    "buffer_mib",
+    "flush_interval_secs",
+    "max_devices",
+    "lan_prefixes",
+    "gateway",
+    "state_dir",
+    "database",
+    "listen",
+    "timezone",
+    "stats_log_interval_secs",
+];
+
+/// Keys whose environment variable is a comma-separated list rather than one value.
+const LIST_KEYS: &[&str] = &["lan_prefixes"];
+
+/// The effective configuration. Every key is optional in the file; see `packaging/lanmeter.toml`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Capture interface; `None` means the interface of the default route (detected by `app`).
+    pub interface: Option<String>,
+    /// Promiscuous mode, so a mirror port or bridge shows every device's frames.
+    pub promiscuous: bool,
+    /// Bytes captured per frame; accounting needs headers only, the wire length comes from pcap.
+    pub snaplen: u32,
+    /// Kernel capture buffer in MiB: absorbs bursts while the capture thread is descheduled.
+    pub buffer_mib: u32,
+    /// Seconds between flushes of the counter map into SQLite.
+    pub flush_interval_secs: u64,
+    /// Bound of the in-memory counter map, so a flood of random source MACs cannot exhaust memory.
+    pub max_devices: usize,
+    /// Extra prefixes counted as local, on top of the interface's, RA-announced and private ones.
+    pub lan_prefixes: Vec<IpPrefix>,
+    /// The router's MAC; `None` means detect it from the default route and ARP/NDP.
+    pub gateway: Option<MacAddr>,
+    /// Directory for the database and other state.
+    pub state_dir: PathBuf,
+    /// SQLite database file; `None` means `state_dir/lanmeter.db` (see [`Config::database_path`]).
+    pub database: Option<PathBuf>,
+    /// Address of the web dashboard.
+    pub listen: SocketAddr,
+    /// IANA time zone for day/month boundaries; `None` means the system's (which honours `TZ`).
+    pub timezone: Option<String>,
+    /// Seconds between log lines with capture statistics (received, dropped).
+    pub stats_log_interval_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            interface: None,
+            promiscuous: true,
+            snaplen: 128,
+            buffer_mib: 16,
+            flush_interval_secs: 10,
+            max_devices: 4096,
+            lan_prefixes: Vec::new(),
+            gateway: None,
+            // Relative on purpose: run from a checkout with no config, data lands under the current
+            // directory; the shipped /etc file sets /var/lib/lanmeter.
+            state_dir: PathBuf::from("./data"),
+            database: None,
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            timezone: None,
+            stats_log_interval_secs: 60,
+        }
+    }
+}
+
+/// Where a value came from, so an error can point at the line or variable to fix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// A `Config` built in code and checked with [`Config::validate`].
+    Config,
+    /// A config file, with the line of the key when known.
+    File { path: PathBuf, line: Option<usize> },
+    /// An environment variable such as `LANMETER_SNAPLEN`.
+    Env { var: String },
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Config => f.write_str("config"),
+            Origin::File {
+                path,
+                line: Some(line),
+            } => write!(f, "{}:{line}", path.display()),
+            Origin::File { path, line: None } => write!(f, "{}", path.display()),
+            Origin::Env { var } => write!(f, "environment variable {var}"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {}: {source}: check the path and that lanmeter may read it", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}:{line}:{column}: TOML syntax error: {message}: fix that line (strings need double quotes, lists use [ ], comments start with #)", path.display())]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{origin}: unknown key `{key}`{}: valid keys are {}", did_you_mean.map(|k| format!(" (did you mean `{k}`?)")).unwrap_or_default(), KEYS.join(", "))]
+    UnknownKey {
+        origin: Origin,
+        key: String,
+        did_you_mean: Option<&'static str>,
+    },
+    #[error("{origin}: {key} = {value} is out of range: {}", hint(key))]
+    OutOfRange {
+        origin: Origin,
+        key: &'static str,
+        value: String,
+    },
+    #[error("{origin}: {key} = {value} is not valid: {reason}: {}", hint(key))]
+    Invalid {
+        origin: Origin,
+        key: &'static str,
+        value: String,
+        reason: String,
+    },
+    /// Unreachable in practice: every key was already deserialized on its own.
+    #[error("config: {0}: compare the file with the shipped example lanmeter.toml")]
+    Deserialize(String),
+    #[error("cannot print the config as TOML: {0}: every path must be valid UTF-8")]
+    Print(#[from] toml::ser::Error),
+}
+
+impl ConfigError {
+    /// Replaces the origin of a validation error (raised as `Origin::Config`) with the file line
+    /// or variable the key came from.
+    fn located(mut self, origins: &HashMap<&'static str, Origin>) -> ConfigError {
+        if let ConfigError::OutOfRange { origin, key, .. }
+        | ConfigError::Invalid { origin, key, .. } = &mut self
+            && let Some(o) = origins.get(key)
+        {
+            *origin = o.clone();
+        }
+        self
+    }
+}
+
+/// What to write instead, per key; used by both type and range errors.
+fn hint(key: &str) -> String {
+    fn range<T: fmt::Display>(r: &RangeInclusive<T>, unit: &str) -> String {
+        format!("use {}..={} {unit}", r.start(), r.end())
+    }
+    match key {
+        "interface" => "use an interface name such as \"eth0\", or remove the key to capture on the default-route interface".into(),
+        "promiscuous" => "use true or false".into(),
+        "snaplen" => range(&SNAPLEN, "bytes"),
+        "buffer_mib" => range(&BUFFER_MIB, "MiB"),
+        "flush_interval_secs" => range(&FLUSH_INTERVAL_SECS, "seconds"),
+        "max_devices" => range(&MAX_DEVICES, "devices"),
+        "lan_prefixes" => "use a list of prefixes such as [\"192.168.1.0/24\", \"2001:db8:1::/64\"] (comma-separated in LANMETER_LAN_PREFIXES)".into(),
+        "gateway" => "use the router's MAC address such as \"aa:bb:cc:dd:ee:ff\", or remove the key to detect it".into(),
+        "state_dir" => "use a directory path in double quotes, such as \"/var/lib/lanmeter\"".into(),
+        "database" => "use a file path in double quotes, or remove the key to use lanmeter.db in state_dir".into(),
+        "listen" => "use an address and port such as \"0.0.0.0:8080\" or \"[::]:8080\"".into(),
+        "timezone" => "use an IANA name such as \"Europe/Berlin\" or \"UTC\", or remove the key to use the system's time zone".into(),
+        "stats_log_interval_secs" => range(&STATS_LOG_INTERVAL_SECS, "seconds"),
+        _ => format!("valid keys are {}", KEYS.join(", ")),
+    }
+}
+
+/// A close valid key for a misspelt one: a prefix of one another, or at most two edits apart.
+fn did_you_mean(key: &str) -> Option<&'static str> {
+    let key = key.to_ascii_lowercase();
+    KEYS.iter()
+        .copied()
+        .filter(|k| key.len() >= 4 && (k.starts_with(&key) || key.starts_with(k)))
+        .chain(KEYS.iter().copied().filter(|k| edit_distance(k, &key) <= 2))
+        .next()
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// The value as it would be written in TOML, for messages (`0`, `"Mars/Olympus"`).
+fn show<T: Serialize>(v: &T) -> String {
+    toml::Value::try_from(v).map_or_else(|_| "(unprintable)".into(), |v| v.to_string())
+}
+
+fn check_range<T>(key: &'static str, v: T, r: &RangeInclusive<T>) -> Result<(), ConfigError>
+where
+    T: PartialOrd + Serialize,
+{
+    if r.contains(&v) {
+        Ok(())
+    } else {
+        Err(ConfigError::OutOfRange {
+            origin: Origin::Config,
+            key,
+            value: show(&v),
+        })
+    }
+}
+
+fn invalid<T: Serialize>(key: &'static str, v: &T, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        origin: Origin::Config,
+        key,
+        value: show(v),
+        reason: reason.into(),
+    }
+}
+
+impl Config {
+    /// Loads the file (the given one, which must exist, or [`DEFAULT_PATH`] if it exists, else
+    /// defaults), applies `LANMETER_*` overrides from the process environment and validates.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        // vars_os: `std::env::vars` panics on a non-UTF-8 variable anywhere in the environment.
+        let env = std::env::vars_os().filter_map(|(k, v)| {
+            let k = k.into_string().ok()?;
+            k.starts_with(ENV_PREFIX)
+                .then(|| (k, v.to_string_lossy().into_owned()))
+        });
+        Config::load_from(path, env)
+    }
+
+    /// [`Config::load`] with the environment passed in, so tests need not touch the process's.
+    pub fn load_from(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        Config::load_with_default(path, Path::new(DEFAULT_PATH), env)
+    }
+
+    fn load_with_default(
+        path: Option<&Path>,
+        default_path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table = toml::Table::new();
+        let mut origins: HashMap<&'static str, Origin> = HashMap::new();
+
+        let file = match path {
+            Some(p) => Some((p, read(p)?)),
+            None => match std::fs::read_to_string(default_path) {
+                Ok(text) => Some((default_path, text)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(source) => {
+                    return Err(ConfigError::Read {
+                        path: default_path.to_path_buf(),
+                        source,
+                    });
+                }
+            },
+        };
+        if let Some((path, text)) = &file {
+            read_file_table(path, text, &mut table, &mut origins)?;
+        }
+
+        for (var, raw) in env {
+            let Some(name) = var.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let name = name.to_ascii_lowercase();
+            let Some(key) = KEYS.iter().copied().find(|k| *k == name) else {
+                if !NON_CONFIG_ENV_VARS.contains(&var.as_str()) {
+                    tracing::warn!(
+                        var = %var,
+                        suggestion = did_you_mean(&name).unwrap_or(""),
+                        "ignoring environment variable that is not a config key"
+                    );
+                }
+                continue;
+            };
+            let origin = Origin::Env { var: var.clone() };
+            if raw.trim().is_empty() {
+                // An empty variable resets the key to its built-in default, e.g. to undo an
+                // `interface` set in the file without editing it.
+                table.remove(key);
+            } else {
+                table.insert(key.to_string(), env_value(key, &raw));
+            }
+            origins.insert(key, origin);
+        }
+
+        // Deserializing key by key attributes a type error to the key and the line or variable.
+        for key in KEYS {
+            let Some(value) = table.get(*key) else {
+                continue;
+            };
+            if let Err(e) = deserialize_one(key, value.clone()) {
+                return Err(ConfigError::Invalid {
+                    origin: origins.get(key).cloned().unwrap_or(Origin::Config),
+                    key,
+                    value: value.to_string(),
+                    reason: e.message().to_string(),
+                });
+            }
+        }
+
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Deserialize(e.message().to_string()))?;
+        config.validate().map_err(|e| e.located(&origins))?;
+        Ok(config)
+    }
+
+    /// Checks ranges and values serde cannot: the errors say which key and what to write instead.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(name) = &self.interface {
+            if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c == '/') {
+                return Err(invalid(
+                    "interface",
+                    name,
+                    "not an interface name (empty, or contains a space or '/')",
+                ));
+            }
+            if name.len() > MAX_INTERFACE_NAME {
+                return Err(invalid(
+                    "interface",
+                    name,
+                    format!("Linux interface names are at most {MAX_INTERFACE_NAME} bytes"),
+                ));
+            }
+        }
+        check_range("snaplen", self.snaplen, &SNAPLEN)?;
+        check_range("buffer_mib", self.buffer_mib, &BUFFER_MIB)?;
+        check_range(
+            "flush_interval_secs",
+            self.flush_interval_secs,
+            &FLUSH_INTERVAL_SECS,
+        )?;
+        check_range("max_devices", self.max_devices, &MAX_DEVICES)?;
+        if let Some(mac) = self.gateway {
+            if mac.is_group() || mac == MacAddr::default() {
+                return Err(invalid(
+                    "gateway",
+                    &mac,
+                    "a router's MAC address is a unicast address, not zero, broadcast or multicast",
+                ));
+            }
+        }
+        if self.state_dir.as_os_str().is_empty() {
+            return Err(invalid("state_dir", &self.state_dir, "the path is empty"));
+        }
+        if let Some(db) = &self.database {
+            if db.as_os_str().is_empty() {
+                return Err(invalid("database", db, "the path is empty"));
+            }
+        }
+        if let Some(name) = &self.timezone {
+            if let Err(e) = jiff::tz::TimeZone::get(name) {
+                return Err(invalid("timezone", name, e.to_string()));
+            }
+        }
+        check_range(
+            "stats_log_interval_secs",
+            self.stats_log_interval_secs,
+            &STATS_LOG_INTERVAL_SECS,
+        )?;
+        Ok(())
+    }
+
+    /// The SQLite file: `database` if set, else `state_dir/lanmeter.db`.
+    pub fn database_path(&self) -> PathBuf {
+        self.database
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("lanmeter.db"))
+    }
+
+    /// The household time zone for day and month boundaries: `timezone` if set, else the
+    /// system's (jiff honours `TZ`, then /etc/localtime; UTC if neither can be read).
+    pub fn time_zone(&self) -> jiff::tz::TimeZone {
+        match &self.timezone {
+            Some(name) => jiff::tz::TimeZone::get(name).unwrap_or_else(|err| {
+                // validate() already resolved this name, so only a tz database that vanished
+                // since start-up gets here; the system zone beats refusing to bucket at all.
+                tracing::warn!(timezone = %name, error = %err, "time zone not found, using the system's");
+                jiff::tz::TimeZone::system()
+            }),
+            None => jiff::tz::TimeZone::system(),
+        }
+    }
+
+    /// The effective config as TOML (for `lanmeter check-config`), with `database` resolved and
+    /// comments saying what the unset keys fall back to. Loading the output gives the same config.
+    pub fn to_toml_string(&self) -> Result<String, ConfigError> {
+        let mut effective = self.clone();
+        effective.database = Some(self.database_path());
+        let mut out = toml::to_string(&effective)?;
+        if self.interface.is_none() {
+            out.push_str("# interface is not set: capturing on the default-route interface\n");
+        }
+        if self.gateway.is_none() {
+            out.push_str("# gateway is not set: detected from the default route and ARP/NDP\n");
+        }
+        if self.timezone.is_none() {
+            let tz = jiff::tz::TimeZone::system();
+            out.push_str(&format!(
+                "# timezone is not set: using the system's ({})\n",
+                tz.iana_name().unwrap_or("unnamed zone")
+            ));
+        }
+        Ok(out)
+    }
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Parses the file into `table`, rejecting syntax errors and unknown keys with their position.
+fn read_file_table(
+    path: &Path,
+    text: &str,
+    table: &mut toml::Table,
+    origins: &mut HashMap<&'static str, Origin>,
+) -> Result<(), ConfigError> {
+    let syntax = |e: toml::de::Error| {
+        let (line, column) = line_column(text, e.span().map_or(0, |s| s.start));
+        ConfigError::Syntax {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message: e.message().trim().replace('\n', "; "),
+        }
+    };
+    *table = toml::from_str(text).map_err(syntax)?;
+    // A second, span-keeping parse only to find each key's line; it cannot fail where the first
+    // parse succeeded, and if it did we would merely lose line numbers.
+    let lines: HashMap<String, usize> = toml::de::DeTable::parse(text)
+        .map(|t| {
+            t.into_inner()
+                .iter()
+                .map(|(k, _)| (k.get_ref().to_string(), line_column(text, k.span().start).0))
+                .collect()
+        })
+        .unwrap_or_default();
+    let origin = |key: &str| Origin::File {
+        path: path.to_path_buf(),
+        line: lines.get(key).copied(),
+    };
+    // Report the first unknown key in file order, which is where the reader looks first.
+    let mut unknown: Vec<&String> = table
+        .keys()
+        .filter(|k| !KEYS.contains(&k.as_str()))
+        .collect();
+    unknown.sort_by_key(|k| lines.get(k.as_str()).copied().unwrap_or(usize::MAX));
+    if let Some(key) = unknown.first() {
+        return Err(ConfigError::UnknownKey {
+            origin: origin(key),
+            key: key.to_string(),
+            did_you_mean: did_you_mean(key),
+        });
+    }
+    for key in KEYS {
+        if table.contains_key(*key) {
+            origins.insert(key, origin(key));
+        }
+    }
+    Ok(())
+}
+
+/// One environment value as a TOML value: parsed as TOML when it is one (`10`, `true`,
+/// `["a", "b"]`), otherwise taken as a plain string; list keys also take `a, b`.
+fn env_value(key: &str, raw: &str) -> toml::Value {
+    let raw = raw.trim();
+    let parsed = raw.parse::<toml::Value>().ok();
+    if LIST_KEYS.contains(&key) {
+        if let Some(v @ toml::Value::Array(_)) = parsed {
+            return v;
+        }
+        let items = raw
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| toml::Value::String(s.to_string()))
+            .collect();
+        return toml::Value::Array(items);
+    }
+    let as_string = toml::Value::String(raw.to_string());
+    match parsed {
+        // A bare word such as eth0 or Europe/Berlin is not TOML: it is the string itself.
+        None => as_string,
+        // `LANMETER_INTERFACE=1` parses as an integer but the key wants a string.
+        Some(v)
+            if deserialize_one(key, v.clone()).is_err()
+                && deserialize_one(key, as_string.clone()).is_ok() =>
+        {
+            as_string
+        }
+        // Otherwise keep the TOML reading, also when neither fits, so the caller's message
+        // describes what was typed ("floating point 1.5, expected u64").
+        Some(v) => v,
+    }
+}
+
+fn deserialize_one(key: &str, value: toml::Value) -> Result<Config, toml::de::Error> {
+    let mut t = toml::Table::new();
+    t.insert(key.to_string(), value);
+    toml::Value::Table(t).try_into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// Loads `text` as a config file with `vars` as the environment.
+    fn load_text(text: &str, vars: &[(&str, &str)]) -> (Result<Config, ConfigError>, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lanmeter.toml");
+        std::fs::write(&path, text).unwrap();
+        let r = Config::load_from(Some(&path), env(vars));
+        (r, path)
+    }
+
+    fn err_text(text: &str, vars: &[(&str, &str)]) -> (String, PathBuf) {
+        let (r, path) = load_text(text, vars);
+        (r.unwrap_err().to_string(), path)
+    }
+
+    #[test]
+    fn no_file_and_no_env_gives_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::load_with_default(None, &dir.path().join("absent.toml"), env(&[])).unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.interface, None);
+        assert!(c.promiscuous);
+        assert_eq!(c.snaplen, 128);
+        assert_eq!(c.buffer_mib, 16);
+        assert_eq!(c.flush_interval_secs, 10);
+        assert_eq!(c.max_devices, 4096);
+        assert!(c.lan_prefixes.is_empty());
+        assert_eq!(c.gateway, None);
+        assert_eq!(c.state_dir, PathBuf::from("./data"));
+        assert_eq!(c.database_path(), PathBuf::from("./data/lanmeter.db"));
+        assert_eq!(c.listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(c.timezone, None);
+        assert_eq!(c.stats_log_interval_secs, 60);
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn default_path_is_used_when_present() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("lanmeter.toml");
+        std::fs::write(&p, "snaplen = 256\n").unwrap();
+        let c = Config::load_with_default(None, &p, env(&[])).unwrap();
+        assert_eq!(c.snaplen, 256);
+    }
+
+    #[test]
+    fn explicit_path_must_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("missing.toml");
+        let e = Config::load_from(Some(&p), env(&[])).unwrap_err();
+        assert!(matches!(e, ConfigError::Read { .. }), "{e}");
+        assert!(e.to_string().contains("missing.toml"), "{e}");
+    }
+
+    #[test]
+    fn file_values_are_read() {
+        let (c, _) = load_text(
+            r#"
+interface = "br0"
+promiscuous = false
+lan_prefixes = ["192.168.1.0/24", "2001:db8:1::/64"]
+gateway = "DC:A6:32:11:22:33"
+state_dir = "/srv/lm"
+listen = "[::1]:9000"
+timezone = "Europe/Berlin"
+"#,
+            &[],
+        );
+        let c = c.unwrap();
+        assert_eq!(c.interface.as_deref(), Some("br0"));
+        assert!(!c.promiscuous);
+        assert_eq!(c.lan_prefixes.len(), 2);
+        assert_eq!(c.lan_prefixes[1].to_string(), "2001:db8:1::/64");
+        assert_eq!(c.gateway.unwrap().to_string(), "dc:a6:32:11:22:33");
+        assert_eq!(c.database_path(), PathBuf::from("/srv/lm/lanmeter.db"));
+        assert_eq!(c.listen, "[::1]:9000".parse().unwrap());
+        assert_eq!(c.time_zone().iana_name(), Some("Europe/Berlin"));
+    }
+
+    #[test]
+    fn explicit_database_wins_over_state_dir() {
+        let (c, _) = load_text("state_dir = \"/a\"\ndatabase = \"/b/x.db\"\n", &[]);
+        assert_eq!(c.unwrap().database_path(), PathBuf::from("/b/x.db"));
+    }
+
+    #[test]
+    fn each_range_is_enforced_with_key_value_and_hint() {
+        let cases = [
+            (
+                "snaplen = 63",
+                "snaplen = 63 is out of range: use 64..=65535 bytes",
+            ),
+            (
+                "snaplen = 65536",
+                "snaplen = 65536 is out of range: use 64..=65535 bytes",
+            ),
+            (
+                "buffer_mib = 0",
+                "buffer_mib = 0 is out of range: use 1..=1024 MiB",
+            ),
+            (
+                "buffer_mib = 1025",
+                "buffer_mib = 1025 is out of range: use 1..=1024 MiB",
+            ),
+            (
+                "flush_interval_secs = 0",
+                "flush_interval_secs = 0 is out of range: use 1..=300 seconds",
+            ),
+            (
+                "flush_interval_secs = 301",
+                "flush_interval_secs = 301 is out of range: use 1..=300 seconds",
+            ),
+            (
+                "max_devices = 15",
+                "max_devices = 15 is out of range: use 16..=1000000 devices",
+            ),
+            (
+                "max_devices = 1000001",
+                "max_devices = 1000001 is out of range: use 16..=1000000 devices",
+            ),
+            (
+                "stats_log_interval_secs = 0",
+                "stats_log_interval_secs = 0 is out of range: use 1..=86400 seconds",
+            ),
+        ];
+        for (line, want) in cases {
+            let (msg, path) = err_text(&format!("# comment\n{line}\n"), &[]);
+            assert_eq!(msg, format!("{}:2: {want}", path.display()));
+        }
+        // The bounds themselves are accepted.
+        let (c, _) = load_text(
+            "snaplen = 64\nbuffer_mib = 1024\nflush_interval_secs = 300\nmax_devices = 16\n",
+            &[],
+        );
+        c.unwrap();
+    }
+
+    #[test]
+    fn invalid_values_name_key_and_reason() {
+        let cases = [
+            (
+                "interface = \"\"",
+                "interface = \"\" is not valid: not an interface name",
+            ),
+            ("interface = \"eth 0\"", "not an interface name"),
+            ("interface = \"averyveryverylongname\"", "at most 15 bytes"),
+            (
+                "gateway = \"ff:ff:ff:ff:ff:ff\"",
+                "gateway = \"ff:ff:ff:ff:ff:ff\" is not valid: a router's MAC",
+            ),
+            ("gateway = \"01:00:5e:00:00:01\"", "unicast"),
+            ("gateway = \"00:00:00:00:00:00\"", "unicast"),
+            (
+                "gateway = \"router\"",
+                "gateway = \"router\" is not valid: 'router' is not a MAC address",
+            ),
+            (
+                "state_dir = \"\"",
+                "state_dir = \"\" is not valid: the path is empty",
+            ),
+            (
+                "database = \"\"",
+                "database = \"\" is not valid: the path is empty",
+            ),
+            (
+                "timezone = \"Mars/Olympus\"",
+                "timezone = \"Mars/Olympus\" is not valid: ",
+            ),
+            ("listen = \"8080\"", "listen = \"8080\" is not valid: "),
+            (
+                "lan_prefixes = [\"10.0.0.0/33\"]",
+                "'10.0.0.0/33' is not an IP prefix",
+            ),
+            (
+                "lan_prefixes = \"10.0.0.0/8\"",
+                "lan_prefixes = \"10.0.0.0/8\" is not valid: invalid type",
+            ),
+            (
+                "promiscuous = \"yes\"",
+                "promiscuous = \"yes\" is not valid: invalid type: string \"yes\", expected a boolean: use true or false",
+            ),
+            ("snaplen = -1", "snaplen = -1 is not valid: "),
+            (
+                "flush_interval_secs = \"ten\"",
+                "flush_interval_secs = \"ten\" is not valid: invalid type: string \"ten\"",
+            ),
+        ];
+        for (line, want) in cases {
+            let (msg, path) = err_text(&format!("\n\n{line}\n"), &[]);
+            let key = line.split(' ').next().unwrap();
+            assert!(
+                msg.starts_with(&format!("{}:3: {key} = ", path.display())),
+                "{msg}"
+            );
+            assert!(msg.contains(want), "{line}: {msg}");
+            assert!(!msg.contains('\n'), "one line: {msg}");
+        }
+    }
+
+    #[test]
+    fn validate_alone_reports_origin_config() {
+        let c = Config {
+            flush_interval_secs: 0,
+            ..Config::default()
+        };
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "config: flush_interval_secs = 0 is out of range: use 1..=300 seconds"
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_valid_keys_and_suggestion() {
+        let (msg, path) = err_text("snaplen = 100\nflush_interval = 5\n", &[]);
+        assert!(
+            msg.starts_with(&format!(
+                "{}:2: unknown key `flush_interval` (did you mean `flush_interval_secs`?): valid keys are interface, promiscuous,",
+                path.display()
+            )),
+            "{msg}"
+        );
+        assert!(msg.ends_with("stats_log_interval_secs"), "{msg}");
+        let (msg, _) = err_text("[web]\nport = 1\n", &[]);
+        assert!(msg.contains("unknown key `web`: valid keys"), "{msg}");
+        let (msg, _) = err_text("tiemzone = \"UTC\"\n", &[]);
+        assert!(msg.contains("(did you mean `timezone`?)"), "{msg}");
+    }
+
+    #[test]
+    fn syntax_error_has_line_and_column() {
+        let (msg, path) = err_text("snaplen = 128\ninterface = eth0\n", &[]);
+        assert!(
+            msg.starts_with(&format!("{}:2:13: TOML syntax error: ", path.display())),
+            "{msg}"
+        );
+        assert!(!msg.contains('\n'), "{msg}");
+        let (msg, _) = err_text("snaplen = 1\nsnaplen = 2\n", &[]);
+        assert!(msg.contains(":2:") && msg.contains("duplicate"), "{msg}");
+    }
+
+    #[test]
+    fn env_overrides_file_and_defaults() {
+        let (c, _) = load_text(
+            "interface = \"eth0\"\nflush_interval_secs = 5\n",
+            &[
+                ("LANMETER_INTERFACE", "wlan0"),
+                ("LANMETER_FLUSH_INTERVAL_SECS", "30"),
+                ("LANMETER_PROMISCUOUS", "false"),
+                ("LANMETER_LAN_PREFIXES", "192.168.1.0/24, 2001:db8::/32,"),
+                ("LANMETER_GATEWAY", "dc-a6-32-11-22-33"),
+                ("LANMETER_TIMEZONE", "America/New_York"),
+                ("LANMETER_LISTEN", "127.0.0.1:9999"),
+                ("LANMETER_STATE_DIR", "/tmp/lm"),
+                ("LANMETER_CONFIG", "/elsewhere.toml"),
+                ("LANMETER_NOT_A_KEY", "1"),
+                ("HOME", "/root"),
+            ],
+        );
+        let c = c.unwrap();
+        assert_eq!(c.interface.as_deref(), Some("wlan0"));
+        assert_eq!(c.flush_interval_secs, 30);
+        assert!(!c.promiscuous);
+        assert_eq!(
+            c.lan_prefixes
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>(),
+            ["192.168.1.0/24", "2001:db8::/32"]
+        );
+        assert_eq!(c.gateway.unwrap().to_string(), "dc:a6:32:11:22:33");
+        assert_eq!(c.timezone.as_deref(), Some("America/New_York"));
+        assert_eq!(c.listen, "127.0.0.1:9999".parse().unwrap());
+        assert_eq!(c.database_path(), PathBuf::from("/tmp/lm/lanmeter.db"));
+    }
+
+    #[test]
+    fn env_accepts_toml_syntax_and_empty_resets() {
+        let (c, _) = load_text(
+            "interface = \"eth0\"\nsnaplen = 256\n",
+            &[
+                ("LANMETER_INTERFACE", ""),
+                ("LANMETER_SNAPLEN", " "),
+                ("LANMETER_LAN_PREFIXES", "[\"10.0.0.0/8\"]"),
+                ("LANMETER_TIMEZONE", "\"UTC\""),
+            ],
+        );
+        let c = c.unwrap();
+        assert_eq!(c.interface, None);
+        assert_eq!(c.snaplen, 128);
+        assert_eq!(c.lan_prefixes[0].to_string(), "10.0.0.0/8");
+        assert_eq!(c.timezone.as_deref(), Some("UTC"));
+        // A numeric-looking interface name is still a name.
+        let (c, _) = load_text("", &[("LANMETER_INTERFACE", "1")]);
+        assert_eq!(c.unwrap().interface.as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn bad_env_values_name_the_variable() {
+        let (msg, _) = err_text("", &[("LANMETER_FLUSH_INTERVAL_SECS", "ten")]);
+        assert!(
+            msg.starts_with("environment variable LANMETER_FLUSH_INTERVAL_SECS: flush_interval_secs = \"ten\" is not valid: invalid type: string \"ten\""),
+            "{msg}"
+        );
+        assert!(msg.ends_with("use 1..=300 seconds"), "{msg}");
+        let (msg, _) = err_text("", &[("LANMETER_FLUSH_INTERVAL_SECS", "1.5")]);
+        assert!(msg.contains("floating point"), "{msg}");
+        // A range error from an env value also names the variable, not the file.
+        let (msg, _) = err_text(
+            "flush_interval_secs = 20\n",
+            &[("LANMETER_FLUSH_INTERVAL_SECS", "0")],
+        );
+        assert_eq!(
+            msg,
+            "environment variable LANMETER_FLUSH_INTERVAL_SECS: flush_interval_secs = 0 is out of range: use 1..=300 seconds"
+        );
+        let (msg, _) = err_text("", &[("LANMETER_LAN_PREFIXES", "10.0.0.0/8,bogus")]);
+        assert!(
+            msg.starts_with("environment variable LANMETER_LAN_PREFIXES: lan_prefixes = ")
+                && msg.contains("'bogus' is not an IP prefix"),
+            "{msg}"
+        );
+        let (msg, _) = err_text("", &[("LANMETER_TIMEZONE", "Nowhere/City")]);
+        assert!(
+            msg.starts_with("environment variable LANMETER_TIMEZONE: timezone = \"Nowhere/City\""),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn keys_list_matches_struct_fields() {
+        // Every Option set, so serialization emits every field.
+        let full = Config {
+            interface: Some("eth0".into()),
+            gateway: Some("dc:a6:32:00:00:01".parse().unwrap()),
+            database: Some("/x.db".into()),
+            timezone: Some("UTC".into()),
+            ..Config::default()
+        };
+        let table = toml::Table::try_from(&full).unwrap();
+        let mut fields: Vec<&str> = table.keys().map(String::as_str).collect();
+        let mut keys = KEYS.to_vec();
+        fields.sort_unstable();
+        keys.sort_unstable();
+        assert_eq!(fields, keys);
+        // And the printed order follows the struct, which KEYS mirrors.
+        let printed = full.to_toml_string().unwrap();
+        let order: Vec<&str> = printed
+            .lines()
+            .filter_map(|l| l.split(" = ").next().filter(|_| l.contains(" = ")))
+            .collect();
+        assert_eq!(order, KEYS);
+        for key in LIST_KEYS {
+            assert!(KEYS.contains(key));
+        }
+    }
+
+    #[test]
+    fn printed_config_resolves_database_and_loads_back() {
+        let c = Config {
+            state_dir: "/var/lib/lanmeter".into(),
+            lan_prefixes: vec!["192.168.1.0/24".parse().unwrap()],
+            ..Config::default()
+        };
+        let text = c.to_toml_string().unwrap();
+        assert!(
+            text.contains("database = \"/var/lib/lanmeter/lanmeter.db\""),
+            "{text}"
+        );
+        assert!(text.contains("# timezone is not set"), "{text}");
+        let (back, _) = load_text(&text, &[]);
+        let back = back.unwrap();
+        assert_eq!(back.database_path(), c.database_path());
+        assert_eq!(
+            Config {
+                database: None,
+                ..back
+            },
+            c
+        );
+    }
+
+    /// The shipped example with every `# key = value` line uncommented.
+    fn uncommented_example() -> String {
+        let text = include_str!("../packaging/lanmeter.toml");
+        text.lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest)
+                    if rest
+                        .split_once(" = ")
+                        .is_some_and(|(k, _)| KEYS.contains(&k)) =>
+                {
+                    rest
+                }
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn shipped_example_documents_every_key_and_loads() {
+        let text = uncommented_example();
+        let table: toml::Table = toml::from_str(&text).unwrap();
+        for key in KEYS {
+            assert!(
+                table.contains_key(*key),
+                "packaging/lanmeter.toml lacks `{key}`"
+            );
+        }
+        let (c, _) = load_text(&text, &[]);
+        let c = c.unwrap();
+        assert_eq!(c.state_dir, PathBuf::from("/var/lib/lanmeter"));
+        // As shipped (commented), only state_dir differs from the defaults.
+        let (shipped, _) = load_text(include_str!("../packaging/lanmeter.toml"), &[]);
+        assert_eq!(
+            shipped.unwrap(),
+            Config {
+                state_dir: "/var/lib/lanmeter".into(),
+                ..Config::default()
+            }
+        );
+    }
+
+    #[test]
+    fn shipped_example_comments_show_the_defaults() {
+        // Commented values that are not placeholders for unset Options must equal the defaults,
+        // so the documentation cannot claim a default the code does not have.
+        let text = uncommented_example();
+        let table: toml::Table = toml::from_str(&text).unwrap();
+        let defaults = toml::Table::try_from(Config::default()).unwrap();
+        for (key, value) in &defaults {
+            if key == "state_dir" {
+                continue;
+            }
+            assert_eq!(
+                table.get(key),
+                Some(value),
+                "default of `{key}` in packaging/lanmeter.toml"
+            );
+        }
+    }
+
+    #[test]
+    fn edit_distance_counts_edits() {
+        assert_eq!(edit_distance("snaplen", "snaplen"), 0);
+        assert_eq!(edit_distance("snaplen", "snaplne"), 2);
+        assert_eq!(edit_distance("gateway", "gatway"), 1);
+        assert_eq!(did_you_mean("listn"), Some("listen"));
+        assert_eq!(did_you_mean("zz"), None);
+    }
+}
