@@ -4,6 +4,7 @@
 //! - [`config`]: the typed configuration: defaults, TOML file, `LANMETER_*` overrides, `validate()`.
 //! - [`model`]: plain domain types (MAC addresses, counters, timestamps).
 //! - [`capture`]: packet sources (live libpcap, capture files) and the pure frame decoder.
+//! - [`discovery`]: what the host knows about the LAN: default-route interface, gateway, prefixes.
 //! - [`meter`]: the bounded per-MAC counter map the packet path writes into.
 //! - [`replay`]: capture files through the same decoder and meter, rendered as JSON or a table.
 //! - [`cli`]: command-line definitions; [`app`]: wiring, lifecycle and exit codes.
@@ -11,6 +12,7 @@ pub mod app;
 pub mod capture;
 pub mod cli;
 pub mod config;
+pub mod discovery;
 pub mod meter;
 pub mod model;
 pub mod replay;

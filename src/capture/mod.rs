@@ -6,8 +6,10 @@
 //! database, the network beyond the capture handle, or anything async.
 pub mod decode;
 pub mod file;
+pub mod live;
 
 pub use decode::{Frame, LinkType};
+pub use live::{CaptureError, CaptureStats, CaptureStatsSnapshot, LiveCapture, LiveConfig};
 
 /// Frames read in one go before the sink is called: large enough to amortise the sink's lock,
 /// small enough (a few KB of summaries) to stay in cache.

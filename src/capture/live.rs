@@ -1,0 +1,591 @@
+//! Live capture from a network interface: opening the libpcap handle and the capture thread.
+//!
+//! It owns the live pcap handle, the named OS thread that reads it, and the capture statistics
+//! (ours and the kernel's). The thread only reads, decodes into a reusable batch and hands the
+//! batch to a [`FrameSink`]: it must never log, allocate or block per packet, never touch the
+//! database or anything async, and must notice the stop flag within about [`POLL_TIMEOUT_MS`] even
+//! on a link where nothing ever arrives.
+
+use super::decode::{self, Dest, Frame, IpPair, LinkType, MAX_RA_PREFIXES};
+use super::{BATCH, FrameSink};
+use crate::model::MacAddr;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use pcap::{Active, Capture};
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long one poll(2) waits for the handle to become readable: the bound on how late the loop
+/// notices `stop` on an idle link. A blocking pcap read with a timeout was seen never to return on
+/// an idle veth (TOOLCHAIN.md), so the loop never blocks anywhere but here.
+pub const POLL_TIMEOUT_MS: u16 = 100;
+
+/// How often the kernel's counters (pcap_stats) are copied into [`CaptureStats`].
+const PCAP_STATS_REFRESH: Duration = Duration::from_secs(1);
+
+/// How often a vanished interface is looked for again.
+const REOPEN_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Where and how to capture. Built by `app` from the configuration.
+#[derive(Clone, Debug)]
+pub struct LiveConfig {
+    /// Interface name as `ip link` shows it (or `any`, which yields Linux cooked framing).
+    pub interface: String,
+    /// Bytes kept per frame: headers only (SPEC: default 128). Wire length is kept regardless.
+    pub snaplen: u32,
+    /// Kernel capture ring size in bytes: what absorbs bursts while the thread is busy.
+    pub buffer_bytes: u32,
+    pub promiscuous: bool,
+    /// How often the capture statistics are logged (they are also logged once at shutdown).
+    pub stats_log_interval: Duration,
+}
+
+/// Why a live capture could not be opened. Each message is one line saying what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error(
+        "no interface named {iface}: list interfaces with `ip link` and set `interface` in /etc/lanmeter/lanmeter.toml"
+    )]
+    NoSuchInterface { iface: String },
+    #[error(
+        "capturing on {iface} needs CAP_NET_RAW: run as root, under the lanmeter.service unit, or `setcap cap_net_raw,cap_net_admin+eip` on the lanmeter binary"
+    )]
+    PermissionDenied { iface: String },
+    #[error(
+        "interface {iface} is down: bring it up with `ip link set {iface} up`, or set another `interface` in /etc/lanmeter/lanmeter.toml"
+    )]
+    InterfaceDown { iface: String },
+    #[error(
+        "interface {iface} has link type {link_name} (DLT {dlt}): accounting needs Ethernet or Linux cooked framing; set `interface` in /etc/lanmeter/lanmeter.toml to the Ethernet interface or bridge that carries the LAN"
+    )]
+    UnsupportedLinkType {
+        iface: String,
+        dlt: i32,
+        link_name: String,
+    },
+    #[error(
+        "{setting} = {value} is too large: use a value below 2147483648 in /etc/lanmeter/lanmeter.toml"
+    )]
+    SettingOutOfRange { setting: &'static str, value: u32 },
+    #[error(
+        "cannot capture on {iface}: {message} (check `interface` in /etc/lanmeter/lanmeter.toml and that lanmeter has CAP_NET_RAW)"
+    )]
+    Other { iface: String, message: String },
+}
+
+impl CaptureError {
+    /// Turns what libpcap said into advice. The pcap crate hands back only `pcap_geterr`'s text,
+    /// not the activation status code, so the interface's existence and flags are asked of the
+    /// kernel directly (in the calling thread's network namespace, the one pcap opened in); the text
+    /// decides only what the kernel cannot tell us. libpcap 1.10.3 on Linux says, as observed:
+    /// missing interface "No such device exists", interface down "That device is not up", no
+    /// CAP_NET_RAW "socket: Operation not permitted" (for any name, existing or not).
+    fn classify(iface: &str, err: &pcap::Error) -> CaptureError {
+        let iface_owned = iface.to_string();
+        let message = match err {
+            pcap::Error::PcapError(m) => m.clone(),
+            other => other.to_string(),
+        };
+        tracing::debug!(iface, pcap_error = %message, "libpcap refused to open the interface");
+        let lower = message.to_ascii_lowercase();
+        // Existence first: without CAP_NET_RAW libpcap fails at socket() before it looks at the
+        // name, and a misspelt interface is the thing to fix before granting capabilities.
+        let state = interface_state(iface);
+        if matches!(state, InterfaceState::Missing) {
+            return CaptureError::NoSuchInterface { iface: iface_owned };
+        }
+        if lower.contains("not permitted")
+            || lower.contains("permission")
+            || lower.contains("access denied")
+        {
+            return CaptureError::PermissionDenied { iface: iface_owned };
+        }
+        if matches!(state, InterfaceState::Down)
+            || lower.contains("not up")
+            || lower.contains("went down")
+        {
+            return CaptureError::InterfaceDown { iface: iface_owned };
+        }
+        if lower.contains("no such device") {
+            return CaptureError::NoSuchInterface { iface: iface_owned };
+        }
+        CaptureError::Other {
+            iface: iface_owned,
+            message,
+        }
+    }
+}
+
+enum InterfaceState {
+    Missing,
+    Down,
+    Up,
+    Unknown,
+}
+
+fn interface_state(iface: &str) -> InterfaceState {
+    // `any` is libpcap's pseudo-device: the kernel knows no interface by that name.
+    if iface == "any" {
+        return InterfaceState::Unknown;
+    }
+    if nix::net::if_::if_nametoindex(iface).is_err() {
+        return InterfaceState::Missing;
+    }
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return InterfaceState::Unknown;
+    };
+    for a in addrs {
+        if a.interface_name == iface {
+            return if a.flags.contains(nix::net::if_::InterfaceFlags::IFF_UP) {
+                InterfaceState::Up
+            } else {
+                InterfaceState::Down
+            };
+        }
+    }
+    InterfaceState::Unknown
+}
+
+/// An opened, activated, non-blocking live capture that no thread reads yet.
+pub struct LiveCapture {
+    cap: Capture<Active>,
+    link: LinkType,
+    /// Kept to reopen the interface if it vanishes and comes back.
+    cfg: LiveConfig,
+}
+
+impl std::fmt::Debug for LiveCapture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveCapture")
+            .field("iface", &self.cfg.interface)
+            .field("link", &self.link)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Opens the interface now, in the calling thread (and so in its network namespace), so that the
+/// caller can report a bad interface or missing capability before starting anything else.
+pub fn open(cfg: &LiveConfig) -> Result<LiveCapture, CaptureError> {
+    let iface = cfg.interface.as_str();
+    let snaplen = i32::try_from(cfg.snaplen).map_err(|_| CaptureError::SettingOutOfRange {
+        setting: "snaplen",
+        value: cfg.snaplen,
+    })?;
+    let buffer = i32::try_from(cfg.buffer_bytes).map_err(|_| CaptureError::SettingOutOfRange {
+        setting: "buffer_bytes",
+        value: cfg.buffer_bytes,
+    })?;
+    let classify = |e: pcap::Error| CaptureError::classify(iface, &e);
+    let cap = Capture::from_device(iface)
+        .map_err(classify)?
+        // Immediate mode: frames are handed over as they arrive, not when a ring block fills,
+        // so an idle-then-busy link never sits on a half-full block and stop stays prompt.
+        .immediate_mode(true)
+        .snaplen(snaplen)
+        .buffer_size(buffer)
+        .promisc(cfg.promiscuous)
+        .open()
+        .map_err(classify)?
+        .setnonblock()
+        .map_err(classify)?;
+    let dlt = cap.get_datalink().0;
+    let Some(link) = LinkType::from_dlt(dlt) else {
+        return Err(CaptureError::UnsupportedLinkType {
+            iface: iface.to_string(),
+            dlt,
+            link_name: pcap::Linktype(dlt)
+                .get_name()
+                .unwrap_or_else(|_| "unknown".to_string()),
+        });
+    };
+    tracing::info!(
+        iface,
+        link = ?link,
+        snaplen = cfg.snaplen,
+        buffer_bytes = cfg.buffer_bytes,
+        promiscuous = cfg.promiscuous,
+        "live capture opened"
+    );
+    Ok(LiveCapture {
+        cap,
+        link,
+        cfg: cfg.clone(),
+    })
+}
+
+/// Counters the capture thread publishes; readable from any thread at any time.
+///
+/// Our own counters are published once per batch (not per frame) to keep atomics off the per-packet
+/// path; the kernel's (pcap_stats) are refreshed about once a second.
+#[derive(Debug, Default)]
+pub struct CaptureStats {
+    frames_seen: AtomicU64,
+    frames_decoded: AtomicU64,
+    frames_undecodable: AtomicU64,
+    wire_bytes_seen: AtomicU64,
+    read_errors: AtomicU64,
+    pcap_received: AtomicU64,
+    pcap_dropped: AtomicU64,
+    pcap_if_dropped: AtomicU64,
+}
+
+/// A plain copy of [`CaptureStats`] at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CaptureStatsSnapshot {
+    /// Frames read from the handle.
+    pub frames_seen: u64,
+    /// Frames that became a [`Frame`] and went to the sink.
+    pub frames_decoded: u64,
+    /// Frames without a readable link-layer source: counted here, attributed to nobody.
+    pub frames_undecodable: u64,
+    /// Sum of the wire length of every frame seen.
+    pub wire_bytes_seen: u64,
+    /// Errors libpcap returned while reading (the interface went down, disappeared...).
+    pub read_errors: u64,
+    /// pcap_stats `ps_recv`: frames the kernel passed to the capture socket.
+    pub pcap_received: u64,
+    /// pcap_stats `ps_drop`: frames the kernel dropped because the capture ring was full.
+    pub pcap_dropped: u64,
+    /// pcap_stats `ps_ifdrop`: frames the interface or its driver dropped.
+    pub pcap_if_dropped: u64,
+}
+
+impl CaptureStats {
+    pub fn snapshot(&self) -> CaptureStatsSnapshot {
+        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        CaptureStatsSnapshot {
+            frames_seen: r(&self.frames_seen),
+            frames_decoded: r(&self.frames_decoded),
+            frames_undecodable: r(&self.frames_undecodable),
+            wire_bytes_seen: r(&self.wire_bytes_seen),
+            read_errors: r(&self.read_errors),
+            pcap_received: r(&self.pcap_received),
+            pcap_dropped: r(&self.pcap_dropped),
+            pcap_if_dropped: r(&self.pcap_if_dropped),
+        }
+    }
+}
+
+fn log_stats(iface: &str, s: &CaptureStatsSnapshot, msg: &'static str) {
+    tracing::info!(
+        iface,
+        frames_seen = s.frames_seen,
+        frames_decoded = s.frames_decoded,
+        frames_undecodable = s.frames_undecodable,
+        wire_bytes_seen = s.wire_bytes_seen,
+        read_errors = s.read_errors,
+        pcap_received = s.pcap_received,
+        pcap_dropped = s.pcap_dropped,
+        pcap_if_dropped = s.pcap_if_dropped,
+        "{msg}"
+    );
+}
+
+/// libpcap's counters are 32-bit and wrap (after ~4 billion frames, hours at line rate); this keeps
+/// 64-bit totals by adding the wrapping difference between successive readings.
+#[derive(Default)]
+struct Wrapping32 {
+    last: u32,
+    total: u64,
+}
+
+impl Wrapping32 {
+    /// A new handle counts from zero again; the running total carries on.
+    fn restart(&mut self) {
+        self.last = 0;
+    }
+
+    fn update(&mut self, now: u32) -> u64 {
+        self.total += u64::from(now.wrapping_sub(self.last));
+        self.last = now;
+        self.total
+    }
+}
+
+#[derive(Default)]
+struct KernelCounters {
+    received: Wrapping32,
+    dropped: Wrapping32,
+    if_dropped: Wrapping32,
+}
+
+impl KernelCounters {
+    fn restart(&mut self) {
+        self.received.restart();
+        self.dropped.restart();
+        self.if_dropped.restart();
+    }
+}
+
+/// A placeholder that fills the reusable batch before any frame is read; never handed to a sink.
+const EMPTY_FRAME: Frame = Frame {
+    ts: 0,
+    wire_len: 0,
+    src: MacAddr([0; 6]),
+    dst: Dest::Unknown,
+    ethertype: 0,
+    ip: IpPair::None,
+    arp: None,
+    ra_prefixes: [(0, 0); MAX_RA_PREFIXES],
+};
+
+impl LiveCapture {
+    pub fn link_type(&self) -> LinkType {
+        self.link
+    }
+
+    pub fn interface(&self) -> &str {
+        &self.cfg.interface
+    }
+
+    /// Starts the capture thread, named `capture-<iface>`. It runs until `stop` is set, then logs
+    /// the final statistics and returns; join the handle to wait for it.
+    pub fn spawn(
+        self,
+        sink: Box<dyn FrameSink>,
+        stop: Arc<AtomicBool>,
+    ) -> std::io::Result<(JoinHandle<()>, Arc<CaptureStats>)> {
+        let stats = Arc::new(CaptureStats::default());
+        let thread_stats = Arc::clone(&stats);
+        let handle = std::thread::Builder::new()
+            .name(format!("capture-{}", self.cfg.interface))
+            .spawn(move || self.run(sink, &stop, &thread_stats))?;
+        Ok((handle, stats))
+    }
+
+    fn run(mut self, mut sink: Box<dyn FrameSink>, stop: &AtomicBool, stats: &CaptureStats) {
+        // Allocated once for the thread's life; summaries are written into it in place.
+        let mut batch = vec![EMPTY_FRAME; BATCH];
+        let mut kernel = KernelCounters::default();
+        let mut last_refresh = Instant::now();
+        let mut last_log = Instant::now();
+        let mut last_error_log: Option<Instant> = None;
+        // Set once the interface vanished (USB adapter unplugged, bridge recreated): the handle is
+        // bound to the old ifindex and dead for good, so the interface is reopened by name.
+        let mut lost = false;
+        let mut last_reopen = Instant::now();
+        let iface = self.cfg.interface.clone();
+
+        while !stop.load(Ordering::Relaxed) {
+            if lost {
+                std::thread::sleep(Duration::from_millis(POLL_TIMEOUT_MS.into()));
+                if last_reopen.elapsed() >= REOPEN_INTERVAL {
+                    last_reopen = Instant::now();
+                    lost = !self.reopen(&mut kernel);
+                }
+            } else {
+                let error = match self.wait_readable() {
+                    Ok(true) => self.drain(&mut batch, sink.as_mut(), stop, stats),
+                    Ok(false) => None,
+                    Err(err) => Some(err.to_string()),
+                };
+                if let Some(error) = error {
+                    stats.read_errors.fetch_add(1, Ordering::Relaxed);
+                    if error.contains("disappeared")
+                        || matches!(interface_state(&iface), InterfaceState::Missing)
+                    {
+                        tracing::warn!(
+                            iface,
+                            error,
+                            "capture interface disappeared; it is reopened when it comes back"
+                        );
+                        lost = true;
+                        last_reopen = Instant::now();
+                    } else {
+                        log_read_error(&iface, &mut last_error_log, &error);
+                        // The handle may stay readable-with-error; do not spin on it.
+                        std::thread::sleep(Duration::from_millis(POLL_TIMEOUT_MS.into()));
+                    }
+                }
+            }
+            let now = Instant::now();
+            if !lost && now.duration_since(last_refresh) >= PCAP_STATS_REFRESH {
+                last_refresh = now;
+                self.refresh_kernel_stats(&mut kernel, stats);
+            }
+            if now.duration_since(last_log) >= self.cfg.stats_log_interval {
+                last_log = now;
+                log_stats(&iface, &stats.snapshot(), "capture statistics");
+            }
+        }
+        if !lost {
+            self.refresh_kernel_stats(&mut kernel, stats);
+        }
+        log_stats(&iface, &stats.snapshot(), "capture stopped");
+    }
+
+    /// Waits up to [`POLL_TIMEOUT_MS`] for the handle to have something to read. EINTR counts as
+    /// "nothing yet" so that a signal only makes the loop check `stop` sooner.
+    fn wait_readable(&self) -> Result<bool, nix::errno::Errno> {
+        let mut fds = [PollFd::new(self.cap.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(POLL_TIMEOUT_MS)) {
+            Ok(n) => Ok(n > 0),
+            Err(nix::errno::Errno::EINTR) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Opens the interface again with the original settings, in this thread's namespace.
+    fn reopen(&mut self, kernel: &mut KernelCounters) -> bool {
+        match open(&self.cfg) {
+            Ok(fresh) => {
+                self.cap = fresh.cap;
+                self.link = fresh.link;
+                kernel.restart();
+                tracing::info!(iface = %self.cfg.interface, "capture resumed");
+                true
+            }
+            Err(err) => {
+                tracing::debug!(iface = %self.cfg.interface, error = %err, "interface not back yet");
+                false
+            }
+        }
+    }
+
+    /// Reads until libpcap has nothing left, handing over a batch whenever it fills. Checks `stop`
+    /// between batches so a flood cannot hold the thread past a stop request. Returns libpcap's
+    /// read error, if reading ended with one.
+    fn drain(
+        &mut self,
+        batch: &mut [Frame],
+        sink: &mut dyn FrameSink,
+        stop: &AtomicBool,
+        stats: &CaptureStats,
+    ) -> Option<String> {
+        loop {
+            let mut n = 0;
+            let mut undecodable = 0u64;
+            let mut wire_bytes = 0u64;
+            let mut end: Option<Option<String>> = None;
+            while n + (undecodable as usize) < batch.len() {
+                match self.cap.next_packet() {
+                    Ok(p) => {
+                        let h = p.header;
+                        let ts = timeval_ns(&h.ts);
+                        wire_bytes += u64::from(h.len);
+                        match decode::decode(self.link, ts, p.data, h.len) {
+                            Some(f) => {
+                                batch[n] = f;
+                                n += 1;
+                            }
+                            None => undecodable += 1,
+                        }
+                    }
+                    // In non-blocking mode this is libpcap's "nothing buffered right now".
+                    Err(pcap::Error::TimeoutExpired) => {
+                        end = Some(None);
+                        break;
+                    }
+                    Err(err) => {
+                        end = Some(Some(err.to_string()));
+                        break;
+                    }
+                }
+            }
+            if n > 0 {
+                sink.ingest(&batch[..n]);
+            }
+            let seen = n as u64 + undecodable;
+            if seen > 0 {
+                stats.frames_seen.fetch_add(seen, Ordering::Relaxed);
+                stats.frames_decoded.fetch_add(n as u64, Ordering::Relaxed);
+                stats
+                    .frames_undecodable
+                    .fetch_add(undecodable, Ordering::Relaxed);
+                stats
+                    .wire_bytes_seen
+                    .fetch_add(wire_bytes, Ordering::Relaxed);
+            }
+            if let Some(error) = end {
+                return error;
+            }
+            if stop.load(Ordering::Relaxed) {
+                return None;
+            }
+        }
+    }
+
+    fn refresh_kernel_stats(&mut self, k: &mut KernelCounters, stats: &CaptureStats) {
+        // Failure here is transient or harmless (the counters just stay stale); the next
+        // refresh tries again, and read errors are reported by the read path.
+        if let Ok(s) = self.cap.stats() {
+            stats
+                .pcap_received
+                .store(k.received.update(s.received), Ordering::Relaxed);
+            stats
+                .pcap_dropped
+                .store(k.dropped.update(s.dropped), Ordering::Relaxed);
+            stats
+                .pcap_if_dropped
+                .store(k.if_dropped.update(s.if_dropped), Ordering::Relaxed);
+        }
+    }
+}
+
+/// Capture timestamp in ns since the epoch. libpcap's default precision is microseconds.
+// time_t and suseconds_t are i64 on 64-bit Linux but i32 on 32-bit ARM (Pi OS armhf), so the
+// conversions are needed there even though clippy sees them as no-ops here.
+#[allow(clippy::useless_conversion)]
+#[inline]
+fn timeval_ns(tv: &nix::libc::timeval) -> i64 {
+    i64::from(tv.tv_sec)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(i64::from(tv.tv_usec).saturating_mul(1_000))
+}
+
+/// At most one read-error line every ten seconds: an interface that stays down must not flood the
+/// journal, yet the first error is reported at once.
+fn log_read_error(iface: &str, last: &mut Option<Instant>, error: &str) {
+    let now = Instant::now();
+    if last.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10)) {
+        *last = Some(now);
+        tracing::warn!(iface, error, "capture read failed; retrying");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrapping_counter_survives_u32_wrap() {
+        let mut w = Wrapping32::default();
+        assert_eq!(w.update(10), 10);
+        assert_eq!(w.update(u32::MAX - 5), u64::from(u32::MAX) - 5);
+        assert_eq!(w.update(4), u64::from(u32::MAX) + 5);
+        assert_eq!(w.update(4), u64::from(u32::MAX) + 5);
+        // A reopened handle counts from zero; the total keeps growing from where it was.
+        w.restart();
+        assert_eq!(w.update(3), u64::from(u32::MAX) + 8);
+    }
+
+    #[test]
+    fn timeval_becomes_nanoseconds() {
+        let tv = nix::libc::timeval {
+            tv_sec: 1_700_000_000,
+            tv_usec: 123_456,
+        };
+        assert_eq!(timeval_ns(&tv), 1_700_000_000_123_456_000);
+    }
+
+    #[test]
+    fn out_of_range_settings_are_refused_before_libpcap() {
+        let cfg = LiveConfig {
+            interface: "lo".into(),
+            snaplen: u32::MAX,
+            buffer_bytes: 1 << 20,
+            promiscuous: false,
+            stats_log_interval: Duration::from_secs(60),
+        };
+        let err = open(&cfg).unwrap_err();
+        assert!(matches!(
+            err,
+            CaptureError::SettingOutOfRange {
+                setting: "snaplen",
+                ..
+            }
+        ));
+    }
+}
