@@ -4,6 +4,8 @@
 //! - [`model`]: plain domain types (MAC addresses, counters, timestamps).
 //! - [`capture`]: packet sources (live libpcap, capture files) and the pure frame decoder.
 //! - [`meter`]: the bounded per-MAC counter map the packet path writes into.
+//! - [`store`]: the SQLite database (the only rusqlite user): migrations, devices, minute usage, export.
 pub mod capture;
 pub mod meter;
 pub mod model;
+pub mod store;
