@@ -8,11 +8,17 @@
 //! - [`meter`]: the bounded per-MAC counter map the packet path writes into.
 //! - [`replay`]: capture files through the same decoder and meter, rendered as JSON or a table.
 //! - [`cli`]: command-line definitions; [`app`]: wiring, lifecycle and exit codes.
+//! - [`store`]: the SQLite database (the only rusqlite user): migrations, devices, minute usage, export.
+//! - [`flush`]: each flush interval's deltas into one store transaction, kept pending until written.
+//! - [`daemon`]: the live run: capture thread, periodic flush, clean stop on SIGTERM.
 pub mod app;
 pub mod capture;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod discovery;
+pub mod flush;
 pub mod meter;
 pub mod model;
 pub mod replay;
+pub mod store;

@@ -1,0 +1,181 @@
+//! Versioned schema migrations: an ordered list of SQL steps whose length is the schema version
+//! (`PRAGMA user_version`).
+//!
+//! Steps are append-only: once released, a step is never edited or reordered, because databases
+//! in the field record only how many steps they have applied. Never put data-dependent Rust
+//! logic here; a step is plain SQL so it can be read and replayed by hand.
+use super::{StoreError, sql_err};
+use rusqlite::{Connection, TransactionBehavior};
+use std::path::Path;
+
+/// Schema v1: devices and per-minute usage buckets.
+///
+/// `mac` is `MacAddr::to_u64` (48 bits, always fits an i64). `minute` is the UTC minute start in
+/// seconds since the epoch: minute boundaries are the same in every time zone, so local-time
+/// buckets (hour, day, month) are derived from it at read time. Counters are non-negative.
+/// STRICT makes SQLite refuse a value of the wrong type instead of storing it silently.
+/// The index on `minute` serves time-range reads across all devices (export, later retention).
+const V1: &str = "
+CREATE TABLE devices (
+    id INTEGER PRIMARY KEY,
+    mac INTEGER NOT NULL UNIQUE,
+    first_seen_ns INTEGER NOT NULL,
+    last_seen_ns INTEGER NOT NULL,
+    is_gateway INTEGER NOT NULL DEFAULT 0
+) STRICT;
+
+CREATE TABLE usage_minute (
+    device_id INTEGER NOT NULL REFERENCES devices(id),
+    minute INTEGER NOT NULL,
+    frames_sent INTEGER NOT NULL,
+    frames_received INTEGER NOT NULL,
+    bytes_sent INTEGER NOT NULL,
+    bytes_received INTEGER NOT NULL,
+    internet_upload_bytes INTEGER NOT NULL,
+    internet_download_bytes INTEGER NOT NULL,
+    PRIMARY KEY (device_id, minute)
+) STRICT, WITHOUT ROWID;
+
+CREATE INDEX usage_minute_by_minute ON usage_minute(minute);
+";
+
+/// Every schema step, oldest first. The schema version of a fully migrated file is the length.
+pub(super) const MIGRATIONS: &[&str] = &[V1];
+
+pub(super) fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.pragma_query_value(None, "user_version", |row| row.get(0))
+}
+
+/// Brings the file at `path` up to `steps.len()`, one transaction per step, or refuses a file
+/// written by a newer build.
+pub(super) fn migrate(
+    conn: &mut Connection,
+    path: &Path,
+    steps: &[&str],
+) -> Result<(), StoreError> {
+    let known = steps.len();
+    let current = user_version(conn).map_err(sql_err(path, "reading the schema version"))?;
+    let current = check_version(path, current, known)?;
+    for (index, sql) in steps.iter().enumerate().skip(current) {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql_err(path, "starting a schema upgrade"))?;
+        // Another process may have applied this step between our read and our write lock.
+        let now = user_version(&tx).map_err(sql_err(path, "reading the schema version"))?;
+        if check_version(path, now, known)? > index {
+            continue;
+        }
+        tx.execute_batch(sql)
+            .map_err(sql_err(path, "applying a schema upgrade"))?;
+        tx.pragma_update(None, "user_version", (index + 1) as i64)
+            .map_err(sql_err(path, "recording the schema version"))?;
+        tx.commit()
+            .map_err(sql_err(path, "committing a schema upgrade"))?;
+        tracing::info!(path = %path.display(), from = index, to = index + 1, "database schema upgraded");
+    }
+    Ok(())
+}
+
+fn check_version(path: &Path, found: i64, known: usize) -> Result<usize, StoreError> {
+    match usize::try_from(found) {
+        Ok(v) if v <= known => Ok(v),
+        Ok(_) => Err(StoreError::NewerSchema {
+            path: path.to_path_buf(),
+            found,
+            known,
+        }),
+        Err(_) => Err(StoreError::Corrupt {
+            path: path.to_path_buf(),
+            detail: format!("schema version {found} is not one lanmeter ever writes"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Store;
+    use super::*;
+
+    fn tables(conn: &Connection) -> Vec<String> {
+        let mut st = conn
+            .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
+            .unwrap();
+        st.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn fresh_file_gets_every_step_and_version_equals_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("a.db")).unwrap();
+        assert_eq!(user_version(&store.conn).unwrap(), MIGRATIONS.len() as i64);
+        assert_eq!(tables(&store.conn), ["devices", "usage_minute"]);
+    }
+
+    #[test]
+    fn older_file_is_upgraded_step_by_step_keeping_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let mut conn = Connection::open(&path).unwrap();
+        migrate(
+            &mut conn,
+            &path,
+            &["CREATE TABLE t(x INTEGER); INSERT INTO t VALUES (7);"],
+        )
+        .unwrap();
+        assert_eq!(user_version(&conn).unwrap(), 1);
+        let steps = [
+            "CREATE TABLE t(x INTEGER); INSERT INTO t VALUES (7);",
+            "ALTER TABLE t ADD COLUMN y INTEGER NOT NULL DEFAULT 3;",
+            "CREATE TABLE u(z TEXT);",
+        ];
+        migrate(&mut conn, &path, &steps).unwrap();
+        assert_eq!(user_version(&conn).unwrap(), 3);
+        let (x, y): (i64, i64) = conn
+            .query_row("SELECT x, y FROM t", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap();
+        assert_eq!((x, y), (7, 3));
+        // Idempotent: a second run applies nothing (re-running step 1 would fail: t exists).
+        migrate(&mut conn, &path, &steps).unwrap();
+    }
+
+    #[test]
+    fn failing_step_rolls_back_alone_and_keeps_earlier_steps() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.db");
+        let mut conn = Connection::open(&path).unwrap();
+        let steps = [
+            "CREATE TABLE a(x INTEGER);",
+            "CREATE TABLE b(x INTEGER); THIS IS NOT SQL;",
+        ];
+        let err = migrate(&mut conn, &path, &steps).unwrap_err();
+        assert!(err.to_string().contains("f.db"), "{err}");
+        assert_eq!(user_version(&conn).unwrap(), 1);
+        assert_eq!(tables(&conn), ["a"]);
+    }
+
+    #[test]
+    fn newer_file_is_refused_with_advice() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.pragma_update(None, "user_version", 99).unwrap();
+        }
+        let err = Store::open(&path).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            matches!(err, StoreError::NewerSchema { found: 99, .. }),
+            "{err:?}"
+        );
+        assert!(
+            msg.contains("new.db")
+                && msg.contains("schema 99")
+                && msg.contains(&format!("knows {}", MIGRATIONS.len()))
+                && msg.contains("upgrade lanmeter or restore a backup"),
+            "{msg}"
+        );
+    }
+}
