@@ -3,11 +3,17 @@
 //! This is the only place (with main) where `anyhow` is used, to add the context a person needs
 //! ("replaying FILE"). Nothing imports `app`.
 
-use crate::cli::{Cli, Command, ReplayArgs};
+use crate::cli::{Cli, Command, ExportArgs, ReplayArgs, RunArgs};
+use crate::config::Config;
+use crate::flush::Flusher;
 use crate::replay::{self, ReplayOptions};
+use crate::store::Store;
 use anyhow::Context;
 use std::io::Write;
+use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 /// Logs go to stderr (journald under systemd), filtered by `RUST_LOG` (default `info`). Under
 /// systemd (JOURNAL_STREAM set) journald adds timestamps, so ours are left out.
@@ -16,7 +22,8 @@ pub fn init_logging() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         builder.without_time().init();
     } else {
@@ -25,22 +32,90 @@ pub fn init_logging() {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = cli.config.as_deref();
     match cli.command {
         Command::Replay(args) => run_replay(args),
+        Command::Run(args) => run_daemon(config, args),
+        Command::CheckConfig => {
+            let cfg = load_config(config)?;
+            print!("{}", cfg.to_toml_string()?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Export(args) => run_export(config, args),
     }
 }
 
+fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
+    Ok(Config::load(path)?)
+}
+
+fn run_daemon(config: Option<&Path>, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let mut cfg = load_config(config)?;
+    if args.interface.is_some() {
+        cfg.interface = args.interface;
+    }
+    if args.db.is_some() {
+        cfg.database = args.db;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+    crate::daemon::run(cfg, stop)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_export(config: Option<&Path>, args: ExportArgs) -> anyhow::Result<ExitCode> {
+    use crate::store::export;
+    let cfg = load_config(config)?;
+    let tz = cfg.time_zone();
+    let db = args.db.unwrap_or_else(|| cfg.database_path());
+    if !db.exists() {
+        anyhow::bail!(
+            "no database at {}: give --db, or run `lanmeter run` or `lanmeter replay FILE --db PATH` first",
+            db.display()
+        );
+    }
+    let store = Store::open(&db).with_context(|| format!("opening database {}", db.display()))?;
+    let from = args.from.map(|s| export::parse_time(&s, &tz)).transpose()?;
+    let to = args.to.map(|s| export::parse_time(&s, &tz)).transpose()?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    export::export(&store, args.period, from, to, &tz, args.format, &mut out)?;
+    out.flush().context("writing the export")?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
-    let opts = ReplayOptions {
+    let mut opts = ReplayOptions {
         lan: args.lan.clone(),
         gateway: args.gateway,
         max_devices: args.max_devices,
     };
-    let result = replay::replay(&args.file, &opts, |_, _| {
-        Ok::<(), std::convert::Infallible>(())
-    })
-    .with_context(|| format!("replaying {}", args.file.display()))?
-    .unwrap_or_else(|e| match e {});
+    let result = match &args.db {
+        None => replay::replay(&args.file, &opts, |_, _| {
+            Ok::<(), std::convert::Infallible>(())
+        })
+        .with_context(|| format!("replaying {}", args.file.display()))?
+        .unwrap_or_else(|e| match e {}),
+        Some(db) => {
+            // Minute rows are written as the file is read, so the gateway must be known before
+            // the first one: without --gateway a first pass finds it.
+            if opts.gateway.is_none() {
+                opts.gateway = replay::infer_gateway(&args.file, &opts)
+                    .with_context(|| format!("replaying {}", args.file.display()))?;
+            }
+            let store =
+                Store::open(db).with_context(|| format!("opening database {}", db.display()))?;
+            let mut flusher = Flusher::new(store);
+            let interval = std::time::Duration::from_secs(10);
+            replay::replay(&args.file, &opts, |delta, _| {
+                crate::daemon::flush_delta(&mut flusher, delta, interval)
+            })
+            .with_context(|| format!("replaying {}", args.file.display()))?
+            .with_context(|| format!("writing to {}", db.display()))?
+        }
+    };
     if result.other.entries_evicted > 0 {
         tracing::warn!(
             entries = result.other.entries_evicted,

@@ -20,6 +20,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Capture live on the configured (or default-route) interface and keep history in SQLite.
+    Run(RunArgs),
+    /// Validate the configuration and print the effective settings.
+    CheckConfig,
+    /// Print stored history, one row per device and bucket (SPEC §3).
+    Export(ExportArgs),
     /// Read a capture file through the same decoding and counting code as live capture and print
     /// per-device totals.
     Replay(ReplayArgs),
@@ -44,4 +50,33 @@ pub struct ReplayArgs {
     /// Bound on MACs tracked per minute before the least active are folded into "other".
     #[arg(long, value_name = "N", default_value_t = crate::meter::DEFAULT_MAX_DEVICES)]
     pub max_devices: usize,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Capture on this interface instead of the configured or default-route one.
+    #[arg(long, short = 'i', value_name = "IFACE")]
+    pub interface: Option<String>,
+    /// Use this database instead of the configured one.
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// The database to read (default: the configured one).
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// Bucket size: minute, hour, day or month (in the household time zone).
+    #[arg(long, default_value = "hour")]
+    pub period: crate::store::export::Period,
+    /// Start of the range (RFC 3339, or a local date/time such as 2026-03-01 or 2026-03-01T08:00).
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// End of the range, exclusive.
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
+    /// json (one array) or csv (with a header line).
+    #[arg(long, default_value = "json")]
+    pub format: crate::store::export::Format,
 }

@@ -168,6 +168,11 @@ pub fn flush_delta(
             "a flush took longer than the flush interval: the database is slow (SD card?)"
         );
     }
-    tracing::debug!(rows = stats.rows, devices = stats.devices, took_us = stats.duration.as_micros() as u64, "flushed");
+    tracing::debug!(
+        rows = stats.rows,
+        devices = stats.devices,
+        took_us = stats.duration.as_micros() as u64,
+        "flushed"
+    );
     Ok(())
 }
