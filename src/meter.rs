@@ -23,6 +23,9 @@ const MAX_RA_PREFIXES: usize = 16;
 const MAX_IPS: usize = 4;
 /// Non-local peers tracked inline per entry while the gateway is unknown; more spill to a side map.
 const INLINE_PEERS: usize = 2;
+/// Peers remembered per device in [`Totals`]. A household device reaches the internet through one
+/// router; only a flood of fake MACs produces more, and their bytes then stay "local".
+const MAX_TOTAL_PEERS: usize = 16;
 
 /// Hasher for the packed-MAC keys of the hot map: one multiply, keyed per process. SipHash (std's
 /// default) costs several times more per frame; the random key keeps collisions unpredictable.
@@ -590,11 +593,17 @@ impl Meter {
 
     #[inline]
     fn add_peer(&mut self, mac: u64, peer: u64, up: u64, down: u64) {
+        let max_spill = self.max_devices;
         let e = self.entry(mac);
         if !e.add_peer(peer, up, down) {
-            let s = self.current.spill.entry((mac, peer)).or_default();
-            s.0 += up;
-            s.1 += down;
+            // Bounded like the entries: past it (a flood of fake peers) the bytes stay counted
+            // as sent/received, just not attributable to a gateway chosen later.
+            let spill = &mut self.current.spill;
+            if spill.len() < max_spill || spill.contains_key(&(mac, peer)) {
+                let s = spill.entry((mac, peer)).or_default();
+                s.0 += up;
+                s.1 += down;
+            }
         }
     }
 
@@ -692,13 +701,21 @@ impl FrameSink for SharedMeter {
 }
 
 /// Per-device totals accumulated across deltas: what `replay` prints and what the web side will
-/// show between flushes. Not on the packet path, so it may allocate.
-#[derive(Debug, Default)]
+/// show between flushes. Not on the packet path, so it may allocate; bounded like the meter, so
+/// a long flood of fake MACs cannot grow it either.
+#[derive(Debug)]
 pub struct Totals {
     devices: HashMap<u64, TotalEntry>,
     other: Other,
     /// The gateway the deltas were counted against, when the meter knew it.
     gateway: Option<MacAddr>,
+    max_devices: usize,
+}
+
+impl Default for Totals {
+    fn default() -> Self {
+        Totals::new(DEFAULT_MAX_DEVICES)
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -710,6 +727,14 @@ struct TotalEntry {
     peers: HashMap<u64, (u64, u64)>,
     ipv4: Vec<Ipv4Addr>,
     ipv6: Vec<Ipv6Addr>,
+}
+
+fn add_total_peer(peers: &mut HashMap<u64, (u64, u64)>, peer: u64, up: u64, down: u64) {
+    if peers.len() < MAX_TOTAL_PEERS || peers.contains_key(&peer) {
+        let v = peers.entry(peer).or_default();
+        v.0 += up;
+        v.1 += down;
+    }
 }
 
 /// One device's totals, resolved against a gateway: the rows of `replay --json`.
@@ -724,6 +749,37 @@ pub struct DeviceTotals {
 }
 
 impl Totals {
+    pub fn new(max_devices: usize) -> Totals {
+        Totals {
+            devices: HashMap::new(),
+            other: Other::default(),
+            gateway: None,
+            max_devices: max_devices.max(2),
+        }
+    }
+
+    /// Folds the less active half into "other" once the bound is passed (amortised, as in the
+    /// meter). The gateway candidate scores go with them, so a flood cannot fake a gateway
+    /// either: only MACs that stay among the most active can win.
+    fn enforce_bound(&mut self) {
+        if self.devices.len() <= self.max_devices {
+            return;
+        }
+        let mut by_activity: Vec<(u64, u64)> = self
+            .devices
+            .iter()
+            .map(|(&m, t)| (t.c.bytes_sent + t.c.bytes_received, m))
+            .collect();
+        let cut = by_activity.len() - self.max_devices / 2;
+        by_activity.select_nth_unstable(cut - 1);
+        for &(_, mac) in &by_activity[..cut] {
+            if let Some(t) = self.devices.remove(&mac) {
+                self.other.counts.add(&t.c);
+                self.other.entries_evicted += 1;
+            }
+        }
+    }
+
     pub fn add(&mut self, delta: &Delta) {
         if delta.gateway.is_some() {
             self.gateway = delta.gateway;
@@ -749,9 +805,7 @@ impl Totals {
                 t.nonlocal += e.nonlocal;
                 if delta.gateway.is_none() {
                     for p in e.peers.iter().filter(|p| p.up != 0 || p.down != 0) {
-                        let v = t.peers.entry(p.mac).or_default();
-                        v.0 += p.up;
-                        v.1 += p.down;
+                        add_total_peer(&mut t.peers, p.mac, p.up, p.down);
                     }
                 }
                 for &ip in e.ipv4.iter().filter(|&&ip| ip != 0) {
@@ -770,13 +824,12 @@ impl Totals {
             if delta.gateway.is_none() {
                 for (&(mac, peer), &(up, down)) in &s.spill {
                     if let Some(t) = self.devices.get_mut(&mac) {
-                        let v = t.peers.entry(peer).or_default();
-                        v.0 += up;
-                        v.1 += down;
+                        add_total_peer(&mut t.peers, peer, up, down);
                     }
                 }
             }
         }
+        self.enforce_bound();
     }
 
     /// Traffic of MACs that were evicted from a full map.
@@ -1209,6 +1262,41 @@ mod tests {
         let phone = usage.iter().find(|u| u.mac == PHONE).unwrap();
         assert_eq!(phone.counts.bytes_sent, 100_000 * 1000);
         assert!(usage.iter().any(|u| u.mac == LAPTOP));
+    }
+
+    #[test]
+    fn totals_stay_bounded_across_many_deltas() {
+        let mut m = Meter::new(MeterConfig {
+            max_devices: 64,
+            gateway: Some(GW),
+            ..Default::default()
+        });
+        let mut t = Totals::new(64);
+        let mut total = 0;
+        for round in 0..200u64 {
+            for i in 0..50u64 {
+                let rnd = MacAddr::from_u64(((round * 50 + i) << 8) & 0xfeff_ffff_ffff);
+                m.ingest(&frame(rnd, uni(LAPTOP), IpPair::None, 64, 1));
+                total += 64;
+            }
+            m.ingest(&frame(PHONE, uni(GW), IpPair::None, 1000, 1));
+            total += 1000;
+            t.add(&m.take_delta());
+            assert!(t.devices.len() <= 64);
+        }
+        let devices = t.devices();
+        let sent: u64 =
+            devices.iter().map(|d| d.counts.bytes_sent).sum::<u64>() + t.other().counts.bytes_sent;
+        assert_eq!(sent, total);
+        assert_eq!(
+            devices
+                .iter()
+                .find(|d| d.mac == PHONE)
+                .unwrap()
+                .counts
+                .bytes_sent,
+            200_000
+        );
     }
 
     #[test]

@@ -43,7 +43,7 @@ pub fn replay<E>(
         gateway: opts.gateway,
         locality: Locality::new(opts.lan.iter().copied()),
     });
-    let mut totals = Totals::default();
+    let mut totals = Totals::new(opts.max_devices);
     let mut failed: Option<E> = None;
     let mut take = |m: &mut Meter, totals: &mut Totals, failed: &mut Option<E>| {
         let d = m.take_delta();
