@@ -114,8 +114,12 @@ impl Store {
                 let id = match ids.get(&u.mac) {
                     Some(&id) => id,
                     None => {
-                        let id = devices::ensure_device(&tx, u.mac, u.minute * 1_000_000_000)
-                            .map_err(sql_err(path, "recording devices"))?;
+                        let id = devices::ensure_device(
+                            &tx,
+                            u.mac,
+                            u.minute.saturating_mul(1_000_000_000),
+                        )
+                        .map_err(sql_err(path, "recording devices"))?;
                         ids.insert(u.mac, id);
                         id
                     }
