@@ -247,4 +247,43 @@ mod tests {
         f.flush(Vec::new(), Vec::new()).unwrap();
         assert_eq!(f.store().device_totals().unwrap()[1].counts.bytes_sent, 5);
     }
+
+    /// The SPEC §5 budget through the flusher (merge, sort, one transaction). Prints, never
+    /// asserts on time: `cargo test --release --lib flush_timing -- --nocapture`.
+    #[test]
+    fn flusher_flush_timing_1000_devices() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = flusher(&dir, Duration::from_secs(5));
+        let mut ms = Vec::new();
+        for round in 0..12i64 {
+            let minute = 28_333_320 * 60 + (round / 6) * 60;
+            let usage: Vec<MinuteUsage> = (0..1000u64)
+                .map(|i| MinuteUsage {
+                    mac: MacAddr::from_u64(0x0200_0000_0000 | i),
+                    minute,
+                    counts: bytes(i + 1),
+                })
+                .collect();
+            let seen: Vec<Sighting> = usage
+                .iter()
+                .map(|u| Sighting {
+                    mac: u.mac,
+                    first_seen: minute * 1_000_000_000,
+                    last_seen: minute * 1_000_000_000 + 1,
+                    is_gateway: false,
+                })
+                .collect();
+            let stats = f.flush(usage, seen).unwrap();
+            assert_eq!((stats.rows, stats.devices), (1000, 1000));
+            ms.push(format!("{:.2}", stats.duration.as_secs_f64() * 1e3));
+        }
+        assert_eq!(
+            f.store().device_totals().unwrap()[9].counts.bytes_sent,
+            10 * 12
+        );
+        println!(
+            "Flusher::flush 1000 devices x 1 minute, 12 flushes (ms): {}",
+            ms.join(" ")
+        );
+    }
 }

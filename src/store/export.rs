@@ -311,9 +311,9 @@ pub fn export(
         if cur.as_ref().is_none_or(|b| ts >= b.end) {
             let mut start = period.bucket_start(ts, tz).map_err(time_err(ts))?;
             if let Some(prev) = cur.take() {
-                // Zone data where a local boundary falls before the previous bucket's end (a
-                // half-hour DST fold at an hour boundary) must not let buckets overlap: the new
-                // bucket then starts where the previous one ended.
+                // `bucket_end` already stops each bucket at the next boundary, so with real zone
+                // data this never fires; it guarantees buckets cannot overlap (and a minute be
+                // counted twice) whatever the zone data says.
                 if start.timestamp() < prev.end {
                     start = prev.end.to_zoned(tz.clone());
                 }

