@@ -70,13 +70,8 @@ fn run_export(config: Option<&Path>, args: ExportArgs) -> anyhow::Result<ExitCod
     let cfg = load_config(config)?;
     let tz = cfg.time_zone();
     let db = args.db.unwrap_or_else(|| cfg.database_path());
-    if !db.exists() {
-        anyhow::bail!(
-            "no database at {}: give --db, or run `lanmeter run` or `lanmeter replay FILE --db PATH` first",
-            db.display()
-        );
-    }
-    let store = Store::open(&db).with_context(|| format!("opening database {}", db.display()))?;
+    // open_existing: a mistyped --db must be an error, not a new empty database.
+    let store = Store::open_existing(&db)?;
     let from = args.from.map(|s| export::parse_time(&s, &tz)).transpose()?;
     let to = args.to.map(|s| export::parse_time(&s, &tz)).transpose()?;
     let stdout = std::io::stdout();
