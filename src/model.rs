@@ -62,7 +62,9 @@ impl fmt::Debug for MacAddr {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("'{0}' is not a MAC address: write six hex pairs separated by ':' or '-', e.g. aa:bb:cc:dd:ee:ff")]
+#[error(
+    "'{0}' is not a MAC address: write six hex pairs separated by ':' or '-', e.g. aa:bb:cc:dd:ee:ff"
+)]
 pub struct ParseMacError(pub String);
 
 impl FromStr for MacAddr {
@@ -232,12 +234,20 @@ impl IpPrefix {
 
 #[inline]
 fn mask32(len: u8) -> u32 {
-    if len == 0 { 0 } else { u32::MAX << (32 - len as u32) }
+    if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - len as u32)
+    }
 }
 
 #[inline]
 fn mask128(len: u8) -> u128 {
-    if len == 0 { 0 } else { u128::MAX << (128 - len as u32) }
+    if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - len as u32)
+    }
 }
 
 impl fmt::Display for IpPrefix {
@@ -256,7 +266,9 @@ impl fmt::Debug for IpPrefix {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("'{0}' is not an IP prefix: write an address, '/' and a length, e.g. 192.168.1.0/24 or 2001:db8:1::/64")]
+#[error(
+    "'{0}' is not an IP prefix: write an address, '/' and a length, e.g. 192.168.1.0/24 or 2001:db8:1::/64"
+)]
 pub struct ParsePrefixError(pub String);
 
 impl FromStr for IpPrefix {
@@ -294,7 +306,9 @@ mod prefix_tests {
         assert!(p.contains_v4(u32::from(std::net::Ipv4Addr::new(192, 168, 1, 5))));
         assert!(!p.contains_v4(u32::from(std::net::Ipv4Addr::new(192, 168, 2, 5))));
         let q: IpPrefix = "2001:db8:1::/48".parse().unwrap();
-        assert!(q.contains_v6(u128::from("2001:db8:1:ff::1".parse::<std::net::Ipv6Addr>().unwrap())));
+        assert!(q.contains_v6(u128::from(
+            "2001:db8:1:ff::1".parse::<std::net::Ipv6Addr>().unwrap()
+        )));
         assert!(!q.contains_v4(0));
         let all: IpPrefix = "0.0.0.0/0".parse().unwrap();
         assert!(all.contains_v4(0xdead_beef));

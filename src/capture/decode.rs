@@ -388,11 +388,20 @@ mod tests {
     #[test]
     fn group_destinations() {
         let f = eth([0xff; 6], A, 0x0806, &[]);
-        assert_eq!(decode(LinkType::Ethernet, 0, &f, 60).unwrap().dst, Dest::Group);
+        assert_eq!(
+            decode(LinkType::Ethernet, 0, &f, 60).unwrap().dst,
+            Dest::Group
+        );
         let f = eth([0x01, 0x00, 0x5e, 0, 0, 0xfb], A, 0x0800, &[]);
-        assert_eq!(decode(LinkType::Ethernet, 0, &f, 60).unwrap().dst, Dest::Group);
+        assert_eq!(
+            decode(LinkType::Ethernet, 0, &f, 60).unwrap().dst,
+            Dest::Group
+        );
         let f = eth([0x33, 0x33, 0, 0, 0, 1], A, 0x86dd, &[]);
-        assert_eq!(decode(LinkType::Ethernet, 0, &f, 60).unwrap().dst, Dest::Group);
+        assert_eq!(
+            decode(LinkType::Ethernet, 0, &f, 60).unwrap().dst,
+            Dest::Group
+        );
     }
 
     #[test]
@@ -406,12 +415,18 @@ mod tests {
         let mut ip = ip.clone();
         ip[0] = 0x4f;
         let f = eth(B, A, 0x0800, &ip);
-        assert_eq!(decode(LinkType::Ethernet, 0, &f, 1000).unwrap().ip, IpPair::None);
+        assert_eq!(
+            decode(LinkType::Ethernet, 0, &f, 1000).unwrap().ip,
+            IpPair::None
+        );
         // Wrong version nibble.
         let mut ip6 = vec![0x45; 40];
         ip6[0] = 0x45;
         let f = eth(B, A, 0x86dd, &ip6);
-        assert_eq!(decode(LinkType::Ethernet, 0, &f, 1000).unwrap().ip, IpPair::None);
+        assert_eq!(
+            decode(LinkType::Ethernet, 0, &f, 1000).unwrap().ip,
+            IpPair::None
+        );
     }
 
     #[test]
@@ -469,7 +484,12 @@ mod tests {
         assert_eq!(arp.sender_mac, MacAddr(A));
         assert_eq!(arp.sender_ip, 0xc0a8_0102);
         assert_eq!(arp.target_ip, 0xc0a8_0101);
-        assert!(decode(LinkType::Ethernet, 0, &f[..30], 60).unwrap().arp.is_none());
+        assert!(
+            decode(LinkType::Ethernet, 0, &f[..30], 60)
+                .unwrap()
+                .arp
+                .is_none()
+        );
     }
 
     #[test]
