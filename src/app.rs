@@ -3,7 +3,7 @@
 //! This is the only place (with main) where `anyhow` is used, to add the context a person needs
 //! ("replaying FILE"). Nothing imports `app`.
 
-use crate::cli::{Cli, Command, ExportArgs, ReplayArgs, RunArgs};
+use crate::cli::{Cli, Command, ExportArgs, GenerateArgs, ReplayArgs, RunArgs};
 use crate::config::Config;
 use crate::flush::Flusher;
 use crate::replay::{self, ReplayOptions};
@@ -42,7 +42,43 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Export(args) => run_export(config, args),
+        Command::Generate(args) => run_generate(args),
     }
+}
+
+fn run_generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
+    use crate::demo;
+    if let Some(macs) = args.flood_macs {
+        demo::write_mac_flood_pcap(&args.file, args.seed, args.frames, macs)?;
+        println!(
+            "{}: {} frames from {} random source MACs",
+            args.file.display(),
+            args.frames,
+            macs
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let opts = demo::GenOptions {
+        seed: args.seed,
+        frames: args.frames,
+        duration_secs: args.duration_secs,
+        devices: args.devices,
+        ..Default::default()
+    };
+    let expected = demo::write_household_pcap(&args.file, &opts)?;
+    if let Some(path) = &args.expected {
+        let json = serde_json::to_string_pretty(&expected.to_json())?;
+        std::fs::write(path, json + "\n")
+            .with_context(|| format!("writing expected totals to {}", path.display()))?;
+    }
+    println!(
+        "{}: {} frames, {} MACs, gateway {}",
+        args.file.display(),
+        expected.frames,
+        expected.devices.len(),
+        expected.gateway
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {

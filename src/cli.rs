@@ -26,6 +26,9 @@ pub enum Command {
     CheckConfig,
     /// Print stored history, one row per device and bucket (SPEC §3).
     Export(ExportArgs),
+    /// Write a synthetic household capture (for demos, tests and benchmarks) and, optionally,
+    /// the per-device totals it was built with.
+    Generate(GenerateArgs),
     /// Read a capture file through the same decoding and counting code as live capture and print
     /// per-device totals.
     Replay(ReplayArgs),
@@ -79,4 +82,28 @@ pub struct ExportArgs {
     /// json (one array) or csv (with a header line).
     #[arg(long, default_value = "json")]
     pub format: crate::store::export::Format,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GenerateArgs {
+    /// The pcap file to write.
+    pub file: PathBuf,
+    /// Number of frames.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub frames: u64,
+    /// Same seed, same file.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Household devices (the router not included).
+    #[arg(long, default_value_t = 25)]
+    pub devices: usize,
+    /// Seconds the capture spans, with a day/night rhythm.
+    #[arg(long, default_value_t = 86_400)]
+    pub duration_secs: u64,
+    /// Write the totals the generator kept (SPEC §3 JSON shape) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub expected: Option<PathBuf>,
+    /// Instead of a household, write a flood from this many random source MACs (memory tests).
+    #[arg(long, value_name = "N")]
+    pub flood_macs: Option<u64>,
 }

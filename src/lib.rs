@@ -6,16 +6,18 @@
 //! - [`capture`]: packet sources (live libpcap, capture files) and the pure frame decoder.
 //! - [`discovery`]: what the host knows about the LAN: default-route interface, gateway, prefixes.
 //! - [`meter`]: the bounded per-MAC counter map the packet path writes into.
-//! - [`replay`]: capture files through the same decoder and meter, rendered as JSON or a table.
-//! - [`cli`]: command-line definitions; [`app`]: wiring, lifecycle and exit codes.
 //! - [`store`]: the SQLite database (the only rusqlite user): migrations, devices, minute usage, export.
 //! - [`flush`]: each flush interval's deltas into one store transaction, kept pending until written.
 //! - [`daemon`]: the live run: capture thread, periodic flush, clean stop on SIGTERM.
+//! - [`replay`]: capture files through the same decoder and meter, rendered as JSON or a table.
+//! - [`demo`]: the synthetic household capture generator and its expected per-MAC totals.
+//! - [`cli`]: command-line definitions; [`app`]: wiring, lifecycle and exit codes.
 pub mod app;
 pub mod capture;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod demo;
 pub mod discovery;
 pub mod flush;
 pub mod meter;

@@ -109,6 +109,16 @@ pub fn minute_of(ts: TimestampNs) -> i64 {
     ts.div_euclid(60_000_000_000) * 60
 }
 
+/// RFC 3339 in UTC with all nine fractional digits (`2026-03-01T00:00:00.000000000Z`): fixed
+/// width, so capture timestamps print exactly and sort as text.
+pub fn rfc3339(ts: TimestampNs) -> String {
+    match jiff::Timestamp::from_nanosecond(i128::from(ts)) {
+        Ok(t) => format!("{t:.9}"),
+        // i64 nanoseconds span 1677..2262, inside jiff's range; kept total rather than panicking.
+        Err(_) => format!("{ts}ns"),
+    }
+}
+
 /// Per-device counters, exactly the SPEC §2 quantities. `local_bytes` is derived, never stored.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {

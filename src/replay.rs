@@ -6,7 +6,7 @@
 
 use crate::capture::file::{FileError, FileSource, ReadStats};
 use crate::meter::{Delta, DeviceTotals, Locality, Meter, MeterConfig, Other, Totals};
-use crate::model::{IpPrefix, MacAddr, TimestampNs};
+use crate::model::{IpPrefix, MacAddr, rfc3339};
 use serde::Serialize;
 use std::net::IpAddr;
 use std::path::Path;
@@ -113,12 +113,6 @@ pub struct JsonDevice {
     /// Only on the "other" row: per-minute MAC entries folded in because the map was full.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entries_evicted: Option<u64>,
-}
-
-pub fn rfc3339(ts: TimestampNs) -> String {
-    jiff::Timestamp::from_nanosecond(ts as i128)
-        .map(|t| t.to_string())
-        .unwrap_or_else(|_| "invalid".into())
 }
 
 impl JsonDevice {
