@@ -593,3 +593,13 @@ fn mac_flood_has_exactly_the_distinct_sources_asked() {
     assert!(p.recs.windows(2).all(|w| w[0].ts_ns < w[1].ts_ns));
     assert!(write_mac_flood_pcap(&path, 9, 10, 0).is_err());
 }
+
+#[test]
+fn zero_frames_is_an_empty_capture() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("z.pcap");
+    let e = write_household_pcap(&path, &small_opts(0)).unwrap();
+    assert!(e.devices.is_empty());
+    assert_eq!(read_pcap(&path).recs.len(), 0);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 24);
+}
