@@ -3,6 +3,7 @@
 //! Live tests need root (network namespaces, CAP_NET_RAW); CI and the dev machines run as root.
 
 mod discovery;
+mod household;
 mod live;
 mod netns;
 
