@@ -9,9 +9,25 @@ fn main() -> ExitCode {
     match lanmeter::app::run(cli) {
         Ok(code) => code,
         Err(err) => {
-            // One line: the whole context chain, outermost first.
-            eprintln!("lanmeter: error: {err:#}");
+            eprintln!("lanmeter: error: {}", one_line(&err));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The whole context chain on one line, outermost first. Library errors often quote their
+/// source in their own message (and say what to do after it), so a cause whose text an outer
+/// message already contains is left out rather than repeated at the end.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.is_empty() {
+            line = text;
+        } else if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
 }
