@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 /// notices `stop` on an idle link. A blocking pcap read with a timeout was seen never to return on
 /// an idle veth (TOOLCHAIN.md), so the loop never blocks anywhere but here.
 pub const POLL_TIMEOUT_MS: u16 = 100;
+/// Batches read after a stop request to empty the kernel's queue (256 frames each).
+const FINAL_DRAIN_BATCHES: usize = 4096;
 
 /// How often the kernel's counters (pcap_stats) are copied into [`CaptureStats`].
 const PCAP_STATS_REFRESH: Duration = Duration::from_secs(1);
@@ -46,7 +48,7 @@ pub struct LiveConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
     #[error(
-        "no interface named {iface}: list interfaces with `ip link` and set `interface` in /etc/lanmeter/lanmeter.toml"
+        "no interface named {iface}: list interfaces with `ip link` and choose one with `--interface` or `interface` in the config file"
     )]
     NoSuchInterface { iface: String },
     #[error(
@@ -54,23 +56,21 @@ pub enum CaptureError {
     )]
     PermissionDenied { iface: String },
     #[error(
-        "interface {iface} is down: bring it up with `ip link set {iface} up`, or set another `interface` in /etc/lanmeter/lanmeter.toml"
+        "interface {iface} is down: bring it up with `ip link set {iface} up`, or choose another with `--interface` or `interface` in the config file"
     )]
     InterfaceDown { iface: String },
     #[error(
-        "interface {iface} has link type {link_name} (DLT {dlt}): accounting needs Ethernet or Linux cooked framing; set `interface` in /etc/lanmeter/lanmeter.toml to the Ethernet interface or bridge that carries the LAN"
+        "interface {iface} has link type {link_name} (DLT {dlt}): accounting needs Ethernet or Linux cooked framing; choose (with `--interface` or `interface` in the config file) the Ethernet interface or bridge that carries the LAN"
     )]
     UnsupportedLinkType {
         iface: String,
         dlt: i32,
         link_name: String,
     },
-    #[error(
-        "{setting} = {value} is too large: use a value below 2147483648 in /etc/lanmeter/lanmeter.toml"
-    )]
+    #[error("{setting} = {value} is too large: use a value below 2147483648 in the config file")]
     SettingOutOfRange { setting: &'static str, value: u32 },
     #[error(
-        "cannot capture on {iface}: {message} (check `interface` in /etc/lanmeter/lanmeter.toml and that lanmeter has CAP_NET_RAW)"
+        "cannot capture on {iface}: {message} (check `--interface` or `interface` in the config file and that lanmeter has CAP_NET_RAW)"
     )]
     Other { iface: String, message: String },
 }
@@ -377,7 +377,7 @@ impl LiveCapture {
                 }
             } else {
                 let error = match self.wait_readable() {
-                    Ok(true) => self.drain(&mut batch, sink.as_mut(), stop, stats),
+                    Ok(true) => self.drain(&mut batch, sink.as_mut(), stop, stats).err(),
                     Ok(false) => None,
                     Err(err) => Some(err.to_string()),
                 };
@@ -411,6 +411,17 @@ impl LiveCapture {
             }
         }
         if !lost {
+            // Frames the kernel queued before the stop request are counted, not dropped: a
+            // clean stop must account for everything that crossed the wire before it. Bounded,
+            // so a flood cannot keep a stopping process alive.
+            for _ in 0..FINAL_DRAIN_BATCHES {
+                if !matches!(
+                    self.drain(&mut batch, sink.as_mut(), stop, stats),
+                    Ok(false)
+                ) {
+                    break;
+                }
+            }
             self.refresh_kernel_stats(&mut kernel, stats);
         }
         log_stats(&iface, &stats.snapshot(), "capture stopped");
@@ -445,15 +456,15 @@ impl LiveCapture {
     }
 
     /// Reads until libpcap has nothing left, handing over a batch whenever it fills. Checks `stop`
-    /// between batches so a flood cannot hold the thread past a stop request. Returns libpcap's
-    /// read error, if reading ended with one.
+    /// between batches so a flood cannot hold the thread past a stop request. Returns whether the
+    /// buffer was emptied (false: stopped with frames possibly left), or libpcap's read error.
     fn drain(
         &mut self,
         batch: &mut [Frame],
         sink: &mut dyn FrameSink,
         stop: &AtomicBool,
         stats: &CaptureStats,
-    ) -> Option<String> {
+    ) -> Result<bool, String> {
         loop {
             let mut n = 0;
             let mut undecodable = 0u64;
@@ -498,11 +509,13 @@ impl LiveCapture {
                     .wire_bytes_seen
                     .fetch_add(wire_bytes, Ordering::Relaxed);
             }
-            if let Some(error) = end {
-                return error;
+            match end {
+                Some(None) => return Ok(true),
+                Some(Some(error)) => return Err(error),
+                None => {}
             }
             if stop.load(Ordering::Relaxed) {
-                return None;
+                return Ok(false);
             }
         }
     }
