@@ -351,7 +351,7 @@ fn export_from_a_missing_database_says_how_to_make_one() {
     let config = empty_config(dir.path());
     let db = dir.path().join("none.db");
     let (msg, stdout) = fails(&["--config", s(&config), "export", "--db", s(&db)]);
-    says(&msg, &[s(&db), "lanmeter run"]);
+    says(&msg, &[s(&db), "lanmeter replay --db"]);
     assert_eq!(stdout, "");
     assert!(!db.exists(), "export created a database");
 }
