@@ -2,6 +2,7 @@
 //!
 //! Live tests need root (network namespaces, CAP_NET_RAW); CI and the dev machines run as root.
 
+mod corpus;
 mod discovery;
 mod live;
 mod netns;
