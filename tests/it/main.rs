@@ -4,6 +4,7 @@
 //! `daemon` and `cli_errors` drive the real `lanmeter` binary, as a person or systemd would.
 
 mod cli_errors;
+mod corpus;
 mod daemon;
 mod discovery;
 mod household;
