@@ -74,6 +74,9 @@ impl BuildHasher for MacHashBuilder {
 
 type MacMap<V> = HashMap<u64, V, MacHashBuilder>;
 
+const NO_MAC: u64 = u64::MAX;
+const EMPTY_CACHE: [(u64, u32); 2] = [(NO_MAC, 0); 2];
+
 /// What counts as "local" (SPEC §2): fixed special ranges, configured and interface prefixes, and
 /// prefixes routers announce in Router Advertisements.
 #[derive(Clone, Debug, Default)]
@@ -246,7 +249,10 @@ pub struct Other {
 pub struct Segment {
     /// Start of the minute, seconds since the epoch.
     pub minute: i64,
-    entries: MacMap<Entry>,
+    /// Slot of each MAC in `slots`. Entries live in a Vec so that the meter can remember the
+    /// slots of the last MACs it touched and skip the hash lookup for the next frame of a flow.
+    index: MacMap<u32>,
+    slots: Vec<(u64, Entry)>,
     /// Overflow of [`Entry::peers`]: (mac, peer) → (up, down).
     spill: HashMap<(u64, u64), (u64, u64)>,
     pub other: Other,
@@ -256,18 +262,23 @@ impl Segment {
     fn new(minute: i64, hasher: MacHashBuilder, capacity: usize) -> Segment {
         Segment {
             minute,
-            entries: HashMap::with_capacity_and_hasher(capacity, hasher),
+            index: HashMap::with_capacity_and_hasher(capacity, hasher),
+            slots: Vec::with_capacity(capacity),
             spill: HashMap::new(),
             other: Other::default(),
         }
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.slots.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty() && self.other.counts.is_zero()
+        self.slots.is_empty() && self.other.counts.is_zero()
+    }
+
+    fn entries(&self) -> impl Iterator<Item = (u64, &Entry)> {
+        self.slots.iter().map(|(m, e)| (*m, e))
     }
 }
 
@@ -289,7 +300,7 @@ impl Delta {
     pub fn infer_gateway(&self) -> Option<MacAddr> {
         let mut score: HashMap<u64, u64> = HashMap::new();
         for s in &self.segments {
-            for (&mac, e) in &s.entries {
+            for (mac, e) in s.entries() {
                 *score.entry(mac).or_default() += e.nonlocal;
             }
         }
@@ -303,7 +314,7 @@ impl Delta {
         let mut usage = Vec::new();
         let mut other = Vec::new();
         for s in &self.segments {
-            for (&mac, e) in &s.entries {
+            for (mac, e) in s.entries() {
                 let mut counts = e.c;
                 if self.gateway.is_none() {
                     let (up, down) = peer_bytes(s, mac, e, gw);
@@ -328,7 +339,7 @@ impl Delta {
         let gw = self.gateway.or(gateway);
         let mut by_mac: MacMap<[TimestampNs; 4]> = HashMap::with_hasher(MacHashBuilder::new());
         for s in &self.segments {
-            for (&mac, e) in &s.entries {
+            for (mac, e) in s.entries() {
                 let t = by_mac.entry(mac).or_insert([
                     TimestampNs::MAX,
                     TimestampNs::MIN,
@@ -402,6 +413,10 @@ pub struct Meter {
     sealed: Vec<Segment>,
     /// MACs of the capturing host per interface index, learned from Linux cooked OUTGOING frames.
     capture_hosts: [(u32, u64); 8],
+    /// The slots of the two MACs touched last in `current` (most recent first). A bulk transfer
+    /// is one pair of MACs frame after frame, so most frames need no hash lookup at all.
+    /// `NO_MAC` marks an empty line (no 48-bit MAC packs to it).
+    cache: [(u64, u32); 2],
     /// Scratch space for eviction, kept to avoid reallocating on every eviction pass.
     scratch: Vec<(u64, u64)>,
     evictions: u64,
@@ -419,6 +434,7 @@ impl Meter {
             current: Segment::new(i64::MIN, hasher, 64),
             sealed: Vec::new(),
             capture_hosts: [(u32::MAX, 0); 8],
+            cache: EMPTY_CACHE,
             scratch: Vec::new(),
             evictions: 0,
         }
@@ -460,6 +476,7 @@ impl Meter {
 
     /// Swaps everything counted so far out, in O(1) apart from moving two small headers.
     pub fn take_delta(&mut self) -> Delta {
+        self.cache = EMPTY_CACHE;
         let mut segments = std::mem::take(&mut self.sealed);
         let fresh = Segment::new(self.current.minute, self.hasher, self.current.len());
         let cur = std::mem::replace(&mut self.current, fresh);
@@ -473,6 +490,7 @@ impl Meter {
     }
 
     fn seal(&mut self) {
+        self.cache = EMPTY_CACHE;
         if !self.current.is_empty() {
             let fresh = Segment::new(self.current.minute, self.hasher, self.current.len());
             let done = std::mem::replace(&mut self.current, fresh);
@@ -627,38 +645,70 @@ impl Meter {
 
     #[inline]
     fn entry(&mut self, mac: u64) -> &mut Entry {
-        if self.current.entries.len() >= self.max_devices
-            && !self.current.entries.contains_key(&mac)
-        {
-            self.evict();
+        let i = self.slot(mac);
+        &mut self.current.slots[i].1
+    }
+
+    #[inline]
+    fn slot(&mut self, mac: u64) -> usize {
+        if self.cache[0].0 == mac {
+            return self.cache[0].1 as usize;
         }
-        self.current.entries.entry(mac).or_default()
+        if self.cache[1].0 == mac {
+            self.cache.swap(0, 1);
+            return self.cache[0].1 as usize;
+        }
+        let i = match self.current.index.get(&mac) {
+            Some(&i) => i as usize,
+            None => {
+                if self.current.slots.len() >= self.max_devices {
+                    self.evict();
+                }
+                let i = self.current.slots.len();
+                self.current.slots.push((mac, Entry::default()));
+                // Slots are bounded by max_devices (≤ 1,000,000 by config), far below u32::MAX.
+                self.current.index.insert(mac, i as u32);
+                i
+            }
+        };
+        // Read after a possible eviction, which empties the cache.
+        self.cache = [(mac, i as u32), self.cache[0]];
+        i
     }
 
     /// Folds the less active half of the map into "other". Amortised O(1) per new MAC: a pass
     /// over the map frees room for max_devices/2 newcomers.
     #[cold]
     fn evict(&mut self) {
+        self.cache = EMPTY_CACHE;
         let seg = &mut self.current;
-        self.scratch.clear();
-        self.scratch
-            .extend(seg.entries.iter().map(|(&mac, e)| (e.activity(), mac)));
         let keep = self.max_devices / 2;
-        let cut = self.scratch.len().saturating_sub(keep);
+        let cut = seg.slots.len().saturating_sub(keep);
         if cut == 0 {
             return;
         }
+        self.scratch.clear();
+        self.scratch
+            .extend(seg.slots.iter().map(|(mac, e)| (e.activity(), *mac)));
+        // After this the `cut` least active are in front; ties are broken by MAC, so the
+        // outcome does not depend on arrival order.
         self.scratch.select_nth_unstable(cut - 1);
-        for &(_, mac) in &self.scratch[..cut] {
-            if let Some(e) = seg.entries.remove(&mac) {
+        let evicted: std::collections::HashSet<u64> =
+            self.scratch[..cut].iter().map(|&(_, m)| m).collect();
+        let slots = std::mem::take(&mut seg.slots);
+        seg.index.clear();
+        for (mac, e) in slots {
+            if evicted.contains(&mac) {
                 seg.other.counts.add(&e.c);
                 // Internet bytes still waiting on a gateway choice stay non-internet here: the
                 // MAC's identity is gone, so they can no longer be resolved.
                 seg.other.entries_evicted += 1;
+            } else {
+                seg.index.insert(mac, seg.slots.len() as u32);
+                seg.slots.push((mac, e));
             }
         }
-        seg.spill
-            .retain(|(mac, _), _| seg.entries.contains_key(mac));
+        seg.spill.retain(|(mac, _), _| seg.index.contains_key(mac));
         self.evictions += cut as u64;
     }
 }
@@ -787,7 +837,7 @@ impl Totals {
         for s in &delta.segments {
             self.other.counts.add(&s.other.counts);
             self.other.entries_evicted += s.other.entries_evicted;
-            for (&mac, e) in &s.entries {
+            for (mac, e) in s.entries() {
                 let t = self.devices.entry(mac).or_insert_with(|| TotalEntry {
                     seen: [
                         TimestampNs::MAX,
@@ -1250,7 +1300,7 @@ mod tests {
             m.ingest(&frame(rnd, uni(LAPTOP), IpPair::None, 64, 1));
             m.ingest(&frame(PHONE, uni(GW), IpPair::None, 1000, 1));
             total += 64 + 1000;
-            assert!(m.current.entries.len() <= 64);
+            assert!(m.current.len() <= 64);
         }
         assert!(m.evictions() > 0);
         let d = m.take_delta();

@@ -85,6 +85,20 @@ pub struct Frame {
     pub ra_prefixes: [(u128, u8); MAX_RA_PREFIXES],
 }
 
+impl Frame {
+    /// A placeholder for preallocated batch buffers; never counted.
+    pub const EMPTY: Frame = Frame {
+        ts: 0,
+        wire_len: 0,
+        src: MacAddr([0; 6]),
+        dst: Dest::Unknown,
+        ethertype: 0,
+        ip: IpPair::None,
+        arp: None,
+        ra_prefixes: [(0, 0); MAX_RA_PREFIXES],
+    };
+}
+
 const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_ARP: u16 = 0x0806;
 const ETHERTYPE_IPV6: u16 = 0x86dd;
@@ -135,55 +149,71 @@ fn dest_of(m: MacAddr) -> Dest {
 /// readable: such a frame cannot be attributed to anyone and is not counted.
 ///
 /// `data` is what was captured (possibly cut at the snaplen); `wire_len` is the original length.
-#[inline]
 pub fn decode(link: LinkType, ts: TimestampNs, data: &[u8], wire_len: u32) -> Option<Frame> {
+    let mut f = Frame::EMPTY;
+    decode_into(link, ts, data, wire_len, &mut f).then_some(f)
+}
+
+/// [`decode`] writing into a caller's slot (a capture loop's batch buffer), so the summary is
+/// built in place instead of being copied. Returns false, leaving `out` unspecified, when the
+/// frame has no readable link-layer source.
+#[inline]
+pub fn decode_into(
+    link: LinkType,
+    ts: TimestampNs,
+    data: &[u8],
+    wire_len: u32,
+    out: &mut Frame,
+) -> bool {
     let (src, dst, ethertype, l3_at) = match link {
         LinkType::Ethernet => {
-            let dst = mac(data, 0)?;
-            let src = mac(data, 6)?;
-            let et = be16(data, 12)?;
+            let (Some(dst), Some(src), Some(et)) = (mac(data, 0), mac(data, 6), be16(data, 12))
+            else {
+                return false;
+            };
             (src, dest_of(dst), et, 14)
         }
         LinkType::LinuxSll => {
             // pkttype(2) hatype(2) halen(2) addr(8) protocol(2)
-            let pkttype = be16(data, 0)?;
-            let hatype = be16(data, 2)?;
-            let halen = be16(data, 4)?;
-            if hatype != ARPHRD_ETHER || halen != 6 {
-                return None;
-            }
-            let src = mac(data, 6)?;
-            let et = be16(data, 14)?;
+            let (Some(pkttype), Some(ARPHRD_ETHER), Some(6), Some(src), Some(et)) = (
+                be16(data, 0),
+                be16(data, 2),
+                be16(data, 4),
+                mac(data, 6),
+                be16(data, 14),
+            ) else {
+                return false;
+            };
             (src, sll_dest(pkttype, 0), et, 16)
         }
         LinkType::LinuxSll2 => {
             // protocol(2) reserved(2) ifindex(4) hatype(2) pkttype(1) halen(1) addr(8)
-            let et = be16(data, 0)?;
-            let ifindex = be32(data, 4)?;
-            let hatype = be16(data, 8)?;
-            let pkttype = *data.get(10)? as u16;
-            let halen = *data.get(11)?;
-            if hatype != ARPHRD_ETHER || halen != 6 {
-                return None;
-            }
-            let src = mac(data, 12)?;
-            (src, sll_dest(pkttype, ifindex), et, 20)
+            let (Some(et), Some(ifindex), Some(ARPHRD_ETHER), Some(&pkttype), Some(6), Some(src)) = (
+                be16(data, 0),
+                be32(data, 4),
+                be16(data, 8),
+                data.get(10),
+                data.get(11),
+                mac(data, 12),
+            ) else {
+                return false;
+            };
+            (src, sll_dest(pkttype as u16, ifindex), et, 20)
         }
     };
-    let mut frame = Frame {
-        ts,
-        wire_len,
-        src,
-        dst,
-        ethertype: 0,
-        ip: IpPair::None,
-        arp: None,
-        ra_prefixes: [(0, 0); MAX_RA_PREFIXES],
-    };
+    out.ts = ts;
+    out.wire_len = wire_len;
+    out.src = src;
+    out.dst = dst;
+    out.ethertype = 0;
+    out.ip = IpPair::None;
+    out.arp = None;
+    out.ra_prefixes = [(0, 0); MAX_RA_PREFIXES];
+    let frame = out;
     let (ethertype, l3_at) = peel_vlans(data, ethertype, l3_at);
     // EtherType values below 0x0600 are 802.3 lengths: LLC follows, not a protocol we read.
     if ethertype < 0x0600 {
-        return Some(frame);
+        return true;
     }
     frame.ethertype = ethertype;
     let l3 = data.get(l3_at..).unwrap_or(&[]);
@@ -198,7 +228,7 @@ pub fn decode(link: LinkType, ts: TimestampNs, data: &[u8], wire_len: u32) -> Op
         ETHERTYPE_ARP => frame.arp = arp(l3),
         _ => {}
     }
-    Some(frame)
+    true
 }
 
 #[inline]

@@ -4,10 +4,10 @@
 //! hands batches to a [`FrameSink`]. It owns the errors a file can have (not a capture, a link
 //! type accounting cannot use, a truncated tail) and must never touch the database itself.
 
-use super::decode::{Frame, LinkType, decode};
+use super::decode::{Frame, LinkType, decode_into};
+use super::pcapfile::{ClassicReader, Stop};
 use super::{BATCH, FrameSink};
 use pcap::{Capture, Offline, Precision};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -54,47 +54,112 @@ pub struct ReadStats {
 /// An opened capture file.
 pub struct FileSource {
     path: PathBuf,
-    cap: Capture<Offline>,
+    reader: Reader,
     link: LinkType,
-    /// Classic pcap: where records start, to say at which byte a truncated file ends.
-    classic_pcap: bool,
+}
+
+/// Classic pcap files are read by our own reader (libpcap's per-record `fread` calls cost more
+/// than decoding and counting); pcapng and anything unusual go through libpcap.
+enum Reader {
+    Classic(ClassicReader),
+    Libpcap(Capture<Offline>),
+}
+
+/// What the next read produced, whichever reader did it.
+enum Next<'a> {
+    Record {
+        ts: i64,
+        wire_len: u32,
+        data: &'a [u8],
+    },
+    End,
+    Stopped {
+        at: String,
+        detail: String,
+    },
+}
+
+impl Reader {
+    #[inline]
+    fn next(&mut self) -> Next<'_> {
+        match self {
+            Reader::Classic(r) => {
+                let at = r.offset();
+                match r.next_record() {
+                    Ok(Some(rec)) => Next::Record {
+                        ts: rec.ts_ns,
+                        wire_len: rec.wire_len,
+                        data: rec.data,
+                    },
+                    Ok(None) => Next::End,
+                    Err(
+                        Stop::Truncated { detail } | Stop::Invalid { detail } | Stop::Io(detail),
+                    ) => Next::Stopped {
+                        at: format!("at byte {at}"),
+                        detail,
+                    },
+                }
+            }
+            Reader::Libpcap(cap) => match cap.next_packet() {
+                Ok(p) => {
+                    let h = p.header;
+                    // time_t and suseconds_t are i64 on the 64-bit targets we ship but not on
+                    // every libc.
+                    #[allow(clippy::unnecessary_cast)]
+                    let ts = (h.ts.tv_sec as i64)
+                        .saturating_mul(1_000_000_000)
+                        .saturating_add(h.ts.tv_usec as i64);
+                    Next::Record {
+                        ts,
+                        wire_len: h.len,
+                        data: p.data,
+                    }
+                }
+                Err(pcap::Error::NoMorePackets) => Next::End,
+                Err(e) => Next::Stopped {
+                    at: "inside a pcapng block".to_string(),
+                    detail: pcap_detail(&e),
+                },
+            },
+        }
+    }
 }
 
 impl FileSource {
     pub fn open(path: &Path) -> Result<FileSource, FileError> {
-        // Open it ourselves first: libpcap's messages for missing files are less helpful, and the
-        // magic number tells whether byte offsets can be given for a truncated file.
-        let mut magic = [0u8; 4];
-        let mut f = std::fs::File::open(path).map_err(|source| FileError::Open {
+        let open_err = |source| FileError::Open {
             path: path.to_owned(),
             source,
-        })?;
-        let n = f.read(&mut magic).map_err(|source| FileError::Open {
-            path: path.to_owned(),
-            source,
-        })?;
-        let classic_pcap = n == 4
-            && matches!(
-                u32::from_le_bytes(magic),
-                0xa1b2_c3d4 | 0xd4c3_b2a1 | 0xa1b2_3c4d | 0x4d3c_b2a1
-            );
-        let cap = Capture::from_file_with_precision(path, Precision::Nano).map_err(|e| {
-            FileError::NotACapture {
-                path: path.to_owned(),
-                detail: pcap_detail(&e),
+        };
+        // Opening it ourselves first also gives clearer messages for missing files than libpcap.
+        let (reader, dlt) = match ClassicReader::open(path).map_err(open_err)? {
+            Some(r) => {
+                let dlt = r.linktype as i32;
+                (Reader::Classic(r), dlt)
             }
-        })?;
-        let dlt = cap.get_datalink();
-        let link = LinkType::from_dlt(dlt.0).ok_or_else(|| FileError::UnsupportedLink {
+            None => {
+                let cap =
+                    Capture::from_file_with_precision(path, Precision::Nano).map_err(|e| {
+                        FileError::NotACapture {
+                            path: path.to_owned(),
+                            detail: pcap_detail(&e),
+                        }
+                    })?;
+                let dlt = cap.get_datalink().0;
+                (Reader::Libpcap(cap), dlt)
+            }
+        };
+        let link = LinkType::from_dlt(dlt).ok_or_else(|| FileError::UnsupportedLink {
             path: path.to_owned(),
-            name: dlt.get_name().unwrap_or_else(|_| "unknown".into()),
-            dlt: dlt.0,
+            name: pcap::Linktype(dlt)
+                .get_name()
+                .unwrap_or_else(|_| "unknown".into()),
+            dlt,
         })?;
         Ok(FileSource {
             path: path.to_owned(),
-            cap,
+            reader,
             link,
-            classic_pcap,
         })
     }
 
@@ -111,49 +176,41 @@ impl FileSource {
         mut after_batch: impl FnMut(&mut S),
     ) -> Result<ReadStats, FileError> {
         let mut stats = ReadStats::default();
-        let mut batch: Vec<Frame> = Vec::with_capacity(BATCH);
-        // Byte offset of the next record in a classic pcap file (24-byte file header).
-        let mut offset: u64 = 24;
-        let end = loop {
-            let packet = match self.cap.next_packet() {
-                Ok(p) => p,
-                Err(pcap::Error::NoMorePackets) => break None,
-                Err(e) => break Some(e),
-            };
-            let h = packet.header;
-            // time_t and suseconds_t are i64 on the 64-bit targets we ship but not on every libc.
-            #[allow(clippy::unnecessary_cast)]
-            let ts = (h.ts.tv_sec as i64)
-                .saturating_mul(1_000_000_000)
-                .saturating_add(h.ts.tv_usec as i64);
-            stats.records += 1;
-            stats.wire_bytes += h.len as u64;
-            offset += 16 + h.caplen as u64;
-            match decode(self.link, ts, packet.data, h.len) {
-                Some(f) => batch.push(f),
-                None => stats.undecodable += 1,
+        // Summaries are decoded in place into this buffer; `n` of them are filled.
+        let mut batch = vec![Frame::EMPTY; BATCH];
+        let mut n = 0;
+        let link = self.link;
+        let stopped = loop {
+            match self.reader.next() {
+                Next::Record { ts, wire_len, data } => {
+                    stats.records += 1;
+                    stats.wire_bytes += u64::from(wire_len);
+                    if decode_into(link, ts, data, wire_len, &mut batch[n]) {
+                        n += 1;
+                    } else {
+                        stats.undecodable += 1;
+                    }
+                }
+                Next::End => break None,
+                Next::Stopped { at, detail } => break Some((at, detail)),
             }
-            if batch.len() == BATCH {
+            if n == BATCH {
                 sink.ingest(&batch);
-                batch.clear();
+                n = 0;
                 after_batch(sink);
             }
         };
-        if !batch.is_empty() {
-            sink.ingest(&batch);
+        if n > 0 {
+            sink.ingest(&batch[..n]);
             after_batch(sink);
         }
-        match end {
+        match stopped {
             None => Ok(stats),
-            Some(e) => Err(FileError::Truncated {
+            Some((at, detail)) => Err(FileError::Truncated {
                 path: self.path.clone(),
                 records: stats.records,
-                at: if self.classic_pcap {
-                    format!("at byte {offset}")
-                } else {
-                    "inside a pcapng block".to_string()
-                },
-                detail: pcap_detail(&e),
+                at,
+                detail,
             }),
         }
     }
@@ -217,7 +274,7 @@ mod tests {
         let stats = src.run(&mut sink, |_| batches += 1).unwrap();
         assert_eq!(stats.records, 300);
         assert_eq!(stats.wire_bytes, 300 * 1514);
-        assert_eq!(batches, 2);
+        assert_eq!(batches, 300usize.div_ceil(BATCH));
         assert_eq!(sink.0.len(), 300);
         assert_eq!(sink.0[0].ts, 1_700_000_000 * 1_000_000_000 + 250_000_000);
         assert_eq!(sink.0[0].wire_len, 1514);

@@ -6,9 +6,8 @@
 //! database or anything async, and must notice the stop flag within about [`POLL_TIMEOUT_MS`] even
 //! on a link where nothing ever arrives.
 
-use super::decode::{self, Dest, Frame, IpPair, LinkType, MAX_RA_PREFIXES};
+use super::decode::{self, Frame, LinkType};
 use super::{BATCH, FrameSink};
-use crate::model::MacAddr;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use pcap::{Active, Capture};
 use std::os::fd::AsFd;
@@ -319,17 +318,6 @@ impl KernelCounters {
     }
 }
 
-/// A placeholder that fills the reusable batch before any frame is read; never handed to a sink.
-const EMPTY_FRAME: Frame = Frame {
-    ts: 0,
-    wire_len: 0,
-    src: MacAddr([0; 6]),
-    dst: Dest::Unknown,
-    ethertype: 0,
-    ip: IpPair::None,
-    arp: None,
-    ra_prefixes: [(0, 0); MAX_RA_PREFIXES],
-};
 
 impl LiveCapture {
     pub fn link_type(&self) -> LinkType {
@@ -357,7 +345,7 @@ impl LiveCapture {
 
     fn run(mut self, mut sink: Box<dyn FrameSink>, stop: &AtomicBool, stats: &CaptureStats) {
         // Allocated once for the thread's life; summaries are written into it in place.
-        let mut batch = vec![EMPTY_FRAME; BATCH];
+        let mut batch = vec![Frame::EMPTY; BATCH];
         let mut kernel = KernelCounters::default();
         let mut last_refresh = Instant::now();
         let mut last_log = Instant::now();
@@ -476,12 +464,10 @@ impl LiveCapture {
                         let h = p.header;
                         let ts = timeval_ns(&h.ts);
                         wire_bytes += u64::from(h.len);
-                        match decode::decode(self.link, ts, p.data, h.len) {
-                            Some(f) => {
-                                batch[n] = f;
-                                n += 1;
-                            }
-                            None => undecodable += 1,
+                        if decode::decode_into(self.link, ts, p.data, h.len, &mut batch[n]) {
+                            n += 1;
+                        } else {
+                            undecodable += 1;
                         }
                     }
                     // In non-blocking mode this is libpcap's "nothing buffered right now".

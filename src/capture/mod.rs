@@ -7,13 +7,14 @@
 pub mod decode;
 pub mod file;
 pub mod live;
+pub mod pcapfile;
 
 pub use decode::{Frame, LinkType};
 pub use live::{CaptureError, CaptureStats, CaptureStatsSnapshot, LiveCapture, LiveConfig};
 
 /// Frames read in one go before the sink is called: large enough to amortise the sink's lock,
 /// small enough (a few KB of summaries) to stay in cache.
-pub const BATCH: usize = 256;
+pub const BATCH: usize = 64;
 
 /// Where a capture loop delivers decoded frames. Called once per batch, so an implementation that
 /// takes a lock takes it once per batch, not once per frame.
