@@ -16,8 +16,12 @@ FLOOR=./target/release/examples/read_floor
 
 PCAP="$OUT/household-$FRAMES.pcap"
 FLOOD="$OUT/flood-$FLOOD_MACS.pcap"
+FLOOD_QUARTER="$OUT/flood-$((FLOOD_MACS / 4)).pcap"
+HOUSE200="$OUT/household200-2000000.pcap"
 [ -f "$PCAP" ] || "$LM" generate "$PCAP" --frames "$FRAMES" --seed 1 >/dev/null
 [ -f "$FLOOD" ] || "$LM" generate "$FLOOD" --flood-macs "$FLOOD_MACS" --frames "$FLOOD_MACS" --seed 2 >/dev/null
+[ -f "$FLOOD_QUARTER" ] || "$LM" generate "$FLOOD_QUARTER" --flood-macs $((FLOOD_MACS / 4)) --frames $((FLOOD_MACS / 4)) --seed 3 >/dev/null
+[ -f "$HOUSE200" ] || "$LM" generate "$HOUSE200" --frames 2000000 --devices 200 --seed 4 >/dev/null
 
 # Warm the page cache so every program reads from memory, not disk.
 cat "$PCAP" "$FLOOD" >/dev/null
@@ -40,6 +44,8 @@ measure replay_gw "$LM" replay "$PCAP" --json --gateway "$("$LM" replay "$PCAP" 
 rm -rf "$OUT/darkstat" && mkdir -p "$OUT/darkstat"
 measure darkstat darkstat -r "$PCAP" --no-daemon --no-dns --chroot "$OUT/darkstat" --user root
 measure flood "$LM" replay "$FLOOD" --json
+measure flood_quarter "$LM" replay "$FLOOD_QUARTER" --json
+measure house200 "$LM" replay "$HOUSE200" --json
 
 python3 - "$OUT" "$FRAMES" "$FLOOD_MACS" "$RUNS" <<'PY'
 import statistics, sys, platform, subprocess
@@ -47,7 +53,7 @@ out, frames, flood, runs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(
 def load(n):
     rows = [l.split() for l in open(f"{out}/{n}.txt") if l.strip()]
     return statistics.median(float(r[0]) for r in rows), max(int(r[1]) for r in rows)
-res = {n: load(n) for n in ["floor", "tcpdump", "replay", "replay_gw", "darkstat", "flood"]}
+res = {n: load(n) for n in ["floor", "tcpdump", "replay", "replay_gw", "darkstat", "flood", "flood_quarter", "house200"]}
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
 fl = res["floor"][0]
 lines = [
@@ -67,11 +73,15 @@ names = {
 for n, label in names.items():
     t, rss = res[n]
     lines.append(f"| {label} | {t:.2f} | {frames / t / 1e6:.2f} M | {fl / t * 100:.0f} % | {rss / 1024:.1f} MB |")
-t, rss = res["flood"]
 lines += [
     "",
-    f"Flood: {flood:,} frames from {flood:,} random source MACs, `lanmeter replay --json` (max_devices 4096):",
-    f"median {t:.2f} s, peak RSS {rss / 1024:.1f} MB (household run above: {res['replay'][1] / 1024:.1f} MB).",
+    "Memory (peak RSS of `lanmeter replay --json`, max_devices 4096):",
+    "",
+    "| input | median s | peak RSS |",
+    "|---|---|---|",
+    f"| household of 200 devices, 2,000,000 frames | {res['house200'][0]:.2f} | {res['house200'][1] / 1024:.1f} MB |",
+    f"| flood from {flood // 4:,} random source MACs | {res['flood_quarter'][0]:.2f} | {res['flood_quarter'][1] / 1024:.1f} MB |",
+    f"| flood from {flood:,} random source MACs | {res['flood'][0]:.2f} | {res['flood'][1] / 1024:.1f} MB |",
 ]
 text = "\n".join(lines) + "\n"
 open(f"{out}/results.md", "w").write(text)

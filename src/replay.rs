@@ -6,7 +6,7 @@
 
 use crate::capture::file::{FileError, FileSource, ReadStats};
 use crate::meter::{Delta, DeviceTotals, Locality, Meter, MeterConfig, Other, Totals};
-use crate::model::{IpPrefix, MacAddr, rfc3339};
+use crate::model::{Counts, IpPrefix, MacAddr, rfc3339};
 use serde::Serialize;
 use std::net::IpAddr;
 use std::path::Path;
@@ -95,12 +95,9 @@ pub fn infer_gateway(path: &Path, opts: &ReplayOptions) -> Result<Option<MacAddr
 #[derive(Serialize)]
 pub struct JsonDevice {
     pub mac: String,
-    pub frames_sent: u64,
-    pub frames_received: u64,
-    pub bytes_sent: u64,
-    pub bytes_received: u64,
-    pub internet_upload_bytes: u64,
-    pub internet_download_bytes: u64,
+    /// The six SPEC §2 counters, under their own names.
+    #[serde(flatten)]
+    pub counts: Counts,
     pub local_bytes: u64,
     pub first_seen: String,
     pub last_seen: String,
@@ -117,16 +114,10 @@ pub struct JsonDevice {
 
 impl JsonDevice {
     pub fn from_totals(d: &DeviceTotals) -> JsonDevice {
-        let c = d.counts;
         JsonDevice {
             mac: d.mac.to_string(),
-            frames_sent: c.frames_sent,
-            frames_received: c.frames_received,
-            bytes_sent: c.bytes_sent,
-            bytes_received: c.bytes_received,
-            internet_upload_bytes: c.internet_upload_bytes,
-            internet_download_bytes: c.internet_download_bytes,
-            local_bytes: c.local_bytes(),
+            counts: d.counts,
+            local_bytes: d.counts.local_bytes(),
             first_seen: rfc3339(d.first_seen),
             last_seen: rfc3339(d.last_seen),
             is_gateway: d.is_gateway,
@@ -150,16 +141,10 @@ impl JsonDevice {
     }
 
     fn other(o: &Other) -> JsonDevice {
-        let c = o.counts;
         JsonDevice {
             mac: "other".into(),
-            frames_sent: c.frames_sent,
-            frames_received: c.frames_received,
-            bytes_sent: c.bytes_sent,
-            bytes_received: c.bytes_received,
-            internet_upload_bytes: c.internet_upload_bytes,
-            internet_download_bytes: c.internet_download_bytes,
-            local_bytes: c.local_bytes(),
+            counts: o.counts,
+            local_bytes: o.counts.local_bytes(),
             first_seen: String::new(),
             last_seen: String::new(),
             is_gateway: false,

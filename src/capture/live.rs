@@ -318,7 +318,6 @@ impl KernelCounters {
     }
 }
 
-
 impl LiveCapture {
     pub fn link_type(&self) -> LinkType {
         self.link
