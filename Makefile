@@ -48,10 +48,12 @@ run: build
 	./target/release/lanmeter replay $(DEMO_PCAP) --db data/lanmeter.db
 	./target/release/lanmeter run
 
+# The last line sums every test binary's result, so a reader of the log sees the total at the end.
 test: check-cargo deps-test
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
-	$(CARGO) test --all-targets
+	set -o pipefail; $(CARGO) test --all-targets 2>&1 | tee target/test.log
+	@awk '/^test result:/ { p += $$4; f += $$6; i += $$8 } END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, i }' target/test.log
 
 lint: check-cargo
 	$(CARGO) fmt --all -- --check
