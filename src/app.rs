@@ -112,7 +112,7 @@ fn run_export(config: Option<&Path>, args: ExportArgs) -> anyhow::Result<ExitCod
     let to = args.to.map(|s| export::parse_time(&s, &tz)).transpose()?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    export::export(&store, args.period, from, to, &tz, args.format, &mut out)?;
+    export::export(&store, args.period, from, to, args.device, &tz, args.format, &mut out)?;
     out.flush().context("writing the export")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -82,6 +82,9 @@ pub struct ExportArgs {
     /// json (one array) or csv (with a header line).
     #[arg(long, default_value = "json")]
     pub format: crate::store::export::Format,
+    /// Only this device's rows (its MAC address).
+    #[arg(long, value_name = "MAC")]
+    pub device: Option<MacAddr>,
 }
 
 #[derive(Debug, clap::Args)]
