@@ -17,6 +17,9 @@ pub mod query;
 pub mod rollup;
 pub mod usage;
 
+#[cfg(test)]
+mod history_tests;
+
 pub use devices::DeviceTotals;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};
