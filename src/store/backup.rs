@@ -34,9 +34,7 @@ pub enum BackupError {
         pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
     )]
     InUse { path: PathBuf, pid: Option<u32> },
-    #[error(
-        "{path} failed the integrity check ({detail}): it is damaged; use an older backup"
-    )]
+    #[error("{path} failed the integrity check ({detail}): it is damaged; use an older backup")]
     NotIntact { path: PathBuf, detail: String },
     #[error("{path} is not a lanmeter database ({detail}): check that you picked a backup file")]
     NotLanmeter { path: PathBuf, detail: String },
@@ -293,7 +291,12 @@ fn is_nightly_name(name: &str) -> bool {
 
 /// The nightly backup: if `dir` has no backup for `date` yet, writes one and deletes the oldest
 /// nightly backups beyond `keep`. Returns the new file, or `None` if today's already exists.
-pub fn nightly(db: &Path, dir: &Path, keep: usize, date: Date) -> Result<Option<PathBuf>, BackupError> {
+pub fn nightly(
+    db: &Path,
+    dir: &Path,
+    keep: usize,
+    date: Date,
+) -> Result<Option<PathBuf>, BackupError> {
     fs::create_dir_all(dir).map_err(io("creating the backup folder", dir))?;
     let dest = dir.join(nightly_name(date));
     if dest.exists() {
@@ -456,7 +459,10 @@ mod tests {
         for d in 1..=5 {
             assert!(nightly(&db, &bdir, 3, day(d)).unwrap().is_some());
         }
-        assert!(nightly(&db, &bdir, 3, day(5)).unwrap().is_none(), "once a day");
+        assert!(
+            nightly(&db, &bdir, 3, day(5)).unwrap().is_none(),
+            "once a day"
+        );
         let mut names: Vec<String> = fs::read_dir(&bdir)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())

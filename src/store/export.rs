@@ -299,7 +299,6 @@ fn emit<W: Write>(w: &mut RowWriter<W>, period: Period, b: Bucket) -> io::Result
     Ok(())
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

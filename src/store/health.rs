@@ -43,7 +43,10 @@ impl SharedHealth {
 
     pub fn snapshot(&self) -> StorageHealth {
         // A panic while holding the lock leaves plain data behind, still worth reading.
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     pub fn update(&self, f: impl FnOnce(&mut StorageHealth)) {
@@ -51,7 +54,12 @@ impl SharedHealth {
     }
 
     /// Records the outcome of one flush.
-    pub fn record_flush(&self, result: Result<(), (String, bool)>, pending_rows: usize, folded_rows: u64) {
+    pub fn record_flush(
+        &self,
+        result: Result<(), (String, bool)>,
+        pending_rows: usize,
+        folded_rows: u64,
+    ) {
         let now = Timestamp::now();
         self.update(|h| {
             h.pending_rows = pending_rows;
@@ -91,6 +99,10 @@ mod tests {
         let s = h.snapshot();
         assert_eq!(s.consecutive_failures, 0);
         assert!(!s.disk_full && s.failing_since.is_none() && s.last_flush_ok.is_some());
-        assert_eq!(s.last_error.as_deref(), Some("no space"), "kept for the record");
+        assert_eq!(
+            s.last_error.as_deref(),
+            Some("no space"),
+            "kept for the record"
+        );
     }
 }

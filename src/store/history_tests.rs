@@ -160,10 +160,16 @@ fn totals_over_random_ranges_are_the_same_from_every_level() {
                     .usage(&Selection::device(m), &tz, ts(a), ts(b))
                     .unwrap();
                 assert!(got.exact, "{ctx}");
-                assert_eq!((got.counts, got.active_minutes), (want, active), "{ctx} {m}");
+                assert_eq!(
+                    (got.counts, got.active_minutes),
+                    (want, active),
+                    "{ctx} {m}"
+                );
             }
             let (want, _) = oracle_sum(&oracle, |x| x != mac(GATEWAY), lo, hi);
-            let hh = store.usage(&Selection::Household, &tz, ts(a), ts(b)).unwrap();
+            let hh = store
+                .usage(&Selection::Household, &tz, ts(a), ts(b))
+                .unwrap();
             assert_eq!(hh.counts, want, "household without the gateway: {ctx}");
             // Per level: a series of that size reads from that level and finer only.
             for period in Period::ALL {
@@ -263,7 +269,10 @@ fn retention_deletes_only_rows_older_than_their_horizon() {
                     ),
                 }
                 if key.1 >= cutoff {
-                    assert!(after[i].contains_key(key), "{level} row inside horizon kept");
+                    assert!(
+                        after[i].contains_key(key),
+                        "{level} row inside horizon kept"
+                    );
                 }
             }
         }
@@ -276,7 +285,10 @@ fn retention_deletes_only_rows_older_than_their_horizon() {
                     .usage(&Selection::device(m), &tz, ts(month0), ts(now + 86_400))
                     .unwrap();
                 assert!(got.exact, "case {case}");
-                assert_eq!(got.counts, oracle_sum(&oracle, |x| x == m, month0, now + 86_400).0);
+                assert_eq!(
+                    got.counts,
+                    oracle_sum(&oracle, |x| x == m, month0, now + 86_400).0
+                );
             }
         }
         // Inside the minute horizon, any range is still exact to the minute.
@@ -426,8 +438,14 @@ fn new_york_fall_back_hour_one_is_two_hours_in_the_heatmap() {
     assert_eq!(
         hours[1..3],
         [
-            ("2024-11-03T01:00:00-04:00[America/New_York]".to_string(), 60),
-            ("2024-11-03T01:00:00-05:00[America/New_York]".to_string(), 60)
+            (
+                "2024-11-03T01:00:00-04:00[America/New_York]".to_string(),
+                60
+            ),
+            (
+                "2024-11-03T01:00:00-05:00[America/New_York]".to_string(),
+                60
+            )
         ]
     );
 }
@@ -470,7 +488,11 @@ fn top_n_cycles_and_presence() {
         .usage_per_cycle(&Selection::Household, &tz, &cycles)
         .unwrap();
     assert_eq!(per[0].counts.bytes_sent, 31 * 530);
-    assert_eq!(per[1].counts.bytes_sent, 29 * 530, "other included, gateway not");
+    assert_eq!(
+        per[1].counts.bytes_sent,
+        29 * 530,
+        "other included, gateway not"
+    );
     let presence: BTreeMap<MacAddr, u64> = store
         .presence(&tz, ts(0), ts(10 * day))
         .unwrap()
@@ -489,8 +511,16 @@ fn changing_the_zone_rebuilds_rollups_while_minutes_are_all_kept() {
     store.roll_up(&TimeZone::UTC, 1_735_689_600).unwrap();
     let berlin = TimeZone::get("Europe/Berlin").unwrap();
     store.roll_up(&berlin, 1_735_689_600).unwrap();
-    assert_eq!(store.history_state().unwrap().unwrap().zone, "Europe/Berlin");
-    let spring = day_minutes(&store, &berlin, "2024-03-29T23:00:00Z", "2024-04-01T22:00:00Z");
+    assert_eq!(
+        store.history_state().unwrap().unwrap().zone,
+        "Europe/Berlin"
+    );
+    let spring = day_minutes(
+        &store,
+        &berlin,
+        "2024-03-29T23:00:00Z",
+        "2024-04-01T22:00:00Z",
+    );
     assert_eq!(spring[1], ("2024-03-31".to_string(), 23 * 60));
     // A query in another zone than the rollups' still answers exactly, from the minutes.
     let u = store

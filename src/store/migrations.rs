@@ -181,7 +181,13 @@ mod tests {
         let store = Store::open(&dir.path().join("a.db")).unwrap();
         assert_eq!(user_version(&store.conn).unwrap(), MIGRATIONS.len() as i64);
         let t = tables(&store.conn);
-        for want in ["devices", "usage_minute", "usage_hour", "usage_day", "usage_month"] {
+        for want in [
+            "devices",
+            "usage_minute",
+            "usage_hour",
+            "usage_day",
+            "usage_month",
+        ] {
             assert!(t.iter().any(|n| n == want), "{want} missing from {t:?}");
         }
     }

@@ -100,7 +100,6 @@ impl FromStr for Period {
     }
 }
 
-
 /// The bucket of `period` holding the minute that starts at `second`, as `[start, end)` in
 /// seconds since the epoch.
 pub(crate) fn bucket_secs(

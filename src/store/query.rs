@@ -456,7 +456,11 @@ impl Store {
     ) -> Result<Vec<DeviceUsage>, QueryError> {
         let (mut all, _) = self.usage_by_device(tz, from, to)?;
         all.retain(|d| !d.is_gateway && d.mac != OTHER);
-        all.sort_by(|a, b| b.total_bytes().cmp(&a.total_bytes()).then(a.mac.cmp(&b.mac)));
+        all.sort_by(|a, b| {
+            b.total_bytes()
+                .cmp(&a.total_bytes())
+                .then(a.mac.cmp(&b.mac))
+        });
         all.truncate(n);
         Ok(all)
     }
@@ -610,9 +614,11 @@ impl Store {
             let (t, key) = table(level);
             let (lo, hi): (Option<i64>, Option<i64>) = self
                 .conn
-                .query_row(&format!("SELECT min({key}), max({key}) FROM {t}"), [], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
+                .query_row(
+                    &format!("SELECT min({key}), max({key}) FROM {t}"),
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
                 .map_err(sql_err(path, op))?;
             if let (Some(lo), Some(hi)) = (lo, hi) {
                 // Any later boundary will do as the end: the planner only reads stored rows.

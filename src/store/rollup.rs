@@ -12,7 +12,7 @@
 //! This module never reads the wall clock: callers pass `now`, so tests and replays control time.
 use super::period::{Period, bucket_secs};
 use super::{Store, StoreError, sql_err};
-use crate::model::Counts;
+use crate::model::MinuteUsage;
 use jiff::tz::TimeZone;
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 use std::path::Path;
@@ -222,10 +222,10 @@ pub(super) fn write_through(
     state: &HistoryState,
     tz: &TimeZone,
     device_id: i64,
-    minute: i64,
-    counts: &Counts,
+    u: &MinuteUsage,
     new_minute: bool,
 ) -> Result<(), StoreError> {
+    let (minute, counts) = (u.minute, &u.counts);
     for level in [Period::Hour, Period::Day, Period::Month] {
         if minute >= state.rolled(level) {
             break;
@@ -260,10 +260,8 @@ fn roll_level(
     path: &Path,
     zone: &str,
     tz: &TimeZone,
-    from: Period,
-    to: Period,
-    from_w: i64,
-    upto: i64,
+    (from, to): (Period, Period),
+    (from_w, upto): (i64, i64),
 ) -> Result<u64, StoreError> {
     let op = "rolling up history";
     let (src, key) = table(from);
@@ -362,10 +360,8 @@ impl Store {
                 path,
                 &z,
                 &ztz,
-                Period::Minute,
-                Period::Hour,
-                state.hour_rolled,
-                hour_to,
+                (Period::Minute, Period::Hour),
+                (state.hour_rolled, hour_to),
             )?;
             state.hour_rolled = hour_to;
         }
@@ -376,10 +372,8 @@ impl Store {
                 path,
                 &z,
                 &ztz,
-                Period::Hour,
-                Period::Day,
-                state.day_rolled,
-                day_to,
+                (Period::Hour, Period::Day),
+                (state.day_rolled, day_to),
             )?;
             state.day_rolled = day_to;
         }
@@ -390,10 +384,8 @@ impl Store {
                 path,
                 &z,
                 &ztz,
-                Period::Day,
-                Period::Month,
-                state.month_rolled,
-                month_to,
+                (Period::Day, Period::Month),
+                (state.month_rolled, month_to),
             )?;
             state.month_rolled = month_to;
         }

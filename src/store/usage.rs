@@ -36,7 +36,6 @@ ORDER BY d.mac";
 
 const MINUTE_EXISTS: &str = "SELECT 1 FROM usage_minute WHERE minute = ?1 AND device_id = ?2";
 
-
 /// Counters are u64 in memory and INTEGER (i64) in SQLite. 2^63 bytes is 9 EB, so a failed
 /// conversion means a damaged value, reported as an error rather than wrapped.
 fn to_sql_int(v: u64) -> rusqlite::Result<i64> {
@@ -99,12 +98,14 @@ impl Store {
         // Read inside the transaction: a rollup by another connection cannot slip in between.
         let state = rollup::read_state(&tx).map_err(sql_err(path, "reading the history state"))?;
         let zone = match &state {
-            Some(s) => Some(jiff::tz::TimeZone::get(&s.zone).map_err(|e| StoreError::Time {
-                path: path.to_path_buf(),
-                zone: s.zone.clone(),
-                at: 0,
-                detail: e.to_string(),
-            })?),
+            Some(s) => Some(
+                jiff::tz::TimeZone::get(&s.zone).map_err(|e| StoreError::Time {
+                    path: path.to_path_buf(),
+                    zone: s.zone.clone(),
+                    at: 0,
+                    detail: e.to_string(),
+                })?,
+            ),
             None => None,
         };
         let mut ids: HashMap<MacAddr, i64> = HashMap::with_capacity(seen.len());
@@ -138,9 +139,7 @@ impl Store {
                         .prepare_cached(MINUTE_EXISTS)
                         .and_then(|mut st| st.exists(params![u.minute, id]))
                         .map_err(sql_err(path, "writing minute usage"))?;
-                    rollup::write_through(
-                        &tx, path, state, tz, id, u.minute, &u.counts, !exists,
-                    )?;
+                    rollup::write_through(&tx, path, state, tz, id, u, !exists)?;
                 }
                 add_usage(&mut add, id, u).map_err(sql_err(path, "writing minute usage"))?;
             }
