@@ -218,7 +218,10 @@ impl DbLock {
     pub fn acquire(db: &Path) -> Result<DbLock, BackupError> {
         let path = with_suffix(db, ".lock");
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            fs::create_dir_all(parent).map_err(io("creating", parent))?;
+            fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
+                path: parent.to_path_buf(),
+                source,
+            })?;
         }
         let file = OpenOptions::new()
             .read(true)

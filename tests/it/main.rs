@@ -6,6 +6,7 @@
 mod cli_errors;
 mod daemon;
 mod discovery;
+mod history;
 mod household;
 mod live;
 mod netns;
