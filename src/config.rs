@@ -129,7 +129,7 @@ impl Default for Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             timezone: None,
             stats_log_interval_secs: 60,
-            keep_minutes_days: 3,
+            keep_minutes_days: 7,
             keep_hours_days: 92,
             keep_days_months: 60,
             keep_months_years: 0,

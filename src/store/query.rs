@@ -635,3 +635,19 @@ impl Store {
         Ok(first.zip(last))
     }
 }
+
+impl Store {
+    /// Rows stored per level (minute, hour, day, month): for the health page and benchmarks.
+    pub fn level_rows(&self) -> Result<[u64; 4], StoreError> {
+        let mut out = [0; 4];
+        for (i, level) in Period::ALL.into_iter().enumerate() {
+            let (t, _) = table(level);
+            let n: i64 = self
+                .conn
+                .query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0))
+                .map_err(sql_err(&self.path, "counting history rows"))?;
+            out[i] = n.unsigned_abs();
+        }
+        Ok(out)
+    }
+}

@@ -9,6 +9,12 @@
 //! to (see `history_state` in migrations), whatever order data arrives in. Retention deletes a
 //! level's rows only when the next coarser level already holds them.
 //!
+//! When it runs: the daemon calls [`Store::maintain`] every 5 minutes on its flush thread
+//! (after a flush, never on the capture path); it does work only when an hour has closed, and
+//! retention then deletes at most about an hour of minute rows at a time, keeping each
+//! transaction (and the WAL) small. `replay --db` rolls up once at the end. Minute rows stay
+//! keyed (minute, device_id) and the flush keeps writing only them, except for late minutes.
+//!
 //! This module never reads the wall clock: callers pass `now`, so tests and replays control time.
 use super::period::{Period, bucket_secs};
 use super::{Store, StoreError, sql_err};
