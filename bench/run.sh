@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# make bench: ingest speed against a bare libpcap read loop and darkstat, and memory bounds.
+# make bench: ingest speed against a bare libpcap read loop and darkstat, memory bounds, and the
+# history store (database size after a simulated year, flush time, query latency).
 # Writes bench-out/results.md and prints it; BENCHMARKS.md quotes a run of it.
-#   FRAMES=10000000 RUNS=5 ./bench/run.sh
+#   FRAMES=10000000 RUNS=5 STORE_DAYS=365 ./bench/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FRAMES=${FRAMES:-10000000}
 FLOOD_MACS=${FLOOD_MACS:-1000000}
 RUNS=${RUNS:-5}
+STORE_DAYS=${STORE_DAYS:-365}
 OUT=bench-out
 mkdir -p "$OUT"
 
-cargo build --release --quiet --bin lanmeter --example read_floor
+cargo build --release --quiet --bin lanmeter --example read_floor --example bench_store
 LM=./target/release/lanmeter
 FLOOR=./target/release/examples/read_floor
 
@@ -87,3 +89,10 @@ text = "\n".join(lines) + "\n"
 open(f"{out}/results.md", "w").write(text)
 print(text)
 PY
+
+# The history store: one simulated year of 200 devices with default retention, a flush of 1,000
+# active devices on it, and the heaviest queries (examples/bench_store.rs prints the section).
+./target/release/examples/bench_store "$OUT/store" "$STORE_DAYS" >"$OUT/store.md"
+printf '\n' >>"$OUT/results.md"
+cat "$OUT/store.md" >>"$OUT/results.md"
+cat "$OUT/store.md"

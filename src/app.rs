@@ -3,7 +3,9 @@
 //! This is the only place (with main) where `anyhow` is used, to add the context a person needs
 //! ("replaying FILE"). Nothing imports `app`.
 
-use crate::cli::{Cli, Command, ExportArgs, GenerateArgs, ReplayArgs, RunArgs};
+use crate::cli::{
+    BackupArgs, Cli, Command, ExportArgs, GenerateArgs, ReplayArgs, RestoreArgs, RunArgs,
+};
 use crate::config::Config;
 use crate::flush::Flusher;
 use crate::replay::{self, ReplayOptions};
@@ -43,7 +45,37 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Export(args) => run_export(config, args),
         Command::Generate(args) => run_generate(args),
+        Command::Backup(args) => run_backup(config, args),
+        Command::Restore(args) => run_restore(config, args),
     }
+}
+
+fn run_backup(config: Option<&Path>, args: BackupArgs) -> anyhow::Result<ExitCode> {
+    let db = match args.db {
+        Some(db) => db,
+        None => load_config(config)?.database_path(),
+    };
+    let store = Store::open_existing(&db)?;
+    store.backup_to(&args.file)?;
+    println!(
+        "{}: backup of {} written and checked",
+        args.file.display(),
+        db.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_restore(config: Option<&Path>, args: RestoreArgs) -> anyhow::Result<ExitCode> {
+    let db = match args.db {
+        Some(db) => db,
+        None => load_config(config)?.database_path(),
+    };
+    let kept = crate::store::backup::restore(&db, &args.file)?;
+    println!("{}: restored from {}", db.display(), args.file.display());
+    if let Some(kept) = kept {
+        println!("the previous database was kept as {}", kept.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
@@ -112,7 +144,16 @@ fn run_export(config: Option<&Path>, args: ExportArgs) -> anyhow::Result<ExitCod
     let to = args.to.map(|s| export::parse_time(&s, &tz)).transpose()?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    export::export(&store, args.period, from, to, &tz, args.format, &mut out)?;
+    export::export(
+        &store,
+        args.period,
+        from,
+        to,
+        args.device,
+        &tz,
+        args.format,
+        &mut out,
+    )?;
     out.flush().context("writing the export")?;
     Ok(ExitCode::SUCCESS)
 }
@@ -140,11 +181,21 @@ fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                 Store::open(db).with_context(|| format!("opening database {}", db.display()))?;
             let mut flusher = Flusher::new(store);
             let interval = std::time::Duration::from_secs(10);
-            replay::replay(&args.file, &opts, |delta, _| {
+            let r = replay::replay(&args.file, &opts, |delta, _| {
                 crate::daemon::flush_delta(&mut flusher, delta, interval)
             })
             .with_context(|| format!("replaying {}", args.file.display()))?
-            .with_context(|| format!("writing to {}", db.display()))?
+            .with_context(|| format!("writing to {}", db.display()))?;
+            // Roll the replayed minutes up in the system's zone (what `export` uses without a
+            // config), so exports of long captures read hour and day rows.
+            flusher
+                .store_mut()
+                .roll_up(
+                    &jiff::tz::TimeZone::system(),
+                    jiff::Timestamp::now().as_second(),
+                )
+                .with_context(|| format!("rolling up history in {}", db.display()))?;
+            r
         }
     };
     if result.other.entries_evicted > 0 {

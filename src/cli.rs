@@ -32,6 +32,29 @@ pub enum Command {
     /// Read a capture file through the same decoding and counting code as live capture and print
     /// per-device totals.
     Replay(ReplayArgs),
+    /// Write a consistent copy of the database to FILE (safe while the daemon runs).
+    Backup(BackupArgs),
+    /// Replace the database with the backup FILE (stop the daemon first); the current database
+    /// is kept next to it.
+    Restore(RestoreArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BackupArgs {
+    /// Where to write the copy; must not exist yet.
+    pub file: PathBuf,
+    /// The database to copy (default: the configured one).
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RestoreArgs {
+    /// A backup written by `lanmeter backup` or the nightly backup.
+    pub file: PathBuf,
+    /// The database to replace (default: the configured one).
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -82,6 +105,9 @@ pub struct ExportArgs {
     /// json (one array) or csv (with a header line).
     #[arg(long, default_value = "json")]
     pub format: crate::store::export::Format,
+    /// Only this device's rows (its MAC address).
+    #[arg(long, value_name = "MAC")]
+    pub device: Option<MacAddr>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -27,6 +27,12 @@ const BUFFER_MIB: RangeInclusive<u32> = 1..=1024;
 const FLUSH_INTERVAL_SECS: RangeInclusive<u64> = 1..=300;
 const MAX_DEVICES: RangeInclusive<usize> = 16..=1_000_000;
 const STATS_LOG_INTERVAL_SECS: RangeInclusive<u64> = 1..=86_400;
+const KEEP_MINUTES_DAYS: RangeInclusive<u32> = 1..=366;
+const KEEP_HOURS_DAYS: RangeInclusive<u32> = 1..=36_500;
+const KEEP_DAYS_MONTHS: RangeInclusive<u32> = 0..=1200;
+const KEEP_MONTHS_YEARS: RangeInclusive<u32> = 0..=100;
+const BACKUP_KEEP: RangeInclusive<u32> = 0..=365;
+const BACKUP_HOUR: RangeInclusive<u8> = 0..=23;
 
 /// Linux interface names are at most IFNAMSIZ - 1 bytes.
 const MAX_INTERFACE_NAME: usize = 15;
@@ -47,6 +53,13 @@ pub const KEYS: &[&str] = &[
     "listen",
     "timezone",
     "stats_log_interval_secs",
+    "keep_minutes_days",
+    "keep_hours_days",
+    "keep_days_months",
+    "keep_months_years",
+    "backup_dir",
+    "backup_keep",
+    "backup_hour",
 ];
 
 /// Keys whose environment variable is a comma-separated list rather than one value.
@@ -82,6 +95,20 @@ pub struct Config {
     pub timezone: Option<String>,
     /// Seconds between log lines with capture statistics (received, dropped).
     pub stats_log_interval_secs: u64,
+    /// Days minute rows are kept (then only their hour, day and month rollups remain).
+    pub keep_minutes_days: u32,
+    /// Days hour rows are kept.
+    pub keep_hours_days: u32,
+    /// Months day rows are kept; 0 keeps them forever.
+    pub keep_days_months: u32,
+    /// Years month rows are kept; 0 keeps them forever.
+    pub keep_months_years: u32,
+    /// Folder of the nightly backups; `None` means `state_dir/backups`.
+    pub backup_dir: Option<PathBuf>,
+    /// Nightly backups kept (the oldest are deleted); 0 turns nightly backups off.
+    pub backup_keep: u32,
+    /// Local hour of day (0..=23) at which the nightly backup is taken.
+    pub backup_hour: u8,
 }
 
 impl Default for Config {
@@ -102,6 +129,13 @@ impl Default for Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             timezone: None,
             stats_log_interval_secs: 60,
+            keep_minutes_days: 7,
+            keep_hours_days: 92,
+            keep_days_months: 60,
+            keep_months_years: 0,
+            backup_dir: None,
+            backup_keep: 7,
+            backup_hour: 3,
         }
     }
 }
@@ -204,6 +238,13 @@ fn hint(key: &str) -> String {
         "listen" => "use an address and port such as \"0.0.0.0:8080\" or \"[::]:8080\"".into(),
         "timezone" => "use an IANA name such as \"Europe/Berlin\" or \"UTC\", or remove the key to use the system's time zone".into(),
         "stats_log_interval_secs" => range(&STATS_LOG_INTERVAL_SECS, "seconds"),
+        "keep_minutes_days" => range(&KEEP_MINUTES_DAYS, "days"),
+        "keep_hours_days" => format!("{}, and at least keep_minutes_days", range(&KEEP_HOURS_DAYS, "days")),
+        "keep_days_months" => range(&KEEP_DAYS_MONTHS, "months (0 keeps day rows forever)"),
+        "keep_months_years" => range(&KEEP_MONTHS_YEARS, "years (0 keeps month rows forever)"),
+        "backup_dir" => "use a directory path in double quotes, or remove the key to use backups/ in state_dir".into(),
+        "backup_keep" => range(&BACKUP_KEEP, "backups (0 turns nightly backups off)"),
+        "backup_hour" => range(&BACKUP_HOUR, "(local hour of day)"),
         _ => format!("valid keys are {}", KEYS.join(", ")),
     }
 }
@@ -415,7 +456,42 @@ impl Config {
             self.stats_log_interval_secs,
             &STATS_LOG_INTERVAL_SECS,
         )?;
+        check_range(
+            "keep_minutes_days",
+            self.keep_minutes_days,
+            &KEEP_MINUTES_DAYS,
+        )?;
+        check_range("keep_hours_days", self.keep_hours_days, &KEEP_HOURS_DAYS)?;
+        if self.keep_hours_days < self.keep_minutes_days {
+            // Hours shorter than minutes would make the mid-range history coarser than the
+            // older one for no saving.
+            return Err(ConfigError::OutOfRange {
+                origin: Origin::Config,
+                key: "keep_hours_days",
+                value: show(&self.keep_hours_days),
+            });
+        }
+        check_range("keep_days_months", self.keep_days_months, &KEEP_DAYS_MONTHS)?;
+        check_range(
+            "keep_months_years",
+            self.keep_months_years,
+            &KEEP_MONTHS_YEARS,
+        )?;
+        if let Some(dir) = &self.backup_dir
+            && dir.as_os_str().is_empty()
+        {
+            return Err(invalid("backup_dir", dir, "the path is empty"));
+        }
+        check_range("backup_keep", self.backup_keep, &BACKUP_KEEP)?;
+        check_range("backup_hour", self.backup_hour, &BACKUP_HOUR)?;
         Ok(())
+    }
+
+    /// The folder of the nightly backups: `backup_dir` if set, else `state_dir/backups`.
+    pub fn backup_dir_path(&self) -> PathBuf {
+        self.backup_dir
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("backups"))
     }
 
     /// The SQLite file: `database` if set, else `state_dir/lanmeter.db`.
@@ -792,7 +868,7 @@ timezone = "Europe/Berlin"
             )),
             "{msg}"
         );
-        assert!(msg.ends_with("stats_log_interval_secs"), "{msg}");
+        assert!(msg.ends_with(KEYS[KEYS.len() - 1]), "{msg}");
         let (msg, _) = err_text("[web]\nport = 1\n", &[]);
         assert!(msg.contains("unknown key `web`: valid keys"), "{msg}");
         let (msg, _) = err_text("tiemzone = \"UTC\"\n", &[]);
@@ -907,6 +983,7 @@ timezone = "Europe/Berlin"
             gateway: Some("dc:a6:32:00:00:01".parse().unwrap()),
             database: Some("/x.db".into()),
             timezone: Some("UTC".into()),
+            backup_dir: Some("/b".into()),
             ..Config::default()
         };
         let table = toml::Table::try_from(&full).unwrap();

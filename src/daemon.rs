@@ -12,6 +12,9 @@ use crate::flush::Flusher;
 use crate::meter::{Delta, Locality, Meter, MeterConfig, SharedMeter};
 use crate::model::{MacAddr, MinuteUsage};
 use crate::store::Store;
+use crate::store::backup::{self, DbLock};
+use crate::store::health::SharedHealth;
+use crate::store::rollup::Retention;
 use anyhow::Context;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +22,9 @@ use std::time::{Duration, Instant};
 
 /// How often an undetected or auto-detected gateway is looked up again (routers get replaced).
 const GATEWAY_RECHECK: Duration = Duration::from_secs(60);
+/// How often the history maintenance (rollups, retention) and the nightly-backup clock are
+/// checked. Rollups only do work when an hour has closed, so this mostly costs one small read.
+const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(300);
 /// Attempts at the final flush before giving up and saying how much could not be written.
 const FINAL_FLUSH_ATTEMPTS: u32 = 5;
 
@@ -27,7 +33,28 @@ const FINAL_FLUSH_ATTEMPTS: u32 = 5;
 /// source are malformed and belong in the same "not attributable" bucket.
 pub const OTHER_BUCKET: MacAddr = MacAddr::BROADCAST;
 
+/// The retention horizons of the history, from the `keep_*` config keys.
+pub fn retention(cfg: &Config) -> Retention {
+    const DAY: i64 = 86_400;
+    let months = |n: u32| (n > 0).then_some(i64::from(n) * 31 * DAY);
+    Retention {
+        minutes: Some(i64::from(cfg.keep_minutes_days) * DAY),
+        hours: Some(i64::from(cfg.keep_hours_days) * DAY),
+        days: months(cfg.keep_days_months),
+        months: (cfg.keep_months_years > 0).then_some(i64::from(cfg.keep_months_years) * 366 * DAY),
+    }
+}
+
 pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+    run_with_health(cfg, stop, SharedHealth::new())
+}
+
+/// [`run`], recording the storage health in `health` for whoever reads it (web, alerts).
+pub fn run_with_health(
+    cfg: Config,
+    stop: Arc<AtomicBool>,
+    health: SharedHealth,
+) -> anyhow::Result<()> {
     let iface = match &cfg.interface {
         Some(i) => i.clone(),
         None => discovery::default_route_interface().context(
@@ -42,8 +69,17 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         stats_log_interval: Duration::from_secs(cfg.stats_log_interval_secs),
     })?;
     let db = cfg.database_path();
-    let store = Store::open(&db).with_context(|| format!("opening database {}", db.display()))?;
+    // Held for the whole run: a second daemon on the same file, or `lanmeter restore`, refuses.
+    let _lock =
+        DbLock::acquire(&db).with_context(|| format!("locking database {}", db.display()))?;
+    let (store, aside) =
+        Store::open_checked(&db).with_context(|| format!("opening database {}", db.display()))?;
+    health.update(|h| h.moved_aside = aside);
     let mut flusher = Flusher::new(store);
+    let tz = cfg.time_zone();
+    let retention = retention(&cfg);
+    let mut backup_job: Option<std::thread::JoinHandle<()>> = None;
+    let mut last_backup_day: Option<jiff::civil::Date> = None;
 
     let detected = discovery::detect_gateway(&iface);
     let gateway = cfg.gateway.or(detected.as_ref().map(|g| g.mac));
@@ -74,6 +110,7 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     let interval = Duration::from_secs(cfg.flush_interval_secs);
     let mut next_flush = Instant::now() + interval;
     let mut next_gateway_check = Instant::now() + GATEWAY_RECHECK;
+    let mut next_maintenance = Instant::now() + interval;
     let mut evictions_seen = 0;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
@@ -101,12 +138,39 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
                 evictions_seen = evictions;
             }
             let delta = meter.take_delta();
-            if let Err(e) = flush_delta(&mut flusher, &delta, interval) {
+            let result = flush_delta(&mut flusher, &delta, interval);
+            if let Err(e) = &result {
                 tracing::error!(error = %e, pending_rows = flusher.pending_len(), "flush failed; counts stay in memory and are retried next interval");
+            }
+            health.record_flush(
+                result.map_err(|e| {
+                    let full = matches!(e, crate::store::StoreError::DiskFull { .. });
+                    (e.to_string(), full)
+                }),
+                flusher.pending_len(),
+                flusher.folded_rows(),
+            );
+        }
+        if now >= next_maintenance {
+            next_maintenance = now + MAINTENANCE_INTERVAL;
+            maintain(&mut flusher, &tz, &retention, &health);
+            if cfg.backup_keep > 0 {
+                nightly_backup(
+                    &cfg,
+                    &tz,
+                    &db,
+                    &health,
+                    &mut backup_job,
+                    &mut last_backup_day,
+                );
             }
         }
     }
     tracing::info!("stopping: waiting for the capture thread, then flushing");
+    if let Some(job) = backup_job.take() {
+        tracing::info!("waiting for the nightly backup to finish");
+        let _ = job.join();
+    }
     if capture_thread.join().is_err() {
         tracing::error!("the capture thread panicked; flushing what it counted");
     }
@@ -143,6 +207,89 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Rolls up closed hours and applies retention; failures are logged and retried next time
+/// (the minutes they need stay stored until a rollup has them).
+fn maintain(
+    flusher: &mut Flusher,
+    tz: &jiff::tz::TimeZone,
+    retention: &Retention,
+    health: &SharedHealth,
+) {
+    let now = jiff::Timestamp::now();
+    let started = Instant::now();
+    match flusher.store_mut().maintain(tz, retention, now.as_second()) {
+        Ok(r) => {
+            health.update(|h| h.last_maintenance = Some(now));
+            if r.rolled.iter().chain(&r.deleted).any(|&n| n > 0) {
+                tracing::info!(
+                    rolled_hours = r.rolled[0],
+                    rolled_days = r.rolled[1],
+                    rolled_months = r.rolled[2],
+                    deleted_minute_rows = r.deleted[0],
+                    deleted_hour_rows = r.deleted[1],
+                    deleted_day_rows = r.deleted[2],
+                    deleted_month_rows = r.deleted[3],
+                    ms = started.elapsed().as_millis() as u64,
+                    "history maintenance"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "history maintenance failed; retried later"),
+    }
+}
+
+/// Starts the nightly backup on its own thread (with its own connection, so flushes go on)
+/// once the local clock reaches `backup_hour`, at most once a day.
+fn nightly_backup(
+    cfg: &Config,
+    tz: &jiff::tz::TimeZone,
+    db: &std::path::Path,
+    health: &SharedHealth,
+    job: &mut Option<std::thread::JoinHandle<()>>,
+    last_day: &mut Option<jiff::civil::Date>,
+) {
+    if job.as_ref().is_some_and(|j| !j.is_finished()) {
+        return;
+    }
+    if let Some(done) = job.take()
+        && done.join().is_err()
+    {
+        tracing::error!("the backup thread panicked");
+    }
+    let local = jiff::Timestamp::now().to_zoned(tz.clone());
+    let today = local.date();
+    if local.hour() < i8::try_from(cfg.backup_hour).unwrap_or(0) || *last_day == Some(today) {
+        return;
+    }
+    *last_day = Some(today);
+    let (db, dir, keep, health) = (
+        db.to_path_buf(),
+        cfg.backup_dir_path(),
+        cfg.backup_keep as usize,
+        health.clone(),
+    );
+    let spawned = std::thread::Builder::new()
+        .name("backup".into())
+        .spawn(move || match backup::nightly(&db, &dir, keep, today) {
+            Ok(Some(path)) => {
+                tracing::info!(backup = %path.display(), "nightly backup written");
+                health.update(|h| {
+                    h.last_backup = Some((jiff::Timestamp::now(), path));
+                    h.last_backup_error = None;
+                });
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, folder = %dir.display(), "nightly backup failed");
+                health.update(|h| h.last_backup_error = Some(e.to_string()));
+            }
+        });
+    match spawned {
+        Ok(handle) => *job = Some(handle),
+        Err(e) => tracing::error!(error = %e, "cannot start the backup thread"),
+    }
 }
 
 /// Resolves a delta against its gateway (inferring one from the delta if none is known yet) and

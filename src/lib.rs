@@ -6,7 +6,8 @@
 //! - [`capture`]: packet sources (live libpcap, capture files) and the pure frame decoder.
 //! - [`discovery`]: what the host knows about the LAN: default-route interface, gateway, prefixes.
 //! - [`meter`]: the bounded per-MAC counter map the packet path writes into.
-//! - [`store`]: the SQLite database (the only rusqlite user): migrations, devices, minute usage, export.
+//! - [`store`]: the SQLite database (the only rusqlite user): migrations, devices, minute usage,
+//!   rollups and retention, history queries, export, backup/restore, storage health.
 //! - [`flush`]: each flush interval's deltas into one store transaction, kept pending until written.
 //! - [`daemon`]: the live run: capture thread, periodic flush, clean stop on SIGTERM.
 //! - [`replay`]: capture files through the same decoder and meter, rendered as JSON or a table.

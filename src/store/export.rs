@@ -1,110 +1,23 @@
-//! History export (SPEC §3 `lanmeter export`): minute rows summed into minute, hour, day or
-//! month buckets that start on the household time zone's boundaries, written as JSON or CSV.
+//! History export (SPEC §3 `lanmeter export`): usage summed into minute, hour, day or month
+//! buckets that start on the household time zone's boundaries, written as JSON or CSV.
 //!
-//! Rows are streamed: only the current bucket's devices are held in memory, never the whole
-//! history or the whole output. Every stored minute lands in exactly one bucket, so sums over
-//! buckets equal the minute totals exactly. This module never writes to the database.
+//! It reads through the query planner ([`super::query`]): whole buckets come from the rollup
+//! of their own size (a year of days reads ~365 rows per device, not half a million minutes),
+//! cut buckets at the range's edges from finer rows. Rows are streamed: only the current
+//! bucket's devices are held in memory. Every stored minute lands in exactly one bucket, so sums
+//! over buckets equal the minute totals exactly. This module never writes to the database.
+use super::query::{self, Group, Selection};
 use super::{Store, StoreError};
 use crate::model::{Counts, MacAddr};
 use jiff::tz::TimeZone;
-use jiff::{Span, Timestamp, Zoned, civil};
+use jiff::{Timestamp, civil};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{self, Write};
 use std::str::FromStr;
 
-/// Bucket size of an export.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Period {
-    Minute,
-    Hour,
-    Day,
-    Month,
-}
-
-impl Period {
-    pub const ALL: [Period; 4] = [Period::Minute, Period::Hour, Period::Day, Period::Month];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Period::Minute => "minute",
-            Period::Hour => "hour",
-            Period::Day => "day",
-            Period::Month => "month",
-        }
-    }
-
-    /// Start of the bucket holding `ts`, on `tz`'s local boundaries.
-    fn bucket_start(self, ts: Timestamp, tz: &TimeZone) -> Result<Zoned, jiff::Error> {
-        let z = ts.to_zoned(tz.clone());
-        match self {
-            Period::Minute => Ok(z),
-            // `with()` keeps the current offset when it is valid, so in a repeated hour (fall
-            // back) the second 01:00 resolves to itself, not to the first one an hour earlier.
-            Period::Hour => z.with().minute(0).second(0).subsec_nanosecond(0).build(),
-            // Local midnight (or the first instant of the day when midnight is skipped).
-            Period::Day => z.start_of_day(),
-            Period::Month => z.first_of_month()?.start_of_day(),
-        }
-    }
-
-    /// The first bucket boundary after `ts`, for the bucket that starts at `start`.
-    ///
-    /// Stepping one nominal length from the start and flooring to a boundary is right almost
-    /// everywhere; where a fold repeats part of an hour (Australia/Lord_Howe falls back 30
-    /// minutes, from 02:00 to 01:30) the floor lands back on `start`, so step again.
-    fn bucket_end(
-        self,
-        start: &Zoned,
-        ts: Timestamp,
-        tz: &TimeZone,
-    ) -> Result<Timestamp, jiff::Error> {
-        let mut candidate = start.clone();
-        for _ in 0..4 {
-            candidate = candidate.checked_add(self.span())?;
-            let boundary = self.bucket_start(candidate.timestamp(), tz)?.timestamp();
-            if boundary > ts {
-                return Ok(boundary);
-            }
-        }
-        // No real zone gets here; closing the bucket after this minute still puts every
-        // minute in exactly one bucket.
-        ts.checked_add(Span::new().minutes(1))
-    }
-
-    /// One bucket's nominal length: hours are elapsed time, days and months are calendar units
-    /// (23 or 25 hours on DST days, 28 to 31 days), as jiff's zoned arithmetic defines them.
-    fn span(self) -> Span {
-        match self {
-            Period::Minute => Span::new().minutes(1),
-            Period::Hour => Span::new().hours(1),
-            Period::Day => Span::new().days(1),
-            Period::Month => Span::new().months(1),
-        }
-    }
-}
-
-impl fmt::Display for Period {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("'{0}' is not an export period: use minute, hour, day or month")]
-pub struct ParsePeriodError(pub String);
-
-impl FromStr for Period {
-    type Err = ParsePeriodError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let t = s.trim();
-        Period::ALL
-            .into_iter()
-            .find(|p| p.as_str().eq_ignore_ascii_case(t))
-            .ok_or_else(|| ParsePeriodError(s.to_string()))
-    }
-}
+pub use super::period::{ParsePeriodError, Period};
 
 /// Output format of an export.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -266,23 +179,26 @@ impl<W: Write> RowWriter<W> {
 
 /// The bucket being filled: `[start, end)`, with the devices seen in it, sorted by MAC.
 struct Bucket {
-    start: Timestamp,
-    end: Timestamp,
+    start: i64,
+    end: i64,
     label: String,
     devices: BTreeMap<MacAddr, Counts>,
 }
 
 /// Writes the stored history as `period` buckets in time zone `tz`, one row per device and
-/// bucket, ordered by bucket start then MAC.
+/// bucket, ordered by bucket start then MAC; `device` keeps only that MAC's rows.
 ///
 /// `from`/`to` select minutes whose start lies in `[from, to)`; a bucket cut by a bound holds
 /// only the minutes inside the range (and keeps its true start), so the rows always sum to
-/// exactly the selected minutes.
+/// exactly the selected minutes. Where retention has already deleted the rows of the asked
+/// size, older buckets are left out and a warning is logged.
+#[allow(clippy::too_many_arguments)]
 pub fn export(
     store: &Store,
     period: Period,
     from: Option<Timestamp>,
     to: Option<Timestamp>,
+    device: Option<MacAddr>,
     tz: &TimeZone,
     format: Format,
     out: &mut dyn Write,
@@ -292,50 +208,72 @@ pub fn export(
     {
         return Err(ExportError::EmptyRange { from, to });
     }
-    // Minute starts are whole seconds: `m >= from` iff `m >= ceil(from)`, same for `m < to`.
-    let lo = from.map_or(i64::MIN, ceil_second);
-    let hi = to.map_or(i64::MAX, ceil_second);
-    let time_err = |at: Timestamp| {
+    let mut w = RowWriter::begin(io::BufWriter::new(out), format)?;
+    let Some((first, last)) = store.data_extent()? else {
+        w.end()?;
+        return Ok(());
+    };
+    let lo = from.map_or(first, query::ceil_minute);
+    let hi = to.map_or(last, query::ceil_minute);
+    let time_err = |at: i64| {
         move |source| ExportError::Time {
             period,
             tz: tz.iana_name().unwrap_or("(unnamed)").to_string(),
-            at,
+            at: Timestamp::from_second(at).unwrap_or(Timestamp::UNIX_EPOCH),
             source,
         }
     };
+    let cov = store.coverage(tz)?;
+    let plan = if lo < hi {
+        query::plan(&cov, tz, lo, hi, period).map_err(|(_, at, e)| time_err(at)(e))?
+    } else {
+        query::Plan {
+            segments: Vec::new(),
+            exact: true,
+        }
+    };
+    if !plan.exact {
+        tracing::warn!(period = %period, "part of the range is older than the retention of {period} rows: those buckets are left out; export a coarser period for older history");
+    }
+    let sel = device.map_or(Selection::All, Selection::device);
 
-    let mut w = RowWriter::begin(io::BufWriter::new(out), format)?;
     let mut cur: Option<Bucket> = None;
-    store.for_each_minute(lo, hi, |minute, mac, counts| {
-        let ts = Timestamp::from_second(minute).map_err(|_| ExportError::BadMinute { minute })?;
-        if cur.as_ref().is_none_or(|b| ts >= b.end) {
-            let mut start = period.bucket_start(ts, tz).map_err(time_err(ts))?;
-            if let Some(prev) = cur.take() {
-                // `bucket_end` already stops each bucket at the next boundary, so with real zone
-                // data this never fires; it guarantees buckets cannot overlap (and a minute be
-                // counted twice) whatever the zone data says.
-                if start.timestamp() < prev.end {
-                    start = prev.end.to_zoned(tz.clone());
+    for seg in plan.segments {
+        store.for_each_row(seg, &sel, Group::BucketDevice, |row| {
+            let at = row.start;
+            if cur.as_ref().is_none_or(|b| at >= b.end) {
+                let ts = Timestamp::from_second(at)
+                    .map_err(|_| ExportError::BadMinute { minute: at })?;
+                let mut start = period.bucket_start(ts, tz).map_err(time_err(at))?;
+                if let Some(prev) = cur.take() {
+                    // `bucket_end` already stops each bucket at the next boundary, so with real
+                    // zone data this never fires; it guarantees buckets cannot overlap (and a
+                    // minute be counted twice) whatever the zone data says.
+                    if start.timestamp().as_second() < prev.end {
+                        start = Timestamp::from_second(prev.end)
+                            .map_err(|_| ExportError::BadMinute { minute: prev.end })?
+                            .to_zoned(tz.clone());
+                    }
+                    emit(&mut w, period, prev)?;
                 }
-                emit(&mut w, period, prev)?;
+                let end = period.bucket_end(&start, ts, tz).map_err(time_err(at))?;
+                let label = start
+                    .timestamp()
+                    .display_with_offset(start.offset())
+                    .to_string();
+                cur = Some(Bucket {
+                    start: start.timestamp().as_second(),
+                    end: end.as_second(),
+                    label,
+                    devices: BTreeMap::new(),
+                });
             }
-            let end = period.bucket_end(&start, ts, tz).map_err(time_err(ts))?;
-            let label = start
-                .timestamp()
-                .display_with_offset(start.offset())
-                .to_string();
-            cur = Some(Bucket {
-                start: start.timestamp(),
-                end,
-                label,
-                devices: BTreeMap::new(),
-            });
-        }
-        if let Some(b) = cur.as_mut() {
-            b.devices.entry(mac).or_default().add(counts);
-        }
-        Ok::<(), ExportError>(())
-    })?;
+            if let Some(b) = cur.as_mut() {
+                b.devices.entry(row.mac).or_default().add(&row.counts);
+            }
+            Ok::<(), ExportError>(())
+        })?;
+    }
     if let Some(b) = cur.take() {
         emit(&mut w, period, b)?;
     }
@@ -359,10 +297,6 @@ fn emit<W: Write>(w: &mut RowWriter<W>, period: Period, b: Bucket) -> io::Result
         })?;
     }
     Ok(())
-}
-
-fn ceil_second(t: Timestamp) -> i64 {
-    t.as_second() + i64::from(t.subsec_nanosecond() > 0)
 }
 
 #[cfg(test)]
@@ -426,7 +360,7 @@ mod tests {
         format: Format,
     ) -> String {
         let mut out = Vec::new();
-        export(store, period, from, to, zone, format, &mut out).unwrap();
+        export(store, period, from, to, None, zone, format, &mut out).unwrap();
         String::from_utf8(out).unwrap()
     }
 
@@ -665,6 +599,7 @@ mod tests {
             Period::Hour,
             Some(ts("2024-06-02T00:00:00Z")),
             Some(ts("2024-06-01T00:00:00Z")),
+            None,
             &utc,
             Format::Csv,
             &mut Vec::new(),

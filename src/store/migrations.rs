@@ -43,8 +43,73 @@ CREATE TABLE usage_minute (
 ) STRICT, WITHOUT ROWID;
 ";
 
+/// History rollups (issue 4): hour, day and month buckets in the household time zone, and the
+/// state that says how far minutes have been rolled up and how far retention has deleted.
+///
+/// `start` is the bucket's first instant (UTC seconds) on the zone's local boundaries, so one
+/// key type serves every zone, including half-hour offsets. Keys lead with `start` for the same
+/// reason as `usage_minute`: rollups and retention work on time ranges across devices.
+/// `active_minutes` counts the minute rows folded in, so presence survives minute retention.
+///
+/// `history_state` has at most one row (absent until the first rollup). Invariants the store
+/// keeps: every minute ever written before `hour_rolled` is in `usage_hour`, before `day_rolled`
+/// in `usage_day`, before `month_rolled` in `usage_month` (late minutes are written through);
+/// rows of a level starting before its `*_kept` have been deleted by retention.
+const V_HISTORY: &str = "
+CREATE TABLE usage_hour (
+    start INTEGER NOT NULL,
+    device_id INTEGER NOT NULL REFERENCES devices(id),
+    frames_sent INTEGER NOT NULL,
+    frames_received INTEGER NOT NULL,
+    bytes_sent INTEGER NOT NULL,
+    bytes_received INTEGER NOT NULL,
+    internet_upload_bytes INTEGER NOT NULL,
+    internet_download_bytes INTEGER NOT NULL,
+    active_minutes INTEGER NOT NULL,
+    PRIMARY KEY (start, device_id)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE usage_day (
+    start INTEGER NOT NULL,
+    device_id INTEGER NOT NULL REFERENCES devices(id),
+    frames_sent INTEGER NOT NULL,
+    frames_received INTEGER NOT NULL,
+    bytes_sent INTEGER NOT NULL,
+    bytes_received INTEGER NOT NULL,
+    internet_upload_bytes INTEGER NOT NULL,
+    internet_download_bytes INTEGER NOT NULL,
+    active_minutes INTEGER NOT NULL,
+    PRIMARY KEY (start, device_id)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE usage_month (
+    start INTEGER NOT NULL,
+    device_id INTEGER NOT NULL REFERENCES devices(id),
+    frames_sent INTEGER NOT NULL,
+    frames_received INTEGER NOT NULL,
+    bytes_sent INTEGER NOT NULL,
+    bytes_received INTEGER NOT NULL,
+    internet_upload_bytes INTEGER NOT NULL,
+    internet_download_bytes INTEGER NOT NULL,
+    active_minutes INTEGER NOT NULL,
+    PRIMARY KEY (start, device_id)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE history_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    zone TEXT NOT NULL,
+    hour_rolled INTEGER NOT NULL,
+    day_rolled INTEGER NOT NULL,
+    month_rolled INTEGER NOT NULL,
+    minute_kept INTEGER NOT NULL,
+    hour_kept INTEGER NOT NULL,
+    day_kept INTEGER NOT NULL,
+    month_kept INTEGER NOT NULL
+) STRICT;
+";
+
 /// Every schema step, oldest first. The schema version of a fully migrated file is the length.
-pub(super) const MIGRATIONS: &[&str] = &[V1];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V_HISTORY];
 
 pub(super) fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.pragma_query_value(None, "user_version", |row| row.get(0))
@@ -115,7 +180,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("a.db")).unwrap();
         assert_eq!(user_version(&store.conn).unwrap(), MIGRATIONS.len() as i64);
-        assert_eq!(tables(&store.conn), ["devices", "usage_minute"]);
+        let t = tables(&store.conn);
+        for want in [
+            "devices",
+            "usage_minute",
+            "usage_hour",
+            "usage_day",
+            "usage_month",
+        ] {
+            assert!(t.iter().any(|n| n == want), "{want} missing from {t:?}");
+        }
     }
 
     #[test]

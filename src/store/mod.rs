@@ -7,10 +7,18 @@
 //! Durability (SPEC §6): the database runs in WAL mode with `synchronous=FULL`, and the flusher
 //! writes each flush interval as one transaction, so a power cut loses at most the interval in
 //! progress and never leaves the file corrupt.
+pub mod backup;
 pub mod devices;
 pub mod export;
+pub mod health;
 mod migrations;
+pub mod period;
+pub mod query;
+pub mod rollup;
 pub mod usage;
+
+#[cfg(test)]
+mod history_tests;
 
 pub use devices::DeviceTotals;
 
@@ -84,6 +92,15 @@ pub enum StoreError {
         "database {path} cannot use write-ahead logging (journal mode stayed '{mode}'): keep the database on a local filesystem (not NFS or a FUSE mount)"
     )]
     NoWal { path: PathBuf, mode: String },
+    #[error(
+        "database {path}: cannot compute local bucket boundaries in time zone {zone} near {at} s since 1970 ({detail}): check `timezone` in the config file; a time that far off means damaged data, restore a backup"
+    )]
+    Time {
+        path: PathBuf,
+        zone: String,
+        at: i64,
+        detail: String,
+    },
     #[error(
         "database {path}: {op} failed: {source} (if this persists, report it as a lanmeter bug with this message)"
     )]

@@ -3,7 +3,7 @@
 //! A minute's counts may arrive in several flushes (a minute spans six 10 s intervals), so
 //! writes always ADD to an existing row; nothing here ever overwrites a counter.
 use super::devices::{self, DeviceTotals};
-use super::{Store, StoreError, sql_err};
+use super::{Store, StoreError, rollup, sql_err};
 use crate::model::{Counts, MacAddr, MinuteUsage, Sighting};
 use rusqlite::{TransactionBehavior, params};
 use std::collections::HashMap;
@@ -34,12 +34,7 @@ FROM devices d LEFT JOIN (
 ) t ON t.device_id = d.id
 ORDER BY d.mac";
 
-const MINUTES_IN_RANGE: &str = "
-SELECT u.minute, d.mac, u.frames_sent, u.frames_received, u.bytes_sent, u.bytes_received,
-       u.internet_upload_bytes, u.internet_download_bytes
-FROM usage_minute u JOIN devices d ON d.id = u.device_id
-WHERE u.minute >= ?1 AND u.minute < ?2
-ORDER BY u.minute";
+const MINUTE_EXISTS: &str = "SELECT 1 FROM usage_minute WHERE minute = ?1 AND device_id = ?2";
 
 /// Counters are u64 in memory and INTEGER (i64) in SQLite. 2^63 bytes is 9 EB, so a failed
 /// conversion means a damaged value, reported as an error rather than wrapped.
@@ -86,7 +81,7 @@ fn counts_at(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Counts> 
 
 impl Store {
     /// Writes one flush interval as ONE transaction: sightings merged into devices, usage added
-    /// to the minute rows. Either all of it is stored or none of it (the caller keeps the data
+    /// to the minute rows (and, for a minute older than the rollup watermark, to the rollups). Either all of it is stored or none of it (the caller keeps the data
     /// and retries). Rows whose counts are all zero are skipped: they would add nothing.
     pub fn write_flush(
         &mut self,
@@ -100,6 +95,19 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql_err(path, "starting the flush transaction"))?;
+        // Read inside the transaction: a rollup by another connection cannot slip in between.
+        let state = rollup::read_state(&tx).map_err(sql_err(path, "reading the history state"))?;
+        let zone = match &state {
+            Some(s) => Some(
+                jiff::tz::TimeZone::get(&s.zone).map_err(|e| StoreError::Time {
+                    path: path.to_path_buf(),
+                    zone: s.zone.clone(),
+                    at: 0,
+                    detail: e.to_string(),
+                })?,
+            ),
+            None => None,
+        };
         let mut ids: HashMap<MacAddr, i64> = HashMap::with_capacity(seen.len());
         for s in seen {
             let id =
@@ -124,13 +132,24 @@ impl Store {
                         id
                     }
                 };
+                if let (Some(state), Some(tz)) = (&state, &zone)
+                    && u.minute < state.hour_rolled
+                {
+                    let exists = tx
+                        .prepare_cached(MINUTE_EXISTS)
+                        .and_then(|mut st| st.exists(params![u.minute, id]))
+                        .map_err(sql_err(path, "writing minute usage"))?;
+                    rollup::write_through(&tx, path, state, tz, id, u, !exists)?;
+                }
                 add_usage(&mut add, id, u).map_err(sql_err(path, "writing minute usage"))?;
             }
         }
         tx.commit().map_err(sql_err(path, "committing the flush"))
     }
 
-    /// Every device with its counters summed over all stored minutes, ordered by MAC.
+    /// Every device with its counters summed over all stored minute rows, ordered by MAC. Once
+    /// retention has deleted minutes this is only the recent history: use
+    /// [`Store::usage_by_device`] for totals over every level.
     pub fn device_totals(&self) -> Result<Vec<DeviceTotals>, StoreError> {
         let path = self.path.as_path();
         let mut st = self
@@ -150,30 +169,6 @@ impl Store {
             .map_err(sql_err(path, "reading device totals"))?;
         rows.collect::<Result<_, _>>()
             .map_err(sql_err(path, "reading device totals"))
-    }
-
-    /// Calls `f(minute, mac, counts)` for every stored minute row with `from <= minute < to`
-    /// (seconds since the epoch), in ascending minute order, without loading them all at once.
-    pub(crate) fn for_each_minute<E: From<StoreError>>(
-        &self,
-        from: i64,
-        to: i64,
-        mut f: impl FnMut(i64, MacAddr, &Counts) -> Result<(), E>,
-    ) -> Result<(), E> {
-        let path = self.path.as_path();
-        let op = "reading minute usage";
-        let mut st = self
-            .conn
-            .prepare_cached(MINUTES_IN_RANGE)
-            .map_err(sql_err(path, op))?;
-        let mut rows = st.query(params![from, to]).map_err(sql_err(path, op))?;
-        while let Some(row) = rows.next().map_err(sql_err(path, op))? {
-            let minute: i64 = row.get(0).map_err(sql_err(path, op))?;
-            let mac = devices::mac_from_key(row.get(1).map_err(sql_err(path, op))?);
-            let counts = counts_at(row, 2).map_err(sql_err(path, op))?;
-            f(minute, mac, &counts)?;
-        }
-        Ok(())
     }
 }
 
@@ -333,28 +328,6 @@ pub(crate) mod tests {
         let totals = store.device_totals().unwrap();
         assert_eq!(totals.len(), 1, "the failed flush was rolled back entirely");
         assert_eq!(totals[0].counts, counts(1));
-    }
-
-    #[test]
-    fn for_each_minute_respects_half_open_range_in_order() {
-        let (_d, mut store) = open();
-        let usage: Vec<MinuteUsage> = [300, 60, 180, 120]
-            .iter()
-            .map(|&m| MinuteUsage {
-                mac: mac(1),
-                minute: m,
-                counts: counts(1),
-            })
-            .collect();
-        store.write_flush(&usage, &[]).unwrap();
-        let mut got = Vec::new();
-        store
-            .for_each_minute(120, 300, |m, _, _| {
-                got.push(m);
-                Ok::<_, StoreError>(())
-            })
-            .unwrap();
-        assert_eq!(got, [120, 180]);
     }
 
     /// Measures the SPEC §5 flush budget (1,000 devices ≤ 20 ms). Prints, never asserts on

@@ -7,6 +7,7 @@ mod cli_errors;
 mod corpus;
 mod daemon;
 mod discovery;
+mod history;
 mod household;
 mod live;
 mod netns;

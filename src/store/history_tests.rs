@@ -1,0 +1,535 @@
+//! Property and DST tests of the rollups, retention and query planner against the raw minutes.
+//!
+//! Each property loops over seeded random cases (a failing case prints its seed), with random
+//! data written in flushes interleaved with rollups, late minutes included, in zones with DST
+//! and half-hour offsets. The oracle is a plain map of every minute ever written.
+use super::Store;
+use super::period::{Period, bucket_secs};
+use super::query::{Selection, ceil_minute, plan};
+use super::rollup::Retention;
+use super::usage::tests::mac;
+use crate::model::{Counts, MacAddr, MinuteUsage, Sighting};
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use std::collections::BTreeMap;
+
+const ZONES: [&str; 5] = [
+    "UTC",
+    "Europe/Berlin",
+    "America/New_York",
+    "Asia/Kathmandu",
+    "Australia/Lord_Howe",
+];
+
+fn ts(s: i64) -> Timestamp {
+    Timestamp::from_second(s).unwrap()
+}
+
+/// splitmix64: a seeded, dependency-free generator; the same seed gives the same case.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+fn below(rng: &mut Rng, n: u64) -> u64 {
+    rng.next_u64() % n
+}
+
+fn random_counts(rng: &mut Rng) -> Counts {
+    let bytes = 60 + below(rng, 100_000);
+    Counts {
+        frames_sent: 1 + below(rng, 50),
+        frames_received: below(rng, 50),
+        bytes_sent: bytes,
+        bytes_received: below(rng, 200_000),
+        internet_upload_bytes: below(rng, bytes),
+        internet_download_bytes: below(rng, 1000),
+    }
+}
+
+/// Every minute written, per device: the oracle.
+type Oracle = BTreeMap<(MacAddr, i64), Counts>;
+
+fn oracle_sum(o: &Oracle, pick: impl Fn(MacAddr) -> bool, lo: i64, hi: i64) -> (Counts, u64) {
+    let mut c = Counts::default();
+    let mut n = 0;
+    for (&(m, minute), v) in o {
+        if pick(m) && minute >= lo && minute < hi {
+            c.add(v);
+            n += 1;
+        }
+    }
+    (c, n)
+}
+
+const GATEWAY: u64 = 90;
+
+fn devices() -> Vec<MacAddr> {
+    let mut v: Vec<MacAddr> = (1..=4).map(mac).collect();
+    v.push(mac(GATEWAY));
+    v.push(super::query::OTHER);
+    v
+}
+
+/// Writes random minutes over `span` seconds from `base` in several flushes, rolling up at
+/// increasing times in between; later flushes also carry minutes older than the watermarks.
+fn fill(store: &mut Store, rng: &mut Rng, tz: &TimeZone, base: i64, span: i64) -> Oracle {
+    let mut oracle = Oracle::new();
+    let devs = devices();
+    let flushes = 6;
+    for f in 0..flushes {
+        let mut usage = Vec::new();
+        for _ in 0..400 {
+            // Mostly in this flush's slice of time, sometimes anywhere earlier (late data).
+            let slice_end = base + span * (f + 1) / flushes;
+            let from = if below(rng, 5) == 0 {
+                base
+            } else {
+                base + span * f / flushes
+            };
+            let minute = (from + below(rng, (slice_end - from) as u64) as i64) / 60 * 60;
+            let m = devs[below(rng, devs.len() as u64) as usize];
+            let c = random_counts(rng);
+            oracle.entry((m, minute)).or_default().add(&c);
+            usage.push(MinuteUsage {
+                mac: m,
+                minute,
+                counts: c,
+            });
+        }
+        let seen: Vec<Sighting> = devs
+            .iter()
+            .map(|&m| Sighting {
+                mac: m,
+                first_seen: base * 1_000_000_000,
+                last_seen: base * 1_000_000_000,
+                is_gateway: m == mac(GATEWAY),
+            })
+            .collect();
+        store.write_flush(&usage, &seen).unwrap();
+        let now = base + span * (f + 1) / flushes;
+        store.roll_up(tz, now).unwrap();
+    }
+    oracle
+}
+
+fn random_range(rng: &mut Rng, base: i64, span: i64) -> (i64, i64) {
+    let a = base - 86_400 + below(rng, (span + 2 * 86_400) as u64) as i64;
+    // Short, medium and long ranges, at second precision (not minute-aligned).
+    let len = match below(rng, 3) {
+        0 => below(rng, 3 * 3600) as i64 + 1,
+        1 => below(rng, 10 * 86_400) as i64 + 1,
+        _ => below(rng, span as u64 + 86_400) as i64 + 1,
+    };
+    (a, a + len)
+}
+
+#[test]
+fn totals_over_random_ranges_are_the_same_from_every_level() {
+    let mut coarse_segments = 0;
+    for case in 0..10u64 {
+        let mut rng = Rng::new(0x5eed_0000 + case);
+        let tz = TimeZone::get(ZONES[case as usize % ZONES.len()]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("p.db")).unwrap();
+        // Spans the 2024 DST changes of both hemispheres for some seeds.
+        let base = 1_704_067_200 + below(&mut rng, 300) as i64 * 86_400 + 37 * 60;
+        let span = (40 + below(&mut rng, 50) as i64) * 86_400;
+        let oracle = fill(&mut store, &mut rng, &tz, base, span);
+        store.roll_up(&tz, base + span + 40 * 86_400).unwrap();
+        let cov = store.coverage(&tz).unwrap();
+
+        for _ in 0..25 {
+            let (a, b) = random_range(&mut rng, base, span);
+            let (lo, hi) = (ceil_minute(ts(a)), ceil_minute(ts(b)));
+            let ctx = format!("seed case {case} zone {tz:?} range {a}..{b}");
+            for m in devices() {
+                let (want, active) = oracle_sum(&oracle, |x| x == m, lo, hi);
+                let got = store
+                    .usage(&Selection::device(m), &tz, ts(a), ts(b))
+                    .unwrap();
+                assert!(got.exact, "{ctx}");
+                assert_eq!(
+                    (got.counts, got.active_minutes),
+                    (want, active),
+                    "{ctx} {m}"
+                );
+            }
+            let (want, _) = oracle_sum(&oracle, |x| x != mac(GATEWAY), lo, hi);
+            let hh = store
+                .usage(&Selection::Household, &tz, ts(a), ts(b))
+                .unwrap();
+            assert_eq!(hh.counts, want, "household without the gateway: {ctx}");
+            // Per level: a series of that size reads from that level and finer only.
+            for period in Period::ALL {
+                let p = plan(&cov, &tz, lo, hi, period).unwrap();
+                coarse_segments += p.segments.iter().filter(|s| s.level > Period::Hour).count();
+                assert!(p.segments.iter().all(|s| s.level <= period), "{ctx}");
+                let s = store
+                    .usage_series(&Selection::All, &tz, ts(a), ts(b), Some(period))
+                    .unwrap();
+                let mut sum = Counts::default();
+                for pt in &s.points {
+                    sum.add(&pt.counts);
+                    let (start, _) = bucket_secs(period, pt.start.as_second(), &tz).unwrap();
+                    assert_eq!(start, pt.start.as_second(), "points start on boundaries");
+                }
+                let (want, _) = oracle_sum(&oracle, |_| true, lo, hi);
+                assert_eq!(sum, want, "{period} series: {ctx}");
+            }
+        }
+        // Whole buckets read straight from each level's table equal the oracle too.
+        for level in [Period::Hour, Period::Day, Period::Month] {
+            let rows = level_rows(&store, level);
+            assert!(!rows.is_empty());
+            for ((m, start), c) in rows {
+                let (_, end) = bucket_secs(level, start, &tz).unwrap();
+                assert_eq!(c, oracle_sum(&oracle, |x| x == m, start, end).0, "{level}");
+            }
+        }
+    }
+    assert!(coarse_segments > 100, "day and month rows were really used");
+}
+
+fn level_rows(store: &Store, level: Period) -> BTreeMap<(MacAddr, i64), Counts> {
+    let mut out = BTreeMap::new();
+    let seg = super::query::Segment {
+        level,
+        from: i64::MIN,
+        to: i64::MAX,
+    };
+    store
+        .for_each_row(
+            seg,
+            &Selection::All,
+            super::query::Group::BucketDevice,
+            |r| {
+                out.insert((r.mac, r.start), r.counts);
+                Ok::<(), super::StoreError>(())
+            },
+        )
+        .unwrap();
+    out
+}
+
+#[test]
+fn retention_deletes_only_rows_older_than_their_horizon() {
+    for case in 0..8u64 {
+        let mut rng = Rng::new(0x7e7e_0000 + case);
+        let tz = TimeZone::get(ZONES[case as usize % ZONES.len()]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("r.db")).unwrap();
+        let base = 1_704_067_200 + below(&mut rng, 300) as i64 * 86_400;
+        let span = 70 * 86_400;
+        let oracle = fill(&mut store, &mut rng, &tz, base, span);
+        let now = base + span + below(&mut rng, 20 * 86_400) as i64;
+        store.roll_up(&tz, now).unwrap();
+        let before: Vec<_> = Period::ALL.map(|l| level_rows(&store, l)).to_vec();
+        let days = |n: u64| Some(n as i64 * 86_400);
+        let retention = Retention {
+            minutes: days(1 + below(&mut rng, 10)),
+            hours: days(5 + below(&mut rng, 40)),
+            days: days(20 + below(&mut rng, 60)),
+            months: if below(&mut rng, 2) == 0 {
+                None
+            } else {
+                days(40 + below(&mut rng, 40))
+            },
+        };
+        let deleted = store.apply_retention(&retention, now).unwrap();
+        let after: Vec<_> = Period::ALL.map(|l| level_rows(&store, l)).to_vec();
+        let horizons = [
+            retention.minutes,
+            retention.hours,
+            retention.days,
+            retention.months,
+        ];
+        for (i, level) in Period::ALL.into_iter().enumerate() {
+            let gone = before[i].len() - after[i].len();
+            assert_eq!(gone as u64, deleted[i], "{level} case {case}");
+            for (key, c) in &before[i] {
+                let cutoff = horizons[i].map_or(i64::MIN, |h| now - h);
+                match after[i].get(key) {
+                    Some(kept) => assert_eq!(kept, c, "{level}: kept rows unchanged"),
+                    None => assert!(
+                        key.1 < cutoff,
+                        "case {case}: {level} row at {} deleted but the horizon is {cutoff}",
+                        key.1
+                    ),
+                }
+                if key.1 >= cutoff {
+                    assert!(
+                        after[i].contains_key(key),
+                        "{level} row inside horizon kept"
+                    );
+                }
+            }
+        }
+        assert!(deleted[0] > 0, "case {case}: minutes were old enough to go");
+        // What retention removed is still counted by the coarser levels.
+        let month0 = bucket_secs(Period::Month, base, &tz).unwrap().0;
+        if retention.months.is_none() {
+            for m in devices() {
+                let got = store
+                    .usage(&Selection::device(m), &tz, ts(month0), ts(now + 86_400))
+                    .unwrap();
+                assert!(got.exact, "case {case}");
+                assert_eq!(
+                    got.counts,
+                    oracle_sum(&oracle, |x| x == m, month0, now + 86_400).0
+                );
+            }
+        }
+        // Inside the minute horizon, any range is still exact to the minute.
+        let recent = now - retention.minutes.unwrap_or(0) + 60;
+        for _ in 0..10 {
+            let a = recent + below(&mut rng, (now - recent).max(1) as u64) as i64;
+            let b = a + 1 + below(&mut rng, 7200) as i64;
+            let got = store.usage(&Selection::All, &tz, ts(a), ts(b)).unwrap();
+            let (lo, hi) = (ceil_minute(ts(a)), ceil_minute(ts(b)));
+            assert!(got.exact);
+            assert_eq!(got.counts, oracle_sum(&oracle, |_| true, lo, hi).0);
+        }
+    }
+}
+
+/// Writes `counts(1)` for device 1 every minute of `[from, to)` in one flush.
+fn every_minute(store: &mut Store, from: &str, to: &str) {
+    let (a, b) = (
+        from.parse::<Timestamp>().unwrap().as_second(),
+        to.parse::<Timestamp>().unwrap().as_second(),
+    );
+    let usage: Vec<MinuteUsage> = (a..b)
+        .step_by(60)
+        .map(|m| MinuteUsage {
+            mac: mac(1),
+            minute: m,
+            counts: super::usage::tests::counts(1),
+        })
+        .collect();
+    store.write_flush(&usage, &[]).unwrap();
+}
+
+fn day_minutes(store: &Store, tz: &TimeZone, from: &str, to: &str) -> Vec<(String, u64)> {
+    store
+        .usage_series(
+            &Selection::device(mac(1)),
+            tz,
+            from.parse().unwrap(),
+            to.parse().unwrap(),
+            Some(Period::Day),
+        )
+        .unwrap()
+        .points
+        .iter()
+        .map(|p| {
+            (
+                p.start.to_zoned(tz.clone()).date().to_string(),
+                p.active_minutes,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn berlin_day_rollups_have_23_and_25_hours() {
+    let tz = TimeZone::get("Europe/Berlin").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("b.db")).unwrap();
+    every_minute(&mut store, "2024-03-29T23:00:00Z", "2024-04-01T22:00:00Z");
+    every_minute(&mut store, "2024-10-25T22:00:00Z", "2024-10-28T23:00:00Z");
+    store
+        .maintain(&tz, &Retention::FOREVER, 1_735_689_600)
+        .unwrap();
+    let st = store.history_state().unwrap().unwrap();
+    assert_eq!(st.zone, "Europe/Berlin");
+    let spring = day_minutes(&store, &tz, "2024-03-29T23:00:00Z", "2024-04-01T22:00:00Z");
+    assert_eq!(
+        spring,
+        [
+            ("2024-03-30".to_string(), 1440),
+            ("2024-03-31".to_string(), 23 * 60),
+            ("2024-04-01".to_string(), 1440)
+        ]
+    );
+    let fall = day_minutes(&store, &tz, "2024-10-25T22:00:00Z", "2024-10-28T23:00:00Z");
+    assert_eq!(fall[1], ("2024-10-27".to_string(), 25 * 60));
+    // The stored day rows themselves start at local midnights.
+    let days = level_rows(&store, Period::Day);
+    let starts: Vec<String> = days
+        .keys()
+        .map(|(_, s)| ts(*s).to_zoned(tz.clone()).to_string())
+        .collect();
+    assert!(starts.contains(&"2024-03-31T00:00:00+01:00[Europe/Berlin]".to_string()));
+    assert!(starts.contains(&"2024-04-01T00:00:00+02:00[Europe/Berlin]".to_string()));
+    assert!(starts.contains(&"2024-10-27T00:00:00+02:00[Europe/Berlin]".to_string()));
+    assert!(starts.contains(&"2024-10-28T00:00:00+01:00[Europe/Berlin]".to_string()));
+    // The month of March holds its 23-hour day exactly once.
+    let march = store
+        .usage(
+            &Selection::device(mac(1)),
+            &tz,
+            "2024-02-29T23:00:00Z".parse().unwrap(),
+            "2024-03-31T22:00:00Z".parse().unwrap(),
+        )
+        .unwrap();
+    assert_eq!(march.active_minutes, 1440 + 23 * 60, "March 30 and 31");
+    assert!(march.exact);
+}
+
+#[test]
+fn new_york_fall_back_hour_one_is_two_hours_in_the_heatmap() {
+    let tz = TimeZone::get("America/New_York").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("n.db")).unwrap();
+    // Sat 2024-11-02 00:00 EDT .. Mon 2024-11-04 00:00 EST.
+    every_minute(&mut store, "2024-11-02T04:00:00Z", "2024-11-04T05:00:00Z");
+    store
+        .maintain(&tz, &Retention::FOREVER, 1_735_689_600)
+        .unwrap();
+    let days = day_minutes(&store, &tz, "2024-11-02T04:00:00Z", "2024-11-04T05:00:00Z");
+    assert_eq!(
+        days,
+        [
+            ("2024-11-02".to_string(), 1440),
+            ("2024-11-03".to_string(), 25 * 60)
+        ]
+    );
+    let hm = store
+        .heatmap(
+            &Selection::device(mac(1)),
+            &tz,
+            "2024-11-02T04:00:00Z".parse().unwrap(),
+            "2024-11-04T05:00:00Z".parse().unwrap(),
+        )
+        .unwrap();
+    assert!(hm.exact);
+    // Sunday is weekday 6 (Monday = 0); its 01:00 happened twice.
+    assert_eq!(hm.cells[6][1].frames_sent, 120);
+    assert_eq!(hm.cells[6][2].frames_sent, 60);
+    assert_eq!(hm.cells[5][1].frames_sent, 60, "Saturday");
+    let hours: Vec<(String, u64)> = store
+        .usage_series(
+            &Selection::Household,
+            &tz,
+            "2024-11-03T04:00:00Z".parse().unwrap(),
+            "2024-11-03T08:00:00Z".parse().unwrap(),
+            None,
+        )
+        .map(|s| {
+            assert_eq!(s.period, Period::Hour, "4 hours: hourly points");
+            s.points
+                .iter()
+                .map(|p| (p.start.to_zoned(tz.clone()).to_string(), p.active_minutes))
+                .collect()
+        })
+        .unwrap();
+    assert_eq!(
+        hours[1..3],
+        [
+            (
+                "2024-11-03T01:00:00-04:00[America/New_York]".to_string(),
+                60
+            ),
+            (
+                "2024-11-03T01:00:00-05:00[America/New_York]".to_string(),
+                60
+            )
+        ]
+    );
+}
+
+#[test]
+fn top_n_cycles_and_presence() {
+    let tz = TimeZone::UTC;
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("t.db")).unwrap();
+    let mk = |m: MacAddr, minute: i64, bytes: u64| MinuteUsage {
+        mac: m,
+        minute,
+        counts: Counts {
+            bytes_sent: bytes,
+            frames_sent: 1,
+            ..Counts::default()
+        },
+    };
+    let day = 86_400;
+    let mut usage = Vec::new();
+    for d in 0..60 {
+        usage.push(mk(mac(1), d * day, 10));
+        usage.push(mk(mac(2), d * day + 60, 20));
+        usage.push(mk(mac(GATEWAY), d * day, 1000));
+        usage.push(mk(super::query::OTHER, d * day, 500));
+    }
+    let seen = [Sighting {
+        mac: mac(GATEWAY),
+        first_seen: 0,
+        last_seen: 0,
+        is_gateway: true,
+    }];
+    store.write_flush(&usage, &seen).unwrap();
+    store.maintain(&tz, &Retention::FOREVER, 90 * day).unwrap();
+    let top = store.top_devices(&tz, ts(0), ts(60 * day), 5).unwrap();
+    let got: Vec<(MacAddr, u64)> = top.iter().map(|d| (d.mac, d.total_bytes())).collect();
+    assert_eq!(got, [(mac(2), 1200), (mac(1), 600)]);
+    let cycles = [(ts(0), ts(31 * day)), (ts(31 * day), ts(60 * day))];
+    let per = store
+        .usage_per_cycle(&Selection::Household, &tz, &cycles)
+        .unwrap();
+    assert_eq!(per[0].counts.bytes_sent, 31 * 530);
+    assert_eq!(
+        per[1].counts.bytes_sent,
+        29 * 530,
+        "other included, gateway not"
+    );
+    let presence: BTreeMap<MacAddr, u64> = store
+        .presence(&tz, ts(0), ts(10 * day))
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(presence[&mac(1)], 10);
+    assert!(!presence.contains_key(&super::query::OTHER));
+    assert_eq!(super::query::OTHER, crate::daemon::OTHER_BUCKET);
+}
+
+#[test]
+fn changing_the_zone_rebuilds_rollups_while_minutes_are_all_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("z.db")).unwrap();
+    every_minute(&mut store, "2024-03-29T23:00:00Z", "2024-04-01T22:00:00Z");
+    store.roll_up(&TimeZone::UTC, 1_735_689_600).unwrap();
+    let berlin = TimeZone::get("Europe/Berlin").unwrap();
+    store.roll_up(&berlin, 1_735_689_600).unwrap();
+    assert_eq!(
+        store.history_state().unwrap().unwrap().zone,
+        "Europe/Berlin"
+    );
+    let spring = day_minutes(
+        &store,
+        &berlin,
+        "2024-03-29T23:00:00Z",
+        "2024-04-01T22:00:00Z",
+    );
+    assert_eq!(spring[1], ("2024-03-31".to_string(), 23 * 60));
+    // A query in another zone than the rollups' still answers exactly, from the minutes.
+    let u = store
+        .usage(
+            &Selection::All,
+            &TimeZone::UTC,
+            "2024-03-30T00:00:00Z".parse().unwrap(),
+            "2024-03-31T00:00:00Z".parse().unwrap(),
+        )
+        .unwrap();
+    assert_eq!((u.active_minutes, u.exact), (1440, true));
+}

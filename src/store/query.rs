@@ -1,0 +1,653 @@
+//! The history query layer used by the web pages, the API, alerts and the export: usage of a
+//! device, a set of devices or the household over any range, top devices, an hour-of-day ×
+//! weekday heatmap, usage per billing cycle, and presence (minutes with traffic).
+//!
+//! Every query is answered from the coarsest rows that fit: [`plan`] cuts a range into whole
+//! month, day and hour buckets that the rollups have completed, with minute rows only at the
+//! edges. Because every level holds exactly the minutes it covers, the totals equal what the raw
+//! minutes would give. Where retention has deleted the finer rows a range edge needs, the answer
+//! counts each remaining bucket whose start lies in the range and says it is not exact.
+//!
+//! Household totals exclude the gateway (SPEC §2) but include the "other" bucket (MAC
+//! ff:ff:ff:ff:ff:ff): that is real household traffic whose device could not be kept apart
+//! (a full counter map), and an ISP counts it against the plan. Top-N lists exclude both: the
+//! gateway is infrastructure and "other" is not a device. This module never writes.
+use super::devices::mac_from_key;
+use super::period::{Period, bucket_secs};
+use super::rollup::{HistoryState, table};
+use super::{Store, StoreError, sql_err};
+use crate::model::{Counts, MacAddr};
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use std::collections::HashMap;
+
+/// The key the daemon stores traffic under that it could not attribute to a device (it must
+/// equal `daemon::OTHER_BUCKET`; a test checks).
+pub const OTHER: MacAddr = MacAddr::BROADCAST;
+
+/// Whose usage a query sums.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Selection {
+    /// Every stored MAC, the gateway and "other" included (the export).
+    All,
+    /// Every MAC but the gateway: household devices and "other".
+    Household,
+    /// These devices (a person's or a group's).
+    Devices(Vec<MacAddr>),
+}
+
+impl Selection {
+    pub fn device(mac: MacAddr) -> Selection {
+        Selection::Devices(vec![mac])
+    }
+
+    /// A condition on `u.device_id`. MAC keys are integers formatted here, never user text.
+    fn sql(&self) -> String {
+        match self {
+            Selection::All => "1".to_string(),
+            Selection::Household => {
+                "u.device_id IN (SELECT id FROM devices WHERE is_gateway = 0)".to_string()
+            }
+            Selection::Devices(macs) => {
+                let keys: Vec<String> = macs
+                    .iter()
+                    .map(|m| super::devices::mac_key(*m).to_string())
+                    .collect();
+                format!(
+                    "u.device_id IN (SELECT id FROM devices WHERE mac IN ({}))",
+                    if keys.is_empty() {
+                        "NULL".to_string()
+                    } else {
+                        keys.join(",")
+                    }
+                )
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the range {from} .. {to} is empty: the start must be before the end")]
+    EmptyRange { from: Timestamp, to: Timestamp },
+    #[error(
+        "cannot compute {period} boundaries in time zone {zone} near {at}: {detail}; use a range within years 1..9999 or check `timezone`"
+    )]
+    Time {
+        period: Period,
+        zone: String,
+        at: i64,
+        detail: String,
+    },
+}
+
+/// Counters summed over a range, with the minutes in which there was traffic.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub counts: Counts,
+    /// Device-minutes with traffic (for one device: minutes present).
+    pub active_minutes: u64,
+    /// False when retention had deleted rows the range needed (see the module docs).
+    pub exact: bool,
+}
+
+/// One device's usage in a range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceUsage {
+    pub mac: MacAddr,
+    pub is_gateway: bool,
+    pub counts: Counts,
+    pub active_minutes: u64,
+}
+
+impl DeviceUsage {
+    pub fn total_bytes(&self) -> u64 {
+        self.counts.bytes_sent + self.counts.bytes_received
+    }
+}
+
+/// One bucket of a time series.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Point {
+    pub start: Timestamp,
+    pub counts: Counts,
+    pub active_minutes: u64,
+}
+
+/// Usage over time: one point per bucket that has traffic (empty buckets are left out).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Series {
+    pub period: Period,
+    pub points: Vec<Point>,
+    pub exact: bool,
+}
+
+/// Usage by local weekday (Monday = 0) and hour of day.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Heatmap {
+    pub cells: [[Counts; 24]; 7],
+    pub exact: bool,
+}
+
+/// A stretch `[from, to)` read from one level's table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Segment {
+    pub level: Period,
+    pub from: i64,
+    pub to: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Plan {
+    pub segments: Vec<Segment>,
+    pub exact: bool,
+}
+
+/// What each level can answer: buckets ending by `rolled` are complete, rows starting before
+/// `kept` are gone.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Coverage {
+    rolled: [i64; 4],
+    kept: [i64; 4],
+}
+
+fn idx(p: Period) -> usize {
+    match p {
+        Period::Minute => 0,
+        Period::Hour => 1,
+        Period::Day => 2,
+        Period::Month => 3,
+    }
+}
+
+impl Coverage {
+    /// Rolled-up levels are usable only in the zone they were computed in; in any other zone
+    /// the minutes alone answer (exactly, as far back as they are kept).
+    pub(crate) fn new(state: Option<&HistoryState>, tz: &TimeZone) -> Coverage {
+        match state {
+            Some(s) if tz.iana_name() == Some(s.zone.as_str()) => Coverage {
+                rolled: Period::ALL.map(|p| s.rolled(p)),
+                kept: Period::ALL.map(|p| s.kept(p)),
+            },
+            Some(s) => Coverage {
+                rolled: [i64::MAX, i64::MIN, i64::MIN, i64::MIN],
+                kept: [s.minute_kept, i64::MAX, i64::MAX, i64::MAX],
+            },
+            None => Coverage {
+                rolled: [i64::MAX, i64::MIN, i64::MIN, i64::MIN],
+                kept: [i64::MIN, i64::MAX, i64::MAX, i64::MAX],
+            },
+        }
+    }
+
+    fn usable(&self, level: Period, start: i64, end: i64) -> bool {
+        start >= self.kept[idx(level)] && end <= self.rolled[idx(level)]
+    }
+
+    /// The first instant from which minute rows are stored.
+    pub(crate) fn minutes_from(&self) -> i64 {
+        self.kept[0]
+    }
+}
+
+/// Cuts the minutes `[lo, hi)` (minute-aligned) into segments read from levels no coarser than
+/// `max_level`, in time order, coarsest whole buckets first.
+pub(crate) fn plan(
+    cov: &Coverage,
+    tz: &TimeZone,
+    lo: i64,
+    hi: i64,
+    max_level: Period,
+) -> Result<Plan, (Period, i64, jiff::Error)> {
+    let mut segments: Vec<Segment> = Vec::new();
+    let mut exact = true;
+    let push = |segments: &mut Vec<Segment>, level: Period, from: i64, to: i64| match segments
+        .last_mut()
+    {
+        Some(last) if last.level == level && last.to == from => last.to = to,
+        _ => segments.push(Segment { level, from, to }),
+    };
+    let bucket = |level: Period, t: i64| bucket_secs(level, t, tz).map_err(|e| (level, t, e));
+    let coarse: Vec<Period> = [Period::Month, Period::Day, Period::Hour]
+        .into_iter()
+        .filter(|&p| p <= max_level)
+        .collect();
+    let mut t = lo;
+    'outer: while t < hi {
+        for &level in &coarse {
+            let (s, e) = bucket(level, t)?;
+            if s == t && e <= hi && cov.usable(level, s, e) {
+                push(&mut segments, level, t, e);
+                t = e;
+                continue 'outer;
+            }
+        }
+        if t >= cov.minutes_from() {
+            // Minutes up to the next hour boundary, where a coarser bucket may start; past the
+            // hour watermark nothing coarser is complete, so the minutes run to the end.
+            let next = if max_level > Period::Minute && t < cov.rolled[1] {
+                bucket(Period::Hour, t)?.1.min(hi)
+            } else {
+                hi
+            };
+            push(&mut segments, Period::Minute, t, next);
+            t = next;
+            continue;
+        }
+        // The minutes here were deleted: count the finest remaining bucket if it starts in the
+        // range, skip it if it started before.
+        exact = false;
+        for &level in coarse.iter().rev() {
+            let (s, e) = bucket(level, t)?;
+            if cov.usable(level, s, e) {
+                if s == t {
+                    push(&mut segments, level, t, e);
+                }
+                t = e;
+                continue 'outer;
+            }
+        }
+        t = if max_level == Period::Minute {
+            cov.minutes_from().min(hi)
+        } else {
+            bucket(max_level, t)?.1.min(hi)
+        };
+    }
+    Ok(Plan { segments, exact })
+}
+
+/// Minute starts are whole minutes: `m >= t` iff `m >= ceil_minute(t)`, same for `m < t`.
+pub(crate) fn ceil_minute(t: Timestamp) -> i64 {
+    let s = t.as_second() + i64::from(t.subsec_nanosecond() > 0);
+    s.div_euclid(60) * 60 + if s.rem_euclid(60) > 0 { 60 } else { 0 }
+}
+
+/// One row as read from a level table.
+pub(crate) struct Row {
+    pub start: i64,
+    pub mac: MacAddr,
+    pub is_gateway: bool,
+    pub counts: Counts,
+    pub active_minutes: u64,
+}
+
+/// How rows are grouped in SQL.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Group {
+    /// One row per bucket and device, ordered by bucket.
+    BucketDevice,
+    /// One row per bucket, summed over the selection, ordered by bucket (mac is meaningless).
+    Bucket,
+    /// One row per device, summed over the segment (start is meaningless).
+    Device,
+}
+
+fn row_sql(level: Period, sel: &Selection, group: Group) -> String {
+    let (t, key) = table(level);
+    let active = if level == Period::Minute {
+        "1"
+    } else {
+        "u.active_minutes"
+    };
+    let cols = [
+        "frames_sent",
+        "frames_received",
+        "bytes_sent",
+        "bytes_received",
+        "internet_upload_bytes",
+        "internet_download_bytes",
+    ];
+    let sums: Vec<String> = cols.iter().map(|c| format!("sum(u.{c})")).collect();
+    let plain: Vec<String> = cols.iter().map(|c| format!("u.{c}")).collect();
+    let cond = sel.sql();
+    match group {
+        Group::BucketDevice => format!(
+            "SELECT u.{key}, d.mac, d.is_gateway, {}, {active} FROM {t} u JOIN devices d ON d.id = u.device_id
+             WHERE u.{key} >= ?1 AND u.{key} < ?2 AND {cond} ORDER BY u.{key}",
+            plain.join(", ")
+        ),
+        Group::Bucket => format!(
+            "SELECT u.{key}, 0, 0, {}, sum({active}) FROM {t} u
+             WHERE u.{key} >= ?1 AND u.{key} < ?2 AND {cond} GROUP BY u.{key} ORDER BY u.{key}",
+            sums.join(", ")
+        ),
+        Group::Device => format!(
+            "SELECT 0, d.mac, d.is_gateway, {}, sum({active}) FROM {t} u JOIN devices d ON d.id = u.device_id
+             WHERE u.{key} >= ?1 AND u.{key} < ?2 AND {cond} GROUP BY u.device_id",
+            sums.join(", ")
+        ),
+    }
+}
+
+fn get_u64(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<u64> {
+    let v: i64 = row.get(i)?;
+    u64::try_from(v).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Integer, Box::new(e))
+    })
+}
+
+impl Store {
+    /// The coverage of the stored levels for queries in `tz`.
+    pub(crate) fn coverage(&self, tz: &TimeZone) -> Result<Coverage, StoreError> {
+        Ok(Coverage::new(self.history_state()?.as_ref(), tz))
+    }
+
+    /// Calls `f` for every row of `seg`, grouped as asked, in bucket order.
+    pub(crate) fn for_each_row<E: From<StoreError>>(
+        &self,
+        seg: Segment,
+        sel: &Selection,
+        group: Group,
+        mut f: impl FnMut(Row) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let path = self.path.as_path();
+        let op = "reading usage history";
+        let mut st = self
+            .conn
+            .prepare_cached(&row_sql(seg.level, sel, group))
+            .map_err(sql_err(path, op))?;
+        let mut rows = st
+            .query(rusqlite::params![seg.from, seg.to])
+            .map_err(sql_err(path, op))?;
+        while let Some(r) = rows.next().map_err(sql_err(path, op))? {
+            let read = || -> rusqlite::Result<Row> {
+                Ok(Row {
+                    start: r.get(0)?,
+                    mac: mac_from_key(r.get(1)?),
+                    is_gateway: r.get(2)?,
+                    counts: Counts {
+                        frames_sent: get_u64(r, 3)?,
+                        frames_received: get_u64(r, 4)?,
+                        bytes_sent: get_u64(r, 5)?,
+                        bytes_received: get_u64(r, 6)?,
+                        internet_upload_bytes: get_u64(r, 7)?,
+                        internet_download_bytes: get_u64(r, 8)?,
+                    },
+                    active_minutes: get_u64(r, 9)?,
+                })
+            };
+            f(read().map_err(sql_err(path, op))?)?;
+        }
+        Ok(())
+    }
+
+    fn plan_range(
+        &self,
+        tz: &TimeZone,
+        from: Timestamp,
+        to: Timestamp,
+        max_level: Period,
+    ) -> Result<Plan, QueryError> {
+        if from >= to {
+            return Err(QueryError::EmptyRange { from, to });
+        }
+        let cov = self.coverage(tz)?;
+        plan(&cov, tz, ceil_minute(from), ceil_minute(to), max_level).map_err(|(period, at, e)| {
+            QueryError::Time {
+                period,
+                zone: tz.iana_name().unwrap_or("(unnamed)").to_string(),
+                at,
+                detail: e.to_string(),
+            }
+        })
+    }
+
+    /// Total usage of `sel` over the minutes starting in `[from, to)`.
+    pub fn usage(
+        &self,
+        sel: &Selection,
+        tz: &TimeZone,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Usage, QueryError> {
+        let plan = self.plan_range(tz, from, to, Period::Month)?;
+        let mut u = Usage {
+            exact: plan.exact,
+            ..Usage::default()
+        };
+        for seg in plan.segments {
+            self.for_each_row(seg, sel, Group::Device, |r| {
+                u.counts.add(&r.counts);
+                u.active_minutes += r.active_minutes;
+                Ok::<(), QueryError>(())
+            })?;
+        }
+        Ok(u)
+    }
+
+    /// Per-device usage over `[from, to)`, every stored MAC (gateway and "other" included),
+    /// ordered by MAC; the flag says whether it is exact.
+    pub fn usage_by_device(
+        &self,
+        tz: &TimeZone,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<(Vec<DeviceUsage>, bool), QueryError> {
+        let plan = self.plan_range(tz, from, to, Period::Month)?;
+        let mut by: HashMap<MacAddr, DeviceUsage> = HashMap::new();
+        for seg in plan.segments {
+            self.for_each_row(seg, &Selection::All, Group::Device, |r| {
+                let e = by.entry(r.mac).or_insert(DeviceUsage {
+                    mac: r.mac,
+                    is_gateway: r.is_gateway,
+                    counts: Counts::default(),
+                    active_minutes: 0,
+                });
+                e.counts.add(&r.counts);
+                e.active_minutes += r.active_minutes;
+                Ok::<(), QueryError>(())
+            })?;
+        }
+        let mut v: Vec<DeviceUsage> = by.into_values().collect();
+        v.sort_unstable_by_key(|d| d.mac);
+        Ok((v, plan.exact))
+    }
+
+    /// The `n` household devices with the most bytes (sent + received) in `[from, to)`, most
+    /// first; the gateway and "other" are not devices and are left out.
+    pub fn top_devices(
+        &self,
+        tz: &TimeZone,
+        from: Timestamp,
+        to: Timestamp,
+        n: usize,
+    ) -> Result<Vec<DeviceUsage>, QueryError> {
+        let (mut all, _) = self.usage_by_device(tz, from, to)?;
+        all.retain(|d| !d.is_gateway && d.mac != OTHER);
+        all.sort_by(|a, b| {
+            b.total_bytes()
+                .cmp(&a.total_bytes())
+                .then(a.mac.cmp(&b.mac))
+        });
+        all.truncate(n);
+        Ok(all)
+    }
+
+    /// Minutes with traffic per device in `[from, to)` (a stand-in for real presence, which
+    /// discovery owns): exact at every level, since rollups count the minutes they fold in.
+    pub fn presence(
+        &self,
+        tz: &TimeZone,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<(MacAddr, u64)>, QueryError> {
+        let (all, _) = self.usage_by_device(tz, from, to)?;
+        Ok(all
+            .into_iter()
+            .filter(|d| d.mac != OTHER)
+            .map(|d| (d.mac, d.active_minutes))
+            .collect())
+    }
+
+    /// The bucket size a chart of `[from, to)` should use: about 100 to 200 points, never a
+    /// size whose rows retention has already deleted at the range's start.
+    pub fn auto_period(
+        &self,
+        tz: &TimeZone,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Period, QueryError> {
+        let span = to.as_second().saturating_sub(from.as_second());
+        let by_span = if span <= 3 * 3600 {
+            Period::Minute
+        } else if span <= 8 * 86_400 {
+            Period::Hour
+        } else if span <= 200 * 86_400 {
+            Period::Day
+        } else {
+            Period::Month
+        };
+        let cov = self.coverage(tz)?;
+        let from_s = from.as_second();
+        Ok(Period::ALL
+            .into_iter()
+            .filter(|&p| p >= by_span)
+            .find(|&p| p == Period::Month || from_s >= cov.kept[idx(p)])
+            .unwrap_or(Period::Month))
+    }
+
+    /// Usage of `sel` per `period` bucket (chosen with [`Store::auto_period`] when `None`).
+    pub fn usage_series(
+        &self,
+        sel: &Selection,
+        tz: &TimeZone,
+        from: Timestamp,
+        to: Timestamp,
+        period: Option<Period>,
+    ) -> Result<Series, QueryError> {
+        let period = match period {
+            Some(p) => p,
+            None => self.auto_period(tz, from, to)?,
+        };
+        let plan = self.plan_range(tz, from, to, period)?;
+        let mut points: Vec<Point> = Vec::new();
+        // Rows arrive in time order and nest in the output buckets, so each row either adds to
+        // the last point or opens the next one.
+        let mut end = i64::MIN;
+        for seg in plan.segments {
+            self.for_each_row(seg, sel, Group::Bucket, |r| {
+                if r.start >= end || points.is_empty() {
+                    let (s, e) =
+                        bucket_secs(period, r.start, tz).map_err(|e| QueryError::Time {
+                            period,
+                            zone: tz.iana_name().unwrap_or("(unnamed)").to_string(),
+                            at: r.start,
+                            detail: e.to_string(),
+                        })?;
+                    end = e;
+                    let start = Timestamp::from_second(s).map_err(|e| QueryError::Time {
+                        period,
+                        zone: String::new(),
+                        at: s,
+                        detail: e.to_string(),
+                    })?;
+                    points.push(Point {
+                        start,
+                        counts: Counts::default(),
+                        active_minutes: 0,
+                    });
+                }
+                if let Some(p) = points.last_mut() {
+                    p.counts.add(&r.counts);
+                    p.active_minutes += r.active_minutes;
+                }
+                Ok::<(), QueryError>(())
+            })?;
+        }
+        Ok(Series {
+            period,
+            points,
+            exact: plan.exact,
+        })
+    }
+
+    /// Usage of `sel` by local weekday and hour of day over `[from, to)`. Needs hour rows:
+    /// days older than the hour retention are left out (and `exact` is false).
+    pub fn heatmap(
+        &self,
+        sel: &Selection,
+        tz: &TimeZone,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Heatmap, QueryError> {
+        let series = self.usage_series(sel, tz, from, to, Some(Period::Hour))?;
+        let mut cells = [[Counts::default(); 24]; 7];
+        for p in &series.points {
+            let z = p.start.to_zoned(tz.clone());
+            let wd = usize::from(z.weekday().to_monday_zero_offset().unsigned_abs());
+            let h = usize::from(z.hour().unsigned_abs());
+            if let Some(cell) = cells.get_mut(wd).and_then(|row| row.get_mut(h)) {
+                cell.add(&p.counts);
+            }
+        }
+        Ok(Heatmap {
+            cells,
+            exact: series.exact,
+        })
+    }
+
+    /// Usage of `sel` in each billing cycle `[start, end)` (the plan module computes them).
+    pub fn usage_per_cycle(
+        &self,
+        sel: &Selection,
+        tz: &TimeZone,
+        cycles: &[(Timestamp, Timestamp)],
+    ) -> Result<Vec<Usage>, QueryError> {
+        cycles
+            .iter()
+            .map(|&(s, e)| self.usage(sel, tz, s, e))
+            .collect()
+    }
+}
+
+impl Store {
+    /// The first and past-the-end instants of the stored history over every level (`None` when
+    /// nothing is stored): the default range of an export.
+    pub(crate) fn data_extent(&self) -> Result<Option<(i64, i64)>, StoreError> {
+        let path = self.path.as_path();
+        let op = "reading the extent of the history";
+        let mut first: Option<i64> = None;
+        let mut last: Option<i64> = None;
+        for level in Period::ALL {
+            let (t, key) = table(level);
+            let (lo, hi): (Option<i64>, Option<i64>) = self
+                .conn
+                .query_row(
+                    &format!("SELECT min({key}), max({key}) FROM {t}"),
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(sql_err(path, op))?;
+            if let (Some(lo), Some(hi)) = (lo, hi) {
+                // Any later boundary will do as the end: the planner only reads stored rows.
+                let end = hi.saturating_add(match level {
+                    Period::Minute => 60,
+                    Period::Hour => 2 * 3600,
+                    Period::Day => 2 * 86_400,
+                    Period::Month => 32 * 86_400,
+                });
+                first = Some(first.map_or(lo, |f| f.min(lo)));
+                last = Some(last.map_or(end, |l| l.max(end)));
+            }
+        }
+        Ok(first.zip(last))
+    }
+}
+
+impl Store {
+    /// Rows stored per level (minute, hour, day, month): for the health page and benchmarks.
+    pub fn level_rows(&self) -> Result<[u64; 4], StoreError> {
+        let mut out = [0; 4];
+        for (i, level) in Period::ALL.into_iter().enumerate() {
+            let (t, _) = table(level);
+            let n: i64 = self
+                .conn
+                .query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0))
+                .map_err(sql_err(&self.path, "counting history rows"))?;
+            out[i] = n.unsigned_abs();
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,471 @@
+//! History rollups and retention: minute rows summed into hour, day and month rows on the
+//! household time zone's boundaries, and finer rows deleted once they are older than their
+//! horizon.
+//!
+//! Rollups are incremental: [`Store::roll_up`] only sums the buckets between the recorded
+//! watermark and the last closed bucket, and a minute that arrives late (a flush retried after
+//! an outage, a replay of an old capture) is written through to every level already rolled past
+//! it, in the same flush transaction. So every level always holds exactly the minutes it claims
+//! to (see `history_state` in migrations), whatever order data arrives in. Retention deletes a
+//! level's rows only when the next coarser level already holds them.
+//!
+//! When it runs: the daemon calls [`Store::maintain`] every 5 minutes on its flush thread
+//! (after a flush, never on the capture path); it does work only when an hour has closed, and
+//! retention then deletes at most about an hour of minute rows at a time, keeping each
+//! transaction (and the WAL) small. `replay --db` rolls up once at the end. Minute rows stay
+//! keyed (minute, device_id) and the flush keeps writing only them, except for late minutes.
+//!
+//! This module never reads the wall clock: callers pass `now`, so tests and replays control time.
+use super::period::{Period, bucket_secs};
+use super::{Store, StoreError, sql_err};
+use crate::model::MinuteUsage;
+use jiff::tz::TimeZone;
+use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
+use std::path::Path;
+
+/// Table and key column of each level.
+pub(crate) fn table(level: Period) -> (&'static str, &'static str) {
+    match level {
+        Period::Minute => ("usage_minute", "minute"),
+        Period::Hour => ("usage_hour", "start"),
+        Period::Day => ("usage_day", "start"),
+        Period::Month => ("usage_month", "start"),
+    }
+}
+
+/// How far the rollups and retention have got (the `history_state` row).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryState {
+    /// IANA name of the zone every rollup row was computed in.
+    pub zone: String,
+    /// Every minute before this instant is in `usage_hour` (and likewise for day and month).
+    pub hour_rolled: i64,
+    pub day_rolled: i64,
+    pub month_rolled: i64,
+    /// Rows of each level starting before this instant have been deleted by retention.
+    pub minute_kept: i64,
+    pub hour_kept: i64,
+    pub day_kept: i64,
+    pub month_kept: i64,
+}
+
+impl HistoryState {
+    /// Buckets of `level` ending at or before this instant hold every minute they cover.
+    pub(crate) fn rolled(&self, level: Period) -> i64 {
+        match level {
+            Period::Minute => i64::MAX,
+            Period::Hour => self.hour_rolled,
+            Period::Day => self.day_rolled,
+            Period::Month => self.month_rolled,
+        }
+    }
+
+    pub(crate) fn kept(&self, level: Period) -> i64 {
+        match level {
+            Period::Minute => self.minute_kept,
+            Period::Hour => self.hour_kept,
+            Period::Day => self.day_kept,
+            Period::Month => self.month_kept,
+        }
+    }
+}
+
+/// How long each level's rows are kept, in seconds; `None` keeps them forever.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    pub minutes: Option<i64>,
+    pub hours: Option<i64>,
+    pub days: Option<i64>,
+    pub months: Option<i64>,
+}
+
+impl Retention {
+    /// Keeps everything (no level is ever deleted).
+    pub const FOREVER: Retention = Retention {
+        minutes: None,
+        hours: None,
+        days: None,
+        months: None,
+    };
+
+    fn horizon(&self, level: Period) -> Option<i64> {
+        match level {
+            Period::Minute => self.minutes,
+            Period::Hour => self.hours,
+            Period::Day => self.days,
+            Period::Month => self.months,
+        }
+    }
+}
+
+/// What one [`Store::maintain`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MaintenanceReport {
+    /// Buckets summed into hour, day and month rows.
+    pub rolled: [u64; 3],
+    /// Rows deleted from the minute, hour, day and month tables.
+    pub deleted: [u64; 4],
+}
+
+/// The name under which `tz` is recorded. A zone without an IANA name (a bare /etc/localtime
+/// copy, a fixed offset) cannot be found again by name, so rollups use UTC for it.
+pub(crate) fn zone_name(tz: &TimeZone) -> String {
+    match tz.iana_name() {
+        Some(name) => name.to_string(),
+        None => {
+            tracing::warn!(
+                "the household time zone has no IANA name: history rollups use UTC days; set `timezone` in the config file"
+            );
+            "UTC".to_string()
+        }
+    }
+}
+
+fn time_err(path: &Path, zone: &str, at: i64, e: jiff::Error) -> StoreError {
+    StoreError::Time {
+        path: path.to_path_buf(),
+        zone: zone.to_string(),
+        at,
+        detail: e.to_string(),
+    }
+}
+
+fn zone_of(path: &Path, name: &str) -> Result<TimeZone, StoreError> {
+    TimeZone::get(name).map_err(|e| time_err(path, name, 0, e))
+}
+
+const READ_STATE: &str = "SELECT zone, hour_rolled, day_rolled, month_rolled, minute_kept,
+    hour_kept, day_kept, month_kept FROM history_state WHERE id = 1";
+
+pub(super) fn read_state(conn: &rusqlite::Connection) -> rusqlite::Result<Option<HistoryState>> {
+    conn.prepare_cached(READ_STATE)?
+        .query_row([], |r| {
+            Ok(HistoryState {
+                zone: r.get(0)?,
+                hour_rolled: r.get(1)?,
+                day_rolled: r.get(2)?,
+                month_rolled: r.get(3)?,
+                minute_kept: r.get(4)?,
+                hour_kept: r.get(5)?,
+                day_kept: r.get(6)?,
+                month_kept: r.get(7)?,
+            })
+        })
+        .optional()
+}
+
+fn write_state(tx: &Transaction<'_>, s: &HistoryState) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT OR REPLACE INTO history_state (id, zone, hour_rolled, day_rolled, month_rolled,
+            minute_kept, hour_kept, day_kept, month_kept) VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            s.zone,
+            s.hour_rolled,
+            s.day_rolled,
+            s.month_rolled,
+            s.minute_kept,
+            s.hour_kept,
+            s.day_kept,
+            s.month_kept
+        ],
+    )?;
+    Ok(())
+}
+
+/// Adds `counts` (and `active` minutes) to the row of `table` starting at `start`.
+fn add_rollup_sql(table: &str) -> String {
+    format!(
+        "INSERT INTO {table} (start, device_id, frames_sent, frames_received, bytes_sent,
+            bytes_received, internet_upload_bytes, internet_download_bytes, active_minutes)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         ON CONFLICT (start, device_id) DO UPDATE SET
+            frames_sent = frames_sent + excluded.frames_sent,
+            frames_received = frames_received + excluded.frames_received,
+            bytes_sent = bytes_sent + excluded.bytes_sent,
+            bytes_received = bytes_received + excluded.bytes_received,
+            internet_upload_bytes = internet_upload_bytes + excluded.internet_upload_bytes,
+            internet_download_bytes = internet_download_bytes + excluded.internet_download_bytes,
+            active_minutes = active_minutes + excluded.active_minutes"
+    )
+}
+
+/// Sums the finer level's rows in `[?1, ?2)` into one row per device of the coarser level.
+fn roll_sql(from: Period, to: Period) -> String {
+    let (src, key) = table(from);
+    let (dst, _) = table(to);
+    let active = if from == Period::Minute {
+        "count(*)"
+    } else {
+        "sum(active_minutes)"
+    };
+    format!(
+        "INSERT INTO {dst} (start, device_id, frames_sent, frames_received, bytes_sent,
+            bytes_received, internet_upload_bytes, internet_download_bytes, active_minutes)
+         SELECT ?1, device_id, sum(frames_sent), sum(frames_received), sum(bytes_sent),
+            sum(bytes_received), sum(internet_upload_bytes), sum(internet_download_bytes), {active}
+         FROM {src} WHERE {key} >= ?1 AND {key} < ?2 GROUP BY device_id
+         ON CONFLICT (start, device_id) DO UPDATE SET
+            frames_sent = frames_sent + excluded.frames_sent,
+            frames_received = frames_received + excluded.frames_received,
+            bytes_sent = bytes_sent + excluded.bytes_sent,
+            bytes_received = bytes_received + excluded.bytes_received,
+            internet_upload_bytes = internet_upload_bytes + excluded.internet_upload_bytes,
+            internet_download_bytes = internet_download_bytes + excluded.internet_download_bytes,
+            active_minutes = active_minutes + excluded.active_minutes"
+    )
+}
+
+fn to_sql_int(v: u64) -> rusqlite::Result<i64> {
+    i64::try_from(v).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+/// Called by the flush for a minute row older than `state.hour_rolled`: adds it to every level
+/// already rolled past it, so the rollups stay equal to the sum of their minutes. `new_minute`
+/// says whether the minute row did not exist yet (it then counts as one more active minute).
+pub(super) fn write_through(
+    tx: &Transaction<'_>,
+    path: &Path,
+    state: &HistoryState,
+    tz: &TimeZone,
+    device_id: i64,
+    u: &MinuteUsage,
+    new_minute: bool,
+) -> Result<(), StoreError> {
+    let (minute, counts) = (u.minute, &u.counts);
+    for level in [Period::Hour, Period::Day, Period::Month] {
+        if minute >= state.rolled(level) {
+            break;
+        }
+        let (start, _) =
+            bucket_secs(level, minute, tz).map_err(|e| time_err(path, &state.zone, minute, e))?;
+        let c = counts;
+        let run = || -> rusqlite::Result<usize> {
+            tx.prepare_cached(&add_rollup_sql(table(level).0))?
+                .execute(params![
+                    start,
+                    device_id,
+                    to_sql_int(c.frames_sent)?,
+                    to_sql_int(c.frames_received)?,
+                    to_sql_int(c.bytes_sent)?,
+                    to_sql_int(c.bytes_received)?,
+                    to_sql_int(c.internet_upload_bytes)?,
+                    to_sql_int(c.internet_download_bytes)?,
+                    i64::from(new_minute),
+                ])
+        };
+        run().map_err(sql_err(path, "writing a late minute into the rollups"))?;
+    }
+    Ok(())
+}
+
+/// Sums the buckets of `to` in `[from_w, upto)` from the level `from`. Both bounds are
+/// boundaries of `to`. Empty stretches are skipped with one lookup, so catching up after a long
+/// pause costs one statement per bucket that has data.
+fn roll_level(
+    tx: &Transaction<'_>,
+    path: &Path,
+    zone: &str,
+    tz: &TimeZone,
+    (from, to): (Period, Period),
+    (from_w, upto): (i64, i64),
+) -> Result<u64, StoreError> {
+    let op = "rolling up history";
+    let (src, key) = table(from);
+    let next_sql = format!("SELECT min({key}) FROM {src} WHERE {key} >= ?1 AND {key} < ?2");
+    let roll = roll_sql(from, to);
+    let mut t = from_w;
+    let mut n = 0;
+    while t < upto {
+        let next: Option<i64> = tx
+            .prepare_cached(&next_sql)
+            .and_then(|mut st| st.query_row(params![t, upto], |r| r.get(0)))
+            .map_err(sql_err(path, op))?;
+        let Some(next) = next else { break };
+        let (start, end) = bucket_secs(to, next, tz).map_err(|e| time_err(path, zone, next, e))?;
+        // `start < t` cannot happen while watermarks sit on boundaries of this zone; clamping
+        // keeps a bucket from being summed twice if the zone data ever disagreed.
+        let start = start.max(t);
+        tx.prepare_cached(&roll)
+            .and_then(|mut st| st.execute(params![start, end]))
+            .map_err(sql_err(path, op))?;
+        n += 1;
+        t = end;
+    }
+    Ok(n)
+}
+
+fn floor(level: Period, t: i64, tz: &TimeZone, path: &Path, zone: &str) -> Result<i64, StoreError> {
+    bucket_secs(level, t, tz)
+        .map(|(s, _)| s)
+        .map_err(|e| time_err(path, zone, t, e))
+}
+
+impl Store {
+    /// The rollup watermarks, or `None` before the first rollup.
+    pub fn history_state(&self) -> Result<Option<HistoryState>, StoreError> {
+        read_state(&self.conn).map_err(sql_err(&self.path, "reading the history state"))
+    }
+
+    /// Rolls every bucket that closed before `now` (UTC seconds) up one level, in `tz`.
+    ///
+    /// The first call records `tz` as the history's zone. If a later call passes another zone,
+    /// the rollups are rebuilt in it when every minute is still stored; otherwise the recorded
+    /// zone is kept (day totals keep their old midnights) and a warning says so.
+    pub fn roll_up(&mut self, tz: &TimeZone, now: i64) -> Result<[u64; 3], StoreError> {
+        let path = self.path.clone();
+        let path = path.as_path();
+        let op = "rolling up history";
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql_err(path, op))?;
+        let wanted = zone_name(tz);
+        let mut state = read_state(&tx).map_err(sql_err(path, op))?;
+        if let Some(s) = &state
+            && s.zone != wanted
+        {
+            if s.minute_kept == i64::MIN {
+                tracing::info!(from = %s.zone, to = %wanted, "time zone changed: rebuilding history rollups from the stored minutes");
+                tx.execute_batch(
+                    "DELETE FROM usage_hour; DELETE FROM usage_day; DELETE FROM usage_month;
+                     DELETE FROM history_state;",
+                )
+                .map_err(sql_err(path, op))?;
+                state = None;
+            } else {
+                tracing::warn!(recorded = %s.zone, configured = %wanted, "time zone changed, but older minutes are no longer stored: history keeps the recorded zone's day and month boundaries");
+            }
+        }
+        let mut state = match state {
+            Some(s) => s,
+            None => {
+                let first: Option<i64> = tx
+                    .query_row("SELECT min(minute) FROM usage_minute", [], |r| r.get(0))
+                    .map_err(sql_err(path, op))?;
+                let base = first.unwrap_or(now);
+                let z = wanted.as_str();
+                HistoryState {
+                    hour_rolled: floor(Period::Hour, base, tz, path, z)?,
+                    day_rolled: floor(Period::Day, base, tz, path, z)?,
+                    month_rolled: floor(Period::Month, base, tz, path, z)?,
+                    minute_kept: i64::MIN,
+                    hour_kept: i64::MIN,
+                    day_kept: i64::MIN,
+                    month_kept: i64::MIN,
+                    zone: wanted.clone(),
+                }
+            }
+        };
+        let ztz = zone_of(path, &state.zone)?;
+        let z = state.zone.clone();
+        let mut rolled = [0; 3];
+        let hour_to = floor(Period::Hour, now, &ztz, path, &z)?;
+        if hour_to > state.hour_rolled {
+            rolled[0] = roll_level(
+                &tx,
+                path,
+                &z,
+                &ztz,
+                (Period::Minute, Period::Hour),
+                (state.hour_rolled, hour_to),
+            )?;
+            state.hour_rolled = hour_to;
+        }
+        let day_to = floor(Period::Day, state.hour_rolled, &ztz, path, &z)?;
+        if day_to > state.day_rolled {
+            rolled[1] = roll_level(
+                &tx,
+                path,
+                &z,
+                &ztz,
+                (Period::Hour, Period::Day),
+                (state.day_rolled, day_to),
+            )?;
+            state.day_rolled = day_to;
+        }
+        let month_to = floor(Period::Month, state.day_rolled, &ztz, path, &z)?;
+        if month_to > state.month_rolled {
+            rolled[2] = roll_level(
+                &tx,
+                path,
+                &z,
+                &ztz,
+                (Period::Day, Period::Month),
+                (state.month_rolled, month_to),
+            )?;
+            state.month_rolled = month_to;
+        }
+        write_state(&tx, &state).map_err(sql_err(path, op))?;
+        tx.commit().map_err(sql_err(path, op))?;
+        Ok(rolled)
+    }
+
+    /// Deletes rows older than their level's horizon before `now`, but only rows the next
+    /// coarser level already holds. Cut-offs are floored to the coarser level's boundaries, so
+    /// a level is only ever cut between whole buckets of the level above.
+    pub fn apply_retention(
+        &mut self,
+        retention: &Retention,
+        now: i64,
+    ) -> Result<[u64; 4], StoreError> {
+        let path = self.path.clone();
+        let path = path.as_path();
+        let op = "deleting history past its retention";
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql_err(path, op))?;
+        let Some(mut state) = read_state(&tx).map_err(sql_err(path, op))? else {
+            // Nothing rolled up yet, so nothing may be deleted.
+            return Ok([0; 4]);
+        };
+        let tz = zone_of(path, &state.zone)?;
+        let z = state.zone.clone();
+        let mut deleted = [0; 4];
+        let levels = [
+            (Period::Minute, Some(Period::Hour)),
+            (Period::Hour, Some(Period::Day)),
+            (Period::Day, Some(Period::Month)),
+            (Period::Month, None),
+        ];
+        for (i, (level, above)) in levels.into_iter().enumerate() {
+            let Some(horizon) = retention.horizon(level) else {
+                continue;
+            };
+            let mut cut = now.saturating_sub(horizon);
+            if let Some(above) = above {
+                cut = floor(above, cut.min(state.rolled(above)), &tz, path, &z)?;
+            } else {
+                cut = floor(Period::Month, cut, &tz, path, &z)?;
+            }
+            if cut <= state.kept(level) {
+                continue;
+            }
+            let (t, key) = table(level);
+            deleted[i] = tx
+                .execute(&format!("DELETE FROM {t} WHERE {key} < ?1"), params![cut])
+                .map_err(sql_err(path, op))? as u64;
+            match level {
+                Period::Minute => state.minute_kept = cut,
+                Period::Hour => state.hour_kept = cut,
+                Period::Day => state.day_kept = cut,
+                Period::Month => state.month_kept = cut,
+            }
+        }
+        write_state(&tx, &state).map_err(sql_err(path, op))?;
+        tx.commit().map_err(sql_err(path, op))?;
+        Ok(deleted)
+    }
+
+    /// The periodic maintenance step: roll up, then apply retention. Cheap when nothing closed.
+    pub fn maintain(
+        &mut self,
+        tz: &TimeZone,
+        retention: &Retention,
+        now: i64,
+    ) -> Result<MaintenanceReport, StoreError> {
+        let rolled = self.roll_up(tz, now)?;
+        let deleted = self.apply_retention(retention, now)?;
+        Ok(MaintenanceReport { rolled, deleted })
+    }
+}
