@@ -32,6 +32,33 @@ pub enum Command {
     /// Read a capture file through the same decoding and counting code as live capture and print
     /// per-device totals.
     Replay(ReplayArgs),
+    /// Set or reset the web admin password (or, with --viewer, the read-only viewer password).
+    /// Reads it from the terminal, or one line from standard input when that is not a terminal.
+    /// Every session of that role is logged out.
+    Passwd(PasswdArgs),
+    /// Clear the web login lockout of one client address, or of every address.
+    Unlock(UnlockArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PasswdArgs {
+    /// Set the viewer password (read-only access) instead of the admin password.
+    #[arg(long)]
+    pub viewer: bool,
+    /// The database to change (default: the configured one).
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UnlockArgs {
+    /// The locked client address as shown in the log or on the Security page; without it,
+    /// every lockout is cleared.
+    #[arg(value_name = "ADDR")]
+    pub addr: Option<std::net::IpAddr>,
+    /// The database to change (default: the configured one).
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

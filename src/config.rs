@@ -27,6 +27,8 @@ const BUFFER_MIB: RangeInclusive<u32> = 1..=1024;
 const FLUSH_INTERVAL_SECS: RangeInclusive<u64> = 1..=300;
 const MAX_DEVICES: RangeInclusive<usize> = 16..=1_000_000;
 const STATS_LOG_INTERVAL_SECS: RangeInclusive<u64> = 1..=86_400;
+const SESSION_IDLE_HOURS: RangeInclusive<u64> = 1..=8_760;
+const SESSION_MAX_DAYS: RangeInclusive<u64> = 1..=365;
 
 /// Linux interface names are at most IFNAMSIZ - 1 bytes.
 const MAX_INTERFACE_NAME: usize = 15;
@@ -47,6 +49,9 @@ pub const KEYS: &[&str] = &[
     "listen",
     "timezone",
     "stats_log_interval_secs",
+    "session_idle_hours",
+    "session_max_days",
+    "anyone_on_lan_may_view",
 ];
 
 /// Keys whose environment variable is a comma-separated list rather than one value.
@@ -82,6 +87,13 @@ pub struct Config {
     pub timezone: Option<String>,
     /// Seconds between log lines with capture statistics (received, dropped).
     pub stats_log_interval_secs: u64,
+    /// A web login ends after this many hours without a request.
+    pub session_idle_hours: u64,
+    /// A web login ends this many days after it began, however active.
+    pub session_max_days: u64,
+    /// Read-only access without a password for clients on the LAN (private, link-local or
+    /// loopback addresses). Off by default: usage data shows who is home and what they do.
+    pub anyone_on_lan_may_view: bool,
 }
 
 impl Default for Config {
@@ -102,6 +114,9 @@ impl Default for Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             timezone: None,
             stats_log_interval_secs: 60,
+            session_idle_hours: 7 * 24,
+            session_max_days: 30,
+            anyone_on_lan_may_view: false,
         }
     }
 }
@@ -204,6 +219,9 @@ fn hint(key: &str) -> String {
         "listen" => "use an address and port such as \"0.0.0.0:8080\" or \"[::]:8080\"".into(),
         "timezone" => "use an IANA name such as \"Europe/Berlin\" or \"UTC\", or remove the key to use the system's time zone".into(),
         "stats_log_interval_secs" => range(&STATS_LOG_INTERVAL_SECS, "seconds"),
+        "session_idle_hours" => range(&SESSION_IDLE_HOURS, "hours"),
+        "session_max_days" => range(&SESSION_MAX_DAYS, "days"),
+        "anyone_on_lan_may_view" => "use true or false".into(),
         _ => format!("valid keys are {}", KEYS.join(", ")),
     }
 }
@@ -415,6 +433,12 @@ impl Config {
             self.stats_log_interval_secs,
             &STATS_LOG_INTERVAL_SECS,
         )?;
+        check_range(
+            "session_idle_hours",
+            self.session_idle_hours,
+            &SESSION_IDLE_HOURS,
+        )?;
+        check_range("session_max_days", self.session_max_days, &SESSION_MAX_DAYS)?;
         Ok(())
     }
 

@@ -7,9 +7,11 @@
 //! Durability (SPEC §6): the database runs in WAL mode with `synchronous=FULL`, and the flusher
 //! writes each flush interval as one transaction, so a power cut loses at most the interval in
 //! progress and never leaves the file corrupt.
+pub mod auth;
 pub mod devices;
 pub mod export;
 mod migrations;
+pub mod today;
 pub mod usage;
 
 pub use devices::DeviceTotals;
