@@ -11,6 +11,7 @@ mod discovery;
 mod household;
 mod live;
 mod netns;
+mod web_cli;
 
 use std::process::Command;
 
