@@ -54,7 +54,11 @@ fn run_passwd(config: Option<&Path>, args: PasswdArgs) -> anyhow::Result<ExitCod
     use crate::auth::{self, Role};
     let cfg = load_config(config)?;
     let db = args.db.unwrap_or_else(|| cfg.database_path());
-    let role = if args.viewer { Role::Viewer } else { Role::Admin };
+    let role = if args.viewer {
+        Role::Viewer
+    } else {
+        Role::Admin
+    };
     let password = read_new_password(role)?;
     auth::check_new_password(&password)?;
     let phc = auth::hash_password(&password)?;
@@ -68,7 +72,10 @@ fn run_passwd(config: Option<&Path>, args: PasswdArgs) -> anyhow::Result<ExitCod
         action: "password set",
         detail: &format!("{role} password; {ended} session(s) logged out"),
     })?;
-    println!("{role} password set in {}; {ended} {role} session(s) logged out", db.display());
+    println!(
+        "{role} password set in {}; {ended} {role} session(s) logged out",
+        db.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -79,7 +86,10 @@ fn read_new_password(role: crate::auth::Role) -> anyhow::Result<String> {
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
         let mut line = String::new();
-        stdin.lock().read_line(&mut line).context("reading the password from standard input")?;
+        stdin
+            .lock()
+            .read_line(&mut line)
+            .context("reading the password from standard input")?;
         return Ok(line.trim_end_matches(['\r', '\n']).to_string());
     }
     let first = prompt_hidden(&format!("New {role} password: "))?;

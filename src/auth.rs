@@ -16,9 +16,10 @@ pub const PASSWORD_MIN_CHARS: usize = 10;
 pub const PASSWORD_MAX_BYTES: usize = 1024;
 
 /// argon2id memory cost in KiB. 19 MiB, 2 passes, 1 lane is OWASP's argon2id baseline. Measured
-/// (`cargo test --release --lib auth::tests::hashing_time -- --ignored --nocapture`): about 30 ms
-/// per hash on the dev machine, so about 0.1-0.15 s on a Raspberry Pi 4 (3-5x slower) — well
-/// under a second, and the memory cost makes GPU guessing of a stolen database expensive.
+/// (`cargo test --release --lib auth::tests::hashing_time -- --ignored --nocapture`): 41-61 ms
+/// per hash on the 2-core dev machine while other builds ran (load average 6), so roughly
+/// 0.15-0.3 s on a Raspberry Pi 4 (3-5x slower): well under a second, and the memory cost makes
+/// GPU guessing of a stolen database expensive. A login checks up to two hashes (admin, viewer).
 pub const ARGON2_M_COST_KIB: u32 = 19 * 1024;
 pub const ARGON2_T_COST: u32 = 2;
 pub const ARGON2_P_COST: u32 = 1;
@@ -29,11 +30,15 @@ static HASHING: Mutex<()> = Mutex::new(());
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    #[error("the password is too short: use at least {PASSWORD_MIN_CHARS} characters (a few random words work well)")]
+    #[error(
+        "the password is too short: use at least {PASSWORD_MIN_CHARS} characters (a few random words work well)"
+    )]
     TooShort,
     #[error("the password is too long: use at most {PASSWORD_MAX_BYTES} bytes")]
     TooLong,
-    #[error("the password is too easy to guess: avoid repeated characters and common passwords; a few random words work well")]
+    #[error(
+        "the password is too easy to guess: avoid repeated characters and common passwords; a few random words work well"
+    )]
     TooCommon,
     #[error("the two passwords differ: type the same password twice")]
     Mismatch,

@@ -128,7 +128,10 @@ mod tests {
     #[test]
     fn urls_carry_the_content_hash_and_gzip_round_trips() {
         let css = url("app.css");
-        assert!(css.starts_with("/static/app.") && css.ends_with(".css"), "{css}");
+        assert!(
+            css.starts_with("/static/app.") && css.ends_with(".css"),
+            "{css}"
+        );
         assert_eq!(css.len(), "/static/app.".len() + 10 + ".css".len());
         assert!(url("htmx.min.js").starts_with("/static/htmx.min."));
         assert_eq!(url("nope"), "/static/missing");

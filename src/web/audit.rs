@@ -1,9 +1,9 @@
 //! GET /audit (admins): the Security page — the audit log, signed-in sessions with "log out
 //! other sessions", and addresses locked out after failed logins.
 
+use super::AppState;
 use super::error::AppError;
 use super::session::{Auth, Layout};
-use super::AppState;
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Extension;
@@ -34,7 +34,13 @@ pub async fn page(
     Extension(auth): Extension<Auth>,
 ) -> Result<AuditPage, AppError> {
     let (sessions, locked, rows) = state
-        .db(|s| Ok((s.session_count()?, s.locked_clients()?, s.audit_recent(SHOWN)?)))
+        .db(|s| {
+            Ok((
+                s.session_count()?,
+                s.locked_clients()?,
+                s.audit_recent(SHOWN)?,
+            ))
+        })
         .await?;
     let tz = state.config().time_zone();
     let entries = rows
@@ -42,7 +48,11 @@ pub async fn page(
         .map(|r| Entry {
             at: jiff::Timestamp::from_second(r.at).map_or_else(
                 |_| r.at.to_string(),
-                |t| t.to_zoned(tz.clone()).strftime("%Y-%m-%d %H:%M:%S").to_string(),
+                |t| {
+                    t.to_zoned(tz.clone())
+                        .strftime("%Y-%m-%d %H:%M:%S")
+                        .to_string()
+                },
             ),
             actor: r.actor,
             client: r.client,

@@ -15,7 +15,9 @@ pub enum AppError {
     Forbidden(&'static str),
     NotFound,
     /// Something on the server failed: `cause` is logged, the person sees a generic message.
-    Internal { cause: String },
+    Internal {
+        cause: String,
+    },
 }
 
 impl AppError {

@@ -208,10 +208,19 @@ pub fn same_origin(headers: &HeaderMap, uri: &axum::http::Uri) -> bool {
 pub async fn security_headers(State(tls): State<bool>, req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
     let h = res.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
     h.insert(
         "cross-origin-opener-policy",
         HeaderValue::from_static("same-origin"),
@@ -257,12 +266,27 @@ mod tests {
     fn origin_and_referer_must_name_the_host() {
         let uri: axum::http::Uri = "/logout".parse().unwrap();
         let host = ("host", "192.168.1.5:8080");
-        assert!(same_origin(&headers(&[host, ("origin", "http://192.168.1.5:8080")]), &uri));
-        assert!(!same_origin(&headers(&[host, ("origin", "http://evil.example")]), &uri));
+        assert!(same_origin(
+            &headers(&[host, ("origin", "http://192.168.1.5:8080")]),
+            &uri
+        ));
+        assert!(!same_origin(
+            &headers(&[host, ("origin", "http://evil.example")]),
+            &uri
+        ));
         assert!(!same_origin(&headers(&[host, ("origin", "null")]), &uri));
-        assert!(!same_origin(&headers(&[host, ("origin", "http://192.168.1.5:8081")]), &uri));
-        assert!(same_origin(&headers(&[host, ("referer", "http://192.168.1.5:8080/audit?x")]), &uri));
-        assert!(!same_origin(&headers(&[host, ("referer", "http://192.168.1.5:8080.evil.example/")]), &uri));
+        assert!(!same_origin(
+            &headers(&[host, ("origin", "http://192.168.1.5:8081")]),
+            &uri
+        ));
+        assert!(same_origin(
+            &headers(&[host, ("referer", "http://192.168.1.5:8080/audit?x")]),
+            &uri
+        ));
+        assert!(!same_origin(
+            &headers(&[host, ("referer", "http://192.168.1.5:8080.evil.example/")]),
+            &uri
+        ));
         assert!(same_origin(&headers(&[host]), &uri));
     }
 }

@@ -1,10 +1,10 @@
 //! /login, /logout and "log out other sessions": password check with per-address throttling,
 //! a fresh session id at every login, and an audit entry for each outcome.
 
+use super::AppState;
 use super::error::AppError;
 use super::guard::refusal;
 use super::session::{self, Auth, Client, Layout};
-use super::AppState;
 use crate::auth::{self, Failures, Role, Throttle, Verdict};
 use askama::Template;
 use askama_web::WebTemplate;
@@ -79,28 +79,33 @@ pub async fn submit(
     let now = state.now();
     let who = client.clone();
     let failures = state.db(move |s| s.login_failures(&who)).await?;
-    let refuse = |status: StatusCode, msg: String, retry: Option<i64>| -> Result<Response, AppError> {
-        let (pre, _) = session::pre_token(&state, &headers)?;
-        let mut r = page(pre, next.clone(), Some(msg)).into_response();
-        *r.status_mut() = status;
-        if let Some(secs) = retry.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
-            r.headers_mut().insert(header::RETRY_AFTER, secs);
-        }
-        Ok(r)
-    };
+    let refuse =
+        |status: StatusCode, msg: String, retry: Option<i64>| -> Result<Response, AppError> {
+            let (pre, _) = session::pre_token(&state, &headers)?;
+            let mut r = page(pre, next.clone(), Some(msg)).into_response();
+            *r.status_mut() = status;
+            if let Some(secs) = retry.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
+                r.headers_mut().insert(header::RETRY_AFTER, secs);
+            }
+            Ok(r)
+        };
     match throttle.verdict(&failures, now) {
         Verdict::Allow => {}
         Verdict::Wait(secs) => {
             return refuse(
                 StatusCode::TOO_MANY_REQUESTS,
-                format!("Too many wrong passwords from this address: wait {secs} seconds before trying again."),
+                format!(
+                    "Too many wrong passwords from this address: wait {secs} seconds before trying again."
+                ),
                 Some(secs),
             );
         }
         Verdict::Locked => {
             return refuse(
                 StatusCode::TOO_MANY_REQUESTS,
-                format!("This address ({client}) is locked after too many wrong passwords. On the lanmeter machine, run `lanmeter unlock {client}`."),
+                format!(
+                    "This address ({client}) is locked after too many wrong passwords. On the lanmeter machine, run `lanmeter unlock {client}`."
+                ),
                 None,
             );
         }
@@ -127,7 +132,9 @@ pub async fn submit(
     let Some(role) = role else {
         let after: Failures = throttle.after_failure(&failures, now);
         let who = client.clone();
-        state.db(move |s| s.set_login_failures(&who, &after)).await?;
+        state
+            .db(move |s| s.set_login_failures(&who, &after))
+            .await?;
         let detail = if after.locked {
             format!("wrong password ({} in a row); address locked", after.count)
         } else {
@@ -169,7 +176,10 @@ pub async fn end_others(
     Extension(auth): Extension<Auth>,
 ) -> Result<Response, AppError> {
     let Some(s) = auth.session.clone() else {
-        return Ok(refusal(StatusCode::FORBIDDEN, "There is no session to keep."));
+        return Ok(refusal(
+            StatusCode::FORBIDDEN,
+            "There is no session to keep.",
+        ));
     };
     let ended = state
         .db(move |st| st.delete_other_sessions(&s.id_digest))

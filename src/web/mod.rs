@@ -59,10 +59,22 @@ pub struct RouteInfo {
 fn routes() -> Vec<(&'static str, Access, MethodRouter<AppState>)> {
     vec![
         ("/", Access::Viewer, get(overview::page)),
-        ("/setup", Access::Public, get(setup::form).post(setup::submit)),
-        ("/login", Access::Public, get(login::form).post(login::submit)),
+        (
+            "/setup",
+            Access::Public,
+            get(setup::form).post(setup::submit),
+        ),
+        (
+            "/login",
+            Access::Public,
+            get(login::form).post(login::submit),
+        ),
         ("/logout", Access::OwnSession, post(login::logout)),
-        ("/sessions/end-others", Access::Admin, post(login::end_others)),
+        (
+            "/sessions/end-others",
+            Access::Admin,
+            post(login::end_others),
+        ),
         ("/audit", Access::Admin, get(audit::page)),
         ("/healthz", Access::Public, get(healthz)),
         ("/static/{file}", Access::Public, get(assets::serve)),
@@ -111,7 +123,9 @@ pub async fn serve(
 }
 
 /// GET /healthz: no login, for systemd and `lanmeter doctor`; checks the database answers.
-async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) -> Result<&'static str, AppError> {
+async fn healthz(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Result<&'static str, AppError> {
     state.db(|s| s.schema_version()).await?;
     Ok("ok\n")
 }

@@ -1,9 +1,9 @@
 //! GET /: a minimal overview — each device's bytes today (stored minutes plus what the live
 //! meter holds that is not flushed yet). The dashboard proper replaces this page.
 
+use super::AppState;
 use super::error::AppError;
 use super::session::{Auth, Layout};
-use super::AppState;
 use crate::model::{Counts, MacAddr};
 use askama::Template;
 use askama_web::WebTemplate;
@@ -91,7 +91,7 @@ pub async fn page(
         })
         .collect();
     let household: u64 = rows.iter().map(|(t, _)| t).sum();
-    rows.sort_by(|a, b| b.0.cmp(&a.0));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.0));
     Ok(OverviewPage {
         layout: Layout::new("Overview", "overview", Some(&auth)),
         rows: rows.into_iter().map(|(_, r)| r).collect(),

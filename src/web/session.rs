@@ -47,8 +47,10 @@ pub fn client_addr<B>(req: &Request<B>) -> String {
 }
 
 fn addr_from(ext: &axum::http::Extensions) -> String {
-    ext.get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_canonical().to_string())
+    ext.get::<ConnectInfo<SocketAddr>>().map_or_else(
+        || "unknown".to_string(),
+        |c| c.0.ip().to_canonical().to_string(),
+    )
 }
 
 /// Extractor for [`client_addr`].
@@ -69,9 +71,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Client {
 pub fn is_lan_addr(addr: &str) -> bool {
     match addr.parse::<IpAddr>() {
         Ok(IpAddr::V4(a)) => a.is_private() || a.is_loopback() || a.is_link_local(),
-        Ok(IpAddr::V6(a)) => {
-            a.is_loopback() || a.is_unique_local() || a.is_unicast_link_local()
-        }
+        Ok(IpAddr::V6(a)) => a.is_loopback() || a.is_unique_local() || a.is_unicast_link_local(),
         Err(_) => false,
     }
 }
@@ -181,7 +181,12 @@ pub async fn start(
 
 /// Appends to the audit log; a failure to write it is logged, never shown to the person.
 pub async fn audit(state: &AppState, actor: &str, client: &str, action: &str, detail: String) {
-    let (actor, client, action, at) = (actor.to_string(), client.to_string(), action.to_string(), state.now());
+    let (actor, client, action, at) = (
+        actor.to_string(),
+        client.to_string(),
+        action.to_string(),
+        state.now(),
+    );
     let r = state
         .db(move |s| {
             s.audit(&crate::store::auth::AuditEntry {
@@ -267,7 +272,14 @@ mod tests {
 
     #[test]
     fn lan_addresses() {
-        for a in ["192.168.1.5", "10.0.0.1", "127.0.0.1", "fe80::1", "fd00::5", "169.254.1.1"] {
+        for a in [
+            "192.168.1.5",
+            "10.0.0.1",
+            "127.0.0.1",
+            "fe80::1",
+            "fd00::5",
+            "169.254.1.1",
+        ] {
             assert!(is_lan_addr(a), "{a}");
         }
         for a in ["8.8.8.8", "2001:db8::1", "unknown"] {
@@ -278,7 +290,10 @@ mod tests {
     #[test]
     fn cookies_are_found_among_several_headers() {
         let mut h = HeaderMap::new();
-        h.append(header::COOKIE, HeaderValue::from_static("a=1; lm_session=abc"));
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; lm_session=abc"),
+        );
         h.append(header::COOKIE, HeaderValue::from_static("lm_pre=def"));
         assert_eq!(cookie(&h, SESSION_COOKIE), Some("abc"));
         assert_eq!(cookie(&h, PRE_COOKIE), Some("def"));

@@ -1,9 +1,9 @@
 //! GET/POST /setup: the first-run page that sets the admin password. Once an admin password
 //! exists it only redirects to /login; changing the password later is `lanmeter passwd` (shell).
 
+use super::AppState;
 use super::error::AppError;
 use super::session::{self, Client, Layout};
-use super::AppState;
 use crate::auth::{self, AuthError, PASSWORD_MIN_CHARS, Role};
 use askama::Template;
 use askama_web::WebTemplate;
@@ -87,7 +87,14 @@ pub async fn submit(
         // Another browser finished setup first: this one must log in with that password.
         return Ok(Redirect::to("/login").into_response());
     }
-    session::audit(&state, "anonymous", &client, "setup", "admin password set".into()).await;
+    session::audit(
+        &state,
+        "anonymous",
+        &client,
+        "setup",
+        "admin password set".into(),
+    )
+    .await;
     tracing::info!(client = %client, "admin password set through the setup page");
     let old = session::cookie(&headers, session::SESSION_COOKIE).map(auth::token_digest);
     let cookie = session::start(&state, Role::Admin, &client, old).await?;

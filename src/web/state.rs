@@ -121,11 +121,7 @@ impl AppState {
     {
         let shared = Arc::clone(&self.0);
         tokio::task::spawn_blocking(move || {
-            let pooled = shared
-                .pool
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .pop();
+            let pooled = shared.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
             let store = match pooled {
                 Some(s) => s,
                 None => Store::open(&shared.db_path)?,

@@ -71,15 +71,25 @@ impl Env {
     }
 
     /// GET the login page for a pre-login token, then POST the password: the response.
-    async fn login_attempt(&self, pw: &str, client: &str, extra_cookie: Option<&str>) -> Response<Body> {
-        let page = self.send(req("GET", "/login", client).body(Body::empty()).unwrap()).await;
-        let pre = set_cookie(&page, session::PRE_COOKIE).expect("login page sets the pre-login token");
+    async fn login_attempt(
+        &self,
+        pw: &str,
+        client: &str,
+        extra_cookie: Option<&str>,
+    ) -> Response<Body> {
+        let page = self
+            .send(req("GET", "/login", client).body(Body::empty()).unwrap())
+            .await;
+        let pre =
+            set_cookie(&page, session::PRE_COOKIE).expect("login page sets the pre-login token");
         let mut cookies = format!("{}={pre}", session::PRE_COOKIE);
         if let Some(c) = extra_cookie {
             cookies.push_str("; ");
             cookies.push_str(c);
         }
-        let form = serde_urlencoded::to_string([("csrf", pre.as_str()), ("password", pw), ("next", "/")]).unwrap();
+        let form =
+            serde_urlencoded::to_string([("csrf", pre.as_str()), ("password", pw), ("next", "/")])
+                .unwrap();
         self.send(
             req("POST", "/login", client)
                 .header(header::COOKIE, cookies)
@@ -208,13 +218,20 @@ async fn setup_refuses_weak_passwords_then_sets_admin_once_and_signs_in() {
         .await;
     assert_eq!(weak.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let body = text(weak).await;
-    assert!(body.contains("at least 10 characters") && body.contains("too short"), "{body}");
+    assert!(
+        body.contains("at least 10 characters") && body.contains("too short"),
+        "{body}"
+    );
     assert!(!e.state.admin_exists().await.unwrap());
     let mismatch = e
         .send(post_form(
             "/setup",
             &cookie,
-            &[("csrf", &pre), ("password", ADMIN_PW), ("confirm", "something else")],
+            &[
+                ("csrf", &pre),
+                ("password", ADMIN_PW),
+                ("confirm", "something else"),
+            ],
         ))
         .await;
     assert_eq!(mismatch.status(), StatusCode::UNPROCESSABLE_ENTITY);
@@ -223,14 +240,21 @@ async fn setup_refuses_weak_passwords_then_sets_admin_once_and_signs_in() {
         .send(post_form(
             "/setup",
             &cookie,
-            &[("csrf", &pre), ("password", ADMIN_PW), ("confirm", ADMIN_PW)],
+            &[
+                ("csrf", &pre),
+                ("password", ADMIN_PW),
+                ("confirm", ADMIN_PW),
+            ],
         ))
         .await;
     assert_eq!(ok.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&ok), "/");
     let session = set_cookie(&ok, session::SESSION_COOKIE).unwrap();
     let overview = e
-        .send(get("/", Some(&format!("{}={session}", session::SESSION_COOKIE))))
+        .send(get(
+            "/",
+            Some(&format!("{}={session}", session::SESSION_COOKIE)),
+        ))
         .await;
     assert_eq!(overview.status(), StatusCode::OK);
     // A second setup cannot replace the password.
@@ -238,7 +262,11 @@ async fn setup_refuses_weak_passwords_then_sets_admin_once_and_signs_in() {
         .send(post_form(
             "/setup",
             &cookie,
-            &[("csrf", &pre), ("password", "another password 1"), ("confirm", "another password 1")],
+            &[
+                ("csrf", &pre),
+                ("password", "another password 1"),
+                ("confirm", "another password 1"),
+            ],
         ))
         .await;
     assert_eq!(location(&again), "/login");
@@ -275,8 +303,18 @@ async fn every_route_refuses_anonymous_requests() {
                     && location(&resp).starts_with("/login?next="));
             // A state-changing request without a session may also fail the CSRF check first.
             let refused = refused || (method != "GET" && resp.status() == StatusCode::FORBIDDEN);
-            assert!(refused, "{method} {path}: {} {}", resp.status(), location(&resp));
+            assert!(
+                refused,
+                "{method} {path}: {} {}",
+                resp.status(),
+                location(&resp)
+            );
         }
+    }
+    // API paths (none are registered yet) answer 401, not a login redirect.
+    for path in ["/api/v1/devices", "/metrics"] {
+        let resp = e.send(get(path, None)).await;
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{path}");
     }
     assert_eq!(
         location(&e.send(get("/audit?x=1", None)).await),
@@ -306,9 +344,14 @@ async fn viewer_is_refused_on_every_state_changing_route() {
         }
     }
     // A viewer may still log themselves out.
-    let out = e.send(post_form("/logout", &cookie, &[("csrf", &csrf)])).await;
+    let out = e
+        .send(post_form("/logout", &cookie, &[("csrf", &csrf)]))
+        .await;
     assert_eq!(location(&out), "/login");
-    assert_eq!(location(&e.send(get("/", Some(&cookie))).await), "/login?next=%2F");
+    assert_eq!(
+        location(&e.send(get("/", Some(&cookie))).await),
+        "/login?next=%2F"
+    );
 }
 
 #[tokio::test]
@@ -319,10 +362,16 @@ async fn csrf_token_and_origin_are_required_and_refusals_change_nothing() {
     let count = || async { e.state.db(|s| s.session_count()).await.unwrap() };
     assert_eq!(count().await, 2);
 
-    let no_token = e.send(post_form("/sessions/end-others", &cookie, &[])).await;
+    let no_token = e
+        .send(post_form("/sessions/end-others", &cookie, &[]))
+        .await;
     assert_eq!(no_token.status(), StatusCode::FORBIDDEN);
     let wrong = e
-        .send(post_form("/sessions/end-others", &cookie, &[("csrf", "0".repeat(64).as_str())]))
+        .send(post_form(
+            "/sessions/end-others",
+            &cookie,
+            &[("csrf", "0".repeat(64).as_str())],
+        ))
         .await;
     assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
     let foreign = e
@@ -348,7 +397,12 @@ async fn csrf_token_and_origin_are_required_and_refusals_change_nothing() {
         .await;
     assert_eq!(foreign_referer.status(), StatusCode::FORBIDDEN);
     assert_eq!(count().await, 2, "refused requests changed nothing");
-    assert!(!e.audit_actions().await.iter().any(|a| a.contains("other") || a == "logout"));
+    assert!(
+        !e.audit_actions()
+            .await
+            .iter()
+            .any(|a| a.contains("other") || a == "logout")
+    );
 
     // The htmx way: token in a header.
     let ok = e
@@ -363,8 +417,14 @@ async fn csrf_token_and_origin_are_required_and_refusals_change_nothing() {
         .await;
     assert_eq!(ok.status(), StatusCode::SEE_OTHER);
     assert_eq!(count().await, 1);
-    assert_eq!(e.send(get("/", Some(&other))).await.status(), StatusCode::SEE_OTHER);
-    assert_eq!(e.send(get("/", Some(&cookie))).await.status(), StatusCode::OK);
+    assert_eq!(
+        e.send(get("/", Some(&other))).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        e.send(get("/", Some(&cookie))).await.status(),
+        StatusCode::OK
+    );
 
     // Login without the pre-login token is refused before the password is looked at.
     let anon = e
@@ -400,12 +460,19 @@ async fn get_and_head_never_change_state() {
                     b = b.header(header::COOKIE, c);
                 }
                 let resp = e.send(b.body(Body::empty()).unwrap()).await;
-                assert!(resp.status() != StatusCode::INTERNAL_SERVER_ERROR, "{method} {}", r.path);
+                assert!(
+                    resp.status() != StatusCode::INTERNAL_SERVER_ERROR,
+                    "{method} {}",
+                    r.path
+                );
             }
         }
     }
     assert_eq!(snapshot().await, before);
-    assert_eq!(e.send(get("/", Some(&cookie))).await.status(), StatusCode::OK);
+    assert_eq!(
+        e.send(get("/", Some(&cookie))).await.status(),
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -419,15 +486,25 @@ async fn sessions_expire_when_idle_and_at_the_absolute_limit() {
     while used + idle - 60 < max {
         e.clock.advance(idle - 60);
         used += idle - 60;
-        assert_eq!(e.send(get("/", Some(&cookie))).await.status(), StatusCode::OK, "after {used} s");
+        assert_eq!(
+            e.send(get("/", Some(&cookie))).await.status(),
+            StatusCode::OK,
+            "after {used} s"
+        );
     }
     // ... but not past the absolute limit.
     e.clock.advance(max - used);
-    assert_eq!(location(&e.send(get("/", Some(&cookie))).await), "/login?next=%2F");
+    assert_eq!(
+        location(&e.send(get("/", Some(&cookie))).await),
+        "/login?next=%2F"
+    );
 
     let (cookie, _) = e.login(ADMIN_PW).await;
     e.clock.advance(idle);
-    assert_eq!(location(&e.send(get("/", Some(&cookie))).await), "/login?next=%2F");
+    assert_eq!(
+        location(&e.send(get("/", Some(&cookie))).await),
+        "/login?next=%2F"
+    );
     // Expired sessions are gone from the database, not just ignored.
     assert_eq!(e.state.db(|s| s.session_count()).await.unwrap(), 0);
 }
@@ -443,16 +520,37 @@ async fn login_issues_a_fresh_session_id_so_a_planted_one_is_worthless() {
         set_cookie(&r, session::SESSION_COOKIE).unwrap()
     );
     assert_ne!(before, after);
-    assert_eq!(e.send(get("/", Some(&before))).await.status(), StatusCode::SEE_OTHER);
-    assert_eq!(e.send(get("/", Some(&after))).await.status(), StatusCode::OK);
+    assert_eq!(
+        e.send(get("/", Some(&before))).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        e.send(get("/", Some(&after))).await.status(),
+        StatusCode::OK
+    );
     // An id the server never issued is never accepted, and login replaces it.
     let planted = format!("{}={}", session::SESSION_COOKIE, "ab".repeat(32));
-    assert_eq!(e.send(get("/", Some(&planted))).await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        e.send(get("/", Some(&planted))).await.status(),
+        StatusCode::SEE_OTHER
+    );
     let r = e.login_attempt(ADMIN_PW, LAN_CLIENT, Some(&planted)).await;
-    assert_ne!(set_cookie(&r, session::SESSION_COOKIE).unwrap(), "ab".repeat(32));
+    assert_ne!(
+        set_cookie(&r, session::SESSION_COOKIE).unwrap(),
+        "ab".repeat(32)
+    );
     // Cookie attributes.
-    let raw = r.headers().get(header::SET_COOKIE).unwrap().to_str().unwrap().to_string();
-    assert!(raw.contains("HttpOnly") && raw.contains("SameSite=Strict") && !raw.contains("Secure"), "{raw}");
+    let raw = r
+        .headers()
+        .get(header::SET_COOKIE)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        raw.contains("HttpOnly") && raw.contains("SameSite=Strict") && !raw.contains("Secure"),
+        "{raw}"
+    );
 }
 
 #[tokio::test]
@@ -468,19 +566,30 @@ async fn brute_force_is_delayed_and_audited_and_the_right_password_works_after()
         e.clock.advance(3);
     }
     assert_eq!(statuses[19], StatusCode::TOO_MANY_REQUESTS, "{statuses:?}");
-    let refused = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
     assert!(refused >= 10, "{statuses:?}");
     // While delayed, even the right password is refused ...
     let r = e.login_attempt(ADMIN_PW, attacker, None).await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(r.headers().contains_key(header::RETRY_AFTER));
     // ... another address is not affected ...
-    assert_eq!(e.login_attempt(ADMIN_PW, LAN_CLIENT, None).await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        e.login_attempt(ADMIN_PW, LAN_CLIENT, None).await.status(),
+        StatusCode::SEE_OTHER
+    );
     // ... and after the window the right password works.
     e.clock.advance(15 * 60);
     let r = e.login_attempt(ADMIN_PW, attacker, None).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    let failed = e.audit_actions().await.iter().filter(|a| *a == "login failed").count();
+    let failed = e
+        .audit_actions()
+        .await
+        .iter()
+        .filter(|a| *a == "login failed")
+        .count();
     assert_eq!(failed, 20 - refused);
 }
 
@@ -501,7 +610,10 @@ async fn lockout_holds_until_unlocked_from_the_shell() {
     assert!(text(r).await.contains("lanmeter unlock 10.1.2.3"));
     let unlocked = e.state.db(|s| s.unlock(Some("10.1.2.3"))).await.unwrap();
     assert_eq!(unlocked, ["10.1.2.3"]);
-    assert_eq!(e.login_attempt(ADMIN_PW, attacker, None).await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        e.login_attempt(ADMIN_PW, attacker, None).await.status(),
+        StatusCode::SEE_OTHER
+    );
 }
 
 #[tokio::test]
@@ -515,14 +627,23 @@ async fn security_headers_are_on_every_response() {
             let r = e.send(get(path, c)).await;
             let h = r.headers();
             let csp = h[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
-            assert!(csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'"), "{path}");
-            assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{path}");
+            assert!(
+                csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'"),
+                "{path}"
+            );
+            assert!(
+                !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+                "{path}"
+            );
             assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "{path}");
             assert_eq!(h[header::REFERRER_POLICY], "same-origin", "{path}");
             assert_eq!(h[header::X_FRAME_OPTIONS], "DENY", "{path}");
             let cache = h[header::CACHE_CONTROL].to_str().unwrap();
             if path.starts_with("/static/") {
-                assert!(cache.contains("immutable") && cache.contains("max-age=31536000"), "{path}");
+                assert!(
+                    cache.contains("immutable") && cache.contains("max-age=31536000"),
+                    "{path}"
+                );
             } else {
                 assert_eq!(cache, "no-store", "{path}");
             }
@@ -537,11 +658,18 @@ async fn security_headers_are_on_every_response() {
         )
         .await;
     assert_eq!(gz.headers()[header::CONTENT_ENCODING], "gzip");
-    assert!(gz.headers()[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/css"));
+    assert!(
+        gz.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/css")
+    );
     // Pages carry no inline script and refer to nothing off the box.
     let page = text(e.send(get("/", Some(&cookie))).await).await;
     assert!(page.contains(assets::url("htmx.min.js")) && page.contains(assets::url("app.css")));
-    for bad in ["<script>", "onclick=", "onload=", "http://", "https://", "style="] {
+    for bad in [
+        "<script>", "onclick=", "onload=", "http://", "https://", "style=",
+    ] {
         assert!(!page.contains(bad), "page contains {bad}");
     }
 }
@@ -559,11 +687,18 @@ async fn anyone_on_lan_may_view_is_off_by_default_and_read_only_when_on() {
     });
     e.set_password(Role::Admin, ADMIN_PW).await;
     assert_eq!(e.send(get("/", None)).await.status(), StatusCode::OK);
-    assert_eq!(e.send(get("/audit", None)).await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        e.send(get("/audit", None)).await.status(),
+        StatusCode::FORBIDDEN
+    );
     let post = e.send(post_form("/sessions/end-others", "", &[])).await;
     assert_eq!(post.status(), StatusCode::FORBIDDEN);
     let outside = e
-        .send(req("GET", "/", "203.0.113.9:4000").body(Body::empty()).unwrap())
+        .send(
+            req("GET", "/", "203.0.113.9:4000")
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await;
     assert_eq!(outside.status(), StatusCode::SEE_OTHER);
 }
@@ -601,13 +736,18 @@ async fn overview_shows_stored_and_live_bytes_and_audit_page_lists_logins() {
         ..Config::default()
     };
     let e = Env {
-        state: AppState::new(cfg, &db, Some(meter)).unwrap().with_clock(clock.clone()),
+        state: AppState::new(cfg, &db, Some(meter))
+            .unwrap()
+            .with_clock(clock.clone()),
         clock,
         _dir: dir,
     };
     let (cookie, _) = e.admin().await;
     let page = text(e.send(get("/", Some(&cookie))).await).await;
-    assert!(page.contains("02:00:00:00:00:07") && page.contains("2.50 MB"), "{page}");
+    assert!(
+        page.contains("02:00:00:00:00:07") && page.contains("2.50 MB"),
+        "{page}"
+    );
     let audit = text(e.send(get("/audit", Some(&cookie))).await).await;
     assert!(audit.contains("<td>login</td>"), "{audit}");
 }

@@ -130,14 +130,22 @@ impl Browser {
     }
 
     fn js(&self, script: &str) -> Value {
-        self.cmd("POST", "/execute/sync", Some(json!({"script": script, "args": []})))
-            .unwrap()
+        self.cmd(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+        .unwrap()
     }
 
     fn element(&self, css: &str) -> String {
         let v = wait_until(&format!("element {css}"), || {
-            self.cmd("POST", "/element", Some(json!({"using": "css selector", "value": css})))
-                .ok()
+            self.cmd(
+                "POST",
+                "/element",
+                Some(json!({"using": "css selector", "value": css})),
+            )
+            .ok()
         });
         v.as_object()
             .and_then(|o| o.values().next())
@@ -148,14 +156,20 @@ impl Browser {
 
     fn type_into(&self, css: &str, text: &str) {
         let id = self.element(css);
-        self.cmd("POST", &format!("/element/{id}/clear"), Some(json!({}))).unwrap();
-        self.cmd("POST", &format!("/element/{id}/value"), Some(json!({"text": text})))
+        self.cmd("POST", &format!("/element/{id}/clear"), Some(json!({})))
             .unwrap();
+        self.cmd(
+            "POST",
+            &format!("/element/{id}/value"),
+            Some(json!({"text": text})),
+        )
+        .unwrap();
     }
 
     fn click(&self, css: &str) {
         let id = self.element(css);
-        self.cmd("POST", &format!("/element/{id}/click"), Some(json!({}))).unwrap();
+        self.cmd("POST", &format!("/element/{id}/click"), Some(json!({})))
+            .unwrap();
     }
 
     fn wait_for_path(&self, want: &str) {
@@ -166,7 +180,10 @@ impl Browser {
     }
 
     fn text(&self) -> String {
-        self.js("return document.body.innerText").as_str().unwrap_or("").to_string()
+        self.js("return document.body.innerText")
+            .as_str()
+            .unwrap_or("")
+            .to_string()
     }
 }
 
@@ -243,7 +260,9 @@ fn setup_login_logout_and_csp_in_headless_chromium() {
     // The browser's own minlength check would stop the form; the server's rule is what counts.
     b.js("document.getElementById('password').removeAttribute('minlength'); document.getElementById('confirm').removeAttribute('minlength'); return 0");
     b.click("#setup button[type=submit]");
-    wait_until("the too-short message", || b.text().contains("too short").then_some(()));
+    wait_until("the too-short message", || {
+        b.text().contains("too short").then_some(())
+    });
     b.type_into("#password", PASSWORD);
     b.type_into("#confirm", PASSWORD);
     b.click("#setup button[type=submit]");
@@ -267,17 +286,27 @@ fn setup_login_logout_and_csp_in_headless_chromium() {
         let v = b.js("return window.__violations");
         (v.as_array().is_some_and(|a| a.len() >= 2)).then_some(v)
     });
-    assert!(directives.to_string().contains("script-src"), "{directives}");
-    assert_eq!(b.js("return window.__pwned === undefined && window.__pwned2 === undefined"), true);
+    assert!(
+        directives.to_string().contains("script-src"),
+        "{directives}"
+    );
+    assert_eq!(
+        b.js("return window.__pwned === undefined && window.__pwned2 === undefined"),
+        true
+    );
 
     // Log out, fail once, log in.
     b.click("#logout");
     b.wait_for_path("/login");
     b.go(&format!("{base}/"));
-    wait_until("the login redirect", || b.path().starts_with("/login?next=").then_some(()));
+    wait_until("the login redirect", || {
+        b.path().starts_with("/login?next=").then_some(())
+    });
     b.type_into("#password", "not the password");
     b.click("#login button[type=submit]");
-    wait_until("the wrong-password message", || b.text().contains("Wrong password").then_some(()));
+    wait_until("the wrong-password message", || {
+        b.text().contains("Wrong password").then_some(())
+    });
     b.type_into("#password", PASSWORD);
     b.click("#login button[type=submit]");
     b.wait_for_path("/");
@@ -294,10 +323,23 @@ fn setup_login_logout_and_csp_in_headless_chromium() {
     b.click("#logout");
     b.wait_for_path("/login");
     let hostile = "/\"><img src=x onerror=\"window.__pwned3=1\">";
-    let q = format!("{base}/login?next={}", hostile.replace('"', "%22").replace('<', "%3C").replace('>', "%3E").replace(' ', "%20").replace('=', "%3D"));
+    let q = format!(
+        "{base}/login?next={}",
+        hostile
+            .replace('"', "%22")
+            .replace('<', "%3C")
+            .replace('>', "%3E")
+            .replace(' ', "%20")
+            .replace('=', "%3D")
+    );
     b.go(&q);
-    wait_until("the login page", || b.path().starts_with("/login").then_some(()));
+    wait_until("the login page", || {
+        b.path().starts_with("/login").then_some(())
+    });
     assert_eq!(b.js("return document.querySelectorAll('img').length"), 0);
-    assert_eq!(b.js("return document.querySelector('input[name=next]').value"), hostile);
+    assert_eq!(
+        b.js("return document.querySelector('input[name=next]').value"),
+        hostile
+    );
     assert_eq!(b.js("return window.__pwned3 === undefined"), true);
 }

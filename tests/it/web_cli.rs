@@ -51,7 +51,11 @@ fn passwd_sets_admin_and_viewer_and_refuses_weak_ones() {
     assert!(verify_password("kitchen table lamp", &viewer));
     let audit = store.audit_recent(10).unwrap();
     assert_eq!(audit.len(), 2);
-    assert!(audit.iter().all(|a| a.actor == "shell" && a.action == "password set"));
+    assert!(
+        audit
+            .iter()
+            .all(|a| a.actor == "shell" && a.action == "password set")
+    );
 }
 
 #[test]
@@ -126,7 +130,14 @@ fn run_serves_healthz_and_setup_and_stops_on_sigterm() {
     std::fs::write(&config, format!("listen = \"127.0.0.1:{port}\"\n")).unwrap();
     let db = dir.path().join("l.db");
     let child = hermetic(&mut Command::new(LANMETER))
-        .args(["--config", config.to_str().unwrap(), "run", "--interface", "lo", "--db"])
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "run",
+            "--interface",
+            "lo",
+            "--db",
+        ])
         .arg(&db)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -137,7 +148,11 @@ fn run_serves_healthz_and_setup_and_stops_on_sigterm() {
     let get = |path: &str| -> Option<String> {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n").ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
         let mut out = String::new();
         s.read_to_string(&mut out).ok()?;
         Some(out)
@@ -147,12 +162,21 @@ fn run_serves_healthz_and_setup_and_stops_on_sigterm() {
         if let Some(r) = get("/healthz") {
             break r;
         }
-        assert!(Instant::now() < deadline, "lanmeter run never served /healthz");
+        assert!(
+            Instant::now() < deadline,
+            "lanmeter run never served /healthz"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert!(health.starts_with("HTTP/1.1 200") && health.ends_with("ok\n"), "{health}");
+    assert!(
+        health.starts_with("HTTP/1.1 200") && health.ends_with("ok\n"),
+        "{health}"
+    );
     let home = get("/").unwrap();
-    assert!(home.starts_with("HTTP/1.1 303") && home.contains("location: /setup"), "{home}");
+    assert!(
+        home.starts_with("HTTP/1.1 303") && home.contains("location: /setup"),
+        "{home}"
+    );
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.0.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
@@ -163,7 +187,10 @@ fn run_serves_healthz_and_setup_and_stops_on_sigterm() {
         if let Some(s) = child.0.try_wait().unwrap() {
             break s;
         }
-        assert!(Instant::now() < deadline, "lanmeter run did not stop on SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "lanmeter run did not stop on SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status:?}");
