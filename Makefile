@@ -4,8 +4,8 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 # Packages the build and the tests need: libpcap for building, tshark as the independent oracle,
-# iproute2/ping/iperf3 for live tests in network namespaces.
-TEST_DEBS := libpcap-dev pkg-config tshark tcpdump iproute2 iputils-ping iperf3 util-linux
+# iproute2/ping/iperf3 for live tests in network namespaces, chromium + chromium-driver for browser tests.
+TEST_DEBS := libpcap-dev pkg-config tshark tcpdump iproute2 iputils-ping iperf3 util-linux chromium chromium-driver
 BENCH_DEBS := $(TEST_DEBS) darkstat tcpreplay time python3
 RUN_DEBS := libpcap-dev pkg-config
 DEMO_PCAP := data/demo-household.pcap

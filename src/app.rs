@@ -4,7 +4,8 @@
 //! ("replaying FILE"). Nothing imports `app`.
 
 use crate::cli::{
-    BackupArgs, Cli, Command, ExportArgs, GenerateArgs, ReplayArgs, RestoreArgs, RunArgs,
+    BackupArgs, Cli, Command, ExportArgs, GenerateArgs, PasswdArgs, ReplayArgs, RestoreArgs,
+    RunArgs, UnlockArgs,
 };
 use crate::config::Config;
 use crate::flush::Flusher;
@@ -47,6 +48,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Generate(args) => run_generate(args),
         Command::Backup(args) => run_backup(config, args),
         Command::Restore(args) => run_restore(config, args),
+        Command::Passwd(args) => run_passwd(config, args),
+        Command::Unlock(args) => run_unlock(config, args),
     }
 }
 
@@ -65,6 +68,35 @@ fn run_backup(config: Option<&Path>, args: BackupArgs) -> anyhow::Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
+fn run_passwd(config: Option<&Path>, args: PasswdArgs) -> anyhow::Result<ExitCode> {
+    use crate::auth::{self, Role};
+    let cfg = load_config(config)?;
+    let db = args.db.unwrap_or_else(|| cfg.database_path());
+    let role = if args.viewer {
+        Role::Viewer
+    } else {
+        Role::Admin
+    };
+    let password = read_new_password(role)?;
+    auth::check_new_password(&password)?;
+    let phc = auth::hash_password(&password)?;
+    let store = Store::open(&db).with_context(|| format!("opening database {}", db.display()))?;
+    let now = jiff::Timestamp::now().as_second();
+    let ended = store.set_password(role, &phc, now)?;
+    store.audit(&crate::store::auth::AuditEntry {
+        at: now,
+        actor: "shell",
+        client: "shell",
+        action: "password set",
+        detail: &format!("{role} password; {ended} session(s) logged out"),
+    })?;
+    println!(
+        "{role} password set in {}; {ended} {role} session(s) logged out",
+        db.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run_restore(config: Option<&Path>, args: RestoreArgs) -> anyhow::Result<ExitCode> {
     let db = match args.db {
         Some(db) => db,
@@ -74,6 +106,67 @@ fn run_restore(config: Option<&Path>, args: RestoreArgs) -> anyhow::Result<ExitC
     println!("{}: restored from {}", db.display(), args.file.display());
     if let Some(kept) = kept {
         println!("the previous database was kept as {}", kept.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// From a terminal: asked twice with echo off. Otherwise: the first line of standard input
+/// (for scripts and provisioning), without its line ending.
+fn read_new_password(role: crate::auth::Role) -> anyhow::Result<String> {
+    use std::io::{BufRead, IsTerminal};
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        let mut line = String::new();
+        stdin
+            .lock()
+            .read_line(&mut line)
+            .context("reading the password from standard input")?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_string());
+    }
+    let first = prompt_hidden(&format!("New {role} password: "))?;
+    let second = prompt_hidden("Same password again: ")?;
+    if first != second {
+        return Err(crate::auth::AuthError::Mismatch.into());
+    }
+    Ok(first)
+}
+
+fn prompt_hidden(prompt: &str) -> anyhow::Result<String> {
+    use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
+    use std::io::BufRead;
+    let stdin = std::io::stdin();
+    let saved = tcgetattr(&stdin).context("reading the terminal settings")?;
+    let mut quiet = saved.clone();
+    quiet.local_flags.remove(LocalFlags::ECHO);
+    eprint!("{prompt}");
+    tcsetattr(&stdin, SetArg::TCSANOW, &quiet).context("turning off terminal echo")?;
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    // Echo comes back even when reading failed, so the shell is never left silent.
+    let restored = tcsetattr(&stdin, SetArg::TCSANOW, &saved);
+    eprintln!();
+    read.context("reading the password")?;
+    restored.context("restoring terminal echo")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+fn run_unlock(config: Option<&Path>, args: UnlockArgs) -> anyhow::Result<ExitCode> {
+    let cfg = load_config(config)?;
+    let db = args.db.unwrap_or_else(|| cfg.database_path());
+    let store = Store::open_existing(&db)?;
+    let addr = args.addr.map(|a| a.to_canonical().to_string());
+    let cleared = store.unlock(addr.as_deref())?;
+    store.audit(&crate::store::auth::AuditEntry {
+        at: jiff::Timestamp::now().as_second(),
+        actor: "shell",
+        client: "shell",
+        action: "unlock",
+        detail: &addr.clone().unwrap_or_else(|| "all addresses".into()),
+    })?;
+    match (cleared.is_empty(), addr) {
+        (true, Some(a)) => println!("{a} was not locked (its failed-login count is cleared)"),
+        (true, None) => println!("no address was locked"),
+        (false, _) => println!("unlocked: {}", cleared.join(", ")),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -37,6 +37,12 @@ pub enum Command {
     /// Replace the database with the backup FILE (stop the daemon first); the current database
     /// is kept next to it.
     Restore(RestoreArgs),
+    /// Set or reset the web admin password (or, with --viewer, the read-only viewer password).
+    /// Reads it from the terminal, or one line from standard input when that is not a terminal.
+    /// Every session of that role is logged out.
+    Passwd(PasswdArgs),
+    /// Clear the web login lockout of one client address, or of every address.
+    Unlock(UnlockArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -49,10 +55,31 @@ pub struct BackupArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct PasswdArgs {
+    /// Set the viewer password (read-only access) instead of the admin password.
+    #[arg(long)]
+    pub viewer: bool,
+    /// The database to change (default: the configured one).
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct RestoreArgs {
     /// A backup written by `lanmeter backup` or the nightly backup.
     pub file: PathBuf,
     /// The database to replace (default: the configured one).
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UnlockArgs {
+    /// The locked client address as shown in the log or on the Security page; without it,
+    /// every lockout is cleared.
+    #[arg(value_name = "ADDR")]
+    pub addr: Option<std::net::IpAddr>,
+    /// The database to change (default: the configured one).
     #[arg(long, value_name = "PATH")]
     pub db: Option<PathBuf>,
 }

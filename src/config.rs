@@ -33,6 +33,8 @@ const KEEP_DAYS_MONTHS: RangeInclusive<u32> = 0..=1200;
 const KEEP_MONTHS_YEARS: RangeInclusive<u32> = 0..=100;
 const BACKUP_KEEP: RangeInclusive<u32> = 0..=365;
 const BACKUP_HOUR: RangeInclusive<u8> = 0..=23;
+const SESSION_IDLE_HOURS: RangeInclusive<u64> = 1..=8_760;
+const SESSION_MAX_DAYS: RangeInclusive<u64> = 1..=365;
 
 /// Linux interface names are at most IFNAMSIZ - 1 bytes.
 const MAX_INTERFACE_NAME: usize = 15;
@@ -60,6 +62,9 @@ pub const KEYS: &[&str] = &[
     "backup_dir",
     "backup_keep",
     "backup_hour",
+    "session_idle_hours",
+    "session_max_days",
+    "anyone_on_lan_may_view",
 ];
 
 /// Keys whose environment variable is a comma-separated list rather than one value.
@@ -109,6 +114,13 @@ pub struct Config {
     pub backup_keep: u32,
     /// Local hour of day (0..=23) at which the nightly backup is taken.
     pub backup_hour: u8,
+    /// A web login ends after this many hours without a request.
+    pub session_idle_hours: u64,
+    /// A web login ends this many days after it began, however active.
+    pub session_max_days: u64,
+    /// Read-only access without a password for clients on the LAN (private, link-local or
+    /// loopback addresses). Off by default: usage data shows who is home and what they do.
+    pub anyone_on_lan_may_view: bool,
 }
 
 impl Default for Config {
@@ -136,6 +148,9 @@ impl Default for Config {
             backup_dir: None,
             backup_keep: 7,
             backup_hour: 3,
+            session_idle_hours: 7 * 24,
+            session_max_days: 30,
+            anyone_on_lan_may_view: false,
         }
     }
 }
@@ -245,6 +260,9 @@ fn hint(key: &str) -> String {
         "backup_dir" => "use a directory path in double quotes, or remove the key to use backups/ in state_dir".into(),
         "backup_keep" => range(&BACKUP_KEEP, "backups (0 turns nightly backups off)"),
         "backup_hour" => range(&BACKUP_HOUR, "(local hour of day)"),
+        "session_idle_hours" => range(&SESSION_IDLE_HOURS, "hours"),
+        "session_max_days" => range(&SESSION_MAX_DAYS, "days"),
+        "anyone_on_lan_may_view" => "use true or false".into(),
         _ => format!("valid keys are {}", KEYS.join(", ")),
     }
 }
@@ -484,6 +502,12 @@ impl Config {
         }
         check_range("backup_keep", self.backup_keep, &BACKUP_KEEP)?;
         check_range("backup_hour", self.backup_hour, &BACKUP_HOUR)?;
+        check_range(
+            "session_idle_hours",
+            self.session_idle_hours,
+            &SESSION_IDLE_HOURS,
+        )?;
+        check_range("session_max_days", self.session_max_days, &SESSION_MAX_DAYS)?;
         Ok(())
     }
 
@@ -868,7 +892,9 @@ timezone = "Europe/Berlin"
             )),
             "{msg}"
         );
+        // Every key is listed, the last one last (other keys get appended over time).
         assert!(msg.ends_with(KEYS[KEYS.len() - 1]), "{msg}");
+        assert!(KEYS.iter().all(|k| msg.contains(k)), "{msg}");
         let (msg, _) = err_text("[web]\nport = 1\n", &[]);
         assert!(msg.contains("unknown key `web`: valid keys"), "{msg}");
         let (msg, _) = err_text("tiemzone = \"UTC\"\n", &[]);

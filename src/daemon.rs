@@ -1,9 +1,11 @@
 //! The live daemon (`lanmeter run`): capture thread → meter → periodic flush into SQLite.
 //!
 //! It owns the lifecycle of one run: open the capture first (it needs privileges and fails most
-//! often), then the database, start the capture thread, flush every interval on this thread,
-//! and on SIGTERM/SIGINT stop capture and flush what is left before returning. It never counts
-//! anything itself and never lets a database problem reach the capture thread.
+//! often), then the database and the web listener, start the web thread (its own tokio runtime;
+//! it reads the meter only through snapshots) and the capture thread, flush every interval on
+//! this thread, and on SIGTERM/SIGINT stop capture and the web server and flush what is left
+//! before returning. It never counts anything itself and never lets a database problem reach
+//! the capture thread.
 
 use crate::capture::live::{self, LiveConfig};
 use crate::config::Config;
@@ -80,6 +82,13 @@ pub fn run_with_health(
     let retention = retention(&cfg);
     let mut backup_job: Option<std::thread::JoinHandle<()>> = None;
     let mut last_backup_day: Option<jiff::civil::Date> = None;
+    // Bound before capture starts, so a port conflict is one clear error and nothing half-runs.
+    let listener = std::net::TcpListener::bind(cfg.listen).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot listen on {} for the web dashboard: {e}: stop the program that uses this port, or set `listen` in the config file",
+            cfg.listen
+        )
+    })?;
 
     let detected = discovery::detect_gateway(&iface);
     let gateway = cfg.gateway.or(detected.as_ref().map(|g| g.mac));
@@ -94,6 +103,10 @@ pub fn run_with_health(
         gateway,
         locality,
     }));
+    let web_state = crate::web::AppState::new(cfg.clone(), &db, Some(meter.clone()))
+        .with_context(|| format!("opening database {} for the web side", db.display()))?;
+    let web_thread = crate::web::spawn(listener, web_state, stop.clone())
+        .context("starting the web server thread")?;
     let (capture_thread, stats) = capture
         .spawn(Box::new(meter.clone()), stop.clone())
         .context("starting the capture thread")?;
@@ -103,6 +116,7 @@ pub fn run_with_health(
         gateway_source = if cfg.gateway.is_some() { "config" } else { "routing table" },
         local_prefixes = ?meter.with(|m| m.locality().prefixes().to_vec()),
         database = %db.display(),
+        web = %cfg.listen,
         flush_interval_secs = cfg.flush_interval_secs,
         "capturing"
     );
@@ -173,6 +187,9 @@ pub fn run_with_health(
     }
     if capture_thread.join().is_err() {
         tracing::error!("the capture thread panicked; flushing what it counted");
+    }
+    if web_thread.join().is_err() {
+        tracing::error!("the web server thread panicked");
     }
     // The flusher keeps whatever it failed to write, so retries pass an empty delta: handing the
     // same delta again would count it twice.

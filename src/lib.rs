@@ -12,8 +12,11 @@
 //! - [`daemon`]: the live run: capture thread, periodic flush, clean stop on SIGTERM.
 //! - [`replay`]: capture files through the same decoder and meter, rendered as JSON or a table.
 //! - [`demo`]: the synthetic household capture generator and its expected per-MAC totals.
+//! - [`auth`]: password rules and argon2id hashes, tokens, roles, login throttling policy (pure).
+//! - [`web`]: the web UI and its gate (axum + askama live only there): sessions, CSRF, pages.
 //! - [`cli`]: command-line definitions; [`app`]: wiring, lifecycle and exit codes.
 pub mod app;
+pub mod auth;
 pub mod capture;
 pub mod cli;
 pub mod config;
@@ -25,3 +28,4 @@ pub mod meter;
 pub mod model;
 pub mod replay;
 pub mod store;
+pub mod web;

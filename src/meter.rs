@@ -474,6 +474,27 @@ impl Meter {
         self.sealed.len() + usize::from(!self.current.is_empty())
     }
 
+    /// Per-MAC counts not yet taken by the flusher (summed over the pending minutes), for the
+    /// web side's live view. O(devices) under the caller's lock: a copy, never a reference, so the
+    /// web side cannot hold the capture path's lock while it renders.
+    pub fn snapshot(&self) -> MeterSnapshot {
+        let mut devices: HashMap<u64, Counts> = HashMap::new();
+        for seg in self.sealed.iter().chain(std::iter::once(&self.current)) {
+            for (mac, e) in seg.entries() {
+                devices.entry(mac).or_default().add(&e.c);
+            }
+        }
+        let mut devices: Vec<(MacAddr, Counts)> = devices
+            .into_iter()
+            .map(|(m, c)| (MacAddr::from_u64(m), c))
+            .collect();
+        devices.sort_unstable_by_key(|(m, _)| m.to_u64());
+        MeterSnapshot {
+            devices,
+            gateway: self.gateway(),
+        }
+    }
+
     /// Swaps everything counted so far out, in O(1) apart from moving two small headers.
     pub fn take_delta(&mut self) -> Delta {
         self.cache = EMPTY_CACHE;
@@ -719,6 +740,14 @@ impl FrameSink for Meter {
     }
 }
 
+/// A copy of what the meter holds that the flusher has not taken yet (see [`Meter::snapshot`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MeterSnapshot {
+    /// Pending counts per MAC, ordered by MAC.
+    pub devices: Vec<(MacAddr, Counts)>,
+    pub gateway: Option<MacAddr>,
+}
+
 /// The meter as shared between the capture thread and the flusher.
 ///
 /// A std `Mutex`, not an async one: it is held for one batch of at most [`crate::capture::BATCH`]
@@ -741,6 +770,12 @@ impl SharedMeter {
 
     pub fn take_delta(&self) -> Delta {
         self.with(Meter::take_delta)
+    }
+
+    /// The web side's only way to read the meter: a copy taken under a lock held for
+    /// microseconds.
+    pub fn snapshot(&self) -> MeterSnapshot {
+        self.with(|m| m.snapshot())
     }
 }
 
@@ -996,6 +1031,22 @@ mod tests {
         assert_eq!((t[&PHONE].first_seen, t[&PHONE].last_seen), (1, 2));
         // Never sent: first/last seen come from what was addressed to it.
         assert_eq!((t[&LAPTOP].first_seen, t[&LAPTOP].last_seen), (1, 2));
+    }
+
+    #[test]
+    fn snapshot_copies_pending_minutes_without_taking_them() {
+        let mut m = meter(Some(GW));
+        m.ingest(&frame(PHONE, uni(LAPTOP), IpPair::None, 100, 1));
+        m.ingest(&frame(PHONE, uni(LAPTOP), IpPair::None, 50, MIN + 1));
+        let snap = m.snapshot();
+        assert_eq!(snap.gateway, Some(GW));
+        let phone = snap.devices.iter().find(|(mac, _)| *mac == PHONE).unwrap();
+        assert_eq!((phone.1.frames_sent, phone.1.bytes_sent), (2, 150));
+        let laptop = snap.devices.iter().find(|(mac, _)| *mac == LAPTOP).unwrap();
+        assert_eq!(laptop.1.bytes_received, 150);
+        // The flusher still gets everything.
+        assert_eq!(totals(&mut m)[&PHONE].counts.bytes_sent, 150);
+        assert!(m.snapshot().devices.is_empty());
     }
 
     #[test]

@@ -108,8 +108,45 @@ CREATE TABLE history_state (
 ) STRICT;
 ";
 
+/// Schema step: who may get in (see `store::auth`). Passwords are argon2id PHC strings, one per
+/// role; session ids and tokens are stored only as SHA-256 digests; times are Unix seconds.
+/// `login_throttle` is keyed by client address and survives restarts, so a lockout holds until
+/// `lanmeter unlock` clears it. The audit log is append-only apart from pruning its oldest rows.
+const AUTH: &str = "
+CREATE TABLE auth_passwords (
+    role TEXT PRIMARY KEY CHECK (role IN ('admin', 'viewer')),
+    phc TEXT NOT NULL,
+    changed_at INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE sessions (
+    id_digest TEXT PRIMARY KEY,
+    role TEXT NOT NULL CHECK (role IN ('admin', 'viewer')),
+    csrf TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    client TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE login_throttle (
+    client TEXT PRIMARY KEY,
+    failures INTEGER NOT NULL,
+    last_failure INTEGER NOT NULL,
+    locked INTEGER NOT NULL DEFAULT 0
+) STRICT;
+
+CREATE TABLE audit_log (
+    id INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    client TEXT NOT NULL,
+    action TEXT NOT NULL,
+    detail TEXT NOT NULL
+) STRICT;
+";
+
 /// Every schema step, oldest first. The schema version of a fully migrated file is the length.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V_HISTORY];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V_HISTORY, AUTH];
 
 pub(super) fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.pragma_query_value(None, "user_version", |row| row.get(0))
@@ -187,6 +224,8 @@ mod tests {
             "usage_hour",
             "usage_day",
             "usage_month",
+            "sessions",
+            "audit_log",
         ] {
             assert!(t.iter().any(|n| n == want), "{want} missing from {t:?}");
         }

@@ -68,7 +68,7 @@ fn add_usage(
 }
 
 /// Reads the six counters from columns `first..first + 6`, in `Counts` field order.
-fn counts_at(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Counts> {
+pub(super) fn counts_at(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Counts> {
     Ok(Counts {
         frames_sent: get_u64(row, first)?,
         frames_received: get_u64(row, first + 1)?,

@@ -1,0 +1,394 @@
+//! Who may get in: password rules and argon2id hashes, random tokens, roles, and the login
+//! throttling policy. Pure apart from the OS random source: the SQL lives in `store::auth`, the
+//! HTTP side (cookies, CSRF, pages) in `web`, so `lanmeter passwd` and the server share one policy.
+//!
+//! This module never stores, logs or returns a password or a raw token in an error.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use sha2::{Digest, Sha256};
+use std::sync::Mutex;
+
+/// Shortest password accepted. Ten characters keeps a typed family password usable while making
+/// an online guess (throttled, see [`Throttle`]) hopeless and an offline one expensive.
+pub const PASSWORD_MIN_CHARS: usize = 10;
+/// Longest password accepted, in bytes: argon2 would hash anything, this only bounds request work.
+pub const PASSWORD_MAX_BYTES: usize = 1024;
+
+/// argon2id memory cost in KiB. 19 MiB, 2 passes, 1 lane is OWASP's argon2id baseline. Measured
+/// (`cargo test --release --lib auth::tests::hashing_time -- --ignored --nocapture`): 41-61 ms
+/// per hash on the 2-core dev machine while other builds ran (load average 6), so roughly
+/// 0.15-0.3 s on a Raspberry Pi 4 (3-5x slower): well under a second, and the memory cost makes
+/// GPU guessing of a stolen database expensive. A login checks up to two hashes (admin, viewer).
+pub const ARGON2_M_COST_KIB: u32 = 19 * 1024;
+pub const ARGON2_T_COST: u32 = 2;
+pub const ARGON2_P_COST: u32 = 1;
+
+/// One hash at a time: each takes 19 MiB, and a Pi with many parallel login attempts must not
+/// multiply that. A std Mutex because hashing runs on blocking threads, never across an await.
+static HASHING: Mutex<()> = Mutex::new(());
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error(
+        "the password is too short: use at least {PASSWORD_MIN_CHARS} characters (a few random words work well)"
+    )]
+    TooShort,
+    #[error("the password is too long: use at most {PASSWORD_MAX_BYTES} bytes")]
+    TooLong,
+    #[error(
+        "the password is too easy to guess: avoid repeated characters and common passwords; a few random words work well"
+    )]
+    TooCommon,
+    #[error("the two passwords differ: type the same password twice")]
+    Mismatch,
+    #[error("cannot hash the password: {0} (report this as a lanmeter bug)")]
+    Hash(String),
+    #[error("the system random source failed: {0}; check that /dev/urandom is available")]
+    Random(String),
+}
+
+/// What a session may do. Admins change settings and name devices; viewers only read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    Admin,
+    Viewer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "admin" => Some(Role::Admin),
+            "viewer" => Some(Role::Viewer),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A few passwords that pass the length rule and are still the first ones guessed.
+const COMMON: &[&str] = &[
+    "1234567890",
+    "12345678910",
+    "0123456789",
+    "password12",
+    "password123",
+    "password1234",
+    "qwertyuiop",
+    "administrator",
+    "letmein123",
+    "iloveyou12",
+    "lanmeter123",
+    "changeme123",
+];
+
+/// Checks a new password against the rules; the error says what to change.
+pub fn check_new_password(password: &str) -> Result<(), AuthError> {
+    if password.len() > PASSWORD_MAX_BYTES {
+        return Err(AuthError::TooLong);
+    }
+    if password.chars().count() < PASSWORD_MIN_CHARS {
+        return Err(AuthError::TooShort);
+    }
+    let lower = password.to_lowercase();
+    let distinct = {
+        let mut c: Vec<char> = lower.chars().collect();
+        c.sort_unstable();
+        c.dedup();
+        c.len()
+    };
+    if distinct < 4 || COMMON.contains(&lower.as_str()) {
+        return Err(AuthError::TooCommon);
+    }
+    Ok(())
+}
+
+/// A rough strength word for the setup page: length and variety of characters.
+pub fn strength_hint(password: &str) -> &'static str {
+    let n = password.chars().count();
+    let classes = [
+        password.chars().any(|c| c.is_lowercase()),
+        password.chars().any(|c| c.is_uppercase()),
+        password.chars().any(|c| c.is_ascii_digit()),
+        password.chars().any(|c| !c.is_alphanumeric()),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
+    match (n, classes) {
+        (0..PASSWORD_MIN_CHARS, _) => "too short",
+        (_, _) if check_new_password(password).is_err() => "weak",
+        (20.., _) | (14.., 3..) => "strong",
+        _ => "fair",
+    }
+}
+
+fn argon2() -> Result<Argon2<'static>, AuthError> {
+    let params = Params::new(ARGON2_M_COST_KIB, ARGON2_T_COST, ARGON2_P_COST, None)
+        .map_err(|e| AuthError::Hash(e.to_string()))?;
+    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+}
+
+/// Hashes a password with argon2id and a fresh random salt, as a PHC string
+/// (`$argon2id$v=19$m=...`). Blocks for tens of milliseconds: call it off the async runtime.
+pub fn hash_password(password: &str) -> Result<String, AuthError> {
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|e| AuthError::Random(e.to_string()))?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| AuthError::Hash(e.to_string()))?;
+    let _one_at_a_time = HASHING.lock().unwrap_or_else(|p| p.into_inner());
+    let hash = argon2()?
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| AuthError::Hash(e.to_string()))?;
+    Ok(hash.to_string())
+}
+
+/// True when `password` matches the PHC string. The parameters are read from the string, so
+/// hashes made with older parameters keep working. A malformed stored hash never matches.
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    if password.len() > PASSWORD_MAX_BYTES {
+        return false;
+    }
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        tracing::error!("a stored password hash is malformed; reset it with `lanmeter passwd`");
+        return false;
+    };
+    let _one_at_a_time = HASHING.lock().unwrap_or_else(|p| p.into_inner());
+    Argon2::default()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok()
+}
+
+/// A fresh random token: 256 bits, hex. Used for session ids and CSRF tokens.
+pub fn new_token() -> Result<String, AuthError> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).map_err(|e| AuthError::Random(e.to_string()))?;
+    Ok(hex(&b))
+}
+
+/// The form in which a token is stored: SHA-256, hex. A copied database then holds no usable
+/// session id; the token's 256 random bits make a slow hash unnecessary.
+pub fn token_digest(token: &str) -> String {
+    hex(&Sha256::digest(token.as_bytes()))
+}
+
+/// Compares two strings in time that depends only on their lengths (CSRF tokens).
+pub fn constant_time_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// Login throttling per client address: the first [`Throttle::free_failures`] wrong passwords
+/// cost nothing, then each further attempt must wait twice as long as the previous one
+/// (1 s, 2 s, 4 s ... capped), and after [`Throttle::lockout_failures`] the address is locked
+/// until an admin runs `lanmeter unlock` on the shell. A lockout is per address, so a guest who
+/// locks themselves out does not lock out the household.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Throttle {
+    pub free_failures: u32,
+    pub max_delay_secs: i64,
+    pub lockout_failures: u32,
+    /// Failures older than this (since the last one) are forgotten, unless the address is locked.
+    pub forget_after_secs: i64,
+}
+
+impl Default for Throttle {
+    /// Three free tries cover typos; 20 counted failures take over an hour with the doubling
+    /// delays, which rules out online guessing of a 10-character password.
+    fn default() -> Self {
+        Throttle {
+            free_failures: 3,
+            max_delay_secs: 15 * 60,
+            lockout_failures: 20,
+            forget_after_secs: 24 * 3600,
+        }
+    }
+}
+
+/// What is known about one client address's recent failures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Failures {
+    pub count: u32,
+    pub last_at: i64,
+    pub locked: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Check the password.
+    Allow,
+    /// Refuse without checking; the client may try again after this many seconds.
+    Wait(i64),
+    /// Refuse until `lanmeter unlock` clears the address.
+    Locked,
+}
+
+impl Throttle {
+    /// Seconds a client must wait after its `count`-th consecutive failure.
+    pub fn delay_after(&self, count: u32) -> i64 {
+        if count < self.free_failures {
+            return 0;
+        }
+        let exp = (count - self.free_failures).min(30);
+        (1i64 << exp).min(self.max_delay_secs)
+    }
+
+    /// Whether an attempt at `now` may be checked. Expired failures count as none.
+    pub fn verdict(&self, f: &Failures, now: i64) -> Verdict {
+        if f.locked {
+            return Verdict::Locked;
+        }
+        if f.count == 0 || now - f.last_at >= self.forget_after_secs {
+            return Verdict::Allow;
+        }
+        let ready = f.last_at + self.delay_after(f.count);
+        if now < ready {
+            Verdict::Wait(ready - now)
+        } else {
+            Verdict::Allow
+        }
+    }
+
+    /// The failures after one more wrong password at `now`.
+    pub fn after_failure(&self, f: &Failures, now: i64) -> Failures {
+        let count = if now - f.last_at >= self.forget_after_secs {
+            1
+        } else {
+            f.count.saturating_add(1)
+        };
+        Failures {
+            count,
+            last_at: now,
+            locked: f.locked || count >= self.lockout_failures,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_rules_say_what_to_change() {
+        assert!(matches!(
+            check_new_password("short"),
+            Err(AuthError::TooShort)
+        ));
+        assert!(matches!(
+            check_new_password("aaaaaaaaaaaa"),
+            Err(AuthError::TooCommon)
+        ));
+        assert!(matches!(
+            check_new_password("Password123"),
+            Err(AuthError::TooCommon)
+        ));
+        assert!(matches!(
+            check_new_password(&"x1".repeat(600)),
+            Err(AuthError::TooLong)
+        ));
+        assert!(check_new_password("correct horse battery").is_ok());
+        // Ten characters, counted as characters not bytes.
+        assert!(check_new_password("äöüßéèàç12").is_ok());
+        assert!(AuthError::TooShort.to_string().contains("at least 10"));
+    }
+
+    #[test]
+    fn strength_hint_grows_with_length_and_variety() {
+        assert_eq!(strength_hint("abc"), "too short");
+        assert_eq!(strength_hint("aaaaaaaaaaaaaa"), "weak");
+        assert_eq!(strength_hint("kettle42xy"), "fair");
+        assert_eq!(strength_hint("Kettle42-Harbour"), "strong");
+        assert_eq!(strength_hint("correct horse battery staple"), "strong");
+    }
+
+    #[test]
+    fn hash_is_argon2id_salted_and_verifies() {
+        let a = hash_password("correct horse battery").unwrap();
+        let b = hash_password("correct horse battery").unwrap();
+        assert!(a.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{a}");
+        assert_ne!(a, b, "each hash has its own salt");
+        assert!(verify_password("correct horse battery", &a));
+        assert!(!verify_password("correct horse batterY", &a));
+        assert!(!verify_password("anything", "not a phc string"));
+    }
+
+    /// Measures hashing time (release build): see [`ARGON2_M_COST_KIB`].
+    #[test]
+    #[ignore]
+    fn hashing_time() {
+        let n = 10;
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            hash_password("correct horse battery").unwrap();
+        }
+        eprintln!("argon2id hash: {:?} each", t.elapsed() / n);
+    }
+
+    #[test]
+    fn tokens_are_256_bit_random_and_digests_stable() {
+        let a = new_token().unwrap();
+        let b = new_token().unwrap();
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, b);
+        assert_eq!(token_digest(&a), token_digest(&a));
+        assert_ne!(token_digest(&a), a);
+        assert!(constant_time_eq(&a, &a.clone()));
+        assert!(!constant_time_eq(&a, &b));
+        assert!(!constant_time_eq(&a, &a[..10]));
+    }
+
+    #[test]
+    fn throttle_doubles_delays_then_locks() {
+        let t = Throttle::default();
+        let mut f = Failures::default();
+        let mut now = 1_000;
+        for _ in 0..3 {
+            assert_eq!(t.verdict(&f, now), Verdict::Allow);
+            f = t.after_failure(&f, now);
+        }
+        assert_eq!(t.verdict(&f, now), Verdict::Wait(1));
+        now += 1;
+        assert_eq!(t.verdict(&f, now), Verdict::Allow);
+        f = t.after_failure(&f, now);
+        assert_eq!(t.verdict(&f, now), Verdict::Wait(2));
+        assert_eq!(t.delay_after(30), t.max_delay_secs);
+        while !f.locked {
+            now += t.delay_after(f.count);
+            assert_eq!(t.verdict(&f, now), Verdict::Allow);
+            f = t.after_failure(&f, now);
+        }
+        assert_eq!(f.count, t.lockout_failures);
+        assert_eq!(t.verdict(&f, now + 10 * 86_400), Verdict::Locked);
+    }
+
+    #[test]
+    fn old_failures_are_forgotten() {
+        let t = Throttle::default();
+        let f = Failures {
+            count: 10,
+            last_at: 0,
+            locked: false,
+        };
+        assert_eq!(t.verdict(&f, t.forget_after_secs), Verdict::Allow);
+        assert_eq!(t.after_failure(&f, t.forget_after_secs).count, 1);
+    }
+}

@@ -1,0 +1,181 @@
+//! The web side: server-rendered pages (askama + htmx) over axum, and nothing else uses axum
+//! or askama.
+//!
+//! Map: [`state`] the shared handle; [`error`] the one error type; [`assets`] embedded static
+//! files; [`guard`] the gate every request passes (login, roles, CSRF, Origin, security
+//! headers); [`session`] cookies and sessions; one file per page ([`setup`], [`login`],
+//! [`audit`], [`overview`]).
+//!
+//! Every route is registered in [`routes`] with its [`Access`]; the guard looks the matched route
+//! up there and treats anything it cannot find (a route added some other way, the 404 fallback)
+//! as admin-only, so a forgotten route fails closed. The web side never writes to the meter and
+//! reads it only through snapshots.
+
+pub mod assets;
+pub mod audit;
+pub mod error;
+pub mod guard;
+pub mod login;
+pub mod overview;
+pub mod session;
+pub mod setup;
+pub mod state;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::AppError;
+pub use state::{AppState, Clock};
+
+use axum::Router;
+use axum::routing::{MethodRouter, get, post};
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Who may use a route. Reading needs at least a viewer; changing anything needs an admin
+/// unless the route says otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// No login: setup, login, health check, static assets.
+    Public,
+    /// Viewers may read (GET); state-changing methods need an admin.
+    Viewer,
+    /// Any signed-in session may use every method: only for acting on one's own session (logout).
+    OwnSession,
+    /// Admins only, every method.
+    Admin,
+}
+
+/// One registered route, as the guard and the route-table tests see it.
+#[derive(Clone, Copy, Debug)]
+pub struct RouteInfo {
+    pub path: &'static str,
+    pub access: Access,
+}
+
+/// Every route with its access rule: the single place a route is added.
+fn routes() -> Vec<(&'static str, Access, MethodRouter<AppState>)> {
+    vec![
+        ("/", Access::Viewer, get(overview::page)),
+        (
+            "/setup",
+            Access::Public,
+            get(setup::form).post(setup::submit),
+        ),
+        (
+            "/login",
+            Access::Public,
+            get(login::form).post(login::submit),
+        ),
+        ("/logout", Access::OwnSession, post(login::logout)),
+        (
+            "/sessions/end-others",
+            Access::Admin,
+            post(login::end_others),
+        ),
+        ("/audit", Access::Admin, get(audit::page)),
+        ("/healthz", Access::Public, get(healthz)),
+        ("/static/{file}", Access::Public, get(assets::serve)),
+    ]
+}
+
+/// The registered routes and their access rules (for tests that walk every route).
+pub fn route_table() -> Vec<RouteInfo> {
+    routes()
+        .into_iter()
+        .map(|(path, access, _)| RouteInfo { path, access })
+        .collect()
+}
+
+/// The whole web application; tests call `router(state).oneshot(request)` without a server.
+pub fn router(state: AppState) -> Router {
+    let mut access = HashMap::new();
+    let mut r = Router::new();
+    for (path, rule, method_router) in routes() {
+        access.insert(path, rule);
+        r = r.route(path, method_router);
+    }
+    let gate = guard::Gate {
+        state: state.clone(),
+        access: Arc::new(access),
+    };
+    r.fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(gate, guard::guard))
+        .layer(axum::middleware::from_fn_with_state(
+            state.tls(),
+            guard::security_headers,
+        ))
+        .with_state(state)
+}
+
+/// Serves the router on `listener` until `shutdown` completes, then finishes in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// GET /healthz: no login, for systemd and `lanmeter doctor`; checks the database answers.
+async fn healthz(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Result<&'static str, AppError> {
+    state.db(|s| s.schema_version()).await?;
+    Ok("ok\n")
+}
+
+async fn not_found() -> AppError {
+    AppError::NotFound
+}
+
+/// How long in-flight requests may take to finish after the stop flag is set.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs the web server on its own OS thread with its own small tokio runtime until `stop` is
+/// set, so the capture thread stays a plain thread that never shares a scheduler with requests.
+/// The listener is bound by the caller, so a port conflict is reported before anything starts.
+pub fn spawn(
+    listener: std::net::TcpListener,
+    state: AppState,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    use std::sync::atomic::Ordering;
+    listener.set_nonblocking(true)?;
+    // Two workers: a household's few browsers never need more, and the Pi keeps cores for capture.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("web")
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new().name("web".into()).spawn(move || {
+        rt.block_on(async move {
+            let listener = match tokio::net::TcpListener::from_std(listener) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot use the web listener; the dashboard is off");
+                    return;
+                }
+            };
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let server = tokio::spawn(serve(listener, state, async {
+                let _ = rx.await;
+            }));
+            while !stop.load(Ordering::Relaxed) && !server.is_finished() {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            let _ = tx.send(());
+            match tokio::time::timeout(STOP_GRACE, server).await {
+                Ok(Ok(Ok(()))) => tracing::debug!("web server stopped"),
+                Ok(Ok(Err(e))) => tracing::error!(error = %e, "the web server failed; the dashboard is off"),
+                Ok(Err(e)) => tracing::error!(error = %e, "the web server task panicked"),
+                Err(_) => tracing::warn!("web requests still open after the grace period were cut off"),
+            }
+        });
+    })
+}

@@ -1,0 +1,154 @@
+//! The state every handler shares: one cheap clonable handle over `Arc<Shared>`.
+//!
+//! It holds the database location with a small pool of open connections, the configuration,
+//! the clock (injectable, so session expiry is tested without waiting) and the live meter.
+//! It must never hold the meter's lock: the web side reads the meter only through
+//! [`SharedMeter::snapshot`], which copies.
+
+use super::error::AppError;
+use crate::config::Config;
+use crate::meter::{MeterSnapshot, SharedMeter};
+use crate::store::{Store, StoreError};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Idle connections kept for reuse; more concurrent requests open more and drop the extra.
+const POOL_KEEP: usize = 4;
+
+/// Wall-clock seconds, or a hand-set time for tests.
+#[derive(Clone, Debug)]
+pub enum Clock {
+    System,
+    Manual(Arc<AtomicI64>),
+}
+
+impl Clock {
+    /// A clock that stays at `now` (Unix seconds) until [`Clock::advance`]d.
+    pub fn manual(now: i64) -> Clock {
+        Clock::Manual(Arc::new(AtomicI64::new(now)))
+    }
+
+    pub fn now(&self) -> i64 {
+        match self {
+            Clock::System => jiff::Timestamp::now().as_second(),
+            Clock::Manual(t) => t.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Moves a manual clock forward; a system clock ignores it.
+    pub fn advance(&self, secs: i64) {
+        if let Clock::Manual(t) = self {
+            t.fetch_add(secs, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The handle handlers receive (`State<AppState>`). Cloning copies one `Arc`.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
+    pub config: Config,
+    /// The live counters, absent when the server runs without capture (tests, a read-only view).
+    pub meter: Option<SharedMeter>,
+    pub clock: Clock,
+    /// Set when the server itself terminates TLS: session cookies then carry `Secure`.
+    pub tls: bool,
+    db_path: PathBuf,
+    /// A std Mutex: held only to push or pop a connection, never across an `.await`.
+    pool: Mutex<Vec<Store>>,
+    /// Once an admin password exists it can be changed but never removed, so after the first
+    /// `true` the database need not be asked again on every request.
+    admin_exists: AtomicBool,
+}
+
+impl AppState {
+    /// Opens (creating and migrating if needed) the database once, so a bad path fails here
+    /// with the store's message rather than on the first request.
+    pub fn new(
+        config: Config,
+        db_path: &Path,
+        meter: Option<SharedMeter>,
+    ) -> Result<AppState, StoreError> {
+        let store = Store::open(db_path)?;
+        Ok(AppState(Arc::new(Shared {
+            config,
+            meter,
+            clock: Clock::System,
+            tls: false,
+            db_path: db_path.to_path_buf(),
+            pool: Mutex::new(vec![store]),
+            admin_exists: AtomicBool::new(false),
+        })))
+    }
+
+    /// Replaces the clock (tests). Call before cloning the state.
+    pub fn with_clock(mut self, clock: Clock) -> AppState {
+        if let Some(shared) = Arc::get_mut(&mut self.0) {
+            shared.clock = clock;
+        }
+        self
+    }
+
+    pub fn now(&self) -> i64 {
+        self.0.clock.now()
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+
+    pub fn tls(&self) -> bool {
+        self.0.tls
+    }
+
+    /// Pending counts of the live meter; empty without one.
+    pub fn meter_snapshot(&self) -> MeterSnapshot {
+        self.0
+            .meter
+            .as_ref()
+            .map(SharedMeter::snapshot)
+            .unwrap_or_default()
+    }
+
+    /// Runs `f` with a pooled connection on a blocking thread: SQLite calls may wait on disk or
+    /// on the flusher's write lock and must not stall the async workers.
+    pub async fn db<R, F>(&self, f: F) -> Result<R, AppError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Store) -> Result<R, StoreError> + Send + 'static,
+    {
+        let shared = Arc::clone(&self.0);
+        tokio::task::spawn_blocking(move || {
+            let pooled = shared.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let store = match pooled {
+                Some(s) => s,
+                None => Store::open(&shared.db_path)?,
+            };
+            let out = f(&store);
+            let mut pool = shared.pool.lock().unwrap_or_else(|p| p.into_inner());
+            if pool.len() < POOL_KEEP {
+                pool.push(store);
+            }
+            out
+        })
+        .await
+        .map_err(|e| AppError::internal(format!("database task failed: {e}")))?
+        .map_err(AppError::from)
+    }
+
+    /// Whether the first-run setup is done (an admin password exists).
+    pub async fn admin_exists(&self) -> Result<bool, AppError> {
+        if self.0.admin_exists.load(Ordering::Relaxed) {
+            return Ok(true);
+        }
+        let exists = self
+            .db(|s| Ok(s.password_hash(crate::auth::Role::Admin)?.is_some()))
+            .await?;
+        if exists {
+            self.0.admin_exists.store(true, Ordering::Relaxed);
+        }
+        Ok(exists)
+    }
+}

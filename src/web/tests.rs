@@ -1,0 +1,753 @@
+//! Router-level tests: every rule of the gate, driven through `router(state).oneshot(request)`
+//! on a real SQLite file, with an injected clock for expiry and throttling.
+
+use super::*;
+use crate::auth::Role;
+use crate::config::Config;
+use axum::body::Body;
+use axum::http::{Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+const HOST: &str = "lanmeter.test:8080";
+const ORIGIN: &str = "http://lanmeter.test:8080";
+const ADMIN_PW: &str = "correct horse battery";
+const VIEWER_PW: &str = "kitchen table lamp";
+const LAN_CLIENT: &str = "192.168.1.50:40000";
+const T0: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
+
+struct Env {
+    _dir: tempfile::TempDir,
+    state: AppState,
+    clock: Clock,
+}
+
+fn env_with(cfg: Config) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Clock::manual(T0);
+    let state = AppState::new(cfg, &dir.path().join("t.db"), None)
+        .unwrap()
+        .with_clock(clock.clone());
+    Env {
+        _dir: dir,
+        state,
+        clock,
+    }
+}
+
+fn env() -> Env {
+    env_with(Config {
+        timezone: Some("UTC".into()),
+        ..Config::default()
+    })
+}
+
+impl Env {
+    async fn send(&self, req: Request<Body>) -> Response<Body> {
+        router(self.state.clone()).oneshot(req).await.unwrap()
+    }
+
+    async fn set_password(&self, role: Role, pw: &str) {
+        let phc = crate::auth::hash_password(pw).unwrap();
+        let now = self.clock.now();
+        self.state
+            .db(move |s| s.set_password(role, &phc, now))
+            .await
+            .unwrap();
+    }
+
+    async fn sessions(&self) -> i64 {
+        self.state.db(|s| s.session_count()).await.unwrap()
+    }
+
+    async fn audit_actions(&self) -> Vec<String> {
+        self.state
+            .db(|s| s.audit_recent(10_000))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.action)
+            .collect()
+    }
+
+    /// GET the login page for a pre-login token, then POST the password: the response.
+    async fn login_attempt(
+        &self,
+        pw: &str,
+        client: &str,
+        extra_cookie: Option<&str>,
+    ) -> Response<Body> {
+        let page = self
+            .send(req("GET", "/login", client).body(Body::empty()).unwrap())
+            .await;
+        let pre =
+            set_cookie(&page, session::PRE_COOKIE).expect("login page sets the pre-login token");
+        let mut cookies = format!("{}={pre}", session::PRE_COOKIE);
+        if let Some(c) = extra_cookie {
+            cookies.push_str("; ");
+            cookies.push_str(c);
+        }
+        let form =
+            serde_urlencoded::to_string([("csrf", pre.as_str()), ("password", pw), ("next", "/")])
+                .unwrap();
+        self.send(
+            req("POST", "/login", client)
+                .header(header::COOKIE, cookies)
+                .header(header::ORIGIN, ORIGIN)
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(form))
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// Logs in and returns (cookie header value, CSRF token of the session).
+    async fn login(&self, pw: &str) -> (String, String) {
+        let r = self.login_attempt(pw, LAN_CLIENT, None).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "login with {pw:?}");
+        let token = set_cookie(&r, session::SESSION_COOKIE).unwrap();
+        let cookie = format!("{}={token}", session::SESSION_COOKIE);
+        let digest = crate::auth::token_digest(&token);
+        let csrf = self
+            .state
+            .db(move |s| s.session(&digest))
+            .await
+            .unwrap()
+            .unwrap()
+            .csrf;
+        (cookie, csrf)
+    }
+
+    async fn admin(&self) -> (String, String) {
+        self.set_password(Role::Admin, ADMIN_PW).await;
+        self.login(ADMIN_PW).await
+    }
+}
+
+fn req(method: &str, path: &str, client: &str) -> axum::http::request::Builder {
+    let mut b = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::HOST, HOST);
+    let addr: std::net::SocketAddr = client.parse().unwrap();
+    b.extensions_mut()
+        .unwrap()
+        .insert(axum::extract::ConnectInfo(addr));
+    b
+}
+
+/// A POST with form fields, the session cookie and a same-origin Origin header.
+fn post_form(path: &str, cookie: &str, fields: &[(&str, &str)]) -> Request<Body> {
+    req("POST", path, LAN_CLIENT)
+        .header(header::COOKIE, cookie)
+        .header(header::ORIGIN, ORIGIN)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(serde_urlencoded::to_string(fields).unwrap()))
+        .unwrap()
+}
+
+fn get(path: &str, cookie: Option<&str>) -> Request<Body> {
+    let mut b = req("GET", path, LAN_CLIENT);
+    if let Some(c) = cookie {
+        b = b.header(header::COOKIE, c);
+    }
+    b.body(Body::empty()).unwrap()
+}
+
+fn set_cookie(r: &Response<Body>, name: &str) -> Option<String> {
+    r.headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| {
+            v.split(';')
+                .next()?
+                .trim()
+                .strip_prefix(&format!("{name}="))
+                .map(str::to_string)
+        })
+}
+
+fn location(r: &Response<Body>) -> &str {
+    r.headers()
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+async fn text(r: Response<Body>) -> String {
+    String::from_utf8(r.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+}
+
+/// A concrete path for a route pattern.
+fn concrete(path: &str) -> String {
+    path.replace("{file}", &assets::sample_file())
+}
+
+#[tokio::test]
+async fn before_setup_every_page_leads_to_setup() {
+    let e = env();
+    for r in route_table() {
+        let resp = e.send(get(&concrete(r.path), None)).await;
+        if r.access == Access::Public {
+            assert_ne!(location(&resp), "/login", "{}", r.path);
+            continue;
+        }
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{}", r.path);
+        assert_eq!(location(&resp), "/setup", "{}", r.path);
+    }
+    let resp = e.send(get("/login", None)).await;
+    assert_eq!(location(&resp), "/setup");
+    let resp = e.send(get("/setup", None)).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(text(resp).await.contains("At least 10 characters"));
+}
+
+#[tokio::test]
+async fn setup_refuses_weak_passwords_then_sets_admin_once_and_signs_in() {
+    let e = env();
+    let page = e.send(get("/setup", None)).await;
+    let pre = set_cookie(&page, session::PRE_COOKIE).unwrap();
+    let cookie = format!("{}={pre}", session::PRE_COOKIE);
+    let weak = e
+        .send(post_form(
+            "/setup",
+            &cookie,
+            &[("csrf", &pre), ("password", "short"), ("confirm", "short")],
+        ))
+        .await;
+    assert_eq!(weak.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body = text(weak).await;
+    assert!(
+        body.contains("at least 10 characters") && body.contains("too short"),
+        "{body}"
+    );
+    assert!(!e.state.admin_exists().await.unwrap());
+    let mismatch = e
+        .send(post_form(
+            "/setup",
+            &cookie,
+            &[
+                ("csrf", &pre),
+                ("password", ADMIN_PW),
+                ("confirm", "something else"),
+            ],
+        ))
+        .await;
+    assert_eq!(mismatch.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    let ok = e
+        .send(post_form(
+            "/setup",
+            &cookie,
+            &[
+                ("csrf", &pre),
+                ("password", ADMIN_PW),
+                ("confirm", ADMIN_PW),
+            ],
+        ))
+        .await;
+    assert_eq!(ok.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&ok), "/");
+    let session = set_cookie(&ok, session::SESSION_COOKIE).unwrap();
+    let overview = e
+        .send(get(
+            "/",
+            Some(&format!("{}={session}", session::SESSION_COOKIE)),
+        ))
+        .await;
+    assert_eq!(overview.status(), StatusCode::OK);
+    // A second setup cannot replace the password.
+    let again = e
+        .send(post_form(
+            "/setup",
+            &cookie,
+            &[
+                ("csrf", &pre),
+                ("password", "another password 1"),
+                ("confirm", "another password 1"),
+            ],
+        ))
+        .await;
+    assert_eq!(location(&again), "/login");
+    assert_eq!(location(&e.send(get("/setup", None)).await), "/login");
+    e.login(ADMIN_PW).await;
+    assert!(e.audit_actions().await.contains(&"setup".to_string()));
+}
+
+#[tokio::test]
+async fn every_route_refuses_anonymous_requests() {
+    let e = env();
+    e.set_password(Role::Admin, ADMIN_PW).await;
+    let mut paths: Vec<(String, Access)> = route_table()
+        .iter()
+        .map(|r| (concrete(r.path), r.access))
+        .collect();
+    // Not registered at all: the fallback is admin-only too.
+    paths.push(("/no-such-page".into(), Access::Admin));
+    for (path, access) in paths {
+        for method in ["GET", "POST", "PUT", "DELETE", "PATCH"] {
+            let resp = e
+                .send(req(method, &path, LAN_CLIENT).body(Body::empty()).unwrap())
+                .await;
+            if access == Access::Public {
+                assert!(
+                    !location(&resp).starts_with("/login?next=")
+                        && resp.status() != StatusCode::UNAUTHORIZED,
+                    "{method} {path} is public"
+                );
+                continue;
+            }
+            let refused = resp.status() == StatusCode::UNAUTHORIZED
+                || (resp.status() == StatusCode::SEE_OTHER
+                    && location(&resp).starts_with("/login?next="));
+            // A state-changing request without a session may also fail the CSRF check first.
+            let refused = refused || (method != "GET" && resp.status() == StatusCode::FORBIDDEN);
+            assert!(
+                refused,
+                "{method} {path}: {} {}",
+                resp.status(),
+                location(&resp)
+            );
+        }
+    }
+    // API paths (none are registered yet) answer 401, not a login redirect.
+    for path in ["/api/v1/devices", "/metrics"] {
+        let resp = e.send(get(path, None)).await;
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{path}");
+    }
+    assert_eq!(
+        location(&e.send(get("/audit?x=1", None)).await),
+        "/login?next=%2Faudit%3Fx%3D1"
+    );
+}
+
+#[tokio::test]
+async fn viewer_is_refused_on_every_state_changing_route() {
+    let e = env();
+    e.set_password(Role::Admin, ADMIN_PW).await;
+    e.set_password(Role::Viewer, VIEWER_PW).await;
+    let (cookie, csrf) = e.login(VIEWER_PW).await;
+    for r in route_table() {
+        let path = concrete(r.path);
+        if matches!(r.access, Access::Public | Access::OwnSession) {
+            continue;
+        }
+        let before = e.sessions().await;
+        let resp = e.send(post_form(&path, &cookie, &[("csrf", &csrf)])).await;
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "viewer POST {path}");
+        assert_eq!(e.sessions().await, before);
+        let read = e.send(get(&path, Some(&cookie))).await;
+        match r.access {
+            Access::Admin => assert_eq!(read.status(), StatusCode::FORBIDDEN, "viewer GET {path}"),
+            _ => assert_ne!(read.status(), StatusCode::FORBIDDEN, "viewer GET {path}"),
+        }
+    }
+    // A viewer may still log themselves out.
+    let out = e
+        .send(post_form("/logout", &cookie, &[("csrf", &csrf)]))
+        .await;
+    assert_eq!(location(&out), "/login");
+    assert_eq!(
+        location(&e.send(get("/", Some(&cookie))).await),
+        "/login?next=%2F"
+    );
+}
+
+#[tokio::test]
+async fn csrf_token_and_origin_are_required_and_refusals_change_nothing() {
+    let e = env();
+    let (cookie, csrf) = e.admin().await;
+    let (other, _) = e.login(ADMIN_PW).await;
+    let count = || async { e.state.db(|s| s.session_count()).await.unwrap() };
+    assert_eq!(count().await, 2);
+
+    let no_token = e
+        .send(post_form("/sessions/end-others", &cookie, &[]))
+        .await;
+    assert_eq!(no_token.status(), StatusCode::FORBIDDEN);
+    let wrong = e
+        .send(post_form(
+            "/sessions/end-others",
+            &cookie,
+            &[("csrf", "0".repeat(64).as_str())],
+        ))
+        .await;
+    assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
+    let foreign = e
+        .send(
+            req("POST", "/sessions/end-others", LAN_CLIENT)
+                .header(header::COOKIE, &cookie)
+                .header(header::ORIGIN, "http://evil.example")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(format!("csrf={csrf}")))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(foreign.status(), StatusCode::FORBIDDEN);
+    let foreign_referer = e
+        .send(
+            req("POST", "/logout", LAN_CLIENT)
+                .header(header::COOKIE, &cookie)
+                .header(header::REFERER, "http://evil.example/page")
+                .header("x-csrf-token", &csrf)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(foreign_referer.status(), StatusCode::FORBIDDEN);
+    assert_eq!(count().await, 2, "refused requests changed nothing");
+    assert!(
+        !e.audit_actions()
+            .await
+            .iter()
+            .any(|a| a.contains("other") || a == "logout")
+    );
+
+    // The htmx way: token in a header.
+    let ok = e
+        .send(
+            req("POST", "/sessions/end-others", LAN_CLIENT)
+                .header(header::COOKIE, &cookie)
+                .header(header::ORIGIN, ORIGIN)
+                .header("x-csrf-token", &csrf)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(ok.status(), StatusCode::SEE_OTHER);
+    assert_eq!(count().await, 1);
+    assert_eq!(
+        e.send(get("/", Some(&other))).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        e.send(get("/", Some(&cookie))).await.status(),
+        StatusCode::OK
+    );
+
+    // Login without the pre-login token is refused before the password is looked at.
+    let anon = e
+        .send(post_form("/login", "", &[("password", ADMIN_PW)]))
+        .await;
+    assert_eq!(anon.status(), StatusCode::FORBIDDEN);
+    assert_eq!(count().await, 1);
+}
+
+#[tokio::test]
+async fn get_and_head_never_change_state() {
+    let e = env();
+    let (cookie, _) = e.admin().await;
+    let snapshot = || async {
+        e.state
+            .db(|s| {
+                Ok((
+                    s.session_count()?,
+                    s.audit_recent(1000)?,
+                    s.password_hash(Role::Admin)?,
+                    s.locked_clients()?,
+                ))
+            })
+            .await
+            .unwrap()
+    };
+    let before = snapshot().await;
+    for r in route_table() {
+        for method in ["GET", "HEAD"] {
+            for c in [Some(cookie.as_str()), None] {
+                let mut b = req(method, &concrete(r.path), LAN_CLIENT);
+                if let Some(c) = c {
+                    b = b.header(header::COOKIE, c);
+                }
+                let resp = e.send(b.body(Body::empty()).unwrap()).await;
+                assert!(
+                    resp.status() != StatusCode::INTERNAL_SERVER_ERROR,
+                    "{method} {}",
+                    r.path
+                );
+            }
+        }
+    }
+    assert_eq!(snapshot().await, before);
+    assert_eq!(
+        e.send(get("/", Some(&cookie))).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn sessions_expire_when_idle_and_at_the_absolute_limit() {
+    let e = env();
+    let (cookie, _) = e.admin().await;
+    let idle = (e.state.config().session_idle_hours * 3600) as i64;
+    let max = (e.state.config().session_max_days * 86_400) as i64;
+    // Active use keeps it alive past the idle limit ...
+    let mut used = 0;
+    while used + idle - 60 < max {
+        e.clock.advance(idle - 60);
+        used += idle - 60;
+        assert_eq!(
+            e.send(get("/", Some(&cookie))).await.status(),
+            StatusCode::OK,
+            "after {used} s"
+        );
+    }
+    // ... but not past the absolute limit.
+    e.clock.advance(max - used);
+    assert_eq!(
+        location(&e.send(get("/", Some(&cookie))).await),
+        "/login?next=%2F"
+    );
+
+    let (cookie, _) = e.login(ADMIN_PW).await;
+    e.clock.advance(idle);
+    assert_eq!(
+        location(&e.send(get("/", Some(&cookie))).await),
+        "/login?next=%2F"
+    );
+    // Expired sessions are gone from the database, not just ignored.
+    assert_eq!(e.state.db(|s| s.session_count()).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn login_issues_a_fresh_session_id_so_a_planted_one_is_worthless() {
+    let e = env();
+    let (before, _) = e.admin().await;
+    let r = e.login_attempt(ADMIN_PW, LAN_CLIENT, Some(&before)).await;
+    let after = format!(
+        "{}={}",
+        session::SESSION_COOKIE,
+        set_cookie(&r, session::SESSION_COOKIE).unwrap()
+    );
+    assert_ne!(before, after);
+    assert_eq!(
+        e.send(get("/", Some(&before))).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        e.send(get("/", Some(&after))).await.status(),
+        StatusCode::OK
+    );
+    // An id the server never issued is never accepted, and login replaces it.
+    let planted = format!("{}={}", session::SESSION_COOKIE, "ab".repeat(32));
+    assert_eq!(
+        e.send(get("/", Some(&planted))).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let r = e.login_attempt(ADMIN_PW, LAN_CLIENT, Some(&planted)).await;
+    assert_ne!(
+        set_cookie(&r, session::SESSION_COOKIE).unwrap(),
+        "ab".repeat(32)
+    );
+    // Cookie attributes.
+    let raw = r
+        .headers()
+        .get(header::SET_COOKIE)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        raw.contains("HttpOnly") && raw.contains("SameSite=Strict") && !raw.contains("Secure"),
+        "{raw}"
+    );
+}
+
+#[tokio::test]
+async fn brute_force_is_delayed_and_audited_and_the_right_password_works_after() {
+    let e = env();
+    e.set_password(Role::Admin, ADMIN_PW).await;
+    let attacker = "192.168.1.66:5000";
+    let mut statuses = Vec::new();
+    // 20 wrong passwords within one minute: one every 3 s.
+    for _ in 0..20 {
+        let r = e.login_attempt("wrong password!", attacker, None).await;
+        statuses.push(r.status());
+        e.clock.advance(3);
+    }
+    assert_eq!(statuses[19], StatusCode::TOO_MANY_REQUESTS, "{statuses:?}");
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert!(refused >= 10, "{statuses:?}");
+    // While delayed, even the right password is refused ...
+    let r = e.login_attempt(ADMIN_PW, attacker, None).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().contains_key(header::RETRY_AFTER));
+    // ... another address is not affected ...
+    assert_eq!(
+        e.login_attempt(ADMIN_PW, LAN_CLIENT, None).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    // ... and after the window the right password works.
+    e.clock.advance(15 * 60);
+    let r = e.login_attempt(ADMIN_PW, attacker, None).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let failed = e
+        .audit_actions()
+        .await
+        .iter()
+        .filter(|a| *a == "login failed")
+        .count();
+    assert_eq!(failed, 20 - refused);
+}
+
+#[tokio::test]
+async fn lockout_holds_until_unlocked_from_the_shell() {
+    let e = env();
+    e.set_password(Role::Admin, ADMIN_PW).await;
+    let attacker = "10.1.2.3:5000";
+    let throttle = crate::auth::Throttle::default();
+    for n in 0..throttle.lockout_failures {
+        let r = e.login_attempt("wrong password!", attacker, None).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "attempt {n}");
+        e.clock.advance(throttle.delay_after(n + 1));
+    }
+    e.clock.advance(7 * 86_400);
+    let r = e.login_attempt(ADMIN_PW, attacker, None).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(text(r).await.contains("lanmeter unlock 10.1.2.3"));
+    let unlocked = e.state.db(|s| s.unlock(Some("10.1.2.3"))).await.unwrap();
+    assert_eq!(unlocked, ["10.1.2.3"]);
+    assert_eq!(
+        e.login_attempt(ADMIN_PW, attacker, None).await.status(),
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test]
+async fn security_headers_are_on_every_response() {
+    let e = env();
+    let (cookie, _) = e.admin().await;
+    let mut paths: Vec<String> = route_table().iter().map(|r| concrete(r.path)).collect();
+    paths.push("/no-such-page".into());
+    for path in &paths {
+        for c in [Some(cookie.as_str()), None] {
+            let r = e.send(get(path, c)).await;
+            let h = r.headers();
+            let csp = h[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+            assert!(
+                csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'"),
+                "{path}"
+            );
+            assert!(
+                !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+                "{path}"
+            );
+            assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "{path}");
+            assert_eq!(h[header::REFERRER_POLICY], "same-origin", "{path}");
+            assert_eq!(h[header::X_FRAME_OPTIONS], "DENY", "{path}");
+            let cache = h[header::CACHE_CONTROL].to_str().unwrap();
+            if path.starts_with("/static/") {
+                assert!(
+                    cache.contains("immutable") && cache.contains("max-age=31536000"),
+                    "{path}"
+                );
+            } else {
+                assert_eq!(cache, "no-store", "{path}");
+            }
+        }
+    }
+    let gz = e
+        .send(
+            req("GET", &concrete("/static/{file}"), LAN_CLIENT)
+                .header(header::ACCEPT_ENCODING, "gzip, br")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(gz.headers()[header::CONTENT_ENCODING], "gzip");
+    assert!(
+        gz.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/css")
+    );
+    // Pages carry no inline script and refer to nothing off the box.
+    let page = text(e.send(get("/", Some(&cookie))).await).await;
+    assert!(page.contains(assets::url("htmx.min.js")) && page.contains(assets::url("app.css")));
+    for bad in [
+        "<script>", "onclick=", "onload=", "http://", "https://", "style=",
+    ] {
+        assert!(!page.contains(bad), "page contains {bad}");
+    }
+}
+
+#[tokio::test]
+async fn anyone_on_lan_may_view_is_off_by_default_and_read_only_when_on() {
+    let e = env();
+    e.set_password(Role::Admin, ADMIN_PW).await;
+    assert_eq!(e.send(get("/", None)).await.status(), StatusCode::SEE_OTHER);
+
+    let e = env_with(Config {
+        anyone_on_lan_may_view: true,
+        timezone: Some("UTC".into()),
+        ..Config::default()
+    });
+    e.set_password(Role::Admin, ADMIN_PW).await;
+    assert_eq!(e.send(get("/", None)).await.status(), StatusCode::OK);
+    assert_eq!(
+        e.send(get("/audit", None)).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    let post = e.send(post_form("/sessions/end-others", "", &[])).await;
+    assert_eq!(post.status(), StatusCode::FORBIDDEN);
+    let outside = e
+        .send(
+            req("GET", "/", "203.0.113.9:4000")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(outside.status(), StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn overview_shows_stored_and_live_bytes_and_audit_page_lists_logins() {
+    use crate::meter::{Meter, MeterConfig, SharedMeter};
+    use crate::model::{MacAddr, MinuteUsage, Sighting};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.db");
+    let mac = MacAddr([0x02, 0, 0, 0, 0, 7]);
+    {
+        let mut store = crate::store::Store::open(&db).unwrap();
+        let usage = MinuteUsage {
+            mac,
+            minute: T0 + 600,
+            counts: crate::model::Counts {
+                bytes_received: 2_500_000,
+                bytes_sent: 1_000,
+                ..Default::default()
+            },
+        };
+        let seen = Sighting {
+            mac,
+            first_seen: (T0 + 600) * 1_000_000_000,
+            last_seen: (T0 + 600) * 1_000_000_000,
+            is_gateway: false,
+        };
+        store.write_flush(&[usage], &[seen]).unwrap();
+    }
+    let meter = SharedMeter::new(Meter::new(MeterConfig::default()));
+    let clock = Clock::manual(T0 + 3600);
+    let cfg = Config {
+        timezone: Some("UTC".into()),
+        ..Config::default()
+    };
+    let e = Env {
+        state: AppState::new(cfg, &db, Some(meter))
+            .unwrap()
+            .with_clock(clock.clone()),
+        clock,
+        _dir: dir,
+    };
+    let (cookie, _) = e.admin().await;
+    let page = text(e.send(get("/", Some(&cookie))).await).await;
+    assert!(
+        page.contains("02:00:00:00:00:07") && page.contains("2.50 MB"),
+        "{page}"
+    );
+    let audit = text(e.send(get("/audit", Some(&cookie))).await).await;
+    assert!(audit.contains("<td>login</td>"), "{audit}");
+}

@@ -1,0 +1,197 @@
+//! The shell side of web access, through the real binary: `lanmeter passwd` (password from
+//! standard input), `lanmeter unlock`, and `lanmeter run` refusing a taken web port in one line.
+
+use crate::{LANMETER, hermetic};
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn lanmeter(args: &[&str], stdin: &str) -> Output {
+    let mut child = hermetic(&mut Command::new(LANMETER))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn passwd_sets_admin_and_viewer_and_refuses_weak_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("l.db");
+    let db = db.to_str().unwrap();
+    let weak = lanmeter(&["passwd", "--db", db], "short\n");
+    assert!(!weak.status.success());
+    let err = text(&weak.stderr);
+    assert!(err.contains("at least 10 characters"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    let ok = lanmeter(&["passwd", "--db", db], "correct horse battery\n");
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    assert!(text(&ok.stdout).contains("admin password set"));
+    let ok = lanmeter(&["passwd", "--viewer", "--db", db], "kitchen table lamp\n");
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+
+    let store = lanmeter::store::Store::open(std::path::Path::new(db)).unwrap();
+    use lanmeter::auth::{Role, verify_password};
+    let admin = store.password_hash(Role::Admin).unwrap().unwrap();
+    assert!(admin.starts_with("$argon2id$") && verify_password("correct horse battery", &admin));
+    let viewer = store.password_hash(Role::Viewer).unwrap().unwrap();
+    assert!(verify_password("kitchen table lamp", &viewer));
+    let audit = store.audit_recent(10).unwrap();
+    assert_eq!(audit.len(), 2);
+    assert!(
+        audit
+            .iter()
+            .all(|a| a.actor == "shell" && a.action == "password set")
+    );
+}
+
+#[test]
+fn unlock_clears_one_address_or_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.db");
+    let db = path.to_str().unwrap();
+    {
+        let store = lanmeter::store::Store::open(&path).unwrap();
+        let locked = lanmeter::auth::Failures {
+            count: 20,
+            last_at: 1,
+            locked: true,
+        };
+        store.set_login_failures("192.168.1.66", &locked).unwrap();
+        store.set_login_failures("192.168.1.67", &locked).unwrap();
+    }
+    let one = lanmeter(&["unlock", "192.168.1.66", "--db", db], "");
+    assert!(one.status.success(), "{}", text(&one.stderr));
+    assert_eq!(text(&one.stdout).trim(), "unlocked: 192.168.1.66");
+    let all = lanmeter(&["unlock", "--db", db], "");
+    assert_eq!(text(&all.stdout).trim(), "unlocked: 192.168.1.67");
+    let none = lanmeter(&["unlock", "--db", db], "");
+    assert_eq!(text(&none.stdout).trim(), "no address was locked");
+    let bad = lanmeter(&["unlock", "not-an-address", "--db", db], "");
+    assert!(!bad.status.success());
+}
+
+#[test]
+fn run_reports_a_taken_web_port_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let config = dir.path().join("lanmeter.toml");
+    std::fs::write(&config, format!("listen = \"{addr}\"\n")).unwrap();
+    let db = dir.path().join("l.db");
+    let out = lanmeter(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "run",
+            "--interface",
+            "lo",
+            "--db",
+            db.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    let last = err.trim().lines().last().unwrap_or("");
+    assert!(
+        last.starts_with("lanmeter: error: cannot listen on")
+            && last.contains(&addr.to_string())
+            && last.contains("set `listen`"),
+        "{err}"
+    );
+}
+
+/// `lanmeter run` serves the web UI beside capture and stops both on SIGTERM.
+#[test]
+fn run_serves_healthz_and_setup_and_stops_on_sigterm() {
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("lanmeter.toml");
+    std::fs::write(&config, format!("listen = \"127.0.0.1:{port}\"\n")).unwrap();
+    let db = dir.path().join("l.db");
+    let child = hermetic(&mut Command::new(LANMETER))
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "run",
+            "--interface",
+            "lo",
+            "--db",
+        ])
+        .arg(&db)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = crate::netns::KillOnDrop(child);
+    let get = |path: &str| -> Option<String> {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        Some(out)
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let health = loop {
+        if let Some(r) = get("/healthz") {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "lanmeter run never served /healthz"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        health.starts_with("HTTP/1.1 200") && health.ends_with("ok\n"),
+        "{health}"
+    );
+    let home = get("/").unwrap();
+    assert!(
+        home.starts_with("HTTP/1.1 303") && home.contains("location: /setup"),
+        "{home}"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.0.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "lanmeter run did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+}
