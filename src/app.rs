@@ -3,7 +3,7 @@
 //! This is the only place (with main) where `anyhow` is used, to add the context a person needs
 //! ("replaying FILE"). Nothing imports `app`.
 
-use crate::cli::{Cli, Command, ExportArgs, GenerateArgs, ReplayArgs, RunArgs};
+use crate::cli::{Cli, Command, DoctorArgs, ExportArgs, GenerateArgs, ReplayArgs, RunArgs};
 use crate::config::Config;
 use crate::flush::Flusher;
 use crate::replay::{self, ReplayOptions};
@@ -43,7 +43,27 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Export(args) => run_export(config, args),
         Command::Generate(args) => run_generate(args),
+        Command::Doctor(args) => run_doctor(config, args),
     }
+}
+
+fn run_doctor(config: Option<&Path>, args: DoctorArgs) -> anyhow::Result<ExitCode> {
+    use crate::system::doctor;
+    let cfg = load_config(config)?;
+    let report = doctor::run(
+        &cfg,
+        &doctor::DoctorOptions {
+            interface: args.interface,
+            listen: std::time::Duration::from_secs(args.listen_secs),
+            fix: args.fix,
+        },
+    );
+    print!("{}", report.render());
+    Ok(if report.failed() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn run_generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {

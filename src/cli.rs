@@ -32,6 +32,22 @@ pub enum Command {
     /// Read a capture file through the same decoding and counting code as live capture and print
     /// per-device totals.
     Replay(ReplayArgs),
+    /// Check the installation (interface, capabilities, visible traffic, database, disk, clock,
+    /// time zone, port) and say how to fix each problem. Exits 1 if a check fails.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DoctorArgs {
+    /// Check this interface instead of the configured or default-route one.
+    #[arg(long, short = 'i', value_name = "IFACE")]
+    pub interface: Option<String>,
+    /// Seconds to listen for other devices' traffic.
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    pub listen_secs: u64,
+    /// Turn receive offloads (GRO/LRO) off on the capture interface, the one change doctor makes.
+    #[arg(long)]
+    pub fix: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -11,6 +11,7 @@
 //! - [`daemon`]: the live run: capture thread, periodic flush, clean stop on SIGTERM.
 //! - [`replay`]: capture files through the same decoder and meter, rendered as JSON or a table.
 //! - [`demo`]: the synthetic household capture generator and its expected per-MAC totals.
+//! - [`system`]: the host around lanmeter: systemd notify/watchdog, `lanmeter doctor`'s checks.
 //! - [`cli`]: command-line definitions; [`app`]: wiring, lifecycle and exit codes.
 pub mod app;
 pub mod capture;
@@ -24,3 +25,4 @@ pub mod meter;
 pub mod model;
 pub mod replay;
 pub mod store;
+pub mod system;

@@ -9,6 +9,7 @@
 //! progress and never leaves the file corrupt.
 pub mod devices;
 pub mod export;
+mod health;
 mod migrations;
 pub mod usage;
 
