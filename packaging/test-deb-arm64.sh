@@ -21,7 +21,7 @@ echo "glibc floor of the arm64 binary: $floor"
 
 host="$target_dir/release/lanmeter"
 [ -x "$host" ] || cargo build --release --quiet
-"$host" generate "$work/household.pcap" --frames 20000 --seed 7 >/dev/null
+"$host" generate "$work/household.pcap" --frames 200000 --seed 7 >/dev/null
 "$host" replay "$work/household.pcap" --json >"$work/amd64.json"
 # The target's libraries (libpcap, glibc) come from the multiarch and cross packages.
 QEMU_LD_PREFIX=/usr/aarch64-linux-gnu LD_LIBRARY_PATH=/usr/lib/aarch64-linux-gnu \

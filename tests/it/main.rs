@@ -7,6 +7,7 @@ mod cli_errors;
 mod corpus;
 mod daemon;
 mod discovery;
+mod doctor;
 mod household;
 mod live;
 mod netns;
