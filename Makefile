@@ -11,7 +11,7 @@ RUN_DEBS := libpcap-dev pkg-config
 DEMO_PCAP := data/demo-household.pcap
 
 .PHONY: all build run demo test lint fmt bench deps-test deps-run deps-bench clean check-cargo
-.PHONY: deb deb-arm64 deb-test package-test package-arm64-test deps-deb deps-arm64 check-cargo-deb
+.PHONY: deb deb-arm64 deb-test package-test package-arm64-test deps-deb deps-deb-test deps-arm64 check-cargo-deb
 
 all: build
 
