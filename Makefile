@@ -11,6 +11,7 @@ RUN_DEBS := libpcap-dev pkg-config
 DEMO_PCAP := data/demo-household.pcap
 
 .PHONY: all build run demo test lint fmt bench deps-test deps-run deps-bench clean check-cargo
+.PHONY: deb deb-arm64 deb-test package-test package-arm64-test deps-deb deps-deb-test deps-arm64 check-cargo-deb
 
 all: build
 
@@ -68,3 +69,62 @@ bench: check-cargo deps-bench
 clean:
 	$(CARGO) clean
 	rm -rf data bench-out
+
+# ---- Debian packages (docs/INSTALL.md) -------------------------------------------------------
+# cargo-deb rewrites target/release/ in Cargo.toml's assets to the real target directory, so the
+# man pages are written where it will look: $(TARGET_DIR)[/TRIPLE]/release/man, gzipped here
+# because cargo-deb compresses only man pages that are not build products.
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+ARM64 := aarch64-unknown-linux-gnu
+# dpkg-dev: dpkg-shlibdeps computes Depends; lintian checks the result; systemd: systemd-analyze.
+DEB_DEBS := $(RUN_DEBS) dpkg-dev lintian systemd
+# The package test also installs the .deb (apt resolves its Depends) and runs it in a namespace.
+DEB_TEST_DEBS := $(DEB_DEBS) iproute2 iputils-ping util-linux man-db
+# Cross toolchain (TOOLCHAIN.md): the aarch64 linker and C library for rusqlite's bundled SQLite,
+# libpcap for arm64 through multiarch, qemu to run the result on this machine.
+ARM64_DEBS := gcc-aarch64-linux-gnu libc6-dev-arm64-cross libpcap-dev:arm64 qemu-user-static
+ARM64_ENV := PKG_CONFIG_aarch64_unknown_linux_gnu=aarch64-linux-gnu-pkg-config PKG_CONFIG_ALLOW_CROSS=1
+
+check-cargo-deb: check-cargo
+	@command -v cargo-deb >/dev/null || $(CARGO) install --locked cargo-deb
+
+deps-deb:
+	$(call apt_install,$(DEB_DEBS))
+
+deps-deb-test:
+	$(call apt_install,$(DEB_TEST_DEBS))
+
+# The amd64 (host) package: target/debian/lanmeter_VERSION_ARCH.deb under the target directory.
+deb: check-cargo-deb deps-deb
+	$(CARGO) run --release --quiet --example mangen -- $(TARGET_DIR)/release/man >/dev/null
+	gzip -9nf $(TARGET_DIR)/release/man/*.1
+	$(CARGO) deb
+
+# Everything the arm64 build needs, installed if possible; if not, one line saying so and why.
+deps-arm64: check-cargo
+	@fail() { echo "make deb-arm64: cannot set up the aarch64 cross build here ($$1); build on the Pi itself with 'make deb' (docs/INSTALL.md)"; exit 1; }; \
+	command -v rustup >/dev/null || fail "rustup is missing, needed for the aarch64-unknown-linux-gnu target"; \
+	rustup target list --installed | grep -qx $(ARM64) || rustup target add $(ARM64) >/dev/null 2>&1 || fail "rustup target add $(ARM64) failed"; \
+	dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64 || fail "dpkg --add-architecture arm64 failed (not root?)"; \
+	missing=$$(for p in $(ARM64_DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; } >/dev/null 2>&1 \
+			|| fail "apt-get could not install $$(echo $$missing)"; \
+	fi
+
+# The Raspberry Pi OS (bookworm, aarch64) package. glibc floor: whatever the Debian 12 toolchain
+# links against (2.34+; Pi OS bookworm has 2.36). Bullseye (2.31) users: docs/INSTALL.md.
+deb-arm64: check-cargo-deb deps-deb deps-arm64
+	$(CARGO) run --release --quiet --example mangen -- $(TARGET_DIR)/$(ARM64)/release/man >/dev/null
+	gzip -9nf $(TARGET_DIR)/$(ARM64)/release/man/*.1
+	$(ARM64_ENV) $(CARGO) deb --target $(ARM64)
+
+# Builds, lints and installs the amd64 package on this machine, runs it as the lanmeter user on a
+# veth pair, upgrades, removes and purges it (root; changes this machine's packages and users
+# while it runs). Not part of `make test`: it needs a release build (minutes on 2 cores).
+deb-test package-test: deb deps-deb-test
+	./packaging/test-deb.sh "$(TARGET_DIR)"
+
+# The arm64 package's binary under qemu replays a generated capture to the same totals as amd64.
+package-arm64-test: deb-arm64
+	./packaging/test-deb-arm64.sh "$(TARGET_DIR)"

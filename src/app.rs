@@ -4,8 +4,8 @@
 //! ("replaying FILE"). Nothing imports `app`.
 
 use crate::cli::{
-    BackupArgs, Cli, Command, ExportArgs, GenerateArgs, PasswdArgs, ReplayArgs, RestoreArgs,
-    RunArgs, UnlockArgs,
+    BackupArgs, Cli, Command, DoctorArgs, ExportArgs, GenerateArgs, PasswdArgs, ReplayArgs,
+    RestoreArgs, RunArgs, UnlockArgs,
 };
 use crate::config::Config;
 use crate::flush::Flusher;
@@ -50,6 +50,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Restore(args) => run_restore(config, args),
         Command::Passwd(args) => run_passwd(config, args),
         Command::Unlock(args) => run_unlock(config, args),
+        Command::Doctor(args) => run_doctor(config, args),
     }
 }
 
@@ -169,6 +170,25 @@ fn run_unlock(config: Option<&Path>, args: UnlockArgs) -> anyhow::Result<ExitCod
         (false, _) => println!("unlocked: {}", cleared.join(", ")),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn run_doctor(config: Option<&Path>, args: DoctorArgs) -> anyhow::Result<ExitCode> {
+    use crate::system::doctor;
+    let cfg = load_config(config)?;
+    let report = doctor::run(
+        &cfg,
+        &doctor::DoctorOptions {
+            interface: args.interface,
+            listen: std::time::Duration::from_secs(args.listen_secs),
+            fix: args.fix,
+        },
+    );
+    print!("{}", report.render());
+    Ok(if report.failed() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn run_generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {

@@ -43,6 +43,9 @@ pub enum Command {
     Passwd(PasswdArgs),
     /// Clear the web login lockout of one client address, or of every address.
     Unlock(UnlockArgs),
+    /// Check the installation (interface, capabilities, visible traffic, database, disk, clock,
+    /// time zone, port) and say how to fix each problem. Exits 1 if a check fails.
+    Doctor(DoctorArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -82,6 +85,19 @@ pub struct UnlockArgs {
     /// The database to change (default: the configured one).
     #[arg(long, value_name = "PATH")]
     pub db: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DoctorArgs {
+    /// Check this interface instead of the configured or default-route one.
+    #[arg(long, short = 'i', value_name = "IFACE")]
+    pub interface: Option<String>,
+    /// Seconds to listen for other devices' traffic.
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    pub listen_secs: u64,
+    /// Turn receive offloads (GRO/LRO) off on the capture interface, the one change doctor makes.
+    #[arg(long)]
+    pub fix: bool,
 }
 
 #[derive(Debug, clap::Args)]

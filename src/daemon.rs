@@ -120,6 +120,9 @@ pub fn run_with_health(
         flush_interval_secs = cfg.flush_interval_secs,
         "capturing"
     );
+    // READY only now: the database is open and the capture thread runs (Type=notify in the unit).
+    let mut notifier = crate::system::notify::Notifier::from_env();
+    notifier.ready(&format!("capturing on {iface} into {}", db.display()));
 
     let interval = Duration::from_secs(cfg.flush_interval_secs);
     let mut next_flush = Instant::now() + interval;
@@ -129,6 +132,20 @@ pub fn run_with_health(
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
         let now = Instant::now();
+        if notifier.watchdog_due(now) {
+            // No ping while capture is dead or the database does not answer: systemd's watchdog
+            // then restarts the service (Restart=on-failure), which is the repair for both.
+            let capturing = !capture_thread.is_finished();
+            let db_ok = flusher.store().schema_version();
+            match (capturing, &db_ok) {
+                (true, Ok(_)) => notifier.watchdog(now),
+                _ => tracing::error!(
+                    capturing,
+                    database = %db_ok.as_ref().map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string()),
+                    "unhealthy: withholding the watchdog ping so systemd restarts lanmeter"
+                ),
+            }
+        }
         if cfg.gateway.is_none() && now >= next_gateway_check {
             next_gateway_check = now + GATEWAY_RECHECK;
             let found = discovery::detect_gateway(&iface).map(|g| g.mac);
@@ -180,6 +197,7 @@ pub fn run_with_health(
             }
         }
     }
+    notifier.stopping();
     tracing::info!("stopping: waiting for the capture thread, then flushing");
     if let Some(job) = backup_job.take() {
         tracing::info!("waiting for the nightly backup to finish");

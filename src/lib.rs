@@ -14,6 +14,7 @@
 //! - [`demo`]: the synthetic household capture generator and its expected per-MAC totals.
 //! - [`auth`]: password rules and argon2id hashes, tokens, roles, login throttling policy (pure).
 //! - [`web`]: the web UI and its gate (axum + askama live only there): sessions, CSRF, pages.
+//! - [`system`]: the host around lanmeter: systemd notify/watchdog, `lanmeter doctor`'s checks.
 //! - [`cli`]: command-line definitions; [`app`]: wiring, lifecycle and exit codes.
 pub mod app;
 pub mod auth;
@@ -28,4 +29,5 @@ pub mod meter;
 pub mod model;
 pub mod replay;
 pub mod store;
+pub mod system;
 pub mod web;

@@ -87,6 +87,14 @@ fn check(conn: &Connection, path: &Path, pragma: &'static str) -> Result<Vec<Str
     Ok(rows.into_iter().filter(|r| r != "ok").collect())
 }
 
+impl Store {
+    /// `PRAGMA quick_check`: the problems SQLite finds (empty when the file is healthy). It reads
+    /// every page, so it is a doctor check, not a per-flush one; it never repairs anything.
+    pub fn quick_check(&self) -> Result<Vec<String>, StoreError> {
+        check(&self.conn, &self.path, "quick_check")
+    }
+}
+
 /// Opens `path` read-only and runs the full integrity check; also checks it is a lanmeter
 /// database this build can read.
 pub fn verify(path: &Path) -> Result<(), BackupError> {
@@ -479,6 +487,31 @@ mod tests {
                 "lanmeter-2026-03-05.db",
                 "notes.txt"
             ]
+        );
+    }
+}
+#[cfg(test)]
+mod quick_check_tests {
+    use super::*;
+
+    #[test]
+    fn a_fresh_database_passes_and_a_damaged_one_does_not_open_or_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lanmeter.db");
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.quick_check().unwrap(), Vec::<String>::new());
+        drop(store);
+        // Overwrite the middle of the file: the header survives, pages do not.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let len = bytes.len();
+        for b in &mut bytes[len / 2..] {
+            *b = 0x5a;
+        }
+        std::fs::write(&path, bytes).unwrap();
+        let damaged = Store::open_existing(&path).and_then(|s| s.quick_check());
+        assert!(
+            !matches!(damaged, Ok(ref p) if p.is_empty()),
+            "a damaged file must be reported: {damaged:?}"
         );
     }
 }

@@ -8,6 +8,7 @@ mod cli_errors;
 mod corpus;
 mod daemon;
 mod discovery;
+mod doctor;
 mod history;
 mod household;
 mod live;
