@@ -8,6 +8,7 @@
 //! writes each flush interval as one transaction, so a power cut loses at most the interval in
 //! progress and never leaves the file corrupt.
 pub mod devices;
+pub mod discovery;
 pub mod export;
 mod migrations;
 pub mod usage;

@@ -1,0 +1,139 @@
+//! From a captured frame to the discovery protocol it carries: link layer (Ethernet with
+//! 802.1Q/802.1ad tags, Linux cooked SLL/SLL2), IPv4/IPv6, UDP/ICMPv6, then the right learner.
+//!
+//! Pure and total: any bytes in, zero or more observations out. It must never read past the
+//! captured bytes, reassemble fragments, or look at any protocol other than ARP, DHCP (67/68,
+//! 546/547), mDNS (5353) and ICMPv6 neighbour discovery: discovery learns who is on the LAN,
+//! never what they do.
+
+use super::observe::{Fact, Observation, push, useful_v4, useful_v6};
+use super::{arp, dhcp, mdns, ndp};
+use crate::capture::LinkType;
+use crate::model::{MacAddr, TimestampNs};
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+const MAX_VLAN_TAGS: usize = 8;
+
+/// The BPF filter for the discovery capture: exactly the frames [`learn`] can use. ICMPv6 types
+/// are read at a fixed offset, so NDP behind IPv6 extension headers is missed (hosts do not send
+/// it that way). `vlan` makes the second half apply to one 802.1Q tag.
+pub const BPF_FILTER: &str = "arp or (udp and (port 67 or port 68 or port 546 or port 547 or port 5353)) \
+or (icmp6 and (ip6[40] == 129 or ip6[40] == 133 or ip6[40] == 134 or ip6[40] == 135 or ip6[40] == 136)) \
+or (vlan and (arp or (udp and (port 67 or port 68 or port 5353))))";
+
+fn mac_at(b: &[u8], at: usize) -> Option<MacAddr> {
+    let s: [u8; 6] = b.get(at..at + 6)?.try_into().ok()?;
+    Some(MacAddr(s))
+}
+
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    let s = b.get(at..at + 2)?;
+    Some(u16::from_be_bytes([s[0], s[1]]))
+}
+
+/// Learns what `data` (one captured frame) says about who is on the LAN.
+pub fn learn(link: LinkType, ts: TimestampNs, data: &[u8], out: &mut Vec<Observation>) {
+    let Some((src, dst, mut ethertype, mut at)) = link_header(link, data) else {
+        return;
+    };
+    for _ in 0..MAX_VLAN_TAGS {
+        if !matches!(ethertype, 0x8100 | 0x88a8 | 0x9100) {
+            break;
+        }
+        let Some(et) = be16(data, at + 2) else { return };
+        ethertype = et;
+        at += 4;
+    }
+    let Some(l3) = data.get(at..) else { return };
+    match ethertype {
+        0x0806 => arp::parse(ts, l3, out),
+        0x0800 => ipv4(ts, src, l3, out),
+        0x86dd => ipv6(ts, src, dst, l3, out),
+        _ => {}
+    }
+}
+
+/// (source MAC, destination MAC or broadcast when unknown, EtherType, offset of what follows).
+fn link_header(link: LinkType, d: &[u8]) -> Option<(MacAddr, MacAddr, u16, usize)> {
+    match link {
+        LinkType::Ethernet => Some((mac_at(d, 6)?, mac_at(d, 0)?, be16(d, 12)?, 14)),
+        LinkType::LinuxSll => {
+            (be16(d, 2)? == 1 && be16(d, 4)? == 6).then_some(())?;
+            Some((mac_at(d, 6)?, MacAddr::BROADCAST, be16(d, 14)?, 16))
+        }
+        LinkType::LinuxSll2 => {
+            (be16(d, 8)? == 1 && *d.get(11)? == 6).then_some(())?;
+            Some((mac_at(d, 12)?, MacAddr::BROADCAST, be16(d, 0)?, 20))
+        }
+    }
+}
+
+fn ipv4(ts: TimestampNs, src_mac: MacAddr, p: &[u8], out: &mut Vec<Observation>) {
+    let Some(h) = p.get(..20) else { return };
+    if h[0] >> 4 != 4 {
+        return;
+    }
+    let ihl = usize::from(h[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
+    // Only first fragments start with the UDP header; later ones would be read as garbage.
+    let frag_offset = u16::from_be_bytes([h[6], h[7]]) & 0x1fff;
+    if ihl < 20 || total < ihl || h[9] != 17 || frag_offset != 0 {
+        return;
+    }
+    let src = Ipv4Addr::new(h[12], h[13], h[14], h[15]);
+    let end = total.min(p.len());
+    let Some(udp) = p.get(ihl..end) else { return };
+    let Some((sport, dport, payload)) = udp_payload(udp) else {
+        return;
+    };
+    match (sport, dport) {
+        (67 | 68, 67 | 68) => dhcp::parse_v4(ts, src_mac, payload, out),
+        (5353, _) | (_, 5353) => {
+            if useful_v4(src) {
+                push(out, ts, src_mac, Fact::Ipv4(src));
+            }
+            mdns::parse(ts, src_mac, payload, out);
+        }
+        _ => {}
+    }
+}
+
+fn ipv6(ts: TimestampNs, src_mac: MacAddr, dst_mac: MacAddr, p: &[u8], out: &mut Vec<Observation>) {
+    let Some(h) = p.get(..40) else { return };
+    if h[0] >> 4 != 6 {
+        return;
+    }
+    let plen = usize::from(u16::from_be_bytes([h[4], h[5]]));
+    let mut src = [0u8; 16];
+    src.copy_from_slice(&h[8..24]);
+    let src = Ipv6Addr::from(src);
+    let end = (40 + plen).min(p.len());
+    let Some(body) = p.get(40..end) else { return };
+    match h[6] {
+        58 => ndp::parse(ts, src_mac, src, body, out),
+        17 => {
+            let Some((sport, dport, payload)) = udp_payload(body) else {
+                return;
+            };
+            match (sport, dport) {
+                (546 | 547, 546 | 547) => dhcp::parse_v6(ts, src_mac, dst_mac, payload, out),
+                (5353, _) | (_, 5353) => {
+                    if useful_v6(src) {
+                        push(out, ts, src_mac, Fact::Ipv6(src));
+                    }
+                    mdns::parse(ts, src_mac, payload, out);
+                }
+                _ => {}
+            }
+        }
+        _ => {}
+    }
+}
+
+fn udp_payload(u: &[u8]) -> Option<(u16, u16, &[u8])> {
+    let sport = be16(u, 0)?;
+    let dport = be16(u, 2)?;
+    let len = usize::from(be16(u, 4)?);
+    let end = if len >= 8 { len.min(u.len()) } else { u.len() };
+    Some((sport, dport, u.get(8..end)?))
+}
