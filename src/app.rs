@@ -3,7 +3,7 @@
 //! This is the only place (with main) where `anyhow` is used, to add the context a person needs
 //! ("replaying FILE"). Nothing imports `app`.
 
-use crate::cli::{Cli, Command, ExportArgs, GenerateArgs, ReplayArgs, RunArgs};
+use crate::cli::{Cli, Command, DevicesArgs, ExportArgs, GenerateArgs, ReplayArgs, RunArgs};
 use crate::config::Config;
 use crate::flush::Flusher;
 use crate::replay::{self, ReplayOptions};
@@ -43,7 +43,28 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Export(args) => run_export(config, args),
         Command::Generate(args) => run_generate(args),
+        Command::Devices(args) => run_devices(config, args),
     }
+}
+
+fn run_devices(config: Option<&Path>, args: DevicesArgs) -> anyhow::Result<ExitCode> {
+    use crate::discovery::report;
+    let cfg = load_config(config)?;
+    let db = args.db.unwrap_or_else(|| cfg.database_path());
+    let store = Store::open_existing(&db)?;
+    let devices = store.list_devices()?;
+    let now = jiff::Timestamp::now().as_nanosecond() as i64;
+    let window = (cfg.presence_window_secs as i64).saturating_mul(1_000_000_000);
+    let out = if args.json {
+        report::to_json(&devices, now, window) + "\n"
+    } else {
+        report::to_table(&devices, now, window)
+    };
+    std::io::stdout()
+        .lock()
+        .write_all(out.as_bytes())
+        .context("writing the devices list")?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
@@ -122,8 +143,11 @@ fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         lan: args.lan.clone(),
         gateway: args.gateway,
         max_devices: args.max_devices,
+        presence_window_ns: (Config::default().presence_window_secs as i64)
+            .saturating_mul(1_000_000_000),
     };
-    let result = match &args.db {
+    let window_ns = opts.presence_window_ns;
+    let mut result = match &args.db {
         None => replay::replay(&args.file, &opts, |_, _| {
             Ok::<(), std::convert::Infallible>(())
         })
@@ -147,6 +171,19 @@ fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("writing to {}", db.display()))?
         }
     };
+    crate::discovery_run::fill_vendors(
+        &crate::discovery::vendor::OuiDb::system(),
+        &mut result.discovered,
+        &mut std::collections::HashSet::new(),
+    );
+    if let Some(db) = &args.db {
+        // Devices exist by now (the flusher wrote them); discovery adds what it learned.
+        let mut store =
+            Store::open(db).with_context(|| format!("opening database {}", db.display()))?;
+        store
+            .write_discovery(&result.discovered, window_ns, crate::discovery_run::guess)
+            .with_context(|| format!("writing devices to {}", db.display()))?;
+    }
     if result.other.entries_evicted > 0 {
         tracing::warn!(
             entries = result.other.entries_evicted,

@@ -32,6 +32,18 @@ pub enum Command {
     /// Read a capture file through the same decoding and counting code as live capture and print
     /// per-device totals.
     Replay(ReplayArgs),
+    /// List the devices in the database: names, vendors, types, addresses, presence.
+    Devices(DevicesArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DevicesArgs {
+    /// The database to read (default: the configured one).
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// Print one JSON array instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -27,6 +27,13 @@ const BUFFER_MIB: RangeInclusive<u32> = 1..=1024;
 const FLUSH_INTERVAL_SECS: RangeInclusive<u64> = 1..=300;
 const MAX_DEVICES: RangeInclusive<usize> = 16..=1_000_000;
 const STATS_LOG_INTERVAL_SECS: RangeInclusive<u64> = 1..=86_400;
+const DISCOVERY_SNAPLEN: RangeInclusive<u32> = 512..=65_535;
+/// 0 turns the sweep off; otherwise at least a minute apart, so a sweep has finished (a /24 at
+/// 50 requests/s takes about 5 s) long before the next one starts.
+const ARP_SWEEP_INTERVAL_SECS: RangeInclusive<u64> = 0..=86_400;
+const MIN_SWEEP_INTERVAL_SECS: u64 = 60;
+const ARP_SWEEP_RATE: RangeInclusive<u32> = 1..=1_000;
+const PRESENCE_WINDOW_SECS: RangeInclusive<u64> = 10..=86_400;
 
 /// Linux interface names are at most IFNAMSIZ - 1 bytes.
 const MAX_INTERFACE_NAME: usize = 15;
@@ -47,6 +54,11 @@ pub const KEYS: &[&str] = &[
     "listen",
     "timezone",
     "stats_log_interval_secs",
+    "discovery",
+    "discovery_snaplen",
+    "arp_sweep_interval_secs",
+    "arp_sweep_rate",
+    "presence_window_secs",
 ];
 
 /// Keys whose environment variable is a comma-separated list rather than one value.
@@ -82,6 +94,17 @@ pub struct Config {
     pub timezone: Option<String>,
     /// Seconds between log lines with capture statistics (received, dropped).
     pub stats_log_interval_secs: u64,
+    /// Learn device names, addresses and presence from ARP, DHCP, mDNS and NDP (a second capture
+    /// handle that sees only those protocols) and sweep the subnet.
+    pub discovery: bool,
+    /// Bytes kept per discovery frame: DHCP and mDNS need their payloads.
+    pub discovery_snaplen: u32,
+    /// Seconds between ARP sweeps of the local IPv4 subnet (and all-nodes pings); 0 = no sweep.
+    pub arp_sweep_interval_secs: u64,
+    /// Most ARP requests per second a sweep sends.
+    pub arp_sweep_rate: u32,
+    /// A device is online while it was heard (traffic or an answer) within this many seconds.
+    pub presence_window_secs: u64,
 }
 
 impl Default for Config {
@@ -102,6 +125,11 @@ impl Default for Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             timezone: None,
             stats_log_interval_secs: 60,
+            discovery: true,
+            discovery_snaplen: 2048,
+            arp_sweep_interval_secs: 300,
+            arp_sweep_rate: 50,
+            presence_window_secs: 300,
         }
     }
 }
@@ -204,6 +232,15 @@ fn hint(key: &str) -> String {
         "listen" => "use an address and port such as \"0.0.0.0:8080\" or \"[::]:8080\"".into(),
         "timezone" => "use an IANA name such as \"Europe/Berlin\" or \"UTC\", or remove the key to use the system's time zone".into(),
         "stats_log_interval_secs" => range(&STATS_LOG_INTERVAL_SECS, "seconds"),
+        "discovery" => "use true or false".into(),
+        "discovery_snaplen" => range(&DISCOVERY_SNAPLEN, "bytes"),
+        "arp_sweep_interval_secs" => format!(
+            "use 0 (no sweep) or {}..={} seconds",
+            MIN_SWEEP_INTERVAL_SECS,
+            ARP_SWEEP_INTERVAL_SECS.end()
+        ),
+        "arp_sweep_rate" => range(&ARP_SWEEP_RATE, "requests per second"),
+        "presence_window_secs" => range(&PRESENCE_WINDOW_SECS, "seconds"),
         _ => format!("valid keys are {}", KEYS.join(", ")),
     }
 }
@@ -414,6 +451,29 @@ impl Config {
             "stats_log_interval_secs",
             self.stats_log_interval_secs,
             &STATS_LOG_INTERVAL_SECS,
+        )?;
+        check_range(
+            "discovery_snaplen",
+            self.discovery_snaplen,
+            &DISCOVERY_SNAPLEN,
+        )?;
+        check_range(
+            "arp_sweep_interval_secs",
+            self.arp_sweep_interval_secs,
+            &ARP_SWEEP_INTERVAL_SECS,
+        )?;
+        if (1..MIN_SWEEP_INTERVAL_SECS).contains(&self.arp_sweep_interval_secs) {
+            return Err(invalid(
+                "arp_sweep_interval_secs",
+                &self.arp_sweep_interval_secs,
+                hint("arp_sweep_interval_secs"),
+            ));
+        }
+        check_range("arp_sweep_rate", self.arp_sweep_rate, &ARP_SWEEP_RATE)?;
+        check_range(
+            "presence_window_secs",
+            self.presence_window_secs,
+            &PRESENCE_WINDOW_SECS,
         )?;
         Ok(())
     }
@@ -792,7 +852,7 @@ timezone = "Europe/Berlin"
             )),
             "{msg}"
         );
-        assert!(msg.ends_with("stats_log_interval_secs"), "{msg}");
+        assert!(msg.ends_with(KEYS[KEYS.len() - 1]), "{msg}");
         let (msg, _) = err_text("[web]\nport = 1\n", &[]);
         assert!(msg.contains("unknown key `web`: valid keys"), "{msg}");
         let (msg, _) = err_text("tiemzone = \"UTC\"\n", &[]);

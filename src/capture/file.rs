@@ -108,8 +108,21 @@ impl FileSource {
     pub fn run<S: FrameSink + ?Sized>(
         &mut self,
         sink: &mut S,
-        mut after_batch: impl FnMut(&mut S),
+        after_batch: impl FnMut(&mut S),
     ) -> Result<ReadStats, FileError> {
+        self.run_with_raw(sink, after_batch, |_, _, _| {})
+    }
+
+    /// Like [`FileSource::run`], and also shows every record's captured bytes to `raw` (replay's
+    /// device discovery reads the same pass; a capture file has what it has, so there is no
+    /// headers-only rule to keep here). `raw` must be cheap: it is called for every record.
+    pub fn run_with_raw<S: FrameSink + ?Sized>(
+        &mut self,
+        sink: &mut S,
+        mut after_batch: impl FnMut(&mut S),
+        mut raw: impl FnMut(LinkType, i64, &[u8]),
+    ) -> Result<ReadStats, FileError> {
+        let link = self.link;
         let mut stats = ReadStats::default();
         let mut batch: Vec<Frame> = Vec::with_capacity(BATCH);
         // Byte offset of the next record in a classic pcap file (24-byte file header).
@@ -129,7 +142,8 @@ impl FileSource {
             stats.records += 1;
             stats.wire_bytes += h.len as u64;
             offset += 16 + h.caplen as u64;
-            match decode(self.link, ts, packet.data, h.len) {
+            raw(link, ts, packet.data);
+            match decode(link, ts, packet.data, h.len) {
                 Some(f) => batch.push(f),
                 None => stats.undecodable += 1,
             }

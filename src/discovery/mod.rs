@@ -21,6 +21,7 @@ pub mod learner;
 pub mod mdns;
 pub mod ndp;
 pub mod observe;
+pub mod report;
 pub mod routes;
 pub mod sweep;
 pub mod text;
