@@ -112,10 +112,15 @@ impl DiscoveryRun {
                 Ok(t) => threads.push(t),
                 Err(e) => tracing::warn!(error = %e, "cannot start the discovery capture thread"),
             },
-            Err(e) => tracing::warn!(error = %e, "passive discovery is off: cannot open the discovery capture"),
+            Err(e) => {
+                tracing::warn!(error = %e, "passive discovery is off: cannot open the discovery capture")
+            }
         }
         if cfg.arp_sweep_interval_secs > 0 {
-            match (discovery_source::open_sender(iface), sweep::local_interface(iface)) {
+            match (
+                discovery_source::open_sender(iface),
+                sweep::local_interface(iface),
+            ) {
                 (Ok(sender), Some(local)) => {
                     let interval = Duration::from_secs(cfg.arp_sweep_interval_secs);
                     let rate = cfg.arp_sweep_rate;
@@ -130,8 +135,13 @@ impl DiscoveryRun {
                         Err(e) => tracing::warn!(error = %e, "cannot start the sweep thread"),
                     }
                 }
-                (Err(e), _) => tracing::warn!(error = %e, "the ARP sweep is off: cannot open a send handle"),
-                (_, None) => tracing::warn!(iface, "the ARP sweep is off: the interface has no MAC address"),
+                (Err(e), _) => {
+                    tracing::warn!(error = %e, "the ARP sweep is off: cannot open a send handle")
+                }
+                (_, None) => tracing::warn!(
+                    iface,
+                    "the ARP sweep is off: the interface has no MAC address"
+                ),
             }
         }
         let interval = Duration::from_secs(cfg.flush_interval_secs);
@@ -181,7 +191,13 @@ impl DiscoveryRun {
     }
 }
 
-fn writer(db: PathBuf, learner: SharedLearner, interval: Duration, window_ns: i64, stop: &AtomicBool) {
+fn writer(
+    db: PathBuf,
+    learner: SharedLearner,
+    interval: Duration,
+    window_ns: i64,
+    stop: &AtomicBool,
+) {
     let mut store = match Store::open(&db) {
         Ok(s) => s,
         Err(e) => {
@@ -206,7 +222,10 @@ fn writer(db: PathBuf, learner: SharedLearner, interval: Duration, window_ns: i6
             (l.take(), d)
         };
         if dropped > 0 {
-            tracing::warn!(dropped, "more MACs than a discovery batch holds: a MAC flood?");
+            tracing::warn!(
+                dropped,
+                "more MACs than a discovery batch holds: a MAC flood?"
+            );
         }
         fill_vendors(&oui, &mut batch, &mut looked_up);
         // A failed write keeps its batch for the next attempt (bounded: one batch's worth).
@@ -219,7 +238,9 @@ fn writer(db: PathBuf, learner: SharedLearner, interval: Duration, window_ns: i6
                     tracing::debug!(devices = w.devices, merged = w.merged, "discovery written");
                     pending.clear();
                 }
-                Err(e) => tracing::warn!(error = %e, "discovery write failed; retried next interval"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "discovery write failed; retried next interval")
+                }
             }
         }
         if stopping {

@@ -6,11 +6,11 @@
 
 use crate::capture::file::{FileError, FileSource, ReadStats};
 use crate::discovery::learner::Learner;
-use crate::store::discovery::MacFacts;
-use std::collections::HashMap;
 use crate::meter::{Delta, DeviceTotals, Locality, Meter, MeterConfig, Other, Totals};
 use crate::model::{IpPrefix, MacAddr, rfc3339};
+use crate::store::discovery::MacFacts;
 use serde::Serialize;
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
 

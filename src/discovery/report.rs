@@ -26,6 +26,12 @@ struct JsonMac {
 }
 
 #[derive(Serialize)]
+struct JsonInterval {
+    from: String,
+    last_seen: String,
+}
+
+#[derive(Serialize)]
 struct JsonDevice<'a> {
     id: i64,
     mac: String,
@@ -45,6 +51,9 @@ struct JsonDevice<'a> {
     first_seen: String,
     last_seen: String,
     online: bool,
+    /// Online intervals: from the first sighting to the last one (online until it plus the
+    /// presence window).
+    presence: Vec<JsonInterval>,
     user: &'a crate::store::discovery::UserFields,
 }
 
@@ -92,6 +101,14 @@ pub fn to_json(devices: &[DeviceRecord], now: TimestampNs, window_ns: i64) -> St
             first_seen: rfc3339(d.first_seen_ns),
             last_seen: rfc3339(d.last_seen_ns),
             online: online(d, now, window_ns),
+            presence: d
+                .presence
+                .iter()
+                .map(|&(f, l)| JsonInterval {
+                    from: rfc3339(f),
+                    last_seen: rfc3339(l),
+                })
+                .collect(),
             user: &d.user,
         })
         .collect();
@@ -137,7 +154,11 @@ pub fn to_table(devices: &[DeviceRecord], now: TimestampNs, window_ns: i64) -> S
             cut(d.vendor.as_deref(), 24),
             cut(d.device_type(), 9),
             v4.first().map(String::as_str).unwrap_or("-"),
-            if online(d, now, window_ns) { "yes" } else { "no" },
+            if online(d, now, window_ns) {
+                "yes"
+            } else {
+                "no"
+            },
             rfc3339(d.last_seen_ns),
         ));
     }

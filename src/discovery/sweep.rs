@@ -107,7 +107,8 @@ impl Pacer {
 
     /// How long to wait at `now` before the next send may go (zero if it may go now).
     pub fn wait(&self, now: Instant) -> Duration {
-        self.next.map_or(Duration::ZERO, |n| n.saturating_duration_since(now))
+        self.next
+            .map_or(Duration::ZERO, |n| n.saturating_duration_since(now))
     }
 
     /// Records a send at `now`: the next one is a full gap later, never earlier.
@@ -215,7 +216,10 @@ mod tests {
         assert_eq!(p.wait(t0), Duration::ZERO);
         p.sent(t0);
         assert_eq!(p.wait(t0), Duration::from_millis(20));
-        assert_eq!(p.wait(t0 + Duration::from_millis(5)), Duration::from_millis(15));
+        assert_eq!(
+            p.wait(t0 + Duration::from_millis(5)),
+            Duration::from_millis(15)
+        );
         // A late send does not earn a burst afterwards.
         let late = t0 + Duration::from_millis(500);
         assert_eq!(p.wait(late), Duration::ZERO);

@@ -122,7 +122,13 @@ pub struct DeviceRecord {
     /// Most recently seen first.
     pub addresses: Vec<AddressRecord>,
     pub services: Vec<String>,
+    /// The most recent online intervals (from, last seen), oldest first, at most
+    /// [`PRESENCE_LISTED`].
+    pub presence: Vec<(TimestampNs, TimestampNs)>,
 }
+
+/// Online intervals listed per device by [`Store::list_devices`].
+pub const PRESENCE_LISTED: usize = 50;
 
 impl DeviceRecord {
     /// The user's type when set, else the guess.
@@ -590,6 +596,7 @@ impl Store {
                     hostnames: Vec::new(),
                     addresses: Vec::new(),
                     services: Vec::new(),
+                    presence: Vec::new(),
                 })
             })
             .and_then(|rows| rows.collect::<Result<_, _>>())
@@ -661,6 +668,21 @@ impl Store {
                 )
                 .and_then(|mut st| st.query_map(params![id], |r| r.get(0))?.collect())
                 .map_err(sql_err(path, op))?;
+            let mut presence: Vec<(i64, i64)> = self
+                .conn
+                .prepare_cached(
+                    "SELECT online_from_ns, last_seen_ns FROM presence WHERE device_id = ?1
+                     ORDER BY online_from_ns DESC LIMIT ?2",
+                )
+                .and_then(|mut st| {
+                    st.query_map(params![id, PRESENCE_LISTED as i64], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })?
+                    .collect()
+                })
+                .map_err(sql_err(path, op))?;
+            presence.reverse();
+            d.presence = presence;
         }
         Ok(devices)
     }

@@ -5,6 +5,7 @@
 
 mod cli_errors;
 mod daemon;
+mod devices;
 mod discovery;
 mod household;
 mod live;
