@@ -433,3 +433,203 @@ fn presence_intervals_follow_a_device_going_quiet_and_coming_back() {
         ]
     );
 }
+
+/// Live, in network namespaces: lanmeter runs in A; in B a silent device (B's own interface,
+/// known MAC and IP, it only answers ARP) and, on a macvlan beside it, a device that sends a
+/// DHCP request with a host name (busybox udhcpc). The sweep must find the first, the passive
+/// learner must name the second, and the ARP requests on the wire must stay within the rate.
+#[test]
+fn live_sweep_finds_a_silent_device_dhcp_names_another_and_the_rate_holds() {
+    use crate::netns::{KillOnDrop, NetnsPair, run};
+    use std::io::{BufRead, BufReader};
+    use std::time::{Duration, Instant};
+
+    const RATE: usize = 50;
+    let dir = tempfile::tempdir().unwrap();
+    let pair = NetnsPair::new();
+    let tablet =
+        lanmeter::model::MacAddr([0x02, 0x00, 0x5e, pair.b_mac.0[3], pair.b_mac.0[4], 0x03]);
+    run(&[
+        "ip", "-n", &pair.b, "link", "add", "lmd0", "link", &pair.b_if, "type", "macvlan", "mode",
+        "bridge",
+    ]);
+    run(&[
+        "ip",
+        "-n",
+        &pair.b,
+        "link",
+        "set",
+        "lmd0",
+        "address",
+        &tablet.to_string(),
+    ]);
+    run(&["ip", "-n", &pair.b, "link", "set", "lmd0", "up"]);
+
+    // ARP requests from A, as B's link sees them, with capture timestamps.
+    let mut tcpdump = KillOnDrop(pair.spawn(
+        &pair.b,
+        &[
+            "tcpdump",
+            "-i",
+            &pair.b_if,
+            "-n",
+            "-l",
+            "-tt",
+            "arp",
+            "and",
+            "arp[6:2] == 1",
+            "and",
+            "ether",
+            "src",
+            &pair.a_mac.to_string(),
+        ],
+    ));
+    let mut err = BufReader::new(tcpdump.0.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("listening on") {
+        line.clear();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "tcpdump did not start"
+        );
+    }
+    let out = tcpdump.0.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        BufReader::new(out)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|l| l.split_whitespace().next()?.parse::<f64>().ok())
+            .collect::<Vec<f64>>()
+    });
+
+    let config = dir.path().join("lanmeter.toml");
+    let db = dir.path().join("live.db");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = {:?}\nflush_interval_secs = 1\narp_sweep_interval_secs = 600\narp_sweep_rate = {RATE}\n",
+            dir.path().display().to_string()
+        ),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let mut daemon = KillOnDrop(
+        crate::hermetic(&mut Command::new("ip"))
+            .args([
+                "netns",
+                "exec",
+                &pair.a,
+                crate::LANMETER,
+                "--config",
+                p(&config),
+                "run",
+                "-i",
+                &pair.a_if,
+                "--db",
+                p(&db),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // The DHCP client: two DISCOVERs a second apart with host name and vendor class; no server
+    // answers, so it gives up (-n) without configuring anything (-s /bin/true).
+    std::thread::sleep(Duration::from_millis(500));
+    let dhcp = pair.exec(
+        &pair.b,
+        &[
+            "udhcpc",
+            "-i",
+            "lmd0",
+            "-n",
+            "-q",
+            "-t",
+            "2",
+            "-T",
+            "1",
+            "-s",
+            "/bin/true",
+            "-x",
+            "hostname:kids-tablet",
+            "-V",
+            "udhcp-test",
+        ],
+    );
+    assert!(
+        !dhcp.status.success(),
+        "no DHCP server exists, udhcpc cannot succeed"
+    );
+
+    let silent = pair.b_mac.to_string();
+    let named = tablet.to_string();
+    let mut found = None;
+    while started.elapsed() < Duration::from_secs(20) {
+        if db.exists()
+            && let Ok(list) =
+                serde_json::from_str::<Value>(&lanmeter(&["devices", "--json", "--db", p(&db)]))
+        {
+            let list = list.as_array().unwrap().clone();
+            let s = list.iter().find(|d| d["mac"] == silent.as_str()).cloned();
+            let n = list.iter().find(|d| d["mac"] == named.as_str()).cloned();
+            if let (Some(s), Some(n)) = (s, n)
+                && s["ipv4"].as_array().is_some_and(|a| !a.is_empty())
+                && n["name"].is_string()
+            {
+                found = Some((s, n));
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Let the sweep run long enough to measure its rate over several seconds.
+    while started.elapsed() < Duration::from_secs(4) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.0.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(
+        daemon.0.wait().unwrap().success(),
+        "lanmeter did not stop cleanly"
+    );
+    drop(tcpdump);
+    let times = reader.join().unwrap();
+
+    let (s, n) = found.expect("both devices found within 20 s");
+    assert_eq!(
+        s["ipv4"],
+        serde_json::json!([pair.b_ip.to_string()]),
+        "{s:#}"
+    );
+    assert_eq!(s["vendor"], Value::Null, "a private MAC has no vendor");
+    assert_eq!(n["name"], "kids-tablet", "{n:#}");
+    assert_eq!(n["vendor_class"], "udhcp-test");
+    assert_eq!(n["randomized"], true);
+
+    assert!(
+        times.len() >= 2 * RATE,
+        "the sweep sent only {} requests in 4 s",
+        times.len()
+    );
+    let most_in_a_second = (0..times.len())
+        .map(|i| {
+            times[i..]
+                .iter()
+                .take_while(|&&t| t < times[i] + 1.0)
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(
+        most_in_a_second <= RATE,
+        "{most_in_a_second} ARP requests within one second (limit {RATE})"
+    );
+    eprintln!(
+        "sweep: {} requests in {:.2} s, at most {most_in_a_second} in any second",
+        times.len(),
+        times.last().unwrap() - times[0]
+    );
+}
