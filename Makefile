@@ -4,7 +4,8 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 # Packages the build and the tests need: libpcap for building, tshark as the independent oracle,
-# iproute2/ping/iperf3 for live tests in network namespaces.
+# iproute2/ping/iperf3 for live tests in network namespaces, udhcpc as a DHCP client in them,
+# ieee-data for device vendors (the OUI registry lanmeter reads at run time).
 TEST_DEBS := libpcap-dev pkg-config tshark tcpdump iproute2 iputils-ping iperf3 util-linux ieee-data udhcpc
 BENCH_DEBS := $(TEST_DEBS) darkstat tcpreplay time python3
 RUN_DEBS := libpcap-dev pkg-config ieee-data

@@ -268,7 +268,11 @@ fn hostile_announcements_are_stored_escaped_capped_and_never_interpreted() {
     write_pcap(&pcap, &records);
     let (devs, replay) = replay_devices(dir.path(), &pcap);
     for (mac, _, want) in &cases {
-        assert_eq!(names(by_mac(&devs, mac)), [want.clone()], "{mac}");
+        assert_eq!(
+            names(by_mac(&devs, mac)),
+            std::slice::from_ref(want),
+            "{mac}"
+        );
         assert_eq!(by_mac(&replay, mac)["hostname"], want.as_str(), "{mac}");
     }
     assert_eq!(
