@@ -106,7 +106,10 @@ impl DiscoveryRun {
             interface: iface.to_string(),
             snaplen: cfg.discovery_snaplen,
             promiscuous: cfg.promiscuous,
-            filter: wire::BPF_FILTER.to_string(),
+            filters: vec![
+                wire::BPF_FILTER_VLAN.to_string(),
+                wire::BPF_FILTER.to_string(),
+            ],
         }) {
             Ok(cap) => match cap.spawn(Box::new(LearnerSink(learner.clone())), stop.clone()) {
                 Ok(t) => threads.push(t),

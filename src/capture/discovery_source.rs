@@ -32,8 +32,9 @@ pub struct DiscoveryCaptureConfig {
     pub interface: String,
     pub snaplen: u32,
     pub promiscuous: bool,
-    /// A libpcap filter expression (discovery::wire::BPF_FILTER).
-    pub filter: String,
+    /// libpcap filter expressions, tried in order until one compiles for the link type
+    /// (discovery::wire::BPF_FILTER_VLAN, then BPF_FILTER).
+    pub filters: Vec<String>,
 }
 
 pub struct DiscoveryCapture {
@@ -66,7 +67,17 @@ pub fn open_discovery(cfg: &DiscoveryCaptureConfig) -> Result<DiscoveryCapture, 
         .promisc(cfg.promiscuous)
         .open()
         .map_err(classify)?;
-    cap.filter(&cfg.filter, true).map_err(classify)?;
+    let mut result = Err(CaptureError::Other {
+        iface: iface.to_string(),
+        message: "no discovery filter given".into(),
+    });
+    for f in &cfg.filters {
+        result = cap.filter(f, true).map_err(classify);
+        if result.is_ok() {
+            break;
+        }
+    }
+    result?;
     let cap = cap.setnonblock().map_err(classify)?;
     let dlt = cap.get_datalink().0;
     let Some(link) = LinkType::from_dlt(dlt) else {
@@ -165,4 +176,10 @@ impl FrameSender {
     pub fn send(&mut self, frame: &[u8]) -> Result<(), String> {
         self.cap.sendpacket(frame).map_err(|e| e.to_string())
     }
+}
+
+/// Whether libpcap compiles `filter` for link type `dlt` (no interface needed): lets callers
+/// check their filters in tests and pick one before opening anything.
+pub fn filter_compiles(dlt: i32, filter: &str) -> bool {
+    Capture::dead(pcap::Linktype(dlt)).is_ok_and(|c| c.compile(filter, true).is_ok())
 }

@@ -16,8 +16,13 @@ const MAX_VLAN_TAGS: usize = 8;
 
 /// The BPF filter for the discovery capture: exactly the frames [`learn`] can use. ICMPv6 types
 /// are read at a fixed offset, so NDP behind IPv6 extension headers is missed (hosts do not send
-/// it that way). `vlan` makes the second half apply to one 802.1Q tag.
+/// it that way).
 pub const BPF_FILTER: &str = "arp or (udp and (port 67 or port 68 or port 546 or port 547 or port 5353)) \
+or (icmp6 and (ip6[40] == 129 or ip6[40] == 133 or ip6[40] == 134 or ip6[40] == 135 or ip6[40] == 136))";
+
+/// [`BPF_FILTER`] plus the same IPv4 protocols behind one 802.1Q tag. libpcap cannot compile
+/// `vlan` for Linux cooked captures (the `any` device), where [`BPF_FILTER`] is used instead.
+pub const BPF_FILTER_VLAN: &str = "arp or (udp and (port 67 or port 68 or port 546 or port 547 or port 5353)) \
 or (icmp6 and (ip6[40] == 129 or ip6[40] == 133 or ip6[40] == 134 or ip6[40] == 135 or ip6[40] == 136)) \
 or (vlan and (arp or (udp and (port 67 or port 68 or port 5353))))";
 
@@ -136,4 +141,51 @@ fn udp_payload(u: &[u8]) -> Option<(u16, u16, &[u8])> {
     let len = usize::from(be16(u, 4)?);
     let end = if len >= 8 { len.min(u.len()) } else { u.len() };
     Some((sport, dport, u.get(8..end)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::discovery_source::filter_compiles;
+
+    #[test]
+    fn the_filters_compile_for_ethernet_and_the_plain_one_for_cooked_captures() {
+        assert!(filter_compiles(1, BPF_FILTER_VLAN));
+        assert!(filter_compiles(1, BPF_FILTER));
+        // `any` gives SLL2 (276), where `vlan` does not compile: the fallback must.
+        assert!(!filter_compiles(276, BPF_FILTER_VLAN));
+        assert!(filter_compiles(276, BPF_FILTER));
+        assert!(filter_compiles(113, BPF_FILTER));
+    }
+
+    #[test]
+    fn vlan_tagged_and_cooked_frames_reach_the_learners() {
+        let me = MacAddr([0xdc, 0xa6, 0x32, 1, 2, 3]);
+        let req = arp::request(me, Ipv4Addr::new(10, 0, 0, 5), Ipv4Addr::new(10, 0, 0, 1));
+        let mut tagged = req[..12].to_vec();
+        tagged.extend_from_slice(&[0x81, 0x00, 0, 7]);
+        tagged.extend_from_slice(&req[12..]);
+        let mut out = Vec::new();
+        learn(LinkType::Ethernet, 1, &tagged, &mut out);
+        assert_eq!(out[0].fact, Fact::Ipv4(Ipv4Addr::new(10, 0, 0, 5)));
+        // SLL2: protocol, reserved, ifindex, hatype 1, pkttype, halen 6, address (8), payload.
+        let mut sll2 = vec![0x08, 0x06, 0, 0, 0, 0, 0, 2, 0, 1, 0, 6];
+        sll2.extend_from_slice(&me.0);
+        sll2.extend_from_slice(&[0, 0]);
+        sll2.extend_from_slice(&req[14..]);
+        out.clear();
+        learn(LinkType::LinuxSll2, 1, &sll2, &mut out);
+        assert_eq!(out.len(), 1);
+        // Nothing captured at all, or garbage: nothing learned, no panic.
+        for n in 0..tagged.len() {
+            learn(LinkType::Ethernet, 1, &tagged[..n], &mut Vec::new());
+            learn(LinkType::LinuxSll, 1, &tagged[..n], &mut Vec::new());
+            learn(
+                LinkType::LinuxSll2,
+                1,
+                &sll2[..n.min(sll2.len())],
+                &mut Vec::new(),
+            );
+        }
+    }
 }
