@@ -953,6 +953,38 @@ mod tests {
     }
 
     #[test]
+    fn a_database_from_before_discovery_keeps_its_devices_and_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            super::super::migrations::migrate(
+                &mut conn,
+                &path,
+                &super::super::migrations::MIGRATIONS[..1],
+            )
+            .unwrap();
+            conn.execute_batch(
+                "INSERT INTO devices (id, mac, first_seen_ns, last_seen_ns) VALUES (7, 240518168577, 1, 2);
+                 INSERT INTO usage_minute VALUES (7, 60, 1, 0, 100, 0, 0, 0);",
+            )
+            .unwrap();
+        }
+        let mut st = Store::open(&path).unwrap();
+        let list = st.list_devices().unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].macs.len(), 1);
+        assert_eq!(list[0].mac, MacAddr::from_u64(240_518_168_577));
+        // New traffic and discovery for that MAC land on the same device.
+        st.write_discovery(&[facts(list[0].mac, 5 * S)], WINDOW, no_guess)
+            .unwrap();
+        let list = st.list_devices().unwrap();
+        assert_eq!((list.len(), list[0].id), (1, 7));
+        // Events start with discovery: old devices are not announced as new.
+        assert!(st.device_events_after(0).unwrap().is_empty());
+    }
+
+    #[test]
     fn user_merge_moves_history_and_keeps_the_targets_fields() {
         let (_d, mut st) = store();
         let a = mac("dc:a6:32:00:00:01");
