@@ -105,7 +105,7 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
             }
             let delta = meter.take_delta();
             if let Some(d) = &discovery {
-                d.traffic(&delta.sightings(delta.gateway.or_else(|| delta.infer_gateway())));
+                d.traffic(delta.sent_spans());
             }
             if let Err(e) = flush_delta(&mut flusher, &delta, interval) {
                 tracing::error!(error = %e, pending_rows = flusher.pending_len(), "flush failed; counts stay in memory and are retried next interval");
@@ -120,7 +120,7 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     // same delta again would count it twice.
     let mut delta = meter.take_delta();
     if let Some(d) = discovery {
-        d.traffic(&delta.sightings(delta.gateway.or_else(|| delta.infer_gateway())));
+        d.traffic(delta.sent_spans());
         d.join();
     }
     let mut last_err = None;

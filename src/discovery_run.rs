@@ -14,7 +14,7 @@ use crate::discovery::learner::Learner;
 use crate::discovery::sweep::{self, SendFrame};
 use crate::discovery::vendor::OuiDb;
 use crate::discovery::wire;
-use crate::model::{MacAddr, Sighting};
+use crate::model::MacAddr;
 use crate::store::Store;
 use crate::store::discovery::{MacFacts, Profile};
 use std::collections::HashSet;
@@ -169,11 +169,12 @@ impl DiscoveryRun {
         }
     }
 
-    /// Traffic seen in a flush interval keeps devices present (called by the daemon per flush).
-    pub fn traffic(&self, seen: &[Sighting]) {
+    /// Traffic keeps devices present: (MAC, first, last frame sent) per minute, from each
+    /// flush interval's delta (`Delta::sent_spans`).
+    pub fn traffic(&self, spans: impl Iterator<Item = (MacAddr, i64, i64)>) {
         let mut l = self.learner.lock().unwrap_or_else(|p| p.into_inner());
-        for s in seen {
-            l.traffic(s.mac, s.first_seen, s.last_seen);
+        for (mac, first, last) in spans {
+            l.traffic(mac, first, last);
         }
     }
 

@@ -57,16 +57,12 @@ pub fn replay<E>(
     let mut take = |m: &mut Meter, totals: &mut Totals, failed: &mut Option<E>| {
         let d = m.take_delta();
         totals.add(&d);
-        // Presence from traffic at minute resolution: a MAC active in a minute was present at
-        // its start (the meter keeps minutes, not frames, and per-frame tracking would slow
-        // the replay the benchmarks measure).
+        // Presence from traffic: the first and last frame each MAC sent in each minute, as the
+        // meter kept them (per-frame tracking here would slow the replay benchmarks measure).
         {
             let mut l = learner.borrow_mut();
-            for u in d.minute_usage(d.gateway.or_else(|| d.infer_gateway())).0 {
-                if u.counts.frames_sent > 0 {
-                    let t = u.minute.saturating_mul(1_000_000_000);
-                    l.traffic(u.mac, t, t);
-                }
+            for (mac, first, last) in d.sent_spans() {
+                l.traffic(mac, first, last);
             }
         }
         if failed.is_none() {
@@ -82,7 +78,11 @@ pub fn replay<E>(
                 take(m, &mut totals, &mut failed);
             }
         },
-        |link, ts, data| learner.borrow_mut().frame(link, ts, data),
+        |link, ts, data| {
+            if crate::discovery::wire::maybe_discovery(link, data) {
+                learner.borrow_mut().frame(link, ts, data);
+            }
+        },
     );
     take(&mut meter, &mut totals, &mut failed);
     if let Some(e) = failed {

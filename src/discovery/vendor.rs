@@ -90,20 +90,65 @@ fn scan(
     wanted: &[MacAddr],
     best: &mut HashMap<MacAddr, (u8, String)>,
 ) -> std::io::Result<()> {
-    let file = std::io::BufReader::new(std::fs::File::open(path)?);
-    for line in file.split(b'\n') {
-        let line = line?;
-        let Some((bits, prefix, name)) = parse_line(&line) else {
+    // Each wanted MAC under each assignment size, so a line costs one hash lookup however many
+    // MACs are asked for.
+    let mut index: HashMap<(u8, u64), Vec<MacAddr>> = HashMap::new();
+    for &m in wanted {
+        for bits in [24u8, 28, 36] {
+            index
+                .entry((bits, m.to_u64() >> (48 - u32::from(bits))))
+                .or_default()
+                .push(m);
+        }
+    }
+    let mut file = std::io::BufReader::with_capacity(64 * 1024, std::fs::File::open(path)?);
+    let mut line = Vec::with_capacity(256);
+    loop {
+        line.clear();
+        if file.read_until(b'\n', &mut line)? == 0 {
+            return Ok(());
+        }
+        // Most lines match nothing: their assignment is read without touching the rest.
+        if let Some(key) = ieee_key(&line)
+            && !index.contains_key(&key)
+        {
+            continue;
+        }
+        let Some((bits, prefix, name)) = parse_line(line.trim_ascii_end()) else {
             continue;
         };
-        for &m in wanted {
-            let v = m.to_u64() >> (48 - u32::from(bits));
-            if v == prefix && best.get(&m).is_none_or(|(b, _)| *b < bits) {
+        let Some(macs) = index.get(&(bits, prefix)) else {
+            continue;
+        };
+        for &m in macs {
+            if best.get(&m).is_none_or(|(b, _)| *b < bits) {
                 best.insert(m, (bits, text::escape(name.trim_ascii())));
             }
         }
     }
-    Ok(())
+}
+
+/// (bits, prefix) of an IEEE CSV line (`MA-L,DCA632,...`), read with no allocation or UTF-8
+/// check; `None` for any other line (which then goes through [`parse_line`]).
+fn ieee_key(line: &[u8]) -> Option<(u8, u64)> {
+    let rest = line.strip_prefix(b"MA-")?.get(1..)?.strip_prefix(b",")?;
+    let mut v = 0u64;
+    let mut n = 0u8;
+    for &b in rest {
+        let d = match b {
+            b'0'..=b'9' => b - b'0',
+            b'A'..=b'F' => b - b'A' + 10,
+            b'a'..=b'f' => b - b'a' + 10,
+            b',' => break,
+            _ => return None,
+        };
+        v = (v << 4) | u64::from(d);
+        n += 1;
+        if n > 9 {
+            return None;
+        }
+    }
+    Some((n * 4, v))
 }
 
 /// One registry line: (prefix length in bits, prefix value, organisation name).
@@ -172,6 +217,9 @@ mod tests {
         assert!(parse_line(b"Registry,Assignment,Organization Name").is_none());
         assert!(parse_line(b"# comment").is_none());
         assert!(parse_line(b"\xff\xfe").is_none());
+        assert_eq!(ieee_key(b"MA-L,DCA632,Raspberry"), Some((24, 0xdca632)));
+        assert_eq!(ieee_key(b"MA-S,70B3D5F2F,x"), Some((36, 0x70b3d5f2f)));
+        assert_eq!(ieee_key(b"DC:A6:32\tx"), None);
     }
 
     #[test]
