@@ -4,10 +4,12 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 # Packages the build and the tests need: libpcap for building, tshark as the independent oracle,
-# iproute2/ping/iperf3 for live tests in network namespaces, chromium + chromium-driver for browser tests.
-TEST_DEBS := libpcap-dev pkg-config tshark tcpdump iproute2 iputils-ping iperf3 util-linux chromium chromium-driver
+# iproute2/ping/iperf3 for live tests in network namespaces, udhcpc as a DHCP client in them,
+# ieee-data for device vendors (the OUI registry lanmeter reads at run time), chromium +
+# chromium-driver for browser tests.
+TEST_DEBS := libpcap-dev pkg-config tshark tcpdump iproute2 iputils-ping iperf3 util-linux ieee-data udhcpc chromium chromium-driver
 BENCH_DEBS := $(TEST_DEBS) darkstat tcpreplay time python3
-RUN_DEBS := libpcap-dev pkg-config
+RUN_DEBS := libpcap-dev pkg-config ieee-data
 DEMO_PCAP := data/demo-household.pcap
 
 .PHONY: all build run demo test lint fmt bench deps-test deps-run deps-bench clean check-cargo

@@ -224,7 +224,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "presence, all devices, last 30 days",
         median_ms(|| {
             store
-                .presence(&tz, ts(end - 30 * 86_400), to)
+                .active_minutes(&tz, ts(end - 30 * 86_400), to)
                 .map(drop)
                 .unwrap_or(());
         }),

@@ -4,8 +4,8 @@
 //! ("replaying FILE"). Nothing imports `app`.
 
 use crate::cli::{
-    BackupArgs, Cli, Command, DoctorArgs, ExportArgs, GenerateArgs, PasswdArgs, ReplayArgs,
-    RestoreArgs, RunArgs, UnlockArgs,
+    BackupArgs, Cli, Command, DevicesArgs, DoctorArgs, ExportArgs, GenerateArgs, PasswdArgs,
+    ReplayArgs, RestoreArgs, RunArgs, UnlockArgs,
 };
 use crate::config::Config;
 use crate::flush::Flusher;
@@ -51,6 +51,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Passwd(args) => run_passwd(config, args),
         Command::Unlock(args) => run_unlock(config, args),
         Command::Doctor(args) => run_doctor(config, args),
+        Command::Devices(args) => run_devices(config, args),
     }
 }
 
@@ -191,6 +192,26 @@ fn run_doctor(config: Option<&Path>, args: DoctorArgs) -> anyhow::Result<ExitCod
     })
 }
 
+fn run_devices(config: Option<&Path>, args: DevicesArgs) -> anyhow::Result<ExitCode> {
+    use crate::discovery::report;
+    let cfg = load_config(config)?;
+    let db = args.db.unwrap_or_else(|| cfg.database_path());
+    let store = Store::open_existing(&db)?;
+    let devices = store.list_devices()?;
+    let now = jiff::Timestamp::now().as_nanosecond() as i64;
+    let window = (cfg.presence_window_secs as i64).saturating_mul(1_000_000_000);
+    let out = if args.json {
+        report::to_json(&devices, now, window) + "\n"
+    } else {
+        report::to_table(&devices, now, window)
+    };
+    std::io::stdout()
+        .lock()
+        .write_all(out.as_bytes())
+        .context("writing the devices list")?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run_generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     use crate::demo;
     if let Some(macs) = args.flood_macs {
@@ -276,8 +297,11 @@ fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         lan: args.lan.clone(),
         gateway: args.gateway,
         max_devices: args.max_devices,
+        presence_window_ns: (Config::default().presence_window_secs as i64)
+            .saturating_mul(1_000_000_000),
     };
-    let result = match &args.db {
+    let window_ns = opts.presence_window_ns;
+    let mut result = match &args.db {
         None => replay::replay(&args.file, &opts, |_, _| {
             Ok::<(), std::convert::Infallible>(())
         })
@@ -311,6 +335,19 @@ fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             r
         }
     };
+    crate::discovery_run::fill_vendors(
+        &crate::discovery::vendor::OuiDb::system(),
+        &mut result.discovered,
+        &mut std::collections::HashSet::new(),
+    );
+    if let Some(db) = &args.db {
+        // Devices exist by now (the flusher wrote them); discovery adds what it learned.
+        let mut store =
+            Store::open(db).with_context(|| format!("opening database {}", db.display()))?;
+        store
+            .write_discovery(&result.discovered, window_ns, crate::discovery_run::guess)
+            .with_context(|| format!("writing devices to {}", db.display()))?;
+    }
     if result.other.entries_evicted > 0 {
         tracing::warn!(
             entries = result.other.entries_evicted,

@@ -46,6 +46,8 @@ pub enum Command {
     /// Check the installation (interface, capabilities, visible traffic, database, disk, clock,
     /// time zone, port) and say how to fix each problem. Exits 1 if a check fails.
     Doctor(DoctorArgs),
+    /// List the devices in the database: names, vendors, types, addresses, presence.
+    Devices(DevicesArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -98,6 +100,16 @@ pub struct DoctorArgs {
     /// Turn receive offloads (GRO/LRO) off on the capture interface, the one change doctor makes.
     #[arg(long)]
     pub fix: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DevicesArgs {
+    /// The database to read (default: the configured one).
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// Print one JSON array instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]

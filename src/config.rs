@@ -35,6 +35,13 @@ const BACKUP_KEEP: RangeInclusive<u32> = 0..=365;
 const BACKUP_HOUR: RangeInclusive<u8> = 0..=23;
 const SESSION_IDLE_HOURS: RangeInclusive<u64> = 1..=8_760;
 const SESSION_MAX_DAYS: RangeInclusive<u64> = 1..=365;
+const DISCOVERY_SNAPLEN: RangeInclusive<u32> = 512..=65_535;
+/// 0 turns the sweep off; otherwise at least a minute apart, so a sweep has finished (a /24 at
+/// 50 requests/s takes about 5 s) long before the next one starts.
+const ARP_SWEEP_INTERVAL_SECS: RangeInclusive<u64> = 0..=86_400;
+const MIN_SWEEP_INTERVAL_SECS: u64 = 60;
+const ARP_SWEEP_RATE: RangeInclusive<u32> = 1..=1_000;
+const PRESENCE_WINDOW_SECS: RangeInclusive<u64> = 10..=86_400;
 
 /// Linux interface names are at most IFNAMSIZ - 1 bytes.
 const MAX_INTERFACE_NAME: usize = 15;
@@ -65,6 +72,11 @@ pub const KEYS: &[&str] = &[
     "session_idle_hours",
     "session_max_days",
     "anyone_on_lan_may_view",
+    "discovery",
+    "discovery_snaplen",
+    "arp_sweep_interval_secs",
+    "arp_sweep_rate",
+    "presence_window_secs",
 ];
 
 /// Keys whose environment variable is a comma-separated list rather than one value.
@@ -121,6 +133,17 @@ pub struct Config {
     /// Read-only access without a password for clients on the LAN (private, link-local or
     /// loopback addresses). Off by default: usage data shows who is home and what they do.
     pub anyone_on_lan_may_view: bool,
+    /// Learn device names, addresses and presence from ARP, DHCP, mDNS and NDP (a second capture
+    /// handle that sees only those protocols) and sweep the subnet.
+    pub discovery: bool,
+    /// Bytes kept per discovery frame: DHCP and mDNS need their payloads.
+    pub discovery_snaplen: u32,
+    /// Seconds between ARP sweeps of the local IPv4 subnet (and all-nodes pings); 0 = no sweep.
+    pub arp_sweep_interval_secs: u64,
+    /// Most ARP requests per second a sweep sends.
+    pub arp_sweep_rate: u32,
+    /// A device is online while it was heard (traffic or an answer) within this many seconds.
+    pub presence_window_secs: u64,
 }
 
 impl Default for Config {
@@ -151,6 +174,11 @@ impl Default for Config {
             session_idle_hours: 7 * 24,
             session_max_days: 30,
             anyone_on_lan_may_view: false,
+            discovery: true,
+            discovery_snaplen: 2048,
+            arp_sweep_interval_secs: 300,
+            arp_sweep_rate: 50,
+            presence_window_secs: 300,
         }
     }
 }
@@ -263,6 +291,15 @@ fn hint(key: &str) -> String {
         "session_idle_hours" => range(&SESSION_IDLE_HOURS, "hours"),
         "session_max_days" => range(&SESSION_MAX_DAYS, "days"),
         "anyone_on_lan_may_view" => "use true or false".into(),
+        "discovery" => "use true or false".into(),
+        "discovery_snaplen" => range(&DISCOVERY_SNAPLEN, "bytes"),
+        "arp_sweep_interval_secs" => format!(
+            "use 0 (no sweep) or {}..={} seconds",
+            MIN_SWEEP_INTERVAL_SECS,
+            ARP_SWEEP_INTERVAL_SECS.end()
+        ),
+        "arp_sweep_rate" => range(&ARP_SWEEP_RATE, "requests per second"),
+        "presence_window_secs" => range(&PRESENCE_WINDOW_SECS, "seconds"),
         _ => format!("valid keys are {}", KEYS.join(", ")),
     }
 }
@@ -508,6 +545,29 @@ impl Config {
             &SESSION_IDLE_HOURS,
         )?;
         check_range("session_max_days", self.session_max_days, &SESSION_MAX_DAYS)?;
+        check_range(
+            "discovery_snaplen",
+            self.discovery_snaplen,
+            &DISCOVERY_SNAPLEN,
+        )?;
+        check_range(
+            "arp_sweep_interval_secs",
+            self.arp_sweep_interval_secs,
+            &ARP_SWEEP_INTERVAL_SECS,
+        )?;
+        if (1..MIN_SWEEP_INTERVAL_SECS).contains(&self.arp_sweep_interval_secs) {
+            return Err(invalid(
+                "arp_sweep_interval_secs",
+                &self.arp_sweep_interval_secs,
+                hint("arp_sweep_interval_secs"),
+            ));
+        }
+        check_range("arp_sweep_rate", self.arp_sweep_rate, &ARP_SWEEP_RATE)?;
+        check_range(
+            "presence_window_secs",
+            self.presence_window_secs,
+            &PRESENCE_WINDOW_SECS,
+        )?;
         Ok(())
     }
 

@@ -110,6 +110,9 @@ pub fn run_with_health(
     let (capture_thread, stats) = capture
         .spawn(Box::new(meter.clone()), stop.clone())
         .context("starting the capture thread")?;
+    let discovery = cfg
+        .discovery
+        .then(|| crate::discovery_run::DiscoveryRun::start(&cfg, &iface, db.clone(), stop.clone()));
     tracing::info!(
         interface = %iface,
         gateway = %gateway.map(|g| g.to_string()).unwrap_or_else(|| "not yet known".into()),
@@ -169,6 +172,9 @@ pub fn run_with_health(
                 evictions_seen = evictions;
             }
             let delta = meter.take_delta();
+            if let Some(d) = &discovery {
+                d.traffic(delta.sent_spans());
+            }
             let result = flush_delta(&mut flusher, &delta, interval);
             if let Err(e) = &result {
                 tracing::error!(error = %e, pending_rows = flusher.pending_len(), "flush failed; counts stay in memory and are retried next interval");
@@ -212,6 +218,10 @@ pub fn run_with_health(
     // The flusher keeps whatever it failed to write, so retries pass an empty delta: handing the
     // same delta again would count it twice.
     let mut delta = meter.take_delta();
+    if let Some(d) = discovery {
+        d.traffic(delta.sent_spans());
+        d.join();
+    }
     let mut last_err = None;
     for attempt in 1..=FINAL_FLUSH_ATTEMPTS {
         match flush_delta(&mut flusher, &std::mem::take(&mut delta), interval) {

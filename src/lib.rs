@@ -4,7 +4,9 @@
 //! - [`config`]: the typed configuration: defaults, TOML file, `LANMETER_*` overrides, `validate()`.
 //! - [`model`]: plain domain types (MAC addresses, counters, timestamps).
 //! - [`capture`]: packet sources (live libpcap, capture files) and the pure frame decoder.
-//! - [`discovery`]: what the host knows about the LAN: default-route interface, gateway, prefixes.
+//! - [`discovery`]: who is on the LAN: route/gateway/prefix detection, passive learners (ARP,
+//!   DHCP, mDNS, NDP), the ARP sweep, OUI vendors, device type guess.
+//! - [`discovery_run`]: the live discovery threads (filtered capture, sweep, batch writer).
 //! - [`meter`]: the bounded per-MAC counter map the packet path writes into.
 //! - [`store`]: the SQLite database (the only rusqlite user): migrations, devices, minute usage,
 //!   rollups and retention, history queries, export, backup/restore, storage health.
@@ -24,6 +26,7 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod discovery;
+pub mod discovery_run;
 pub mod flush;
 pub mod meter;
 pub mod model;

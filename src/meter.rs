@@ -334,6 +334,16 @@ impl Delta {
         (usage, other)
     }
 
+    /// (MAC, first frame sent, last frame sent) per minute segment, for every MAC that sent in
+    /// it: what presence is built from (a MAC that only received may well be offline).
+    pub fn sent_spans(&self) -> impl Iterator<Item = (MacAddr, TimestampNs, TimestampNs)> + '_ {
+        self.segments.iter().flat_map(|s| {
+            s.entries()
+                .filter(|(_, e)| e.c.frames_sent > 0)
+                .map(|(mac, e)| (MacAddr::from_u64(mac), e.first_sent, e.last_sent))
+        })
+    }
+
     /// When each MAC was seen in this delta (SPEC §3 first/last seen rules), for the devices table.
     pub fn sightings(&self, gateway: Option<MacAddr>) -> Vec<Sighting> {
         let gw = self.gateway.or(gateway);

@@ -5,9 +5,12 @@
 //! accounting is the meter's, so replay and live capture cannot disagree.
 
 use crate::capture::file::{FileError, FileSource, ReadStats};
+use crate::discovery::learner::Learner;
 use crate::meter::{Delta, DeviceTotals, Locality, Meter, MeterConfig, Other, Totals};
 use crate::model::{Counts, IpPrefix, MacAddr, rfc3339};
+use crate::store::discovery::MacFacts;
 use serde::Serialize;
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
 
@@ -19,6 +22,8 @@ pub struct ReplayOptions {
     pub lan: Vec<IpPrefix>,
     pub gateway: Option<MacAddr>,
     pub max_devices: usize,
+    /// The presence window for discovery (ns): sightings closer than this are one interval.
+    pub presence_window_ns: i64,
 }
 
 pub struct ReplayResult {
@@ -28,6 +33,9 @@ pub struct ReplayResult {
     pub stats: ReadStats,
     /// Set when the file ended early: everything before it was counted.
     pub truncated: Option<FileError>,
+    /// What the device learners found in the same pass (ARP, DHCP, mDNS, NDP), per MAC, with
+    /// presence from each minute a MAC was active. Vendors are filled in by the caller.
+    pub discovered: Vec<MacFacts>,
 }
 
 /// Replays `path`, handing every delta to `on_delta` (the database writer, when there is one)
@@ -45,20 +53,37 @@ pub fn replay<E>(
     });
     let mut totals = Totals::new(opts.max_devices);
     let mut failed: Option<E> = None;
+    let learner = std::cell::RefCell::new(Learner::new(opts.presence_window_ns, opts.max_devices));
     let mut take = |m: &mut Meter, totals: &mut Totals, failed: &mut Option<E>| {
         let d = m.take_delta();
         totals.add(&d);
+        // Presence from traffic: the first and last frame each MAC sent in each minute, as the
+        // meter kept them (per-frame tracking here would slow the replay benchmarks measure).
+        {
+            let mut l = learner.borrow_mut();
+            for (mac, first, last) in d.sent_spans() {
+                l.traffic(mac, first, last);
+            }
+        }
         if failed.is_none() {
             if let Err(e) = on_delta(&d, m.gateway()) {
                 *failed = Some(e);
             }
         }
     };
-    let outcome = src.run(&mut meter, |m| {
-        if m.pending_segments() > SEGMENTS_PER_TAKE {
-            take(m, &mut totals, &mut failed);
-        }
-    });
+    let outcome = src.run_with_raw(
+        &mut meter,
+        |m| {
+            if m.pending_segments() > SEGMENTS_PER_TAKE {
+                take(m, &mut totals, &mut failed);
+            }
+        },
+        |link, ts, data| {
+            if crate::discovery::wire::maybe_discovery(link, data) {
+                learner.borrow_mut().frame(link, ts, data);
+            }
+        },
+    );
     take(&mut meter, &mut totals, &mut failed);
     if let Some(e) = failed {
         return Ok(Err(e));
@@ -80,7 +105,38 @@ pub fn replay<E>(
         gateway: totals.gateway(),
         stats,
         truncated,
+        discovered: learner.into_inner().take(),
     }))
+}
+
+/// Fills `hostname`, `vendor` and extra addresses of the JSON rows from what discovery learned.
+pub fn attach_discovery(rows: &mut [JsonDevice], discovered: &[MacFacts]) {
+    let by_mac: HashMap<String, &MacFacts> =
+        discovered.iter().map(|f| (f.mac.to_string(), f)).collect();
+    for row in rows {
+        let Some(f) = by_mac.get(&row.mac) else {
+            continue;
+        };
+        row.vendor = f.vendor.clone();
+        row.hostname = ["dhcp", "dhcp-fqdn", "mdns", "mdns-instance"]
+            .iter()
+            .find_map(|src| {
+                f.hostnames
+                    .iter()
+                    .filter(|h| h.0 == *src)
+                    .max_by_key(|h| h.3)
+                    .map(|h| h.1.clone())
+            });
+        for (ip, _, _) in &f.addresses {
+            let (list, s) = match ip {
+                IpAddr::V4(_) => (&mut row.ipv4, ip.to_string()),
+                IpAddr::V6(_) => (&mut row.ipv6, ip.to_string()),
+            };
+            if !list.contains(&s) {
+                list.push(s);
+            }
+        }
+    }
 }
 
 /// The gateway a capture implies: the MAC with the most non-local traffic (a first pass used
@@ -161,6 +217,7 @@ impl JsonDevice {
 /// The `--json` rendering: every MAC, then an "other" row only if the map ever overflowed.
 pub fn to_json(r: &ReplayResult) -> String {
     let mut rows: Vec<JsonDevice> = r.devices.iter().map(JsonDevice::from_totals).collect();
+    attach_discovery(&mut rows, &r.discovered);
     if r.other.entries_evicted > 0 {
         rows.push(JsonDevice::other(&r.other));
     }

@@ -173,7 +173,19 @@ impl FileSource {
     pub fn run<S: FrameSink + ?Sized>(
         &mut self,
         sink: &mut S,
+        after_batch: impl FnMut(&mut S),
+    ) -> Result<ReadStats, FileError> {
+        self.run_with_raw(sink, after_batch, |_, _, _| {})
+    }
+
+    /// Like [`FileSource::run`], and also shows every record's captured bytes to `raw` (replay's
+    /// device discovery reads the same pass; a capture file has what it has, so there is no
+    /// headers-only rule to keep here). `raw` must be cheap: it is called for every record.
+    pub fn run_with_raw<S: FrameSink + ?Sized>(
+        &mut self,
+        sink: &mut S,
         mut after_batch: impl FnMut(&mut S),
+        mut raw: impl FnMut(LinkType, i64, &[u8]),
     ) -> Result<ReadStats, FileError> {
         let mut stats = ReadStats::default();
         // Summaries are decoded in place into this buffer; `n` of them are filled.
@@ -185,6 +197,7 @@ impl FileSource {
                 Next::Record { ts, wire_len, data } => {
                     stats.records += 1;
                     stats.wire_bytes += u64::from(wire_len);
+                    raw(link, ts, data);
                     if decode_into(link, ts, data, wire_len, &mut batch[n]) {
                         n += 1;
                     } else {

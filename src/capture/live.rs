@@ -81,7 +81,7 @@ impl CaptureError {
     /// decides only what the kernel cannot tell us. libpcap 1.10.3 on Linux says, as observed:
     /// missing interface "No such device exists", interface down "That device is not up", no
     /// CAP_NET_RAW "socket: Operation not permitted" (for any name, existing or not).
-    fn classify(iface: &str, err: &pcap::Error) -> CaptureError {
+    pub(super) fn classify(iface: &str, err: &pcap::Error) -> CaptureError {
         let iface_owned = iface.to_string();
         let message = match err {
             pcap::Error::PcapError(m) => m.clone(),
@@ -527,7 +527,7 @@ impl LiveCapture {
 // conversions are needed there even though clippy sees them as no-ops here.
 #[allow(clippy::useless_conversion)]
 #[inline]
-fn timeval_ns(tv: &nix::libc::timeval) -> i64 {
+pub(super) fn timeval_ns(tv: &nix::libc::timeval) -> i64 {
     i64::from(tv.tv_sec)
         .saturating_mul(1_000_000_000)
         .saturating_add(i64::from(tv.tv_usec).saturating_mul(1_000))

@@ -3,8 +3,11 @@
 //! This module owns libpcap (the only user of the `pcap` crate): opening live interfaces and
 //! capture files, reading records, and turning them into [`decode::Frame`] summaries that it hands,
 //! a batch at a time, to a [`FrameSink`] that `app` wires to the meter. It must never touch the
-//! database, the network beyond the capture handle, or anything async.
+//! database or anything async. The discovery handle ([`discovery_source`]) is separate and
+//! filtered, so accounting never reads payloads; the only frames sent are the sweep's, through
+//! its send-only handle.
 pub mod decode;
+pub mod discovery_source;
 pub mod file;
 pub mod live;
 pub mod pcapfile;

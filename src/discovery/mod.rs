@@ -5,10 +5,28 @@
 //! parsing is pure and lives in [`routes`]. It must never send packets or block for long: every
 //! answer is "what the kernel knows right now", `None` or empty when it knows nothing.
 //!
+//! Who is on the LAN: the passive learners (pure parsers [`arp`], [`dhcp`], [`mdns`], [`ndp`]
+//! behind [`wire::learn`], merged by [`learner`]), the active [`sweep`] (ARP and all-nodes
+//! ping, rate-limited), [`vendor`] names from the OUI registry and the [`devtype`] guess, with
+//! device-supplied strings made safe by [`text`]. These never touch the packet path of
+//! accounting: they read their own capture handle and write the store in batches.
+//!
 //! Tables are read from `/proc/thread-self/net/`, not `/proc/net/` (which is the main thread's),
 //! so a thread that entered another network namespace sees that namespace's tables.
 
+pub mod arp;
+pub mod devtype;
+pub mod dhcp;
+pub mod learner;
+pub mod mdns;
+pub mod ndp;
+pub mod observe;
+pub mod report;
 pub mod routes;
+pub mod sweep;
+pub mod text;
+pub mod vendor;
+pub mod wire;
 
 use crate::model::{IpPrefix, MacAddr};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

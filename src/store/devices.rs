@@ -39,6 +39,11 @@ pub(super) fn mac_from_key(key: i64) -> MacAddr {
 }
 
 pub(super) fn upsert_sighting(tx: &Transaction<'_>, s: &Sighting) -> rusqlite::Result<i64> {
+    // A MAC linked to another device (a rotated private address, a user merge) counts for
+    // that device: see store::discovery.
+    if let Some(id) = super::discovery::touch_linked_mac(tx, s)? {
+        return Ok(id);
+    }
     tx.prepare_cached(UPSERT_DEVICE)?.query_row(
         params![mac_key(s.mac), s.first_seen, s.last_seen, s.is_gateway],
         |row| row.get(0),
@@ -54,7 +59,7 @@ pub(super) fn ensure_device(
     at: TimestampNs,
 ) -> rusqlite::Result<i64> {
     let found = tx
-        .prepare_cached("SELECT id FROM devices WHERE mac = ?1")?
+        .prepare_cached("SELECT device_id FROM device_macs WHERE mac = ?1")?
         .query_row(params![mac_key(mac)], |row| row.get(0))
         .optional()?;
     match found {

@@ -494,7 +494,7 @@ fn top_n_cycles_and_presence() {
         "other included, gateway not"
     );
     let presence: BTreeMap<MacAddr, u64> = store
-        .presence(&tz, ts(0), ts(10 * day))
+        .active_minutes(&tz, ts(0), ts(10 * day))
         .unwrap()
         .into_iter()
         .collect();

@@ -145,8 +145,99 @@ CREATE TABLE audit_log (
 ) STRICT;
 ";
 
+/// Discovery: a device is an identity (`devices.id`) that may own several MACs (`device_macs`),
+/// so a phone rotating private addresses keeps one history. `devices.mac` stays the first MAC
+/// the device was seen with. Every device row gets its MAC mapping, its randomized flag and a
+/// durable `new_device` event from a trigger, whichever path inserted it (flush or discovery).
+/// Strings a device announced are stored escaped (discovery::text) and capped at 255 bytes.
+/// `presence` holds online intervals: online from `online_from_ns` until `last_seen_ns` plus
+/// the presence window. `device_events` has no foreign key: an event outlives a merge.
+const V_DISCOVERY: &str = "
+ALTER TABLE devices ADD COLUMN randomized INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN vendor TEXT;
+ALTER TABLE devices ADD COLUMN vendor_class TEXT;
+ALTER TABLE devices ADD COLUMN type_guess TEXT;
+ALTER TABLE devices ADD COLUMN advertises_routes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN name TEXT;
+ALTER TABLE devices ADD COLUMN owner TEXT;
+ALTER TABLE devices ADD COLUMN device_group TEXT;
+ALTER TABLE devices ADD COLUMN type_override TEXT;
+ALTER TABLE devices ADD COLUMN notes TEXT;
+ALTER TABLE devices ADD COLUMN known INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN ignored INTEGER NOT NULL DEFAULT 0;
+UPDATE devices SET randomized = (mac >> 41) & 1;
+
+CREATE TABLE device_macs (
+    mac INTEGER PRIMARY KEY,
+    device_id INTEGER NOT NULL REFERENCES devices(id),
+    first_seen_ns INTEGER NOT NULL,
+    last_seen_ns INTEGER NOT NULL
+) STRICT;
+CREATE INDEX device_macs_device ON device_macs(device_id);
+INSERT INTO device_macs (mac, device_id, first_seen_ns, last_seen_ns)
+    SELECT mac, id, first_seen_ns, last_seen_ns FROM devices;
+
+CREATE TABLE device_addresses (
+    device_id INTEGER NOT NULL REFERENCES devices(id),
+    addr TEXT NOT NULL,
+    family INTEGER NOT NULL,
+    first_seen_ns INTEGER NOT NULL,
+    last_seen_ns INTEGER NOT NULL,
+    PRIMARY KEY (device_id, addr)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE device_hostnames (
+    device_id INTEGER NOT NULL REFERENCES devices(id),
+    source TEXT NOT NULL,
+    name TEXT NOT NULL,
+    first_seen_ns INTEGER NOT NULL,
+    last_seen_ns INTEGER NOT NULL,
+    PRIMARY KEY (device_id, source, name)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX device_hostnames_name ON device_hostnames(name COLLATE NOCASE);
+
+CREATE TABLE device_services (
+    device_id INTEGER NOT NULL REFERENCES devices(id),
+    service TEXT NOT NULL,
+    first_seen_ns INTEGER NOT NULL,
+    last_seen_ns INTEGER NOT NULL,
+    PRIMARY KEY (device_id, service)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE device_client_ids (
+    client_id TEXT PRIMARY KEY,
+    device_id INTEGER NOT NULL REFERENCES devices(id),
+    first_seen_ns INTEGER NOT NULL,
+    last_seen_ns INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE presence (
+    device_id INTEGER NOT NULL REFERENCES devices(id),
+    online_from_ns INTEGER NOT NULL,
+    last_seen_ns INTEGER NOT NULL,
+    PRIMARY KEY (device_id, online_from_ns)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE device_events (
+    id INTEGER PRIMARY KEY,
+    device_id INTEGER NOT NULL,
+    mac INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    at_ns INTEGER NOT NULL,
+    detail TEXT
+) STRICT;
+
+CREATE TRIGGER devices_identity AFTER INSERT ON devices BEGIN
+    UPDATE devices SET randomized = (NEW.mac >> 41) & 1 WHERE id = NEW.id;
+    INSERT OR IGNORE INTO device_macs (mac, device_id, first_seen_ns, last_seen_ns)
+        VALUES (NEW.mac, NEW.id, NEW.first_seen_ns, NEW.last_seen_ns);
+    INSERT INTO device_events (device_id, mac, kind, at_ns)
+        VALUES (NEW.id, NEW.mac, 'new_device', NEW.first_seen_ns);
+END;
+";
+
 /// Every schema step, oldest first. The schema version of a fully migrated file is the length.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V_HISTORY, AUTH];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V_HISTORY, AUTH, V_DISCOVERY];
 
 pub(super) fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.pragma_query_value(None, "user_version", |row| row.get(0))
@@ -226,6 +317,13 @@ mod tests {
             "usage_month",
             "sessions",
             "audit_log",
+            "device_addresses",
+            "device_client_ids",
+            "device_events",
+            "device_hostnames",
+            "device_macs",
+            "device_services",
+            "presence",
         ] {
             assert!(t.iter().any(|n| n == want), "{want} missing from {t:?}");
         }

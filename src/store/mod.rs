@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod backup;
 pub mod devices;
+pub mod discovery;
 pub mod export;
 pub mod health;
 mod migrations;

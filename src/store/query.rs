@@ -467,7 +467,7 @@ impl Store {
 
     /// Minutes with traffic per device in `[from, to)` (a stand-in for real presence, which
     /// discovery owns): exact at every level, since rollups count the minutes they fold in.
-    pub fn presence(
+    pub fn active_minutes(
         &self,
         tz: &TimeZone,
         from: Timestamp,

@@ -221,7 +221,7 @@ fn stored_view(p: &NetnsPair, t: &HashMap<String, Totals>) -> [(u64, u64); 2] {
     [sent(&p.a_mac.to_string()), sent(&p.b_mac.to_string())]
 }
 
-/// A quiet pair with permanent neighbour entries (no ARP ever), a config file that keeps
+/// A quiet pair with permanent neighbour entries (no ARP ever, no sweep), a config file that keeps
 /// everything under `dir` and logs capture statistics every `stats_secs`, and the database path.
 fn setup(dir: &Path, stats_secs: u64) -> (NetnsPair, PathBuf, PathBuf) {
     let p = NetnsPair::new();
@@ -248,7 +248,8 @@ fn setup(dir: &Path, stats_secs: u64) -> (NetnsPair, PathBuf, PathBuf) {
     std::fs::write(
         &config,
         format!(
-            "# written by the daemon integration test\nstate_dir = {:?}\nstats_log_interval_secs = {stats_secs}\n",
+            "# written by the daemon integration test\nstate_dir = {:?}\nstats_log_interval_secs = {stats_secs}\n\
+             # The link must carry only the test's traffic: no ARP sweep.\narp_sweep_interval_secs = 0\n",
             dir.display().to_string()
         ),
     )

@@ -1,0 +1,254 @@
+//! The live discovery run beside accounting: the filtered discovery capture thread feeding the
+//! learner, the sweep thread, and the writer thread that stores each batch in one transaction.
+//!
+//! It owns the wiring between `capture` (the handles), `discovery` (parsers, learner, sweep,
+//! vendor, type guess) and `store` (its own connection: WAL lets it write beside the flusher).
+//! Nothing here shares a lock with the accounting capture: a slow database delays only the next
+//! discovery batch, and a failure to open the discovery handle leaves accounting running.
+
+use crate::capture::LinkType;
+use crate::capture::discovery_source::{self, DiscoveryCaptureConfig, FrameSender, RawSink};
+use crate::config::Config;
+use crate::discovery::devtype::{self, Evidence};
+use crate::discovery::learner::Learner;
+use crate::discovery::sweep::{self, SendFrame};
+use crate::discovery::vendor::OuiDb;
+use crate::discovery::wire;
+use crate::model::MacAddr;
+use crate::store::Store;
+use crate::store::discovery::{MacFacts, Profile};
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// MACs per batch: beyond this (a MAC flood) the rest waits for the next batch's frames.
+const MAX_BATCH_MACS: usize = 4096;
+/// Vendors already looked up, so the registry is read only for new MACs; cleared when full.
+const VENDOR_CACHE: usize = 4096;
+
+/// The learner behind a std Mutex: the capture thread holds it for one frame's parse, the
+/// writer for one `take`; neither ever waits on I/O while holding it.
+type SharedLearner = Arc<Mutex<Learner>>;
+
+struct LearnerSink(SharedLearner);
+
+impl RawSink for LearnerSink {
+    fn frame(&mut self, link: LinkType, ts: i64, data: &[u8]) {
+        // A poisoned lock means a parser panicked on some frame: keep learning from the rest.
+        let mut l = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        l.frame(link, ts, data);
+    }
+}
+
+struct PcapSender(FrameSender);
+
+impl SendFrame for PcapSender {
+    fn send(&mut self, frame: &[u8]) -> Result<(), String> {
+        self.0.send(frame)
+    }
+}
+
+/// The type guess from what the store knows about a device.
+pub fn guess(p: &Profile) -> Option<&'static str> {
+    devtype::guess(&Evidence {
+        router: p.router,
+        services: &p.services,
+        vendor_class: p.vendor_class.as_deref(),
+        hostnames: &p.hostnames,
+        vendor: p.vendor.as_deref(),
+    })
+}
+
+/// Looks up vendors of the MACs in `batch` not looked up before, and fills them in.
+pub fn fill_vendors(db: &OuiDb, batch: &mut [MacFacts], done: &mut HashSet<MacAddr>) {
+    let new: Vec<MacAddr> = batch
+        .iter()
+        .map(|f| f.mac)
+        .filter(|m| !m.is_locally_administered() && !done.contains(m))
+        .collect();
+    if new.is_empty() {
+        return;
+    }
+    if done.len() + new.len() > VENDOR_CACHE {
+        done.clear();
+    }
+    let found = db.lookup(&new);
+    done.extend(new);
+    for f in batch {
+        if let Some(v) = found.get(&f.mac) {
+            f.vendor = Some(v.clone());
+        }
+    }
+}
+
+/// The running discovery threads.
+pub struct DiscoveryRun {
+    learner: SharedLearner,
+    threads: Vec<JoinHandle<()>>,
+    /// The writer stops on its own flag, set only once the capture and sweep threads are done
+    /// and the daemon has reported its last traffic, so the last batch is complete.
+    writer_stop: Arc<AtomicBool>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl DiscoveryRun {
+    /// Starts what can be started; logs (and skips) what cannot, so accounting always runs.
+    pub fn start(cfg: &Config, iface: &str, db: PathBuf, stop: Arc<AtomicBool>) -> DiscoveryRun {
+        let window_ns = i64::try_from(cfg.presence_window_secs)
+            .unwrap_or(i64::MAX / 1_000_000_000)
+            .saturating_mul(1_000_000_000);
+        let learner: SharedLearner = Arc::new(Mutex::new(Learner::new(window_ns, MAX_BATCH_MACS)));
+        let mut threads = Vec::new();
+        match discovery_source::open_discovery(&DiscoveryCaptureConfig {
+            interface: iface.to_string(),
+            snaplen: cfg.discovery_snaplen,
+            promiscuous: cfg.promiscuous,
+            filters: vec![
+                wire::BPF_FILTER_VLAN.to_string(),
+                wire::BPF_FILTER.to_string(),
+            ],
+        }) {
+            Ok(cap) => match cap.spawn(Box::new(LearnerSink(learner.clone())), stop.clone()) {
+                Ok(t) => threads.push(t),
+                Err(e) => tracing::warn!(error = %e, "cannot start the discovery capture thread"),
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "passive discovery is off: cannot open the discovery capture")
+            }
+        }
+        if cfg.arp_sweep_interval_secs > 0 {
+            match (
+                discovery_source::open_sender(iface),
+                sweep::local_interface(iface),
+            ) {
+                (Ok(sender), Some(local)) => {
+                    let interval = Duration::from_secs(cfg.arp_sweep_interval_secs);
+                    let rate = cfg.arp_sweep_rate;
+                    let stop = stop.clone();
+                    match std::thread::Builder::new()
+                        .name("discovery-sweep".into())
+                        .spawn(move || {
+                            let mut s = PcapSender(sender);
+                            sweep::run(&mut s, &local, interval, rate, &stop);
+                        }) {
+                        Ok(t) => threads.push(t),
+                        Err(e) => tracing::warn!(error = %e, "cannot start the sweep thread"),
+                    }
+                }
+                (Err(e), _) => {
+                    tracing::warn!(error = %e, "the ARP sweep is off: cannot open a send handle")
+                }
+                (_, None) => tracing::warn!(
+                    iface,
+                    "the ARP sweep is off: the interface has no MAC address"
+                ),
+            }
+        }
+        let interval = Duration::from_secs(cfg.flush_interval_secs);
+        let writer_learner = learner.clone();
+        let writer_stop = Arc::new(AtomicBool::new(false));
+        let ws = writer_stop.clone();
+        let writer = match std::thread::Builder::new()
+            .name("discovery-store".into())
+            .spawn(move || writer(db, writer_learner, interval, window_ns, &ws))
+        {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the discovery writer");
+                None
+            }
+        };
+        DiscoveryRun {
+            learner,
+            threads,
+            writer_stop,
+            writer,
+        }
+    }
+
+    /// Traffic keeps devices present: (MAC, first, last frame sent) per minute, from each
+    /// flush interval's delta (`Delta::sent_spans`).
+    pub fn traffic(&self, spans: impl Iterator<Item = (MacAddr, i64, i64)>) {
+        let mut l = self.learner.lock().unwrap_or_else(|p| p.into_inner());
+        for (mac, first, last) in spans {
+            l.traffic(mac, first, last);
+        }
+    }
+
+    /// Waits for the capture and sweep threads (they stop on the shared stop flag), then has
+    /// the writer store the last batch and waits for it.
+    pub fn join(self) {
+        for t in self.threads {
+            if t.join().is_err() {
+                tracing::error!("a discovery thread panicked");
+            }
+        }
+        self.writer_stop.store(true, Ordering::Relaxed);
+        if let Some(w) = self.writer
+            && w.join().is_err()
+        {
+            tracing::error!("the discovery writer panicked");
+        }
+    }
+}
+
+fn writer(
+    db: PathBuf,
+    learner: SharedLearner,
+    interval: Duration,
+    window_ns: i64,
+    stop: &AtomicBool,
+) {
+    let mut store = match Store::open(&db) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "discovery cannot open the database; devices are not recorded");
+            return;
+        }
+    };
+    let oui = OuiDb::system();
+    let mut looked_up = HashSet::new();
+    let mut pending: Vec<MacFacts> = Vec::new();
+    let mut next = Instant::now() + interval;
+    loop {
+        let stopping = stop.load(Ordering::Relaxed);
+        if !stopping && Instant::now() < next {
+            std::thread::sleep(sweep::STOP_CHECK);
+            continue;
+        }
+        next = Instant::now() + interval;
+        let (mut batch, dropped) = {
+            let mut l = learner.lock().unwrap_or_else(|p| p.into_inner());
+            let d = l.dropped();
+            (l.take(), d)
+        };
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                "more MACs than a discovery batch holds: a MAC flood?"
+            );
+        }
+        fill_vendors(&oui, &mut batch, &mut looked_up);
+        // A failed write keeps its batch for the next attempt (bounded: one batch's worth).
+        if pending.len() < MAX_BATCH_MACS {
+            pending.append(&mut batch);
+        }
+        if !pending.is_empty() {
+            match store.write_discovery(&pending, window_ns, guess) {
+                Ok(w) => {
+                    tracing::debug!(devices = w.devices, merged = w.merged, "discovery written");
+                    pending.clear();
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "discovery write failed; retried next interval")
+                }
+            }
+        }
+        if stopping {
+            return;
+        }
+    }
+}

@@ -1,0 +1,1036 @@
+//! What discovery knows about devices, in SQLite: MAC-to-device identity, addresses, host names,
+//! services, client ids, vendor and type, presence intervals, user fields and device events.
+//!
+//! It owns the identity rules: a device (`devices.id`) owns one or more MACs (`device_macs`);
+//! a private (locally administered) MAC is linked to an existing device when the evidence is
+//! strong (the same DHCP client id, or the same non-generic DHCP host name held by exactly one
+//! device), or when the user merges two devices; history (usage, presence, names) follows.
+//! Every write is one transaction per batch, never per packet. It must never interpret a
+//! device-supplied string: they arrive escaped and are stored and returned as they are.
+
+use super::devices::{mac_from_key, mac_key};
+use super::{Store, StoreError, sql_err};
+use crate::model::{MacAddr, Sighting, TimestampNs};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+/// Host names too common to identify a device: two phones called "iPhone" are not one phone.
+const GENERIC_NAMES: &[&str] = &[
+    "iphone",
+    "ipad",
+    "android",
+    "localhost",
+    "galaxy",
+    "phone",
+    "laptop",
+    "desktop",
+    "unknown",
+    "espressif",
+    "raspberrypi",
+];
+
+/// Everything learned about one MAC in one batch. Strings are already escaped and capped.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MacFacts {
+    pub mac: MacAddr,
+    /// When it was heard, as (from, to) spans in time order, each gap wider than the presence
+    /// window starting a new span.
+    pub spans: Vec<(TimestampNs, TimestampNs)>,
+    pub addresses: Vec<(IpAddr, TimestampNs, TimestampNs)>,
+    /// (source, name, first, last).
+    pub hostnames: Vec<(&'static str, String, TimestampNs, TimestampNs)>,
+    pub vendor_class: Option<String>,
+    pub client_ids: Vec<String>,
+    pub services: Vec<String>,
+    pub router: bool,
+    /// From the OUI registry, when looked up.
+    pub vendor: Option<String>,
+}
+
+/// What the type guess is made from, as stored.
+#[derive(Clone, Debug, Default)]
+pub struct Profile {
+    pub router: bool,
+    pub services: Vec<String>,
+    pub vendor_class: Option<String>,
+    pub hostnames: Vec<String>,
+    pub vendor: Option<String>,
+}
+
+/// What one discovery write did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DiscoveryWrite {
+    pub devices: usize,
+    /// Devices merged into another because a private MAC was linked.
+    pub merged: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DeviceMac {
+    pub mac: MacAddr,
+    pub randomized: bool,
+    pub first_seen_ns: TimestampNs,
+    pub last_seen_ns: TimestampNs,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HostnameRecord {
+    pub name: String,
+    pub source: String,
+    pub first_seen_ns: TimestampNs,
+    pub last_seen_ns: TimestampNs,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AddressRecord {
+    pub addr: IpAddr,
+    pub first_seen_ns: TimestampNs,
+    pub last_seen_ns: TimestampNs,
+}
+
+/// Fields only the user sets (the web UI will edit them).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct UserFields {
+    pub name: Option<String>,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+    pub type_override: Option<String>,
+    pub notes: Option<String>,
+    pub known: bool,
+    pub ignored: bool,
+}
+
+/// One device as the devices list shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DeviceRecord {
+    pub id: i64,
+    /// The MAC the device was first seen with.
+    pub mac: MacAddr,
+    pub macs: Vec<DeviceMac>,
+    pub first_seen_ns: TimestampNs,
+    pub last_seen_ns: TimestampNs,
+    pub is_gateway: bool,
+    pub randomized: bool,
+    pub vendor: Option<String>,
+    pub vendor_class: Option<String>,
+    pub type_guess: Option<String>,
+    pub user: UserFields,
+    /// Most recently seen first.
+    pub hostnames: Vec<HostnameRecord>,
+    /// Most recently seen first.
+    pub addresses: Vec<AddressRecord>,
+    pub services: Vec<String>,
+    /// The most recent online intervals (from, last seen), oldest first, at most
+    /// [`PRESENCE_LISTED`].
+    pub presence: Vec<(TimestampNs, TimestampNs)>,
+}
+
+/// Online intervals listed per device by [`Store::list_devices`].
+pub const PRESENCE_LISTED: usize = 50;
+
+impl DeviceRecord {
+    /// The user's type when set, else the guess.
+    pub fn device_type(&self) -> Option<&str> {
+        self.user
+            .type_override
+            .as_deref()
+            .or(self.type_guess.as_deref())
+    }
+
+    /// The name to show: the user's, else the most recent DHCP name, else any.
+    pub fn display_name(&self) -> Option<&str> {
+        if let Some(n) = &self.user.name {
+            return Some(n);
+        }
+        ["dhcp", "dhcp-fqdn", "mdns", "mdns-instance"]
+            .iter()
+            .find_map(|src| self.hostnames.iter().find(|h| h.source == *src))
+            .map(|h| h.name.as_str())
+    }
+}
+
+/// A durable device event for the alert engine (`new_device`, `merged`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DeviceEvent {
+    pub id: i64,
+    pub device_id: i64,
+    pub mac: MacAddr,
+    pub kind: String,
+    pub at_ns: TimestampNs,
+    pub detail: Option<String>,
+}
+
+/// When `s.mac` already belongs to a device, records the sighting against it and returns its
+/// id; `None` for a MAC never seen (the caller inserts it). Used by the flush path too.
+pub(super) fn touch_linked_mac(tx: &Connection, s: &Sighting) -> rusqlite::Result<Option<i64>> {
+    let id: Option<i64> = tx
+        .prepare_cached("SELECT device_id FROM device_macs WHERE mac = ?1")?
+        .query_row(params![mac_key(s.mac)], |r| r.get(0))
+        .optional()?;
+    let Some(id) = id else { return Ok(None) };
+    tx.prepare_cached(
+        "UPDATE devices SET first_seen_ns = min(first_seen_ns, ?2),
+             last_seen_ns = max(last_seen_ns, ?3), is_gateway = is_gateway OR ?4 WHERE id = ?1",
+    )?
+    .execute(params![id, s.first_seen, s.last_seen, s.is_gateway])?;
+    tx.prepare_cached(
+        "UPDATE device_macs SET first_seen_ns = min(first_seen_ns, ?2),
+             last_seen_ns = max(last_seen_ns, ?3) WHERE mac = ?1",
+    )?
+    .execute(params![mac_key(s.mac), s.first_seen, s.last_seen])?;
+    Ok(Some(id))
+}
+
+fn device_for(tx: &Connection, s: &Sighting) -> rusqlite::Result<i64> {
+    if let Some(id) = touch_linked_mac(tx, s)? {
+        return Ok(id);
+    }
+    // The trigger adds the MAC mapping, the randomized flag and the new_device event.
+    tx.prepare_cached(
+        "INSERT INTO devices (mac, first_seen_ns, last_seen_ns, is_gateway) VALUES (?1, ?2, ?3, 0)
+         RETURNING id",
+    )?
+    .query_row(params![mac_key(s.mac), s.first_seen, s.last_seen], |r| {
+        r.get(0)
+    })
+}
+
+/// Adds the span `[from, to]` to a device's presence, joining it with intervals less than
+/// `window` apart (before or after it, so out-of-order batches are fine).
+fn add_presence(
+    tx: &Connection,
+    id: i64,
+    from: TimestampNs,
+    to: TimestampNs,
+    window: i64,
+) -> rusqlite::Result<()> {
+    let (mut from, mut to) = (from.min(to), from.max(to));
+    // Every interval that touches [from - window, to + window] is absorbed into one.
+    let near: Vec<(i64, i64)> = tx
+        .prepare_cached(
+            "SELECT online_from_ns, last_seen_ns FROM presence
+             WHERE device_id = ?1 AND online_from_ns <= ?3 AND last_seen_ns >= ?2",
+        )?
+        .query_map(
+            params![id, from.saturating_sub(window), to.saturating_add(window)],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?
+        .collect::<Result<_, _>>()?;
+    for (f, l) in near {
+        from = from.min(f);
+        to = to.max(l);
+        tx.prepare_cached("DELETE FROM presence WHERE device_id = ?1 AND online_from_ns = ?2")?
+            .execute(params![id, f])?;
+    }
+    tx.prepare_cached(
+        "INSERT INTO presence (device_id, online_from_ns, last_seen_ns) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![id, from, to])?;
+    Ok(())
+}
+
+/// Moves everything of device `from` to device `into` and deletes `from`. User fields of `into`
+/// win; those it lacks are taken from `from`. Fails (and the caller's savepoint rolls back) if
+/// a table this module does not know still references `from`.
+fn merge_into(tx: &Connection, from: i64, into: i64, window: i64) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO usage_minute (device_id, minute, frames_sent, frames_received, bytes_sent,
+             bytes_received, internet_upload_bytes, internet_download_bytes)
+         SELECT ?2, minute, frames_sent, frames_received, bytes_sent, bytes_received,
+             internet_upload_bytes, internet_download_bytes FROM usage_minute WHERE device_id = ?1
+         ON CONFLICT (minute, device_id) DO UPDATE SET
+             frames_sent = frames_sent + excluded.frames_sent,
+             frames_received = frames_received + excluded.frames_received,
+             bytes_sent = bytes_sent + excluded.bytes_sent,
+             bytes_received = bytes_received + excluded.bytes_received,
+             internet_upload_bytes = internet_upload_bytes + excluded.internet_upload_bytes,
+             internet_download_bytes = internet_download_bytes + excluded.internet_download_bytes",
+        params![from, into],
+    )?;
+    tx.execute(
+        "DELETE FROM usage_minute WHERE device_id = ?1",
+        params![from],
+    )?;
+    // The rollup levels hold the same history at coarser grain: history follows the device
+    // at every level, or totals read from hours, days or months would keep the old identity.
+    for level in ["usage_hour", "usage_day", "usage_month"] {
+        tx.execute(
+            &format!(
+                "INSERT INTO {level} (start, device_id, frames_sent, frames_received, bytes_sent,
+                     bytes_received, internet_upload_bytes, internet_download_bytes, active_minutes)
+                 SELECT start, ?2, frames_sent, frames_received, bytes_sent, bytes_received,
+                     internet_upload_bytes, internet_download_bytes, active_minutes
+                 FROM {level} WHERE device_id = ?1
+                 ON CONFLICT (start, device_id) DO UPDATE SET
+                     frames_sent = frames_sent + excluded.frames_sent,
+                     frames_received = frames_received + excluded.frames_received,
+                     bytes_sent = bytes_sent + excluded.bytes_sent,
+                     bytes_received = bytes_received + excluded.bytes_received,
+                     internet_upload_bytes = internet_upload_bytes + excluded.internet_upload_bytes,
+                     internet_download_bytes = internet_download_bytes + excluded.internet_download_bytes,
+                     active_minutes = active_minutes + excluded.active_minutes"
+            ),
+            params![from, into],
+        )?;
+        tx.execute(
+            &format!("DELETE FROM {level} WHERE device_id = ?1"),
+            params![from],
+        )?;
+    }
+    for (table, key) in [
+        ("device_addresses", "addr, family"),
+        ("device_hostnames", "source, name"),
+        ("device_services", "service"),
+    ] {
+        let conflict = match table {
+            "device_addresses" => "device_id, addr",
+            "device_hostnames" => "device_id, source, name",
+            _ => "device_id, service",
+        };
+        tx.execute(
+            &format!(
+                "INSERT INTO {table} (device_id, {key}, first_seen_ns, last_seen_ns)
+                 SELECT ?2, {key}, first_seen_ns, last_seen_ns FROM {table} WHERE device_id = ?1
+                 ON CONFLICT ({conflict}) DO UPDATE SET
+                     first_seen_ns = min(first_seen_ns, excluded.first_seen_ns),
+                     last_seen_ns = max(last_seen_ns, excluded.last_seen_ns)"
+            ),
+            params![from, into],
+        )?;
+        tx.execute(
+            &format!("DELETE FROM {table} WHERE device_id = ?1"),
+            params![from],
+        )?;
+    }
+    tx.execute(
+        "UPDATE device_macs SET device_id = ?2 WHERE device_id = ?1",
+        params![from, into],
+    )?;
+    tx.execute(
+        "UPDATE device_client_ids SET device_id = ?2 WHERE device_id = ?1",
+        params![from, into],
+    )?;
+    let spans: Vec<(i64, i64)> = tx
+        .prepare("SELECT online_from_ns, last_seen_ns FROM presence WHERE device_id = ?1")?
+        .query_map(params![from], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    tx.execute("DELETE FROM presence WHERE device_id = ?1", params![from])?;
+    for (f, l) in spans {
+        add_presence(tx, into, f, l, window)?;
+    }
+    tx.execute(
+        "UPDATE devices AS d SET
+             first_seen_ns = min(d.first_seen_ns, f.first_seen_ns),
+             last_seen_ns = max(d.last_seen_ns, f.last_seen_ns),
+             is_gateway = d.is_gateway OR f.is_gateway,
+             vendor = coalesce(d.vendor, f.vendor),
+             vendor_class = coalesce(d.vendor_class, f.vendor_class),
+             advertises_routes = d.advertises_routes OR f.advertises_routes,
+             name = coalesce(d.name, f.name),
+             owner = coalesce(d.owner, f.owner),
+             device_group = coalesce(d.device_group, f.device_group),
+             type_override = coalesce(d.type_override, f.type_override),
+             notes = coalesce(d.notes, f.notes),
+             known = d.known OR f.known,
+             ignored = d.ignored AND f.ignored
+         FROM (SELECT * FROM devices WHERE id = ?1) AS f
+         WHERE d.id = ?2",
+        params![from, into],
+    )?;
+    tx.execute(
+        "UPDATE device_events SET device_id = ?2 WHERE device_id = ?1",
+        params![from, into],
+    )?;
+    tx.execute(
+        "INSERT INTO device_events (device_id, mac, kind, at_ns, detail)
+         SELECT ?2, mac, 'merged', last_seen_ns, 'device ' || ?1 || ' merged into ' || ?2
+         FROM devices WHERE id = ?1",
+        params![from, into],
+    )?;
+    tx.execute("DELETE FROM devices WHERE id = ?1", params![from])?;
+    Ok(())
+}
+
+/// A device other than `id` that the private MAC of `id` should be linked to, by evidence.
+fn link_target(tx: &Connection, id: i64, f: &MacFacts) -> rusqlite::Result<Option<i64>> {
+    for cid in &f.client_ids {
+        // A client id of type 1 that is just this MAC changes with the MAC and links nothing;
+        // such ids simply never match another device.
+        let owner: Option<i64> = tx
+            .prepare_cached("SELECT device_id FROM device_client_ids WHERE client_id = ?1")?
+            .query_row(params![cid], |r| r.get(0))
+            .optional()?;
+        if let Some(d) = owner.filter(|d| *d != id) {
+            return Ok(Some(d));
+        }
+    }
+    for (source, name, _, _) in &f.hostnames {
+        if !matches!(*source, "dhcp" | "dhcp-fqdn")
+            || name.len() < 3
+            || GENERIC_NAMES.contains(&name.to_lowercase().as_str())
+        {
+            continue;
+        }
+        let owners: Vec<i64> = tx
+            .prepare_cached(
+                "SELECT DISTINCT device_id FROM device_hostnames
+                 WHERE name = ?1 COLLATE NOCASE AND source IN ('dhcp', 'dhcp-fqdn')
+                   AND device_id != ?2",
+            )?
+            .query_map(params![name, id], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        if let [one] = owners[..] {
+            return Ok(Some(one));
+        }
+    }
+    Ok(None)
+}
+
+fn write_facts(tx: &Connection, id: i64, f: &MacFacts) -> rusqlite::Result<()> {
+    for cid in &f.client_ids {
+        let (a, b) = span_bounds(f);
+        tx.prepare_cached(
+            "INSERT INTO device_client_ids (client_id, device_id, first_seen_ns, last_seen_ns)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (client_id) DO UPDATE SET device_id = excluded.device_id,
+                 last_seen_ns = max(last_seen_ns, excluded.last_seen_ns)",
+        )?
+        .execute(params![cid, id, a, b])?;
+    }
+    for (addr, a, b) in &f.addresses {
+        tx.prepare_cached(
+            "INSERT INTO device_addresses (device_id, addr, family, first_seen_ns, last_seen_ns)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (device_id, addr) DO UPDATE SET
+                 first_seen_ns = min(first_seen_ns, excluded.first_seen_ns),
+                 last_seen_ns = max(last_seen_ns, excluded.last_seen_ns)",
+        )?
+        .execute(params![
+            id,
+            addr.to_string(),
+            if addr.is_ipv4() { 4 } else { 6 },
+            a,
+            b
+        ])?;
+    }
+    for (source, name, a, b) in &f.hostnames {
+        tx.prepare_cached(
+            "INSERT INTO device_hostnames (device_id, source, name, first_seen_ns, last_seen_ns)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (device_id, source, name) DO UPDATE SET
+                 first_seen_ns = min(first_seen_ns, excluded.first_seen_ns),
+                 last_seen_ns = max(last_seen_ns, excluded.last_seen_ns)",
+        )?
+        .execute(params![id, source, name, a, b])?;
+    }
+    let (a, b) = span_bounds(f);
+    for s in &f.services {
+        tx.prepare_cached(
+            "INSERT INTO device_services (device_id, service, first_seen_ns, last_seen_ns)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (device_id, service) DO UPDATE SET
+                 last_seen_ns = max(last_seen_ns, excluded.last_seen_ns)",
+        )?
+        .execute(params![id, s, a, b])?;
+    }
+    tx.prepare_cached(
+        "UPDATE devices SET vendor_class = coalesce(?2, vendor_class),
+             vendor = coalesce(vendor, ?3), advertises_routes = advertises_routes OR ?4
+         WHERE id = ?1",
+    )?
+    .execute(params![id, f.vendor_class, f.vendor, f.router])?;
+    Ok(())
+}
+
+fn span_bounds(f: &MacFacts) -> (TimestampNs, TimestampNs) {
+    let a = f.spans.iter().map(|s| s.0).min().unwrap_or(0);
+    let b = f.spans.iter().map(|s| s.1).max().unwrap_or(a);
+    (a, b)
+}
+
+fn profile(tx: &Connection, id: i64) -> rusqlite::Result<Profile> {
+    let (router, vendor_class, vendor): (bool, Option<String>, Option<String>) = tx
+        .prepare_cached(
+            "SELECT advertises_routes, vendor_class, vendor FROM devices WHERE id = ?1",
+        )?
+        .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    let services = tx
+        .prepare_cached("SELECT service FROM device_services WHERE device_id = ?1")?
+        .query_map(params![id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let hostnames = tx
+        .prepare_cached(
+            "SELECT name FROM device_hostnames WHERE device_id = ?1 ORDER BY last_seen_ns DESC",
+        )?
+        .query_map(params![id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(Profile {
+        router,
+        services,
+        vendor_class,
+        hostnames,
+        vendor,
+    })
+}
+
+impl Store {
+    /// Writes one batch of discovery facts as ONE transaction: devices created or linked,
+    /// facts and presence added, type guesses refreshed with `guess`. `window_ns` is the
+    /// presence window: sightings closer than this are one online interval.
+    pub fn write_discovery(
+        &mut self,
+        batch: &[MacFacts],
+        window_ns: i64,
+        guess: impl Fn(&Profile) -> Option<&'static str>,
+    ) -> Result<DiscoveryWrite, StoreError> {
+        let path = self.path.clone();
+        let op = "recording discovered devices";
+        let mut tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql_err(&path, op))?;
+        let mut touched = BTreeSet::new();
+        let mut out = DiscoveryWrite::default();
+        for f in batch {
+            if f.mac.is_group() || f.mac == MacAddr::default() {
+                continue;
+            }
+            let (a, b) = span_bounds(f);
+            let seen = Sighting {
+                mac: f.mac,
+                first_seen: a,
+                last_seen: b,
+                is_gateway: false,
+            };
+            let mut id = device_for(&tx, &seen).map_err(sql_err(&path, op))?;
+            if f.mac.is_locally_administered()
+                && let Some(target) = link_target(&tx, id, f).map_err(sql_err(&path, op))?
+            {
+                // A savepoint: a merge that cannot complete (a table we do not know still
+                // points at the device) leaves both devices as they were, and the batch goes on.
+                let sp = tx.savepoint().map_err(sql_err(&path, op))?;
+                match merge_into(&sp, id, target, window_ns) {
+                    Ok(()) => {
+                        sp.commit().map_err(sql_err(&path, op))?;
+                        touched.remove(&id);
+                        tracing::info!(mac = %f.mac, from = id, into = target, "private MAC linked to a known device");
+                        id = target;
+                        out.merged += 1;
+                    }
+                    Err(err) => {
+                        drop(sp);
+                        tracing::warn!(mac = %f.mac, error = %err, "could not link a private MAC to its device");
+                    }
+                }
+            }
+            write_facts(&tx, id, f).map_err(sql_err(&path, op))?;
+            for &(s, e) in &f.spans {
+                add_presence(&tx, id, s, e, window_ns).map_err(sql_err(&path, op))?;
+            }
+            touched.insert(id);
+        }
+        for &id in &touched {
+            let p = profile(&tx, id).map_err(sql_err(&path, op))?;
+            tx.prepare_cached("UPDATE devices SET type_guess = ?2 WHERE id = ?1")
+                .and_then(|mut st| st.execute(params![id, guess(&p)]))
+                .map_err(sql_err(&path, op))?;
+        }
+        out.devices = touched.len();
+        tx.commit().map_err(sql_err(&path, op))?;
+        Ok(out)
+    }
+
+    /// Merges device `from` into `into` (the user said they are one): MACs, usage, names,
+    /// addresses and presence follow; `into`'s user fields win.
+    pub fn merge_devices(
+        &mut self,
+        from: i64,
+        into: i64,
+        window_ns: i64,
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let op = "merging devices";
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql_err(&path, op))?;
+        if from != into {
+            merge_into(&tx, from, into, window_ns).map_err(sql_err(&path, op))?;
+        }
+        tx.commit().map_err(sql_err(&path, op))
+    }
+
+    /// Sets the user's fields of a device (as given: the web layer validates them).
+    pub fn set_user_fields(&mut self, id: i64, u: &UserFields) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE devices SET name = ?2, owner = ?3, device_group = ?4, type_override = ?5,
+                     notes = ?6, known = ?7, ignored = ?8 WHERE id = ?1",
+                params![
+                    id,
+                    u.name,
+                    u.owner,
+                    u.group,
+                    u.type_override,
+                    u.notes,
+                    u.known,
+                    u.ignored
+                ],
+            )
+            .map_err(sql_err(&self.path, "saving device fields"))?;
+        Ok(())
+    }
+
+    /// Every device, ordered by id, with its MACs, names, addresses and services.
+    pub fn list_devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
+        let path = self.path.as_path();
+        let op = "listing devices";
+        let e = sql_err(path, op);
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT id, mac, first_seen_ns, last_seen_ns, is_gateway, randomized, vendor,
+                     vendor_class, type_guess, name, owner, device_group, type_override, notes,
+                     known, ignored
+                 FROM devices ORDER BY id",
+            )
+            .map_err(e)?;
+        let mut devices: Vec<DeviceRecord> = st
+            .query_map([], |r| {
+                Ok(DeviceRecord {
+                    id: r.get(0)?,
+                    mac: mac_from_key(r.get(1)?),
+                    macs: Vec::new(),
+                    first_seen_ns: r.get(2)?,
+                    last_seen_ns: r.get(3)?,
+                    is_gateway: r.get(4)?,
+                    randomized: r.get(5)?,
+                    vendor: r.get(6)?,
+                    vendor_class: r.get(7)?,
+                    type_guess: r.get(8)?,
+                    user: UserFields {
+                        name: r.get(9)?,
+                        owner: r.get(10)?,
+                        group: r.get(11)?,
+                        type_override: r.get(12)?,
+                        notes: r.get(13)?,
+                        known: r.get(14)?,
+                        ignored: r.get(15)?,
+                    },
+                    hostnames: Vec::new(),
+                    addresses: Vec::new(),
+                    services: Vec::new(),
+                    presence: Vec::new(),
+                })
+            })
+            .and_then(|rows| rows.collect::<Result<_, _>>())
+            .map_err(sql_err(path, op))?;
+        for d in &mut devices {
+            let id = d.id;
+            d.macs = self
+                .conn
+                .prepare_cached(
+                    "SELECT mac, first_seen_ns, last_seen_ns FROM device_macs
+                     WHERE device_id = ?1 ORDER BY first_seen_ns",
+                )
+                .and_then(|mut st| {
+                    st.query_map(params![id], |r| {
+                        let mac = mac_from_key(r.get(0)?);
+                        Ok(DeviceMac {
+                            mac,
+                            randomized: mac.is_locally_administered(),
+                            first_seen_ns: r.get(1)?,
+                            last_seen_ns: r.get(2)?,
+                        })
+                    })?
+                    .collect()
+                })
+                .map_err(sql_err(path, op))?;
+            d.hostnames = self
+                .conn
+                .prepare_cached(
+                    "SELECT name, source, first_seen_ns, last_seen_ns FROM device_hostnames
+                     WHERE device_id = ?1 ORDER BY last_seen_ns DESC, source, name",
+                )
+                .and_then(|mut st| {
+                    st.query_map(params![id], |r| {
+                        Ok(HostnameRecord {
+                            name: r.get(0)?,
+                            source: r.get(1)?,
+                            first_seen_ns: r.get(2)?,
+                            last_seen_ns: r.get(3)?,
+                        })
+                    })?
+                    .collect()
+                })
+                .map_err(sql_err(path, op))?;
+            let addrs: Vec<(String, i64, i64)> = self
+                .conn
+                .prepare_cached(
+                    "SELECT addr, first_seen_ns, last_seen_ns FROM device_addresses
+                     WHERE device_id = ?1 ORDER BY last_seen_ns DESC, addr",
+                )
+                .and_then(|mut st| {
+                    st.query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                        .collect()
+                })
+                .map_err(sql_err(path, op))?;
+            d.addresses = addrs
+                .into_iter()
+                .filter_map(|(a, f, l)| {
+                    Some(AddressRecord {
+                        addr: a.parse().ok()?,
+                        first_seen_ns: f,
+                        last_seen_ns: l,
+                    })
+                })
+                .collect();
+            d.services = self
+                .conn
+                .prepare_cached(
+                    "SELECT service FROM device_services WHERE device_id = ?1 ORDER BY service",
+                )
+                .and_then(|mut st| st.query_map(params![id], |r| r.get(0))?.collect())
+                .map_err(sql_err(path, op))?;
+            let mut presence: Vec<(i64, i64)> = self
+                .conn
+                .prepare_cached(
+                    "SELECT online_from_ns, last_seen_ns FROM presence WHERE device_id = ?1
+                     ORDER BY online_from_ns DESC LIMIT ?2",
+                )
+                .and_then(|mut st| {
+                    st.query_map(params![id, PRESENCE_LISTED as i64], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })?
+                    .collect()
+                })
+                .map_err(sql_err(path, op))?;
+            presence.reverse();
+            d.presence = presence;
+        }
+        Ok(devices)
+    }
+
+    /// A device's online intervals (from, last seen), oldest first. The device counts as online
+    /// until `last seen + presence window`.
+    pub fn presence(&self, device_id: i64) -> Result<Vec<(TimestampNs, TimestampNs)>, StoreError> {
+        let path = self.path.as_path();
+        self.conn
+            .prepare_cached(
+                "SELECT online_from_ns, last_seen_ns FROM presence WHERE device_id = ?1
+                 ORDER BY online_from_ns",
+            )
+            .and_then(|mut st| {
+                st.query_map(params![device_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect()
+            })
+            .map_err(sql_err(path, "reading presence"))
+    }
+
+    /// Device events with an id above `after`, oldest first: the alert engine remembers the
+    /// last id it handled, so nothing is lost across restarts.
+    pub fn device_events_after(&self, after: i64) -> Result<Vec<DeviceEvent>, StoreError> {
+        let path = self.path.as_path();
+        self.conn
+            .prepare_cached(
+                "SELECT id, device_id, mac, kind, at_ns, detail FROM device_events
+                 WHERE id > ?1 ORDER BY id",
+            )
+            .and_then(|mut st| {
+                st.query_map(params![after], |r| {
+                    Ok(DeviceEvent {
+                        id: r.get(0)?,
+                        device_id: r.get(1)?,
+                        mac: mac_from_key(r.get(2)?),
+                        kind: r.get(3)?,
+                        at_ns: r.get(4)?,
+                        detail: r.get(5)?,
+                    })
+                })?
+                .collect()
+            })
+            .map_err(sql_err(path, "reading device events"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Counts, MinuteUsage};
+
+    const S: i64 = 1_000_000_000;
+    const WINDOW: i64 = 300 * S;
+
+    fn mac(s: &str) -> MacAddr {
+        s.parse().unwrap()
+    }
+
+    fn facts(m: MacAddr, at: i64) -> MacFacts {
+        MacFacts {
+            mac: m,
+            spans: vec![(at, at)],
+            ..Default::default()
+        }
+    }
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("d.db")).unwrap();
+        (dir, s)
+    }
+
+    fn no_guess(_: &Profile) -> Option<&'static str> {
+        None
+    }
+
+    #[test]
+    fn two_private_macs_with_one_client_id_become_one_device_and_history_follows() {
+        let (_d, mut st) = store();
+        let a = mac("da:00:00:00:00:01");
+        let b = mac("fa:00:00:00:00:02");
+        // The first MAC has traffic history before discovery hears its DHCP.
+        st.write_flush(
+            &[MinuteUsage {
+                mac: a,
+                minute: 60,
+                counts: Counts {
+                    bytes_sent: 100,
+                    frames_sent: 1,
+                    ..Default::default()
+                },
+            }],
+            &[Sighting {
+                mac: a,
+                first_seen: 60 * S,
+                last_seen: 61 * S,
+                is_gateway: false,
+            }],
+        )
+        .unwrap();
+        let mut fa = facts(a, 62 * S);
+        fa.client_ids = vec!["dhcp:ff00112233".into()];
+        fa.hostnames = vec![("dhcp", "annas-phone".into(), 62 * S, 62 * S)];
+        st.write_discovery(&[fa], WINDOW, no_guess).unwrap();
+        // Days later the phone comes back with another private MAC and the same client id.
+        let mut fb = facts(b, 90_000 * S);
+        fb.client_ids = vec!["dhcp:ff00112233".into()];
+        let w = st.write_discovery(&[fb], WINDOW, no_guess).unwrap();
+        assert_eq!(w.merged, 1);
+        // Its traffic, flushed after the link, lands on the same device.
+        st.write_flush(
+            &[MinuteUsage {
+                mac: b,
+                minute: 90_000,
+                counts: Counts {
+                    bytes_sent: 50,
+                    frames_sent: 1,
+                    ..Default::default()
+                },
+            }],
+            &[Sighting {
+                mac: b,
+                first_seen: 90_000 * S,
+                last_seen: 90_001 * S,
+                is_gateway: false,
+            }],
+        )
+        .unwrap();
+        let list = st.list_devices().unwrap();
+        assert_eq!(list.len(), 1, "{list:#?}");
+        let d = &list[0];
+        assert_eq!(d.macs.iter().map(|m| m.mac).collect::<Vec<_>>(), [a, b]);
+        assert!(d.randomized);
+        assert_eq!(d.display_name(), Some("annas-phone"));
+        let totals = st.device_totals().unwrap();
+        assert_eq!(totals.len(), 1);
+        assert_eq!(totals[0].counts.bytes_sent, 150);
+        // Two online intervals, days apart.
+        assert_eq!(st.presence(d.id).unwrap().len(), 2);
+        let kinds: Vec<String> = st
+            .device_events_after(0)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(kinds, ["new_device", "new_device", "merged"]);
+    }
+
+    #[test]
+    fn a_unique_dhcp_hostname_links_but_a_generic_or_shared_one_does_not() {
+        let (_d, mut st) = store();
+        let named = |m: &str, n: &str, at: i64| {
+            let mut f = facts(mac(m), at);
+            f.hostnames = vec![("dhcp", n.to_string(), at, at)];
+            f
+        };
+        st.write_discovery(
+            &[
+                named("da:00:00:00:00:01", "bens-laptop", S),
+                named("da:00:00:00:00:02", "iPhone", S),
+                named("da:00:00:00:00:03", "iPhone", S),
+            ],
+            WINDOW,
+            no_guess,
+        )
+        .unwrap();
+        st.write_discovery(
+            &[
+                named("da:00:00:00:00:11", "BENS-LAPTOP", 9 * S),
+                named("da:00:00:00:00:12", "iphone", 9 * S),
+            ],
+            WINDOW,
+            no_guess,
+        )
+        .unwrap();
+        let list = st.list_devices().unwrap();
+        assert_eq!(list.len(), 4, "{list:#?}");
+        let ben = list
+            .iter()
+            .find(|d| d.display_name() == Some("BENS-LAPTOP"))
+            .unwrap();
+        assert_eq!(ben.macs.len(), 2);
+        // A global (vendor) MAC is never linked by evidence, even with a matching name.
+        st.write_discovery(
+            &[named("dc:a6:32:00:00:01", "bens-laptop", 10 * S)],
+            WINDOW,
+            no_guess,
+        )
+        .unwrap();
+        assert_eq!(st.list_devices().unwrap().len(), 5);
+    }
+
+    #[test]
+    fn presence_intervals_follow_a_device_going_quiet_and_coming_back() {
+        let (_d, mut st) = store();
+        let m = mac("dc:a6:32:00:00:09");
+        // Seen every minute for 10 minutes, quiet for an hour, back for 5 minutes; batches
+        // arrive out of order, and one batch spans the gap.
+        let mut batches: Vec<Vec<(i64, i64)>> =
+            (0..10).map(|i| vec![(i * 60 * S, i * 60 * S)]).collect();
+        batches.push(vec![(9 * 60 * S, 9 * 60 * S), (70 * 60 * S, 71 * 60 * S)]);
+        batches.push(vec![(75 * 60 * S, 75 * 60 * S)]);
+        batches.swap(0, 5);
+        for spans in batches {
+            let f = MacFacts {
+                mac: m,
+                spans,
+                ..Default::default()
+            };
+            st.write_discovery(&[f], WINDOW, no_guess).unwrap();
+        }
+        let id = st.list_devices().unwrap()[0].id;
+        assert_eq!(
+            st.presence(id).unwrap(),
+            [(0, 9 * 60 * S), (70 * 60 * S, 75 * 60 * S)]
+        );
+        // A sighting exactly at the window's edge still continues the interval.
+        st.write_discovery(&[facts(m, 80 * 60 * S)], WINDOW, no_guess)
+            .unwrap();
+        assert_eq!(st.presence(id).unwrap()[1], (70 * 60 * S, 80 * 60 * S));
+    }
+
+    #[test]
+    fn hostile_strings_round_trip_unchanged_and_guess_is_stored() {
+        let (_d, mut st) = store();
+        let m = mac("dc:a6:32:00:00:07");
+        let hostile = [
+            "<script>alert(1)</script>",
+            "a\\x00b\"c'd",
+            &"x".repeat(255),
+            "\\xff\\xfe",
+        ];
+        let mut f = facts(m, S);
+        f.hostnames = hostile
+            .iter()
+            .map(|h| ("dhcp", h.to_string(), S, S))
+            .collect();
+        f.services = vec!["_ipp._tcp".into()];
+        f.vendor = Some("Raspberry Pi Trading Ltd".into());
+        st.write_discovery(&[f], WINDOW, |p| {
+            p.services
+                .iter()
+                .any(|s| s == "_ipp._tcp")
+                .then_some("printer")
+        })
+        .unwrap();
+        let d = &st.list_devices().unwrap()[0];
+        let mut got: Vec<&str> = d.hostnames.iter().map(|h| h.name.as_str()).collect();
+        let mut want: Vec<&str> = hostile.to_vec();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want);
+        assert_eq!(d.type_guess.as_deref(), Some("printer"));
+        assert_eq!(d.vendor.as_deref(), Some("Raspberry Pi Trading Ltd"));
+        // The user's type wins over the guess.
+        st.set_user_fields(
+            d.id,
+            &UserFields {
+                type_override: Some("tv".into()),
+                name: Some("Küche".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let d = &st.list_devices().unwrap()[0];
+        assert_eq!(d.device_type(), Some("tv"));
+        assert_eq!(d.display_name(), Some("Küche"));
+    }
+
+    #[test]
+    fn a_database_from_before_discovery_keeps_its_devices_and_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            super::super::migrations::migrate(
+                &mut conn,
+                &path,
+                &super::super::migrations::MIGRATIONS[..1],
+            )
+            .unwrap();
+            conn.execute_batch(
+                "INSERT INTO devices (id, mac, first_seen_ns, last_seen_ns) VALUES (7, 240518168577, 1, 2);
+                 INSERT INTO usage_minute VALUES (7, 60, 1, 0, 100, 0, 0, 0);",
+            )
+            .unwrap();
+        }
+        let mut st = Store::open(&path).unwrap();
+        let list = st.list_devices().unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].macs.len(), 1);
+        assert_eq!(list[0].mac, MacAddr::from_u64(240_518_168_577));
+        // New traffic and discovery for that MAC land on the same device.
+        st.write_discovery(&[facts(list[0].mac, 5 * S)], WINDOW, no_guess)
+            .unwrap();
+        let list = st.list_devices().unwrap();
+        assert_eq!((list.len(), list[0].id), (1, 7));
+        // Events start with discovery: old devices are not announced as new.
+        assert!(st.device_events_after(0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn user_merge_moves_history_and_keeps_the_targets_fields() {
+        let (_d, mut st) = store();
+        let a = mac("dc:a6:32:00:00:01");
+        let b = mac("dc:a6:32:00:00:02");
+        st.write_discovery(&[facts(a, S), facts(b, 2 * S)], WINDOW, no_guess)
+            .unwrap();
+        let ids: Vec<i64> = st.list_devices().unwrap().iter().map(|d| d.id).collect();
+        st.set_user_fields(
+            ids[0],
+            &UserFields {
+                name: Some("desk".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        st.merge_devices(ids[1], ids[0], WINDOW).unwrap();
+        let list = st.list_devices().unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].macs.len(), 2);
+        assert_eq!(list[0].user.name.as_deref(), Some("desk"));
+        assert_eq!(st.presence(ids[0]).unwrap(), [(S, 2 * S)]);
+    }
+}
