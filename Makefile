@@ -81,7 +81,7 @@ ARM64 := aarch64-unknown-linux-gnu
 # dpkg-dev: dpkg-shlibdeps computes Depends; lintian checks the result; systemd: systemd-analyze.
 DEB_DEBS := $(RUN_DEBS) dpkg-dev lintian systemd
 # The package test also installs the .deb (apt resolves its Depends) and runs it in a namespace.
-DEB_TEST_DEBS := $(DEB_DEBS) iproute2 iputils-ping util-linux man-db
+DEB_TEST_DEBS := $(DEB_DEBS) iproute2 iputils-ping util-linux man-db curl
 # Cross toolchain (TOOLCHAIN.md): the aarch64 linker and C library for rusqlite's bundled SQLite,
 # libpcap for arm64 through multiarch, qemu to run the result on this machine.
 ARM64_DEBS := gcc-aarch64-linux-gnu libc6-dev-arm64-cross libpcap-dev:arm64 qemu-user-static
