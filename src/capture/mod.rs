@@ -6,8 +6,10 @@
 //! database, the network beyond the capture handle, or anything async.
 pub mod decode;
 pub mod file;
+pub mod ieee80211;
 pub mod live;
 pub mod pcapfile;
+pub mod radiotap;
 
 pub use decode::{Frame, LinkType};
 pub use live::{CaptureError, CaptureStats, CaptureStatsSnapshot, LiveCapture, LiveConfig};
