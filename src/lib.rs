@@ -10,6 +10,8 @@
 //! - [`flush`]: each flush interval's deltas into one store transaction, kept pending until written.
 //! - [`daemon`]: the live run: capture thread, periodic flush, clean stop on SIGTERM.
 //! - [`replay`]: capture files through the same decoder and meter, rendered as JSON or a table.
+//! - [`survey`]: the Wi-Fi survey from a monitor-mode adapter: access points, channels, probing
+//!   clients, and the channel recommendation.
 //! - [`demo`]: the synthetic household capture generator and its expected per-MAC totals.
 //! - [`cli`]: command-line definitions; [`app`]: wiring, lifecycle and exit codes.
 pub mod app;
@@ -24,3 +26,4 @@ pub mod meter;
 pub mod model;
 pub mod replay;
 pub mod store;
+pub mod survey;

@@ -23,3 +23,9 @@ pub const BATCH: usize = 64;
 pub trait FrameSink: Send {
     fn ingest(&mut self, frames: &[Frame]);
 }
+
+/// Where a Wi-Fi (monitor-mode or radiotap file) loop delivers decoded 802.11 summaries, once
+/// per batch. Separate from [`FrameSink`]: the survey never reaches the accounting meter.
+pub trait WifiSink: Send {
+    fn ingest(&mut self, frames: &[ieee80211::WifiFrame]);
+}
