@@ -10,6 +10,7 @@
 pub mod devices;
 pub mod export;
 mod migrations;
+pub mod survey;
 pub mod usage;
 
 pub use devices::DeviceTotals;

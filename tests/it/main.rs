@@ -10,6 +10,7 @@ mod discovery;
 mod household;
 mod live;
 mod netns;
+mod survey;
 
 use std::process::Command;
 
