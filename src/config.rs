@@ -47,6 +47,8 @@ pub const KEYS: &[&str] = &[
     "listen",
     "timezone",
     "stats_log_interval_secs",
+    "wifi_interface",
+    "wifi_ssid",
 ];
 
 /// Keys whose environment variable is a comma-separated list rather than one value.
@@ -82,6 +84,10 @@ pub struct Config {
     pub timezone: Option<String>,
     /// Seconds between log lines with capture statistics (received, dropped).
     pub stats_log_interval_secs: u64,
+    /// A Wi-Fi adapter in monitor mode for the Wi-Fi survey; `None`: no survey.
+    pub wifi_interface: Option<String>,
+    /// The household's own network name, marked "ours" in the survey and in its advice.
+    pub wifi_ssid: Option<String>,
 }
 
 impl Default for Config {
@@ -102,6 +108,8 @@ impl Default for Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             timezone: None,
             stats_log_interval_secs: 60,
+            wifi_interface: None,
+            wifi_ssid: None,
         }
     }
 }
@@ -204,6 +212,8 @@ fn hint(key: &str) -> String {
         "listen" => "use an address and port such as \"0.0.0.0:8080\" or \"[::]:8080\"".into(),
         "timezone" => "use an IANA name such as \"Europe/Berlin\" or \"UTC\", or remove the key to use the system's time zone".into(),
         "stats_log_interval_secs" => range(&STATS_LOG_INTERVAL_SECS, "seconds"),
+        "wifi_interface" => "use the name of a Wi-Fi adapter in monitor mode such as \"wlan1\", or remove the key to run without a Wi-Fi survey".into(),
+        "wifi_ssid" => "use your network's name (1 to 32 bytes) in double quotes, or remove the key".into(),
         _ => format!("valid keys are {}", KEYS.join(", ")),
     }
 }
@@ -364,21 +374,30 @@ impl Config {
 
     /// Checks ranges and values serde cannot: the errors say which key and what to write instead.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if let Some(name) = &self.interface {
+        for (key, value) in [
+            ("interface", &self.interface),
+            ("wifi_interface", &self.wifi_interface),
+        ] {
+            let Some(name) = value else { continue };
             if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c == '/') {
                 return Err(invalid(
-                    "interface",
+                    key,
                     name,
                     "not an interface name (empty, or contains a space or '/')",
                 ));
             }
             if name.len() > MAX_INTERFACE_NAME {
                 return Err(invalid(
-                    "interface",
+                    key,
                     name,
                     format!("Linux interface names are at most {MAX_INTERFACE_NAME} bytes"),
                 ));
             }
+        }
+        if let Some(ssid) = &self.wifi_ssid
+            && (ssid.is_empty() || ssid.len() > 32)
+        {
+            return Err(invalid("wifi_ssid", ssid, "an SSID is 1 to 32 bytes"));
         }
         check_range("snaplen", self.snaplen, &SNAPLEN)?;
         check_range("buffer_mib", self.buffer_mib, &BUFFER_MIB)?;
@@ -792,7 +811,8 @@ timezone = "Europe/Berlin"
             )),
             "{msg}"
         );
-        assert!(msg.ends_with("stats_log_interval_secs"), "{msg}");
+        // The last key, whichever it is: keys are appended as features arrive.
+        assert!(msg.ends_with(KEYS[KEYS.len() - 1]), "{msg}");
         let (msg, _) = err_text("[web]\nport = 1\n", &[]);
         assert!(msg.contains("unknown key `web`: valid keys"), "{msg}");
         let (msg, _) = err_text("tiemzone = \"UTC\"\n", &[]);
@@ -907,6 +927,8 @@ timezone = "Europe/Berlin"
             gateway: Some("dc:a6:32:00:00:01".parse().unwrap()),
             database: Some("/x.db".into()),
             timezone: Some("UTC".into()),
+            wifi_interface: Some("wlan1".into()),
+            wifi_ssid: Some("home".into()),
             ..Config::default()
         };
         let table = toml::Table::try_from(&full).unwrap();

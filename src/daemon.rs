@@ -61,6 +61,7 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     let (capture_thread, stats) = capture
         .spawn(Box::new(meter.clone()), stop.clone())
         .context("starting the capture thread")?;
+    let mut wifi = crate::survey::live::start(&cfg, &db, stop.clone());
     tracing::info!(
         interface = %iface,
         gateway = %gateway.map(|g| g.to_string()).unwrap_or_else(|| "not yet known".into()),
@@ -104,11 +105,17 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
             if let Err(e) = flush_delta(&mut flusher, &delta, interval) {
                 tracing::error!(error = %e, pending_rows = flusher.pending_len(), "flush failed; counts stay in memory and are retried next interval");
             }
+            if let Some(w) = wifi.as_mut() {
+                w.flush();
+            }
         }
     }
     tracing::info!("stopping: waiting for the capture thread, then flushing");
     if capture_thread.join().is_err() {
         tracing::error!("the capture thread panicked; flushing what it counted");
+    }
+    if let Some(w) = wifi {
+        w.stop();
     }
     // The flusher keeps whatever it failed to write, so retries pass an empty delta: handing the
     // same delta again would count it twice.

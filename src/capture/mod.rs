@@ -8,6 +8,7 @@ pub mod decode;
 pub mod file;
 pub mod ieee80211;
 pub mod live;
+pub mod monitor;
 pub mod pcapfile;
 pub mod radiotap;
 
