@@ -113,6 +113,7 @@ pub fn run_with_health(
     let discovery = cfg
         .discovery
         .then(|| crate::discovery_run::DiscoveryRun::start(&cfg, &iface, db.clone(), stop.clone()));
+    let mut wifi = crate::survey::live::start(&cfg, &db, stop.clone());
     tracing::info!(
         interface = %iface,
         gateway = %gateway.map(|g| g.to_string()).unwrap_or_else(|| "not yet known".into()),
@@ -187,6 +188,9 @@ pub fn run_with_health(
                 flusher.pending_len(),
                 flusher.folded_rows(),
             );
+            if let Some(w) = wifi.as_mut() {
+                w.flush();
+            }
         }
         if now >= next_maintenance {
             next_maintenance = now + MAINTENANCE_INTERVAL;
@@ -214,6 +218,9 @@ pub fn run_with_health(
     }
     if web_thread.join().is_err() {
         tracing::error!("the web server thread panicked");
+    }
+    if let Some(w) = wifi {
+        w.stop();
     }
     // The flusher keeps whatever it failed to write, so retries pass an empty delta: handing the
     // same delta again would count it twice.

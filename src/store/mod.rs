@@ -17,6 +17,7 @@ mod migrations;
 pub mod period;
 pub mod query;
 pub mod rollup;
+pub mod survey;
 pub mod today;
 pub mod usage;
 
