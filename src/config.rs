@@ -79,6 +79,8 @@ pub const KEYS: &[&str] = &[
     "presence_window_secs",
     "wifi_interface",
     "wifi_ssid",
+    "tls_cert",
+    "tls_key",
 ];
 
 /// Keys whose environment variable is a comma-separated list rather than one value.
@@ -150,6 +152,10 @@ pub struct Config {
     pub wifi_interface: Option<String>,
     /// The household's own network name, marked "ours" in the survey and in its advice.
     pub wifi_ssid: Option<String>,
+    /// PEM certificate chain for HTTPS; with `tls_key`, the dashboard is served over TLS only.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key matching `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -187,6 +193,8 @@ impl Default for Config {
             presence_window_secs: 300,
             wifi_interface: None,
             wifi_ssid: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -310,6 +318,7 @@ fn hint(key: &str) -> String {
         "presence_window_secs" => range(&PRESENCE_WINDOW_SECS, "seconds"),
         "wifi_interface" => "use the name of a Wi-Fi adapter in monitor mode such as \"wlan1\", or remove the key to run without a Wi-Fi survey".into(),
         "wifi_ssid" => "use your network's name (1 to 32 bytes) in double quotes, or remove the key".into(),
+        "tls_cert" | "tls_key" => "set both tls_cert and tls_key to PEM file paths in double quotes, or remove both to serve plain HTTP".into(),
         _ => format!("valid keys are {}", KEYS.join(", ")),
     }
 }
@@ -494,6 +503,23 @@ impl Config {
             && (ssid.is_empty() || ssid.len() > 32)
         {
             return Err(invalid("wifi_ssid", ssid, "an SSID is 1 to 32 bytes"));
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => {
+                return Err(invalid(
+                    "tls_key",
+                    &"(unset)",
+                    "tls_cert is set: HTTPS needs the key too",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "tls_cert",
+                    &"(unset)",
+                    "tls_key is set: HTTPS needs the certificate too",
+                ));
+            }
+            _ => {}
         }
         check_range("snaplen", self.snaplen, &SNAPLEN)?;
         check_range("buffer_mib", self.buffer_mib, &BUFFER_MIB)?;
@@ -1091,6 +1117,8 @@ timezone = "Europe/Berlin"
             backup_dir: Some("/b".into()),
             wifi_interface: Some("wlan1".into()),
             wifi_ssid: Some("home".into()),
+            tls_cert: Some("/c.pem".into()),
+            tls_key: Some("/k.pem".into()),
             ..Config::default()
         };
         let table = toml::Table::try_from(&full).unwrap();

@@ -103,9 +103,15 @@ pub fn run_with_health(
         gateway,
         locality,
     }));
+    // Certificates are checked before anything runs, like the port: one clear error, nothing half-up.
+    let tls = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::web::tls::server_config(cert, key)?),
+        _ => None,
+    };
     let web_state = crate::web::AppState::new(cfg.clone(), &db, Some(meter.clone()))
-        .with_context(|| format!("opening database {} for the web side", db.display()))?;
-    let web_thread = crate::web::spawn(listener, web_state, stop.clone())
+        .with_context(|| format!("opening database {} for the web side", db.display()))?
+        .with_tls(tls.is_some());
+    let web_thread = crate::web::spawn(listener, web_state, stop.clone(), tls)
         .context("starting the web server thread")?;
     let (capture_thread, stats) = capture
         .spawn(Box::new(meter.clone()), stop.clone())
