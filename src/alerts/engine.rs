@@ -165,10 +165,10 @@ fn messages(
     subject: &str,
     items: &[render::Item],
     now: i64,
-    not_before: i64,
 ) -> Result<Vec<NewMessage>, AlertError> {
     let ids: Vec<i64> = items.iter().map(|i| i.id).collect();
-    let expires_at = now.max(not_before) + policy.expire_secs;
+    let not_before = now;
+    let expires_at = now + policy.expire_secs;
     let mut out = Vec::new();
     if policy.email {
         let m = render::alerts_mail(intro, subject, items, &links.dashboard)?;
@@ -284,7 +284,6 @@ pub fn schedule(
             &subject,
             &items,
             now,
-            now,
         )?;
         let ids: Vec<i64> = items.iter().map(|i| i.id).collect();
         store.queue_messages(&ids, &msgs, now)?;
@@ -321,7 +320,6 @@ pub fn schedule(
             &subject,
             &items,
             now,
-            now,
         )?;
         let ids: Vec<i64> = items.iter().map(|i| i.id).collect();
         store.queue_messages(&ids, &msgs, now)?;
@@ -337,7 +335,6 @@ pub fn schedule(
             "lanmeter noticed something on your network:",
             &item.title.clone(),
             std::slice::from_ref(&item),
-            now,
             now,
         )?;
         store.queue_messages(&[a.id], &msgs, now)?;

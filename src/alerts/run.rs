@@ -473,7 +473,7 @@ mod tests {
             (_, 7..=18) => 60 * MB,
             _ => 5 * MB,
         };
-        let noise = ((hour_of_week * 7919 + week * 104_729) % 31) as i64 - 15; // -15..=15
+        let noise = (hour_of_week * 7919 + week * 104_729) % 31 - 15; // -15..=15
         (base as i64 + base as i64 * noise / 100) as u64
     }
 

@@ -8,7 +8,7 @@
 //! - a webhook receiver that fails once gets the JSON body on the retry.
 
 use crate::daemon::{Daemon, setup};
-use crate::netns::{KillOnDrop, NetnsPair};
+use crate::netns::KillOnDrop;
 use lanmeter::alerts::deliver::{self, Channels};
 use lanmeter::alerts::engine::{self, Policy};
 use lanmeter::alerts::render::LinkCtx;
