@@ -139,8 +139,14 @@ fn run(cfg: &Config, db: &Path, mut sources: Sources, stop: &AtomicBool) -> Resu
         let now = jiff::Timestamp::now().as_second();
         if now_i >= next_eval {
             next_eval = now_i + interval;
-            let links = LinkCtx::new(cfg, s.link_secret()?);
-            if let Err(e) = evaluate(s, cfg, &policy, &links, &mut sources, &mut memory, now) {
+            let evaluated = s
+                .link_secret()
+                .map_err(AlertError::from)
+                .and_then(|secret| {
+                    let links = LinkCtx::new(cfg, secret);
+                    evaluate(s, cfg, &policy, &links, &mut sources, &mut memory, now)
+                });
+            if let Err(e) = evaluated {
                 tracing::warn!(error = %e, "alert evaluation failed; retried next interval");
                 store = None;
                 continue;
