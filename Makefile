@@ -6,8 +6,9 @@ CARGO ?= cargo
 # Packages the build and the tests need: libpcap for building, tshark as the independent oracle,
 # iproute2/ping/iperf3 for live tests in network namespaces, udhcpc as a DHCP client in them,
 # ieee-data for device vendors (the OUI registry lanmeter reads at run time), chromium +
-# chromium-driver for browser tests.
-TEST_DEBS := libpcap-dev pkg-config tshark tcpdump iproute2 iputils-ping iperf3 util-linux ieee-data udhcpc chromium chromium-driver curl openssl
+# chromium-driver for browser tests, python3-aiosmtpd as the real SMTP server of the alert tests,
+# curl and openssl for the HTTPS test.
+TEST_DEBS := libpcap-dev pkg-config tshark tcpdump iproute2 iputils-ping iperf3 util-linux ieee-data udhcpc chromium chromium-driver python3-aiosmtpd curl openssl
 BENCH_DEBS := $(TEST_DEBS) darkstat tcpreplay time python3
 RUN_DEBS := libpcap-dev pkg-config ieee-data
 DEMO_PCAP := data/demo-household.pcap

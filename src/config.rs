@@ -42,6 +42,22 @@ const ARP_SWEEP_INTERVAL_SECS: RangeInclusive<u64> = 0..=86_400;
 const MIN_SWEEP_INTERVAL_SECS: u64 = 60;
 const ARP_SWEEP_RATE: RangeInclusive<u32> = 1..=1_000;
 const PRESENCE_WINDOW_SECS: RangeInclusive<u64> = 10..=86_400;
+const ALERT_INTERVAL_SECS: RangeInclusive<u64> = 1..=3_600;
+const ALERT_COOLDOWN_MINUTES: RangeInclusive<u64> = 0..=10_080;
+const ALERT_NEW_DEVICE_LEARNING_MINUTES: RangeInclusive<u64> = 0..=10_080;
+const ALERT_ABSENCE_DAYS: RangeInclusive<u32> = 0..=365;
+const ALERT_OFFLINE_MINUTES: RangeInclusive<u64> = 1..=10_080;
+const ALERT_UNUSUAL_K: RangeInclusive<u32> = 1..=100;
+const ALERT_UNUSUAL_MIN_MB: RangeInclusive<u64> = 1..=1_000_000;
+const ALERT_UNUSUAL_WEEKS: RangeInclusive<u32> = 2..=12;
+const ALERT_NO_PACKETS_MINUTES: RangeInclusive<u64> = 1..=1_440;
+const PERCENT: RangeInclusive<u32> = 1..=100;
+const ALERT_CPU_TEMP_C: RangeInclusive<u32> = 40..=120;
+const HOUR_OF_DAY: RangeInclusive<u8> = 0..=23;
+const ACK_LINK_DAYS: RangeInclusive<u32> = 1..=90;
+const OUTBOX_RETRY_SECS: RangeInclusive<u64> = 1..=3_600;
+const OUTBOX_EXPIRE_HOURS: RangeInclusive<u64> = 1..=720;
+const WEEKDAY: RangeInclusive<u8> = 1..=7;
 
 /// Linux interface names are at most IFNAMSIZ - 1 bytes.
 const MAX_INTERFACE_NAME: usize = 15;
@@ -81,10 +97,49 @@ pub const KEYS: &[&str] = &[
     "wifi_ssid",
     "tls_cert",
     "tls_key",
+    "alert_interval_secs",
+    "alert_cooldown_minutes",
+    "alert_new_device",
+    "alert_new_device_learning_minutes",
+    "alert_absence_days",
+    "alert_offline_minutes",
+    "alert_unusual_usage",
+    "alert_unusual_k",
+    "alert_unusual_min_mb",
+    "alert_unusual_weeks",
+    "alert_health",
+    "alert_no_packets_minutes",
+    "alert_kernel_drop_percent",
+    "alert_disk_percent",
+    "alert_cpu_temp_c",
+    "alert_digest",
+    "alert_digest_hour",
+    "quiet_hours_from",
+    "quiet_hours_to",
+    "ack_link_days",
+    "dashboard_url",
+    "smtp_host",
+    "smtp_port",
+    "smtp_security",
+    "smtp_user",
+    "smtp_password",
+    "smtp_password_file",
+    "smtp_ca_file",
+    "mail_from",
+    "mail_to",
+    "mail_subject_prefix",
+    "webhook_url",
+    "webhook_format",
+    "webhook_token",
+    "outbox_retry_secs",
+    "outbox_expire_hours",
+    "weekly_summary",
+    "weekly_summary_weekday",
+    "weekly_summary_hour",
 ];
 
 /// Keys whose environment variable is a comma-separated list rather than one value.
-const LIST_KEYS: &[&str] = &["lan_prefixes"];
+const LIST_KEYS: &[&str] = &["lan_prefixes", "mail_to"];
 
 /// The effective configuration. Every key is optional in the file; see `packaging/lanmeter.toml`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,6 +211,87 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key matching `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// Seconds between evaluations of the alert rules (and checks of the outbox).
+    pub alert_interval_secs: u64,
+    /// A rule and subject notify at most once per this many minutes; a condition that clears
+    /// and comes back within it reopens the same alert silently.
+    pub alert_cooldown_minutes: u64,
+    /// Alert when a device joins the network for the first time.
+    pub alert_new_device: bool,
+    /// New devices in the first minutes after the alerts start (the household's inventory)
+    /// are listed on the alerts page without a notification.
+    pub alert_new_device_learning_minutes: u64,
+    /// Alert when a device comes back after at least this many days away; 0 = never.
+    pub alert_absence_days: u32,
+    /// Alert when a device marked "should always be online" was silent this many minutes.
+    pub alert_offline_minutes: u64,
+    /// Alert when a device's last hour is far above its own usual for that hour of the week.
+    pub alert_unusual_usage: bool,
+    /// "Far above": more than the median plus this many (scaled) median absolute deviations.
+    pub alert_unusual_k: u32,
+    /// And at least this many megabytes in the hour, so small devices never page anyone.
+    pub alert_unusual_min_mb: u64,
+    /// Weeks of history the usual is computed from.
+    pub alert_unusual_weeks: u32,
+    /// Alert on lanmeter's own health (capture, drops, disk, temperature, database).
+    pub alert_health: bool,
+    /// Capture counts as stopped when no packet arrived for this many minutes.
+    pub alert_no_packets_minutes: u64,
+    /// Kernel drops above this percentage of received frames between two evaluations.
+    pub alert_kernel_drop_percent: u32,
+    /// The database's filesystem fuller than this percentage.
+    pub alert_disk_percent: u32,
+    /// CPU temperature above this many degrees Celsius.
+    pub alert_cpu_temp_c: u32,
+    /// Send one daily digest instead of a message per alert.
+    pub alert_digest: bool,
+    /// Local hour at which the daily digest is sent.
+    pub alert_digest_hour: u8,
+    /// Quiet hours (local hours, from inclusive, to exclusive): alerts wait and are sent
+    /// together when they end. Both set, or neither.
+    pub quiet_hours_from: Option<u8>,
+    pub quiet_hours_to: Option<u8>,
+    /// Days an acknowledge link in an email keeps working.
+    pub ack_link_days: u32,
+    /// The dashboard's address as the household's browsers reach it, for links in messages;
+    /// `None` means `http://HOSTNAME:PORT` from the machine's host name and `listen`.
+    pub dashboard_url: Option<String>,
+    /// SMTP server; `None` turns email off.
+    pub smtp_host: Option<String>,
+    /// SMTP port; `None` means 587 for starttls, 465 for tls, 25 for none.
+    pub smtp_port: Option<u16>,
+    /// `starttls`, `tls` (implicit, port 465) or `none` (a local relay only).
+    pub smtp_security: SmtpSecurity,
+    /// SMTP login; `None` sends without authentication.
+    pub smtp_user: Option<String>,
+    /// SMTP password (redacted when printed); `smtp_password_file` wins when both are set.
+    pub smtp_password: Option<Secret>,
+    /// File whose first line is the SMTP password (readable only by lanmeter).
+    pub smtp_password_file: Option<PathBuf>,
+    /// Extra CA certificate (PEM) to trust for the SMTP server, for a relay with its own CA.
+    pub smtp_ca_file: Option<PathBuf>,
+    /// Sender address; `None` means `lanmeter@HOSTNAME`.
+    pub mail_from: Option<String>,
+    /// Recipient addresses.
+    pub mail_to: Vec<String>,
+    /// Put in front of every subject.
+    pub mail_subject_prefix: String,
+    /// Webhook URL (ntfy topic URL, Gotify server, Home Assistant webhook); `None` = off.
+    pub webhook_url: Option<String>,
+    /// Body shape: `generic`, `ntfy`, `gotify` or `homeassistant`.
+    pub webhook_format: WebhookFormat,
+    /// Bearer token sent with webhook requests (redacted when printed).
+    pub webhook_token: Option<Secret>,
+    /// First retry this many seconds after a failed delivery, doubling up to an hour.
+    pub outbox_retry_secs: u64,
+    /// A message not delivered after this many hours is given up, with its error shown.
+    pub outbox_expire_hours: u64,
+    /// Email a weekly summary.
+    pub weekly_summary: bool,
+    /// ISO weekday of the summary: 1 = Monday … 7 = Sunday.
+    pub weekly_summary_weekday: u8,
+    /// Local hour of the summary.
+    pub weekly_summary_hour: u8,
 }
 
 impl Default for Config {
@@ -195,7 +331,106 @@ impl Default for Config {
             wifi_ssid: None,
             tls_cert: None,
             tls_key: None,
+            alert_interval_secs: 60,
+            alert_cooldown_minutes: 60,
+            alert_new_device: true,
+            alert_new_device_learning_minutes: 60,
+            alert_absence_days: 30,
+            alert_offline_minutes: 30,
+            alert_unusual_usage: true,
+            alert_unusual_k: 6,
+            alert_unusual_min_mb: 500,
+            alert_unusual_weeks: 4,
+            alert_health: true,
+            alert_no_packets_minutes: 10,
+            alert_kernel_drop_percent: 1,
+            alert_disk_percent: 90,
+            alert_cpu_temp_c: 80,
+            alert_digest: false,
+            alert_digest_hour: 8,
+            quiet_hours_from: None,
+            quiet_hours_to: None,
+            ack_link_days: 7,
+            dashboard_url: None,
+            smtp_host: None,
+            smtp_port: None,
+            smtp_security: SmtpSecurity::Starttls,
+            smtp_user: None,
+            smtp_password: None,
+            smtp_password_file: None,
+            smtp_ca_file: None,
+            mail_from: None,
+            mail_to: Vec::new(),
+            mail_subject_prefix: "[lanmeter]".into(),
+            webhook_url: None,
+            webhook_format: WebhookFormat::Generic,
+            webhook_token: None,
+            outbox_retry_secs: 30,
+            outbox_expire_hours: 48,
+            weekly_summary: true,
+            weekly_summary_weekday: 1,
+            weekly_summary_hour: 8,
         }
+    }
+}
+
+/// How lanmeter talks TLS to the SMTP server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    /// Plain connection upgraded with STARTTLS (port 587); refuses to send without it.
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No encryption: only for a relay on the same machine or a trusted LAN.
+    None,
+}
+
+impl SmtpSecurity {
+    pub fn default_port(self) -> u16 {
+        match self {
+            SmtpSecurity::Starttls => 587,
+            SmtpSecurity::Tls => 465,
+            SmtpSecurity::None => 25,
+        }
+    }
+}
+
+/// The JSON shape of webhook bodies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    Generic,
+    Ntfy,
+    Gotify,
+    Homeassistant,
+}
+
+/// A password or token: shown as `(redacted)` in logs and printed configs, never in clear.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
+    /// The clear text, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("(redacted)")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("(redacted)")
     }
 }
 
@@ -319,6 +554,33 @@ fn hint(key: &str) -> String {
         "wifi_interface" => "use the name of a Wi-Fi adapter in monitor mode such as \"wlan1\", or remove the key to run without a Wi-Fi survey".into(),
         "wifi_ssid" => "use your network's name (1 to 32 bytes) in double quotes, or remove the key".into(),
         "tls_cert" | "tls_key" => "set both tls_cert and tls_key to PEM file paths in double quotes, or remove both to serve plain HTTP".into(),
+        "alert_interval_secs" => range(&ALERT_INTERVAL_SECS, "seconds"),
+        "alert_cooldown_minutes" => range(&ALERT_COOLDOWN_MINUTES, "minutes"),
+        "alert_new_device_learning_minutes" => range(&ALERT_NEW_DEVICE_LEARNING_MINUTES, "minutes"),
+        "alert_absence_days" => range(&ALERT_ABSENCE_DAYS, "days (0 turns the rule off)"),
+        "alert_offline_minutes" => range(&ALERT_OFFLINE_MINUTES, "minutes"),
+        "alert_unusual_k" => range(&ALERT_UNUSUAL_K, "(a whole number)"),
+        "alert_unusual_min_mb" => range(&ALERT_UNUSUAL_MIN_MB, "MB"),
+        "alert_unusual_weeks" => range(&ALERT_UNUSUAL_WEEKS, "weeks"),
+        "alert_no_packets_minutes" => range(&ALERT_NO_PACKETS_MINUTES, "minutes"),
+        "alert_kernel_drop_percent" | "alert_disk_percent" => range(&PERCENT, "percent"),
+        "alert_cpu_temp_c" => range(&ALERT_CPU_TEMP_C, "degrees Celsius"),
+        "alert_digest_hour" | "weekly_summary_hour" => range(&HOUR_OF_DAY, "(local hour of day)"),
+        "quiet_hours_from" | "quiet_hours_to" => "use local hours 0..=23, and set both quiet_hours_from and quiet_hours_to (or neither)".into(),
+        "ack_link_days" => range(&ACK_LINK_DAYS, "days"),
+        "dashboard_url" => "use the address browsers open, such as \"http://lanmeter.local:8080\"".into(),
+        "smtp_host" => "use the mail server's host name, such as \"smtp.example.org\"".into(),
+        "smtp_port" => "use 587 (starttls), 465 (tls) or 25 (none), or remove the key".into(),
+        "smtp_security" => "use \"starttls\" (port 587), \"tls\" (port 465) or \"none\" (a local relay)".into(),
+        "smtp_user" | "mail_from" | "mail_subject_prefix" | "smtp_password" | "webhook_token" => "use a string in double quotes".into(),
+        "smtp_password_file" | "smtp_ca_file" => "use a file path in double quotes".into(),
+        "mail_to" => "use a list of addresses such as [\"me@example.org\"] (comma-separated in LANMETER_MAIL_TO)".into(),
+        "webhook_url" => "use an http:// or https:// URL".into(),
+        "webhook_format" => "use \"generic\", \"ntfy\", \"gotify\" or \"homeassistant\"".into(),
+        "outbox_retry_secs" => range(&OUTBOX_RETRY_SECS, "seconds"),
+        "outbox_expire_hours" => range(&OUTBOX_EXPIRE_HOURS, "hours"),
+        "weekly_summary_weekday" => range(&WEEKDAY, "(1 = Monday, 7 = Sunday)"),
+        "alert_new_device" | "alert_unusual_usage" | "alert_health" | "alert_digest" | "weekly_summary" => "use true or false".into(),
         _ => format!("valid keys are {}", KEYS.join(", ")),
     }
 }
@@ -612,6 +874,124 @@ impl Config {
             "presence_window_secs",
             self.presence_window_secs,
             &PRESENCE_WINDOW_SECS,
+        )?;
+        self.validate_alerts()?;
+        Ok(())
+    }
+
+    /// The alert and delivery keys (issue 7).
+    fn validate_alerts(&self) -> Result<(), ConfigError> {
+        check_range(
+            "alert_interval_secs",
+            self.alert_interval_secs,
+            &ALERT_INTERVAL_SECS,
+        )?;
+        check_range(
+            "alert_cooldown_minutes",
+            self.alert_cooldown_minutes,
+            &ALERT_COOLDOWN_MINUTES,
+        )?;
+        check_range(
+            "alert_new_device_learning_minutes",
+            self.alert_new_device_learning_minutes,
+            &ALERT_NEW_DEVICE_LEARNING_MINUTES,
+        )?;
+        check_range(
+            "alert_absence_days",
+            self.alert_absence_days,
+            &ALERT_ABSENCE_DAYS,
+        )?;
+        check_range(
+            "alert_offline_minutes",
+            self.alert_offline_minutes,
+            &ALERT_OFFLINE_MINUTES,
+        )?;
+        check_range("alert_unusual_k", self.alert_unusual_k, &ALERT_UNUSUAL_K)?;
+        check_range(
+            "alert_unusual_min_mb",
+            self.alert_unusual_min_mb,
+            &ALERT_UNUSUAL_MIN_MB,
+        )?;
+        check_range(
+            "alert_unusual_weeks",
+            self.alert_unusual_weeks,
+            &ALERT_UNUSUAL_WEEKS,
+        )?;
+        check_range(
+            "alert_no_packets_minutes",
+            self.alert_no_packets_minutes,
+            &ALERT_NO_PACKETS_MINUTES,
+        )?;
+        check_range(
+            "alert_kernel_drop_percent",
+            self.alert_kernel_drop_percent,
+            &PERCENT,
+        )?;
+        check_range("alert_disk_percent", self.alert_disk_percent, &PERCENT)?;
+        check_range("alert_cpu_temp_c", self.alert_cpu_temp_c, &ALERT_CPU_TEMP_C)?;
+        check_range("alert_digest_hour", self.alert_digest_hour, &HOUR_OF_DAY)?;
+        match (self.quiet_hours_from, self.quiet_hours_to) {
+            (None, None) => {}
+            (Some(f), Some(t)) => {
+                check_range("quiet_hours_from", f, &HOUR_OF_DAY)?;
+                check_range("quiet_hours_to", t, &HOUR_OF_DAY)?;
+            }
+            (Some(f), None) => {
+                return Err(invalid("quiet_hours_from", &f, hint("quiet_hours_from")));
+            }
+            (None, Some(t)) => return Err(invalid("quiet_hours_to", &t, hint("quiet_hours_to"))),
+        }
+        check_range("ack_link_days", self.ack_link_days, &ACK_LINK_DAYS)?;
+        for (key, url) in [
+            ("dashboard_url", &self.dashboard_url),
+            ("webhook_url", &self.webhook_url),
+        ] {
+            if let Some(u) = url
+                && !(u.starts_with("http://") || u.starts_with("https://"))
+            {
+                return Err(invalid(key, u, "not an http:// or https:// URL"));
+            }
+        }
+        if let Some(h) = &self.smtp_host
+            && (h.is_empty() || h.contains(char::is_whitespace) || h.contains('/'))
+        {
+            return Err(invalid("smtp_host", h, "not a host name"));
+        }
+        if self.smtp_port == Some(0) {
+            return Err(invalid("smtp_port", &0, "port 0 is not a port"));
+        }
+        for a in self.mail_to.iter().chain(&self.mail_from) {
+            let ok = a.rsplit_once('@').is_some_and(|(l, d)| {
+                !l.is_empty() && !d.is_empty() && !a.contains(char::is_whitespace)
+            });
+            if !ok {
+                let key = if self.mail_from.as_ref() == Some(a) {
+                    "mail_from"
+                } else {
+                    "mail_to"
+                };
+                return Err(invalid(key, a, "not an email address (name@example.org)"));
+            }
+        }
+        check_range(
+            "outbox_retry_secs",
+            self.outbox_retry_secs,
+            &OUTBOX_RETRY_SECS,
+        )?;
+        check_range(
+            "outbox_expire_hours",
+            self.outbox_expire_hours,
+            &OUTBOX_EXPIRE_HOURS,
+        )?;
+        check_range(
+            "weekly_summary_weekday",
+            self.weekly_summary_weekday,
+            &WEEKDAY,
+        )?;
+        check_range(
+            "weekly_summary_hour",
+            self.weekly_summary_hour,
+            &HOUR_OF_DAY,
         )?;
         Ok(())
     }
@@ -1119,6 +1499,18 @@ timezone = "Europe/Berlin"
             wifi_ssid: Some("home".into()),
             tls_cert: Some("/c.pem".into()),
             tls_key: Some("/k.pem".into()),
+            quiet_hours_from: Some(22),
+            quiet_hours_to: Some(7),
+            dashboard_url: Some("http://x:8080".into()),
+            smtp_host: Some("smtp.example.org".into()),
+            smtp_port: Some(587),
+            smtp_user: Some("u".into()),
+            smtp_password: Some(Secret::new("p")),
+            smtp_password_file: Some("/p".into()),
+            smtp_ca_file: Some("/ca.pem".into()),
+            mail_from: Some("a@example.org".into()),
+            webhook_url: Some("http://x/".into()),
+            webhook_token: Some(Secret::new("t")),
             ..Config::default()
         };
         let table = toml::Table::try_from(&full).unwrap();

@@ -2,7 +2,8 @@
 //!
 //! It owns the lifecycle of one run: open the capture first (it needs privileges and fails most
 //! often), then the database and the web listener, start the web thread (its own tokio runtime;
-//! it reads the meter only through snapshots) and the capture thread, flush every interval on
+//! it reads the meter only through snapshots), the alert thread (rules and the outbox, on its
+//! own connection) and the capture thread, flush every interval on
 //! this thread, and on SIGTERM/SIGINT stop capture and the web server and flush what is left
 //! before returning. It never counts anything itself and never lets a database problem reach
 //! the capture thread.
@@ -116,6 +117,32 @@ pub fn run_with_health(
     let (capture_thread, stats) = capture
         .spawn(Box::new(meter.clone()), stop.clone())
         .context("starting the capture thread")?;
+    // The alert thread sees capture only through this copy of a few counters and a flag the
+    // loop below keeps current; it never touches the meter or the capture thread.
+    let capture_running = Arc::new(AtomicBool::new(true));
+    let alerts_thread = {
+        let (stats, running) = (Arc::clone(&stats), Arc::clone(&capture_running));
+        let probe: crate::alerts::run::Probe = Box::new(move || {
+            let s = stats.snapshot();
+            crate::alerts::run::MonitorSample {
+                capture_running: running.load(Ordering::Relaxed),
+                frames_seen: s.frames_seen,
+                pcap_received: s.pcap_received,
+                pcap_dropped: s.pcap_dropped,
+            }
+        });
+        crate::alerts::run::spawn(
+            cfg.clone(),
+            db.clone(),
+            crate::alerts::run::Sources {
+                probe: Some(probe),
+                health: health.clone(),
+                extra: Vec::new(),
+            },
+            stop.clone(),
+        )
+        .context("starting the alert thread")?
+    };
     let discovery = cfg
         .discovery
         .then(|| crate::discovery_run::DiscoveryRun::start(&cfg, &iface, db.clone(), stop.clone()));
@@ -142,6 +169,7 @@ pub fn run_with_health(
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
         let now = Instant::now();
+        capture_running.store(!capture_thread.is_finished(), Ordering::Relaxed);
         if notifier.watchdog_due(now) {
             // No ping while capture is dead or the database does not answer: systemd's watchdog
             // then restarts the service (Restart=on-failure), which is the repair for both.
@@ -227,6 +255,9 @@ pub fn run_with_health(
     }
     if let Some(w) = wifi {
         w.stop();
+    }
+    if alerts_thread.join().is_err() {
+        tracing::error!("the alert thread panicked");
     }
     // The flusher keeps whatever it failed to write, so retries pass an empty delta: handing the
     // same delta again would count it twice.

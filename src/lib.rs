@@ -16,10 +16,13 @@
 //! - [`survey`]: the Wi-Fi survey from a monitor-mode adapter: access points, channels, probing
 //!   clients, and the channel recommendation.
 //! - [`demo`]: the synthetic household capture generator and its expected per-MAC totals.
+//! - [`alerts`]: rules, the alert engine (dedup, cooldown, lifecycle), the durable outbox's
+//!   delivery by email (lettre) and webhook, signed acknowledge links, the weekly summary.
 //! - [`auth`]: password rules and argon2id hashes, tokens, roles, login throttling policy (pure).
 //! - [`web`]: the web UI and its gate (axum + askama live only there): sessions, CSRF, pages.
 //! - [`system`]: the host around lanmeter: systemd notify/watchdog, `lanmeter doctor`'s checks.
 //! - [`cli`]: command-line definitions; [`app`]: wiring, lifecycle and exit codes.
+pub mod alerts;
 pub mod app;
 pub mod auth;
 pub mod capture;

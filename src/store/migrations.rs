@@ -301,8 +301,74 @@ CREATE TABLE wifi_client_ssid (
 ) STRICT;
 ";
 
+/// Alerts (issue 7): one row per alert episode, the durable outbox of messages, the engine's
+/// small state (device-event cursor, link secret, schedule marks) and the user's "should always
+/// be online" flag on devices.
+///
+/// At most one open (unresolved) alert per (rule, subject): the partial unique index is the
+/// deduplication the engine relies on. `notify` says what happens to the alert's notification:
+/// `pending` (waiting for the next instant send, the end of quiet hours or the digest), `queued`
+/// (an outbox message carries it), `suppressed` (cooldown) or `off` (no channel configured).
+/// An outbox row is written before anything is sent, and is finished by exactly one of
+/// `delivered_at` or `failed_at` (expired, with `last_error` saying why). The device-event
+/// cursor starts at the newest event, so devices known before this upgrade are not news.
+const V_ALERTS: &str = "
+ALTER TABLE devices ADD COLUMN always_online INTEGER NOT NULL DEFAULT 0;
+
+CREATE TABLE alerts (
+    id INTEGER PRIMARY KEY,
+    rule TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    title TEXT NOT NULL,
+    body TEXT NOT NULL,
+    facts TEXT NOT NULL,
+    links TEXT NOT NULL,
+    auto_resolve INTEGER NOT NULL,
+    occurrences INTEGER NOT NULL DEFAULT 1,
+    triggered_at INTEGER NOT NULL,
+    last_active_at INTEGER NOT NULL,
+    notify TEXT NOT NULL,
+    queued_at INTEGER,
+    notified_at INTEGER,
+    acked_at INTEGER,
+    acked_by TEXT,
+    resolved_at INTEGER
+) STRICT;
+CREATE UNIQUE INDEX alerts_open ON alerts(rule, subject) WHERE resolved_at IS NULL;
+CREATE INDEX alerts_subject ON alerts(rule, subject, triggered_at);
+CREATE INDEX alerts_triggered ON alerts(triggered_at);
+
+CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY,
+    channel TEXT NOT NULL CHECK (channel IN ('email', 'webhook')),
+    kind TEXT NOT NULL,
+    alert_ids TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    text_body TEXT NOT NULL,
+    html_body TEXT,
+    json_body TEXT,
+    created_at INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    expires_at INTEGER NOT NULL,
+    delivered_at INTEGER,
+    failed_at INTEGER,
+    last_error TEXT
+) STRICT;
+CREATE INDEX outbox_due ON outbox(next_attempt_at) WHERE delivered_at IS NULL AND failed_at IS NULL;
+
+CREATE TABLE alert_state (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) STRICT;
+INSERT INTO alert_state (key, value)
+    SELECT 'device_events_cursor', CAST(COALESCE(MAX(id), 0) AS TEXT) FROM device_events;
+INSERT INTO alert_state (key, value) VALUES ('installed_at', CAST(unixepoch() AS TEXT));
+";
+
 /// Every schema step, oldest first. The schema version of a fully migrated file is the length.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V_HISTORY, AUTH, V_DISCOVERY, V_WIFI_SURVEY];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V_HISTORY, AUTH, V_DISCOVERY, V_WIFI_SURVEY, V_ALERTS];
 
 pub(super) fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.pragma_query_value(None, "user_version", |row| row.get(0))

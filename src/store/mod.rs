@@ -7,6 +7,7 @@
 //! Durability (SPEC §6): the database runs in WAL mode with `synchronous=FULL`, and the flusher
 //! writes each flush interval as one transaction, so a power cut loses at most the interval in
 //! progress and never leaves the file corrupt.
+pub mod alerts;
 pub mod auth;
 pub mod backup;
 pub mod devices;

@@ -4,13 +4,14 @@
 //! Map: [`state`] the shared handle; [`error`] the one error type; [`assets`] embedded static
 //! files; [`guard`] the gate every request passes (login, roles, CSRF, Origin, security
 //! headers); [`session`] cookies and sessions; one file per page ([`setup`], [`login`],
-//! [`audit`], [`overview`]).
+//! [`audit`], [`overview`], [`alerts`]).
 //!
 //! Every route is registered in [`routes`] with its [`Access`]; the guard looks the matched route
 //! up there and treats anything it cannot find (a route added some other way, the 404 fallback)
 //! as admin-only, so a forgotten route fails closed. The web side never writes to the meter and
 //! reads it only through snapshots.
 
+pub mod alerts;
 pub mod assets;
 pub mod audit;
 pub mod error;
@@ -77,6 +78,29 @@ fn routes() -> Vec<(&'static str, Access, MethodRouter<AppState>)> {
             post(login::end_others),
         ),
         ("/audit", Access::Admin, get(audit::page)),
+        ("/alerts", Access::Viewer, get(alerts::page)),
+        ("/alerts/{id}/ack", Access::Admin, post(alerts::ack)),
+        (
+            "/alerts/ack",
+            Access::Public,
+            get(alerts::ack_link_form).post(alerts::ack_link_submit),
+        ),
+        (
+            "/alerts/test-email",
+            Access::Admin,
+            post(alerts::test_email),
+        ),
+        (
+            "/alerts/test-webhook",
+            Access::Admin,
+            post(alerts::test_webhook),
+        ),
+        ("/alerts/watch", Access::Admin, post(alerts::watch)),
+        (
+            "/alerts/outbox/{id}/retry",
+            Access::Admin,
+            post(alerts::retry),
+        ),
         ("/healthz", Access::Public, get(healthz)),
         ("/static/{file}", Access::Public, get(assets::serve)),
     ]

@@ -751,3 +751,96 @@ async fn overview_shows_stored_and_live_bytes_and_audit_page_lists_logins() {
     let audit = text(e.send(get("/audit", Some(&cookie))).await).await;
     assert!(audit.contains("<td>login</td>"), "{audit}");
 }
+
+#[tokio::test]
+async fn alerts_page_lists_alerts_and_outbox_and_the_admin_acknowledges() {
+    use crate::store::alerts::{NewAlert, NewMessage};
+    let e = env();
+    let (cookie, csrf) = e.admin().await;
+    let id = e
+        .state
+        .db(|s| {
+            let id = s.insert_alert(&NewAlert {
+                rule: "offline",
+                subject: "device:1",
+                severity: "warning",
+                title: "Door <camera> is offline",
+                body: "Check its power.",
+                facts: &[("Silent for".into(), "31 minutes".into())],
+                links: &[],
+                auto_resolve: true,
+                now: T0,
+                notify: "queued",
+            })?;
+            Ok(id)
+        })
+        .await
+        .unwrap();
+    {
+        let db = e.state.clone();
+        db.db(move |s| {
+            let mut s2 = crate::store::Store::open(s.path())?;
+            let ids = s2.queue_messages(
+                &[id],
+                &[NewMessage {
+                    channel: "email",
+                    kind: "alert",
+                    alert_ids: vec![id],
+                    subject: "Door camera is offline".into(),
+                    text_body: "x".into(),
+                    not_before: T0,
+                    expires_at: T0 + 3600,
+                    ..NewMessage::default()
+                }],
+                T0,
+            )?;
+            s2.message_attempt_failed(
+                ids[0],
+                T0,
+                T0 + 30,
+                false,
+                "Nothing accepts connections at smtp:587",
+            )
+        })
+        .await
+        .unwrap();
+    }
+    let page = text(e.send(get("/alerts", Some(&cookie))).await).await;
+    assert!(
+        page.contains("Door &#60;camera&#62; is offline")
+            || page.contains("Door &lt;camera&gt; is offline"),
+        "{page}"
+    );
+    assert!(!page.contains("<camera>"), "device strings are escaped");
+    assert!(
+        page.contains("retrying") && page.contains("Nothing accepts connections at smtp:587"),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!("action=\"/alerts/{id}/ack\"")),
+        "{page}"
+    );
+    let r = e
+        .send(post_form(
+            &format!("/alerts/{id}/ack"),
+            &cookie,
+            &[("csrf", &csrf)],
+        ))
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let a = e.state.db(move |s| s.alert(id)).await.unwrap().unwrap();
+    assert_eq!(
+        (a.stage(), a.acked_by.as_deref()),
+        ("acknowledged", Some("admin"))
+    );
+    // Test email without SMTP configured: the exact reason, on the page.
+    let r = e
+        .send(post_form("/alerts/test-email", &cookie, &[("csrf", &csrf)]))
+        .await;
+    let page = text(r).await;
+    assert!(page.contains("Email is off: set smtp_host"), "{page}");
+    // A forged or edited link is refused without changing anything.
+    let r = e.send(get("/alerts/ack?t=1.99999999999.00", None)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(text(r).await.contains("incomplete or was changed"));
+}

@@ -30,7 +30,7 @@ struct Totals {
 }
 
 /// A `lanmeter run` process inside a namespace, with its stderr collected line by line.
-struct Daemon {
+pub(crate) struct Daemon {
     child: KillOnDrop,
     log: Arc<Mutex<Vec<String>>>,
     reader: Option<std::thread::JoinHandle<()>>,
@@ -38,7 +38,7 @@ struct Daemon {
 
 impl Daemon {
     /// Starts `lanmeter run` on A's interface and waits until it logs that it is capturing.
-    fn start(p: &NetnsPair, config: &Path, db: &Path) -> Daemon {
+    pub(crate) fn start(p: &NetnsPair, config: &Path, db: &Path) -> Daemon {
         let mut cmd = Command::new("ip");
         // `ip netns exec` execs the command, so the child's pid is lanmeter's own: signals sent
         // to it reach lanmeter, not a wrapper.
@@ -80,7 +80,7 @@ impl Daemon {
 
     /// Waits until a log line contains `needle`; fails the test if the process exits first or
     /// `limit` passes.
-    fn wait_for_log(&mut self, needle: &str, limit: Duration) -> String {
+    pub(crate) fn wait_for_log(&mut self, needle: &str, limit: Duration) -> String {
         self.wait_for_line(needle, limit, |l| l.contains(needle))
     }
 
@@ -136,7 +136,7 @@ impl Daemon {
     }
 
     /// SIGTERM, then the exit status must be 0; returns the "stopped" log line.
-    fn stop(&mut self) -> String {
+    pub(crate) fn stop(&mut self) -> String {
         self.signal(Signal::SIGTERM);
         let status = self.wait(PATIENCE);
         assert!(
@@ -147,7 +147,7 @@ impl Daemon {
         self.wait_for_log("lanmeter::daemon: stopped ", Duration::ZERO)
     }
 
-    fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         self.log.lock().unwrap().join("\n")
     }
 }
@@ -223,7 +223,7 @@ fn stored_view(p: &NetnsPair, t: &HashMap<String, Totals>) -> [(u64, u64); 2] {
 
 /// A quiet pair with permanent neighbour entries (no ARP ever, no sweep), a config file that keeps
 /// everything under `dir` and logs capture statistics every `stats_secs`, and the database path.
-fn setup(dir: &Path, stats_secs: u64) -> (NetnsPair, PathBuf, PathBuf) {
+pub(crate) fn setup(dir: &Path, stats_secs: u64) -> (NetnsPair, PathBuf, PathBuf) {
     let p = NetnsPair::new();
     for (ns, ifname, ip, mac) in [
         (&p.a, &p.a_if, p.b_ip, p.b_mac),

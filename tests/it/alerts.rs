@@ -1,0 +1,521 @@
+//! Alerts end to end against real servers: aiosmtpd (Debian's python3-aiosmtpd) as the SMTP
+//! server, a plain HTTP server for webhooks, the real `lanmeter run` in a network namespace.
+//!
+//! - the outbox survives a restart while the SMTP server is down, and then delivers every alert
+//!   exactly once, as multipart mail with the right headers and a working acknowledge link;
+//! - STARTTLS against a self-signed certificate the test creates (trusted via smtp_ca_file,
+//!   refused with advice without it);
+//! - a webhook receiver that fails once gets the JSON body on the retry.
+
+use crate::daemon::{Daemon, setup};
+use crate::netns::KillOnDrop;
+use lanmeter::alerts::deliver::{self, Channels};
+use lanmeter::alerts::engine::{self, Policy};
+use lanmeter::alerts::render::LinkCtx;
+use lanmeter::alerts::{Condition, ConditionState, Severity};
+use lanmeter::config::{Config, SmtpSecurity, WebhookFormat};
+use lanmeter::store::Store;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Debian's python, which has python3-aiosmtpd (a pyenv python on PATH may not).
+const PYTHON: &str = "/usr/bin/python3";
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Prints each message in a maildir as JSON: the headers a test checks and both decoded parts.
+const PARSE_MAIL: &str = r#"
+import email, email.policy, json, sys
+m = email.message_from_binary_file(open(sys.argv[1], 'rb'), policy=email.policy.default)
+text = m.get_body(('plain',))
+html = m.get_body(('html',))
+print(json.dumps({
+  'subject': str(m['Subject']), 'from': str(m['From']), 'to': str(m['To']),
+  'message_id': str(m['Message-ID']), 'auto_submitted': str(m['Auto-Submitted']),
+  'content_type': m.get_content_type(),
+  'text': text.get_content() if text else None,
+  'html': html.get_content() if html else None,
+}))
+"#;
+
+/// aiosmtpd writing every message into a maildir, optionally inside a namespace.
+fn start_smtp(
+    ns: Option<&str>,
+    listen: &str,
+    maildir: &Path,
+    tls: Option<(&Path, &Path)>,
+) -> KillOnDrop {
+    let mut cmd = match ns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, PYTHON]);
+            c
+        }
+        None => Command::new(PYTHON),
+    };
+    cmd.args(["-m", "aiosmtpd", "-n", "-l", listen]);
+    if let Some((cert, key)) = tls {
+        cmd.arg("--tlscert").arg(cert).arg("--tlskey").arg(key);
+    }
+    cmd.args(["-c", "aiosmtpd.handlers.Mailbox"]).arg(maildir);
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start aiosmtpd (apt install python3-aiosmtpd): {e}"));
+    KillOnDrop(child)
+}
+
+fn wait_port(addr: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {addr}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn mails(maildir: &Path) -> Vec<serde_json::Value> {
+    let Ok(dir) = std::fs::read_dir(maildir.join("new")) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = dir.map(|e| e.unwrap().path()).collect();
+    files.sort();
+    files
+        .iter()
+        .map(|f| {
+            let out = Command::new(PYTHON)
+                .args(["-c", PARSE_MAIL])
+                .arg(f)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_slice(&out.stdout).unwrap()
+        })
+        .collect()
+}
+
+fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The acknowledge link: GET shows a form (and plants the CSRF cookie), POST acknowledges.
+fn follow_ack_link(url: &str) -> String {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut r = agent.get(url).call().unwrap();
+    assert_eq!(r.status(), 200);
+    let cookie = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("lm_pre="))
+        .map(|c| c.split(';').next().unwrap().to_string())
+        .expect("the form plants the CSRF cookie");
+    let page = r.body_mut().read_to_string().unwrap();
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("csrf field")
+        .to_string();
+    let token = url.split("t=").nth(1).unwrap();
+    let post = url.split('?').next().unwrap();
+    let body = format!("csrf={csrf}&t={token}");
+    let mut r = agent
+        .post(post)
+        .header("Cookie", &cookie)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .send(body)
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.body_mut().read_to_string().unwrap()
+}
+
+#[test]
+fn outbox_survives_a_restart_and_delivers_every_alert_once_with_a_working_ack_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, config, db) = setup(dir.path(), 60);
+    let maildir = dir.path().join("maildir");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(
+        "alert_interval_secs = 1\nalert_new_device_learning_minutes = 0\nalert_health = false\n\
+         alert_unusual_usage = false\noutbox_retry_secs = 1\nsmtp_host = \"127.0.0.1\"\n\
+         smtp_port = 2525\nsmtp_security = \"none\"\nmail_from = \"lanmeter@home.test\"\n\
+         mail_to = [\"family@home.test\"]\nlisten = \"127.0.0.1:8080\"\n\
+         dashboard_url = \"http://127.0.0.1:8080\"\n",
+    );
+    std::fs::write(&config, text).unwrap();
+
+    // SMTP is down (nothing listens on 2525 in the namespace): the new devices queue.
+    let mut d = Daemon::start(&p, &config, &db);
+    // B asks for A's address (ARP), so discovery learns both devices' IPs for the message.
+    crate::netns::run(&[
+        "ip",
+        "-n",
+        &p.b,
+        "neigh",
+        "del",
+        &p.a_ip.to_string(),
+        "dev",
+        &p.b_if,
+    ]);
+    let ping = p.exec(&p.b, &["ping", "-c", "3", "-i", "0.2", &p.a_ip.to_string()]);
+    assert!(
+        ping.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ping.stderr)
+    );
+    let queued = wait_for(
+        "two new-device emails to fail at least once",
+        PATIENCE,
+        || {
+            let s = Store::open(&db).ok()?;
+            let mut m = s.outbox_recent(100).ok()?;
+            m.retain(|m| m.channel == "email");
+            (m.len() >= 2
+                && m.iter()
+                    .all(|m| m.attempts >= 1 && m.delivered_at.is_none()))
+            .then_some(m)
+        },
+    );
+    d.stop();
+    assert!(mails(&maildir).is_empty());
+
+    // Restarted, still without a server: the messages are still there and still retried.
+    let mut d = Daemon::start(&p, &config, &db);
+    std::thread::sleep(Duration::from_secs(2));
+    let _smtp = start_smtp(Some(&p.a), "127.0.0.1:2525", &maildir, None);
+    let expected = queued.len();
+    let got = wait_for("every queued email to arrive", PATIENCE, || {
+        let m = mails(&maildir);
+        (m.len() >= expected).then_some(m)
+    });
+    // Nothing more arrives: exactly once.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        mails(&maildir).len(),
+        expected,
+        "a message was delivered twice"
+    );
+    let s = Store::open(&db).unwrap();
+    let outbox: Vec<_> = s
+        .outbox_recent(100)
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.channel == "email")
+        .collect();
+    assert_eq!(
+        outbox.len(),
+        expected,
+        "no new message appeared: {outbox:?}"
+    );
+    assert!(
+        outbox.iter().all(|m| m.delivered_at.is_some()),
+        "{outbox:?}"
+    );
+    let alerts = s.recent_alerts(100).unwrap();
+    let new_devices: Vec<_> = alerts.iter().filter(|a| a.rule == "new_device").collect();
+    assert_eq!(new_devices.len(), expected);
+    let mut ids: Vec<String> = got
+        .iter()
+        .map(|m| m["message_id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), expected, "distinct Message-IDs");
+    for a in &new_devices {
+        assert_eq!(a.stage(), "notified", "{a:?}");
+        let n = got
+            .iter()
+            .filter(|m| m["subject"].as_str().unwrap() == format!("[lanmeter] {}", a.title))
+            .count();
+        assert_eq!(n, 1, "alert {} mailed {n} times", a.title);
+    }
+    // Headers and both parts.
+    let b_mac = p.b_mac.to_string();
+    let m = got
+        .iter()
+        .find(|m| m["text"].as_str().unwrap().contains(&b_mac))
+        .expect("a mail about B");
+    assert_eq!(m["content_type"], "multipart/alternative");
+    assert_eq!(m["from"], "lanmeter <lanmeter@home.test>");
+    assert_eq!(m["to"], "family@home.test");
+    assert_eq!(m["auto_submitted"], "auto-generated");
+    assert!(
+        m["subject"]
+            .as_str()
+            .unwrap()
+            .starts_with("[lanmeter] New device on the network")
+    );
+    let text = m["text"].as_str().unwrap();
+    let html = m["html"].as_str().unwrap();
+    assert!(
+        text.contains(&p.b_ip.to_string()),
+        "first address in the text: {text}"
+    );
+    assert!(
+        html.contains(&b_mac) && html.contains("Acknowledge"),
+        "{html}"
+    );
+    let ack = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Acknowledge: "))
+        .expect("an acknowledge link")
+        .to_string();
+    assert!(
+        ack.starts_with("http://127.0.0.1:8080/alerts/ack?t="),
+        "{ack}"
+    );
+    assert!(html.contains(&ack), "the same link in the HTML part");
+
+    // The link works without a login (the web server runs inside A's namespace).
+    let page = p.in_ns(&p.a, || follow_ack_link(&ack));
+    assert!(page.contains("Acknowledged"), "{page}");
+    let id: i64 = ack
+        .split("t=")
+        .nth(1)
+        .unwrap()
+        .split('.')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let a = Store::open(&db).unwrap().alert(id).unwrap().unwrap();
+    assert_eq!(a.acked_by.as_deref(), Some("email link"));
+    assert_eq!(
+        a.stage(),
+        "resolved",
+        "a new-device alert is done once acknowledged"
+    );
+    d.stop();
+}
+
+#[test]
+fn starttls_with_a_self_signed_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args([
+            "-addext",
+            "subjectAltName=DNS:localhost",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let maildir = dir.path().join("maildir");
+    let _smtp = start_smtp(
+        None,
+        &format!("127.0.0.1:{port}"),
+        &maildir,
+        Some((&cert, &key)),
+    );
+    wait_port(&format!("127.0.0.1:{port}"));
+    let mut cfg = Config {
+        smtp_host: Some("localhost".into()),
+        smtp_port: Some(port),
+        smtp_security: SmtpSecurity::Starttls,
+        mail_to: vec!["family@home.test".into()],
+        mail_from: Some("lanmeter@home.test".into()),
+        ..Config::default()
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // Without trusting the certificate: refused, with advice about the CA.
+    let m = lanmeter::alerts::mail::Mailer::from_config(&cfg)
+        .unwrap()
+        .unwrap();
+    let e = rt
+        .block_on(m.send("untrusted", "x", None, "<a@lanmeter>"))
+        .unwrap_err();
+    assert_eq!(e.kind, lanmeter::alerts::mail::MailErrorKind::Tls, "{e}");
+    assert!(e.advice.contains("smtp_ca_file"), "{e}");
+    // Trusted through smtp_ca_file: delivered over STARTTLS.
+    cfg.smtp_ca_file = Some(cert.clone());
+    let m = lanmeter::alerts::mail::Mailer::from_config(&cfg)
+        .unwrap()
+        .unwrap();
+    rt.block_on(m.send(
+        "over STARTTLS",
+        "hello",
+        Some("<p>hello</p>"),
+        "<b@lanmeter>",
+    ))
+    .unwrap();
+    let got = wait_for("the STARTTLS mail", Duration::from_secs(10), || {
+        let m = mails(&maildir);
+        (!m.is_empty()).then_some(m)
+    });
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0]["subject"], "[lanmeter] over STARTTLS");
+    // Implicit TLS against the STARTTLS port: explained as a port/security mismatch.
+    cfg.smtp_security = SmtpSecurity::Tls;
+    let m = lanmeter::alerts::mail::Mailer::from_config(&cfg)
+        .unwrap()
+        .unwrap();
+    let e = rt
+        .block_on(m.send("x", "x", None, "<c@lanmeter>"))
+        .unwrap_err();
+    assert!(e.advice.contains("465") || e.advice.contains("587"), "{e}");
+}
+
+/// A one-thread HTTP server: answers each request with the next status, reports each request.
+fn http_server(statuses: Vec<u16>) -> (String, std::sync::mpsc::Receiver<(String, String)>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for (conn, status) in listener.incoming().zip(statuses) {
+            let mut conn = conn.unwrap();
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut head = String::new();
+            let mut len = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap();
+                }
+                if line == "\r\n" || line.is_empty() {
+                    break;
+                }
+                head.push_str(&line);
+            }
+            let mut body = vec![0; len];
+            reader.read_exact(&mut body).unwrap();
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+            let _ = tx.send((head, String::from_utf8(body).unwrap()));
+        }
+    });
+    (url, rx)
+}
+
+#[test]
+fn webhook_delivers_the_json_body_after_a_failed_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("w.db")).unwrap();
+    let (url, requests) = http_server(vec![503, 200]);
+    let policy = Policy {
+        cooldown_secs: 3600,
+        quiet: None,
+        digest: false,
+        digest_hour: 8,
+        tz: jiff::tz::TimeZone::UTC,
+        email: false,
+        webhook: Some((url.clone(), WebhookFormat::Generic)),
+        expire_secs: 3600,
+    };
+    let links = LinkCtx {
+        dashboard: "http://lanmeter.home:8080".into(),
+        secret: store.link_secret().unwrap(),
+        ack_secs: 86_400,
+        tz: jiff::tz::TimeZone::UTC,
+    };
+    let now = 1_767_225_600;
+    let cond = Condition {
+        rule: "offline".into(),
+        subject: "device:4".into(),
+        severity: Severity::Warning,
+        title: "Door camera has been offline for 31 minutes".into(),
+        body: "Check its power.".into(),
+        facts: vec![("Silent for".into(), "31 minutes".into())],
+        links: vec![("Open this device".into(), "/devices/4".into())],
+        state: ConditionState::Active,
+    };
+    let applied = engine::apply(&store, &[cond], now, &policy, false).unwrap();
+    engine::schedule(&mut store, &policy, &links, now).unwrap();
+    let ch = Channels {
+        mailer: None,
+        mail_config_error: None,
+        webhook_token: Some("s3cret-token".into()),
+        rt: tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap(),
+    };
+    let first = deliver::work(&mut store, &ch, || now, 30).unwrap();
+    assert_eq!(first.failed_attempts, 1);
+    let (_, _) = requests.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        deliver::work(&mut store, &ch, || now + 29, 30).unwrap(),
+        deliver::Pass::default(),
+        "backoff"
+    );
+    let second = deliver::work(&mut store, &ch, || now + 30, 30).unwrap();
+    assert_eq!(second.delivered, 1);
+    let (head, body) = requests.recv_timeout(Duration::from_secs(10)).unwrap();
+    let head = head.to_ascii_lowercase();
+    assert!(head.starts_with("post /hook http/1.1"), "{head}");
+    assert!(
+        head.contains("authorization: bearer s3cret-token"),
+        "{head}"
+    );
+    assert!(head.contains("content-type: application/json"), "{head}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["source"], "lanmeter");
+    assert_eq!(v["kind"], "alert");
+    assert_eq!(v["rule"], "offline");
+    assert_eq!(v["subject"], "device:4");
+    assert_eq!(v["severity"], "warning");
+    assert_eq!(v["title"], "Door camera has been offline for 31 minutes");
+    assert_eq!(v["message"], "Check its power.");
+    assert_eq!(v["facts"]["Silent for"], "31 minutes");
+    assert_eq!(v["alert_ids"], serde_json::json!(applied.triggered));
+    assert_eq!(v["url"], "http://lanmeter.home:8080/alerts");
+    let ack = v["ack_url"].as_str().unwrap();
+    let token = ack
+        .strip_prefix("http://lanmeter.home:8080/alerts/ack?t=")
+        .unwrap();
+    assert_eq!(
+        lanmeter::alerts::links::verify(&links.secret, token, now),
+        Ok(applied.triggered[0])
+    );
+    let a = store.alert(applied.triggered[0]).unwrap().unwrap();
+    assert_eq!(a.stage(), "notified");
+    let m = &store.outbox_recent(10).unwrap()[0];
+    assert_eq!((m.status(), m.attempts), ("delivered", 2));
+}
