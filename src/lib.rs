@@ -15,6 +15,8 @@
 //! - [`replay`]: capture files through the same decoder and meter, rendered as JSON or a table.
 //! - [`demo`]: the synthetic household capture generator and its expected per-MAC totals.
 //! - [`auth`]: password rules and argon2id hashes, tokens, roles, login throttling policy (pure).
+//! - [`telemetry`]: run-time figures (capture counters, flush durations, storage health) for the
+//!   API and `/metrics`.
 //! - [`web`]: the web UI and its gate (axum + askama live only there): sessions, CSRF, pages.
 //! - [`system`]: the host around lanmeter: systemd notify/watchdog, `lanmeter doctor`'s checks.
 //! - [`cli`]: command-line definitions; [`app`]: wiring, lifecycle and exit codes.
@@ -33,4 +35,5 @@ pub mod model;
 pub mod replay;
 pub mod store;
 pub mod system;
+pub mod telemetry;
 pub mod web;

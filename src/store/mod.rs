@@ -18,6 +18,7 @@ pub mod period;
 pub mod query;
 pub mod rollup;
 pub mod today;
+pub mod tokens;
 pub mod usage;
 
 #[cfg(test)]
