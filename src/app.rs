@@ -189,9 +189,8 @@ fn run_token(config: Option<&Path>, args: crate::cli::TokenArgs) -> anyhow::Resu
             detail,
         })
     };
-    let time = |t: i64| {
-        jiff::Timestamp::from_second(t).map_or_else(|_| t.to_string(), |t| t.to_string())
-    };
+    let time =
+        |t: i64| jiff::Timestamp::from_second(t).map_or_else(|_| t.to_string(), |t| t.to_string());
     match args.action {
         TokenAction::Create { name, role } => {
             let name = name.trim();
@@ -215,7 +214,10 @@ fn run_token(config: Option<&Path>, args: crate::cli::TokenArgs) -> anyhow::Resu
                         crate::store::tokens::TOKENS_MAX
                     )
                 })?;
-            audit("token created", &format!("{} ({}, {})", row.name, row.role.as_str(), row.prefix))?;
+            audit(
+                "token created",
+                &format!("{} ({}, {})", row.name, row.role.as_str(), row.prefix),
+            )?;
             eprintln!(
                 "token {} ({}, {}) created; its secret is shown only now:",
                 row.id,
@@ -247,9 +249,9 @@ fn run_token(config: Option<&Path>, args: crate::cli::TokenArgs) -> anyhow::Resu
             }
         }
         TokenAction::Revoke { id } => {
-            let row = store
-                .revoke_token(id, now)?
-                .ok_or_else(|| anyhow::anyhow!("there is no token with id {id}: see `lanmeter token list`"))?;
+            let row = store.revoke_token(id, now)?.ok_or_else(|| {
+                anyhow::anyhow!("there is no token with id {id}: see `lanmeter token list`")
+            })?;
             audit("token revoked", &format!("{} ({})", row.name, row.prefix))?;
             println!("revoked token {} ({})", row.id, row.name);
         }

@@ -149,13 +149,22 @@ mod tests {
             })
             .unwrap()
             .unwrap();
-        assert_eq!((t.name.as_str(), t.role, t.revoked_at), ("grafana", Role::Viewer, None));
+        assert_eq!(
+            (t.name.as_str(), t.role, t.revoked_at),
+            ("grafana", Role::Viewer, None)
+        );
         assert_eq!(s.token_by_digest("d1").unwrap().unwrap().id, t.id);
         assert!(s.token_by_digest("d2").unwrap().is_none());
         s.touch_token(t.id, 20).unwrap();
         assert_eq!(s.list_tokens().unwrap()[0].last_used_at, Some(20));
-        assert_eq!(s.revoke_token(t.id, 30).unwrap().unwrap().revoked_at, Some(30));
-        assert_eq!(s.revoke_token(t.id, 40).unwrap().unwrap().revoked_at, Some(30));
+        assert_eq!(
+            s.revoke_token(t.id, 30).unwrap().unwrap().revoked_at,
+            Some(30)
+        );
+        assert_eq!(
+            s.revoke_token(t.id, 40).unwrap().unwrap().revoked_at,
+            Some(30)
+        );
         assert!(s.token_by_digest("d1").unwrap().is_none());
         assert!(s.revoke_token(999, 1).unwrap().is_none());
         assert_eq!(s.list_tokens().unwrap().len(), 1, "revoked rows are kept");

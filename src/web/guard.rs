@@ -130,19 +130,19 @@ async fn check(gate: &Gate, req: Request) -> Result<Result<Request, Response>, A
             }
         }
         super::api::tokens::Bearer::None => match session::lookup(state, req.headers()).await? {
-        Some(row) => Some(Auth {
-            role: row.role,
-            session: Some(row),
-            client: client.clone(),
-        }),
-        None if state.config().anyone_on_lan_may_view && session::is_lan_addr(&client) => {
-            Some(Auth {
-                role: Role::Viewer,
-                session: None,
+            Some(row) => Some(Auth {
+                role: row.role,
+                session: Some(row),
                 client: client.clone(),
-            })
-        }
-        None => None,
+            }),
+            None if state.config().anyone_on_lan_may_view && session::is_lan_addr(&client) => {
+                Some(Auth {
+                    role: Role::Viewer,
+                    session: None,
+                    client: client.clone(),
+                })
+            }
+            None => None,
         },
     };
 

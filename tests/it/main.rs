@@ -3,6 +3,7 @@
 //! Live tests need root (network namespaces, CAP_NET_RAW); CI and the dev machines run as root.
 //! `daemon` and `cli_errors` drive the real `lanmeter` binary, as a person or systemd would.
 
+mod api;
 mod browser;
 mod cli_errors;
 mod corpus;

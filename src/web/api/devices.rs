@@ -203,13 +203,25 @@ pub async fn list(
         .into_iter()
         .filter(|d| q.include_gateway.unwrap_or(false) || !d.is_gateway)
         .filter(|d| q.include_ignored.unwrap_or(true) || !d.user.ignored)
-        .filter(|d| q.owner.as_deref().is_none_or(|o| eq_ci(d.user.owner.as_deref(), o)))
-        .filter(|d| q.group.as_deref().is_none_or(|g| eq_ci(d.user.group.as_deref(), g)))
+        .filter(|d| {
+            q.owner
+                .as_deref()
+                .is_none_or(|o| eq_ci(d.user.owner.as_deref(), o))
+        })
+        .filter(|d| {
+            q.group
+                .as_deref()
+                .is_none_or(|g| eq_ci(d.user.group.as_deref(), g))
+        })
         .filter(|d| q.online.is_none_or(|o| d.online == o))
         .filter(|d| q.known.is_none_or(|k| d.user.known == k))
         .filter(|d| {
             text.as_deref().is_none_or(|t| {
-                d.name.iter().chain(&d.hostnames).chain(&d.macs).chain(&d.addresses)
+                d.name
+                    .iter()
+                    .chain(&d.hostnames)
+                    .chain(&d.macs)
+                    .chain(&d.addresses)
                     .chain(&d.vendor)
                     .any(|s| s.to_lowercase().contains(t))
             })
@@ -309,19 +321,26 @@ pub struct DevicePatch {
 impl DevicePatch {
     /// The user fields after the patch, or the first invalid field.
     fn apply(&self, mut u: UserFields) -> Result<UserFields, ApiError> {
-        let set = |field: &str, v: &Option<Option<String>>, max, multi, slot: &mut Option<String>| {
-            if let Some(v) = v {
-                *slot = match v {
-                    Some(s) => clean_text(field, s, max, multi)?,
-                    None => None,
-                };
-            }
-            Ok::<(), ApiError>(())
-        };
+        let set =
+            |field: &str, v: &Option<Option<String>>, max, multi, slot: &mut Option<String>| {
+                if let Some(v) = v {
+                    *slot = match v {
+                        Some(s) => clean_text(field, s, max, multi)?,
+                        None => None,
+                    };
+                }
+                Ok::<(), ApiError>(())
+            };
         set("name", &self.name, FIELD_MAX, false, &mut u.name)?;
         set("owner", &self.owner, FIELD_MAX, false, &mut u.owner)?;
         set("group", &self.group, FIELD_MAX, false, &mut u.group)?;
-        set("type", &self.type_override, FIELD_MAX, false, &mut u.type_override)?;
+        set(
+            "type",
+            &self.type_override,
+            FIELD_MAX,
+            false,
+            &mut u.type_override,
+        )?;
         set("notes", &self.notes, NOTES_MAX, true, &mut u.notes)?;
         if let Some(k) = self.known {
             u.known = k;
@@ -373,7 +392,9 @@ pub async fn update(
         .ok_or_else(|| ApiError::not_found(&format!("device with id {id}")))?;
     let fields = patch.apply(record.user.clone())?;
     let actor = actor(auth.as_deref(), token.as_deref());
-    let client = auth.as_ref().map_or("unknown".to_string(), |a| a.client.clone());
+    let client = auth
+        .as_ref()
+        .map_or("unknown".to_string(), |a| a.client.clone());
     let now = state.now();
     let detail = format!("device {id} ({})", record.mac);
     state

@@ -61,7 +61,11 @@ impl ApiError {
     }
 
     pub fn not_found(what: &str) -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("There is no {what}."))
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("There is no {what}."),
+        )
     }
 
     pub fn internal(cause: impl Into<String>) -> ApiError {
@@ -124,9 +128,13 @@ fn render(status: StatusCode, code: &str, message: &str, request_id: &str) -> Re
 
 /// A client's own request id is kept when it is short and plain; otherwise a fresh one is made.
 fn request_id(req: &Request) -> String {
-    if let Some(v) = req.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok())
+    if let Some(v) = req
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
         && (1..=64).contains(&v.len())
-        && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
     {
         return v.to_string();
     }
@@ -232,6 +240,9 @@ mod tests {
         let e = ApiError::internal("disk I/O error at /var/lib/lanmeter");
         assert!(!e.message.contains("/var/lib"));
         assert_eq!(e.code, "internal");
-        assert_eq!(foreign(StatusCode::METHOD_NOT_ALLOWED).0, "method_not_allowed");
+        assert_eq!(
+            foreign(StatusCode::METHOD_NOT_ALLOWED).0,
+            "method_not_allowed"
+        );
     }
 }

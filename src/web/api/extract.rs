@@ -24,7 +24,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
             .map_err(|e| {
                 ApiError::bad_request(
                     "invalid_query",
-                    e.body_text().replace("Failed to deserialize query string: ", "Query string: "),
+                    e.body_text()
+                        .replace("Failed to deserialize query string: ", "Query string: "),
                 )
             })
     }

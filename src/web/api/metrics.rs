@@ -113,7 +113,11 @@ fn read_stored(
         household.add(&d.counts);
     }
     let mut devices: Vec<_> = by_device.into_iter().filter(|d| d.mac != OTHER).collect();
-    devices.sort_by(|a, b| b.total_bytes().cmp(&a.total_bytes()).then(a.mac.cmp(&b.mac)));
+    devices.sort_by(|a, b| {
+        b.total_bytes()
+            .cmp(&a.total_bytes())
+            .then(a.mac.cmp(&b.mac))
+    });
     let omitted = devices.len().saturating_sub(max);
     devices.truncate(max);
     Ok(Stored {
@@ -165,7 +169,10 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
     let schema = stored.schema_version.to_string();
     o.sample(
         "lanmeter_build_info",
-        &[("version", env!("CARGO_PKG_VERSION")), ("schema_version", &schema)],
+        &[
+            ("version", env!("CARGO_PKG_VERSION")),
+            ("schema_version", &schema),
+        ],
         1,
     );
 
@@ -227,7 +234,11 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
         "counter",
         "Bytes sent or received by the household (every device but the gateway, unattributed traffic included).",
     );
-    o.sample("lanmeter_household_bytes_total", &[("direction", "sent")], h.bytes_sent);
+    o.sample(
+        "lanmeter_household_bytes_total",
+        &[("direction", "sent")],
+        h.bytes_sent,
+    );
     o.sample(
         "lanmeter_household_bytes_total",
         &[("direction", "received")],
@@ -337,7 +348,11 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
         &[("le", "+Inf")],
         hist.count,
     );
-    o.sample("lanmeter_flush_duration_seconds_sum", &[], float(hist.sum_seconds));
+    o.sample(
+        "lanmeter_flush_duration_seconds_sum",
+        &[],
+        float(hist.sum_seconds),
+    );
     o.sample("lanmeter_flush_duration_seconds_count", &[], hist.count);
     let health = t.health().snapshot();
     o.family(

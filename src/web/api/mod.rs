@@ -74,7 +74,12 @@ pub fn table() -> Vec<Operation> {
             get(openapi_json),
         ),
         op("/api/v1/devices", Method::GET, Viewer, get(devices::list)),
-        op("/api/v1/devices/{id}", Method::GET, Viewer, get(devices::one)),
+        op(
+            "/api/v1/devices/{id}",
+            Method::GET,
+            Viewer,
+            get(devices::one),
+        ),
         op(
             "/api/v1/devices/{id}",
             Method::PATCH,
@@ -165,6 +170,14 @@ impl utoipa::Modify for Security {
         tokens::revoke,
         metrics::metrics,
     ),
+    // Enums used only as query parameters are not collected from `IntoParams`: listed here.
+    components(schemas(
+        devices::DeviceSort,
+        devices::Order,
+        usage::Bucket,
+        usage::ExportPeriod,
+        usage::ExportFormat
+    )),
     modifiers(&Security),
     security(("token" = []), ("session" = [])),
     tags(
@@ -262,8 +275,7 @@ pub(crate) fn clean_text(
             format!("`{field}` is longer than {max} characters"),
         ));
     }
-    if v
-        .chars()
+    if v.chars()
         .any(|c| c.is_control() && !(multiline && (c == '\n' || c == '\t')))
     {
         return Err(ApiError::bad_request(

@@ -177,7 +177,9 @@ pub async fn create(
     let (secret, digest, prefix) =
         crate::auth::new_api_token().map_err(|e| ApiError::internal(e.to_string()))?;
     let actor = super::devices::actor(auth.as_deref(), token.as_deref());
-    let client = auth.as_ref().map_or("unknown".to_string(), |a| a.client.clone());
+    let client = auth
+        .as_ref()
+        .map_or("unknown".to_string(), |a| a.client.clone());
     let now = state.now();
     let row = state
         .db(move |s| {
@@ -231,6 +233,7 @@ pub async fn create(
         (status = 401, description = "Not logged in and no valid token", body = super::ErrorBody),
         (status = 403, description = "Not an admin, or a session without the CSRF header", body = super::ErrorBody),
         (status = 404, description = "No such token", body = super::ErrorBody),
+        (status = 409, description = "The request's own token (a token cannot revoke itself)", body = super::ErrorBody),
     )
 )]
 pub async fn revoke(
@@ -239,8 +242,18 @@ pub async fn revoke(
     token: Option<Extension<TokenUse>>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Token>, ApiError> {
+    if token.as_ref().is_some_and(|t| t.id == id) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "revoking_own_token",
+            "A token cannot revoke itself (that would lock this client out): use another admin \
+             token, the web session or `lanmeter token revoke`.",
+        ));
+    }
     let actor = super::devices::actor(auth.as_deref(), token.as_deref());
-    let client = auth.as_ref().map_or("unknown".to_string(), |a| a.client.clone());
+    let client = auth
+        .as_ref()
+        .map_or("unknown".to_string(), |a| a.client.clone());
     let now = state.now();
     let row = state
         .db(move |s| {

@@ -184,7 +184,12 @@ pub async fn usage(
             .mac
             .parse()
             .map_err(|_| ApiError::internal(format!("stored MAC {} unreadable", d.mac)))?;
-        ("device", Some(id.to_string()), vec![id], Selection::device(mac))
+        (
+            "device",
+            Some(id.to_string()),
+            vec![id],
+            Selection::device(mac),
+        )
     } else if q.owner.is_some() || q.group.is_some() {
         let (scope, want) = match (&q.owner, &q.group) {
             (Some(o), _) => ("owner", o.trim().to_string()),
@@ -195,7 +200,11 @@ pub async fn usage(
         let matched: Vec<&devices::Device> = all
             .iter()
             .filter(|d| {
-                let v = if scope == "owner" { &d.user.owner } else { &d.user.group };
+                let v = if scope == "owner" {
+                    &d.user.owner
+                } else {
+                    &d.user.group
+                };
                 v.as_deref().is_some_and(|v| v.eq_ignore_ascii_case(&want))
             })
             .collect();
@@ -212,11 +221,18 @@ pub async fn usage(
     {
         return Err(ApiError::bad_request(
             "range_too_large",
-            format!("a range this long has more than {POINTS_MAX} {p} buckets: choose a bigger `bucket` or a shorter range"),
+            format!(
+                "a range this long has more than {POINTS_MAX} {p} buckets: choose a bigger `bucket` or a shorter range"
+            ),
         ));
     }
     let (total, series) = state
-        .db(move |s| Ok((s.usage(&sel, &tz, from, to), s.usage_series(&sel, &tz, from, to, period))))
+        .db(move |s| {
+            Ok((
+                s.usage(&sel, &tz, from, to),
+                s.usage_series(&sel, &tz, from, to, period),
+            ))
+        })
         .await?;
     let total = total.map_err(query_err)?;
     let series = series.map_err(query_err)?;
@@ -396,7 +412,9 @@ pub async fn export(
     if buckets_in(period, from, to) > EXPORT_BUCKETS_MAX {
         return Err(ApiError::bad_request(
             "range_too_large",
-            format!("a range this long has more than {EXPORT_BUCKETS_MAX} {period} buckets: choose a bigger `period` or a shorter range"),
+            format!(
+                "a range this long has more than {EXPORT_BUCKETS_MAX} {period} buckets: choose a bigger `period` or a shorter range"
+            ),
         ));
     }
     let device = match q.device {
@@ -417,10 +435,17 @@ pub async fn export(
     let body = state
         .db(move |s| {
             let mut out = Vec::new();
-            Ok(
-                export::export(s, period, Some(from), Some(to), device, &tz, format, &mut out)
-                    .map(|()| out),
+            Ok(export::export(
+                s,
+                period,
+                Some(from),
+                Some(to),
+                device,
+                &tz,
+                format,
+                &mut out,
             )
+            .map(|()| out))
         })
         .await?
         .map_err(|e| match e {
