@@ -202,7 +202,16 @@ fn every_api_route_is_in_the_openapi_document_and_back() {
 #[tokio::test]
 async fn every_failure_class_has_the_error_shape() {
     let e = env().await;
-    let cases: Vec<(&str, &str, Option<&str>, Option<Value>, StatusCode, &str)> = vec![
+    // (method, path, token, body, expected status, expected code)
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        Option<Value>,
+        StatusCode,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
         (
             "GET",
             "/api/v1/devices",

@@ -190,12 +190,12 @@ pub async fn usage(
             vec![id],
             Selection::device(mac),
         )
-    } else if q.owner.is_some() || q.group.is_some() {
-        let (scope, want) = match (&q.owner, &q.group) {
-            (Some(o), _) => ("owner", o.trim().to_string()),
-            (None, Some(g)) => ("group", g.trim().to_string()),
-            (None, None) => unreachable!("one of owner and group is set in this branch"),
-        };
+    } else if let Some((scope, want)) = q
+        .owner
+        .as_deref()
+        .map(|o| ("owner", o.trim().to_string()))
+        .or_else(|| q.group.as_deref().map(|g| ("group", g.trim().to_string())))
+    {
         let all = devices::all(&state).await?;
         let matched: Vec<&devices::Device> = all
             .iter()
