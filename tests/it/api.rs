@@ -613,3 +613,124 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     assert!(generated >= 300, "only {generated} cases:\n{stdout}");
     eprintln!("schemathesis: {generated} cases, no server error, responses match the document");
 }
+
+/// `lanmeter run` in a network namespace: the API and /metrics report the live capture thread's
+/// counters and the daemon's flush durations, and a device counter grows with real traffic.
+#[test]
+fn the_daemon_publishes_capture_counters_and_flush_durations() {
+    let p = crate::netns::NetnsPair::new();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("d.db");
+    let d = db.to_str().unwrap();
+    let mut pw = hermetic(&mut Command::new(LANMETER))
+        .args(["passwd", "--db", d])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    pw.stdin
+        .take()
+        .unwrap()
+        .write_all(b"correct horse battery\n")
+        .unwrap();
+    assert!(pw.wait().unwrap().success());
+    let token = lanmeter(&["token", "create", "scraper", "--db", d])
+        .trim()
+        .to_string();
+    let config = dir.path().join("lanmeter.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = {:?}\nlisten = \"127.0.0.1:8080\"\narp_sweep_interval_secs = 0\ntimezone = \"UTC\"\n",
+            dir.path().display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &p.a, LANMETER, "--config"])
+        .arg(&config)
+        .args(["run", "--interface", &p.a_if, "--db", d]);
+    let _daemon = KillOnDrop(
+        hermetic(&mut cmd)
+            .env("LANMETER_FLUSH_INTERVAL_SECS", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let get = |path: &str| {
+        p.in_ns(&p.a, || {
+            TcpStream::connect(("127.0.0.1", 8080)).ok().map(|_| {
+                http(
+                    8080,
+                    "GET",
+                    path,
+                    &[("Authorization", &format!("Bearer {token}"))],
+                    "",
+                )
+            })
+        })
+    };
+    let wait = |what: &str, mut f: Box<dyn FnMut() -> bool + '_>| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait(
+        "the daemon's web server",
+        Box::new(|| get("/api/v1/capture").is_some_and(|r| r.status == 200)),
+    );
+    let out = p.exec(
+        &p.b,
+        &[
+            "ping",
+            "-q",
+            "-c",
+            "10",
+            "-i",
+            "0.05",
+            "-W",
+            "2",
+            &p.a_ip.to_string(),
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    wait(
+        "capture counters",
+        Box::new(|| {
+            let c = get("/api/v1/capture").unwrap().json();
+            c["running"] == true && c["frames_seen"].as_u64().unwrap() >= 20
+        }),
+    );
+    let b_mac = p.b_mac.to_string();
+    let sample = |text: &str, prefix: &str| -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with(prefix))?
+            .rsplit(' ')
+            .next()?
+            .parse()
+            .ok()
+    };
+    wait(
+        "a flushed device counter in /metrics",
+        Box::new(|| {
+            let text = String::from_utf8(get("/metrics").unwrap().body).unwrap();
+            let dev = format!(
+                "lanmeter_device_bytes_total{{mac=\"{b_mac}\",name=\"\",direction=\"sent\"}}"
+            );
+            sample(&text, &dev).is_some_and(|v| v >= 10.0 * 98.0)
+                && sample(&text, "lanmeter_capture_up ") == Some(1.0)
+                && sample(&text, "lanmeter_capture_packets_total ").is_some_and(|v| v >= 20.0)
+                && sample(&text, "lanmeter_flush_duration_seconds_count ").is_some_and(|v| v >= 1.0)
+        }),
+    );
+    let sys = get("/api/v1/system").unwrap().json();
+    assert!(sys["started_at"].is_string());
+    assert!(
+        sys["storage"]["ok"] == true && sys["storage"]["flushes"].as_u64().unwrap() >= 1,
+        "{sys}"
+    );
+    assert_eq!(sys["capture"]["kernel_dropped"], 0);
+}
