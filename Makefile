@@ -7,8 +7,9 @@ CARGO ?= cargo
 # iproute2/ping/iperf3 for live tests in network namespaces, udhcpc as a DHCP client in them,
 # ieee-data for device vendors (the OUI registry lanmeter reads at run time), chromium +
 # chromium-driver for browser tests, python3-aiosmtpd as the real SMTP server of the alert tests,
-# curl and openssl for the HTTPS test.
-TEST_DEBS := libpcap-dev pkg-config tshark tcpdump iproute2 iputils-ping iperf3 util-linux ieee-data udhcpc chromium chromium-driver python3-aiosmtpd curl openssl
+# curl and openssl for the HTTPS test, prometheus (promtool and a scraping server) and
+# python3-venv (schemathesis) for the API tests.
+TEST_DEBS := libpcap-dev pkg-config tshark tcpdump iproute2 iputils-ping iperf3 util-linux ieee-data udhcpc chromium chromium-driver python3-aiosmtpd curl openssl prometheus python3-venv
 BENCH_DEBS := $(TEST_DEBS) darkstat tcpreplay time python3
 RUN_DEBS := libpcap-dev pkg-config ieee-data
 DEMO_PCAP := data/demo-household.pcap

@@ -52,6 +52,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Unlock(args) => run_unlock(config, args),
         Command::Doctor(args) => run_doctor(config, args),
         Command::Devices(args) => run_devices(config, args),
+        Command::Token(args) => run_token(config, args),
     }
 }
 
@@ -169,6 +170,91 @@ fn run_unlock(config: Option<&Path>, args: UnlockArgs) -> anyhow::Result<ExitCod
         (true, Some(a)) => println!("{a} was not locked (its failed-login count is cleared)"),
         (true, None) => println!("no address was locked"),
         (false, _) => println!("unlocked: {}", cleared.join(", ")),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_token(config: Option<&Path>, args: crate::cli::TokenArgs) -> anyhow::Result<ExitCode> {
+    use crate::cli::TokenAction;
+    let cfg = load_config(config)?;
+    let db = args.db.unwrap_or_else(|| cfg.database_path());
+    let store = Store::open(&db).with_context(|| format!("opening database {}", db.display()))?;
+    let now = jiff::Timestamp::now().as_second();
+    let audit = |action: &str, detail: &str| {
+        store.audit(&crate::store::auth::AuditEntry {
+            at: now,
+            actor: "shell",
+            client: "shell",
+            action,
+            detail,
+        })
+    };
+    let time =
+        |t: i64| jiff::Timestamp::from_second(t).map_or_else(|_| t.to_string(), |t| t.to_string());
+    match args.action {
+        TokenAction::Create { name, role } => {
+            let name = name.trim();
+            if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+                anyhow::bail!("a token name must be 1 to 64 characters without control characters");
+            }
+            let role = crate::auth::Role::parse(&role)
+                .ok_or_else(|| anyhow::anyhow!("role must be viewer or admin"))?;
+            let (secret, digest, prefix) = crate::auth::new_api_token()?;
+            let row = store
+                .create_token(&crate::store::tokens::NewToken {
+                    name,
+                    role,
+                    digest: &digest,
+                    prefix: &prefix,
+                    now,
+                })?
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{} tokens exist already (revoked ones count too)",
+                        crate::store::tokens::TOKENS_MAX
+                    )
+                })?;
+            audit(
+                "token created",
+                &format!("{} ({}, {})", row.name, row.role.as_str(), row.prefix),
+            )?;
+            eprintln!(
+                "token {} ({}, {}) created; its secret is shown only now:",
+                row.id,
+                row.name,
+                row.role.as_str()
+            );
+            println!("{secret}");
+        }
+        TokenAction::List => {
+            let rows = store.list_tokens()?;
+            if rows.is_empty() {
+                println!("no API tokens; create one with `lanmeter token create NAME`");
+            }
+            for t in rows {
+                let state = match (t.revoked_at, t.last_used_at) {
+                    (Some(r), _) => format!("revoked {}", time(r)),
+                    (None, Some(u)) => format!("last used {}", time(u)),
+                    (None, None) => "never used".to_string(),
+                };
+                println!(
+                    "{}\t{}\t{}\t{}…\tcreated {}\t{}",
+                    t.id,
+                    t.name,
+                    t.role.as_str(),
+                    t.prefix,
+                    time(t.created_at),
+                    state
+                );
+            }
+        }
+        TokenAction::Revoke { id } => {
+            let row = store.revoke_token(id, now)?.ok_or_else(|| {
+                anyhow::anyhow!("there is no token with id {id}: see `lanmeter token list`")
+            })?;
+            audit("token revoked", &format!("{} ({})", row.name, row.prefix))?;
+            println!("revoked token {} ({})", row.id, row.name);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -322,7 +408,7 @@ fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             let mut flusher = Flusher::new(store);
             let interval = std::time::Duration::from_secs(10);
             let r = replay::replay(&args.file, &opts, |delta, _| {
-                crate::daemon::flush_delta(&mut flusher, delta, interval)
+                crate::daemon::flush_delta(&mut flusher, delta, interval).map(drop)
             })
             .with_context(|| format!("replaying {}", args.file.display()))?
             .with_context(|| format!("writing to {}", db.display()))?;

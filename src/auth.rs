@@ -177,6 +177,18 @@ pub fn new_token() -> Result<String, AuthError> {
     Ok(hex(&b))
 }
 
+/// What an API token looks like: this prefix, then 64 hex digits. The prefix lets secret
+/// scanners and people recognise one.
+pub const API_TOKEN_PREFIX: &str = "lm_";
+
+/// A fresh API token: (secret to show once, digest to store, first characters to list).
+pub fn new_api_token() -> Result<(String, String, String), AuthError> {
+    let secret = format!("{API_TOKEN_PREFIX}{}", new_token()?);
+    let digest = token_digest(&secret);
+    let shown = secret[..API_TOKEN_PREFIX.len() + 6].to_string();
+    Ok((secret, digest, shown))
+}
+
 /// The form in which a token is stored: SHA-256, hex. A copied database then holds no usable
 /// session id; the token's 256 random bits make a slow hash unnecessary.
 pub fn token_digest(token: &str) -> String {

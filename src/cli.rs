@@ -48,6 +48,33 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// List the devices in the database: names, vendors, types, addresses, presence.
     Devices(DevicesArgs),
+    /// Create, list or revoke API tokens (for scripts, Prometheus, Home Assistant).
+    Token(TokenArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TokenArgs {
+    #[command(subcommand)]
+    pub action: TokenAction,
+    /// The database to use (default: the configured one).
+    #[arg(long, value_name = "PATH", global = true)]
+    pub db: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenAction {
+    /// Create a token and print its secret (shown only this once).
+    Create {
+        /// What the token is for, e.g. "prometheus" or "home assistant".
+        name: String,
+        /// What the token may do: viewer (read only) or admin (read and change).
+        #[arg(long, default_value = "viewer", value_parser = ["viewer", "admin"])]
+        role: String,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token by its id (from `lanmeter token list`).
+    Revoke { id: i64 },
 }
 
 #[derive(Debug, clap::Args)]

@@ -109,14 +109,17 @@ pub fn run_with_health(
         (Some(cert), Some(key)) => Some(crate::web::tls::server_config(cert, key)?),
         _ => None,
     };
+    let telemetry = crate::telemetry::Telemetry::new(health.clone());
     let web_state = crate::web::AppState::new(cfg.clone(), &db, Some(meter.clone()))
         .with_context(|| format!("opening database {} for the web side", db.display()))?
-        .with_tls(tls.is_some());
+        .with_tls(tls.is_some())
+        .with_telemetry(telemetry.clone());
     let web_thread = crate::web::spawn(listener, web_state, stop.clone(), tls)
         .context("starting the web server thread")?;
     let (capture_thread, stats) = capture
         .spawn(Box::new(meter.clone()), stop.clone())
         .context("starting the capture thread")?;
+    telemetry.set_capture(Arc::clone(&stats));
     // The alert thread sees capture only through this copy of a few counters and a flag the
     // loop below keeps current; it never touches the meter or the capture thread.
     let capture_running = Arc::new(AtomicBool::new(true));
@@ -210,7 +213,8 @@ pub fn run_with_health(
             if let Some(d) = &discovery {
                 d.traffic(delta.sent_spans());
             }
-            let result = flush_delta(&mut flusher, &delta, interval);
+            let result = flush_delta(&mut flusher, &delta, interval)
+                .map(|s| telemetry.record_flush(s.duration));
             if let Err(e) = &result {
                 tracing::error!(error = %e, pending_rows = flusher.pending_len(), "flush failed; counts stay in memory and are retried next interval");
             }
@@ -269,7 +273,7 @@ pub fn run_with_health(
     let mut last_err = None;
     for attempt in 1..=FINAL_FLUSH_ATTEMPTS {
         match flush_delta(&mut flusher, &std::mem::take(&mut delta), interval) {
-            Ok(()) => {
+            Ok(_) => {
                 last_err = None;
                 break;
             }
@@ -387,7 +391,7 @@ pub fn flush_delta(
     flusher: &mut Flusher,
     delta: &Delta,
     interval: Duration,
-) -> Result<(), crate::store::StoreError> {
+) -> Result<crate::flush::FlushStats, crate::store::StoreError> {
     let gateway = delta.gateway.or_else(|| delta.infer_gateway());
     let (mut usage, other) = delta.minute_usage(gateway);
     usage.extend(other.into_iter().map(|(minute, o)| MinuteUsage {
@@ -410,5 +414,5 @@ pub fn flush_delta(
         took_us = stats.duration.as_micros() as u64,
         "flushed"
     );
-    Ok(())
+    Ok(stats)
 }

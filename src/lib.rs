@@ -19,6 +19,8 @@
 //! - [`alerts`]: rules, the alert engine (dedup, cooldown, lifecycle), the durable outbox's
 //!   delivery by email (lettre) and webhook, signed acknowledge links, the weekly summary.
 //! - [`auth`]: password rules and argon2id hashes, tokens, roles, login throttling policy (pure).
+//! - [`telemetry`]: run-time figures (capture counters, flush durations, storage health) for the
+//!   API and `/metrics`.
 //! - [`web`]: the web UI and its gate (axum + askama live only there): sessions, CSRF, pages.
 //! - [`system`]: the host around lanmeter: systemd notify/watchdog, `lanmeter doctor`'s checks.
 //! - [`cli`]: command-line definitions; [`app`]: wiring, lifecycle and exit codes.
@@ -39,4 +41,5 @@ pub mod replay;
 pub mod store;
 pub mod survey;
 pub mod system;
+pub mod telemetry;
 pub mod web;

@@ -367,8 +367,33 @@ INSERT INTO alert_state (key, value)
 INSERT INTO alert_state (key, value) VALUES ('installed_at', CAST(unixepoch() AS TEXT));
 ";
 
+/// API tokens (issue 10): scripts, Prometheus and Home Assistant authenticate with a bearer
+/// token instead of a session. Only the SHA-256 digest of a token is stored (like session ids);
+/// `prefix` is the token's first characters, shown so a person can tell tokens apart. A revoked
+/// token keeps its row (with `revoked_at`) so the list shows what was revoked and when.
+const API_TOKENS: &str = "
+CREATE TABLE api_tokens (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('admin', 'viewer')),
+    digest TEXT NOT NULL UNIQUE,
+    prefix TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_used_at INTEGER,
+    revoked_at INTEGER
+) STRICT;
+";
+
 /// Every schema step, oldest first. The schema version of a fully migrated file is the length.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V_HISTORY, AUTH, V_DISCOVERY, V_WIFI_SURVEY, V_ALERTS];
+pub(super) const MIGRATIONS: &[&str] = &[
+    V1,
+    V_HISTORY,
+    AUTH,
+    V_DISCOVERY,
+    V_WIFI_SURVEY,
+    V_ALERTS,
+    API_TOKENS,
+];
 
 pub(super) fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.pragma_query_value(None, "user_version", |row| row.get(0))

@@ -20,6 +20,7 @@ pub mod query;
 pub mod rollup;
 pub mod survey;
 pub mod today;
+pub mod tokens;
 pub mod usage;
 
 #[cfg(test)]

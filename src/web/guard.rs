@@ -34,12 +34,17 @@ pub struct Gate {
     pub access: Arc<HashMap<&'static str, Access>>,
 }
 
-fn is_api(path: &str) -> bool {
+pub(crate) fn is_api(path: &str) -> bool {
     path.starts_with("/api/") || path == "/metrics"
 }
 
 fn forbidden(msg: &'static str) -> Response {
     AppError::Forbidden(msg).into_response()
+}
+
+/// A refusal in the API's error shape (for `/api/` and `/metrics`) or as a page.
+fn refuse_api(status: StatusCode, code: &'static str, msg: &'static str) -> Response {
+    super::api::ApiError::new(status, code, msg).into_response()
 }
 
 pub async fn guard(State(gate): State<Gate>, req: Request, next: Next) -> Response {
@@ -65,39 +70,90 @@ async fn check(gate: &Gate, req: Request) -> Result<Result<Request, Response>, A
 
     if changing && !same_origin(req.headers(), req.uri()) {
         tracing::info!(path = %path, client = %session::client_addr(&req), "refused a cross-origin request");
-        return Ok(Err(forbidden(
-            "This request came from another site and was refused.",
-        )));
+        let msg = "This request came from another site and was refused.";
+        return Ok(Err(if api {
+            refuse_api(StatusCode::FORBIDDEN, "cross_origin", msg)
+        } else {
+            forbidden(msg)
+        }));
     }
     if access != Access::Public && !state.admin_exists().await? {
         return Ok(Err(if api {
-            (StatusCode::UNAUTHORIZED, "set the admin password first\n").into_response()
+            refuse_api(
+                StatusCode::UNAUTHORIZED,
+                "setup_required",
+                "Set the admin password first (open the dashboard, or run `lanmeter passwd`).",
+            )
         } else {
             Redirect::to("/setup").into_response()
         }));
     }
 
     let client = session::client_addr(&req);
-    let auth = match session::lookup(state, req.headers()).await? {
-        Some(row) => Some(Auth {
-            role: row.role,
-            session: Some(row),
-            client: client.clone(),
-        }),
-        None if state.config().anyone_on_lan_may_view && session::is_lan_addr(&client) => {
-            Some(Auth {
-                role: Role::Viewer,
-                session: None,
-                client: client.clone(),
-            })
+    // An API request with an Authorization header is judged by the token alone (see api::tokens).
+    let mut token_use = None;
+    let bearer = if api {
+        super::api::tokens::bearer(req.headers())
+    } else {
+        super::api::tokens::Bearer::None
+    };
+    let auth = match bearer {
+        super::api::tokens::Bearer::Malformed => {
+            return Ok(Err(refuse_api(
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "The Authorization header must be `Bearer <token>`.",
+            )));
         }
-        None => None,
+        super::api::tokens::Bearer::Token(secret) => {
+            match super::api::tokens::authenticate(state, secret).await {
+                Ok(Some(t)) => {
+                    token_use = Some(super::api::tokens::TokenUse {
+                        id: t.id,
+                        name: t.name.clone(),
+                    });
+                    Some(Auth {
+                        role: t.role,
+                        session: None,
+                        client: client.clone(),
+                    })
+                }
+                Ok(None) => {
+                    tracing::info!(path = %path, client = %client, "refused an unknown or revoked API token");
+                    return Ok(Err(refuse_api(
+                        StatusCode::UNAUTHORIZED,
+                        "invalid_token",
+                        "This API token is unknown or was revoked.",
+                    )));
+                }
+                Err(e) => return Ok(Err(e.into_response())),
+            }
+        }
+        super::api::tokens::Bearer::None => match session::lookup(state, req.headers()).await? {
+            Some(row) => Some(Auth {
+                role: row.role,
+                session: Some(row),
+                client: client.clone(),
+            }),
+            None if state.config().anyone_on_lan_may_view && session::is_lan_addr(&client) => {
+                Some(Auth {
+                    role: Role::Viewer,
+                    session: None,
+                    client: client.clone(),
+                })
+            }
+            None => None,
+        },
     };
 
     if access != Access::Public {
         let Some(a) = &auth else {
             return Ok(Err(if api {
-                (StatusCode::UNAUTHORIZED, "log in or use an API token\n").into_response()
+                refuse_api(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "Log in, or send an API token as `Authorization: Bearer <token>`.",
+                )
             } else {
                 let next = req
                     .uri()
@@ -114,14 +170,17 @@ async fn check(gate: &Gate, req: Request) -> Result<Result<Request, Response>, A
             Access::Admin => a.role == Role::Admin,
         };
         if !allowed {
-            return Ok(Err(forbidden(
-                "Only the admin may do this. Log in with the admin password.",
-            )));
+            let msg = "Only the admin may do this. Log in with the admin password, or use an admin token.";
+            return Ok(Err(if api {
+                refuse_api(StatusCode::FORBIDDEN, "forbidden", msg)
+            } else {
+                forbidden(msg)
+            }));
         }
     }
 
     let mut req = req;
-    if changing {
+    if changing && token_use.is_none() {
         let expected = if access == Access::Public {
             session::cookie(req.headers(), session::PRE_COOKIE).map(str::to_string)
         } else {
@@ -133,10 +192,21 @@ async fn check(gate: &Gate, req: Request) -> Result<Result<Request, Response>, A
         req = checked;
         if !ok {
             tracing::info!(path = %path, client = %client, "refused a request without a valid CSRF token");
-            return Ok(Err(forbidden(
-                "The form was stale or incomplete (missing security token). Reload the page and try again.",
-            )));
+            return Ok(Err(if api {
+                refuse_api(
+                    StatusCode::FORBIDDEN,
+                    "csrf",
+                    "A session's change needs its CSRF token in the X-CSRF-Token header (or use an API token).",
+                )
+            } else {
+                forbidden(
+                    "The form was stale or incomplete (missing security token). Reload the page and try again.",
+                )
+            }));
         }
+    }
+    if let Some(t) = token_use {
+        req.extensions_mut().insert(t);
     }
     if let Some(a) = auth {
         req.extensions_mut().insert(a);

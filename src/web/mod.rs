@@ -4,7 +4,7 @@
 //! Map: [`state`] the shared handle; [`error`] the one error type; [`assets`] embedded static
 //! files; [`guard`] the gate every request passes (login, roles, CSRF, Origin, security
 //! headers); [`session`] cookies and sessions; one file per page ([`setup`], [`login`],
-//! [`audit`], [`overview`], [`alerts`]).
+//! [`audit`], [`overview`], [`alerts`]); [`api`] the JSON API, `/metrics` and the OpenAPI document.
 //!
 //! Every route is registered in [`routes`] with its [`Access`]; the guard looks the matched route
 //! up there and treats anything it cannot find (a route added some other way, the 404 fallback)
@@ -12,6 +12,7 @@
 //! reads it only through snapshots.
 
 pub mod alerts;
+pub mod api;
 pub mod assets;
 pub mod audit;
 pub mod error;
@@ -104,6 +105,9 @@ fn routes() -> Vec<(&'static str, Access, MethodRouter<AppState>)> {
         ("/healthz", Access::Public, get(healthz)),
         ("/static/{file}", Access::Public, get(assets::serve)),
     ]
+    .into_iter()
+    .chain(api::routes())
+    .collect()
 }
 
 /// The registered routes and their access rules (for tests that walk every route).
@@ -128,6 +132,7 @@ pub fn router(state: AppState) -> Router {
     };
     r.fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(gate, guard::guard))
+        .layer(axum::middleware::from_fn(api::error::layer))
         .layer(axum::middleware::from_fn_with_state(
             state.tls(),
             guard::security_headers,

@@ -55,6 +55,9 @@ pub struct Shared {
     pub clock: Clock,
     /// Set when the server itself terminates TLS: session cookies then carry `Secure`.
     pub tls: bool,
+    /// Capture counters, flush durations and storage health the daemon publishes (empty when
+    /// the server runs without a daemon).
+    pub telemetry: crate::telemetry::Telemetry,
     db_path: PathBuf,
     /// A std Mutex: held only to push or pop a connection, never across an `.await`.
     pool: Mutex<Vec<Store>>,
@@ -77,6 +80,7 @@ impl AppState {
             meter,
             clock: Clock::System,
             tls: false,
+            telemetry: crate::telemetry::Telemetry::default(),
             db_path: db_path.to_path_buf(),
             pool: Mutex::new(vec![store]),
             admin_exists: AtomicBool::new(false),
@@ -98,6 +102,23 @@ impl AppState {
             shared.clock = clock;
         }
         self
+    }
+
+    /// Replaces the run-time figures (the daemon's). Call before cloning the state.
+    pub fn with_telemetry(mut self, telemetry: crate::telemetry::Telemetry) -> AppState {
+        if let Some(shared) = Arc::get_mut(&mut self.0) {
+            shared.telemetry = telemetry;
+        }
+        self
+    }
+
+    pub fn telemetry(&self) -> &crate::telemetry::Telemetry {
+        &self.0.telemetry
+    }
+
+    /// The database file (for its size).
+    pub fn db_path(&self) -> &Path {
+        &self.0.db_path
     }
 
     pub fn now(&self) -> i64 {
@@ -136,6 +157,31 @@ impl AppState {
                 None => Store::open(&shared.db_path)?,
             };
             let out = f(&store);
+            let mut pool = shared.pool.lock().unwrap_or_else(|p| p.into_inner());
+            if pool.len() < POOL_KEEP {
+                pool.push(store);
+            }
+            out
+        })
+        .await
+        .map_err(|e| AppError::internal(format!("database task failed: {e}")))?
+        .map_err(AppError::from)
+    }
+
+    /// [`AppState::db`] for the store calls that take `&mut Store` (writes).
+    pub async fn db_mut<R, F>(&self, f: F) -> Result<R, AppError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Store) -> Result<R, StoreError> + Send + 'static,
+    {
+        let shared = Arc::clone(&self.0);
+        tokio::task::spawn_blocking(move || {
+            let pooled = shared.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let mut store = match pooled {
+                Some(s) => s,
+                None => Store::open(&shared.db_path)?,
+            };
+            let out = f(&mut store);
             let mut pool = shared.pool.lock().unwrap_or_else(|p| p.into_inner());
             if pool.len() < POOL_KEEP {
                 pool.push(store);

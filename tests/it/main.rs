@@ -4,6 +4,7 @@
 //! `daemon` and `cli_errors` drive the real `lanmeter` binary, as a person or systemd would.
 
 mod alerts;
+mod api;
 mod browser;
 mod cli_errors;
 mod corpus;

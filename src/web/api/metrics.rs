@@ -1,0 +1,404 @@
+//! `/metrics`: the Prometheus text exposition format (version 0.0.4), written by hand: a few
+//! dozen lines of format rules do not need a metrics crate and its global registry.
+//!
+//! Names follow Prometheus conventions: `lanmeter_` prefix, base units in the name (`_bytes`,
+//! `_seconds`), `_total` on counters. Per-device series carry `mac`, `name` and `direction`
+//! labels and are bounded by `max_devices` (the most active devices first; the number left out
+//! is itself a metric), so a MAC flood cannot blow up a Prometheus server. Device counters are
+//! the stored history (updated every flush), summed over every level, so they only grow until
+//! retention deletes whole months.
+
+use super::error::ApiError;
+use crate::model::Counts;
+use crate::store::query::OTHER;
+use crate::web::AppState;
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use std::collections::HashMap;
+use std::fmt::Write;
+
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Escapes a label value (backslash, double quote, newline).
+pub fn label(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A metric family being written: HELP and TYPE once, then samples.
+struct Out(String);
+
+impl Out {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            self.0.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.0.push(',');
+                }
+                let _ = write!(self.0, "{k}=\"{}\"", label(v));
+            }
+            self.0.push('}');
+        }
+        let _ = writeln!(self.0, " {value}");
+    }
+}
+
+/// Prometheus float formatting: integers plain, `+Inf` for infinity.
+fn float(v: f64) -> String {
+    if v.is_infinite() {
+        "+Inf".into()
+    } else {
+        format!("{v}")
+    }
+}
+
+/// What the database contributes to one scrape.
+struct Stored {
+    schema_version: i64,
+    /// (mac, name, counts), most bytes first, at most `max_devices`.
+    devices: Vec<(String, String, Counts)>,
+    omitted: usize,
+    household: Counts,
+    device_count: usize,
+    online: usize,
+}
+
+fn read_stored(
+    s: &crate::store::Store,
+    tz: &jiff::tz::TimeZone,
+    max: usize,
+    now_ns: i64,
+    window_ns: i64,
+) -> Result<Stored, crate::store::StoreError> {
+    let schema_version = s.schema_version()?;
+    let records = s.list_devices()?;
+    let names: HashMap<_, _> = records
+        .iter()
+        .map(|d| (d.mac, d.display_name().unwrap_or("").to_string()))
+        .collect();
+    let mut by_device = Vec::new();
+    if let Some((first, last)) = s.data_extent()? {
+        let from = jiff::Timestamp::from_second(first);
+        let to = jiff::Timestamp::from_second(last);
+        if let (Ok(from), Ok(to)) = (from, to)
+            && from < to
+        {
+            by_device = match s.usage_by_device(tz, from, to) {
+                Ok((v, _)) => v,
+                Err(crate::store::query::QueryError::Store(e)) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics: cannot sum the stored history");
+                    Vec::new()
+                }
+            };
+        }
+    }
+    let mut household = Counts::default();
+    for d in by_device.iter().filter(|d| !d.is_gateway) {
+        household.add(&d.counts);
+    }
+    let mut devices: Vec<_> = by_device.into_iter().filter(|d| d.mac != OTHER).collect();
+    devices.sort_by(|a, b| {
+        b.total_bytes()
+            .cmp(&a.total_bytes())
+            .then(a.mac.cmp(&b.mac))
+    });
+    let omitted = devices.len().saturating_sub(max);
+    devices.truncate(max);
+    Ok(Stored {
+        schema_version,
+        devices: devices
+            .into_iter()
+            .map(|d| {
+                let name = names.get(&d.mac).cloned().unwrap_or_default();
+                (d.mac.to_string(), name, d.counts)
+            })
+            .collect(),
+        omitted,
+        household,
+        device_count: records.len(),
+        online: records
+            .iter()
+            .filter(|d| d.last_seen_ns.saturating_add(window_ns) >= now_ns)
+            .count(),
+    })
+}
+
+/// GET /metrics
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "system",
+    responses(
+        (status = 200, description = "Prometheus text exposition format 0.0.4", content_type = "text/plain", body = String),
+        (status = 401, description = "Not logged in and no valid token", body = super::ErrorBody),
+    )
+)]
+pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let tz = state.config().time_zone();
+    let max = state.config().max_devices;
+    let now_ns = state.now().saturating_mul(1_000_000_000);
+    let window_ns = i64::try_from(state.config().presence_window_secs)
+        .unwrap_or(0)
+        .saturating_mul(1_000_000_000);
+    let stored = state
+        .db(move |s| read_stored(s, &tz, max, now_ns, window_ns))
+        .await?;
+    let mut o = Out(String::with_capacity(4096 + stored.devices.len() * 400));
+
+    o.family(
+        "lanmeter_build_info",
+        "gauge",
+        "The running lanmeter's version and database schema (always 1).",
+    );
+    let schema = stored.schema_version.to_string();
+    o.sample(
+        "lanmeter_build_info",
+        &[
+            ("version", env!("CARGO_PKG_VERSION")),
+            ("schema_version", &schema),
+        ],
+        1,
+    );
+
+    o.family(
+        "lanmeter_device_bytes_total",
+        "counter",
+        "Bytes (wire length) a device sent or received, from the stored history (updated every flush).",
+    );
+    for (mac, name, c) in &stored.devices {
+        for (dir, v) in [("sent", c.bytes_sent), ("received", c.bytes_received)] {
+            o.sample(
+                "lanmeter_device_bytes_total",
+                &[("mac", mac), ("name", name), ("direction", dir)],
+                v,
+            );
+        }
+    }
+    o.family(
+        "lanmeter_device_frames_total",
+        "counter",
+        "Frames a device sent or received, from the stored history (updated every flush).",
+    );
+    for (mac, name, c) in &stored.devices {
+        for (dir, v) in [("sent", c.frames_sent), ("received", c.frames_received)] {
+            o.sample(
+                "lanmeter_device_frames_total",
+                &[("mac", mac), ("name", name), ("direction", dir)],
+                v,
+            );
+        }
+    }
+    o.family(
+        "lanmeter_device_internet_bytes_total",
+        "counter",
+        "Bytes a device exchanged with the internet (through the gateway), by direction.",
+    );
+    for (mac, name, c) in &stored.devices {
+        for (dir, v) in [
+            ("upload", c.internet_upload_bytes),
+            ("download", c.internet_download_bytes),
+        ] {
+            o.sample(
+                "lanmeter_device_internet_bytes_total",
+                &[("mac", mac), ("name", name), ("direction", dir)],
+                v,
+            );
+        }
+    }
+    o.family(
+        "lanmeter_device_series_omitted",
+        "gauge",
+        "Devices left out of the per-device series (more than max_devices have history).",
+    );
+    o.sample("lanmeter_device_series_omitted", &[], stored.omitted);
+
+    let h = &stored.household;
+    o.family(
+        "lanmeter_household_bytes_total",
+        "counter",
+        "Bytes sent or received by the household (every device but the gateway, unattributed traffic included).",
+    );
+    o.sample(
+        "lanmeter_household_bytes_total",
+        &[("direction", "sent")],
+        h.bytes_sent,
+    );
+    o.sample(
+        "lanmeter_household_bytes_total",
+        &[("direction", "received")],
+        h.bytes_received,
+    );
+    o.family(
+        "lanmeter_household_internet_bytes_total",
+        "counter",
+        "Bytes the household exchanged with the internet, by direction.",
+    );
+    o.sample(
+        "lanmeter_household_internet_bytes_total",
+        &[("direction", "upload")],
+        h.internet_upload_bytes,
+    );
+    o.sample(
+        "lanmeter_household_internet_bytes_total",
+        &[("direction", "download")],
+        h.internet_download_bytes,
+    );
+    o.family("lanmeter_devices", "gauge", "Devices in the database.");
+    o.sample("lanmeter_devices", &[], stored.device_count);
+    o.family(
+        "lanmeter_devices_online",
+        "gauge",
+        "Devices heard within the presence window.",
+    );
+    o.sample("lanmeter_devices_online", &[], stored.online);
+
+    let cap = super::system::capture_report(&state);
+    o.family(
+        "lanmeter_capture_up",
+        "gauge",
+        "1 while this process captures packets.",
+    );
+    o.sample("lanmeter_capture_up", &[], u8::from(cap.running));
+    o.family(
+        "lanmeter_capture_packets_total",
+        "counter",
+        "Packets the capture thread read since start.",
+    );
+    o.sample("lanmeter_capture_packets_total", &[], cap.frames_seen);
+    o.family(
+        "lanmeter_capture_bytes_total",
+        "counter",
+        "Wire bytes of the packets the capture thread read since start.",
+    );
+    o.sample("lanmeter_capture_bytes_total", &[], cap.wire_bytes_seen);
+    o.family(
+        "lanmeter_capture_undecodable_packets_total",
+        "counter",
+        "Packets without a readable Ethernet header (counted, attributed to nobody).",
+    );
+    o.sample(
+        "lanmeter_capture_undecodable_packets_total",
+        &[],
+        cap.frames_undecodable,
+    );
+    o.family(
+        "lanmeter_capture_kernel_received_packets_total",
+        "counter",
+        "Packets the kernel passed to the capture socket (pcap_stats ps_recv).",
+    );
+    o.sample(
+        "lanmeter_capture_kernel_received_packets_total",
+        &[],
+        cap.kernel_received,
+    );
+    o.family(
+        "lanmeter_capture_dropped_packets_total",
+        "counter",
+        "Packets lost before lanmeter saw them: where=kernel (capture buffer full), where=interface (driver).",
+    );
+    o.sample(
+        "lanmeter_capture_dropped_packets_total",
+        &[("where", "kernel")],
+        cap.kernel_dropped,
+    );
+    o.sample(
+        "lanmeter_capture_dropped_packets_total",
+        &[("where", "interface")],
+        cap.interface_dropped,
+    );
+    o.family(
+        "lanmeter_capture_read_errors_total",
+        "counter",
+        "Errors libpcap returned while reading.",
+    );
+    o.sample("lanmeter_capture_read_errors_total", &[], cap.read_errors);
+
+    let t = state.telemetry();
+    let hist = t.flush_duration();
+    o.family(
+        "lanmeter_flush_duration_seconds",
+        "histogram",
+        "Time one flush of the counters into SQLite took.",
+    );
+    for (le, n) in &hist.cumulative {
+        o.sample(
+            "lanmeter_flush_duration_seconds_bucket",
+            &[("le", &float(*le))],
+            n,
+        );
+    }
+    o.sample(
+        "lanmeter_flush_duration_seconds_bucket",
+        &[("le", "+Inf")],
+        hist.count,
+    );
+    o.sample(
+        "lanmeter_flush_duration_seconds_sum",
+        &[],
+        float(hist.sum_seconds),
+    );
+    o.sample("lanmeter_flush_duration_seconds_count", &[], hist.count);
+    let health = t.health().snapshot();
+    o.family(
+        "lanmeter_flush_consecutive_failures",
+        "gauge",
+        "Flushes that failed in a row (0 while the database takes writes).",
+    );
+    o.sample(
+        "lanmeter_flush_consecutive_failures",
+        &[],
+        health.consecutive_failures,
+    );
+    o.family(
+        "lanmeter_flush_pending_rows",
+        "gauge",
+        "(device, minute) rows waiting in memory to be written.",
+    );
+    o.sample("lanmeter_flush_pending_rows", &[], health.pending_rows);
+    o.family(
+        "lanmeter_database_size_bytes",
+        "gauge",
+        "Size of the SQLite database file plus its write-ahead log.",
+    );
+    o.sample(
+        "lanmeter_database_size_bytes",
+        &[],
+        super::system::database_bytes(&state),
+    );
+    // Hook for the alerts module (issue 7): read the outbox and alert counts in the `read_stored`
+    // call above and write `lanmeter_outbox_messages{state="pending|failed"}` (gauge) and
+    // `lanmeter_alerts{state="open|acknowledged"}` (gauge) here.
+
+    let mut r = o.0.into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        assert_eq!(float(0.005), "0.005");
+        assert_eq!(float(f64::INFINITY), "+Inf");
+    }
+}

@@ -1,0 +1,158 @@
+//! `/api/v1/system` (is lanmeter healthy: storage, flushes, capture, database) and
+//! `/api/v1/capture` (the capture counters alone), from the daemon's telemetry and the store.
+
+use super::error::ApiError;
+use crate::web::AppState;
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// The capture thread's counters since the daemon started.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct CaptureReport {
+    /// False when this server captures nothing (no daemon); the counters are then zero.
+    pub running: bool,
+    pub frames_seen: u64,
+    pub frames_decoded: u64,
+    pub frames_undecodable: u64,
+    pub wire_bytes_seen: u64,
+    pub read_errors: u64,
+    /// Frames the kernel passed to the capture socket.
+    pub kernel_received: u64,
+    /// Frames the kernel dropped because the capture buffer was full.
+    pub kernel_dropped: u64,
+    /// Frames the interface or its driver dropped.
+    pub interface_dropped: u64,
+}
+
+pub fn capture_report(state: &AppState) -> CaptureReport {
+    match state.telemetry().capture() {
+        None => CaptureReport::default(),
+        Some(s) => CaptureReport {
+            running: true,
+            frames_seen: s.frames_seen,
+            frames_decoded: s.frames_decoded,
+            frames_undecodable: s.frames_undecodable,
+            wire_bytes_seen: s.wire_bytes_seen,
+            read_errors: s.read_errors,
+            kernel_received: s.pcap_received,
+            kernel_dropped: s.pcap_dropped,
+            interface_dropped: s.pcap_if_dropped,
+        },
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StorageReport {
+    /// Flushes reach the database.
+    pub ok: bool,
+    pub last_flush_ok: Option<String>,
+    pub failing_since: Option<String>,
+    pub consecutive_failures: u32,
+    pub last_error: Option<String>,
+    pub disk_full: bool,
+    /// (device, minute) rows waiting in memory.
+    pub pending_rows: u64,
+    /// Minute rows merged into coarser ones to bound memory during an outage.
+    pub folded_rows: u64,
+    /// A damaged database found at start and moved aside to this path.
+    pub moved_aside: Option<String>,
+    pub last_maintenance: Option<String>,
+    pub last_backup: Option<String>,
+    pub last_backup_error: Option<String>,
+    pub flushes: u64,
+    pub flush_seconds_total: f64,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SystemReport {
+    pub version: String,
+    pub schema_version: i64,
+    pub time_zone: String,
+    pub now: String,
+    /// When the daemon started (absent without one).
+    pub started_at: Option<String>,
+    /// Database file plus its write-ahead log, in bytes.
+    pub database_bytes: u64,
+    pub devices: u64,
+    pub storage: StorageReport,
+    pub capture: CaptureReport,
+}
+
+/// Bytes of the database file and its WAL (missing files count 0).
+pub fn database_bytes(state: &AppState) -> u64 {
+    let path = state.db_path();
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    [path.to_path_buf(), wal.into()]
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// GET /api/v1/system
+#[utoipa::path(
+    get,
+    path = "/api/v1/system",
+    tag = "system",
+    responses(
+        (status = 200, description = "Health of storage, capture and database", body = SystemReport),
+        (status = 401, description = "Not logged in and no valid token", body = super::ErrorBody),
+    )
+)]
+pub async fn health(State(state): State<AppState>) -> Result<Json<SystemReport>, ApiError> {
+    let (schema_version, devices) = state
+        .db(|s| Ok((s.schema_version()?, s.list_devices()?.len() as u64)))
+        .await?;
+    let t = state.telemetry();
+    let h = t.health().snapshot();
+    let flush = t.flush_duration();
+    let ts = |x: Option<jiff::Timestamp>| x.map(|t| t.to_string());
+    Ok(Json(SystemReport {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        schema_version,
+        time_zone: state
+            .config()
+            .time_zone()
+            .iana_name()
+            .unwrap_or("(system)")
+            .to_string(),
+        now: super::time_s(state.now()),
+        started_at: ts(t.started()),
+        database_bytes: database_bytes(&state),
+        devices,
+        storage: StorageReport {
+            ok: h.consecutive_failures == 0,
+            last_flush_ok: ts(h.last_flush_ok),
+            failing_since: ts(h.failing_since),
+            consecutive_failures: h.consecutive_failures,
+            last_error: h.last_error,
+            disk_full: h.disk_full,
+            pending_rows: h.pending_rows as u64,
+            folded_rows: h.folded_rows,
+            moved_aside: h.moved_aside.map(|p| p.display().to_string()),
+            last_maintenance: ts(h.last_maintenance),
+            last_backup: h.last_backup.map(|(t, _)| t.to_string()),
+            last_backup_error: h.last_backup_error,
+            flushes: flush.count,
+            flush_seconds_total: flush.sum_seconds,
+        },
+        capture: capture_report(&state),
+    }))
+}
+
+/// GET /api/v1/capture
+#[utoipa::path(
+    get,
+    path = "/api/v1/capture",
+    tag = "system",
+    responses(
+        (status = 200, description = "Capture counters", body = CaptureReport),
+        (status = 401, description = "Not logged in and no valid token", body = super::ErrorBody),
+    )
+)]
+pub async fn capture(State(state): State<AppState>) -> Json<CaptureReport> {
+    Json(capture_report(&state))
+}
