@@ -48,6 +48,19 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// List the devices in the database: names, vendors, types, addresses, presence.
     Devices(DevicesArgs),
+    /// Print the data plan's current billing cycle: used, remaining, safe budget for today,
+    /// projection and quotas (the plan itself is set on the web page /plan/settings).
+    Plan(PlanArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    /// The database to read (default: the configured one).
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// Print one JSON object (plan, status, quotas, days, past cycles) instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -603,6 +603,104 @@ impl Store {
     }
 }
 
+fn gb(b: u64) -> String {
+    format!("{:.2} GB", b as f64 / 1e9)
+}
+
+/// The text `lanmeter plan` prints.
+impl std::fmt::Display for PlanReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = &self.status;
+        let p = &self.plan;
+        writeln!(
+            f,
+            "plan:      {}, {}, counting {}, time zone {}",
+            p.allowance_bytes
+                .map_or_else(|| "unlimited".to_string(), |a| format!("{} a cycle", gb(a))),
+            p.cycle,
+            p.counted.describe(),
+            self.zone
+        )?;
+        writeln!(
+            f,
+            "cycle:     {} to {} ({:.0} % elapsed, {} day(s) left)",
+            s.cycle.first_day, s.cycle.last_day, s.elapsed_pct, s.days_left
+        )?;
+        write!(f, "used:      {}", gb(s.used_bytes))?;
+        if let (Some(a), Some(pct)) = (s.allowance_bytes, s.used_pct) {
+            write!(
+                f,
+                " of {} ({pct:.0} %), {} left",
+                gb(a),
+                gb(s.remaining_bytes.unwrap_or(0))
+            )?;
+        }
+        if s.offset_bytes != 0 {
+            write!(
+                f,
+                " (measured {}, calibration offset {:+.2} GB)",
+                gb(s.measured_bytes),
+                s.offset_bytes as f64 / 1e9
+            )?;
+        }
+        writeln!(f)?;
+        write!(f, "today:     {}", gb(s.today_bytes))?;
+        if let (Some(safe), Some(h)) = (s.safe_today_bytes, s.safe_today_hd_hours) {
+            write!(
+                f,
+                "; safe budget {} (about {h:.1} h of HD video at {} per hour){}",
+                gb(safe),
+                gb(plan::HD_VIDEO_BYTES_PER_HOUR),
+                if s.over_budget_today {
+                    ", exceeded"
+                } else {
+                    ""
+                }
+            )?;
+        }
+        writeln!(f)?;
+        write!(
+            f,
+            "projected: {} by the cycle's end",
+            gb(s.projection.end_bytes)
+        )?;
+        match s.projection.runs_out_on {
+            Some(d) if s.allowance_bytes.is_some_and(|a| s.used_bytes < a) => {
+                write!(f, "; runs out on {d}")?
+            }
+            _ => {}
+        }
+        writeln!(f)?;
+        for q in &self.quotas {
+            writeln!(
+                f,
+                "quota:     {} ({}, {}): {} of {} ({:.0} %){}",
+                q.label,
+                q.quota.subject.kind(),
+                q.quota.period.describe(),
+                gb(q.used_bytes),
+                gb(q.quota.limit_bytes),
+                q.used_pct,
+                if q.reached { ", reached" } else { "" }
+            )?;
+        }
+        for c in &self.past {
+            write!(
+                f,
+                "past:      {} to {}: {}",
+                c.cycle.first_day,
+                c.cycle.last_day,
+                gb(c.used_bytes)
+            )?;
+            if let Some(pct) = c.used_pct {
+                write!(f, " ({pct:.0} %)")?;
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}
+
 /// The label and the devices (by their first MAC, which selects the whole device) a quota
 /// covers. Person and group names match case-insensitively, as people type them.
 pub fn subject_devices(subject: &QuotaSubject, devices: &[DeviceRecord]) -> (String, Vec<MacAddr>) {

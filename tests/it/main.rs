@@ -14,6 +14,7 @@ mod history;
 mod household;
 mod live;
 mod netns;
+mod plan;
 mod web_cli;
 
 use std::process::Command;
