@@ -7,7 +7,7 @@ CARGO ?= cargo
 # iproute2/ping/iperf3 for live tests in network namespaces, udhcpc as a DHCP client in them,
 # ieee-data for device vendors (the OUI registry lanmeter reads at run time), chromium +
 # chromium-driver for browser tests.
-TEST_DEBS := libpcap-dev pkg-config tshark tcpdump iproute2 iputils-ping iperf3 util-linux ieee-data udhcpc chromium chromium-driver
+TEST_DEBS := libpcap-dev pkg-config tshark tcpdump iproute2 iputils-ping iperf3 util-linux ieee-data udhcpc chromium chromium-driver curl openssl
 BENCH_DEBS := $(TEST_DEBS) darkstat tcpreplay time python3
 RUN_DEBS := libpcap-dev pkg-config ieee-data
 DEMO_PCAP := data/demo-household.pcap
@@ -52,11 +52,14 @@ run: build
 	./target/release/lanmeter run
 
 # The last line sums every test binary's result, so a reader of the log sees the total at the end.
+# Then the Debian package is built, installed, run, upgraded and purged on this machine
+# (package-test, root). The last line sums every test binary's result and the package checks.
 test: check-cargo deps-test
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	set -o pipefail; $(CARGO) test --all-targets 2>&1 | tee target/test.log
-	@awk '/^test result:/ { p += $$4; f += $$6; i += $$8 } END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, i }' target/test.log
+	set -o pipefail; $(MAKE) --no-print-directory package-test 2>&1 | tee target/package-test.log
+	@awk '/^test result:/ { p += $$4; f += $$6; i += $$8 } /^package: [0-9]+ passed, [0-9]+ failed/ { p += $$2; f += $$4 } END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, i }' target/test.log target/package-test.log
 
 lint: check-cargo
 	$(CARGO) fmt --all -- --check
@@ -81,7 +84,7 @@ ARM64 := aarch64-unknown-linux-gnu
 # dpkg-dev: dpkg-shlibdeps computes Depends; lintian checks the result; systemd: systemd-analyze.
 DEB_DEBS := $(RUN_DEBS) dpkg-dev lintian systemd
 # The package test also installs the .deb (apt resolves its Depends) and runs it in a namespace.
-DEB_TEST_DEBS := $(DEB_DEBS) iproute2 iputils-ping util-linux man-db
+DEB_TEST_DEBS := $(DEB_DEBS) iproute2 iputils-ping util-linux man-db curl
 # Cross toolchain (TOOLCHAIN.md): the aarch64 linker and C library for rusqlite's bundled SQLite,
 # libpcap for arm64 through multiarch, qemu to run the result on this machine.
 ARM64_DEBS := gcc-aarch64-linux-gnu libc6-dev-arm64-cross libpcap-dev:arm64 qemu-user-static
@@ -123,7 +126,7 @@ deb-arm64: check-cargo-deb deps-deb deps-arm64
 
 # Builds, lints and installs the amd64 package on this machine, runs it as the lanmeter user on a
 # veth pair, upgrades, removes and purges it (root; changes this machine's packages and users
-# while it runs). Not part of `make test`: it needs a release build (minutes on 2 cores).
+# while it runs). Part of `make test`; it needs a release build (minutes on 2 cores).
 deb-test package-test: deb deps-deb-test
 	./packaging/test-deb.sh "$(TARGET_DIR)"
 

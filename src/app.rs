@@ -312,6 +312,9 @@ fn run_export(config: Option<&Path>, args: ExportArgs) -> anyhow::Result<ExitCod
 }
 
 fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    if args.survey {
+        return run_survey_replay(args);
+    }
     let mut opts = ReplayOptions {
         lan: args.lan.clone(),
         gateway: args.gateway,
@@ -384,6 +387,53 @@ fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         .write_all(out.as_bytes())
         .context("writing the replay output")?;
     if let Some(e) = result.truncated {
+        eprintln!("lanmeter: error: {e}");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `replay --survey`: an 802.11 capture through the survey decoder into a collector, printed as
+/// JSON (read back from the database when `--db` is given, so the stored form is what prints).
+fn run_survey_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    use crate::capture::file::{FileError, WifiFileSource};
+    use crate::survey::Collector;
+    let mut src = WifiFileSource::open(&args.file)
+        .with_context(|| format!("surveying {}", args.file.display()))?;
+    let mut collector = Collector::new();
+    let truncated = match src.run(&mut collector) {
+        Ok(_) => None,
+        Err(e @ FileError::Truncated { .. }) => Some(e),
+        Err(e) => {
+            return Err(e).with_context(|| format!("surveying {}", args.file.display()));
+        }
+    };
+    if collector.refused > 0 {
+        tracing::warn!(
+            refused = collector.refused,
+            "more access points, clients or channel minutes than the survey keeps: the excess was dropped (a beacon or probe flood?)"
+        );
+    }
+    let survey = match &args.db {
+        None => collector.survey(),
+        Some(db) => {
+            let mut store =
+                Store::open(db).with_context(|| format!("opening database {}", db.display()))?;
+            store
+                .write_survey(&collector)
+                .with_context(|| format!("writing the survey to {}", db.display()))?;
+            crate::store::survey::survey(&store, None, None)
+                .with_context(|| format!("reading the survey back from {}", db.display()))?
+        }
+    };
+    let json = survey.to_json(args.ssid.as_deref().map(str::as_bytes));
+    // Serialising plain strings and numbers cannot fail.
+    let out = serde_json::to_string_pretty(&json).unwrap_or_default() + "\n";
+    std::io::stdout()
+        .lock()
+        .write_all(out.as_bytes())
+        .context("writing the survey output")?;
+    if let Some(e) = truncated {
         eprintln!("lanmeter: error: {e}");
         return Ok(ExitCode::FAILURE);
     }

@@ -144,6 +144,15 @@ pub struct ReplayArgs {
     /// Bound on MACs tracked per minute before the least active are folded into "other".
     #[arg(long, value_name = "N", default_value_t = crate::meter::DEFAULT_MAX_DEVICES)]
     pub max_devices: usize,
+    /// Read an 802.11 capture (radiotap, from a monitor-mode interface) and print the Wi-Fi
+    /// survey as JSON: access points, channels, probing clients, channel recommendation. With
+    /// --db the survey is stored and the printed JSON is read back from the database.
+    #[arg(long)]
+    pub survey: bool,
+    /// With --survey: the household's own network name, marked as "ours" and not counted as
+    /// interference in the recommendation.
+    #[arg(long, value_name = "SSID", requires = "survey")]
+    pub ssid: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -77,6 +77,10 @@ pub const KEYS: &[&str] = &[
     "arp_sweep_interval_secs",
     "arp_sweep_rate",
     "presence_window_secs",
+    "wifi_interface",
+    "wifi_ssid",
+    "tls_cert",
+    "tls_key",
 ];
 
 /// Keys whose environment variable is a comma-separated list rather than one value.
@@ -144,6 +148,14 @@ pub struct Config {
     pub arp_sweep_rate: u32,
     /// A device is online while it was heard (traffic or an answer) within this many seconds.
     pub presence_window_secs: u64,
+    /// A Wi-Fi adapter in monitor mode for the Wi-Fi survey; `None`: no survey.
+    pub wifi_interface: Option<String>,
+    /// The household's own network name, marked "ours" in the survey and in its advice.
+    pub wifi_ssid: Option<String>,
+    /// PEM certificate chain for HTTPS; with `tls_key`, the dashboard is served over TLS only.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key matching `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -179,6 +191,10 @@ impl Default for Config {
             arp_sweep_interval_secs: 300,
             arp_sweep_rate: 50,
             presence_window_secs: 300,
+            wifi_interface: None,
+            wifi_ssid: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -300,6 +316,9 @@ fn hint(key: &str) -> String {
         ),
         "arp_sweep_rate" => range(&ARP_SWEEP_RATE, "requests per second"),
         "presence_window_secs" => range(&PRESENCE_WINDOW_SECS, "seconds"),
+        "wifi_interface" => "use the name of a Wi-Fi adapter in monitor mode such as \"wlan1\", or remove the key to run without a Wi-Fi survey".into(),
+        "wifi_ssid" => "use your network's name (1 to 32 bytes) in double quotes, or remove the key".into(),
+        "tls_cert" | "tls_key" => "set both tls_cert and tls_key to PEM file paths in double quotes, or remove both to serve plain HTTP".into(),
         _ => format!("valid keys are {}", KEYS.join(", ")),
     }
 }
@@ -460,21 +479,47 @@ impl Config {
 
     /// Checks ranges and values serde cannot: the errors say which key and what to write instead.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if let Some(name) = &self.interface {
+        for (key, value) in [
+            ("interface", &self.interface),
+            ("wifi_interface", &self.wifi_interface),
+        ] {
+            let Some(name) = value else { continue };
             if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c == '/') {
                 return Err(invalid(
-                    "interface",
+                    key,
                     name,
                     "not an interface name (empty, or contains a space or '/')",
                 ));
             }
             if name.len() > MAX_INTERFACE_NAME {
                 return Err(invalid(
-                    "interface",
+                    key,
                     name,
                     format!("Linux interface names are at most {MAX_INTERFACE_NAME} bytes"),
                 ));
             }
+        }
+        if let Some(ssid) = &self.wifi_ssid
+            && (ssid.is_empty() || ssid.len() > 32)
+        {
+            return Err(invalid("wifi_ssid", ssid, "an SSID is 1 to 32 bytes"));
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => {
+                return Err(invalid(
+                    "tls_key",
+                    &"(unset)",
+                    "tls_cert is set: HTTPS needs the key too",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "tls_cert",
+                    &"(unset)",
+                    "tls_key is set: HTTPS needs the certificate too",
+                ));
+            }
+            _ => {}
         }
         check_range("snaplen", self.snaplen, &SNAPLEN)?;
         check_range("buffer_mib", self.buffer_mib, &BUFFER_MIB)?;
@@ -1070,6 +1115,10 @@ timezone = "Europe/Berlin"
             database: Some("/x.db".into()),
             timezone: Some("UTC".into()),
             backup_dir: Some("/b".into()),
+            wifi_interface: Some("wlan1".into()),
+            wifi_ssid: Some("home".into()),
+            tls_cert: Some("/c.pem".into()),
+            tls_key: Some("/k.pem".into()),
             ..Config::default()
         };
         let table = toml::Table::try_from(&full).unwrap();

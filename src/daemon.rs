@@ -103,9 +103,15 @@ pub fn run_with_health(
         gateway,
         locality,
     }));
+    // Certificates are checked before anything runs, like the port: one clear error, nothing half-up.
+    let tls = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::web::tls::server_config(cert, key)?),
+        _ => None,
+    };
     let web_state = crate::web::AppState::new(cfg.clone(), &db, Some(meter.clone()))
-        .with_context(|| format!("opening database {} for the web side", db.display()))?;
-    let web_thread = crate::web::spawn(listener, web_state, stop.clone())
+        .with_context(|| format!("opening database {} for the web side", db.display()))?
+        .with_tls(tls.is_some());
+    let web_thread = crate::web::spawn(listener, web_state, stop.clone(), tls)
         .context("starting the web server thread")?;
     let (capture_thread, stats) = capture
         .spawn(Box::new(meter.clone()), stop.clone())
@@ -113,6 +119,7 @@ pub fn run_with_health(
     let discovery = cfg
         .discovery
         .then(|| crate::discovery_run::DiscoveryRun::start(&cfg, &iface, db.clone(), stop.clone()));
+    let mut wifi = crate::survey::live::start(&cfg, &db, stop.clone());
     tracing::info!(
         interface = %iface,
         gateway = %gateway.map(|g| g.to_string()).unwrap_or_else(|| "not yet known".into()),
@@ -187,6 +194,9 @@ pub fn run_with_health(
                 flusher.pending_len(),
                 flusher.folded_rows(),
             );
+            if let Some(w) = wifi.as_mut() {
+                w.flush();
+            }
         }
         if now >= next_maintenance {
             next_maintenance = now + MAINTENANCE_INTERVAL;
@@ -214,6 +224,9 @@ pub fn run_with_health(
     }
     if web_thread.join().is_err() {
         tracing::error!("the web server thread panicked");
+    }
+    if let Some(w) = wifi {
+        w.stop();
     }
     // The flusher keeps whatever it failed to write, so retries pass an empty delta: handing the
     // same delta again would count it twice.

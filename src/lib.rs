@@ -15,6 +15,8 @@
 //! - [`flush`]: each flush interval's deltas into one store transaction, kept pending until written.
 //! - [`daemon`]: the live run: capture thread, periodic flush, clean stop on SIGTERM.
 //! - [`replay`]: capture files through the same decoder and meter, rendered as JSON or a table.
+//! - [`survey`]: the Wi-Fi survey from a monitor-mode adapter: access points, channels, probing
+//!   clients, and the channel recommendation.
 //! - [`demo`]: the synthetic household capture generator and its expected per-MAC totals.
 //! - [`auth`]: password rules and argon2id hashes, tokens, roles, login throttling policy (pure).
 //! - [`web`]: the web UI and its gate (axum + askama live only there): sessions, CSRF, pages.
@@ -35,5 +37,6 @@ pub mod model;
 pub mod plan;
 pub mod replay;
 pub mod store;
+pub mod survey;
 pub mod system;
 pub mod web;

@@ -5,8 +5,9 @@
 //! type accounting cannot use, a truncated tail) and must never touch the database itself.
 
 use super::decode::{Frame, LinkType, decode_into};
+use super::ieee80211::{self, WifiFrame, WifiLink};
 use super::pcapfile::{ClassicReader, Stop};
-use super::{BATCH, FrameSink};
+use super::{BATCH, FrameSink, WifiSink};
 use pcap::{Capture, Offline, Precision};
 use std::path::{Path, PathBuf};
 
@@ -25,6 +26,14 @@ pub enum FileError {
         "{path} has link type {name} ({dlt}): byte accounting needs Ethernet or Linux cooked (SLL/SLL2) framing; capture on the wired interface or on `any` instead"
     )]
     UnsupportedLink {
+        path: PathBuf,
+        name: String,
+        dlt: i32,
+    },
+    #[error(
+        "{path} has link type {name} ({dlt}): a Wi-Fi survey needs 802.11 frames with radiotap headers, as captured on a monitor-mode interface (`iw dev wlan1 set type monitor`, then `tcpdump -i wlan1 -w FILE`); plain `lanmeter replay` reads Ethernet captures"
+    )]
+    NotWifi {
         path: PathBuf,
         name: String,
         dlt: i32,
@@ -125,35 +134,44 @@ impl Reader {
     }
 }
 
+/// Opens `path` with our classic reader when it is classic pcap, else with libpcap; returns the
+/// reader and the file's link type.
+fn open_reader(path: &Path) -> Result<(Reader, i32), FileError> {
+    let open_err = |source| FileError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    // Opening it ourselves first also gives clearer messages for missing files than libpcap.
+    Ok(match ClassicReader::open(path).map_err(open_err)? {
+        Some(r) => {
+            let dlt = r.linktype as i32;
+            (Reader::Classic(r), dlt)
+        }
+        None => {
+            let cap = Capture::from_file_with_precision(path, Precision::Nano).map_err(|e| {
+                FileError::NotACapture {
+                    path: path.to_owned(),
+                    detail: pcap_detail(&e),
+                }
+            })?;
+            let dlt = cap.get_datalink().0;
+            (Reader::Libpcap(cap), dlt)
+        }
+    })
+}
+
+fn link_name(dlt: i32) -> String {
+    pcap::Linktype(dlt)
+        .get_name()
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 impl FileSource {
     pub fn open(path: &Path) -> Result<FileSource, FileError> {
-        let open_err = |source| FileError::Open {
-            path: path.to_owned(),
-            source,
-        };
-        // Opening it ourselves first also gives clearer messages for missing files than libpcap.
-        let (reader, dlt) = match ClassicReader::open(path).map_err(open_err)? {
-            Some(r) => {
-                let dlt = r.linktype as i32;
-                (Reader::Classic(r), dlt)
-            }
-            None => {
-                let cap =
-                    Capture::from_file_with_precision(path, Precision::Nano).map_err(|e| {
-                        FileError::NotACapture {
-                            path: path.to_owned(),
-                            detail: pcap_detail(&e),
-                        }
-                    })?;
-                let dlt = cap.get_datalink().0;
-                (Reader::Libpcap(cap), dlt)
-            }
-        };
+        let (reader, dlt) = open_reader(path)?;
         let link = LinkType::from_dlt(dlt).ok_or_else(|| FileError::UnsupportedLink {
             path: path.to_owned(),
-            name: pcap::Linktype(dlt)
-                .get_name()
-                .unwrap_or_else(|_| "unknown".into()),
+            name: link_name(dlt),
             dlt,
         })?;
         Ok(FileSource {
@@ -216,6 +234,69 @@ impl FileSource {
         if n > 0 {
             sink.ingest(&batch[..n]);
             after_batch(sink);
+        }
+        match stopped {
+            None => Ok(stats),
+            Some((at, detail)) => Err(FileError::Truncated {
+                path: self.path.clone(),
+                records: stats.records,
+                at,
+                detail,
+            }),
+        }
+    }
+}
+
+/// An opened 802.11 capture file (radiotap or bare 802.11): the `replay --survey` path.
+pub struct WifiFileSource {
+    path: PathBuf,
+    reader: Reader,
+    link: WifiLink,
+}
+
+impl WifiFileSource {
+    pub fn open(path: &Path) -> Result<WifiFileSource, FileError> {
+        let (reader, dlt) = open_reader(path)?;
+        let link = WifiLink::from_dlt(dlt).ok_or_else(|| FileError::NotWifi {
+            path: path.to_owned(),
+            name: link_name(dlt),
+            dlt,
+        })?;
+        Ok(WifiFileSource {
+            path: path.to_owned(),
+            reader,
+            link,
+        })
+    }
+
+    /// Reads every record into `sink`, a batch at a time, like [`FileSource::run`]. A truncated
+    /// tail stops the read with everything before it delivered.
+    pub fn run<S: WifiSink + ?Sized>(&mut self, sink: &mut S) -> Result<ReadStats, FileError> {
+        let mut stats = ReadStats::default();
+        let mut batch = vec![WifiFrame::EMPTY; BATCH];
+        let mut n = 0;
+        let link = self.link;
+        let stopped = loop {
+            match self.reader.next() {
+                Next::Record { ts, wire_len, data } => {
+                    stats.records += 1;
+                    stats.wire_bytes += u64::from(wire_len);
+                    if ieee80211::decode_into(link, ts, data, wire_len, &mut batch[n]) {
+                        n += 1;
+                    } else {
+                        stats.undecodable += 1;
+                    }
+                }
+                Next::End => break None,
+                Next::Stopped { at, detail } => break Some((at, detail)),
+            }
+            if n == BATCH {
+                sink.ingest(&batch);
+                n = 0;
+            }
+        };
+        if n > 0 {
+            sink.ingest(&batch[..n]);
         }
         match stopped {
             None => Ok(stats),

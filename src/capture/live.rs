@@ -66,6 +66,14 @@ pub enum CaptureError {
         dlt: i32,
         link_name: String,
     },
+    #[error(
+        "interface {iface} has link type {link_name} (DLT {dlt}), not radiotap: the Wi-Fi survey needs an adapter in monitor mode (`ip link set {iface} down; iw dev {iface} set type monitor; ip link set {iface} up`), or set `wifi_interface` in the config file to one that is"
+    )]
+    NotMonitorMode {
+        iface: String,
+        dlt: i32,
+        link_name: String,
+    },
     #[error("{setting} = {value} is too large: use a value below 2147483648 in the config file")]
     SettingOutOfRange { setting: &'static str, value: u32 },
     #[error(
@@ -164,9 +172,16 @@ impl std::fmt::Debug for LiveCapture {
     }
 }
 
-/// Opens the interface now, in the calling thread (and so in its network namespace), so that the
-/// caller can report a bad interface or missing capability before starting anything else.
-pub fn open(cfg: &LiveConfig) -> Result<LiveCapture, CaptureError> {
+/// libpcap's name for a DLT, for messages.
+pub(super) fn link_name(dlt: i32) -> String {
+    pcap::Linktype(dlt)
+        .get_name()
+        .unwrap_or_else(|_| "unknown".to_string())
+}
+
+/// Opens and activates a non-blocking handle on `cfg.interface` whatever its link type; the
+/// caller decides which link types it can read (accounting: Ethernet; the survey: radiotap).
+pub(super) fn open_handle(cfg: &LiveConfig) -> Result<(Capture<Active>, i32), CaptureError> {
     let iface = cfg.interface.as_str();
     let snaplen = i32::try_from(cfg.snaplen).map_err(|_| CaptureError::SettingOutOfRange {
         setting: "snaplen",
@@ -190,13 +205,19 @@ pub fn open(cfg: &LiveConfig) -> Result<LiveCapture, CaptureError> {
         .setnonblock()
         .map_err(classify)?;
     let dlt = cap.get_datalink().0;
+    Ok((cap, dlt))
+}
+
+/// Opens the interface now, in the calling thread (and so in its network namespace), so that the
+/// caller can report a bad interface or missing capability before starting anything else.
+pub fn open(cfg: &LiveConfig) -> Result<LiveCapture, CaptureError> {
+    let iface = cfg.interface.as_str();
+    let (cap, dlt) = open_handle(cfg)?;
     let Some(link) = LinkType::from_dlt(dlt) else {
         return Err(CaptureError::UnsupportedLinkType {
             iface: iface.to_string(),
             dlt,
-            link_name: pcap::Linktype(dlt)
-                .get_name()
-                .unwrap_or_else(|_| "unknown".to_string()),
+            link_name: link_name(dlt),
         });
     };
     tracing::info!(

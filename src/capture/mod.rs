@@ -9,8 +9,11 @@
 pub mod decode;
 pub mod discovery_source;
 pub mod file;
+pub mod ieee80211;
 pub mod live;
+pub mod monitor;
 pub mod pcapfile;
+pub mod radiotap;
 
 pub use decode::{Frame, LinkType};
 pub use live::{CaptureError, CaptureStats, CaptureStatsSnapshot, LiveCapture, LiveConfig};
@@ -23,4 +26,10 @@ pub const BATCH: usize = 64;
 /// takes a lock takes it once per batch, not once per frame.
 pub trait FrameSink: Send {
     fn ingest(&mut self, frames: &[Frame]);
+}
+
+/// Where a Wi-Fi (monitor-mode or radiotap file) loop delivers decoded 802.11 summaries, once
+/// per batch. Separate from [`FrameSink`]: the survey never reaches the accounting meter.
+pub trait WifiSink: Send {
+    fn ingest(&mut self, frames: &[ieee80211::WifiFrame]);
 }

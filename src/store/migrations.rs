@@ -236,6 +236,71 @@ CREATE TRIGGER devices_identity AFTER INSERT ON devices BEGIN
 END;
 ";
 
+/// The Wi-Fi survey (store/survey.rs): access points, their signal per minute, what was heard
+/// per frequency per minute, clients heard probing and the names they asked for.
+///
+/// SSIDs are BLOBs: an SSID is up to 32 arbitrary bytes, and storing the exact bytes keeps hostile
+/// or non-UTF-8 names lossless (display escaping happens when shown). `named` says the stored
+/// SSID is a real name (not empty or zero-filled), so a hidden beacon never overwrites a name a
+/// probe response revealed. Band is '2.4GHz'/'5GHz'/'6GHz' because channel numbers repeat
+/// across bands. Minute tables are keyed minute first, like usage_minute, for the same reason.
+const V_WIFI_SURVEY: &str = "
+CREATE TABLE wifi_ap (
+    id INTEGER PRIMARY KEY,
+    bssid INTEGER NOT NULL UNIQUE,
+    ssid BLOB,
+    named INTEGER NOT NULL DEFAULT 0,
+    hidden INTEGER NOT NULL DEFAULT 0,
+    band TEXT,
+    channel INTEGER,
+    width_mhz INTEGER,
+    center_mhz INTEGER,
+    security TEXT NOT NULL,
+    first_seen_ns INTEGER NOT NULL,
+    last_seen_ns INTEGER NOT NULL,
+    beacons INTEGER NOT NULL,
+    probe_responses INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE wifi_ap_minute (
+    minute INTEGER NOT NULL,
+    ap_id INTEGER NOT NULL REFERENCES wifi_ap(id),
+    frames INTEGER NOT NULL,
+    samples INTEGER NOT NULL,
+    sum_dbm INTEGER NOT NULL,
+    min_dbm INTEGER,
+    max_dbm INTEGER,
+    PRIMARY KEY (minute, ap_id)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE wifi_channel_minute (
+    minute INTEGER NOT NULL,
+    freq_mhz INTEGER NOT NULL,
+    frames INTEGER NOT NULL,
+    airtime_us INTEGER NOT NULL,
+    timed_frames INTEGER NOT NULL,
+    strongest_dbm INTEGER,
+    first_ns INTEGER NOT NULL,
+    last_ns INTEGER NOT NULL,
+    PRIMARY KEY (minute, freq_mhz)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE wifi_client (
+    id INTEGER PRIMARY KEY,
+    mac INTEGER NOT NULL UNIQUE,
+    first_seen_ns INTEGER NOT NULL,
+    last_seen_ns INTEGER NOT NULL,
+    probes INTEGER NOT NULL,
+    strongest_dbm INTEGER
+) STRICT;
+
+CREATE TABLE wifi_client_ssid (
+    client_id INTEGER NOT NULL REFERENCES wifi_client(id),
+    ssid BLOB NOT NULL,
+    UNIQUE (client_id, ssid)
+) STRICT;
+";
+
 /// The household data plan (issue 8, see `store::plan`): one settings row (absent until an admin
 /// saves the plan: the default plan applies), calibration offsets tied to the exact bounds of
 /// the cycle they were made in, quotas per device (by MAC text) / person / group, and the keys
@@ -284,7 +349,7 @@ CREATE TABLE plan_alerts_sent (
 ";
 
 /// Every schema step, oldest first. The schema version of a fully migrated file is the length.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V_HISTORY, AUTH, V_DISCOVERY, V_PLAN];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V_HISTORY, AUTH, V_DISCOVERY, V_WIFI_SURVEY, V_PLAN];
 
 pub(super) fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.pragma_query_value(None, "user_version", |row| row.get(0))
@@ -371,6 +436,8 @@ mod tests {
             "device_macs",
             "device_services",
             "presence",
+            "wifi_ap",
+            "wifi_client",
             "plan_settings",
             "plan_calibrations",
             "quotas",

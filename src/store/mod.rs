@@ -18,6 +18,7 @@ pub mod period;
 pub mod plan;
 pub mod query;
 pub mod rollup;
+pub mod survey;
 pub mod today;
 pub mod usage;
 

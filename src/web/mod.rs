@@ -21,6 +21,7 @@ pub mod plan;
 pub mod session;
 pub mod setup;
 pub mod state;
+pub mod tls;
 
 #[cfg(test)]
 mod tests;
@@ -158,11 +159,13 @@ const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Runs the web server on its own OS thread with its own small tokio runtime until `stop` is
 /// set, so the capture thread stays a plain thread that never shares a scheduler with requests.
-/// The listener is bound by the caller, so a port conflict is reported before anything starts.
+/// The listener is bound by the caller, so a port conflict is reported before anything starts;
+/// with `tls`, every connection is HTTPS (the state must have been built `with_tls(true)`).
 pub fn spawn(
     listener: std::net::TcpListener,
     state: AppState,
     stop: Arc<std::sync::atomic::AtomicBool>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     use std::sync::atomic::Ordering;
     listener.set_nonblocking(true)?;
@@ -174,22 +177,45 @@ pub fn spawn(
         .build()?;
     std::thread::Builder::new().name("web".into()).spawn(move || {
         rt.block_on(async move {
-            let listener = match tokio::net::TcpListener::from_std(listener) {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot use the web listener; the dashboard is off");
-                    return;
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let server = match tls {
+                None => {
+                    let listener = match tokio::net::TcpListener::from_std(listener) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot use the web listener; the dashboard is off");
+                            return;
+                        }
+                    };
+                    tokio::spawn(serve(listener, state, async {
+                        let _ = rx.await;
+                    }))
+                }
+                Some(config) => {
+                    let config = axum_server::tls_rustls::RustlsConfig::from_config(config);
+                    let server = match axum_server::tls_rustls::from_tcp_rustls(listener, config) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot use the web listener; the dashboard is off");
+                            return;
+                        }
+                    };
+                    let handle = axum_server::Handle::new();
+                    let on_stop = handle.clone();
+                    tokio::spawn(async move {
+                        let _ = rx.await;
+                        on_stop.graceful_shutdown(Some(STOP_GRACE));
+                    });
+                    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+                    tokio::spawn(server.handle(handle).serve(app))
                 }
             };
-            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-            let server = tokio::spawn(serve(listener, state, async {
-                let _ = rx.await;
-            }));
             while !stop.load(Ordering::Relaxed) && !server.is_finished() {
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
             let _ = tx.send(());
-            match tokio::time::timeout(STOP_GRACE, server).await {
+            // The TLS server drains for up to STOP_GRACE itself; allow a little beyond that.
+            match tokio::time::timeout(STOP_GRACE + std::time::Duration::from_secs(1), server).await {
                 Ok(Ok(Ok(()))) => tracing::debug!("web server stopped"),
                 Ok(Ok(Err(e))) => tracing::error!(error = %e, "the web server failed; the dashboard is off"),
                 Ok(Err(e)) => tracing::error!(error = %e, "the web server task panicked"),

@@ -761,7 +761,9 @@ impl QuotaForm {
                 }
             }
             _ => {
-                return Err("Choose whether the quota is for a device, a person or a group.".into());
+                return Err(
+                    "Choose whether the quota is for a device, a person or a group.".into(),
+                );
             }
         };
         let period =

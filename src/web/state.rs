@@ -83,6 +83,15 @@ impl AppState {
         })))
     }
 
+    /// Marks the server as terminating TLS itself (session cookies get `Secure`, responses HSTS).
+    /// Call before cloning the state.
+    pub fn with_tls(mut self, tls: bool) -> AppState {
+        if let Some(shared) = Arc::get_mut(&mut self.0) {
+            shared.tls = tls;
+        }
+        self
+    }
+
     /// Replaces the clock (tests). Call before cloning the state.
     pub fn with_clock(mut self, clock: Clock) -> AppState {
         if let Some(shared) = Arc::get_mut(&mut self.0) {

@@ -225,7 +225,7 @@ impl Server {
         )
         .unwrap();
         let stop = Arc::new(AtomicBool::new(false));
-        let thread = lanmeter::web::spawn(listener, state, stop.clone()).unwrap();
+        let thread = lanmeter::web::spawn(listener, state, stop.clone(), None).unwrap();
         Server {
             base,
             stop,

@@ -15,6 +15,7 @@ mod household;
 mod live;
 mod netns;
 mod plan;
+mod survey;
 mod web_cli;
 
 use std::process::Command;

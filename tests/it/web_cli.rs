@@ -195,3 +195,145 @@ fn run_serves_healthz_and_setup_and_stops_on_sigterm() {
     };
     assert!(status.success(), "{status:?}");
 }
+
+/// A certificate for lanmeter.local from the openssl command line, valid for a day.
+fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args([
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=lanmeter.local",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs (make test installs it)");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    (cert, key)
+}
+
+#[test]
+fn run_serves_https_with_the_households_certificate() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(dir.path());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("lanmeter.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let db = dir.path().join("l.db");
+    let child = hermetic(&mut Command::new(LANMETER))
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "run",
+            "--interface",
+            "lo",
+            "--db",
+        ])
+        .arg(&db)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _child = crate::netns::KillOnDrop(child);
+    // curl checks the server against our own certificate: a real TLS handshake, no -k.
+    let curl = |path: &str, tls: bool| -> Output {
+        let scheme = if tls { "https" } else { "http" };
+        Command::new("curl")
+            .args(["-sS", "-D", "-", "--max-time", "5", "--cacert"])
+            .arg(&cert)
+            .args(["--resolve", &format!("lanmeter.local:{port}:127.0.0.1")])
+            .arg(format!("{scheme}://lanmeter.local:{port}{path}"))
+            .output()
+            .expect("curl runs (make test installs it)")
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let health = loop {
+        let out = curl("/healthz", true);
+        if out.status.success() {
+            break text(&out.stdout);
+        }
+        assert!(Instant::now() < deadline, "no HTTPS: {}", text(&out.stderr));
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        health.starts_with("HTTP/1.1 200") && health.ends_with("ok\n"),
+        "{health}"
+    );
+    let setup = text(&curl("/setup", true).stdout).to_ascii_lowercase();
+    assert!(setup.contains("strict-transport-security"), "{setup}");
+    let cookies: Vec<&str> = setup
+        .lines()
+        .filter(|l| l.starts_with("set-cookie:"))
+        .collect();
+    assert!(!cookies.is_empty(), "{setup}");
+    assert!(
+        cookies.iter().all(|c| c.contains("; secure")),
+        "{cookies:?}"
+    );
+    // Plain HTTP on the same port is not served.
+    assert!(!curl("/healthz", false).status.success());
+}
+
+#[test]
+fn run_refuses_a_key_that_does_not_belong_to_the_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, _) = self_signed(dir.path());
+    let other = tempfile::tempdir().unwrap();
+    let (_, key) = self_signed(other.path());
+    let config = dir.path().join("lanmeter.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let db = dir.path().join("l.db");
+    let out = hermetic(&mut Command::new(LANMETER))
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "run",
+            "--interface",
+            "lo",
+            "--db",
+        ])
+        .arg(&db)
+        .env("RUST_LOG", "off")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("cannot be used together"), "{err}");
+}

@@ -1,0 +1,121 @@
+use super::*;
+use crate::capture::ieee80211::WifiFrame;
+
+pub(crate) fn frame(kind: Kind, bssid: u8, ssid: &[u8], ts_s: i64, dbm: i8) -> WifiFrame {
+    WifiFrame {
+        ts: ts_s * 1_000_000_000,
+        wire_len: 200,
+        heard_mhz: Some(2437),
+        signal_dbm: Some(dbm),
+        airtime_us: Some(100),
+        kind,
+        transmitter: Some(MacAddr([0x00, 0x11, 0x22, 0, 0, bssid])),
+        bssid: MacAddr([0x00, 0x11, 0x22, 0, 0, bssid]),
+        ssid: Ssid::new(ssid),
+        channel: Channel::new20(Band::G2_4, 6),
+        security: Security::Wpa2Psk,
+        ..WifiFrame::EMPTY
+    }
+}
+
+#[test]
+fn aps_collect_signal_per_minute_and_reveal_hidden_names() {
+    let mut c = Collector::new();
+    c.add(&frame(Kind::Beacon, 1, b"", 0, -50));
+    c.add(&frame(Kind::Beacon, 1, b"", 30, -60));
+    c.add(&frame(Kind::ProbeResponse, 1, b"secret", 61, -40));
+    c.add(&frame(Kind::Beacon, 1, b"", 62, -45));
+    let ap = &c.aps[&MacAddr([0x00, 0x11, 0x22, 0, 0, 1])];
+    assert!(ap.hidden);
+    assert_eq!(ap.ssid.unwrap().as_bytes(), b"secret");
+    assert_eq!((ap.beacons, ap.probe_responses), (3, 1));
+    assert_eq!(ap.minutes.len(), 2);
+    assert_eq!(ap.minutes[&0].sum_dbm, -110);
+    let s = ap.signal();
+    assert_eq!((s.min_dbm, s.max_dbm, s.samples), (-60, -40, 4));
+    assert_eq!(s.mean_dbm(), Some(-48.75));
+    assert_eq!((ap.first_seen, ap.last_seen), (0, 62_000_000_000));
+}
+
+#[test]
+fn probes_channels_and_bad_checksums() {
+    let mut c = Collector::new();
+    let mut p = frame(Kind::ProbeRequest, 9, b"cafe", 5, -70);
+    p.transmitter = Some(MacAddr([0xda, 0, 0, 0, 0, 9]));
+    c.add(&p);
+    c.add(&p);
+    p.ssid = Ssid::new(b"");
+    c.add(&p);
+    let mut bad = frame(Kind::Beacon, 2, b"x", 6, -30);
+    bad.bad_fcs = true;
+    c.add(&bad);
+    let client = &c.clients[&MacAddr([0xda, 0, 0, 0, 0, 9])];
+    assert_eq!(client.probes, 3);
+    assert_eq!(
+        client.ssids.len(),
+        1,
+        "duplicates and wildcards are not listed"
+    );
+    assert!(c.aps.is_empty(), "a bad-FCS beacon creates no AP");
+    let cell = c.channels[&(0, 2437)];
+    assert_eq!(
+        (cell.frames, cell.airtime_us, cell.strongest_dbm),
+        (4, 400, Some(-30))
+    );
+    let s = c.survey();
+    assert_eq!(s.channels.len(), 1);
+    assert_eq!(s.channels[0].listened_us, 1_000_000);
+    assert_eq!(s.channels[0].airtime_share(), Some(0.0004));
+}
+
+#[test]
+fn floods_are_bounded() {
+    let mut c = Collector::new();
+    for i in 0..(MAX_APS as u32 + 10) {
+        let mut f = frame(Kind::Beacon, 0, b"flood", 0, -50);
+        f.bssid = MacAddr::from_u64(0x0011_2200_0000 + u64::from(i));
+        c.add(&f);
+        let mut p = frame(Kind::ProbeRequest, 0, b"x", 0, -50);
+        p.transmitter = Some(MacAddr::from_u64(0x0211_2200_0000 + u64::from(i)));
+        for k in 0..20u8 {
+            p.ssid = Ssid::new(&[b'a' + k]);
+            c.add(&p);
+        }
+    }
+    assert_eq!(c.aps.len(), MAX_APS);
+    assert_eq!(c.refused, 10);
+    assert!(
+        c.clients
+            .values()
+            .all(|cl| cl.ssids.len() == MAX_SSIDS_PER_CLIENT)
+    );
+}
+
+#[test]
+fn survey_sorts_and_counts_overlaps() {
+    let mut c = Collector::new();
+    c.add(&frame(Kind::Beacon, 1, b"weak", 0, -80));
+    c.add(&frame(Kind::Beacon, 2, b"strong", 0, -30));
+    let mut f = frame(Kind::Beacon, 3, b"wide", 0, -60);
+    f.channel = Some(Channel {
+        band: Band::G2_4,
+        number: 1,
+        width_mhz: 40,
+        center_mhz: 2422,
+    });
+    c.add(&f);
+    let s = c.survey();
+    let names: Vec<&[u8]> = s
+        .aps
+        .iter()
+        .map(|a| a.ssid.as_ref().unwrap().as_bytes())
+        .collect();
+    assert_eq!(names, [&b"strong"[..], b"wide", b"weak"]);
+    let ch = |n: u8| s.channels.iter().find(|c| c.number == n).unwrap();
+    // The 40 MHz network on 1 (2402..2442) reaches into 6 (2427..2447).
+    assert_eq!((ch(6).aps, ch(6).overlapping_aps), (2, 3));
+    assert_eq!((ch(1).aps, ch(1).overlapping_aps), (1, 1));
+    let json = s.to_json(Some(b"strong"));
+    assert_eq!(json["access_points"][0]["ours"], true);
+    assert_eq!(json["access_points"][0]["ssid"]["hex"], "7374726f6e67");
+}
