@@ -53,7 +53,26 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Doctor(args) => run_doctor(config, args),
         Command::Devices(args) => run_devices(config, args),
         Command::Token(args) => run_token(config, args),
+        Command::Plan(args) => run_plan(config, args),
     }
+}
+
+fn run_plan(config: Option<&Path>, args: crate::cli::PlanArgs) -> anyhow::Result<ExitCode> {
+    let cfg = load_config(config)?;
+    let db = args.db.unwrap_or_else(|| cfg.database_path());
+    let store = Store::open_existing(&db)?;
+    let tz = cfg.time_zone();
+    let report = store
+        .plan_report(&tz, jiff::Timestamp::now())
+        .with_context(|| format!("reading the data plan from {}", db.display()))?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        write!(out, "{report}")?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_backup(config: Option<&Path>, args: BackupArgs) -> anyhow::Result<ExitCode> {

@@ -50,6 +50,9 @@ pub enum Command {
     Devices(DevicesArgs),
     /// Create, list or revoke API tokens (for scripts, Prometheus, Home Assistant).
     Token(TokenArgs),
+    /// Print the data plan's current billing cycle: used, remaining, safe budget for today,
+    /// projection and quotas (the plan itself is set on the web page /plan/settings).
+    Plan(PlanArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -75,6 +78,16 @@ pub enum TokenAction {
     List,
     /// Revoke a token by its id (from `lanmeter token list`).
     Revoke { id: i64 },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    /// The database to read (default: the configured one).
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// Print one JSON object (plan, status, quotas, days, past cycles) instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -8,6 +8,8 @@
 //!   DHCP, mDNS, NDP), the ARP sweep, OUI vendors, device type guess.
 //! - [`discovery_run`]: the live discovery threads (filtered capture, sweep, batch writer).
 //! - [`meter`]: the bounded per-MAC counter map the packet path writes into.
+//! - [`plan`]: the household data plan (pure): billing cycles, budgets, projection, calibration,
+//!   quotas and the plan/quota alert situations.
 //! - [`store`]: the SQLite database (the only rusqlite user): migrations, devices, minute usage,
 //!   rollups and retention, history queries, export, backup/restore, storage health.
 //! - [`flush`]: each flush interval's deltas into one store transaction, kept pending until written.
@@ -37,6 +39,7 @@ pub mod discovery_run;
 pub mod flush;
 pub mod meter;
 pub mod model;
+pub mod plan;
 pub mod replay;
 pub mod store;
 pub mod survey;

@@ -384,6 +384,53 @@ CREATE TABLE api_tokens (
 ) STRICT;
 ";
 
+/// The household data plan (issue 8, see `store::plan`): one settings row (absent until an admin
+/// saves the plan: the default plan applies), calibration offsets tied to the exact bounds of
+/// the cycle they were made in, quotas per device (by MAC text) / person / group, and the keys
+/// of plan alerts already sent, each kept until its window ends. Cycles themselves are never
+/// stored: they are computed from the settings, so a changed cycle re-reads the history.
+const V_PLAN: &str = "
+CREATE TABLE plan_settings (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    allowance_bytes INTEGER CHECK (allowance_bytes IS NULL OR allowance_bytes > 0),
+    cycle_kind TEXT NOT NULL CHECK (cycle_kind IN ('monthly', 'every_n_days')),
+    start_day INTEGER NOT NULL DEFAULT 1 CHECK (start_day BETWEEN 1 AND 31),
+    every_days INTEGER NOT NULL DEFAULT 30 CHECK (every_days BETWEEN 1 AND 366),
+    anchor_date TEXT,
+    counted TEXT NOT NULL CHECK (counted IN ('download', 'both')),
+    thresholds TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE plan_calibrations (
+    id INTEGER PRIMARY KEY,
+    cycle_start INTEGER NOT NULL,
+    cycle_end INTEGER NOT NULL,
+    reported_at INTEGER NOT NULL,
+    reported_bytes INTEGER NOT NULL CHECK (reported_bytes >= 0),
+    measured_bytes INTEGER NOT NULL CHECK (measured_bytes >= 0),
+    offset_bytes INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX plan_calibrations_cycle ON plan_calibrations(cycle_start, cycle_end);
+
+CREATE TABLE quotas (
+    id INTEGER PRIMARY KEY,
+    subject_kind TEXT NOT NULL CHECK (subject_kind IN ('device', 'person', 'group')),
+    subject TEXT NOT NULL,
+    period TEXT NOT NULL CHECK (period IN ('day', 'week', 'cycle')),
+    limit_bytes INTEGER NOT NULL CHECK (limit_bytes > 0),
+    created_at INTEGER NOT NULL,
+    UNIQUE (subject_kind, subject, period)
+) STRICT;
+
+CREATE TABLE plan_alerts_sent (
+    key TEXT PRIMARY KEY,
+    window_end INTEGER NOT NULL,
+    sent_at INTEGER NOT NULL
+) STRICT;
+";
+
 /// Every schema step, oldest first. The schema version of a fully migrated file is the length.
 pub(super) const MIGRATIONS: &[&str] = &[
     V1,
@@ -393,6 +440,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     V_WIFI_SURVEY,
     V_ALERTS,
     API_TOKENS,
+    V_PLAN,
 ];
 
 pub(super) fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
@@ -482,6 +530,10 @@ mod tests {
             "presence",
             "wifi_ap",
             "wifi_client",
+            "plan_settings",
+            "plan_calibrations",
+            "quotas",
+            "plan_alerts_sent",
         ] {
             assert!(t.iter().any(|n| n == want), "{want} missing from {t:?}");
         }

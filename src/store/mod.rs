@@ -16,6 +16,7 @@ pub mod export;
 pub mod health;
 mod migrations;
 pub mod period;
+pub mod plan;
 pub mod query;
 pub mod rollup;
 pub mod survey;

@@ -4,7 +4,7 @@
 //! Map: [`state`] the shared handle; [`error`] the one error type; [`assets`] embedded static
 //! files; [`guard`] the gate every request passes (login, roles, CSRF, Origin, security
 //! headers); [`session`] cookies and sessions; one file per page ([`setup`], [`login`],
-//! [`audit`], [`overview`], [`alerts`]); [`api`] the JSON API, `/metrics` and the OpenAPI document.
+//! [`audit`], [`overview`], [`alerts`], [`plan`]); [`api`] the JSON API, `/metrics` and the OpenAPI document.
 //!
 //! Every route is registered in [`routes`] with its [`Access`]; the guard looks the matched route
 //! up there and treats anything it cannot find (a route added some other way, the 404 fallback)
@@ -19,6 +19,7 @@ pub mod error;
 pub mod guard;
 pub mod login;
 pub mod overview;
+pub mod plan;
 pub mod session;
 pub mod setup;
 pub mod state;
@@ -101,6 +102,24 @@ fn routes() -> Vec<(&'static str, Access, MethodRouter<AppState>)> {
             "/alerts/outbox/{id}/retry",
             Access::Admin,
             post(alerts::retry),
+        ),
+        // The data plan: viewers read, changes (POST) need an admin.
+        ("/plan", Access::Viewer, get(plan::page)),
+        (
+            "/plan/settings",
+            Access::Viewer,
+            get(plan::settings).post(plan::save_settings),
+        ),
+        ("/plan/calibrate", Access::Admin, post(plan::calibrate)),
+        (
+            "/plan/quotas",
+            Access::Viewer,
+            get(plan::quotas).post(plan::save_quota),
+        ),
+        (
+            "/plan/quotas/delete",
+            Access::Admin,
+            post(plan::delete_quota),
         ),
         ("/healthz", Access::Public, get(healthz)),
         ("/static/{file}", Access::Public, get(assets::serve)),

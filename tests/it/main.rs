@@ -16,6 +16,7 @@ mod history;
 mod household;
 mod live;
 mod netns;
+mod plan;
 mod survey;
 mod web_cli;
 

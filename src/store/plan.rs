@@ -1,0 +1,734 @@
+//! The household data plan in the database: the plan settings, calibration offsets, quotas, the
+//! keys of plan alerts already sent, and [`Store::plan_report`], which reads the history and
+//! hands it to the pure `crate::plan` arithmetic (the one place the two meet, so the web pages,
+//! the API, the CLI and the alert engine all show the same numbers).
+//!
+//! Cycles are never stored: each report computes them from the current settings and reads the
+//! usage per cycle from the history (`usage_per_cycle`), so changing the cycle re-reads every
+//! past cycle with its new bounds. A calibration keeps the bounds of the cycle it was made in
+//! and applies only while a cycle has exactly those bounds. This module never decides anything
+//! about budgets or alerts itself.
+use super::discovery::DeviceRecord;
+use super::query::{QueryError, Selection};
+use super::{Store, StoreError, sql_err};
+use crate::model::MacAddr;
+use crate::plan::{
+    self, AlertState, Calibration, Counted, Cycle, CycleRule, DayUsage, Plan, PlanAlert, PlanError,
+    PlanStatus, Quota, QuotaPeriod, QuotaStatus, QuotaSubject,
+};
+use jiff::Timestamp;
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// Past cycles a report lists.
+pub const PAST_CYCLES: usize = 6;
+/// Calibrations kept per report listing (the table keeps every one; they are a few a month).
+const CALIBRATIONS_LISTED: u32 = 50;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanReportError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+}
+
+/// One day of the current cycle for the per-day chart.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DayBar {
+    #[serde(serialize_with = "ser_display")]
+    pub date: Date,
+    /// Counted usage (today: so far); `None` for a future day or a day before history began.
+    pub used_bytes: Option<u64>,
+    /// Expected further usage (today: the rest of it); `None` for past days.
+    pub projected_bytes: Option<u64>,
+}
+
+/// A past cycle's usage, read with the current cycle settings.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CycleUsage {
+    pub cycle: Cycle,
+    pub measured_bytes: u64,
+    pub offset_bytes: i64,
+    pub used_bytes: u64,
+    pub used_pct: Option<f64>,
+    pub exact: bool,
+}
+
+/// Everything the plan pages, the API, `lanmeter plan` and the alert engine need.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PlanReport {
+    pub plan: Plan,
+    /// The household zone the cycles are computed in.
+    pub zone: String,
+    pub status: PlanStatus,
+    pub quotas: Vec<QuotaStatus>,
+    /// Every day of the current cycle.
+    pub days: Vec<DayBar>,
+    /// The allowance shared evenly over the cycle's days (the chart's budget line).
+    pub even_daily_share: Option<u64>,
+    /// Oldest first; cycles that ended before history began are left out.
+    pub past: Vec<CycleUsage>,
+    /// The calibrations made in the current cycle, newest first.
+    pub calibrations: Vec<Calibration>,
+}
+
+fn ser_display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl Store {
+    fn corrupt(&self, detail: String) -> StoreError {
+        StoreError::Corrupt {
+            path: self.path.clone(),
+            detail,
+        }
+    }
+
+    fn ts(&self, s: i64) -> Result<Timestamp, StoreError> {
+        Timestamp::from_second(s).map_err(|e| self.corrupt(format!("time {s} out of range: {e}")))
+    }
+
+    /// The saved plan, or the default (unlimited, calendar month) before anyone saved one.
+    pub fn plan(&self) -> Result<Plan, StoreError> {
+        let op = "reading the data plan";
+        type Row = (
+            Option<i64>,
+            String,
+            i64,
+            i64,
+            Option<String>,
+            String,
+            String,
+        );
+        let row: Option<Row> = self
+            .conn
+            .query_row(
+                "SELECT allowance_bytes, cycle_kind, start_day, every_days, anchor_date, counted, thresholds
+                 FROM plan_settings WHERE id = 1",
+                [],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(sql_err(&self.path, op))?;
+        let Some((allowance, kind, start_day, every_days, anchor, counted, thresholds)) = row
+        else {
+            return Ok(Plan::default());
+        };
+        let bad = |what: &str| self.corrupt(format!("plan_settings: {what}"));
+        let cycle = match kind.as_str() {
+            "monthly" => CycleRule::Monthly {
+                start_day: u8::try_from(start_day).map_err(|_| bad("start_day"))?,
+            },
+            _ => CycleRule::EveryNDays {
+                days: u16::try_from(every_days).map_err(|_| bad("every_days"))?,
+                anchor: anchor
+                    .as_deref()
+                    .unwrap_or("")
+                    .parse()
+                    .map_err(|_| bad("anchor_date"))?,
+            },
+        };
+        Ok(Plan {
+            allowance_bytes: allowance.map(i64::unsigned_abs),
+            cycle,
+            counted: Counted::parse(&counted).ok_or_else(|| bad("counted"))?,
+            thresholds: plan::parse_thresholds(&thresholds).map_err(|_| bad("thresholds"))?,
+        })
+    }
+
+    /// Saves the plan (validated by the caller with [`Plan::validate`]).
+    pub fn set_plan(&self, p: &Plan, now: i64) -> Result<(), StoreError> {
+        let (kind, start_day, every_days, anchor) = match p.cycle {
+            CycleRule::Monthly { start_day } => ("monthly", i64::from(start_day), 30, None),
+            CycleRule::EveryNDays { days, anchor } => {
+                ("every_n_days", 1, i64::from(days), Some(anchor.to_string()))
+            }
+        };
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO plan_settings
+                 (id, allowance_bytes, cycle_kind, start_day, every_days, anchor_date, counted, thresholds, updated_at)
+                 VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    p.allowance_bytes.map(to_i64),
+                    kind,
+                    start_day,
+                    every_days,
+                    anchor,
+                    p.counted.as_str(),
+                    plan::format_thresholds(&p.thresholds),
+                    now
+                ],
+            )
+            .map_err(sql_err(&self.path, "saving the data plan"))?;
+        Ok(())
+    }
+
+    pub fn add_calibration(&self, c: &Calibration) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO plan_calibrations
+                 (cycle_start, cycle_end, reported_at, reported_bytes, measured_bytes, offset_bytes, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    c.cycle_start.as_second(),
+                    c.cycle_end.as_second(),
+                    c.reported_at.as_second(),
+                    to_i64(c.reported_bytes),
+                    to_i64(c.measured_bytes),
+                    c.offset_bytes,
+                    c.created_at.as_second()
+                ],
+            )
+            .map_err(sql_err(&self.path, "saving a calibration"))?;
+        Ok(())
+    }
+
+    /// Removes the offsets of `cycle`; returns how many calibrations were removed.
+    pub fn clear_calibrations(&self, cycle: &Cycle) -> Result<usize, StoreError> {
+        self.conn
+            .execute(
+                "DELETE FROM plan_calibrations WHERE cycle_start = ?1 AND cycle_end = ?2",
+                params![cycle.start.as_second(), cycle.end.as_second()],
+            )
+            .map_err(sql_err(&self.path, "removing calibrations"))
+    }
+
+    /// Calibrations, newest first; only those of cycles overlapping `[from, to)`.
+    pub fn calibrations(&self, from: i64, to: i64) -> Result<Vec<Calibration>, StoreError> {
+        let op = "reading calibrations";
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT cycle_start, cycle_end, reported_at, reported_bytes, measured_bytes, offset_bytes, created_at
+                 FROM plan_calibrations WHERE cycle_end > ?1 AND cycle_start < ?2
+                 ORDER BY created_at DESC, id DESC LIMIT ?3",
+            )
+            .map_err(sql_err(&self.path, op))?;
+        let rows: Vec<[i64; 7]> = st
+            .query_map(params![from, to, CALIBRATIONS_LISTED], |r| {
+                Ok([
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ])
+            })
+            .map_err(sql_err(&self.path, op))?
+            .collect::<Result<_, _>>()
+            .map_err(sql_err(&self.path, op))?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(Calibration {
+                    cycle_start: self.ts(r[0])?,
+                    cycle_end: self.ts(r[1])?,
+                    reported_at: self.ts(r[2])?,
+                    reported_bytes: r[3].unsigned_abs(),
+                    measured_bytes: r[4].unsigned_abs(),
+                    offset_bytes: r[5],
+                    created_at: self.ts(r[6])?,
+                })
+            })
+            .collect()
+    }
+
+    pub fn quotas(&self) -> Result<Vec<Quota>, StoreError> {
+        let op = "reading quotas";
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT id, subject_kind, subject, period, limit_bytes FROM quotas
+                 ORDER BY subject_kind, subject COLLATE NOCASE, period",
+            )
+            .map_err(sql_err(&self.path, op))?;
+        let rows: Vec<(i64, String, String, String, i64)> = st
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .map_err(sql_err(&self.path, op))?
+            .collect::<Result<_, _>>()
+            .map_err(sql_err(&self.path, op))?;
+        rows.into_iter()
+            .map(|(id, kind, subject, period, limit)| {
+                let subject = match kind.as_str() {
+                    "device" => QuotaSubject::Device(
+                        subject
+                            .parse::<MacAddr>()
+                            .map_err(|_| self.corrupt(format!("quota {id}: bad MAC")))?,
+                    ),
+                    "person" => QuotaSubject::Person(subject),
+                    _ => QuotaSubject::Group(subject),
+                };
+                Ok(Quota {
+                    id,
+                    subject,
+                    period: QuotaPeriod::parse(&period)
+                        .ok_or_else(|| self.corrupt(format!("quota {id}: bad period")))?,
+                    limit_bytes: limit.unsigned_abs(),
+                })
+            })
+            .collect()
+    }
+
+    /// Adds a quota, or changes the limit of the one with the same subject and period; returns
+    /// its id.
+    pub fn upsert_quota(
+        &self,
+        subject: &QuotaSubject,
+        period: QuotaPeriod,
+        limit_bytes: u64,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        let op = "saving a quota";
+        self.conn
+            .query_row(
+                "INSERT INTO quotas (subject_kind, subject, period, limit_bytes, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (subject_kind, subject, period) DO UPDATE SET limit_bytes = excluded.limit_bytes
+                 RETURNING id",
+                params![
+                    subject.kind(),
+                    subject.name(),
+                    period.as_str(),
+                    to_i64(limit_bytes.max(1)),
+                    now
+                ],
+                |r| r.get(0),
+            )
+            .map_err(sql_err(&self.path, op))
+    }
+
+    /// Deletes a quota; false when there was none with that id.
+    pub fn delete_quota(&self, id: i64) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .execute("DELETE FROM quotas WHERE id = ?1", [id])
+            .map_err(sql_err(&self.path, "deleting a quota"))?;
+        Ok(n > 0)
+    }
+
+    /// The plan alert keys already sent whose window has not ended at `now`.
+    pub fn plan_alert_state(&self, now: i64) -> Result<AlertState, StoreError> {
+        let op = "reading the plan alert state";
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT key FROM plan_alerts_sent WHERE window_end > ?1")
+            .map_err(sql_err(&self.path, op))?;
+        let sent = st
+            .query_map([now], |r| r.get(0))
+            .map_err(sql_err(&self.path, op))?
+            .collect::<Result<_, _>>()
+            .map_err(sql_err(&self.path, op))?;
+        Ok(AlertState { sent })
+    }
+
+    /// Records `alert` as sent (every key in its `marks`, until its window ends) and forgets
+    /// keys whose window has ended.
+    pub fn mark_plan_alert(&self, alert: &PlanAlert, now: i64) -> Result<(), StoreError> {
+        let op = "recording a plan alert";
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(sql_err(&self.path, op))?;
+        for key in &alert.marks {
+            tx.execute(
+                "INSERT OR REPLACE INTO plan_alerts_sent (key, window_end, sent_at) VALUES (?1, ?2, ?3)",
+                params![key, alert.window_end.as_second(), now],
+            )
+            .map_err(sql_err(&self.path, op))?;
+        }
+        tx.execute("DELETE FROM plan_alerts_sent WHERE window_end <= ?1", [now])
+            .map_err(sql_err(&self.path, op))?;
+        tx.commit().map_err(sql_err(&self.path, op))
+    }
+
+    /// Counted bytes of `sel` over `[from, to)` (0 for an empty range) and whether exact.
+    pub fn counted_usage(
+        &self,
+        counted: Counted,
+        sel: &Selection,
+        tz: &TimeZone,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<(u64, bool), QueryError> {
+        if from >= to {
+            return Ok((0, true));
+        }
+        let u = self.usage(sel, tz, from, to)?;
+        Ok((counted.bytes(&u.counts), u.exact))
+    }
+
+    /// The plan, its current cycle and quotas with everything measured, at `now` in `tz`.
+    pub fn plan_report(
+        &self,
+        tz: &TimeZone,
+        now: Timestamp,
+    ) -> Result<PlanReport, PlanReportError> {
+        let p = self.plan()?;
+        let counted = p.counted;
+        let household = Selection::Household;
+        let cycle = plan::cycle_containing(&p, now, tz)?;
+        let today = now.to_zoned(tz.clone()).date();
+        let today_start = plan::day_start(today, tz)?;
+        let (measured, exact) = self.counted_usage(counted, &household, tz, cycle.start, now)?;
+        let (today_bytes, _) =
+            self.counted_usage(counted, &household, tz, today_start.max(cycle.start), now)?;
+        let recent = self.recent_days(counted, tz, today)?;
+        let calibrations = self.calibrations(cycle.start.as_second(), cycle.end.as_second())?;
+        let offset = plan::offset_for(&cycle, &calibrations);
+        let status = plan::status(plan::StatusInput {
+            plan: &p,
+            cycle: cycle.clone(),
+            now,
+            tz,
+            measured_bytes: measured,
+            today_bytes,
+            offset_bytes: offset,
+            recent: &recent,
+            exact,
+        })?;
+        let days = self.day_bars(counted, tz, &cycle, today, today_bytes, &status)?;
+        let past = self.past_usage(&p, tz, now)?;
+        let quotas = self.quota_statuses(&p, tz, now)?;
+        Ok(PlanReport {
+            even_daily_share: plan::even_daily_share(&p, &cycle),
+            zone: tz.iana_name().unwrap_or("(unnamed)").to_string(),
+            plan: p,
+            status,
+            quotas,
+            days,
+            past,
+            calibrations: calibrations
+                .into_iter()
+                .filter(|c| c.cycle_start == cycle.start && c.cycle_end == cycle.end)
+                .collect(),
+        })
+    }
+
+    /// The first local day with stored history, if any.
+    fn history_first_day(&self, tz: &TimeZone) -> Result<Option<Date>, StoreError> {
+        Ok(match self.data_extent()? {
+            Some((first, _)) => Some(self.ts(first)?.to_zoned(tz.clone()).date()),
+            None => None,
+        })
+    }
+
+    /// Counted usage per local day from `from` up to (not including) `to`, by date.
+    fn daily(
+        &self,
+        counted: Counted,
+        tz: &TimeZone,
+        from: Date,
+        to: Date,
+    ) -> Result<HashMap<Date, u64>, PlanReportError> {
+        let (a, b) = (plan::day_start(from, tz)?, plan::day_start(to, tz)?);
+        if a >= b {
+            return Ok(HashMap::new());
+        }
+        let series = self.usage_series(
+            &Selection::Household,
+            tz,
+            a,
+            b,
+            Some(super::period::Period::Day),
+        )?;
+        Ok(series
+            .points
+            .iter()
+            .map(|p| {
+                (
+                    p.start.to_zoned(tz.clone()).date(),
+                    counted.bytes(&p.counts),
+                )
+            })
+            .collect())
+    }
+
+    /// The complete days before `today` the projection looks at.
+    fn recent_days(
+        &self,
+        counted: Counted,
+        tz: &TimeZone,
+        today: Date,
+    ) -> Result<Vec<DayUsage>, PlanReportError> {
+        let n = plan::PROJECTION_HISTORY_DAYS as i64;
+        let from = today
+            .checked_sub(jiff::Span::new().days(n))
+            .map_err(|e| PlanError::Time {
+                zone: String::new(),
+                at: today.to_string(),
+                detail: e.to_string(),
+            })?;
+        let by_day = self.daily(counted, tz, from, today)?;
+        let first = self.history_first_day(tz)?;
+        Ok(from
+            .series(jiff::Span::new().days(1))
+            .take_while(|d| *d < today)
+            .map(|d| DayUsage {
+                date: d,
+                bytes: match first {
+                    Some(f) if d >= f => Some(by_day.get(&d).copied().unwrap_or(0)),
+                    _ => None,
+                },
+            })
+            .collect())
+    }
+
+    fn day_bars(
+        &self,
+        counted: Counted,
+        tz: &TimeZone,
+        cycle: &Cycle,
+        today: Date,
+        today_bytes: u64,
+        status: &PlanStatus,
+    ) -> Result<Vec<DayBar>, PlanReportError> {
+        let by_day = self.daily(counted, tz, cycle.first_day, today.min(cycle.last_day))?;
+        let first = self.history_first_day(tz)?;
+        let projected: HashMap<Date, u64> = status.projection.per_day.iter().copied().collect();
+        Ok(cycle
+            .dates()
+            .map(|d| {
+                let used = if d < today {
+                    match first {
+                        Some(f) if d >= f => Some(by_day.get(&d).copied().unwrap_or(0)),
+                        _ => None,
+                    }
+                } else if d == today {
+                    Some(today_bytes)
+                } else {
+                    None
+                };
+                DayBar {
+                    date: d,
+                    used_bytes: used,
+                    projected_bytes: (d >= today).then(|| projected.get(&d).copied().unwrap_or(0)),
+                }
+            })
+            .collect())
+    }
+
+    fn past_usage(
+        &self,
+        p: &Plan,
+        tz: &TimeZone,
+        now: Timestamp,
+    ) -> Result<Vec<CycleUsage>, PlanReportError> {
+        let Some((first, _)) = self.data_extent()? else {
+            return Ok(Vec::new());
+        };
+        let cycles: Vec<Cycle> = plan::past_cycles(p, now, PAST_CYCLES, tz)?
+            .into_iter()
+            .filter(|c| c.end.as_second() > first)
+            .collect();
+        let (Some(oldest), Some(newest)) = (cycles.first(), cycles.last()) else {
+            return Ok(Vec::new());
+        };
+        let cals = self.calibrations(oldest.start.as_second(), newest.end.as_second())?;
+        let ranges: Vec<(Timestamp, Timestamp)> = cycles.iter().map(|c| (c.start, c.end)).collect();
+        let usage = self.usage_per_cycle(&Selection::Household, tz, &ranges)?;
+        Ok(cycles
+            .into_iter()
+            .zip(usage)
+            .map(|(c, u)| {
+                let measured = p.counted.bytes(&u.counts);
+                let offset = plan::offset_for(&c, &cals);
+                let used = plan::apply_offset(measured, offset);
+                CycleUsage {
+                    used_pct: p.allowance_bytes.map(|a| used as f64 * 100.0 / a as f64),
+                    cycle: c,
+                    measured_bytes: measured,
+                    offset_bytes: offset,
+                    used_bytes: used,
+                    exact: u.exact,
+                }
+            })
+            .collect())
+    }
+
+    fn quota_statuses(
+        &self,
+        p: &Plan,
+        tz: &TimeZone,
+        now: Timestamp,
+    ) -> Result<Vec<QuotaStatus>, PlanReportError> {
+        let quotas = self.quotas()?;
+        if quotas.is_empty() {
+            return Ok(Vec::new());
+        }
+        let devices = self.list_devices()?;
+        let mut out = Vec::with_capacity(quotas.len());
+        for q in quotas {
+            let (label, macs) = subject_devices(&q.subject, &devices);
+            let window = plan::quota_window(p, q.period, now, tz)?;
+            let n = macs.len();
+            let used = if macs.is_empty() {
+                0
+            } else {
+                self.counted_usage(
+                    p.counted,
+                    &Selection::Devices(macs),
+                    tz,
+                    window.0,
+                    now.min(window.1),
+                )?
+                .0
+            };
+            out.push(plan::quota_status(q, label, n, window, used));
+        }
+        Ok(out)
+    }
+}
+
+fn gb(b: u64) -> String {
+    format!("{:.2} GB", b as f64 / 1e9)
+}
+
+/// The text `lanmeter plan` prints.
+impl std::fmt::Display for PlanReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = &self.status;
+        let p = &self.plan;
+        writeln!(
+            f,
+            "plan:      {}, {}, counting {}, time zone {}",
+            p.allowance_bytes
+                .map_or_else(|| "unlimited".to_string(), |a| format!("{} a cycle", gb(a))),
+            p.cycle,
+            p.counted.describe(),
+            self.zone
+        )?;
+        writeln!(
+            f,
+            "cycle:     {} to {} ({:.0} % elapsed, {} day(s) left)",
+            s.cycle.first_day, s.cycle.last_day, s.elapsed_pct, s.days_left
+        )?;
+        write!(f, "used:      {}", gb(s.used_bytes))?;
+        if let (Some(a), Some(pct)) = (s.allowance_bytes, s.used_pct) {
+            write!(
+                f,
+                " of {} ({pct:.0} %), {} left",
+                gb(a),
+                gb(s.remaining_bytes.unwrap_or(0))
+            )?;
+        }
+        if s.offset_bytes != 0 {
+            write!(
+                f,
+                " (measured {}, calibration offset {:+.2} GB)",
+                gb(s.measured_bytes),
+                s.offset_bytes as f64 / 1e9
+            )?;
+        }
+        writeln!(f)?;
+        write!(f, "today:     {}", gb(s.today_bytes))?;
+        if let (Some(safe), Some(h)) = (s.safe_today_bytes, s.safe_today_hd_hours) {
+            write!(
+                f,
+                "; safe budget {} (about {h:.1} h of HD video at {} per hour){}",
+                gb(safe),
+                gb(plan::HD_VIDEO_BYTES_PER_HOUR),
+                if s.over_budget_today {
+                    ", exceeded"
+                } else {
+                    ""
+                }
+            )?;
+        }
+        writeln!(f)?;
+        write!(
+            f,
+            "projected: {} by the cycle's end",
+            gb(s.projection.end_bytes)
+        )?;
+        match s.projection.runs_out_on {
+            Some(d) if s.allowance_bytes.is_some_and(|a| s.used_bytes < a) => {
+                write!(f, "; runs out on {d}")?
+            }
+            _ => {}
+        }
+        writeln!(f)?;
+        for q in &self.quotas {
+            writeln!(
+                f,
+                "quota:     {} ({}, {}): {} of {} ({:.0} %){}",
+                q.label,
+                q.quota.subject.kind(),
+                q.quota.period.describe(),
+                gb(q.used_bytes),
+                gb(q.quota.limit_bytes),
+                q.used_pct,
+                if q.reached { ", reached" } else { "" }
+            )?;
+        }
+        for c in &self.past {
+            write!(
+                f,
+                "past:      {} to {}: {}",
+                c.cycle.first_day,
+                c.cycle.last_day,
+                gb(c.used_bytes)
+            )?;
+            if let Some(pct) = c.used_pct {
+                write!(f, " ({pct:.0} %)")?;
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}
+
+/// The label and the devices (by their first MAC, which selects the whole device) a quota
+/// covers. Person and group names match case-insensitively, as people type them.
+pub fn subject_devices(subject: &QuotaSubject, devices: &[DeviceRecord]) -> (String, Vec<MacAddr>) {
+    match subject {
+        QuotaSubject::Device(mac) => {
+            let d = devices
+                .iter()
+                .find(|d| d.mac == *mac || d.macs.iter().any(|m| m.mac == *mac));
+            let label = d
+                .and_then(DeviceRecord::display_name)
+                .map_or_else(|| mac.to_string(), str::to_string);
+            (label, vec![d.map_or(*mac, |d| d.mac)])
+        }
+        QuotaSubject::Person(name) | QuotaSubject::Group(name) => {
+            let pick = |d: &&DeviceRecord| {
+                let field = match subject {
+                    QuotaSubject::Person(_) => d.user.owner.as_deref(),
+                    _ => d.user.group.as_deref(),
+                };
+                field.is_some_and(|f| f.trim().eq_ignore_ascii_case(name.trim()))
+            };
+            (
+                name.clone(),
+                devices.iter().filter(pick).map(|d| d.mac).collect(),
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,336 @@
+//! The plan in a real SQLite file: settings round trips, past cycles re-read when the cycle
+//! changes (checked against the raw minutes written), calibration, quotas and alert keys.
+use super::*;
+use crate::model::{Counts, MinuteUsage, Sighting};
+use crate::plan::{QuotaPeriod, QuotaSubject};
+use crate::store::discovery::UserFields;
+use crate::store::usage::tests::mac;
+use jiff::civil::date;
+
+const MB: u64 = 1_000_000;
+
+fn ts(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+/// Every minute written: (mac number, minute, counts). The oracle for cycle sums.
+struct World {
+    _dir: tempfile::TempDir,
+    store: Store,
+    minutes: Vec<(u64, i64, Counts)>,
+    tz: TimeZone,
+}
+
+fn internet(down: u64, up: u64) -> Counts {
+    Counts {
+        frames_sent: 1,
+        frames_received: 1,
+        bytes_sent: up + 100,
+        bytes_received: down + 100,
+        internet_upload_bytes: up,
+        internet_download_bytes: down,
+    }
+}
+
+/// Daily traffic at 12:00 and 23:30 UTC from 2025-11-01 to 2026-04-09 for two devices, and
+/// internet bytes on the gateway that must never count.
+fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("p.db")).unwrap();
+    let tz = TimeZone::get("Europe/Berlin").unwrap();
+    let mut minutes = Vec::new();
+    let mut d = date(2025, 11, 1);
+    let mut k = 0u64;
+    while d < date(2026, 4, 10) {
+        for (h, m) in [(12, 0), (23, 30)] {
+            let t = d
+                .at(h, m, 0, 0)
+                .to_zoned(TimeZone::UTC)
+                .unwrap()
+                .timestamp()
+                .as_second();
+            minutes.push((1, t, internet((k + 1) * MB, 100_000)));
+            minutes.push((2, t, internet(2 * MB, 0)));
+            minutes.push((90, t, internet(999 * MB, 999 * MB)));
+        }
+        k += 1;
+        d = d.tomorrow().unwrap();
+    }
+    let seen: Vec<Sighting> = [1, 2, 90]
+        .map(|n| Sighting {
+            mac: mac(n),
+            first_seen: 1_761_955_200_000_000_000,
+            last_seen: 1_761_955_200_000_000_000,
+            is_gateway: n == 90,
+        })
+        .to_vec();
+    let usage: Vec<MinuteUsage> = minutes
+        .iter()
+        .map(|&(n, minute, counts)| MinuteUsage {
+            mac: mac(n),
+            minute,
+            counts,
+        })
+        .collect();
+    store.write_flush(&usage, &seen).unwrap();
+    // Roll up, so cycle sums come from hour/day/month rows and minutes only at the edges.
+    store
+        .roll_up(&tz, ts("2026-04-10T00:00:00Z").as_second())
+        .unwrap();
+    World {
+        _dir: dir,
+        store,
+        minutes,
+        tz,
+    }
+}
+
+impl World {
+    fn oracle(&self, counted: Counted, devs: &[u64], from: Timestamp, to: Timestamp) -> u64 {
+        self.minutes
+            .iter()
+            .filter(|(n, t, _)| devs.contains(n) && *t >= from.as_second() && *t < to.as_second())
+            .map(|(_, _, c)| counted.bytes(c))
+            .sum()
+    }
+}
+
+#[test]
+fn default_plan_then_settings_round_trip() {
+    let w = world();
+    assert_eq!(w.store.plan().unwrap(), Plan::default());
+    let p = Plan {
+        allowance_bytes: Some(500_000_000_000),
+        cycle: CycleRule::Monthly { start_day: 31 },
+        counted: Counted::Download,
+        thresholds: vec![80, 100],
+    };
+    w.store.set_plan(&p, 1).unwrap();
+    assert_eq!(w.store.plan().unwrap(), p);
+    let p = Plan {
+        allowance_bytes: None,
+        cycle: CycleRule::EveryNDays {
+            days: 28,
+            anchor: date(2026, 1, 3),
+        },
+        counted: Counted::UploadAndDownload,
+        thresholds: vec![],
+    };
+    w.store.set_plan(&p, 2).unwrap();
+    assert_eq!(w.store.plan().unwrap(), p);
+}
+
+#[test]
+fn changing_the_cycle_rereads_past_cycles_from_history() {
+    let w = world();
+    let now = ts("2026-04-09T18:00:00Z");
+    for (rule, counted) in [
+        (
+            CycleRule::Monthly { start_day: 1 },
+            Counted::UploadAndDownload,
+        ),
+        (CycleRule::Monthly { start_day: 15 }, Counted::Download),
+        (CycleRule::Monthly { start_day: 31 }, Counted::Download),
+        (
+            CycleRule::EveryNDays {
+                days: 30,
+                anchor: date(2026, 1, 7),
+            },
+            Counted::UploadAndDownload,
+        ),
+    ] {
+        let p = Plan {
+            allowance_bytes: Some(1_000 * MB),
+            cycle: rule,
+            counted,
+            ..Plan::default()
+        };
+        w.store.set_plan(&p, 1).unwrap();
+        let r = w.store.plan_report(&w.tz, now).unwrap();
+        assert!(!r.past.is_empty(), "{rule:?}");
+        for (a, b) in r.past.iter().zip(r.past.iter().skip(1)) {
+            assert_eq!(a.cycle.end, b.cycle.start);
+        }
+        assert_eq!(r.past.last().unwrap().cycle.end, r.status.cycle.start);
+        for c in &r.past {
+            let want = w.oracle(counted, &[1, 2], c.cycle.start, c.cycle.end);
+            assert_eq!(c.measured_bytes, want, "{rule:?} {}", c.cycle.first_day);
+            assert!(c.exact);
+        }
+        let cur = w.oracle(counted, &[1, 2], r.status.cycle.start, now);
+        assert_eq!(r.status.measured_bytes, cur, "{rule:?}");
+        // The per-day bars add up to the cycle so far.
+        let bars: u64 = r.days.iter().filter_map(|d| d.used_bytes).sum();
+        assert_eq!(bars, cur, "{rule:?}");
+        assert_eq!(r.days.len() as i64, r.status.cycle.days());
+    }
+}
+
+#[test]
+fn calibration_offset_is_used_for_the_current_cycle_only() {
+    let w = world();
+    let now = ts("2026-04-09T18:00:00Z");
+    let p = Plan {
+        allowance_bytes: Some(2_000 * MB),
+        ..Plan::default()
+    };
+    w.store.set_plan(&p, 1).unwrap();
+    let before = w.store.plan_report(&w.tz, now).unwrap();
+    let measured = before.status.measured_bytes;
+    let cycle = before.status.cycle.clone();
+    let reported = measured + 50 * MB;
+    w.store
+        .add_calibration(&Calibration {
+            cycle_start: cycle.start,
+            cycle_end: cycle.end,
+            reported_at: now,
+            reported_bytes: reported,
+            measured_bytes: measured,
+            offset_bytes: plan::calibration_offset(reported, measured),
+            created_at: now,
+        })
+        .unwrap();
+    let after = w.store.plan_report(&w.tz, now).unwrap();
+    assert_eq!(after.status.used_bytes, reported);
+    assert_eq!(after.status.offset_bytes, (50 * MB) as i64);
+    assert_eq!(after.calibrations.len(), 1);
+    assert_eq!(
+        after.past, before.past,
+        "past cycles keep their own numbers"
+    );
+    // A month later the offset no longer applies; the April cycle in the past list keeps it.
+    let may = ts("2026-05-03T12:00:00Z");
+    let r = w.store.plan_report(&w.tz, may).unwrap();
+    assert_eq!(r.status.offset_bytes, 0);
+    let april = r.past.last().unwrap();
+    assert_eq!(april.cycle, cycle);
+    assert_eq!(april.offset_bytes, (50 * MB) as i64);
+    assert_eq!(april.used_bytes, april.measured_bytes + 50 * MB);
+    // Moving the cycle start leaves it unused (its bounds no longer exist).
+    w.store
+        .set_plan(
+            &Plan {
+                cycle: CycleRule::Monthly { start_day: 5 },
+                ..p.clone()
+            },
+            2,
+        )
+        .unwrap();
+    let r = w.store.plan_report(&w.tz, now).unwrap();
+    assert_eq!(r.status.offset_bytes, 0);
+    assert!(r.past.iter().all(|c| c.offset_bytes == 0));
+    w.store.set_plan(&p, 3).unwrap();
+    assert_eq!(w.store.clear_calibrations(&cycle).unwrap(), 1);
+    assert_eq!(
+        w.store.plan_report(&w.tz, now).unwrap().status.offset_bytes,
+        0
+    );
+}
+
+#[test]
+fn quotas_for_a_device_and_a_person() {
+    let mut w = world();
+    let now = ts("2026-04-09T18:00:00Z");
+    let devices = w.store.list_devices().unwrap();
+    let one = devices.iter().find(|d| d.mac == mac(1)).unwrap().id;
+    let two = devices.iter().find(|d| d.mac == mac(2)).unwrap().id;
+    for id in [one, two] {
+        w.store
+            .set_user_fields(
+                id,
+                &UserFields {
+                    owner: Some("Sam".into()),
+                    name: (id == one).then(|| "Sam's laptop".to_string()),
+                    ..UserFields::default()
+                },
+            )
+            .unwrap();
+    }
+    let dev = QuotaSubject::Device(mac(2));
+    let id = w
+        .store
+        .upsert_quota(&dev, QuotaPeriod::Day, 10 * MB, 1)
+        .unwrap();
+    assert_eq!(
+        w.store
+            .upsert_quota(&dev, QuotaPeriod::Day, 3 * MB, 2)
+            .unwrap(),
+        id
+    );
+    w.store
+        .upsert_quota(
+            &QuotaSubject::Person("sam".into()),
+            QuotaPeriod::Week,
+            10_000 * MB,
+            3,
+        )
+        .unwrap();
+    w.store
+        .upsert_quota(
+            &QuotaSubject::Group("nobody".into()),
+            QuotaPeriod::Cycle,
+            MB,
+            3,
+        )
+        .unwrap();
+    let r = w.store.plan_report(&w.tz, now).unwrap();
+    assert_eq!(r.quotas.len(), 3);
+    let d = r.quotas.iter().find(|q| q.quota.id == id).unwrap();
+    // Device 2 uses 4 MB a day (two 2 MB minutes): over its 3 MB daily quota.
+    assert_eq!(d.quota.limit_bytes, 3 * MB);
+    assert_eq!(
+        d.used_bytes,
+        w.oracle(Counted::UploadAndDownload, &[2], d.window_start, now)
+    );
+    assert_eq!(d.used_bytes, 4 * MB);
+    assert!(d.reached);
+    let person = r
+        .quotas
+        .iter()
+        .find(|q| q.quota.subject.kind() == "person")
+        .unwrap();
+    assert_eq!(person.devices, 2);
+    assert_eq!(
+        person.used_bytes,
+        w.oracle(
+            Counted::UploadAndDownload,
+            &[1, 2],
+            person.window_start,
+            now
+        )
+    );
+    assert!(!person.reached);
+    let group = r
+        .quotas
+        .iter()
+        .find(|q| q.quota.subject.kind() == "group")
+        .unwrap();
+    assert_eq!((group.devices, group.used_bytes), (0, 0));
+    let (label, _) = subject_devices(
+        &QuotaSubject::Device(mac(1)),
+        &w.store.list_devices().unwrap(),
+    );
+    assert_eq!(label, "Sam's laptop");
+    assert!(w.store.delete_quota(id).unwrap());
+    assert!(!w.store.delete_quota(id).unwrap());
+    assert_eq!(w.store.quotas().unwrap().len(), 2);
+    // Plan alerts from the report: the quota alert keys are stored until the window ends.
+    let state = w.store.plan_alert_state(now.as_second()).unwrap();
+    let alerts = plan::alert_situations(&r.status, &r.quotas, &state);
+    let q = alerts
+        .iter()
+        .find(|a| a.rule_id == plan::rule::QUOTA_REACHED)
+        .unwrap();
+    w.store.mark_plan_alert(q, now.as_second()).unwrap();
+    let state = w.store.plan_alert_state(now.as_second()).unwrap();
+    assert!(state.sent.contains(&q.dedup_key));
+    assert!(
+        plan::alert_situations(&r.status, &r.quotas, &state)
+            .iter()
+            .all(|a| a.dedup_key != q.dedup_key)
+    );
+    // After the window ends the key is gone (and pruned at the next mark).
+    let later = q.window_end.as_second();
+    assert!(w.store.plan_alert_state(later).unwrap().sent.is_empty());
+    let _ = &mut w;
+}
