@@ -140,7 +140,7 @@ pub fn run_with_health(
             crate::alerts::run::Sources {
                 probe: Some(probe),
                 health: health.clone(),
-                extra: Vec::new(),
+                extra: vec![crate::alerts::plan_source::source(cfg.time_zone())],
             },
             stop.clone(),
         )
