@@ -105,11 +105,16 @@ pub fn run_with_health(
     }));
     let web_state = crate::web::AppState::new(cfg.clone(), &db, Some(meter.clone()))
         .with_context(|| format!("opening database {} for the web side", db.display()))?;
+    let web_handle = web_state.clone();
     let web_thread = crate::web::spawn(listener, web_state, stop.clone())
         .context("starting the web server thread")?;
     let (capture_thread, stats) = capture
         .spawn(Box::new(meter.clone()), stop.clone())
         .context("starting the capture thread")?;
+    web_handle.set_capture(crate::web::CaptureInfo {
+        interface: iface.clone(),
+        stats: Arc::clone(&stats),
+    });
     let discovery = cfg
         .discovery
         .then(|| crate::discovery_run::DiscoveryRun::start(&cfg, &iface, db.clone(), stop.clone()));

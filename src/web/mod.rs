@@ -11,21 +11,30 @@
 //! as admin-only, so a forgotten route fails closed. The web side never writes to the meter and
 //! reads it only through snapshots.
 
+pub mod alerts;
 pub mod assets;
 pub mod audit;
+pub mod charts;
+pub mod device;
+pub mod devices;
 pub mod error;
 pub mod guard;
+pub mod live;
 pub mod login;
 pub mod overview;
+pub mod people;
 pub mod session;
+pub mod settings;
 pub mod setup;
 pub mod state;
+pub mod system;
+pub mod view;
 
 #[cfg(test)]
 mod tests;
 
 pub use error::AppError;
-pub use state::{AppState, Clock};
+pub use state::{AppState, CaptureInfo, Clock};
 
 use axum::Router;
 use axum::routing::{MethodRouter, get, post};
@@ -77,6 +86,22 @@ fn routes() -> Vec<(&'static str, Access, MethodRouter<AppState>)> {
         ),
         ("/audit", Access::Admin, get(audit::page)),
         ("/healthz", Access::Public, get(healthz)),
+        // The dashboard (issue 5). Viewer routes answer GET to viewers; their POSTs need an admin.
+        ("/live", Access::Viewer, get(live::fragment)),
+        ("/devices", Access::Viewer, get(devices::page)),
+        ("/devices/bulk", Access::Admin, post(devices::bulk)),
+        (
+            "/devices/{id}",
+            Access::Viewer,
+            get(device::page).post(device::save),
+        ),
+        ("/devices/{id}/rename", Access::Admin, post(devices::rename)),
+        ("/devices/{id}/known", Access::Admin, post(devices::known)),
+        ("/devices/{id}/merge", Access::Admin, post(device::merge)),
+        ("/people", Access::Viewer, get(people::page)),
+        ("/alerts", Access::Viewer, get(alerts::page)),
+        ("/settings", Access::Viewer, get(settings::page)),
+        ("/system", Access::Viewer, get(system::page)),
         ("/static/{file}", Access::Public, get(assets::serve)),
     ]
 }

@@ -11,7 +11,14 @@ use crate::meter::{MeterSnapshot, SharedMeter};
 use crate::store::{Store, StoreError};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// What the pages show about packet capture: the interface and the capture thread's counters.
+#[derive(Clone)]
+pub struct CaptureInfo {
+    pub interface: String,
+    pub stats: Arc<crate::capture::live::CaptureStats>,
+}
 
 /// Idle connections kept for reuse; more concurrent requests open more and drop the extra.
 const POOL_KEEP: usize = 4;
@@ -61,6 +68,13 @@ pub struct Shared {
     /// Once an admin password exists it can be changed but never removed, so after the first
     /// `true` the database need not be asked again on every request.
     admin_exists: AtomicBool,
+    /// Set once the capture thread runs (after the web server started); unset in a demo.
+    capture: OnceLock<CaptureInfo>,
+    /// The last meter reading, for the live rate (see [`super::live`]).
+    pub(super) rate: Mutex<super::live::RateSampler>,
+    /// A short text saying the data is synthetic (`lanmeter demo`); `None` for a real household.
+    demo: OnceLock<String>,
+    started: std::time::Instant,
 }
 
 impl AppState {
@@ -80,6 +94,10 @@ impl AppState {
             db_path: db_path.to_path_buf(),
             pool: Mutex::new(vec![store]),
             admin_exists: AtomicBool::new(false),
+            capture: OnceLock::new(),
+            rate: Mutex::new(super::live::RateSampler::default()),
+            demo: OnceLock::new(),
+            started: std::time::Instant::now(),
         })))
     }
 
@@ -95,12 +113,51 @@ impl AppState {
         self.0.clock.now()
     }
 
+    /// Tells the pages about the running capture; only the first call counts.
+    pub fn set_capture(&self, info: CaptureInfo) {
+        let _ = self.0.capture.set(info);
+    }
+
+    pub fn capture(&self) -> Option<&CaptureInfo> {
+        self.0.capture.get()
+    }
+
+    /// Marks the data as synthetic, with a line the pages show; only the first call counts.
+    pub fn set_demo(&self, note: String) {
+        let _ = self.0.demo.set(note);
+    }
+
+    pub fn demo(&self) -> Option<&str> {
+        self.0.demo.get().map(String::as_str)
+    }
+
+    /// Seconds since the web state was created (the service's uptime, near enough).
+    pub fn running_secs(&self) -> u64 {
+        self.0.started.elapsed().as_secs()
+    }
+
+    pub fn db_path(&self) -> &Path {
+        &self.0.db_path
+    }
+
+    /// The live household rate from the meter: see [`super::live::RateSampler`].
+    pub fn live_rate(&self) -> super::live::Rate {
+        let snap = self.meter_snapshot();
+        let mut s = self.0.rate.lock().unwrap_or_else(|p| p.into_inner());
+        s.sample(std::time::Instant::now(), &snap)
+    }
+
     pub fn config(&self) -> &Config {
         &self.0.config
     }
 
     pub fn tls(&self) -> bool {
         self.0.tls
+    }
+
+    /// Whether a live meter feeds this server (capture or the demo's synthetic traffic).
+    pub fn has_meter(&self) -> bool {
+        self.0.meter.is_some()
     }
 
     /// Pending counts of the live meter; empty without one.
@@ -119,23 +176,51 @@ impl AppState {
         R: Send + 'static,
         F: FnOnce(&Store) -> Result<R, StoreError> + Send + 'static,
     {
+        self.blocking(|s: &mut Store| f(s)).await
+    }
+
+    /// [`AppState::db`] for writes that need a transaction (`&mut Store`).
+    pub async fn db_mut<R, F>(&self, f: F) -> Result<R, AppError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Store) -> Result<R, StoreError> + Send + 'static,
+    {
+        self.blocking(f).await
+    }
+
+    async fn blocking<R, E, F>(&self, f: F) -> Result<R, AppError>
+    where
+        R: Send + 'static,
+        E: Into<AppError> + Send + 'static,
+        F: FnOnce(&mut Store) -> Result<R, E> + Send + 'static,
+    {
         let shared = Arc::clone(&self.0);
         tokio::task::spawn_blocking(move || {
             let pooled = shared.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
-            let store = match pooled {
+            let mut store = match pooled {
                 Some(s) => s,
                 None => Store::open(&shared.db_path)?,
             };
-            let out = f(&store);
+            let out = f(&mut store);
             let mut pool = shared.pool.lock().unwrap_or_else(|p| p.into_inner());
             if pool.len() < POOL_KEEP {
                 pool.push(store);
             }
-            out
+            Ok::<_, StoreError>(out)
         })
         .await
         .map_err(|e| AppError::internal(format!("database task failed: {e}")))?
-        .map_err(AppError::from)
+        .map_err(AppError::from)?
+        .map_err(Into::into)
+    }
+
+    /// [`AppState::db`] for the query layer, whose errors also name bad ranges and time zones.
+    pub async fn query<R, F>(&self, f: F) -> Result<R, AppError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Store) -> Result<R, crate::store::query::QueryError> + Send + 'static,
+    {
+        self.blocking(|s: &mut Store| f(s)).await
     }
 
     /// Whether the first-run setup is done (an admin password exists).
