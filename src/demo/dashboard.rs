@@ -634,7 +634,7 @@ mod tests {
             &cfg,
             &DemoOptions {
                 devices: 25,
-                days: 10,
+                days: 16,
                 seed: 1,
             },
             now,
@@ -660,7 +660,7 @@ mod tests {
             )
             .unwrap();
         let inet = u.counts.internet_download_bytes + u.counts.internet_upload_bytes;
-        // Ten days of history reach back before the 1st: the cycle holds about 90 % of 30 GB.
+        // Sixteen days of history reach back before the 1st: the cycle holds about 90 % of 30 GB.
         assert!((24e9..30e9).contains(&(inet as f64)), "{inet}");
         let owners: std::collections::BTreeSet<_> = devices
             .iter()

@@ -10,7 +10,7 @@ use std::fmt::Write;
 const W: f64 = 480.0;
 const H: f64 = 220.0;
 /// Room for the y-axis labels on the left and the x-axis labels below.
-const LEFT: f64 = 58.0;
+const LEFT: f64 = 68.0;
 const RIGHT: f64 = 8.0;
 const TOP: f64 = 12.0;
 const BOTTOM: f64 = 40.0;
@@ -205,6 +205,15 @@ pub fn timeline(
     }
     for (t, l) in ticks {
         let tx = x(*t);
+        // A label that would run off the right edge is left out (its grid line stays).
+        if tx + 36.0 > W {
+            let _ = write!(
+                s,
+                r#"<line class="grid" x1="{tx:.1}" x2="{tx:.1}" y1="{y}" y2="{:.1}"/>"#,
+                y + bh + 4.0
+            );
+            continue;
+        }
         let _ = write!(
             s,
             r#"<line class="grid" x1="{tx:.1}" x2="{tx:.1}" y1="{y}" y2="{:.1}"/><text class="axis" x="{:.1}" y="{:.1}">{}</text>"#,

@@ -18,6 +18,7 @@ use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
+use std::sync::Arc;
 
 pub struct Named {
     pub name: String,
@@ -35,6 +36,11 @@ pub struct Other {
 pub struct DevicePage {
     pub layout: Layout,
     pub admin: bool,
+    pub d: Arc<DeviceView>,
+}
+
+/// Everything the device page shows, cached briefly per device (see [`view::CACHE_FOR`]).
+pub struct DeviceView {
     pub id: i64,
     pub label: String,
     pub icon: &'static str,
@@ -78,6 +84,31 @@ pub async fn page(
     Extension(auth): Extension<Auth>,
     Path(id): Path<i64>,
 ) -> Result<DevicePage, AppError> {
+    let generation = state.generation();
+    let cached = state.device_cache(id, generation);
+    let d = match cached {
+        Some((at, d)) if at.elapsed() < view::CACHE_FOR => d,
+        cached => {
+            let refresh = state.try_refresh(super::state::CacheKind::Device);
+            match (refresh, cached) {
+                (None, Some((_, d))) => d,
+                (refresh, _) => {
+                    let d = Arc::new(load(&state, id).await?);
+                    state.set_device_cache(id, generation, Arc::clone(&d));
+                    drop(refresh);
+                    d
+                }
+            }
+        }
+    };
+    Ok(DevicePage {
+        admin: auth.role == crate::auth::Role::Admin,
+        layout: Layout::new("Device", "devices", Some(&auth)),
+        d,
+    })
+}
+
+async fn load(state: &AppState, id: i64) -> Result<DeviceView, AppError> {
     let tz = state.config().time_zone();
     let p = view::Periods::at(state.now(), &tz)?;
     let now = p.now;
@@ -105,11 +136,10 @@ pub async fn page(
             let today = s.usage(&sel, &tzq, t(p.today), end)?;
             let cycle = s.usage(&sel, &tzq, t(p.cycle.0), end)?;
             let presence = s.presence(id)?;
-            let all = s.list_devices()?;
-            Ok(Some((d, minutes, days, heat, today, cycle, presence, all)))
+            Ok(Some((d, minutes, days, heat, today, cycle, presence)))
         })
         .await?;
-    let Some((d, minutes, days, heat, today, cycle, presence, all)) = loaded else {
+    let Some((d, minutes, days, heat, today, cycle, presence)) = loaded else {
         return Err(AppError::NotFound);
     };
     let inet = |c: &crate::model::Counts| c.internet_download_bytes + c.internet_upload_bytes;
@@ -207,18 +237,19 @@ pub async fn page(
             fmt_local(b / 1_000_000_000, &tz)
         )
     };
-    let mut others: Vec<Other> = all
-        .iter()
-        .filter(|o| o.id != id && !o.is_gateway)
+    // The merge choices come from the shared household read, not another pass over every device.
+    let mut others: Vec<Other> = view::household(state)
+        .await?
+        .rows
+        .into_iter()
+        .filter(|o| o.id != id && !o.gateway)
         .map(|o| Other {
             id: o.id,
-            label: format!("{} ({})", view::label(o), o.mac),
+            label: format!("{} ({})", o.label, o.mac),
         })
         .collect();
     others.sort_by_key(|o| o.label.to_lowercase());
-    Ok(DevicePage {
-        admin: auth.role == crate::auth::Role::Admin,
-        layout: Layout::new("Device", "devices", Some(&auth)),
+    Ok(DeviceView {
         id,
         label: view::label(&d),
         icon: view::icon(d.device_type()),
@@ -369,6 +400,7 @@ pub async fn merge(
             Ok(Some((a.mac, b.mac)))
         })
         .await?;
+    state.changed();
     let Some((from_mac, into_mac)) = found else {
         return Err(AppError::NotFound);
     };

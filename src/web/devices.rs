@@ -184,6 +184,7 @@ pub async fn update(
             Ok(Some(d))
         })
         .await?;
+    state.changed();
     found.ok_or(AppError::NotFound)
 }
 
@@ -313,6 +314,7 @@ pub async fn bulk(
             Ok(n)
         })
         .await?;
+    state.changed();
     session::audit(
         &state,
         auth.actor(),

@@ -14,6 +14,7 @@ use crate::store::query::DeviceUsage;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Bytes in decimal units, as ISPs bill: 1 GB = 10^9 bytes.
 pub fn fmt_bytes(b: u64) -> String {
@@ -245,6 +246,8 @@ pub struct DeviceRow {
     pub online: bool,
     pub last_seen_s: i64,
     pub last_seen: String,
+    /// "3 h ago": when it was first seen.
+    pub first_seen: String,
     pub today: u64,
     pub cycle: u64,
     pub known: bool,
@@ -279,14 +282,47 @@ pub struct Household {
     pub today_down_up: (u64, u64),
 }
 
-pub async fn household(state: &AppState) -> Result<Household, AppError> {
+/// What [`household`] reads from the database: shared by every request for [`CACHE_FOR`].
+pub struct Stored {
+    periods: Periods,
+    generation: u64,
+    at: std::time::Instant,
+    devices: Vec<DeviceRecord>,
+    today: Vec<DeviceUsage>,
+    cycle: Vec<DeviceUsage>,
+    totals: [u64; 3],
+}
+
+/// How long the stored part of the household is reused. History only grows at a flush (every
+/// 10 s by default) and the live meter counts are added fresh on every request, so a reading a
+/// second old differs by at most the bytes of a flush that happened within that second; user
+/// edits on this server bump the generation and are seen at once.
+pub const CACHE_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+/// While another request refreshes a cache, a reading up to this old is served instead.
+pub const STALE_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn stored_household(state: &AppState, periods: Periods) -> Result<Arc<Stored>, AppError> {
+    let generation = state.generation();
+    let cached = state.household_cache().filter(|c| {
+        c.generation == generation
+            && c.periods.today == periods.today
+            && c.periods.week == periods.week
+            && c.periods.cycle == periods.cycle
+    });
+    if let Some(c) = &cached
+        && c.at.elapsed() < CACHE_FOR
+    {
+        return Ok(Arc::clone(c));
+    }
+    let refresh = state.try_refresh(super::state::CacheKind::Household);
+    if refresh.is_none()
+        && let Some(c) = cached.filter(|c| c.at.elapsed() < STALE_MAX)
+    {
+        return Ok(c);
+    }
     let tz = state.config().time_zone();
-    let periods = Periods::at(state.now(), &tz)?;
-    let window_ns = i64::try_from(state.config().presence_window_secs)
-        .unwrap_or(300)
-        .saturating_mul(1_000_000_000);
     let p = periods;
-    let (devices, today, cycle, totals) = state
+    let stored = state
         .query(move |s| {
             let t = |x: i64| Timestamp::from_second(x).unwrap_or(Timestamp::UNIX_EPOCH);
             let now = t(p.until_now());
@@ -298,9 +334,32 @@ pub async fn household(state: &AppState) -> Result<Household, AppError> {
                 let u = s.usage(&sel, &tz, t(from), now)?;
                 totals[i] = u.counts.internet_download_bytes + u.counts.internet_upload_bytes;
             }
-            Ok((s.list_devices()?, today, cycle, totals))
+            Ok(Stored {
+                periods: p,
+                generation,
+                at: std::time::Instant::now(),
+                devices: s.list_devices()?,
+                today,
+                cycle,
+                totals,
+            })
         })
         .await?;
+    let stored = Arc::new(stored);
+    state.set_household_cache(Arc::clone(&stored));
+    drop(refresh);
+    Ok(stored)
+}
+
+pub async fn household(state: &AppState) -> Result<Household, AppError> {
+    let tz = state.config().time_zone();
+    let periods = Periods::at(state.now(), &tz)?;
+    let window_ns = i64::try_from(state.config().presence_window_secs)
+        .unwrap_or(300)
+        .saturating_mul(1_000_000_000);
+    let stored = stored_household(state, periods).await?;
+    let (devices, today, cycle, totals) =
+        (&stored.devices, &stored.today, &stored.cycle, stored.totals);
     let snap = state.meter_snapshot();
     let mut live: HashMap<MacAddr, u64> = HashMap::new();
     for (mac, c) in &snap.devices {
@@ -320,7 +379,7 @@ pub async fn household(state: &AppState) -> Result<Household, AppError> {
             })
             .collect()
     };
-    let (today_by, cycle_by) = (by(&today), by(&cycle));
+    let (today_by, cycle_by) = (by(today), by(cycle));
     let now_ns = periods.now.saturating_mul(1_000_000_000);
     let mut rows = Vec::with_capacity(devices.len());
     let mut pending_household = 0u64;
@@ -330,7 +389,7 @@ pub async fn household(state: &AppState) -> Result<Household, AppError> {
         }
     }
     let (mut down, mut up) = (0u64, 0u64);
-    for u in &today {
+    for u in today {
         if !u.is_gateway {
             down += u.counts.internet_download_bytes;
             up += u.counts.internet_upload_bytes;
@@ -361,13 +420,14 @@ pub async fn household(state: &AppState) -> Result<Household, AppError> {
         rows.push(DeviceRow {
             id: d.id,
             mac: d.mac,
-            label: label(&d),
+            label: label(d),
             kind: d.device_type().map(str::to_string),
             vendor: d.vendor.clone().unwrap_or_default(),
             ips,
             online: in_meter || now_ns.saturating_sub(d.last_seen_ns) <= window_ns,
             last_seen_s: last_s,
             last_seen: fmt_ago(last_s, periods.now),
+            first_seen: fmt_ago(d.first_seen_ns / 1_000_000_000, periods.now),
             today: today_by.get(&d.mac).map_or(0, |x| x.0) + pending,
             cycle: cycle_by.get(&d.mac).map_or(0, |x| x.0) + pending,
             known: d.user.known,

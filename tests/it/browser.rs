@@ -278,7 +278,7 @@ fn setup_login_logout_and_csp_in_headless_chromium() {
     b.type_into("#confirm", PASSWORD);
     b.click("#setup button[type=submit]");
     b.wait_for_path("/");
-    assert!(b.text().contains("Household"), "{}", b.text());
+    assert!(b.text().contains("Top devices today"), "{}", b.text());
     let cookie_visible = b.js("return document.cookie");
     assert_eq!(cookie_visible, "", "session cookies are HttpOnly");
 
