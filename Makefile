@@ -10,11 +10,11 @@ CARGO ?= cargo
 # curl and openssl for the HTTPS test, prometheus (promtool and a scraping server) and
 # python3-venv (schemathesis) for the API tests.
 TEST_DEBS := libpcap-dev pkg-config tshark tcpdump iproute2 iputils-ping iperf3 util-linux ieee-data udhcpc chromium chromium-driver python3-aiosmtpd curl openssl prometheus python3-venv
-BENCH_DEBS := $(TEST_DEBS) darkstat tcpreplay time python3
+BENCH_DEBS := $(TEST_DEBS) darkstat tcpreplay time python3 wrk
 RUN_DEBS := libpcap-dev pkg-config ieee-data
 DEMO_PCAP := data/demo-household.pcap
 
-.PHONY: all build run demo test lint fmt bench deps-test deps-run deps-bench clean check-cargo
+.PHONY: all build run run-capture demo test lint fmt bench deps-test deps-run deps-bench clean check-cargo
 .PHONY: deb deb-arm64 deb-test package-test package-arm64-test deps-deb deps-deb-test deps-arm64 check-cargo-deb
 
 all: build
@@ -45,13 +45,21 @@ deps-bench:
 build: check-cargo deps-run
 	$(CARGO) build --release
 
-# The demo household: a generated capture replayed into ./data, then live capture on the
-# default-route interface into the same database (Ctrl-C stops it; it flushes first).
+# The demo household: a fresh data/demo.db with 60 days of a 25-device family and live
+# synthetic traffic, served on port 8080; it prints the URL (Ctrl-C stops it). The first visit
+# asks for an admin password, as a real installation does.
 run: build
 	mkdir -p data
-	./target/release/lanmeter generate $(DEMO_PCAP) --frames 2000000
-	./target/release/lanmeter replay $(DEMO_PCAP) --db data/lanmeter.db
-	./target/release/lanmeter run
+	rm -f data/demo.db data/demo.db-wal data/demo.db-shm
+	$(TARGET_DIR)/release/lanmeter demo --db data/demo.db
+
+# The older demo: a generated capture replayed into ./data, then live capture on the
+# default-route interface into the same database (Ctrl-C stops it; it flushes first).
+run-capture: build
+	mkdir -p data
+	$(TARGET_DIR)/release/lanmeter generate $(DEMO_PCAP) --frames 2000000
+	$(TARGET_DIR)/release/lanmeter replay $(DEMO_PCAP) --db data/lanmeter.db
+	$(TARGET_DIR)/release/lanmeter run
 
 # The last line sums every test binary's result, so a reader of the log sees the total at the end.
 # Then the Debian package is built, installed, run, upgraded and purged on this machine

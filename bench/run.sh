@@ -96,3 +96,9 @@ PY
 printf '\n' >>"$OUT/results.md"
 cat "$OUT/store.md" >>"$OUT/results.md"
 cat "$OUT/store.md"
+
+# The dashboard: overview and device page latency with 200 devices and a year of history.
+./bench/web.sh ./target/release/lanmeter "$OUT/web" >"$OUT/web.md"
+printf '\n' >>"$OUT/results.md"
+cat "$OUT/web.md" >>"$OUT/results.md"
+cat "$OUT/web.md"

@@ -4,8 +4,8 @@
 //! ("replaying FILE"). Nothing imports `app`.
 
 use crate::cli::{
-    BackupArgs, Cli, Command, DevicesArgs, DoctorArgs, ExportArgs, GenerateArgs, PasswdArgs,
-    ReplayArgs, RestoreArgs, RunArgs, UnlockArgs,
+    BackupArgs, Cli, Command, DemoArgs, DevicesArgs, DoctorArgs, ExportArgs, GenerateArgs,
+    PasswdArgs, ReplayArgs, RestoreArgs, RunArgs, UnlockArgs,
 };
 use crate::config::Config;
 use crate::flush::Flusher;
@@ -54,6 +54,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Devices(args) => run_devices(config, args),
         Command::Token(args) => run_token(config, args),
         Command::Plan(args) => run_plan(config, args),
+        Command::Demo(args) => run_demo(config, args),
     }
 }
 
@@ -72,6 +73,97 @@ fn run_plan(config: Option<&Path>, args: crate::cli::PlanArgs) -> anyhow::Result
     } else {
         write!(out, "{report}")?;
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_demo(config: Option<&Path>, args: DemoArgs) -> anyhow::Result<ExitCode> {
+    use crate::demo::dashboard::{self, DemoOptions};
+    use crate::meter::{Meter, MeterConfig, SharedMeter};
+    let mut cfg = load_config(config)?;
+    if let Some(l) = args.listen {
+        cfg.listen = l;
+    }
+    cfg.anyone_on_lan_may_view |= args.anyone_on_lan_may_view;
+    cfg.database = Some(args.db.clone());
+    if let Some(dir) = args.db.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the folder {}", dir.display()))?;
+    }
+    let password = match &args.admin_password_file {
+        Some(f) => {
+            let text = std::fs::read_to_string(f)
+                .with_context(|| format!("reading the admin password from {}", f.display()))?;
+            let pw = text.lines().next().unwrap_or("").to_string();
+            crate::auth::check_new_password(&pw)?;
+            Some(pw)
+        }
+        None => None,
+    };
+    // Bound before the build, so a busy port fails in a second, not after the history is written.
+    let listener = std::net::TcpListener::bind(cfg.listen).with_context(|| {
+        format!(
+            "cannot listen on {}: choose another address with --listen",
+            cfg.listen
+        )
+    })?;
+    let url_addr = listener.local_addr()?;
+    let started = std::time::Instant::now();
+    let opts = DemoOptions {
+        devices: args.devices,
+        days: args.days,
+        seed: args.seed,
+    };
+    let demo = dashboard::build(&args.db, &cfg, &opts, jiff::Timestamp::now().as_second())
+        .with_context(|| format!("building the demo household in {}", args.db.display()))?;
+    if let Some(pw) = password {
+        let phc = crate::auth::hash_password(&pw)?;
+        Store::open(&args.db)?
+            .set_initial_admin_password(&phc, jiff::Timestamp::now().as_second())?;
+    }
+    println!(
+        "demo household: {} devices, {} days of history in {} ({:.1} s)",
+        demo.devices.len(),
+        args.days,
+        args.db.display(),
+        started.elapsed().as_secs_f64()
+    );
+    if args.build_only {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+    let meter = SharedMeter::new(Meter::new(MeterConfig {
+        max_devices: cfg.max_devices,
+        gateway: Some(demo.gateway),
+        ..MeterConfig::default()
+    }));
+    let state = crate::web::AppState::new(cfg.clone(), &args.db, Some(meter.clone()))?;
+    state.set_demo(format!(
+        "Demo household: {} devices with synthetic traffic, {} days of history. Nothing here is real.",
+        demo.devices.len(),
+        args.days
+    ));
+    let web = crate::web::spawn(listener, state, stop.clone(), None)
+        .context("starting the web server")?;
+    let traffic = dashboard::spawn_live(demo, meter, args.db.clone(), cfg, stop.clone())
+        .context("starting the synthetic traffic")?;
+    let host = if url_addr.ip().is_unspecified() {
+        "localhost".to_string()
+    } else {
+        url_addr.ip().to_string()
+    };
+    println!(
+        "dashboard: http://{host}:{}/  (Ctrl-C stops)",
+        url_addr.port()
+    );
+    let _ = std::io::stdout().flush();
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = web.join();
+    let _ = traffic.join();
     Ok(ExitCode::SUCCESS)
 }
 

@@ -53,6 +53,10 @@ pub enum Command {
     /// Print the data plan's current billing cycle: used, remaining, safe budget for today,
     /// projection and quotas (the plan itself is set on the web page /plan/settings).
     Plan(PlanArgs),
+    /// Build a synthetic household (about 25 devices, weeks of history, names and people) in a
+    /// fresh database and serve the dashboard on it, with live synthetic traffic. The first
+    /// visit asks for the admin password, as a real installation does.
+    Demo(DemoArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -88,6 +92,35 @@ pub struct PlanArgs {
     /// Print one JSON object (plan, status, quotas, days, past cycles) instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// The database to create; it must not exist yet.
+    #[arg(long, value_name = "PATH", default_value = "data/demo.db")]
+    pub db: PathBuf,
+    /// Address to serve the dashboard on (default: the configured `listen`).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Household devices, the router not included.
+    #[arg(long, default_value_t = 25, value_name = "N")]
+    pub devices: usize,
+    /// Days of history before now.
+    #[arg(long, default_value_t = 60, value_name = "N")]
+    pub days: u32,
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Set the admin password from the first line of FILE instead of asking on the first visit
+    /// (for tests and benchmarks).
+    #[arg(long, value_name = "FILE")]
+    pub admin_password_file: Option<PathBuf>,
+    /// Let anyone on the LAN (or this machine) look without a password (read-only), as the
+    /// config key `anyone_on_lan_may_view` does.
+    #[arg(long)]
+    pub anyone_on_lan_may_view: bool,
+    /// Build the database, print what was built and exit without serving.
+    #[arg(long)]
+    pub build_only: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -114,11 +114,16 @@ pub fn run_with_health(
         .with_context(|| format!("opening database {} for the web side", db.display()))?
         .with_tls(tls.is_some())
         .with_telemetry(telemetry.clone());
+    let web_handle = web_state.clone();
     let web_thread = crate::web::spawn(listener, web_state, stop.clone(), tls)
         .context("starting the web server thread")?;
     let (capture_thread, stats) = capture
         .spawn(Box::new(meter.clone()), stop.clone())
         .context("starting the capture thread")?;
+    web_handle.set_capture(crate::web::CaptureInfo {
+        interface: iface.clone(),
+        stats: Arc::clone(&stats),
+    });
     telemetry.set_capture(Arc::clone(&stats));
     // The alert thread sees capture only through this copy of a few counters and a flag the
     // loop below keeps current; it never touches the meter or the capture thread.

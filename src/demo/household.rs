@@ -141,6 +141,53 @@ const CATALOGUE: [(&str, Kind, MacSource); 25] = [
 /// AVM FRITZ!Box, the most common home router where this household lives.
 const ROUTER_OUI: [u8; 3] = [0x3c, 0xa6, 0x2f];
 
+/// One catalogue entry as the dashboard demo sees it (the pcap generator keeps its own view).
+pub(crate) struct CatalogueEntry {
+    /// The device type word the dashboard shows (its discovery vocabulary).
+    pub kind: &'static str,
+    /// The vendor OUI, or `None` for a randomized (private) MAC.
+    pub oui: Option<[u8; 3]>,
+    /// Relative activity by day and by night (the generator's own rhythm).
+    pub busyness: (f64, f64),
+}
+
+/// The household's devices in catalogue order, and the router's OUI.
+pub(crate) fn catalogue() -> (Vec<CatalogueEntry>, [u8; 3]) {
+    let word = |k: Kind| match k {
+        Kind::Laptop => "laptop",
+        Kind::Desktop => "computer",
+        Kind::Phone => "phone",
+        Kind::Tablet => "tablet",
+        Kind::Watch => "watch",
+        Kind::Tv | Kind::Stick => "tv",
+        Kind::Console | Kind::Handheld => "console",
+        Kind::Nas => "nas",
+        Kind::Printer => "printer",
+        Kind::Speaker => "speaker",
+        Kind::Camera => "camera",
+        Kind::Server => "server",
+        Kind::Reader => "ereader",
+        Kind::Plug | Kind::Thermostat | Kind::Hub | Kind::Vacuum => "iot",
+    };
+    let entries = CATALOGUE
+        .iter()
+        .map(|&(_, kind, src)| CatalogueEntry {
+            kind: word(kind),
+            oui: match src {
+                MacSource::Oui(o) => Some(o),
+                MacSource::Randomized => None,
+            },
+            busyness: busyness(kind),
+        })
+        .collect();
+    (entries, ROUTER_OUI)
+}
+
+/// Share of the peak rate by hour of day (the generator's rhythm), for the dashboard demo.
+pub(crate) fn hourly() -> &'static [f64; 24] {
+    &HOURLY
+}
+
 /// What one burst of frames is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Act {

@@ -5,7 +5,11 @@
 //! with `pnet_packet`, the pcap writer) and its own reading of the SPEC §2 accounting rules. It
 //! must never parse its own output, nor call the capture decoder or the meter to compute what it
 //! expects: the expected totals are the oracle that replay is checked against.
+//!
+//! [`dashboard`] reuses the same household (catalogue and rhythm) for `lanmeter demo`: a
+//! database with history, and synthetic traffic through the real meter for a live dashboard.
 
+pub mod dashboard;
 mod frames;
 mod household;
 mod locality;

@@ -585,6 +585,16 @@ impl Store {
 
     /// Every device, ordered by id, with its MACs, names, addresses and services.
     pub fn list_devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
+        self.devices_where(None)
+    }
+
+    /// One device with everything [`Store::list_devices`] gives for it; `None` if there is no
+    /// such id (it was merged into another, or never existed).
+    pub fn device(&self, id: i64) -> Result<Option<DeviceRecord>, StoreError> {
+        Ok(self.devices_where(Some(id))?.pop())
+    }
+
+    fn devices_where(&self, only: Option<i64>) -> Result<Vec<DeviceRecord>, StoreError> {
         let path = self.path.as_path();
         let op = "listing devices";
         let e = sql_err(path, op);
@@ -594,11 +604,11 @@ impl Store {
                 "SELECT id, mac, first_seen_ns, last_seen_ns, is_gateway, randomized, vendor,
                      vendor_class, type_guess, name, owner, device_group, type_override, notes,
                      known, ignored
-                 FROM devices ORDER BY id",
+                 FROM devices WHERE ?1 IS NULL OR id = ?1 ORDER BY id",
             )
             .map_err(e)?;
         let mut devices: Vec<DeviceRecord> = st
-            .query_map([], |r| {
+            .query_map(params![only], |r| {
                 Ok(DeviceRecord {
                     id: r.get(0)?,
                     mac: mac_from_key(r.get(1)?),

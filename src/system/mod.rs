@@ -4,4 +4,5 @@
 //! It reads the host's state and reports on it; it must never change the host's configuration
 //! (the doctor prints fixes, it does not apply them) and never touch the packet path.
 pub mod doctor;
+pub mod host;
 pub mod notify;

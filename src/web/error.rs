@@ -34,6 +34,12 @@ impl From<crate::store::StoreError> for AppError {
     }
 }
 
+impl From<crate::store::query::QueryError> for AppError {
+    fn from(e: crate::store::query::QueryError) -> AppError {
+        AppError::internal(e.to_string())
+    }
+}
+
 impl From<crate::auth::AuthError> for AppError {
     fn from(e: crate::auth::AuthError) -> AppError {
         AppError::internal(e.to_string())

@@ -15,21 +15,29 @@ pub mod alerts;
 pub mod api;
 pub mod assets;
 pub mod audit;
+pub mod charts;
+pub mod device;
+pub mod devices;
 pub mod error;
 pub mod guard;
+pub mod live;
 pub mod login;
 pub mod overview;
+pub mod people;
 pub mod plan;
 pub mod session;
+pub mod settings;
 pub mod setup;
 pub mod state;
+pub mod system;
 pub mod tls;
+pub mod view;
 
 #[cfg(test)]
 mod tests;
 
 pub use error::AppError;
-pub use state::{AppState, Clock};
+pub use state::{AppState, CaptureInfo, Clock};
 
 use axum::Router;
 use axum::routing::{MethodRouter, get, post};
@@ -122,6 +130,21 @@ fn routes() -> Vec<(&'static str, Access, MethodRouter<AppState>)> {
             post(plan::delete_quota),
         ),
         ("/healthz", Access::Public, get(healthz)),
+        // The dashboard (issue 5). Viewer routes answer GET to viewers; their POSTs need an admin.
+        ("/live", Access::Viewer, get(live::fragment)),
+        ("/devices", Access::Viewer, get(devices::page)),
+        ("/devices/bulk", Access::Admin, post(devices::bulk)),
+        (
+            "/devices/{id}",
+            Access::Viewer,
+            get(device::page).post(device::save),
+        ),
+        ("/devices/{id}/rename", Access::Admin, post(devices::rename)),
+        ("/devices/{id}/known", Access::Admin, post(devices::known)),
+        ("/devices/{id}/merge", Access::Admin, post(device::merge)),
+        ("/people", Access::Viewer, get(people::page)),
+        ("/settings", Access::Viewer, get(settings::page)),
+        ("/system", Access::Viewer, get(system::page)),
         ("/static/{file}", Access::Public, get(assets::serve)),
     ]
     .into_iter()

@@ -1,110 +1,140 @@
-//! GET /: a minimal overview — each device's bytes today (stored minutes plus what the live
-//! meter holds that is not flushed yet). The dashboard proper replaces this page.
+//! GET /: what a household member wants at a glance — the internet rate right now (polled from
+//! /live), today / this week / this billing cycle, the top devices today with their share, who
+//! is online, new devices waiting for a name, open alerts and whether capture is healthy.
 
 use super::AppState;
+use super::charts;
 use super::error::AppError;
+use super::live::LiveView;
 use super::session::{Auth, Layout};
-use crate::model::{Counts, MacAddr};
+use super::view::{self, DeviceRow, fmt_bytes};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Extension;
 use axum::extract::State;
-use std::collections::BTreeMap;
 
-pub struct Row {
-    pub mac: String,
-    pub received: String,
-    pub sent: String,
-    pub live: String,
-    pub gateway: bool,
+/// Devices listed under "top devices today".
+const TOP: usize = 6;
+/// New devices listed (the devices page has the rest).
+const NEW_SHOWN: usize = 5;
+
+pub struct Top {
+    pub row: DeviceRow,
+    pub share: String,
+    pub share_bar: String,
 }
 
 #[derive(Template, WebTemplate)]
 #[template(path = "pages/overview.html")]
 pub struct OverviewPage {
     pub layout: Layout,
-    pub rows: Vec<Row>,
-    pub today_total: String,
+    pub live: LiveView,
+    pub today: String,
+    pub today_down: String,
+    pub today_up: String,
+    pub week: String,
+    pub cycle: String,
+    pub cycle_range: String,
+    pub top: Vec<Top>,
+    pub online: Vec<DeviceRow>,
+    pub new_devices: Vec<DeviceRow>,
+    pub health: String,
+    pub health_bad: bool,
+    pub demo: Option<String>,
 }
 
-/// Bytes in decimal units, as ISPs bill: 1 GB = 10^9 bytes.
-pub fn fmt_bytes(b: u64) -> String {
-    const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
-    if b < 1000 {
-        return format!("{b} B");
-    }
-    let mut v = b as f64;
-    let mut unit = "B";
-    for u in UNITS {
-        if v < 1000.0 {
-            break;
+/// The capture-health line: frames per second on average, drops, or why there is no capture.
+pub fn capture_health(state: &AppState) -> (String, bool) {
+    match state.capture() {
+        Some(c) => {
+            let s = c.stats.snapshot();
+            let secs = state.running_secs().max(1);
+            let dropped = s.pcap_dropped + s.pcap_if_dropped;
+            let line = format!(
+                "Capturing on {}: {} frames ({:.0}/s on average), {} dropped{}",
+                c.interface,
+                s.frames_seen,
+                s.frames_seen as f64 / secs as f64,
+                dropped,
+                if s.read_errors > 0 {
+                    format!(", {} read errors", s.read_errors)
+                } else {
+                    String::new()
+                }
+            );
+            (line, dropped > 0 || s.read_errors > 0)
         }
-        v /= 1000.0;
-        unit = u;
+        None if state.demo().is_some() => (
+            "Demo household: the traffic is synthetic, no interface is captured.".into(),
+            false,
+        ),
+        None if state.has_meter() => ("Capture is starting…".into(), false),
+        None => (
+            "Not capturing: this server only shows stored history.".into(),
+            true,
+        ),
     }
-    format!("{v:.2} {unit}")
 }
 
 pub async fn page(
     State(state): State<AppState>,
     Extension(auth): Extension<Auth>,
 ) -> Result<OverviewPage, AppError> {
+    let h = view::household(&state).await?;
     let tz = state.config().time_zone();
-    let now = jiff::Timestamp::from_second(state.now())
-        .map_err(|e| AppError::internal(format!("clock out of range: {e}")))?;
-    let day_start = now
-        .to_zoned(tz)
-        .start_of_day()
-        .map_err(|e| AppError::internal(format!("start of day: {e}")))?
-        .timestamp()
-        .as_second();
-    let stored = state.db(move |s| s.usage_since(day_start)).await?;
-    let snapshot = state.meter_snapshot();
-
-    let mut devices: BTreeMap<MacAddr, (Counts, Counts, bool)> = BTreeMap::new();
-    for u in stored {
-        let e = devices.entry(u.mac).or_default();
-        e.0.add(&u.counts);
-        e.2 |= u.is_gateway;
-    }
-    for (mac, c) in &snapshot.devices {
-        let e = devices.entry(*mac).or_default();
-        e.0.add(c);
-        e.1.add(c);
-        e.2 |= snapshot.gateway == Some(*mac);
-    }
-    devices.remove(&crate::daemon::OTHER_BUCKET);
-    let mut rows: Vec<(u64, Row)> = devices
-        .into_iter()
-        .map(|(mac, (today, live, gateway))| {
-            let total = today.bytes_sent + today.bytes_received;
-            (
-                if gateway { 0 } else { total },
-                Row {
-                    mac: mac.to_string(),
-                    received: fmt_bytes(today.bytes_received),
-                    sent: fmt_bytes(today.bytes_sent),
-                    live: fmt_bytes(live.bytes_sent + live.bytes_received),
-                    gateway,
-                },
-            )
+    let mut devices: Vec<DeviceRow> = h.rows.into_iter().filter(|r| !r.gateway).collect();
+    let today_total: u64 = h.totals[0];
+    devices.sort_by(|a, b| b.today.cmp(&a.today).then(a.label.cmp(&b.label)));
+    let top = devices
+        .iter()
+        .filter(|r| r.today > 0 && !r.ignored)
+        .take(TOP)
+        .map(|r| {
+            let pct = if today_total == 0 {
+                0.0
+            } else {
+                r.today as f64 * 100.0 / today_total as f64
+            };
+            Top {
+                row: r.clone(),
+                share: format!("{pct:.0} %"),
+                share_bar: charts::share(pct),
+            }
         })
         .collect();
-    let household: u64 = rows.iter().map(|(t, _)| t).sum();
-    rows.sort_by_key(|r| std::cmp::Reverse(r.0));
+    let mut online: Vec<DeviceRow> = devices
+        .iter()
+        .filter(|r| r.online && !r.ignored)
+        .cloned()
+        .collect();
+    online.sort_by_key(|r| r.label.to_lowercase());
+    let mut new_devices: Vec<DeviceRow> = devices
+        .iter()
+        .filter(|r| !r.known && !r.named && !r.ignored)
+        .cloned()
+        .collect();
+    new_devices.sort_by_key(|r| std::cmp::Reverse(r.first_seen_s));
+    new_devices.truncate(NEW_SHOWN);
+    let (health, health_bad) = capture_health(&state);
+    let (c0, c1) = h.periods.cycle;
     Ok(OverviewPage {
         layout: Layout::new("Overview", "overview", Some(&auth)),
-        rows: rows.into_iter().map(|(_, r)| r).collect(),
-        today_total: fmt_bytes(household),
+        live: LiveView::now(&state),
+        today: fmt_bytes(today_total),
+        today_down: fmt_bytes(h.today_down_up.0),
+        today_up: fmt_bytes(h.today_down_up.1),
+        week: fmt_bytes(h.totals[1]),
+        cycle: fmt_bytes(h.totals[2]),
+        cycle_range: format!(
+            "{} – {}",
+            view::fmt_local(c0, &tz).split(' ').next().unwrap_or(""),
+            view::fmt_local(c1 - 1, &tz).split(' ').next().unwrap_or("")
+        ),
+        top,
+        online,
+        new_devices,
+        health,
+        health_bad,
+        demo: state.demo().map(str::to_string),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn bytes_are_decimal() {
-        assert_eq!(super::fmt_bytes(999), "999 B");
-        assert_eq!(super::fmt_bytes(1_500), "1.50 kB");
-        assert_eq!(super::fmt_bytes(2_340_000_000), "2.34 GB");
-    }
 }

@@ -7,8 +7,8 @@
 
 use super::AppState;
 use super::error::AppError;
-use super::overview::fmt_bytes;
 use super::session::{Auth, Client, Layout, audit};
+use super::view::fmt_bytes;
 use crate::plan::{
     self, Calibration, Counted, CycleRule, HD_VIDEO_BYTES_PER_HOUR, Plan, QuotaPeriod, QuotaSubject,
 };

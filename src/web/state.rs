@@ -11,7 +11,14 @@ use crate::meter::{MeterSnapshot, SharedMeter};
 use crate::store::{Store, StoreError};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// What the pages show about packet capture: the interface and the capture thread's counters.
+#[derive(Clone)]
+pub struct CaptureInfo {
+    pub interface: String,
+    pub stats: Arc<crate::capture::live::CaptureStats>,
+}
 
 /// Idle connections kept for reuse; more concurrent requests open more and drop the extra.
 const POOL_KEEP: usize = 4;
@@ -64,7 +71,44 @@ pub struct Shared {
     /// Once an admin password exists it can be changed but never removed, so after the first
     /// `true` the database need not be asked again on every request.
     admin_exists: AtomicBool,
+    /// Set once the capture thread runs (after the web server started); unset in a demo.
+    capture: OnceLock<CaptureInfo>,
+    /// The last meter reading, for the live rate (see [`super::live`]).
+    pub(super) rate: Mutex<super::live::RateSampler>,
+    /// A short text saying the data is synthetic (`lanmeter demo`); `None` for a real household.
+    demo: OnceLock<String>,
+    started: std::time::Instant,
+    /// Bumped by every change made through the web side, so cached reads never hide it.
+    generation: std::sync::atomic::AtomicU64,
+    /// A std Mutex: held only to swap an `Arc`, never across an await.
+    household: Mutex<Option<Arc<super::view::Stored>>>,
+    /// Device pages by id: (when, generation, page data). A std Mutex, held only for a lookup.
+    devices: Mutex<std::collections::HashMap<i64, DeviceEntry>>,
+    /// One refresh at a time per cache (household, device pages): the other requests meanwhile
+    /// get the previous reading instead of all querying the database at once.
+    refreshing: [AtomicBool; 2],
 }
+
+/// Which cache a refresh is for.
+#[derive(Clone, Copy)]
+pub(super) enum CacheKind {
+    Household = 0,
+    Device = 1,
+}
+
+/// Held while one request refreshes a cache; dropping it lets the next one try.
+pub(super) struct Refresh<'a>(&'a AtomicBool);
+
+impl Drop for Refresh<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+type DeviceEntry = (std::time::Instant, u64, Arc<super::device::DeviceView>);
+
+/// Device pages kept at most; more are dropped all at once (they are rebuilt in milliseconds).
+const DEVICE_CACHE_MAX: usize = 64;
 
 impl AppState {
     /// Opens (creating and migrating if needed) the database once, so a bad path fails here
@@ -84,6 +128,14 @@ impl AppState {
             db_path: db_path.to_path_buf(),
             pool: Mutex::new(vec![store]),
             admin_exists: AtomicBool::new(false),
+            capture: OnceLock::new(),
+            rate: Mutex::new(super::live::RateSampler::default()),
+            demo: OnceLock::new(),
+            started: std::time::Instant::now(),
+            generation: std::sync::atomic::AtomicU64::new(0),
+            household: Mutex::new(None),
+            devices: Mutex::new(std::collections::HashMap::new()),
+            refreshing: [AtomicBool::new(false), AtomicBool::new(false)],
         })))
     }
 
@@ -125,12 +177,101 @@ impl AppState {
         self.0.clock.now()
     }
 
+    /// Tells the pages about the running capture; only the first call counts.
+    pub fn set_capture(&self, info: CaptureInfo) {
+        let _ = self.0.capture.set(info);
+    }
+
+    pub fn capture(&self) -> Option<&CaptureInfo> {
+        self.0.capture.get()
+    }
+
+    /// Marks the data as synthetic, with a line the pages show; only the first call counts.
+    pub fn set_demo(&self, note: String) {
+        let _ = self.0.demo.set(note);
+    }
+
+    pub fn demo(&self) -> Option<&str> {
+        self.0.demo.get().map(String::as_str)
+    }
+
+    /// Says that stored data changed (a rename, a merge…): cached reads are not reused.
+    pub fn changed(&self) {
+        self.0.generation.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.0.generation.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn household_cache(&self) -> Option<Arc<super::view::Stored>> {
+        self.0
+            .household
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(super) fn set_household_cache(&self, s: Arc<super::view::Stored>) {
+        *self.0.household.lock().unwrap_or_else(|p| p.into_inner()) = Some(s);
+    }
+
+    /// The right to refresh `kind`, unless another request is refreshing it now.
+    pub(super) fn try_refresh(&self, kind: CacheKind) -> Option<Refresh<'_>> {
+        let flag = &self.0.refreshing[kind as usize];
+        flag.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .ok()
+            .map(|_| Refresh(flag))
+    }
+
+    /// A device page read less than [`super::view::STALE_MAX`] ago with no change since, and when.
+    pub(super) fn device_cache(
+        &self,
+        id: i64,
+        generation: u64,
+    ) -> Option<(std::time::Instant, Arc<super::device::DeviceView>)> {
+        let map = self.0.devices.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&id)
+            .filter(|(at, g, _)| *g == generation && at.elapsed() < super::view::STALE_MAX)
+            .map(|(at, _, d)| (*at, Arc::clone(d)))
+    }
+
+    pub(super) fn set_device_cache(
+        &self,
+        id: i64,
+        generation: u64,
+        d: Arc<super::device::DeviceView>,
+    ) {
+        let mut map = self.0.devices.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= DEVICE_CACHE_MAX {
+            map.clear();
+        }
+        map.insert(id, (std::time::Instant::now(), generation, d));
+    }
+
+    /// Seconds since the web state was created (the service's uptime, near enough).
+    pub fn running_secs(&self) -> u64 {
+        self.0.started.elapsed().as_secs()
+    }
+
+    /// The live household rate from the meter: see [`super::live::RateSampler`].
+    pub fn live_rate(&self) -> super::live::Rate {
+        let snap = self.meter_snapshot();
+        let mut s = self.0.rate.lock().unwrap_or_else(|p| p.into_inner());
+        s.sample(std::time::Instant::now(), &snap)
+    }
+
     pub fn config(&self) -> &Config {
         &self.0.config
     }
 
     pub fn tls(&self) -> bool {
         self.0.tls
+    }
+
+    /// Whether a live meter feeds this server (capture or the demo's synthetic traffic).
+    pub fn has_meter(&self) -> bool {
+        self.0.meter.is_some()
     }
 
     /// Pending counts of the live meter; empty without one.
@@ -149,30 +290,23 @@ impl AppState {
         R: Send + 'static,
         F: FnOnce(&Store) -> Result<R, StoreError> + Send + 'static,
     {
-        let shared = Arc::clone(&self.0);
-        tokio::task::spawn_blocking(move || {
-            let pooled = shared.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
-            let store = match pooled {
-                Some(s) => s,
-                None => Store::open(&shared.db_path)?,
-            };
-            let out = f(&store);
-            let mut pool = shared.pool.lock().unwrap_or_else(|p| p.into_inner());
-            if pool.len() < POOL_KEEP {
-                pool.push(store);
-            }
-            out
-        })
-        .await
-        .map_err(|e| AppError::internal(format!("database task failed: {e}")))?
-        .map_err(AppError::from)
+        self.blocking(|s: &mut Store| f(s)).await
     }
 
-    /// [`AppState::db`] for the store calls that take `&mut Store` (writes).
+    /// [`AppState::db`] for writes that need a transaction (`&mut Store`).
     pub async fn db_mut<R, F>(&self, f: F) -> Result<R, AppError>
     where
         R: Send + 'static,
         F: FnOnce(&mut Store) -> Result<R, StoreError> + Send + 'static,
+    {
+        self.blocking(f).await
+    }
+
+    async fn blocking<R, E, F>(&self, f: F) -> Result<R, AppError>
+    where
+        R: Send + 'static,
+        E: Into<AppError> + Send + 'static,
+        F: FnOnce(&mut Store) -> Result<R, E> + Send + 'static,
     {
         let shared = Arc::clone(&self.0);
         tokio::task::spawn_blocking(move || {
@@ -186,11 +320,21 @@ impl AppState {
             if pool.len() < POOL_KEEP {
                 pool.push(store);
             }
-            out
+            Ok::<_, StoreError>(out)
         })
         .await
         .map_err(|e| AppError::internal(format!("database task failed: {e}")))?
-        .map_err(AppError::from)
+        .map_err(AppError::from)?
+        .map_err(Into::into)
+    }
+
+    /// [`AppState::db`] for the query layer, whose errors also name bad ranges and time zones.
+    pub async fn query<R, F>(&self, f: F) -> Result<R, AppError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Store) -> Result<R, crate::store::query::QueryError> + Send + 'static,
+    {
+        self.blocking(|s: &mut Store| f(s)).await
     }
 
     /// Whether the first-run setup is done (an admin password exists).

@@ -723,6 +723,8 @@ async fn overview_shows_stored_and_live_bytes_and_audit_page_lists_logins() {
             counts: crate::model::Counts {
                 bytes_received: 2_500_000,
                 bytes_sent: 1_000,
+                internet_download_bytes: 2_499_000,
+                internet_upload_bytes: 1_000,
                 ..Default::default()
             },
         };
@@ -749,10 +751,16 @@ async fn overview_shows_stored_and_live_bytes_and_audit_page_lists_logins() {
     };
     let (cookie, _) = e.admin().await;
     let page = text(e.send(get("/", Some(&cookie))).await).await;
+    // A device with no name and no vendor is shown by its private address's last bytes.
     assert!(
-        page.contains("02:00:00:00:00:07") && page.contains("2.50 MB"),
+        page.contains("Private address …00:07") && page.contains("2.50 MB"),
         "{page}"
     );
+    let devices = text(e.send(get("/devices", Some(&cookie))).await).await;
+    assert!(devices.contains("Private address …00:07"), "{devices}");
+    let device = e.send(get("/devices/1", Some(&cookie))).await;
+    assert_eq!(device.status(), StatusCode::OK);
+    assert!(text(device).await.contains("Last 24 hours"));
     let audit = text(e.send(get("/audit", Some(&cookie))).await).await;
     assert!(audit.contains("<td>login</td>"), "{audit}");
 }

@@ -14,9 +14,9 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 /// Longest wait for anything the browser does (a debug build on a busy 2-core machine).
-const PATIENCE: Duration = Duration::from_secs(15);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(15);
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -25,7 +25,12 @@ fn free_port() -> u16 {
 }
 
 /// Sends one request to chromedriver and returns the `value` of its JSON answer.
-fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> Result<Value, String> {
+pub(crate) fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<Value, String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(PATIENCE * 2)).unwrap();
     let body = body.map(|b| b.to_string()).unwrap_or_default();
@@ -61,7 +66,7 @@ fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> Result<Val
     }
 }
 
-struct KillOnDrop(Child);
+pub(crate) struct KillOnDrop(pub(crate) Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
@@ -71,7 +76,7 @@ impl Drop for KillOnDrop {
 }
 
 /// One chromedriver process with one headless Chromium session.
-struct Browser {
+pub(crate) struct Browser {
     port: u16,
     session: String,
     _driver: KillOnDrop,
@@ -79,7 +84,7 @@ struct Browser {
 }
 
 impl Browser {
-    fn start() -> Browser {
+    pub(crate) fn start() -> Browser {
         let port = free_port();
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
@@ -102,7 +107,8 @@ impl Browser {
                          "--no-first-run", "--disable-background-networking",
                          "--disable-component-update", "--disable-sync",
                          format!("--user-data-dir={}", profile.path().display())]
-            }
+            },
+            "goog:loggingPrefs": {"browser": "ALL"}
         }}});
         let v = http(port, "POST", "/session", Some(&caps)).expect("starting headless Chromium");
         Browser {
@@ -113,23 +119,28 @@ impl Browser {
         }
     }
 
-    fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
+    pub(crate) fn cmd(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, String> {
         let p = format!("/session/{}{path}", self.session);
         http(self.port, method, &p, body.as_ref())
     }
 
-    fn go(&self, url: &str) {
+    pub(crate) fn go(&self, url: &str) {
         self.cmd("POST", "/url", Some(json!({"url": url}))).unwrap();
     }
 
-    fn path(&self) -> String {
+    pub(crate) fn path(&self) -> String {
         let url = self.cmd("GET", "/url", None).unwrap();
         let url = url.as_str().unwrap();
         let rest = url.split_once("://").map_or(url, |(_, r)| r);
         rest.find('/').map_or("/".into(), |i| rest[i..].to_string())
     }
 
-    fn js(&self, script: &str) -> Value {
+    pub(crate) fn js(&self, script: &str) -> Value {
         self.cmd(
             "POST",
             "/execute/sync",
@@ -138,7 +149,7 @@ impl Browser {
         .unwrap()
     }
 
-    fn element(&self, css: &str) -> String {
+    pub(crate) fn element(&self, css: &str) -> String {
         let v = wait_until(&format!("element {css}"), || {
             self.cmd(
                 "POST",
@@ -154,7 +165,7 @@ impl Browser {
             .to_string()
     }
 
-    fn type_into(&self, css: &str, text: &str) {
+    pub(crate) fn type_into(&self, css: &str, text: &str) {
         let id = self.element(css);
         self.cmd("POST", &format!("/element/{id}/clear"), Some(json!({})))
             .unwrap();
@@ -166,20 +177,20 @@ impl Browser {
         .unwrap();
     }
 
-    fn click(&self, css: &str) {
+    pub(crate) fn click(&self, css: &str) {
         let id = self.element(css);
         self.cmd("POST", &format!("/element/{id}/click"), Some(json!({})))
             .unwrap();
     }
 
-    fn wait_for_path(&self, want: &str) {
+    pub(crate) fn wait_for_path(&self, want: &str) {
         wait_until(&format!("the browser to reach {want}"), || {
             let p = self.path();
             (p == want && self.js("return document.readyState") == "complete").then_some(())
         });
     }
 
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         self.js("return document.body.innerText")
             .as_str()
             .unwrap_or("")
@@ -193,7 +204,7 @@ impl Drop for Browser {
     }
 }
 
-fn wait_until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn wait_until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + PATIENCE;
     loop {
         if let Some(v) = f() {
@@ -213,7 +224,7 @@ struct Server {
 }
 
 impl Server {
-    fn start() -> Server {
+    pub(crate) fn start() -> Server {
         crate::init_tracing();
         let dir = tempfile::tempdir().unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -267,7 +278,7 @@ fn setup_login_logout_and_csp_in_headless_chromium() {
     b.type_into("#confirm", PASSWORD);
     b.click("#setup button[type=submit]");
     b.wait_for_path("/");
-    assert!(b.text().contains("Household"), "{}", b.text());
+    assert!(b.text().contains("Top devices today"), "{}", b.text());
     let cookie_visible = b.js("return document.cookie");
     assert_eq!(cookie_visible, "", "session cookies are HttpOnly");
 

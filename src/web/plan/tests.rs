@@ -284,11 +284,11 @@ async fn admin_saves_the_plan_and_the_page_shows_budget_projection_and_chart() {
     let (status, body, _) = e.get("/plan", &cookie).await;
     assert_eq!(status, StatusCode::OK);
     assert!(
-        body.contains("<strong id=\"used\">11.00 GB</strong> of 15.00 GB"),
+        body.contains("<strong id=\"used\">11.0 GB</strong> of 15.0 GB"),
         "{body}"
     );
     assert!(body.contains("id=\"remaining\">4.00 GB"), "{body}");
-    assert!(body.contains("id=\"safe-today\">250.00 MB"), "{body}");
+    assert!(body.contains("id=\"safe-today\">250 MB"), "{body}");
     assert!(body.contains("id=\"over-budget\""), "{body}");
     assert!(body.contains("runs out on 2026-04-15"), "{body}");
     assert!(body.contains("id=\"budget-line\""));
@@ -299,7 +299,7 @@ async fn admin_saves_the_plan_and_the_page_shows_budget_projection_and_chart() {
     assert!(body.matches("<rect class=\"proj\"").count() >= 19);
     // Past cycle: March from the 20th, with 12 GB (March 20-31).
     assert!(
-        body.contains("2026-03-01 to 2026-03-31</td><td>12.00 GB"),
+        body.contains("2026-03-01 to 2026-03-31</td><td>12.0 GB"),
         "{body}"
     );
     // Changing the start day re-reads the past cycles from history.
@@ -354,7 +354,7 @@ async fn calibration_compares_then_applies_an_offset_to_this_cycle() {
     );
     let (_, body, _) = e.get("/plan", &cookie).await;
     assert!(
-        body.contains("<strong id=\"used\">13.50 GB</strong>"),
+        body.contains("<strong id=\"used\">13.5 GB</strong>"),
         "{body}"
     );
     assert!(body.contains("offset of +2.50 GB"), "{body}");
@@ -382,7 +382,7 @@ async fn calibration_compares_then_applies_an_offset_to_this_cycle() {
     assert_eq!(status, StatusCode::SEE_OTHER);
     let (_, body, _) = e.get("/plan", &cookie).await;
     assert!(
-        body.contains("<strong id=\"used\">11.00 GB</strong>"),
+        body.contains("<strong id=\"used\">11.0 GB</strong>"),
         "{body}"
     );
 }

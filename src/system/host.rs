@@ -1,0 +1,103 @@
+//! The machine lanmeter runs on, as the System page shows it: CPU use, memory, the disk holding
+//! the database, CPU temperature and uptime (through the sysinfo crate, which only this file uses).
+//!
+//! It only reads; every figure it cannot read on this host is `None`, never an error, so the page
+//! still renders on a machine without thermal sensors.
+
+use std::path::Path;
+use std::sync::{LazyLock, Mutex};
+
+/// One reading of the host.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HostInfo {
+    /// Average over all cores since the previous reading, percent.
+    pub cpu_percent: Option<f32>,
+    pub cpus: usize,
+    pub memory_used: u64,
+    pub memory_total: u64,
+    /// The file system the database lives on: (available, total) bytes.
+    pub disk: Option<(u64, u64)>,
+    /// The hottest sensor whose label names the CPU (or the only sensor), °C.
+    pub cpu_temp_c: Option<f32>,
+    pub uptime_secs: Option<u64>,
+    pub host_name: Option<String>,
+    /// 1-minute load average.
+    pub load1: Option<f64>,
+}
+
+/// Kept between readings: CPU use is the difference of two refreshes.
+/// A std Mutex: held only for a refresh (microseconds to a few ms), never across an await.
+static SYSTEM: LazyLock<Mutex<Option<sysinfo::System>>> =
+    LazyLock::new(|| Mutex::new(sysinfo::System::new().ok()));
+
+/// Reads the host now. Blocking (reads /proc and /sys): call it off the async workers. The first
+/// call waits sysinfo's minimum interval so that even it reports a CPU figure.
+pub fn read(db_path: &Path) -> HostInfo {
+    let mut info = HostInfo::default();
+    {
+        let mut guard = SYSTEM.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(sys) = guard.as_mut() {
+            if sys.cpus().is_empty() {
+                sys.refresh_cpu_usage();
+                std::thread::sleep(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL);
+            }
+            sys.refresh_cpu_usage();
+            sys.refresh_memory();
+            info.cpus = sys.cpus().len();
+            info.cpu_percent = (!sys.cpus().is_empty()).then(|| sys.global_cpu_usage());
+            info.memory_used = sys.used_memory();
+            info.memory_total = sys.total_memory();
+        }
+    }
+    info.uptime_secs = sysinfo::System::uptime().ok();
+    info.host_name = sysinfo::System::host_name().ok();
+    info.load1 = sysinfo::System::load_average().ok().map(|l| l.one);
+    if let Ok(components) = sysinfo::Components::new_with_refreshed_list() {
+        let temps: Vec<(String, f32)> = components
+            .iter()
+            .filter_map(|c| Some((c.label().to_ascii_lowercase(), c.temperature()?)))
+            .filter(|(_, t)| t.is_finite())
+            .collect();
+        let cpu_like = |l: &str| {
+            ["cpu", "package", "k10temp", "coretemp", "soc", "tctl"]
+                .iter()
+                .any(|k| l.contains(k))
+        };
+        info.cpu_temp_c = temps
+            .iter()
+            .filter(|(l, _)| cpu_like(l))
+            .map(|(_, t)| *t)
+            .reduce(f32::max)
+            .or_else(|| (temps.len() == 1).then(|| temps[0].1));
+    }
+    if let Ok(disks) = sysinfo::Disks::new_with_refreshed_list() {
+        let dir = db_path
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .unwrap_or_else(|| db_path.to_path_buf());
+        // The longest mount point that contains the database's folder is its file system.
+        info.disk = disks
+            .iter()
+            .filter(|d| dir.starts_with(d.mount_point()))
+            .max_by_key(|d| d.mount_point().as_os_str().len())
+            .map(|d| (d.available_space(), d.total_space()));
+    }
+    info
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_this_machine() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("x.db");
+        std::fs::write(&db, b"").unwrap();
+        let h = super::read(&db);
+        assert!(h.memory_total > 0 && h.memory_used <= h.memory_total);
+        assert!(h.cpus > 0);
+        assert!(h.uptime_secs.is_some());
+        let (avail, total) = h.disk.expect("the temp dir's file system");
+        assert!(avail <= total && total > 0);
+    }
+}

@@ -1,0 +1,416 @@
+//! GET /devices/{id}: one device — its internet use (last 24 hours in 5-minute bars, last 30
+//! days by day, busy hours by weekday), addresses and host names with where they were learned,
+//! when it was online, and (for admins) its editable fields, ignore, and merging another device
+//! into it. POST /devices/{id} saves the fields; POST /devices/{id}/merge merges. Both are
+//! admin-only through the guard, and audited.
+
+use super::AppState;
+use super::charts::{self, Bar};
+use super::devices::{MAX_FIELD, MAX_NOTES, field, update};
+use super::error::AppError;
+use super::session::{self, Auth, Layout};
+use super::view::{self, fmt_bytes, fmt_local};
+use crate::store::period::Period;
+use crate::store::query::Selection;
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use std::sync::Arc;
+
+pub struct Named {
+    pub name: String,
+    pub source: String,
+    pub seen: String,
+}
+
+pub struct Other {
+    pub id: i64,
+    pub label: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "pages/device.html")]
+pub struct DevicePage {
+    pub layout: Layout,
+    pub admin: bool,
+    pub d: Arc<DeviceView>,
+}
+
+/// Everything the device page shows, cached briefly per device (see [`view::CACHE_FOR`]).
+pub struct DeviceView {
+    pub id: i64,
+    pub label: String,
+    pub icon: &'static str,
+    pub kind: String,
+    pub vendor: String,
+    pub vendor_class: String,
+    pub online: bool,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub gateway: bool,
+    pub today: String,
+    pub cycle: String,
+    pub days30: String,
+    pub local30: String,
+    pub chart_day: String,
+    pub chart_month: String,
+    pub heat: String,
+    pub presence: String,
+    pub online_24h: String,
+    pub macs: Vec<(String, bool, String)>,
+    pub hostnames: Vec<Named>,
+    pub addresses: Vec<Named>,
+    pub services: Vec<String>,
+    pub name: String,
+    pub owner: String,
+    pub group: String,
+    pub type_override: String,
+    pub type_guess: String,
+    pub notes: String,
+    pub known: bool,
+    pub ignored: bool,
+    pub types: &'static [&'static str],
+    pub others: Vec<Other>,
+}
+
+/// 5-minute buckets in the 24-hour chart.
+const FIVE: i64 = 300;
+
+pub async fn page(
+    State(state): State<AppState>,
+    Extension(auth): Extension<Auth>,
+    Path(id): Path<i64>,
+) -> Result<DevicePage, AppError> {
+    let generation = state.generation();
+    let cached = state.device_cache(id, generation);
+    let d = match cached {
+        Some((at, d)) if at.elapsed() < view::CACHE_FOR => d,
+        cached => {
+            let refresh = state.try_refresh(super::state::CacheKind::Device);
+            match (refresh, cached) {
+                (None, Some((_, d))) => d,
+                (refresh, _) => {
+                    let d = Arc::new(load(&state, id).await?);
+                    state.set_device_cache(id, generation, Arc::clone(&d));
+                    drop(refresh);
+                    d
+                }
+            }
+        }
+    };
+    Ok(DevicePage {
+        admin: auth.role == crate::auth::Role::Admin,
+        layout: Layout::new("Device", "devices", Some(&auth)),
+        d,
+    })
+}
+
+async fn load(state: &AppState, id: i64) -> Result<DeviceView, AppError> {
+    let tz = state.config().time_zone();
+    let p = view::Periods::at(state.now(), &tz)?;
+    let now = p.now;
+    let day_from = (now - 86_400).div_euclid(FIVE) * FIVE + FIVE;
+    let month_from = {
+        let z = view::ts(p.today)?.to_zoned(tz.clone());
+        z.checked_sub(jiff::Span::new().days(29))
+            .map_err(|e| AppError::internal(format!("calendar: {e}")))?
+            .timestamp()
+            .as_second()
+    };
+    let heat_from = p.today - 28 * 86_400;
+    let tzq = tz.clone();
+    let loaded = state
+        .query(move |s| {
+            let Some(d) = s.device(id)? else {
+                return Ok(None);
+            };
+            let sel = Selection::device(d.mac);
+            let t = |x: i64| jiff::Timestamp::from_second(x).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+            let end = t(now + 1);
+            let minutes = s.usage_series(&sel, &tzq, t(day_from), end, Some(Period::Minute))?;
+            let days = s.usage_series(&sel, &tzq, t(month_from), end, Some(Period::Day))?;
+            let heat = s.heatmap(&sel, &tzq, t(heat_from), end)?;
+            let today = s.usage(&sel, &tzq, t(p.today), end)?;
+            let cycle = s.usage(&sel, &tzq, t(p.cycle.0), end)?;
+            let presence = s.presence(id)?;
+            Ok(Some((d, minutes, days, heat, today, cycle, presence)))
+        })
+        .await?;
+    let Some((d, minutes, days, heat, today, cycle, presence)) = loaded else {
+        return Err(AppError::NotFound);
+    };
+    let inet = |c: &crate::model::Counts| c.internet_download_bytes + c.internet_upload_bytes;
+
+    // 24 hours of 5-minute bars, labelled every 6 hours on the local clock.
+    let n = ((now + 1 - day_from) / FIVE + 1) as usize;
+    let mut bars = vec![Bar::default(); n];
+    for pt in &minutes.points {
+        let i = ((pt.start.as_second() - day_from) / FIVE) as usize;
+        if let Some(b) = bars.get_mut(i) {
+            b.down += pt.counts.internet_download_bytes;
+            b.up += pt.counts.internet_upload_bytes;
+        }
+    }
+    for (i, b) in bars.iter_mut().enumerate() {
+        let at = day_from + i as i64 * FIVE;
+        let z = view::ts(at)?.to_zoned(tz.clone());
+        if z.minute() == 0 && z.hour() % 6 == 0 {
+            b.label = Some(format!("{:02}:00", z.hour()));
+        }
+    }
+    let chart_day = charts::bars(
+        "Internet use in the last 24 hours, 5-minute bars",
+        "per 5 min",
+        &bars,
+    );
+
+    let mut dbars = Vec::with_capacity(30);
+    let mut total30 = crate::model::Counts::default();
+    let mut day = view::ts(month_from)?.to_zoned(tz.clone());
+    for i in 0..30 {
+        let start = day.timestamp();
+        let pt = days.points.iter().find(|pt| pt.start == start);
+        if let Some(pt) = pt {
+            total30.add(&pt.counts);
+        }
+        dbars.push(Bar {
+            label: (i % 7 == 0).then(|| day.strftime("%-d %b").to_string()),
+            down: pt.map_or(0, |p| p.counts.internet_download_bytes),
+            up: pt.map_or(0, |p| p.counts.internet_upload_bytes),
+        });
+        day = day
+            .checked_add(jiff::Span::new().days(1))
+            .map_err(|e| AppError::internal(format!("calendar: {e}")))?;
+    }
+    let chart_month = charts::bars("Internet use per day, last 30 days", "per day", &dbars);
+
+    let mut cells = [[0u64; 24]; 7];
+    for (w, row) in heat.cells.iter().enumerate() {
+        for (h, c) in row.iter().enumerate() {
+            cells[w][h] = inet(c);
+        }
+    }
+    let heat_svg = charts::heatmap("Busy hours over the last 4 weeks", &cells);
+
+    // Presence over the last 7 days, ticks at local midnights.
+    let week_from = p.today - 6 * 86_400;
+    let spans: Vec<(i64, i64)> = presence
+        .iter()
+        .map(|&(a, b)| (a / 1_000_000_000, b / 1_000_000_000))
+        .collect();
+    let mut ticks = Vec::new();
+    let mut z = view::ts(week_from)?.to_zoned(tz.clone());
+    for _ in 0..7 {
+        ticks.push((z.timestamp().as_second(), z.strftime("%a").to_string()));
+        z = z
+            .checked_add(jiff::Span::new().days(1))
+            .map_err(|e| AppError::internal(format!("calendar: {e}")))?;
+    }
+    let presence_svg = charts::timeline(
+        "When it was online, last 7 days",
+        week_from,
+        now,
+        &spans,
+        &ticks,
+    );
+    let online_24h: i64 = spans
+        .iter()
+        .map(|&(a, b)| (b.min(now) - a.max(now - 86_400)).max(0))
+        .sum();
+
+    let window_ns = i64::try_from(state.config().presence_window_secs)
+        .unwrap_or(300)
+        .saturating_mul(1_000_000_000);
+    let snap = state.meter_snapshot();
+    let in_meter = d
+        .macs
+        .iter()
+        .any(|m| snap.devices.iter().any(|(mac, _)| *mac == m.mac));
+    let online = in_meter || now.saturating_mul(1_000_000_000) - d.last_seen_ns <= window_ns;
+    let seen = |a: i64, b: i64| {
+        format!(
+            "{} – {}",
+            fmt_local(a / 1_000_000_000, &tz),
+            fmt_local(b / 1_000_000_000, &tz)
+        )
+    };
+    // The merge choices come from the shared household read, not another pass over every device.
+    let mut others: Vec<Other> = view::household(state)
+        .await?
+        .rows
+        .into_iter()
+        .filter(|o| o.id != id && !o.gateway)
+        .map(|o| Other {
+            id: o.id,
+            label: format!("{} ({})", o.label, o.mac),
+        })
+        .collect();
+    others.sort_by_key(|o| o.label.to_lowercase());
+    Ok(DeviceView {
+        id,
+        label: view::label(&d),
+        icon: view::icon(d.device_type()),
+        kind: d.device_type().unwrap_or("unknown type").to_string(),
+        vendor: d.vendor.clone().unwrap_or_else(|| {
+            if d.randomized {
+                "private (randomized) address: no vendor".into()
+            } else {
+                "unknown vendor".into()
+            }
+        }),
+        vendor_class: d.vendor_class.clone().unwrap_or_default(),
+        online,
+        first_seen: fmt_local(d.first_seen_ns / 1_000_000_000, &tz),
+        last_seen: view::fmt_ago(d.last_seen_ns / 1_000_000_000, now),
+        gateway: d.is_gateway,
+        today: fmt_bytes(inet(&today.counts)),
+        cycle: fmt_bytes(inet(&cycle.counts)),
+        days30: fmt_bytes(inet(&total30)),
+        local30: fmt_bytes(total30.local_bytes()),
+        chart_day,
+        chart_month,
+        heat: heat_svg,
+        presence: presence_svg,
+        online_24h: view::fmt_duration(online_24h.unsigned_abs()),
+        macs: d
+            .macs
+            .iter()
+            .map(|m| {
+                (
+                    m.mac.to_string(),
+                    m.randomized,
+                    seen(m.first_seen_ns, m.last_seen_ns),
+                )
+            })
+            .collect(),
+        hostnames: d
+            .hostnames
+            .iter()
+            .map(|h| Named {
+                name: h.name.clone(),
+                source: h.source.clone(),
+                seen: seen(h.first_seen_ns, h.last_seen_ns),
+            })
+            .collect(),
+        addresses: d
+            .addresses
+            .iter()
+            .map(|a| Named {
+                name: a.addr.to_string(),
+                source: if a.addr.is_ipv4() {
+                    "IPv4".into()
+                } else {
+                    "IPv6".into()
+                },
+                seen: seen(a.first_seen_ns, a.last_seen_ns),
+            })
+            .collect(),
+        services: d.services.clone(),
+        name: d.user.name.clone().unwrap_or_default(),
+        owner: d.user.owner.clone().unwrap_or_default(),
+        group: d.user.group.clone().unwrap_or_default(),
+        type_override: d.user.type_override.clone().unwrap_or_default(),
+        type_guess: d.type_guess.clone().unwrap_or_default(),
+        notes: d.user.notes.clone().unwrap_or_default(),
+        known: d.user.known,
+        ignored: d.user.ignored,
+        types: view::TYPES,
+        others,
+    })
+}
+
+fn fields(body: &[u8]) -> Result<Vec<(String, String)>, AppError> {
+    serde_urlencoded::from_bytes(body)
+        .map_err(|_| AppError::BadRequest("The form could not be read.".into()))
+}
+
+fn get<'a>(f: &'a [(String, String)], k: &str) -> Option<&'a str> {
+    f.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str())
+}
+
+/// POST /devices/{id}: name, owner, group, type, notes, known, ignored.
+pub async fn save(
+    State(state): State<AppState>,
+    Extension(auth): Extension<Auth>,
+    Path(id): Path<i64>,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let f = fields(&body)?;
+    let name = field(get(&f, "name"), "name", MAX_FIELD)?;
+    let owner = field(get(&f, "owner"), "person", MAX_FIELD)?;
+    let group = field(get(&f, "group"), "group", MAX_FIELD)?;
+    let notes = field(get(&f, "notes"), "notes", MAX_NOTES)?;
+    let kind = field(get(&f, "type"), "type", MAX_FIELD)?;
+    if let Some(k) = &kind
+        && !view::TYPES.contains(&k.as_str())
+    {
+        return Err(AppError::BadRequest("Choose a type from the list.".into()));
+    }
+    let known = get(&f, "known").is_some();
+    let ignored = get(&f, "ignored").is_some();
+    let detail = format!(
+        "{id}: name={:?} person={:?} group={:?} type={:?} known={known} ignored={ignored}",
+        name.as_deref().unwrap_or(""),
+        owner.as_deref().unwrap_or(""),
+        group.as_deref().unwrap_or(""),
+        kind.as_deref().unwrap_or("")
+    );
+    update(&state, id, move |u| {
+        u.name = name;
+        u.owner = owner;
+        u.group = group;
+        u.notes = notes;
+        u.type_override = kind;
+        u.known = known;
+        u.ignored = ignored;
+    })
+    .await?;
+    session::audit(&state, auth.actor(), &auth.client, "device edited", detail).await;
+    Ok(Redirect::to(&format!("/devices/{id}")).into_response())
+}
+
+/// POST /devices/{id}/merge: field `from` = the device whose MACs and history move into this one.
+pub async fn merge(
+    State(state): State<AppState>,
+    Extension(auth): Extension<Auth>,
+    Path(id): Path<i64>,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let f = fields(&body)?;
+    let from: i64 = get(&f, "from")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| AppError::BadRequest("Choose the device to merge into this one.".into()))?;
+    if from == id {
+        return Err(AppError::BadRequest(
+            "A device cannot be merged with itself.".into(),
+        ));
+    }
+    let window_ns = i64::try_from(state.config().presence_window_secs)
+        .unwrap_or(300)
+        .saturating_mul(1_000_000_000);
+    let found = state
+        .db_mut(move |s| {
+            let (Some(a), Some(b)) = (s.device(from)?, s.device(id)?) else {
+                return Ok(None);
+            };
+            s.merge_devices(from, id, window_ns)?;
+            Ok(Some((a.mac, b.mac)))
+        })
+        .await?;
+    state.changed();
+    let Some((from_mac, into_mac)) = found else {
+        return Err(AppError::NotFound);
+    };
+    session::audit(
+        &state,
+        auth.actor(),
+        &auth.client,
+        "devices merged",
+        format!("{from} ({from_mac}) into {id} ({into_mac})"),
+    )
+    .await;
+    Ok(Redirect::to(&format!("/devices/{id}")).into_response())
+}

@@ -1,0 +1,356 @@
+//! GET /devices: every device with its name (or host name, or vendor + last MAC bytes), type,
+//! vendor, addresses, online dot, last seen, internet use today and this cycle; sorted, filtered
+//! (online, unknown, group) and searched through query parameters, so every view has a URL and
+//! works without JavaScript (htmx only swaps the table in place).
+//!
+//! POST /devices/{id}/rename and /devices/{id}/known change one device and answer with its new
+//! table row (htmx swaps it in); POST /devices/bulk marks or ignores several unknown devices.
+//! The guard admits these for admins with a CSRF token only; each change is audited.
+
+use super::AppState;
+use super::error::AppError;
+use super::session::{self, Auth, Layout};
+use super::view::{self, DeviceRow};
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+/// Longest name, owner, group or note a person may type (bytes); longer input is refused.
+pub const MAX_FIELD: usize = 120;
+pub const MAX_NOTES: usize = 2000;
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Filter {
+    #[serde(default)]
+    pub q: String,
+    /// "", "online", "unknown", "ignored"
+    #[serde(default)]
+    pub filter: String,
+    #[serde(default)]
+    pub group: String,
+    /// "name" (default), "today", "cycle", "seen"
+    #[serde(default)]
+    pub sort: String,
+}
+
+impl Filter {
+    fn keeps(&self, r: &DeviceRow) -> bool {
+        let q = self.q.trim().to_lowercase();
+        let text = !q.is_empty()
+            && ![&r.label, &r.vendor, &r.ips, &r.owner, &r.group]
+                .iter()
+                .any(|f| f.to_lowercase().contains(&q))
+            && !r.mac.to_string().contains(&q);
+        let kind = match self.filter.as_str() {
+            "online" => r.online,
+            "unknown" => !r.known && !r.gateway,
+            "ignored" => r.ignored,
+            _ => !r.ignored,
+        };
+        let group = self.group.is_empty() || r.group == self.group || r.owner == self.group;
+        !text && kind && group
+    }
+
+    /// The query string for a header link that sorts by `by`, keeping the other choices.
+    pub fn sort_link(&self, by: &str) -> String {
+        let f = Filter {
+            sort: by.to_string(),
+            ..self.clone()
+        };
+        let pairs = [
+            ("q", f.q.as_str()),
+            ("filter", f.filter.as_str()),
+            ("group", f.group.as_str()),
+            ("sort", f.sort.as_str()),
+        ];
+        let kept: Vec<(&str, &str)> = pairs.into_iter().filter(|(_, v)| !v.is_empty()).collect();
+        format!(
+            "/devices?{}",
+            serde_urlencoded::to_string(kept).unwrap_or_default()
+        )
+    }
+}
+
+pub fn sort_rows(rows: &mut [DeviceRow], by: &str) {
+    match by {
+        "today" => rows.sort_by_key(|r| std::cmp::Reverse(r.today)),
+        "cycle" => rows.sort_by_key(|r| std::cmp::Reverse(r.cycle)),
+        "seen" => rows.sort_by_key(|r| std::cmp::Reverse(r.last_seen_s)),
+        _ => rows.sort_by_key(|r| r.label.to_lowercase()),
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "pages/devices.html")]
+pub struct DevicesPage {
+    pub layout: Layout,
+    pub f: Filter,
+    pub rows: Vec<DeviceRow>,
+    pub total: usize,
+    pub groups: Vec<String>,
+    pub admin: bool,
+    pub unknown: usize,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "partials/device_row.html")]
+pub struct RowPartial {
+    pub r: DeviceRow,
+    pub admin: bool,
+    pub layout: Layout,
+}
+
+pub async fn page(
+    State(state): State<AppState>,
+    Extension(auth): Extension<Auth>,
+    Query(f): Query<Filter>,
+) -> Result<DevicesPage, AppError> {
+    let h = view::household(&state).await?;
+    let total = h.rows.len();
+    let mut groups: Vec<String> = h
+        .rows
+        .iter()
+        .flat_map(|r| [r.group.clone(), r.owner.clone()])
+        .filter(|g| !g.is_empty())
+        .collect();
+    groups.sort_by_key(|g| g.to_lowercase());
+    groups.dedup();
+    let unknown = h
+        .rows
+        .iter()
+        .filter(|r| !r.known && !r.gateway && !r.ignored)
+        .count();
+    let mut rows: Vec<DeviceRow> = h.rows.into_iter().filter(|r| f.keeps(r)).collect();
+    sort_rows(&mut rows, &f.sort);
+    Ok(DevicesPage {
+        admin: auth.role == crate::auth::Role::Admin,
+        layout: Layout::new("Devices", "devices", Some(&auth)),
+        f,
+        rows,
+        total,
+        groups,
+        unknown,
+    })
+}
+
+/// A person-typed field: trimmed, empty means "not set", refused when too long or when it holds
+/// control characters (they could only come from a crafted request).
+pub fn field(v: Option<&str>, what: &str, max: usize) -> Result<Option<String>, AppError> {
+    let v = v.map(str::trim).unwrap_or("");
+    if v.len() > max {
+        return Err(AppError::BadRequest(format!(
+            "The {what} is too long: at most {max} characters."
+        )));
+    }
+    if v.chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t')
+    {
+        return Err(AppError::BadRequest(format!(
+            "The {what} contains control characters."
+        )));
+    }
+    Ok((!v.is_empty()).then(|| v.to_string()))
+}
+
+fn form_fields(body: &[u8]) -> Result<Vec<(String, String)>, AppError> {
+    serde_urlencoded::from_bytes(body)
+        .map_err(|_| AppError::BadRequest("The form could not be read.".into()))
+}
+
+fn get<'a>(fields: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    fields
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Loads one device, changes its user fields with `f`, saves, and returns the new record.
+pub async fn update(
+    state: &AppState,
+    id: i64,
+    f: impl FnOnce(&mut crate::store::discovery::UserFields) + Send + 'static,
+) -> Result<crate::store::discovery::DeviceRecord, AppError> {
+    let found = state
+        .db_mut(move |s| {
+            let Some(mut d) = s.device(id)? else {
+                return Ok(None);
+            };
+            f(&mut d.user);
+            s.set_user_fields(id, &d.user)?;
+            Ok(Some(d))
+        })
+        .await?;
+    state.changed();
+    found.ok_or(AppError::NotFound)
+}
+
+async fn row_response(state: &AppState, auth: &Auth, id: i64) -> Result<Response, AppError> {
+    let h = view::household(state).await?;
+    let r = h
+        .rows
+        .into_iter()
+        .find(|r| r.id == id)
+        .ok_or(AppError::NotFound)?;
+    Ok(RowPartial {
+        r,
+        admin: auth.role == crate::auth::Role::Admin,
+        layout: Layout::new("Devices", "devices", Some(auth)),
+    }
+    .into_response())
+}
+
+/// POST /devices/{id}/rename (field `name`; empty clears the name).
+pub async fn rename(
+    State(state): State<AppState>,
+    Extension(auth): Extension<Auth>,
+    Path(id): Path<i64>,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let fields = form_fields(&body)?;
+    let name = field(get(&fields, "name"), "name", MAX_FIELD)?;
+    let new = name.clone();
+    let d = update(&state, id, move |u| {
+        u.name = new;
+        if u.name.is_some() {
+            u.known = true;
+        }
+    })
+    .await?;
+    session::audit(
+        &state,
+        auth.actor(),
+        &auth.client,
+        "device renamed",
+        format!(
+            "{} ({}) → {}",
+            id,
+            d.mac,
+            name.as_deref().unwrap_or("(no name)")
+        ),
+    )
+    .await;
+    respond(&state, &auth, id, &fields).await
+}
+
+/// POST /devices/{id}/known (field `known`: "1" or "0").
+pub async fn known(
+    State(state): State<AppState>,
+    Extension(auth): Extension<Auth>,
+    Path(id): Path<i64>,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let fields = form_fields(&body)?;
+    let known = get(&fields, "known") != Some("0");
+    let d = update(&state, id, move |u| u.known = known).await?;
+    session::audit(
+        &state,
+        auth.actor(),
+        &auth.client,
+        if known {
+            "device marked known"
+        } else {
+            "device marked unknown"
+        },
+        format!("{} ({})", id, d.mac),
+    )
+    .await;
+    respond(&state, &auth, id, &fields).await
+}
+
+/// htmx gets the new row; a plain form post goes back to where it came from.
+async fn respond(
+    state: &AppState,
+    auth: &Auth,
+    id: i64,
+    fields: &[(String, String)],
+) -> Result<Response, AppError> {
+    if get(fields, "back") == Some("device") {
+        return Ok(Redirect::to(&format!("/devices/{id}")).into_response());
+    }
+    row_response(state, auth, id).await
+}
+
+/// POST /devices/bulk: fields `id` (repeated) and `action` = "known" or "ignore".
+pub async fn bulk(
+    State(state): State<AppState>,
+    Extension(auth): Extension<Auth>,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let fields = form_fields(&body)?;
+    let action = get(&fields, "action").unwrap_or("").to_string();
+    if action != "known" && action != "ignore" {
+        return Err(AppError::BadRequest(
+            "Choose what to do with the selected devices.".into(),
+        ));
+    }
+    let ids: Vec<i64> = fields
+        .iter()
+        .filter(|(k, _)| k == "id")
+        .filter_map(|(_, v)| v.parse().ok())
+        .collect();
+    if ids.is_empty() {
+        return Ok(Redirect::to("/devices?filter=unknown").into_response());
+    }
+    let a = action.clone();
+    let list = ids.clone();
+    let changed = state
+        .db_mut(move |s| {
+            let mut n = 0;
+            for id in list {
+                if let Some(mut d) = s.device(id)? {
+                    if a == "known" {
+                        d.user.known = true;
+                    } else {
+                        d.user.ignored = true;
+                    }
+                    s.set_user_fields(id, &d.user)?;
+                    n += 1;
+                }
+            }
+            Ok(n)
+        })
+        .await?;
+    state.changed();
+    session::audit(
+        &state,
+        auth.actor(),
+        &auth.client,
+        if action == "known" {
+            "devices marked known"
+        } else {
+            "devices ignored"
+        },
+        format!("{changed} device(s): {ids:?}"),
+    )
+    .await;
+    Ok(Redirect::to("/devices?filter=unknown").into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_are_trimmed_bounded_and_free_of_control_characters() {
+        assert_eq!(
+            field(Some("  Emma's iPad "), "name", 20)
+                .unwrap()
+                .as_deref(),
+            Some("Emma's iPad")
+        );
+        assert_eq!(field(Some("   "), "name", 20).unwrap(), None);
+        assert!(field(Some(&"x".repeat(21)), "name", 20).is_err());
+        assert!(field(Some("a\u{0}b"), "name", 20).is_err());
+        // Markup is kept as typed: the templates escape it.
+        assert_eq!(
+            field(Some("<img src=x onerror=alert(1)>"), "name", 60)
+                .unwrap()
+                .as_deref(),
+            Some("<img src=x onerror=alert(1)>")
+        );
+    }
+}

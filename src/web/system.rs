@@ -1,0 +1,156 @@
+//! GET /system: the health of the box and of lanmeter — CPU, memory, disk, CPU temperature,
+//! uptime, the capture interface and its statistics, the database size and history rows, and
+//! the version. Reads only.
+
+use super::AppState;
+use super::error::AppError;
+use super::session::{Auth, Layout};
+use super::view::{fmt_bytes, fmt_duration};
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Extension;
+use axum::extract::State;
+
+#[derive(Template, WebTemplate)]
+#[template(path = "pages/system.html")]
+pub struct SystemPage {
+    pub layout: Layout,
+    pub rows: Vec<(&'static str, String)>,
+    pub capture: Vec<(&'static str, String)>,
+    pub storage: Vec<(&'static str, String)>,
+}
+
+fn file_len(p: &std::path::Path) -> u64 {
+    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}
+
+pub async fn page(
+    State(state): State<AppState>,
+    Extension(auth): Extension<Auth>,
+) -> Result<SystemPage, AppError> {
+    let db = state.db_path().to_path_buf();
+    let host_db = db.clone();
+    let host = tokio::task::spawn_blocking(move || crate::system::host::read(&host_db))
+        .await
+        .map_err(|e| AppError::internal(format!("reading the host: {e}")))?;
+    let (levels, schema) = state
+        .db(|s| Ok((s.level_rows()?, s.schema_version()?)))
+        .await?;
+    let pct = |a: u64, b: u64| {
+        if b == 0 {
+            0.0
+        } else {
+            a as f64 * 100.0 / b as f64
+        }
+    };
+    let mut rows = vec![
+        (
+            "Host",
+            host.host_name.clone().unwrap_or_else(|| "unknown".into()),
+        ),
+        (
+            "CPU",
+            match host.cpu_percent {
+                Some(c) => format!(
+                    "{c:.0} % of {} cores{}",
+                    host.cpus,
+                    host.load1
+                        .map(|l| format!(" · load {l:.2}"))
+                        .unwrap_or_default()
+                ),
+                None => "not readable here".into(),
+            },
+        ),
+        (
+            "Memory",
+            format!(
+                "{} of {} used ({:.0} %)",
+                fmt_bytes(host.memory_used),
+                fmt_bytes(host.memory_total),
+                pct(host.memory_used, host.memory_total)
+            ),
+        ),
+        (
+            "Disk (database)",
+            match host.disk {
+                Some((avail, total)) => format!(
+                    "{} free of {} ({:.0} % used)",
+                    fmt_bytes(avail),
+                    fmt_bytes(total),
+                    pct(total - avail.min(total), total)
+                ),
+                None => "not readable here".into(),
+            },
+        ),
+        (
+            "CPU temperature",
+            host.cpu_temp_c
+                .map_or_else(|| "no sensor found".into(), |t| format!("{t:.0} °C")),
+        ),
+        (
+            "System uptime",
+            host.uptime_secs
+                .map_or_else(|| "unknown".into(), fmt_duration),
+        ),
+        ("lanmeter running for", fmt_duration(state.running_secs())),
+        ("Version", format!("lanmeter {}", env!("CARGO_PKG_VERSION"))),
+    ];
+    if let Some(d) = state.demo() {
+        rows.push(("Mode", d.to_string()));
+    }
+    let capture = match state.capture() {
+        Some(c) => {
+            let s = c.stats.snapshot();
+            vec![
+                ("Interface", c.interface.clone()),
+                ("Frames seen", s.frames_seen.to_string()),
+                ("Bytes seen (wire)", fmt_bytes(s.wire_bytes_seen)),
+                (
+                    "Frames without a readable header",
+                    s.frames_undecodable.to_string(),
+                ),
+                ("Kernel: received", s.pcap_received.to_string()),
+                (
+                    "Kernel: dropped (capture buffer full)",
+                    s.pcap_dropped.to_string(),
+                ),
+                ("Interface/driver dropped", s.pcap_if_dropped.to_string()),
+                ("Read errors", s.read_errors.to_string()),
+            ]
+        }
+        None => vec![(
+            "Interface",
+            if state.demo().is_some() {
+                "none: demo household with synthetic traffic".into()
+            } else {
+                "none: this server does not capture".into()
+            },
+        )],
+    };
+    let wal = std::path::PathBuf::from(format!("{}-wal", db.display()));
+    let storage = vec![
+        ("Database", db.display().to_string()),
+        (
+            "Size",
+            format!(
+                "{} (+ {} write-ahead log)",
+                fmt_bytes(file_len(&db)),
+                fmt_bytes(file_len(&wal))
+            ),
+        ),
+        (
+            "History rows",
+            format!(
+                "{} minute, {} hour, {} day, {} month",
+                levels[0], levels[1], levels[2], levels[3]
+            ),
+        ),
+        ("Schema version", schema.to_string()),
+    ];
+    Ok(SystemPage {
+        layout: Layout::new("System", "system", Some(&auth)),
+        rows,
+        capture,
+        storage,
+    })
+}
