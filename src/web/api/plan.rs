@@ -2,7 +2,8 @@
 //! per-day bars and past cycles, from `Store::plan_report` (the numbers the plan pages show).
 //!
 //! The report's types live outside web/ and carry no OpenAPI schema, so this file mirrors them
-//! field for field (same names, so the JSON matches `lanmeter plan --json`); the conversions
+//! field for field (the names of `lanmeter plan --json`; a calibration leaves out the allowance
+//! it was made under, which the status already carries); the conversions
 //! are checked by the compiler, so the document cannot drift from what is served. It reads only.
 
 use super::error::ApiError;
