@@ -3,7 +3,7 @@
 //!
 //! The report's types live outside web/ and carry no OpenAPI schema, so this file mirrors them
 //! field for field (the names of `lanmeter plan --json`; a calibration leaves out the allowance
-//! it was made under, which the status already carries); the conversions
+//! in force when it was made); the conversions
 //! are checked by the compiler, so the document cannot drift from what is served. It reads only.
 
 use super::error::ApiError;
