@@ -3,8 +3,8 @@
 //!
 //! The report's types live outside web/ and carry no OpenAPI schema, so this file mirrors them
 //! field for field (the names of `lanmeter plan --json`; a calibration leaves out the allowance
-//! in force when it was made); the conversions
-//! are checked by the compiler, so the document cannot drift from what is served. It reads only.
+//! in force when it was made); the conversions are checked by the compiler, so the document
+//! cannot drift from what is served. It reads only.
 
 use super::error::ApiError;
 use crate::plan::{self, CycleRule, QuotaSubject};
