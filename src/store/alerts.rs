@@ -531,6 +531,115 @@ impl Store {
     }
 }
 
+/// The API's alert states: disjoint, unlike the lifecycle [`AlertRow::stage`] (notified is an
+/// open alert whose message went out).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AlertFilter {
+    /// Neither acknowledged nor resolved.
+    Open,
+    /// Acknowledged, not yet resolved.
+    Acknowledged,
+    Resolved,
+}
+
+impl AlertFilter {
+    fn sql(self) -> &'static str {
+        match self {
+            AlertFilter::Open => "resolved_at IS NULL AND acked_at IS NULL",
+            AlertFilter::Acknowledged => "resolved_at IS NULL AND acked_at IS NOT NULL",
+            AlertFilter::Resolved => "resolved_at IS NOT NULL",
+        }
+    }
+}
+
+/// Alert and outbox counts for /metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AlertCounts {
+    /// (state, severity, alerts), state as in [`AlertFilter`] ("open", "acknowledged",
+    /// "resolved").
+    pub alerts: Vec<(&'static str, String, u64)>,
+    /// Outbox messages neither delivered nor given up on.
+    pub outbox_pending: u64,
+    /// Outbox messages given up on (expired without a delivery).
+    pub outbox_failed: u64,
+}
+
+impl Store {
+    /// A page of alerts, newest first, with the number matching over all pages.
+    pub fn list_alerts(
+        &self,
+        state: Option<AlertFilter>,
+        severity: Option<&str>,
+        limit: u32,
+        offset: u32,
+    ) -> Result<(Vec<AlertRow>, u64), StoreError> {
+        let filter = format!(
+            "WHERE ({}) AND (?1 IS NULL OR severity = ?1)",
+            state.map_or("1", AlertFilter::sql)
+        );
+        let op = "listing alerts";
+        let total: i64 = self
+            .conn
+            .prepare_cached(&format!("SELECT COUNT(*) FROM alerts {filter}"))
+            .and_then(|mut st| st.query_row(params![severity], |r| r.get(0)))
+            .map_err(sql_err(&self.path, op))?;
+        let rows = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {ALERT_COLS} FROM alerts {filter}
+                 ORDER BY triggered_at DESC, id DESC LIMIT ?2 OFFSET ?3"
+            ))
+            .and_then(|mut st| {
+                st.query_map(params![severity, limit, offset], alert_from_row)?
+                    .collect()
+            })
+            .map_err(sql_err(&self.path, op))?;
+        Ok((rows, u64::try_from(total).unwrap_or(0)))
+    }
+
+    /// Alerts per state and severity, and the outbox's undelivered messages.
+    pub fn alert_counts(&self) -> Result<AlertCounts, StoreError> {
+        let op = "counting alerts";
+        let alerts = self
+            .conn
+            .prepare_cached(
+                "SELECT CASE WHEN resolved_at IS NOT NULL THEN 2
+                             WHEN acked_at IS NOT NULL THEN 1 ELSE 0 END,
+                        severity, COUNT(*)
+                 FROM alerts GROUP BY 1, 2 ORDER BY 1, 2",
+            )
+            .and_then(|mut st| {
+                st.query_map([], |r| {
+                    let state = match r.get::<_, i64>(0)? {
+                        0 => "open",
+                        1 => "acknowledged",
+                        _ => "resolved",
+                    };
+                    Ok((
+                        state,
+                        r.get(1)?,
+                        u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(sql_err(&self.path, op))?;
+        let (pending, failed): (i64, i64) = self
+            .conn
+            .prepare_cached(
+                "SELECT COALESCE(SUM(failed_at IS NULL), 0), COALESCE(SUM(failed_at IS NOT NULL), 0)
+                 FROM outbox WHERE delivered_at IS NULL",
+            )
+            .and_then(|mut st| st.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
+            .map_err(sql_err(&self.path, op))?;
+        Ok(AlertCounts {
+            alerts,
+            outbox_pending: u64::try_from(pending).unwrap_or(0),
+            outbox_failed: u64::try_from(failed).unwrap_or(0),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -611,5 +720,62 @@ mod tests {
         assert_eq!(s.link_secret().unwrap(), a);
         let cursor = s.alert_state("device_events_cursor").unwrap();
         assert_eq!(cursor.as_deref(), Some("0"));
+    }
+
+    #[test]
+    fn list_filters_by_state_and_severity_and_counts_feed_the_metrics() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("a.db")).unwrap();
+        let subjects = ["a", "b", "c"];
+        let ids: Vec<i64> = subjects
+            .iter()
+            .zip(100..)
+            .map(|(subject, now)| {
+                s.insert_alert(&NewAlert {
+                    subject,
+                    ..alert(now, &[])
+                })
+                .unwrap()
+            })
+            .collect();
+        assert!(s.ack_alert(ids[1], 200, "admin").unwrap());
+        s.resolve_alert(ids[2], 210).unwrap();
+        let page = |f, sev, limit, offset| {
+            let (rows, total) = s.list_alerts(f, sev, limit, offset).unwrap();
+            (rows.iter().map(|a| a.id).collect::<Vec<_>>(), total)
+        };
+        assert_eq!(page(None, None, 10, 0), (vec![ids[2], ids[1], ids[0]], 3));
+        assert_eq!(page(None, None, 1, 1), (vec![ids[1]], 3));
+        assert_eq!(
+            page(Some(AlertFilter::Open), None, 10, 0),
+            (vec![ids[0]], 1)
+        );
+        assert_eq!(
+            page(Some(AlertFilter::Acknowledged), Some("warning"), 10, 0),
+            (vec![ids[1]], 1)
+        );
+        assert_eq!(
+            page(Some(AlertFilter::Resolved), None, 10, 0),
+            (vec![ids[2]], 1)
+        );
+        assert_eq!(page(None, Some("critical"), 10, 0), (vec![], 0));
+
+        let m = |expires_at| NewMessage {
+            channel: "email",
+            kind: "alert",
+            alert_ids: vec![ids[0]],
+            expires_at,
+            ..NewMessage::default()
+        };
+        let out = s
+            .queue_messages(&[ids[0]], &[m(1000), m(1000), m(1000)], 100)
+            .unwrap();
+        s.message_delivered(out[0], 110).unwrap();
+        s.message_attempt_failed(out[1], 110, 2000, true, "expired")
+            .unwrap();
+        let c = s.alert_counts().unwrap();
+        let w = |st| (st, "warning".to_string(), 1);
+        assert_eq!(c.alerts, vec![w("open"), w("acknowledged"), w("resolved")]);
+        assert_eq!((c.outbox_pending, c.outbox_failed), (1, 1));
     }
 }

@@ -167,6 +167,42 @@ impl Server {
                 client: "127.0.0.1".into(),
             })
             .unwrap();
+        // Two open alerts and one undelivered message, as the alert engine would store them.
+        let alert = |rule, severity| lanmeter::store::alerts::NewAlert {
+            rule,
+            subject: "plan",
+            severity,
+            title: "Alert from the API test",
+            body: "body",
+            facts: &[],
+            links: &[],
+            auto_resolve: true,
+            now,
+            notify: "pending",
+        };
+        let first = store
+            .insert_alert(&alert("plan.threshold", "warning"))
+            .unwrap();
+        store
+            .insert_alert(&alert("plan.projected_runout", "critical"))
+            .unwrap();
+        let mut store = store;
+        store
+            .queue_messages(
+                &[first],
+                &[lanmeter::store::alerts::NewMessage {
+                    channel: "email",
+                    kind: "alert",
+                    alert_ids: vec![first],
+                    subject: "s".into(),
+                    text_body: "t".into(),
+                    not_before: now + 3600,
+                    expires_at: now + 86_400,
+                    ..Default::default()
+                }],
+                now,
+            )
+            .unwrap();
         drop(store);
 
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -392,6 +428,78 @@ fn every_endpoint_answers_and_exports_sum_to_the_api_totals() {
     ]);
     assert_eq!(String::from_utf8(api_json).unwrap(), cli_json);
 
+    // The plan report (the default plan: unlimited, calendar month, in the server's zone).
+    let plan = s.ok("/api/v1/plan");
+    assert_eq!(plan["zone"], "UTC");
+    assert_eq!(plan["plan"]["cycle"]["kind"], "monthly");
+    assert_eq!(plan["status"]["allowance_bytes"], Value::Null);
+    assert!(plan["status"]["days_left"].as_i64().unwrap() >= 1);
+    assert!(!plan["days"].as_array().unwrap().is_empty());
+
+    // Alerts: list, filter, page, acknowledge (admins only), 404 for a missing one.
+    let alerts = s.ok("/api/v1/alerts");
+    assert_eq!(alerts["total"], 2);
+    let warning = s.ok("/api/v1/alerts?state=open&severity=warning&limit=1");
+    assert_eq!(
+        (warning["total"].as_u64(), warning["limit"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let alert_id = warning["items"][0]["id"].as_i64().unwrap();
+    assert_eq!(warning["items"][0]["state"], "open");
+    assert_eq!(
+        s.ok("/api/v1/alerts?offset=1")["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_error(
+        &s.get("/api/v1/alerts?limit=101", &s.viewer),
+        400,
+        "invalid_query",
+    );
+    assert_error(
+        &s.get("/api/v1/alerts?state=done", &s.viewer),
+        400,
+        "invalid_query",
+    );
+    let ack = format!("/api/v1/alerts/{alert_id}/acknowledge");
+    assert_error(
+        &http(s.port, "POST", &ack, &[("Authorization", &vauth)], ""),
+        403,
+        "forbidden",
+    );
+    assert_error(
+        &http(
+            s.port,
+            "POST",
+            "/api/v1/alerts/999999/acknowledge",
+            &[("Authorization", &auth)],
+            "",
+        ),
+        404,
+        "not_found",
+    );
+    let r = http(s.port, "POST", &ack, &[("Authorization", &auth)], "");
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let acked = r.json();
+    assert_eq!(acked["state"], "acknowledged");
+    assert_eq!(acked["acknowledged_by"], "token fuzz admin");
+    let by_state = s.ok("/api/v1/alerts?state=acknowledged");
+    assert_eq!(by_state["total"], 1);
+    assert_eq!(by_state["items"][0]["id"], alert_id);
+    assert_eq!(s.ok("/api/v1/alerts?state=open")["total"], 1);
+    let audit = lanmeter::store::Store::open(&s.db)
+        .unwrap()
+        .audit_recent(20)
+        .unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.action == "alert acknowledged" && e.detail == format!("alert {alert_id}")),
+        "{audit:?}"
+    );
+
     // Revoked from the shell, refused by the server.
     let list = lanmeter(&["token", "list", "--db", s.db.to_str().unwrap()]);
     let prom_id = list
@@ -501,11 +609,24 @@ fn metrics_pass_promtool_and_a_prometheus_server_scrapes_a_device_counter() {
         "lanmeter_capture_dropped_packets_total",
         "lanmeter_flush_duration_seconds_bucket",
         "lanmeter_database_size_bytes",
+        "lanmeter_outbox_messages",
+        "lanmeter_alerts",
     ] {
         assert!(
             text.lines().any(|l| l.starts_with(name)),
             "{name} in /metrics"
         );
+    }
+
+    // The outbox depth and alert counts of the two alerts Server::start stored.
+    for line in [
+        "lanmeter_outbox_messages{state=\"pending\"} 1",
+        "lanmeter_outbox_messages{state=\"failed\"} 0",
+        "lanmeter_alerts{state=\"open\",severity=\"warning\"} 1",
+        "lanmeter_alerts{state=\"open\",severity=\"critical\"} 1",
+        "lanmeter_alerts{state=\"resolved\",severity=\"info\"} 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
     }
 
     // A real Prometheus scrapes with the viewer token and answers a query for that counter.

@@ -76,6 +76,7 @@ struct Stored {
     household: Counts,
     device_count: usize,
     online: usize,
+    alerts: crate::store::alerts::AlertCounts,
 }
 
 fn read_stored(
@@ -86,6 +87,7 @@ fn read_stored(
     window_ns: i64,
 ) -> Result<Stored, crate::store::StoreError> {
     let schema_version = s.schema_version()?;
+    let alerts = s.alert_counts()?;
     let records = s.list_devices()?;
     let names: HashMap<_, _> = records
         .iter()
@@ -131,6 +133,7 @@ fn read_stored(
             .collect(),
         omitted,
         household,
+        alerts,
         device_count: records.len(),
         online: records
             .iter()
@@ -381,9 +384,47 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
         &[],
         super::system::database_bytes(&state),
     );
-    // Hook for the alerts module (issue 7): read the outbox and alert counts in the `read_stored`
-    // call above and write `lanmeter_outbox_messages{state="pending|failed"}` (gauge) and
-    // `lanmeter_alerts{state="open|acknowledged"}` (gauge) here.
+    let a = &stored.alerts;
+    o.family(
+        "lanmeter_outbox_messages",
+        "gauge",
+        "Alert messages in the outbox not delivered: state=pending (waiting or retrying), state=failed (expired undelivered).",
+    );
+    o.sample(
+        "lanmeter_outbox_messages",
+        &[("state", "pending")],
+        a.outbox_pending,
+    );
+    o.sample(
+        "lanmeter_outbox_messages",
+        &[("state", "failed")],
+        a.outbox_failed,
+    );
+    o.family(
+        "lanmeter_alerts",
+        "gauge",
+        "Alerts in the database by state (open, acknowledged, resolved) and severity.",
+    );
+    // Every state and known severity, zeros included, so a series does not vanish when its
+    // last alert changes state; severities the store holds beyond these are added.
+    let mut series: Vec<(&str, &str, u64)> = Vec::new();
+    for st in ["open", "acknowledged", "resolved"] {
+        for sev in ["info", "warning", "critical"] {
+            series.push((st, sev, 0));
+        }
+    }
+    for (st, sev, n) in &a.alerts {
+        match series
+            .iter_mut()
+            .find(|(s2, v2, _)| *s2 == *st && *v2 == sev.as_str())
+        {
+            Some(slot) => slot.2 = *n,
+            None => series.push((st, sev.as_str(), *n)),
+        }
+    }
+    for (st, sev, n) in series {
+        o.sample("lanmeter_alerts", &[("state", st), ("severity", sev)], n);
+    }
 
     let mut r = o.0.into_response();
     r.headers_mut()

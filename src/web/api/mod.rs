@@ -3,26 +3,26 @@
 //!
 //! Map: [`error`] the one error shape (and the layer that enforces it); [`extract`] query, path
 //! and body extractors that reject unknown fields; [`tokens`] API tokens (bearer auth, and
-//! their management); one file per resource ([`devices`], [`usage`], [`presence`], [`system`]);
+//! their management); one file per resource ([`devices`], [`usage`], [`presence`], [`system`],
+//! [`plan`], [`alerts`]);
 //! [`metrics`] the Prometheus exposition.
 //!
 //! Auth is the guard's (see `web::guard`): a session cookie (with the CSRF header for changes)
 //! or `Authorization: Bearer <token>`. Every route is in [`table`] with its method and access
 //! rule; a test checks that the table and the OpenAPI document list the same operations.
 //!
-//! Still to come, when their modules land (designed, not stubbed; one table row and one
-//! `paths(...)` entry each):
-//! - `GET /api/v1/plan` (Viewer): the billing cycle, usage so far, budget, projection (plan.rs).
-//! - `GET /api/v1/alerts?state=open|acknowledged|all&limit&offset` (Viewer): the alert list.
-//! - `POST /api/v1/alerts/{id}/acknowledge` (Viewer path, so admin-only as a change).
+//! Plan and alerts: [`plan`] (`GET /api/v1/plan`, the plan report) and [`alerts`] (the list,
+//! and `POST /api/v1/alerts/{id}/acknowledge` for admins).
 //!
 //! This module reads the store and the telemetry; the only things it writes are device user
-//! fields, tokens and audit entries.
+//! fields, tokens, alert acknowledgements and audit entries.
 
+pub mod alerts;
 pub mod devices;
 pub mod error;
 pub mod extract;
 pub mod metrics;
+pub mod plan;
 pub mod presence;
 pub mod system;
 pub mod tokens;
@@ -92,6 +92,14 @@ pub fn table() -> Vec<Operation> {
         op("/api/v1/presence", Method::GET, Viewer, get(presence::list)),
         op("/api/v1/system", Method::GET, Viewer, get(system::health)),
         op("/api/v1/capture", Method::GET, Viewer, get(system::capture)),
+        op("/api/v1/plan", Method::GET, Viewer, get(plan::report)),
+        op("/api/v1/alerts", Method::GET, Viewer, get(alerts::list)),
+        op(
+            "/api/v1/alerts/{id}/acknowledge",
+            Method::POST,
+            Admin,
+            post(alerts::acknowledge),
+        ),
         op("/api/v1/tokens", Method::GET, Admin, get(tokens::list)),
         op("/api/v1/tokens", Method::POST, Admin, post(tokens::create)),
         op(
@@ -149,7 +157,8 @@ impl utoipa::Modify for Security {
 #[openapi(
     info(
         title = "lanmeter API",
-        description = "Household network usage: devices, usage history, presence, system health. \
+        description = "Household network usage: devices, usage history, presence, the data plan, \
+            alerts, system health. \
             Every failure answers with the ErrorBody shape. Times are RFC 3339; a query's `from`/`to` \
             may also be a local date (2024-03-31) or date-time (2024-03-31T10:00) in the household time zone.",
         license(name = "MIT OR Apache-2.0")
@@ -165,6 +174,9 @@ impl utoipa::Modify for Security {
         presence::list,
         system::health,
         system::capture,
+        plan::report,
+        alerts::list,
+        alerts::acknowledge,
         tokens::list,
         tokens::create,
         tokens::revoke,
@@ -176,12 +188,15 @@ impl utoipa::Modify for Security {
         devices::Order,
         usage::Bucket,
         usage::ExportPeriod,
-        usage::ExportFormat
+        usage::ExportFormat,
+        alerts::AlertState,
+        alerts::AlertSeverity
     )),
     modifiers(&Security),
     security(("token" = []), ("session" = [])),
     tags(
-        (name = "devices"), (name = "usage"), (name = "system"), (name = "tokens"), (name = "meta")
+        (name = "devices"), (name = "usage"), (name = "system"), (name = "plan"),
+        (name = "alerts"), (name = "tokens"), (name = "meta")
     )
 )]
 pub struct ApiDoc;
