@@ -110,7 +110,8 @@ pub async fn page(
 
 async fn load(state: &AppState, id: i64) -> Result<DeviceView, AppError> {
     let tz = state.config().time_zone();
-    let p = view::Periods::at(state.now(), &tz)?;
+    let plan = state.db(|s| s.plan()).await?;
+    let p = view::Periods::at(state.now(), &tz, &plan)?;
     let now = p.now;
     let day_from = (now - 86_400).div_euclid(FIVE) * FIVE + FIVE;
     let month_from = {

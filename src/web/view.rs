@@ -87,7 +87,7 @@ pub struct Periods {
 }
 
 impl Periods {
-    pub fn at(now: i64, tz: &TimeZone) -> Result<Periods, AppError> {
+    pub fn at(now: i64, tz: &TimeZone, plan: &crate::plan::Plan) -> Result<Periods, AppError> {
         let z = ts(now)?.to_zoned(tz.clone());
         let err = |e: jiff::Error| AppError::internal(format!("local calendar: {e}"));
         let today = z.start_of_day().map_err(err)?;
@@ -99,7 +99,7 @@ impl Periods {
             now,
             today: today.timestamp().as_second(),
             week: week.timestamp().as_second(),
-            cycle: billing_cycle(now, tz)?,
+            cycle: billing_cycle(now, tz, plan)?,
         })
     }
 
@@ -109,23 +109,15 @@ impl Periods {
     }
 }
 
-/// The billing cycle containing `now`: `[start, end)` in Unix seconds.
-///
-/// Until the data plan module (issue 8) lands, the cycle is the calendar month starting on the
-/// 1st at local midnight. This is the one place the pages ask, so the plan's own cycle (any
-/// start day, from the plan settings) replaces only this function.
-pub fn billing_cycle(now: i64, tz: &TimeZone) -> Result<(i64, i64), AppError> {
-    let err = |e: jiff::Error| AppError::internal(format!("billing cycle: {e}"));
-    let z = ts(now)?.to_zoned(tz.clone());
-    let first = z
-        .first_of_month()
-        .map_err(err)?
-        .start_of_day()
-        .map_err(err)?;
-    let next = first
-        .checked_add(jiff::Span::new().months(1))
-        .map_err(err)?;
-    Ok((first.timestamp().as_second(), next.timestamp().as_second()))
+/// The billing cycle containing `now`: `[start, end)` in Unix seconds, from the household's
+/// data plan (`/plan/settings`; the default plan's cycle is the calendar month from the 1st).
+pub fn billing_cycle(
+    now: i64,
+    tz: &TimeZone,
+    plan: &crate::plan::Plan,
+) -> Result<(i64, i64), AppError> {
+    let c = crate::plan::current_cycle(plan, ts(now)?, tz);
+    Ok((c.start.as_second(), c.end.as_second()))
 }
 
 /// Internet bytes (download + upload) in a usage figure: what the ISP counts.
@@ -353,7 +345,8 @@ async fn stored_household(state: &AppState, periods: Periods) -> Result<Arc<Stor
 
 pub async fn household(state: &AppState) -> Result<Household, AppError> {
     let tz = state.config().time_zone();
-    let periods = Periods::at(state.now(), &tz)?;
+    let plan = state.db(|s| s.plan()).await?;
+    let periods = Periods::at(state.now(), &tz, &plan)?;
     let window_ns = i64::try_from(state.config().presence_window_secs)
         .unwrap_or(300)
         .saturating_mul(1_000_000_000);
@@ -463,10 +456,19 @@ mod tests {
     fn cycle_is_the_calendar_month_in_the_household_zone() {
         let tz = TimeZone::get("Europe/Berlin").unwrap();
         // 2026-03-15T12:00:00Z
-        let (s, e) = billing_cycle(1_773_576_000, &tz).unwrap();
+        let plan = crate::plan::Plan::default();
+        let (s, e) = billing_cycle(1_773_576_000, &tz, &plan).unwrap();
         assert_eq!(s, 1_772_319_600); // 2026-03-01T00:00+01:00
         assert_eq!(e, 1_774_994_400); // 2026-04-01T00:00+02:00 (after the DST change)
-        let p = Periods::at(1_773_576_000, &tz).unwrap();
+        let p = Periods::at(1_773_576_000, &tz, &plan).unwrap();
+        // A plan whose cycle starts on the 20th: 15 March lies in 20 February – 20 March.
+        let from_20th = crate::plan::Plan {
+            cycle: crate::plan::CycleRule::Monthly { start_day: 20 },
+            ..crate::plan::Plan::default()
+        };
+        let (s20, e20) = billing_cycle(1_773_576_000, &tz, &from_20th).unwrap();
+        assert_eq!(s20, 1_771_542_000); // 2026-02-20T00:00+01:00
+        assert_eq!(e20, 1_773_961_200); // 2026-03-20T00:00+01:00
         // Sunday 15 March: the week began on Monday 9 March.
         assert_eq!(p.week, 1_773_010_800);
     }
