@@ -4,7 +4,7 @@
 //! Map: [`state`] the shared handle; [`error`] the one error type; [`assets`] embedded static
 //! files; [`guard`] the gate every request passes (login, roles, CSRF, Origin, security
 //! headers); [`session`] cookies and sessions; one file per page ([`setup`], [`login`],
-//! [`audit`], [`overview`], [`alerts`], [`plan`]); [`api`] the JSON API, `/metrics` and the OpenAPI document.
+//! [`audit`], [`overview`], [`alerts`], [`plan`], [`wifi`]); [`api`] the JSON API, `/metrics` and the OpenAPI document.
 //!
 //! Every route is registered in [`routes`] with its [`Access`]; the guard looks the matched route
 //! up there and treats anything it cannot find (a route added some other way, the 404 fallback)
@@ -32,6 +32,7 @@ pub mod state;
 pub mod system;
 pub mod tls;
 pub mod view;
+pub mod wifi;
 
 #[cfg(test)]
 mod tests;
@@ -145,6 +146,7 @@ fn routes() -> Vec<(&'static str, Access, MethodRouter<AppState>)> {
         ("/people", Access::Viewer, get(people::page)),
         ("/settings", Access::Viewer, get(settings::page)),
         ("/system", Access::Viewer, get(system::page)),
+        ("/wifi", Access::Viewer, get(wifi::page)),
         ("/static/{file}", Access::Public, get(assets::serve)),
     ]
     .into_iter()
