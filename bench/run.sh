@@ -102,3 +102,10 @@ cat "$OUT/store.md"
 printf '\n' >>"$OUT/results.md"
 cat "$OUT/web.md" >>"$OUT/results.md"
 cat "$OUT/web.md"
+
+# Live capture on a veth pair fed by tcpreplay, for lanmeter and darkstat, and start-up time
+# (bench/live.sh writes the section).
+LM="$LM" OUT="$OUT" ./bench/live.sh >/dev/null
+printf '\n' >>"$OUT/results.md"
+cat "$OUT/live.md" >>"$OUT/results.md"
+cat "$OUT/live.md"

@@ -426,6 +426,7 @@ fn run_generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
         frames: args.frames,
         duration_secs: args.duration_secs,
         devices: args.devices,
+        snaplen: args.snaplen,
         ..Default::default()
     };
     let expected = demo::write_household_pcap(&args.file, &opts)?;

@@ -269,4 +269,8 @@ pub struct GenerateArgs {
     /// Instead of a household, write a flood from this many random source MACs (memory tests).
     #[arg(long, value_name = "N")]
     pub flood_macs: Option<u64>,
+    /// Bytes stored per frame at most (128 = headers only; 65535 = whole frames, for replaying
+    /// onto a link with tcpreplay, which sends the stored bytes).
+    #[arg(long, default_value_t = crate::demo::MIN_SNAPLEN)]
+    pub snaplen: u32,
 }

@@ -162,3 +162,47 @@ fn replay_into_a_database_keeps_every_byte_in_every_bucket_size() {
         .sum();
     assert_eq!(total, 2 * want_total);
 }
+
+/// `generate --snaplen` stores whole frames (up to the snaplen) for tcpreplay, which sends the
+/// stored bytes; the counted totals, taken from the original lengths, do not change.
+#[test]
+fn generate_snaplen_stores_longer_frames_with_the_same_totals() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("full.pcap");
+    let path = pcap.to_str().unwrap();
+    let args = ["generate", path, "--frames", "20000", "--seed", "3"];
+    lanmeter(
+        &[
+            &args[..],
+            &["--snaplen", "1514", "--expected", "expected.json"],
+        ]
+        .concat(),
+        dir.path(),
+    );
+    let b = std::fs::read(&pcap).unwrap();
+    let le32 = |at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+    assert_eq!(le32(16), 1514, "the file header's snaplen");
+    let (mut at, mut longest) = (24, 0);
+    while at < b.len() {
+        let (caplen, len) = (le32(at + 8), le32(at + 12));
+        assert!(caplen <= 1514 && caplen == len.min(1514), "record at {at}");
+        longest = longest.max(caplen);
+        at += 16 + caplen as usize;
+    }
+    assert_eq!(longest, 1514, "full-size frames are stored whole");
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("expected.json")).unwrap())
+            .unwrap();
+    let got: Value =
+        serde_json::from_str(&lanmeter(&["replay", "--json", path], dir.path())).unwrap();
+    let (want, got) = (by_mac(&expected), by_mac(&got));
+    assert_eq!(
+        want.keys().collect::<Vec<_>>(),
+        got.keys().collect::<Vec<_>>()
+    );
+    for (mac, w) in &want {
+        for (k, v) in w.as_object().unwrap() {
+            assert_eq!(&got[mac][k], v, "{mac} {k}");
+        }
+    }
+}
