@@ -15,6 +15,7 @@ RUN_DEBS := libpcap-dev pkg-config ieee-data
 DEMO_PCAP := data/demo-household.pcap
 
 .PHONY: all build run run-capture demo test lint fmt bench deps-test deps-run deps-bench clean check-cargo
+.PHONY: fuzz fuzz-smoke
 .PHONY: deb deb-arm64 deb-test package-test package-arm64-test deps-deb deps-deb-test deps-arm64 check-cargo-deb
 
 all: build
@@ -84,6 +85,15 @@ bench: check-cargo deps-bench
 clean:
 	$(CARGO) clean
 	rm -rf data bench-out
+
+# ---- Fuzzing (cargo fuzz, libFuzzer; fuzz/run.sh says how) -------------------------------------
+# Every parser of untrusted bytes for a fixed number of executions; the last line is the total.
+# cargo-fuzz is installed from crates.io when missing; stable Rust suffices (no sanitizer).
+fuzz-smoke: check-cargo deps-run
+	CARGO_TARGET_DIR=$(TARGET_DIR) ./fuzz/run.sh smoke
+
+fuzz: check-cargo deps-run
+	CARGO_TARGET_DIR=$(TARGET_DIR) ./fuzz/run.sh long
 
 # ---- Debian packages (docs/INSTALL.md) -------------------------------------------------------
 # cargo-deb rewrites target/release/ in Cargo.toml's assets to the real target directory, so the

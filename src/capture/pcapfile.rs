@@ -38,7 +38,8 @@ pub enum Stop {
 }
 
 pub struct ClassicReader {
-    file: File,
+    /// A file in production; a byte slice under the fuzzer, which must not touch the disk.
+    file: Box<dyn Read + Send>,
     swapped: bool,
     nanos: bool,
     snaplen: u32,
@@ -56,7 +57,13 @@ impl ClassicReader {
     /// Opens `path` if it is a classic pcap file; `Ok(None)` for anything else (pcapng, modified
     /// pcap, not a capture), which the caller hands to libpcap.
     pub fn open(path: &Path) -> std::io::Result<Option<ClassicReader>> {
-        let mut file = File::open(path)?;
+        ClassicReader::from_reader(File::open(path)?)
+    }
+
+    /// [`ClassicReader::open`] on any byte source, positioned at the file header.
+    pub fn from_reader(
+        mut file: impl Read + Send + 'static,
+    ) -> std::io::Result<Option<ClassicReader>> {
         let mut hdr = [0u8; 24];
         let mut got = 0;
         while got < hdr.len() {
@@ -92,7 +99,7 @@ impl ClassicReader {
             s => s,
         };
         Ok(Some(ClassicReader {
-            file,
+            file: Box::new(file),
             swapped,
             nanos,
             snaplen,
@@ -259,6 +266,20 @@ mod tests {
             assert_eq!(rec.ts_ns, 10_000_000_000 + if nanos { 7 } else { 7000 });
             assert!(r.next_record().unwrap().is_none());
         }
+    }
+
+    #[test]
+    fn reads_from_memory_like_from_a_file() {
+        let mut b = header(0xa1b2_c3d4, false, 1);
+        b.extend(record(false, 3, 4, &[9; 60], 60));
+        b.extend(record(false, 5, 6, &[8; 20], 1514));
+        let mut r = ClassicReader::from_reader(std::io::Cursor::new(b))
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.next_record().unwrap().unwrap().data, &[9; 60]);
+        assert_eq!(r.next_record().unwrap().unwrap().wire_len, 1514);
+        assert!(r.next_record().unwrap().is_none());
+        assert!(ClassicReader::from_reader(&b"short"[..]).unwrap().is_none());
     }
 
     #[test]
