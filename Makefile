@@ -8,8 +8,8 @@ CARGO ?= cargo
 # ieee-data for device vendors (the OUI registry lanmeter reads at run time), chromium +
 # chromium-driver for browser tests, python3-aiosmtpd as the real SMTP server of the alert tests,
 # curl and openssl for the HTTPS test, prometheus (promtool and a scraping server) and
-# python3-venv (schemathesis) for the API tests.
-TEST_DEBS := libpcap-dev pkg-config tshark tcpdump iproute2 iputils-ping iperf3 util-linux ieee-data udhcpc chromium chromium-driver python3-aiosmtpd curl openssl prometheus python3-venv
+# python3-venv (schemathesis) for the API tests, mosquitto (+ clients) as the real MQTT broker.
+TEST_DEBS := libpcap-dev pkg-config tshark tcpdump iproute2 iputils-ping iperf3 util-linux ieee-data udhcpc chromium chromium-driver python3-aiosmtpd curl openssl prometheus python3-venv mosquitto mosquitto-clients
 BENCH_DEBS := $(TEST_DEBS) darkstat tcpreplay time python3 wrk
 RUN_DEBS := libpcap-dev pkg-config ieee-data
 DEMO_PCAP := data/demo-household.pcap

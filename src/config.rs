@@ -57,6 +57,7 @@ const HOUR_OF_DAY: RangeInclusive<u8> = 0..=23;
 const ACK_LINK_DAYS: RangeInclusive<u32> = 1..=90;
 const OUTBOX_RETRY_SECS: RangeInclusive<u64> = 1..=3_600;
 const OUTBOX_EXPIRE_HOURS: RangeInclusive<u64> = 1..=720;
+const MQTT_INTERVAL_SECS: RangeInclusive<u64> = 5..=3_600;
 const WEEKDAY: RangeInclusive<u8> = 1..=7;
 
 /// Linux interface names are at most IFNAMSIZ - 1 bytes.
@@ -136,6 +137,12 @@ pub const KEYS: &[&str] = &[
     "weekly_summary",
     "weekly_summary_weekday",
     "weekly_summary_hour",
+    "mqtt_host",
+    "mqtt_port",
+    "mqtt_username",
+    "mqtt_password",
+    "mqtt_prefix",
+    "mqtt_interval_secs",
 ];
 
 /// Keys whose environment variable is a comma-separated list rather than one value.
@@ -292,6 +299,17 @@ pub struct Config {
     pub weekly_summary_weekday: u8,
     /// Local hour of the summary.
     pub weekly_summary_hour: u8,
+    /// MQTT broker for Home Assistant discovery; `None` turns MQTT off.
+    pub mqtt_host: Option<String>,
+    pub mqtt_port: u16,
+    /// MQTT login; `None` connects anonymously.
+    pub mqtt_username: Option<String>,
+    /// MQTT password (redacted when printed).
+    pub mqtt_password: Option<Secret>,
+    /// Home Assistant's discovery prefix.
+    pub mqtt_prefix: String,
+    /// Seconds between state messages.
+    pub mqtt_interval_secs: u64,
 }
 
 impl Default for Config {
@@ -370,6 +388,12 @@ impl Default for Config {
             weekly_summary: true,
             weekly_summary_weekday: 1,
             weekly_summary_hour: 8,
+            mqtt_host: None,
+            mqtt_port: 1883,
+            mqtt_username: None,
+            mqtt_password: None,
+            mqtt_prefix: "homeassistant".into(),
+            mqtt_interval_secs: 30,
         }
     }
 }
@@ -581,6 +605,11 @@ fn hint(key: &str) -> String {
         "outbox_expire_hours" => range(&OUTBOX_EXPIRE_HOURS, "hours"),
         "weekly_summary_weekday" => range(&WEEKDAY, "(1 = Monday, 7 = Sunday)"),
         "alert_new_device" | "alert_unusual_usage" | "alert_health" | "alert_digest" | "weekly_summary" => "use true or false".into(),
+        "mqtt_host" => "use the MQTT broker's host name or address, such as \"homeassistant.local\", or remove the key to turn MQTT off".into(),
+        "mqtt_port" => "use the broker's port, 1..=65535 (1883 is MQTT's usual port)".into(),
+        "mqtt_username" | "mqtt_password" => "use a string in double quotes".into(),
+        "mqtt_prefix" => "use Home Assistant's discovery prefix (\"homeassistant\" unless you changed it): letters, digits, '_', '-' or '/', no '+' or '#'".into(),
+        "mqtt_interval_secs" => range(&MQTT_INTERVAL_SECS, "seconds"),
         _ => format!("valid keys are {}", KEYS.join(", ")),
     }
 }
@@ -880,6 +909,32 @@ impl Config {
     }
 
     /// The alert and delivery keys (issue 7).
+    fn validate_mqtt(&self) -> Result<(), ConfigError> {
+        if let Some(h) = &self.mqtt_host
+            && (h.is_empty() || h.contains(char::is_whitespace) || h.contains('/'))
+        {
+            return Err(invalid("mqtt_host", h, "not a host name"));
+        }
+        if self.mqtt_port == 0 {
+            return Err(invalid("mqtt_port", &0, "port 0 is not a port"));
+        }
+        let p = &self.mqtt_prefix;
+        if p.is_empty()
+            || p.starts_with('/')
+            || p.ends_with('/')
+            || !p
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '/'))
+        {
+            return Err(invalid("mqtt_prefix", p, "not a usable MQTT topic prefix"));
+        }
+        check_range(
+            "mqtt_interval_secs",
+            self.mqtt_interval_secs,
+            &MQTT_INTERVAL_SECS,
+        )
+    }
+
     fn validate_alerts(&self) -> Result<(), ConfigError> {
         check_range(
             "alert_interval_secs",
@@ -960,6 +1015,7 @@ impl Config {
         if self.smtp_port == Some(0) {
             return Err(invalid("smtp_port", &0, "port 0 is not a port"));
         }
+        self.validate_mqtt()?;
         for a in self.mail_to.iter().chain(&self.mail_from) {
             let ok = a.rsplit_once('@').is_some_and(|(l, d)| {
                 !l.is_empty() && !d.is_empty() && !a.contains(char::is_whitespace)
@@ -1511,6 +1567,9 @@ timezone = "Europe/Berlin"
             mail_from: Some("a@example.org".into()),
             webhook_url: Some("http://x/".into()),
             webhook_token: Some(Secret::new("t")),
+            mqtt_host: Some("broker".into()),
+            mqtt_username: Some("u".into()),
+            mqtt_password: Some(Secret::new("m")),
             ..Config::default()
         };
         let table = toml::Table::try_from(&full).unwrap();

@@ -3,8 +3,8 @@
 //! It owns the lifecycle of one run: open the capture first (it needs privileges and fails most
 //! often), then the database and the web listener, start the web thread (its own tokio runtime;
 //! it reads the meter only through snapshots), the alert thread (rules and the outbox, on its
-//! own connection) and the capture thread, flush every interval on
-//! this thread, and on SIGTERM/SIGINT stop capture and the web server and flush what is left
+//! own connection), the MQTT threads (Home Assistant, when configured; their own connection)
+//! and the capture thread, flush every interval on this thread, and on SIGTERM/SIGINT stop capture and the web server and flush what is left
 //! before returning. It never counts anything itself and never lets a database problem reach
 //! the capture thread.
 
@@ -155,6 +155,7 @@ pub fn run_with_health(
         .discovery
         .then(|| crate::discovery_run::DiscoveryRun::start(&cfg, &iface, db.clone(), stop.clone()));
     let mut wifi = crate::survey::live::start(&cfg, &db, stop.clone());
+    let mqtt = crate::mqtt::MqttRun::start(&cfg, db.clone(), stop.clone());
     tracing::info!(
         interface = %iface,
         gateway = %gateway.map(|g| g.to_string()).unwrap_or_else(|| "not yet known".into()),
@@ -267,6 +268,9 @@ pub fn run_with_health(
     }
     if alerts_thread.join().is_err() {
         tracing::error!("the alert thread panicked");
+    }
+    if let Some(m) = mqtt {
+        m.join();
     }
     // The flusher keeps whatever it failed to write, so retries pass an empty delta: handing the
     // same delta again would count it twice.

@@ -39,6 +39,7 @@ pub mod discovery_run;
 pub mod flush;
 pub mod meter;
 pub mod model;
+pub mod mqtt;
 pub mod plan;
 pub mod replay;
 pub mod store;

@@ -16,6 +16,7 @@ mod doctor;
 mod history;
 mod household;
 mod live;
+mod mqtt;
 mod netns;
 mod plan;
 mod survey;
