@@ -225,6 +225,34 @@ fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf
     (cert, key)
 }
 
+/// `lanmeter run` on `lo` serving HTTPS on `listen` with `cert`/`key`, a database in `dir`; the
+/// caller adds its output handling and spawns or runs it.
+fn https_run(
+    dir: &std::path::Path,
+    listen: &str,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Command {
+    let config = dir.join("lanmeter.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"{listen}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(LANMETER);
+    hermetic(&mut cmd)
+        .arg("--config")
+        .arg(&config)
+        .args(["run", "--interface", "lo", "--db"])
+        .arg(dir.join("l.db"))
+        .stdin(Stdio::null());
+    cmd
+}
+
 #[test]
 fn run_serves_https_with_the_households_certificate() {
     use std::time::{Duration, Instant};
@@ -235,28 +263,7 @@ fn run_serves_https_with_the_households_certificate() {
         .local_addr()
         .unwrap()
         .port();
-    let config = dir.path().join("lanmeter.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:{port}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
-            cert.display(),
-            key.display()
-        ),
-    )
-    .unwrap();
-    let db = dir.path().join("l.db");
-    let child = hermetic(&mut Command::new(LANMETER))
-        .args([
-            "--config",
-            config.to_str().unwrap(),
-            "run",
-            "--interface",
-            "lo",
-            "--db",
-        ])
-        .arg(&db)
-        .stdin(Stdio::null())
+    let child = https_run(dir.path(), &format!("127.0.0.1:{port}"), &cert, &key)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -307,29 +314,8 @@ fn run_refuses_a_key_that_does_not_belong_to_the_certificate() {
     let (cert, _) = self_signed(dir.path());
     let other = tempfile::tempdir().unwrap();
     let (_, key) = self_signed(other.path());
-    let config = dir.path().join("lanmeter.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:0\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
-            cert.display(),
-            key.display()
-        ),
-    )
-    .unwrap();
-    let db = dir.path().join("l.db");
-    let out = hermetic(&mut Command::new(LANMETER))
-        .args([
-            "--config",
-            config.to_str().unwrap(),
-            "run",
-            "--interface",
-            "lo",
-            "--db",
-        ])
-        .arg(&db)
+    let out = https_run(dir.path(), "127.0.0.1:0", &cert, &key)
         .env("RUST_LOG", "off")
-        .stdin(Stdio::null())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
