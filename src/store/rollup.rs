@@ -359,41 +359,28 @@ impl Store {
         let ztz = zone_of(path, &state.zone)?;
         let z = state.zone.clone();
         let mut rolled = [0; 3];
-        let hour_to = floor(Period::Hour, now, &ztz, path, &z)?;
-        if hour_to > state.hour_rolled {
-            rolled[0] = roll_level(
-                &tx,
-                path,
-                &z,
-                &ztz,
-                (Period::Minute, Period::Hour),
-                (state.hour_rolled, hour_to),
-            )?;
-            state.hour_rolled = hour_to;
-        }
-        let day_to = floor(Period::Day, state.hour_rolled, &ztz, path, &z)?;
-        if day_to > state.day_rolled {
-            rolled[1] = roll_level(
-                &tx,
-                path,
-                &z,
-                &ztz,
-                (Period::Hour, Period::Day),
-                (state.day_rolled, day_to),
-            )?;
-            state.day_rolled = day_to;
-        }
-        let month_to = floor(Period::Month, state.day_rolled, &ztz, path, &z)?;
-        if month_to > state.month_rolled {
-            rolled[2] = roll_level(
-                &tx,
-                path,
-                &z,
-                &ztz,
-                (Period::Day, Period::Month),
-                (state.month_rolled, month_to),
-            )?;
-            state.month_rolled = month_to;
+        // Each level rolls up to where the finer level is complete: hours to `now`, days to the
+        // last rolled hour, months to the last rolled day.
+        let mut upto = now;
+        for (i, (fine, coarse)) in [
+            (Period::Minute, Period::Hour),
+            (Period::Hour, Period::Day),
+            (Period::Day, Period::Month),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let done = match coarse {
+                Period::Hour => &mut state.hour_rolled,
+                Period::Day => &mut state.day_rolled,
+                _ => &mut state.month_rolled,
+            };
+            let to = floor(coarse, upto, &ztz, path, &z)?;
+            if to > *done {
+                rolled[i] = roll_level(&tx, path, &z, &ztz, (fine, coarse), (*done, to))?;
+                *done = to;
+            }
+            upto = *done;
         }
         write_state(&tx, &state).map_err(sql_err(path, op))?;
         tx.commit().map_err(sql_err(path, op))?;
