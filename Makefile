@@ -15,7 +15,7 @@ RUN_DEBS := libpcap-dev pkg-config ieee-data
 DEMO_PCAP := data/demo-household.pcap
 
 .PHONY: all build run run-capture demo test lint fmt bench deps-test deps-run deps-bench clean check-cargo
-.PHONY: fuzz fuzz-smoke
+.PHONY: fuzz fuzz-smoke reliability deps-reliability
 .PHONY: deb deb-arm64 deb-test package-test package-arm64-test deps-deb deps-deb-test deps-arm64 check-cargo-deb
 
 all: build
@@ -94,6 +94,15 @@ fuzz-smoke: check-cargo deps-run
 
 fuzz: check-cargo deps-run
 	CARGO_TARGET_DIR=$(TARGET_DIR) ./fuzz/run.sh long
+
+# ---- Reliability campaigns (reliability/run.sh): fuzz, soak, fault injection -> RELIABILITY.md ----
+RELIABILITY_DEBS := $(TEST_DEBS) tcpreplay faketime sqlite3
+
+deps-reliability:
+	$(call apt_install,$(RELIABILITY_DEBS))
+
+reliability: check-cargo deps-reliability
+	CARGO_TARGET_DIR=$(TARGET_DIR) ./reliability/run.sh
 
 # ---- Debian packages (docs/INSTALL.md) -------------------------------------------------------
 # cargo-deb rewrites target/release/ in Cargo.toml's assets to the real target directory, so the
