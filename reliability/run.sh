@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 export OUT=${OUT:-$TARGET_DIR/reliability}
-CAMPAIGNS=${CAMPAIGNS:-fuzz soak faults}
+CAMPAIGNS=${CAMPAIGNS:-fuzz soak faults delivery}
 mkdir -p "$OUT"
 
 cargo build --release --quiet --bin lanmeter
