@@ -152,7 +152,12 @@ fuzz_target!(|input: &[u8]| {
         );
     match dress {
         0 | 1 => b = b.header(header::CONTENT_TYPE, content_type),
-        2 => b = b.header(header::CONTENT_TYPE, if content_type == FORM { JSON } else { FORM }),
+        2 => {
+            b = b.header(
+                header::CONTENT_TYPE,
+                if content_type == FORM { JSON } else { FORM },
+            )
+        }
         _ => {}
     }
     if dress != 1 || content_type != FORM {
@@ -167,18 +172,19 @@ fuzz_target!(|input: &[u8]| {
     };
     let mut req = b.body(Body::from(body)).expect("a valid request line");
     req.extensions_mut()
-        .insert(ConnectInfo(std::net::SocketAddr::from(([192, 168, 1, 50], 40000))));
+        .insert(ConnectInfo(std::net::SocketAddr::from((
+            [192, 168, 1, 50],
+            40000,
+        ))));
     let w = world();
-    let resp = w
-        .rt
-        .block_on(router(w.state.clone()).oneshot(req))
-        .expect("the router is infallible");
+    let resp =
+        w.rt.block_on(router(w.state.clone()).oneshot(req))
+            .expect("the router is infallible");
     let status = resp.status();
     if status.is_server_error() {
-        let text = w
-            .rt
-            .block_on(axum::body::to_bytes(resp.into_body(), 1 << 20))
-            .unwrap_or_default();
+        let text =
+            w.rt.block_on(axum::body::to_bytes(resp.into_body(), 1 << 20))
+                .unwrap_or_default();
         panic!(
             "{method} {path} answered {status} to a bad body: {}",
             String::from_utf8_lossy(&text)
