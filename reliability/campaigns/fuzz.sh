@@ -20,8 +20,8 @@ out, report, log, seconds, status = sys.argv[1], sys.argv[2], sys.argv[3], int(s
 rows = []
 if os.path.exists(report):
     for line in open(report):
-        t, runs, ms, crashed, corpus = line.rstrip("\n").split("\t")
-        rows.append((t, int(runs), int(ms) / 1000, int(crashed), int(corpus)))
+        t, runs, ms, crashed, corpus, cpu_ms = line.rstrip("\n").split("\t")
+        rows.append((t, int(runs), int(ms) / 1000, int(crashed), int(corpus), int(cpu_ms) / 1000))
 text = open(log).read()
 built = re.search(r"targets built in (\d+) s", text)
 # Bugs the fuzzers found, each fixed in src/ with a regression test next to the parser.
@@ -58,8 +58,8 @@ with open(f"{out}/fuzz.md", "w") as md:
              "(cut out of the captures in ../shared/data/pcaps, the documented config file, and "
              "form and JSON bodies built from the web side's field names). A crash is an input that "
              "panicked, overflowed or hung; its file is kept in fuzz/artifacts/<target>/.\n\n")
-    md.write("| target | what it parses | executions | seconds | crashes | corpus files |\n")
-    md.write("|---|---|---:|---:|---:|---:|\n")
+    md.write("| target | what it parses | executions | seconds | CPU seconds | crashes | corpus files |\n")
+    md.write("|---|---|---:|---:|---:|---:|---:|\n")
     what = {
         "frame_decode": "frame decode, every link type accounting accepts",
         "pcap_reader": "classic pcap files, each record decoded",
@@ -72,9 +72,11 @@ with open(f"{out}/fuzz.md", "w") as md:
         "config": "the config file (Config::load_from)",
         "web_body": "form and API bodies through the router",
     }
-    for t, runs, secs, crashed, corpus in rows:
-        md.write(f"| {t} | {what.get(t, '')} | {runs:,} | {secs:.1f} | {crashed} | {corpus:,} |\n")
+    for t, runs, secs, crashed, corpus, cpu in rows:
+        md.write(f"| {t} | {what.get(t, '')} | {runs:,} | {secs:.1f} | {cpu:.1f} | {crashed} | {corpus:,} |\n")
     md.write(f"| **total** | | {sum(r[1] for r in rows):,} | {sum(r[2] for r in rows):.1f} | "
-             f"{crashes} | {sum(r[4] for r in rows):,} |\n")
+             f"{sum(r[5] for r in rows):.1f} | {crashes} | {sum(r[4] for r in rows):,} |\n")
+    md.write("\nSeconds are wall time on a machine shared with other work; CPU seconds are the "
+             "target's own (user + system).\n")
 sys.exit(0 if ran else 1)
 PY
