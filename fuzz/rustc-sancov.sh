@@ -5,6 +5,7 @@
 # build reuses the dependencies `make test` has already built in the same target directory, and
 # cargo never sees a RUSTFLAGS change that would rebuild them. Coverage of the code under test is
 # what guides libFuzzer; instrumenting tokio or serde would only slow every execution.
+# cargo does not see these flags: after changing them, `touch src/lib.rs` so lanmeter is rebuilt.
 rustc=$1
 shift
 case ${CARGO_PKG_NAME:-} in

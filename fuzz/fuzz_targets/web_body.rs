@@ -181,6 +181,11 @@ fuzz_target!(|input: &[u8]| {
         w.rt.block_on(router(w.state.clone()).oneshot(req))
             .expect("the router is infallible");
     let status = resp.status();
+    // WEB_BODY_TRACE=1 with a corpus and -runs=0 shows what each input got, to check the inputs
+    // reach the handlers rather than stopping at the guard.
+    if std::env::var_os("WEB_BODY_TRACE").is_some() {
+        eprintln!("web_body: {method} {path} -> {status}");
+    }
     if status.is_server_error() {
         let text =
             w.rt.block_on(axum::body::to_bytes(resp.into_body(), 1 << 20))
