@@ -64,13 +64,15 @@ run-capture: build
 
 # The last line sums every test binary's result, so a reader of the log sees the total at the end.
 # Then the Debian package is built, installed, run, upgraded and purged on this machine
-# (package-test, root). The last line sums every test binary's result and the package checks.
+# (package-test, root). Between them the fuzz smoke runs every fuzz target briefly (fuzz-smoke).
+# The last line sums every test binary's result, the fuzz targets and the package checks.
 test: check-cargo deps-test
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	set -o pipefail; $(CARGO) test --all-targets 2>&1 | tee target/test.log
+	set -o pipefail; $(MAKE) --no-print-directory fuzz-smoke 2>&1 | tee target/fuzz-smoke.log
 	set -o pipefail; $(MAKE) --no-print-directory package-test 2>&1 | tee target/package-test.log
-	@awk '/^test result:/ { p += $$4; f += $$6; i += $$8 } /^package: [0-9]+ passed, [0-9]+ failed/ { p += $$2; f += $$4 } END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, i }' target/test.log target/package-test.log
+	@awk '/^test result:/ { p += $$4; f += $$6; i += $$8 } /^(package|fuzz): [0-9]+ passed, [0-9]+ failed/ { p += $$2; f += $$4 } END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, i }' target/test.log target/fuzz-smoke.log target/package-test.log
 
 lint: check-cargo
 	$(CARGO) fmt --all -- --check
@@ -86,9 +88,11 @@ clean:
 	$(CARGO) clean
 	rm -rf data bench-out
 
-# ---- Fuzzing (cargo fuzz, libFuzzer; fuzz/run.sh says how) -------------------------------------
-# Every parser of untrusted bytes for a fixed number of executions; the last line is the total.
-# cargo-fuzz is installed from crates.io when missing; stable Rust suffices (no sanitizer).
+# ---- Fuzzing (libFuzzer; fuzz/run.sh says how) -------------------------------------------------
+# Every parser of untrusted bytes for a fixed number of executions; then the total and a
+# `fuzz: N passed, M failed` line (one per target) that `make test` counts. Plain cargo on stable
+# Rust builds the targets (no cargo-fuzz, no sanitizer), reusing the dependencies `cargo test`
+# built in the same target directory; the smoke run is part of `make test`.
 fuzz-smoke: check-cargo deps-run
 	CARGO_TARGET_DIR=$(TARGET_DIR) ./fuzz/run.sh smoke
 

@@ -105,6 +105,49 @@ def udp(ports, body):
         add("mdns", body)
 
 
+# web_body's routes, in the order of ROUTES in fuzz_targets/web_body.rs: True = a JSON body.
+WEB_ROUTES = [False] * 17 + [True] * 4
+
+
+def web_fields():
+    """Field names of the structs the web side deserializes bodies into (src/web/**.rs)."""
+    names = set()
+    for path in sorted((ROOT / "src" / "web").rglob("*.rs")):
+        lines = path.read_text(errors="replace").splitlines()
+        derive, inside = False, False
+        for line in lines:
+            t = line.strip()
+            if t.startswith("#[derive(") and "Deserialize" in t:
+                derive = True
+            elif derive and t.startswith(("pub struct", "struct")) and t.endswith("{"):
+                inside, derive = True, False
+            elif inside and t == "}":
+                inside = False
+            elif inside and ":" in t and not t.startswith(("//", "#")):
+                name = t.removeprefix("pub ").split(":")[0].strip()
+                if name.isidentifier():
+                    names.add(name)
+    return sorted(names)
+
+
+def web_body():
+    """Seeds (selector, id, body) per route and a dictionary of the field names for web_body."""
+    fields = web_fields()
+    values = ["1", "0", "yes", "on", "Laptop", "2026-01-01", "100", "-1", "GB", ""]
+    for sel, is_json in enumerate(WEB_ROUTES):
+        add("web_body", bytes([sel, 1]))
+        for i in range(0, len(fields), 4):
+            chunk = fields[i : i + 4]
+            if is_json:
+                body = "{" + ",".join(f'"{f}":"{values[(i + j) % len(values)]}"' for j, f in enumerate(chunk)) + "}"
+            else:
+                body = "&".join(f"{f}={values[(i + j) % len(values)]}" for j, f in enumerate(chunk))
+            add("web_body", bytes([sel, 1 + i % 3]) + body.encode())
+    words = fields + ["csrf", "true", "false", "null", "%00", "%ff", "&", "=", "{", "}", "[", "]"]
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "web_body.dict").write_text("".join(f'"{w}"\n' for w in words))
+
+
 def main():
     files = sorted(PCAP_DIR.rglob("*.pcap")) if PCAP_DIR.is_dir() else []
     if not files:
@@ -135,6 +178,7 @@ def main():
         add("config", text)
         # The documented file has every key commented out; uncommented, it sets them all.
         add("config", b"\n".join(l[2:] if l.startswith(b"# ") and b" = " in l else l for l in text.split(b"\n")))
+    web_body()
     for target, bucket in sorted(seeds.items()):
         d = OUT / target
         d.mkdir(parents=True, exist_ok=True)
