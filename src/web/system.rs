@@ -116,6 +116,7 @@ pub async fn page(
                 ),
                 ("Interface/driver dropped", s.pcap_if_dropped.to_string()),
                 ("Read errors", s.read_errors.to_string()),
+                ("Gaps (interface down or unplugged)", fmt_gaps(&s)),
             ]
         }
         None => vec![(
@@ -153,4 +154,23 @@ pub async fn page(
         capture,
         storage,
     })
+}
+
+/// "none", or how many gaps, their total length, and whether one is going on now.
+fn fmt_gaps(s: &crate::capture::live::CaptureStatsSnapshot) -> String {
+    if s.link_gaps == 0 {
+        return "none".into();
+    }
+    let mut out = format!(
+        "{} ({} uncounted in total)",
+        s.link_gaps,
+        fmt_duration(s.link_gap_millis / 1000)
+    );
+    if let Some(since) = s
+        .link_down_since
+        .and_then(|t| jiff::Timestamp::from_second(t).ok())
+    {
+        out.push_str(&format!("; down now, since {since}"));
+    }
+    out
 }

@@ -331,6 +331,13 @@ fn capture_survives_its_interface_going_down_and_up() {
         5,
         "capture stopped counting after the link came back"
     );
+    // libpcap says nothing about a down link; the gap must still be reported, once, and over.
+    let s = stats.snapshot();
+    assert_eq!(s.link_gaps, 1, "{s:?}");
+    assert!(
+        s.link_gap_millis >= 200 && s.link_down_since.is_none(),
+        "{s:?}"
+    );
 }
 
 #[test]
