@@ -161,11 +161,12 @@ fn fmt_gaps(s: &crate::capture::live::CaptureStatsSnapshot) -> String {
     if s.link_gaps == 0 {
         return "none".into();
     }
-    let mut out = format!(
-        "{} ({} uncounted in total)",
-        s.link_gaps,
+    let total = if s.link_gap_millis < 120_000 {
+        format!("{:.1} s", s.link_gap_millis as f64 / 1000.0)
+    } else {
         fmt_duration(s.link_gap_millis / 1000)
-    );
+    };
+    let mut out = format!("{} ({total} uncounted in total)", s.link_gaps);
     if let Some(since) = s
         .link_down_since
         .and_then(|t| jiff::Timestamp::from_second(t).ok())
