@@ -412,7 +412,8 @@ impl GapWatch {
 }
 
 /// Whether `iface` is up with a carrier, as the kernel says now; None when it cannot be told
-/// (`any`, or the interface list unreadable). A vanished interface is not usable.
+/// (`any`, the interface list unreadable, or no such name in this thread's network namespace: a
+/// vanished interface is noticed by the read path, which marks the capture lost).
 fn link_usable(iface: &str) -> Option<bool> {
     use nix::net::if_::InterfaceFlags;
     if iface == "any" {
@@ -431,7 +432,7 @@ fn link_usable(iface: &str) -> Option<bool> {
             }
         }
     }
-    Some(found)
+    found.then_some(true)
 }
 
 impl LiveCapture {
