@@ -29,6 +29,11 @@ const PCAP_STATS_REFRESH: Duration = Duration::from_secs(1);
 /// How often a vanished interface is looked for again.
 const REOPEN_INTERVAL: Duration = Duration::from_secs(2);
 
+/// How often the interface's state (up, carrier) is asked of the kernel. libpcap reports nothing
+/// when an interface goes down and comes back (observed: no read error, frames simply stop), so
+/// this check is the only way a gap in the counts is noticed; a flap shorter than this can be missed.
+const LINK_CHECK_INTERVAL: Duration = Duration::from_millis(250);
+
 /// Where and how to capture. Built by `app` from the configuration.
 #[derive(Clone, Debug)]
 pub struct LiveConfig {
@@ -249,6 +254,9 @@ pub struct CaptureStats {
     pcap_received: AtomicU64,
     pcap_dropped: AtomicU64,
     pcap_if_dropped: AtomicU64,
+    link_gaps: AtomicU64,
+    link_gap_millis: AtomicU64,
+    link_down_since: AtomicU64,
 }
 
 /// A plain copy of [`CaptureStats`] at one moment.
@@ -270,6 +278,13 @@ pub struct CaptureStatsSnapshot {
     pub pcap_dropped: u64,
     /// pcap_stats `ps_ifdrop`: frames the interface or its driver dropped.
     pub pcap_if_dropped: u64,
+    /// Times the interface went down, lost its carrier or vanished: gaps in the counts, since
+    /// whatever crossed the wire meanwhile was never seen.
+    pub link_gaps: u64,
+    /// Total length of the gaps that have ended, in milliseconds.
+    pub link_gap_millis: u64,
+    /// While a gap lasts: when it began, seconds since the epoch.
+    pub link_down_since: Option<i64>,
 }
 
 impl CaptureStats {
@@ -284,6 +299,12 @@ impl CaptureStats {
             pcap_received: r(&self.pcap_received),
             pcap_dropped: r(&self.pcap_dropped),
             pcap_if_dropped: r(&self.pcap_if_dropped),
+            link_gaps: r(&self.link_gaps),
+            link_gap_millis: r(&self.link_gap_millis),
+            link_down_since: match r(&self.link_down_since) {
+                0 => None,
+                t => i64::try_from(t).ok(),
+            },
         }
     }
 }
@@ -299,6 +320,8 @@ fn log_stats(iface: &str, s: &CaptureStatsSnapshot, msg: &'static str) {
         pcap_received = s.pcap_received,
         pcap_dropped = s.pcap_dropped,
         pcap_if_dropped = s.pcap_if_dropped,
+        link_gaps = s.link_gaps,
+        link_gap_millis = s.link_gap_millis,
         "{msg}"
     );
 }
@@ -339,6 +362,79 @@ impl KernelCounters {
     }
 }
 
+/// Follows whether the interface can deliver frames and books each stretch when it cannot (down,
+/// no carrier, vanished) as a gap in [`CaptureStats`], logged when it begins and when it ends.
+#[derive(Debug, Default)]
+struct GapWatch {
+    down_since: Option<Instant>,
+}
+
+impl GapWatch {
+    /// Records one observation; `usable` is None when the state could not be read (no change).
+    fn observe(
+        &mut self,
+        iface: &str,
+        usable: Option<bool>,
+        now: Instant,
+        wall_secs: i64,
+        stats: &CaptureStats,
+    ) {
+        match (usable, self.down_since) {
+            (Some(false), None) => {
+                self.down_since = Some(now);
+                let gap = stats.link_gaps.fetch_add(1, Ordering::Relaxed) + 1;
+                stats.link_down_since.store(
+                    u64::try_from(wall_secs).unwrap_or(1).max(1),
+                    Ordering::Relaxed,
+                );
+                tracing::warn!(
+                    iface,
+                    gap,
+                    "capture interface is down or has no carrier: its traffic is not counted until it is back (the gap is shown on /system and in /metrics)"
+                );
+            }
+            (Some(true), Some(since)) => {
+                self.down_since = None;
+                let millis =
+                    u64::try_from(now.duration_since(since).as_millis()).unwrap_or(u64::MAX);
+                stats.link_gap_millis.fetch_add(millis, Ordering::Relaxed);
+                stats.link_down_since.store(0, Ordering::Relaxed);
+                tracing::warn!(
+                    iface,
+                    gap = stats.link_gaps.load(Ordering::Relaxed),
+                    gap_millis = millis,
+                    "capture interface is back: counting again after a gap"
+                );
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Whether `iface` is up with a carrier, as the kernel says now; None when it cannot be told
+/// (`any`, the interface list unreadable, or no such name in this thread's network namespace: a
+/// vanished interface is noticed by the read path, which marks the capture lost).
+fn link_usable(iface: &str) -> Option<bool> {
+    use nix::net::if_::InterfaceFlags;
+    if iface == "any" {
+        return None;
+    }
+    let addrs = nix::ifaddrs::getifaddrs().ok()?;
+    let mut found = false;
+    for a in addrs {
+        if a.interface_name == iface {
+            found = true;
+            if !a
+                .flags
+                .contains(InterfaceFlags::IFF_UP | InterfaceFlags::IFF_RUNNING)
+            {
+                return Some(false);
+            }
+        }
+    }
+    found.then_some(true)
+}
+
 impl LiveCapture {
     pub fn link_type(&self) -> LinkType {
         self.link
@@ -375,6 +471,8 @@ impl LiveCapture {
         let mut lost = false;
         let mut last_reopen = Instant::now();
         let iface = self.cfg.interface.clone();
+        let mut gaps = GapWatch::default();
+        let mut last_link_check = Instant::now();
 
         while !stop.load(Ordering::Relaxed) {
             if lost {
@@ -409,6 +507,21 @@ impl LiveCapture {
                 }
             }
             let now = Instant::now();
+            if now.duration_since(last_link_check) >= LINK_CHECK_INTERVAL {
+                last_link_check = now;
+                let usable = if lost {
+                    Some(false)
+                } else {
+                    link_usable(&iface)
+                };
+                gaps.observe(
+                    &iface,
+                    usable,
+                    now,
+                    jiff::Timestamp::now().as_second(),
+                    stats,
+                );
+            }
             if !lost && now.duration_since(last_refresh) >= PCAP_STATS_REFRESH {
                 last_refresh = now;
                 self.refresh_kernel_stats(&mut kernel, stats);
@@ -578,6 +691,47 @@ mod tests {
         // A reopened handle counts from zero; the total keeps growing from where it was.
         w.restart();
         assert_eq!(w.update(3), u64::from(u32::MAX) + 8);
+    }
+
+    #[test]
+    fn gap_is_booked_once_from_down_to_back_up() {
+        let stats = CaptureStats::default();
+        let mut w = GapWatch::default();
+        let t0 = Instant::now();
+        w.observe("x", Some(true), t0, 100, &stats);
+        assert_eq!(stats.snapshot().link_gaps, 0);
+        w.observe("x", Some(false), t0, 100, &stats);
+        // Still down, or state unreadable: the same gap goes on.
+        w.observe(
+            "x",
+            Some(false),
+            t0 + Duration::from_millis(250),
+            100,
+            &stats,
+        );
+        w.observe("x", None, t0 + Duration::from_millis(500), 100, &stats);
+        let during = stats.snapshot();
+        assert_eq!((during.link_gaps, during.link_down_since), (1, Some(100)));
+        w.observe(
+            "x",
+            Some(true),
+            t0 + Duration::from_millis(1500),
+            102,
+            &stats,
+        );
+        let after = stats.snapshot();
+        assert_eq!(
+            (
+                after.link_gaps,
+                after.link_gap_millis,
+                after.link_down_since
+            ),
+            (1, 1500, None)
+        );
+        w.observe("x", Some(false), t0 + Duration::from_secs(2), 103, &stats);
+        w.observe("x", Some(true), t0 + Duration::from_secs(3), 104, &stats);
+        let twice = stats.snapshot();
+        assert_eq!((twice.link_gaps, twice.link_gap_millis), (2, 2500));
     }
 
     #[test]

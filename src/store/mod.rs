@@ -168,6 +168,15 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
+    /// Test helper: takes the database's write lock on this connection and keeps it until the
+    /// store is dropped, as another program holding a write transaction would.
+    #[cfg(test)]
+    pub(crate) fn hold_write_lock(&self) {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .expect("BEGIN IMMEDIATE on a fresh connection");
+    }
+
     /// Opens (creating if needed, with its parent folders) and upgrades the database at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         Store::open_with(path, StoreOptions::default())

@@ -116,6 +116,7 @@ pub async fn page(
                 ),
                 ("Interface/driver dropped", s.pcap_if_dropped.to_string()),
                 ("Read errors", s.read_errors.to_string()),
+                ("Gaps (interface down or unplugged)", fmt_gaps(&s)),
             ]
         }
         None => vec![(
@@ -153,4 +154,24 @@ pub async fn page(
         capture,
         storage,
     })
+}
+
+/// "none", or how many gaps, their total length, and whether one is going on now.
+fn fmt_gaps(s: &crate::capture::live::CaptureStatsSnapshot) -> String {
+    if s.link_gaps == 0 {
+        return "none".into();
+    }
+    let total = if s.link_gap_millis < 120_000 {
+        format!("{:.1} s", s.link_gap_millis as f64 / 1000.0)
+    } else {
+        fmt_duration(s.link_gap_millis / 1000)
+    };
+    let mut out = format!("{} ({total} uncounted in total)", s.link_gaps);
+    if let Some(since) = s
+        .link_down_since
+        .and_then(|t| jiff::Timestamp::from_second(t).ok())
+    {
+        out.push_str(&format!("; down now, since {since}"));
+    }
+    out
 }

@@ -295,14 +295,16 @@ fn non_ethernet_link_is_refused_with_advice() {
 #[test]
 fn capture_survives_its_interface_going_down_and_up() {
     let p = NetnsPair::new();
-    let cap = p
-        .in_ns(&p.a, || live::open(&config(&p.a_if)))
-        .unwrap_or_else(|e| panic!("{e}"));
     let stop = Arc::new(AtomicBool::new(false));
     let tally = Arc::new(Mutex::new(Tally::default()));
-    let (handle, stats) = cap
-        .spawn(Box::new(TallySink(Arc::clone(&tally))), Arc::clone(&stop))
-        .unwrap();
+    // Spawned inside namespace A, as the daemon's capture thread lives in its interface's
+    // namespace: the link state it watches is asked of that namespace.
+    let (handle, stats) = p.in_ns(&p.a, || {
+        live::open(&config(&p.a_if))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .spawn(Box::new(TallySink(Arc::clone(&tally))), Arc::clone(&stop))
+            .unwrap()
+    });
     let a_ip = p.a_ip.to_string();
     let ping = |n: &str| {
         let out = p.exec(
@@ -330,6 +332,13 @@ fn capture_survives_its_interface_going_down_and_up() {
         after.unwrap_or(0) - before.unwrap_or(0),
         5,
         "capture stopped counting after the link came back"
+    );
+    // libpcap says nothing about a down link; the gap must still be reported, once, and over.
+    let s = stats.snapshot();
+    assert_eq!(s.link_gaps, 1, "{s:?}");
+    assert!(
+        s.link_gap_millis >= 200 && s.link_down_since.is_none(),
+        "{s:?}"
     );
 }
 

@@ -331,6 +331,32 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
         "Errors libpcap returned while reading.",
     );
     o.sample("lanmeter_capture_read_errors_total", &[], cap.read_errors);
+    o.family(
+        "lanmeter_capture_link_gaps_total",
+        "counter",
+        "Times the capture interface went down, lost its carrier or vanished (traffic meanwhile is not counted).",
+    );
+    o.sample("lanmeter_capture_link_gaps_total", &[], cap.link_gaps);
+    o.family(
+        "lanmeter_capture_link_gap_seconds_total",
+        "counter",
+        "Total length of the capture gaps that have ended.",
+    );
+    o.sample(
+        "lanmeter_capture_link_gap_seconds_total",
+        &[],
+        cap.link_gap_seconds,
+    );
+    o.family(
+        "lanmeter_capture_link_up",
+        "gauge",
+        "1 while the capture interface is up with a carrier.",
+    );
+    o.sample(
+        "lanmeter_capture_link_up",
+        &[],
+        u8::from(cap.running && cap.link_down_since.is_none()),
+    );
 
     let t = state.telemetry();
     let hist = t.flush_duration();

@@ -24,6 +24,12 @@ pub struct CaptureReport {
     pub kernel_dropped: u64,
     /// Frames the interface or its driver dropped.
     pub interface_dropped: u64,
+    /// Times the interface went down, lost its carrier or vanished (its traffic meanwhile was not counted).
+    pub link_gaps: u64,
+    /// Total length of the gaps that have ended, in seconds.
+    pub link_gap_seconds: f64,
+    /// While the interface is down: since when (RFC 3339).
+    pub link_down_since: Option<String>,
 }
 
 pub fn capture_report(state: &AppState) -> CaptureReport {
@@ -39,6 +45,12 @@ pub fn capture_report(state: &AppState) -> CaptureReport {
             kernel_received: s.pcap_received,
             kernel_dropped: s.pcap_dropped,
             interface_dropped: s.pcap_if_dropped,
+            link_gaps: s.link_gaps,
+            link_gap_seconds: s.link_gap_millis as f64 / 1000.0,
+            link_down_since: s
+                .link_down_since
+                .and_then(|t| jiff::Timestamp::from_second(t).ok())
+                .map(|t| t.to_string()),
         },
     }
 }

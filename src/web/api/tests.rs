@@ -760,3 +760,36 @@ async fn tokens_are_created_used_revoked_and_stored_hashed() {
         (StatusCode::UNAUTHORIZED, "invalid_token")
     );
 }
+
+#[tokio::test]
+async fn a_busy_database_does_not_fail_a_token_request() {
+    // Found by the soak campaign: recording the token's use (a write) found the database locked
+    // and the whole read-only request failed with 500.
+    let e = env().await;
+    let last_used = |secret: &str| {
+        let digest = crate::auth::token_digest(secret);
+        let state = e.state.clone();
+        async move {
+            state
+                .db(move |s| s.token_by_digest(&digest))
+                .await
+                .unwrap()
+                .unwrap()
+                .last_used_at
+        }
+    };
+    let other = crate::store::Store::open(e.state.db_path()).unwrap();
+    other.hold_write_lock();
+    let (status, v) = e
+        .call("GET", "/api/v1/devices?limit=1", Some(&e.viewer), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(last_used(&e.viewer).await, None);
+    drop(other);
+    // Once the lock is gone the use is recorded on the next request.
+    let (status, _) = e
+        .call("GET", "/api/v1/devices?limit=1", Some(&e.viewer), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(last_used(&e.viewer).await.is_some());
+}

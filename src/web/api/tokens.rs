@@ -61,7 +61,11 @@ pub async fn authenticate(state: &AppState, secret: &str) -> Result<Option<Token
             if let Some(t) = &row
                 && t.last_used_at.is_none_or(|u| now - u >= TOUCH_EVERY_SECS)
             {
-                s.touch_token(t.id, now)?;
+                // Bookkeeping only: a database busy with a long flush or backup (a slow SD card)
+                // must not fail a read that does not need it; a later use records it.
+                if let Err(e) = s.touch_token(t.id, now) {
+                    tracing::warn!(token = t.id, error = %e, "could not record the API token's use; answering the request anyway");
+                }
             }
             Ok(row)
         })
