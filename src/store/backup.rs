@@ -358,7 +358,9 @@ mod tests {
         assert!(matches!(err, BackupError::ReadOnlyFs { .. }), "{err:?}");
         let msg = err.to_string();
         assert!(
-            msg.contains("read-only") && msg.contains("remount it read-write") && msg.contains("lanmeter.db.lock"),
+            msg.contains("read-only")
+                && msg.contains("remount it read-write")
+                && msg.contains("lanmeter.db.lock"),
             "{msg}"
         );
         let other = io("opening the lock file", path)(std::io::Error::from_raw_os_error(
