@@ -478,6 +478,8 @@ def exact_run(link, k, db, cfg, logpath, during, expect_log=None, faketime_file=
                         f"the link carried {kb} / {kf}")
     if expect_log and not any(expect_log in l for l in d.lines()):
         problems.append(f"the condition was never reported (no log line with {expect_log!r})")
+    if problems:  # kept for diagnosis: the run folder is removed at the end
+        sh("cp", logpath, f"{OUT}/faults-failed-{k.name}-{k.runs + 1}.log", check=False)
     k.outcome(problems, crashed, not ok, lost)
     return d, mrange
 
@@ -545,7 +547,7 @@ def locked(link, k):
             time.sleep(1.2)
             c = sqlite3.connect(db, timeout=10, isolation_level=None)
             c.execute("BEGIN EXCLUSIVE")
-            time.sleep(rng.uniform(6, 8))
+            time.sleep(rng.uniform(7.5, 9))
             c.execute("COMMIT")
             c.close()
             n = d.count("flush written")
@@ -646,7 +648,7 @@ def main():
         Kind("sigkill", "SIGKILL at a random moment during start-up, capture or flush"),
         Kind("disk_full_flush", "the database's filesystem full for ~3 flushes, then space freed"),
         Kind("disk_full_backup", "the nightly backup's filesystem too small for the copy"),
-        Kind("db_locked", "another process holds BEGIN EXCLUSIVE for 6-8 flush intervals"),
+        Kind("db_locked", "another process holds BEGIN EXCLUSIVE for 7.5-9 flush intervals (busy timeout 5 s)"),
         Kind("read_only_fs", "start on a read-only filesystem, then remount read-write and run again"),
         Kind("clock_jumps", "wall clock stepped ±30 min to ±400 days at start and mid-run (libfaketime)"),
     ]
