@@ -44,6 +44,7 @@ pub struct Flusher {
     seen: HashMap<MacAddr, Sighting>,
     max_pending: usize,
     folded: u64,
+    committed: Counts,
 }
 
 impl Flusher {
@@ -58,6 +59,7 @@ impl Flusher {
             seen: HashMap::new(),
             max_pending: max_pending.max(1),
             folded: 0,
+            committed: Counts::default(),
         }
     }
 
@@ -96,6 +98,11 @@ impl Flusher {
             max_pending = self.max_pending,
             "the database has refused writes for long: unsaved minutes were merged into coarser rows to bound memory (no bytes lost, minute detail is)"
         );
+    }
+
+    /// Everything this flusher has committed since it was created (each frame once, as sent).
+    pub fn committed(&self) -> Counts {
+        self.committed
     }
 
     /// Pending minute rows merged away by folding since start.
@@ -159,15 +166,22 @@ impl Flusher {
         }
         self.usage.clear();
         self.seen.clear();
+        for u in &rows {
+            self.committed.add(&u.counts);
+        }
         let stats = FlushStats {
             rows: rows.len(),
             devices: sightings.len(),
             duration: started.elapsed(),
         };
+        // The running totals let a fault-injection run (reliability/faults.py) check that a
+        // database killed at any moment holds exactly what the last logged commit says.
         tracing::debug!(
             rows = stats.rows,
             devices = stats.devices,
             ms = stats.duration.as_secs_f64() * 1e3,
+            committed_frames = self.committed.frames_sent,
+            committed_bytes = self.committed.bytes_sent,
             "flush written"
         );
         Ok(stats)
@@ -310,6 +324,12 @@ mod tests {
             .map(|t| (t.mac, t.counts.bytes_sent, t.counts.frames_sent))
             .collect();
         assert_eq!(got, [(mac(1), 101, 2), (mac(2), 5, 2), (mac(3), 4, 1)]);
+
+        assert_eq!(
+            (f.committed().bytes_sent, f.committed().frames_sent),
+            (110, 5),
+            "a failed flush commits nothing; the retry counts each byte once"
+        );
 
         // And nothing is written twice by a later flush.
         f.flush(Vec::new(), Vec::new()).unwrap();

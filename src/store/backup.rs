@@ -25,6 +25,10 @@ pub enum BackupError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "{op} {path}: the filesystem is mounted read-only: remount it read-write (`mount -o remount,rw` on its mount point, after an fsck if the kernel made it read-only), or set `database` / `backup_dir` in the config file to a writable place"
+    )]
+    ReadOnlyFs { op: &'static str, path: PathBuf },
     #[error("{path} already exists: choose a new file name (a backup never overwrites a file)")]
     Exists { path: PathBuf },
     #[error("{path} is not a path lanmeter can hand to SQLite (it must be valid UTF-8): rename it")]
@@ -41,10 +45,18 @@ pub enum BackupError {
 }
 
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> BackupError + 'a {
-    move |source| BackupError::Io {
-        op,
-        path: path.to_path_buf(),
-        source,
+    // "Check free space and permissions" would send someone looking in the wrong place when the
+    // whole filesystem is read-only (an SD card the kernel remounted after an error).
+    move |source| match source.kind() {
+        std::io::ErrorKind::ReadOnlyFilesystem => BackupError::ReadOnlyFs {
+            op,
+            path: path.to_path_buf(),
+        },
+        _ => BackupError::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        },
     }
 }
 
@@ -335,6 +347,27 @@ pub fn nightly(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the fault-injection campaign (reliability/faults.py, read_only_fs): starting on a
+    /// read-only filesystem told the user to check free space and permissions.
+    #[test]
+    fn read_only_filesystem_says_to_remount() {
+        let path = Path::new("/var/lib/lanmeter/lanmeter.db.lock");
+        let erofs = std::io::Error::from_raw_os_error(nix::errno::Errno::EROFS as i32);
+        let err = io("opening the lock file", path)(erofs);
+        assert!(matches!(err, BackupError::ReadOnlyFs { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("read-only")
+                && msg.contains("remount it read-write")
+                && msg.contains("lanmeter.db.lock"),
+            "{msg}"
+        );
+        let other = io("opening the lock file", path)(std::io::Error::from_raw_os_error(
+            nix::errno::Errno::EACCES as i32,
+        ));
+        assert!(matches!(other, BackupError::Io { .. }), "{other:?}");
+    }
     use crate::model::MinuteUsage;
     use crate::store::usage::tests::{counts, mac};
 
