@@ -81,8 +81,7 @@ pub fn run_with_health(
     let mut flusher = Flusher::new(store);
     let tz = cfg.time_zone();
     let retention = retention(&cfg);
-    let mut backup_job: Option<std::thread::JoinHandle<()>> = None;
-    let mut last_backup_day: Option<jiff::civil::Date> = None;
+    let mut backups = BackupSchedule::default();
     // Bound before capture starts, so a port conflict is one clear error and nothing half-runs.
     let listener = std::net::TcpListener::bind(cfg.listen).map_err(|e| {
         anyhow::anyhow!(
@@ -240,20 +239,13 @@ pub fn run_with_health(
             next_maintenance = now + MAINTENANCE_INTERVAL;
             maintain(&mut flusher, &tz, &retention, &health);
             if cfg.backup_keep > 0 {
-                nightly_backup(
-                    &cfg,
-                    &tz,
-                    &db,
-                    &health,
-                    &mut backup_job,
-                    &mut last_backup_day,
-                );
+                nightly_backup(&cfg, &tz, &db, &health, &mut backups);
             }
         }
     }
     notifier.stopping();
     tracing::info!("stopping: waiting for the capture thread, then flushing");
-    if let Some(job) = backup_job.take() {
+    if let Some(job) = backups.job.take() {
         tracing::info!("waiting for the nightly backup to finish");
         let _ = job.join();
     }
@@ -342,30 +334,54 @@ fn maintain(
     }
 }
 
+/// When a failed nightly backup is tried again: soon enough to get one that night once space is
+/// freed, rarely enough that a full disk is not rewritten every maintenance round.
+const BACKUP_RETRY: jiff::SignedDuration = jiff::SignedDuration::from_hours(1);
+
+/// The nightly backup's state between maintenance rounds.
+#[derive(Default)]
+struct BackupSchedule {
+    /// The running backup thread; it returns whether the backup was written.
+    job: Option<std::thread::JoinHandle<bool>>,
+    /// The local date of the last backup written (or found already on disk).
+    done_day: Option<jiff::civil::Date>,
+    /// After a failure, no new attempt before this moment.
+    retry_after: Option<jiff::Timestamp>,
+}
+
 /// Starts the nightly backup on its own thread (with its own connection, so flushes go on)
-/// once the local clock reaches `backup_hour`, at most once a day.
+/// once the local clock reaches `backup_hour`, at most once a day; a failed one is tried again
+/// every [`BACKUP_RETRY`] until it is written.
 fn nightly_backup(
     cfg: &Config,
     tz: &jiff::tz::TimeZone,
     db: &std::path::Path,
     health: &SharedHealth,
-    job: &mut Option<std::thread::JoinHandle<()>>,
-    last_day: &mut Option<jiff::civil::Date>,
+    s: &mut BackupSchedule,
 ) {
-    if job.as_ref().is_some_and(|j| !j.is_finished()) {
+    if s.job.as_ref().is_some_and(|j| !j.is_finished()) {
         return;
     }
-    if let Some(done) = job.take()
-        && done.join().is_err()
-    {
-        tracing::error!("the backup thread panicked");
+    let now = jiff::Timestamp::now();
+    if let Some(done) = s.job.take() {
+        match done.join() {
+            Ok(true) => s.retry_after = None,
+            Ok(false) => {
+                s.done_day = None;
+                s.retry_after = now.checked_add(BACKUP_RETRY).ok();
+            }
+            Err(_) => tracing::error!("the backup thread panicked"),
+        }
     }
-    let local = jiff::Timestamp::now().to_zoned(tz.clone());
+    let local = now.to_zoned(tz.clone());
     let today = local.date();
-    if local.hour() < i8::try_from(cfg.backup_hour).unwrap_or(0) || *last_day == Some(today) {
+    if local.hour() < i8::try_from(cfg.backup_hour).unwrap_or(0)
+        || s.done_day == Some(today)
+        || s.retry_after.is_some_and(|t| now < t)
+    {
         return;
     }
-    *last_day = Some(today);
+    s.done_day = Some(today);
     let (db, dir, keep, health) = (
         db.to_path_buf(),
         cfg.backup_dir_path(),
@@ -375,21 +391,24 @@ fn nightly_backup(
     let spawned = std::thread::Builder::new()
         .name("backup".into())
         .spawn(move || match backup::nightly(&db, &dir, keep, today) {
-            Ok(Some(path)) => {
-                tracing::info!(backup = %path.display(), "nightly backup written");
-                health.update(|h| {
-                    h.last_backup = Some((jiff::Timestamp::now(), path));
-                    h.last_backup_error = None;
-                });
+            Ok(written) => {
+                if let Some(path) = written {
+                    tracing::info!(backup = %path.display(), "nightly backup written");
+                    health.update(|h| {
+                        h.last_backup = Some((jiff::Timestamp::now(), path));
+                        h.last_backup_error = None;
+                    });
+                }
+                true
             }
-            Ok(None) => {}
             Err(e) => {
-                tracing::error!(error = %e, folder = %dir.display(), "nightly backup failed");
+                tracing::error!(error = %e, folder = %dir.display(), retry_in_minutes = BACKUP_RETRY.as_mins(), "nightly backup failed");
                 health.update(|h| h.last_backup_error = Some(e.to_string()));
+                false
             }
         });
     match spawned {
-        Ok(handle) => *job = Some(handle),
+        Ok(handle) => s.job = Some(handle),
         Err(e) => tracing::error!(error = %e, "cannot start the backup thread"),
     }
 }

@@ -29,6 +29,10 @@ pub enum BackupError {
         "{op} {path}: the filesystem is mounted read-only: remount it read-write (`mount -o remount,rw` on its mount point, after an fsck if the kernel made it read-only), or set `database` / `backup_dir` in the config file to a writable place"
     )]
     ReadOnlyFs { op: &'static str, path: PathBuf },
+    #[error(
+        "no space left writing the backup {path}: free space on the filesystem that holds the backup folder, or lower backup_keep; the daemon tries the nightly backup again every hour, and the database itself is unaffected"
+    )]
+    NoSpace { path: PathBuf },
     #[error("{path} already exists: choose a new file name (a backup never overwrites a file)")]
     Exists { path: PathBuf },
     #[error("{path} is not a path lanmeter can hand to SQLite (it must be valid UTF-8): rename it")]
@@ -169,9 +173,17 @@ impl Store {
         let tmp = with_suffix(dest, &format!(".partial-{}", std::process::id()));
         let _ = fs::remove_file(&tmp);
         let result = (|| {
+            // SQLite reports a full disk against the database it reads; the space that ran
+            // out is the backup folder's, and the live database is untouched.
             self.conn
                 .execute("VACUUM INTO ?1", [utf8(&tmp)?])
-                .map_err(sql_err(&self.path, "writing a backup copy"))?;
+                .map_err(sql_err(&self.path, "writing a backup copy"))
+                .map_err(|e| match e {
+                    StoreError::DiskFull { .. } => BackupError::NoSpace {
+                        path: dest.to_path_buf(),
+                    },
+                    other => BackupError::Store(other),
+                })?;
             verify(&tmp)?;
             File::open(&tmp)
                 .and_then(|f| f.sync_all())

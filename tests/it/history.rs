@@ -251,3 +251,42 @@ fn a_full_filesystem_fails_flushes_keeps_counts_and_writes_them_all_when_space_r
     assert_eq!(bytes_stored(&db), want, "every byte stored exactly once");
     backup::verify(&db).unwrap();
 }
+
+/// Found by the fault-injection campaign (reliability/faults.py, disk_full_backup): a backup that
+/// ran out of space blamed the live database and promised a retry that never came.
+#[test]
+fn a_backup_onto_a_full_filesystem_names_the_backup_and_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("lanmeter.db");
+    let mut flusher = Flusher::new(Store::open(&db).unwrap());
+    let (u, s) = interval(400, 0, 7);
+    flusher.flush(u, s).unwrap();
+    drop(flusher);
+
+    let fs = Tmpfs::mount("256k");
+    fill_up(&fs.path().join("filler"));
+    let dest = fs.path().join("copy.db");
+    let err = Store::open_existing(&db)
+        .unwrap()
+        .backup_to(&dest)
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(err, backup::BackupError::NoSpace { .. }),
+        "{err:?}"
+    );
+    assert!(
+        msg.contains("no space left writing the backup") && msg.contains(&*dest.to_string_lossy()),
+        "{msg}"
+    );
+    let left: Vec<_> = std::fs::read_dir(fs.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        left,
+        vec![std::ffi::OsString::from("filler")],
+        "a partial copy was left behind"
+    );
+    backup::verify(&db).unwrap();
+}
