@@ -704,6 +704,10 @@ FIXED = [
     "Starting on a read-only filesystem said \"check the path, free space and permissions\"; it now "
     "says the filesystem is mounted read-only and to remount it read-write (BackupError::ReadOnlyFs, "
     "test store::backup::tests::read_only_filesystem_says_to_remount).",
+    "A nightly backup onto a full filesystem blamed the live database (\"no space left ... in database "
+    "lanmeter.db ... lanmeter keeps unsaved counts in memory and retries\") and was never retried that "
+    "day; it now names the backup file (BackupError::NoSpace) and the daemon retries every hour "
+    "(test history::a_backup_onto_a_full_filesystem_names_the_backup_and_leaves_nothing_behind).",
 ]
 
 
