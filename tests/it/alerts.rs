@@ -473,6 +473,7 @@ fn webhook_delivers_the_json_body_after_a_failed_attempt() {
         mailer: None,
         mail_config_error: None,
         webhook_token: Some("s3cret-token".into()),
+        webhook_timeout: Duration::from_secs(10),
         rt: tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap(),
