@@ -471,6 +471,19 @@ def count(lab, extra=None):
     return r
 
 
+def log_attempts(lab):
+    """Every attempt the daemon logged (failed, given up or delivered): [(time, outbox id)]."""
+    out = []
+    with open(os.path.join(lab.dir, "daemon.log")) as f:
+        for line in f:
+            m = re.match(r"(\S+Z) .*lanmeter::alerts::deliver: (?:delivery failed|message given up"
+                         r"|message delivered).* id=(\d+)", line)
+            if m:
+                t = time.mktime(time.strptime(m.group(1)[:19], "%Y-%m-%dT%H:%M:%S"))
+                out.append((t + float("0." + (m.group(1)[20:-1] or "0")), int(m.group(2))))
+    return out
+
+
 def gaps(attempts):
     """Median gap before the 1st, 2nd, 3rd... retry, over every message the server saw more
     than once (attempts: [(time, key)])."""
@@ -517,7 +530,10 @@ def temporary(lab, side, mode):
     lab.settled(70)
     recovery = round(time.time() - t_fixed, 1)
     after = lab.visible()
-    gap = gaps(srv.attempts) if mode != "down" and mode != "slow" else []
+    channel = "email" if side == "smtp" else "webhook"
+    ids = {m["id"] for m in lab.outbox() if m["channel"] == channel}
+    lab.logf.flush()
+    gap = gaps([(t, i) for t, i in log_attempts(lab) if i in ids])
     return {"other_channel_unblocked": other_ok, "other_channel_secs": other_secs,
             "recovery_secs": recovery, "retry_gaps_secs": gap,
             "shown_during_fault": during, "shown_after": after}
@@ -669,6 +685,10 @@ def run_one(k, name, fn, rnd):
 
 
 def main():
+    global SCENARIOS
+    only = os.environ.get("DELIVERY_ONLY")  # a substring of scenario names, for debugging
+    if only:
+        SCENARIOS = [s for s in SCENARIOS if only in s[0]]
     t0 = time.time()
     os.makedirs(OUT, exist_ok=True)
     results = []

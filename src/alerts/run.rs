@@ -128,7 +128,12 @@ fn spawn_workers(
 }
 
 /// Works `channel`'s part of the outbox every [`DELIVERY_TICK`] until `stop` is set.
-fn deliver_loop(cfg: &Config, db: &Path, channel: &str, stop: &AtomicBool) -> Result<(), AlertError> {
+fn deliver_loop(
+    cfg: &Config,
+    db: &Path,
+    channel: &str,
+    stop: &AtomicBool,
+) -> Result<(), AlertError> {
     let ch = channels(cfg)?;
     let mut store: Option<Store> = None;
     let mut next = Instant::now();
@@ -151,8 +156,7 @@ fn deliver_loop(cfg: &Config, db: &Path, channel: &str, stop: &AtomicBool) -> Re
         }
         let Some(s) = store.as_mut() else { continue };
         let clock = || jiff::Timestamp::now().as_second();
-        if let Err(e) =
-            deliver::work_channel(s, &ch, channel, clock, cfg.outbox_retry_secs as i64)
+        if let Err(e) = deliver::work_channel(s, &ch, channel, clock, cfg.outbox_retry_secs as i64)
         {
             tracing::warn!(channel, error = %e, "outbox pass failed; retried");
             store = None;
