@@ -687,16 +687,22 @@ def run_one(k, name, fn, rnd):
 def main():
     global SCENARIOS
     only = os.environ.get("DELIVERY_ONLY")  # a substring of scenario names, for debugging
+    numbered = list(enumerate(SCENARIOS))
     if only:
-        SCENARIOS = [s for s in SCENARIOS if only in s[0]]
+        numbered = [(k, s) for k, s in numbered if only in s[0]]
     t0 = time.time()
     os.makedirs(OUT, exist_ok=True)
     results = []
     for rnd in range(1, ROUNDS + 1):
-        threads, res = [], [None] * len(SCENARIOS)
-        for k, (name, fn) in enumerate(SCENARIOS):
-            def go(k=k, name=name, fn=fn):
-                res[k] = run_one(k + 1 + 20 * ((rnd - 1) % 2), name, fn, rnd)
+        threads, res = [], [None] * len(numbered)
+        for j, (k, (name, fn)) in enumerate(numbered):
+            def go(j=j, k=k, name=name, fn=fn):
+                try:
+                    res[j] = run_one(k + 1 + 20 * ((rnd - 1) % 2), name, fn, rnd)
+                except Exception as e:  # the lab itself could not be set up
+                    log(f"{name}: could not run: {type(e).__name__}: {e}")
+                    res[j] = {"name": name, "round": rnd, "crashes": 0, "lost": 0,
+                              "broken": [f"could not run: {e}"]}
             th = threading.Thread(target=go)
             th.start()
             threads.append(th)
@@ -731,7 +737,7 @@ def write(results, secs):
             "the 15 s SMTP and webhook timeouts were fixed in the code: now delivery_timeout_secs",
         ],
         "notes": [
-            f"{len(SCENARIOS)} fault scenarios x {ROUNDS} rounds, {DEVICES} new devices per wave "
+            f"{len(results) // ROUNDS} fault scenarios x {ROUNDS} rounds, {DEVICES} new devices per wave "
             f"(each alert = 1 email + 1 webhook message), {KILLS} SIGKILLs per kill run; "
             f"outbox_retry_secs = {RETRY_SECS}, delivery_timeout_secs = {TIMEOUT_SECS}",
             f"messages generated {tot('generated')}, delivered {tot('delivered')}, failed "
