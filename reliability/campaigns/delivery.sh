@@ -6,4 +6,11 @@
 # Uses veth pairs dl<k>a/dl<k>b and ports 22000-22999 only. Needs root (veth, raw frames).
 set -euo pipefail
 : "${LM:?LM must point at the release lanmeter binary}" "${OUT:?OUT must be set}"
-exec /usr/bin/python3 reliability/delivery.py "$LM" "$OUT"
+# The driver removes its links itself; this catches a driver killed half way.
+cleanup() {
+    for l in $(ip -o link show | sed -n 's/^[0-9]*: \(dl[0-9]*a\)@.*/\1/p'); do
+        ip link del "$l" 2>/dev/null || true
+    done
+}
+trap cleanup EXIT
+/usr/bin/python3 reliability/delivery.py "$LM" "$OUT"
