@@ -677,7 +677,9 @@ def run_one(k, name, fn, rnd):
     finally:
         lab.close()
     r["name"], r["round"], r["seconds"] = name, rnd, round(time.time() - t0, 1)
-    r["broken"] = judge(name, r) if "generated" in r else [r["error"]]
+    r["broken"] = judge(name, r) if "generated" in r else []
+    if "error" in r:
+        r["broken"].insert(0, f"could not run to the end: {r['error']}")
     log(f"{name} (round {rnd}): {r.get('delivered')}/{r.get('generated')} delivered, "
         f"{r.get('failed')} failed, {r.get('pending')} pending, lost {r.get('lost')}, "
         f"dup {r.get('duplicates')}, {r['seconds']} s; broken: {r['broken'] or 'none'}")
@@ -808,4 +810,13 @@ def write(results, secs):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+        code = 0
+    except Exception as e:
+        log(f"could not run: {type(e).__name__}: {e}")
+        code = 2
+    # The servers' threads (aiosmtpd's loop, hung webhook requests) must not keep us alive.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
