@@ -5,8 +5,9 @@
 //! channel's messages, never the other channel or the rule evaluation.
 //!
 //! Each of these threads has its own database connection; the email worker has a small
-//! single-threaded tokio runtime for SMTP. It never touches the capture path: capture counters reach it only
-//! through the [`Probe`] closure the daemon hands in, which copies a few atomics.
+//! single-threaded tokio runtime for SMTP. None of them touches the capture path: capture
+//! counters reach the alert thread only through the [`Probe`] closure the daemon hands in,
+//! which copies a few atomics.
 
 use super::deliver::{self, Channels};
 use super::engine::{self, Policy};
