@@ -57,6 +57,7 @@ const HOUR_OF_DAY: RangeInclusive<u8> = 0..=23;
 const ACK_LINK_DAYS: RangeInclusive<u32> = 1..=90;
 const OUTBOX_RETRY_SECS: RangeInclusive<u64> = 1..=3_600;
 const OUTBOX_EXPIRE_HOURS: RangeInclusive<u64> = 1..=720;
+const DELIVERY_TIMEOUT_SECS: RangeInclusive<u64> = 1..=300;
 const MQTT_INTERVAL_SECS: RangeInclusive<u64> = 5..=3_600;
 const WEEKDAY: RangeInclusive<u8> = 1..=7;
 
@@ -143,6 +144,7 @@ pub const KEYS: &[&str] = &[
     "mqtt_password",
     "mqtt_prefix",
     "mqtt_interval_secs",
+    "delivery_timeout_secs",
 ];
 
 /// Keys whose environment variable is a comma-separated list rather than one value.
@@ -310,6 +312,8 @@ pub struct Config {
     pub mqtt_prefix: String,
     /// Seconds between state messages.
     pub mqtt_interval_secs: u64,
+    /// Seconds one SMTP or webhook attempt may take before it counts as failed and is retried.
+    pub delivery_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -394,6 +398,7 @@ impl Default for Config {
             mqtt_password: None,
             mqtt_prefix: "homeassistant".into(),
             mqtt_interval_secs: 30,
+            delivery_timeout_secs: 15,
         }
     }
 }
@@ -610,6 +615,7 @@ fn hint(key: &str) -> String {
         "mqtt_username" | "mqtt_password" => "use a string in double quotes".into(),
         "mqtt_prefix" => "use Home Assistant's discovery prefix (\"homeassistant\" unless you changed it): letters, digits, '_', '-' or '/', no '+' or '#'".into(),
         "mqtt_interval_secs" => range(&MQTT_INTERVAL_SECS, "seconds"),
+        "delivery_timeout_secs" => range(&DELIVERY_TIMEOUT_SECS, "seconds"),
         _ => format!("valid keys are {}", KEYS.join(", ")),
     }
 }
@@ -1038,6 +1044,11 @@ impl Config {
             "outbox_expire_hours",
             self.outbox_expire_hours,
             &OUTBOX_EXPIRE_HOURS,
+        )?;
+        check_range(
+            "delivery_timeout_secs",
+            self.delivery_timeout_secs,
+            &DELIVERY_TIMEOUT_SECS,
         )?;
         check_range(
             "weekly_summary_weekday",

@@ -1,12 +1,13 @@
 //! Works the outbox: sends each due message on its channel, marks it delivered, or schedules
-//! the next attempt with exponential backoff until it expires with its last error kept.
+//! the next attempt with exponential backoff until it expires with its last error kept. A
+//! message the mail server refuses for good (SMTP 5xx) fails at once, its error shown.
 //!
 //! A message is marked delivered only after the channel accepted it. A crash between the two
 //! sends it again after the restart (at least once); emails carry a stable Message-ID so a
 //! mail client can tell the copy. It never decides what to send (the engine does).
 
 use super::AlertError;
-use super::mail::Mailer;
+use super::mail::{MailErrorKind, Mailer};
 use super::webhook;
 use crate::store::Store;
 use crate::store::alerts::OutboxRow;
@@ -25,11 +26,16 @@ pub fn backoff(base: i64, attempts: i64) -> i64 {
         .min(MAX_BACKOFF_SECS)
 }
 
+/// The channels a message can go out on, each worked by its own thread in `lanmeter run`.
+pub const CHANNELS: [&str; 2] = ["email", "webhook"];
+
 /// The ways out: an SMTP mailer (with the runtime it runs on) and the webhook token.
 pub struct Channels {
     pub mailer: Option<Mailer>,
     pub mail_config_error: Option<String>,
     pub webhook_token: Option<String>,
+    /// How long one webhook request may take (`delivery_timeout_secs`; the mailer has its own).
+    pub webhook_timeout: std::time::Duration,
     pub rt: tokio::runtime::Runtime,
 }
 
@@ -46,7 +52,24 @@ pub fn message_id(m: &OutboxRow) -> String {
     format!("<outbox-{}-{}@lanmeter>", m.id, m.created_at)
 }
 
-fn send(ch: &Channels, m: &OutboxRow) -> Result<(), String> {
+/// Why an attempt failed, in words for the dashboard, and whether trying again can help.
+struct Failure {
+    error: String,
+    /// The receiver refused this message for good (an SMTP 5xx to the sender, a recipient or
+    /// the content): retrying the same message would only be refused again.
+    permanent: bool,
+}
+
+impl From<String> for Failure {
+    fn from(error: String) -> Failure {
+        Failure {
+            error,
+            permanent: false,
+        }
+    }
+}
+
+fn send(ch: &Channels, m: &OutboxRow) -> Result<(), Failure> {
     match m.channel.as_str() {
         "email" => match &ch.mailer {
             Some(mailer) => ch
@@ -57,41 +80,77 @@ fn send(ch: &Channels, m: &OutboxRow) -> Result<(), String> {
                     m.html_body.as_deref(),
                     &message_id(m),
                 ))
-                .map_err(|e| e.to_string()),
-            None => Err(ch.mail_config_error.clone().unwrap_or_else(|| {
-                "email is not configured (set smtp_host and mail_to); the message waits".into()
-            })),
+                .map_err(|e| Failure {
+                    permanent: e.kind == MailErrorKind::Rejected,
+                    error: e.to_string(),
+                }),
+            None => Err(ch
+                .mail_config_error
+                .clone()
+                .unwrap_or_else(|| {
+                    "email is not configured (set smtp_host and mail_to); the message waits".into()
+                })
+                .into()),
         },
         "webhook" => webhook::send(
             &m.subject,
             ch.webhook_token.as_deref(),
             m.json_body.as_deref().unwrap_or("{}"),
-        ),
-        other => Err(format!("unknown channel {other}")),
+            ch.webhook_timeout,
+        )
+        .map_err(Failure::from),
+        other => Err(format!("unknown channel {other}").into()),
     }
 }
 
-/// One pass over the due messages at `now()`.
+/// One pass over the due messages of every channel at `now()`.
 pub fn work(
     store: &mut Store,
     ch: &Channels,
     now: impl Fn() -> i64,
     retry_secs: i64,
 ) -> Result<Pass, AlertError> {
+    let due = store.due_messages(now(), BATCH)?;
+    work_on(store, ch, due, now, retry_secs)
+}
+
+/// One pass over the due messages of `channel` only (the per-channel workers of `lanmeter run`).
+pub fn work_channel(
+    store: &mut Store,
+    ch: &Channels,
+    channel: &str,
+    now: impl Fn() -> i64,
+    retry_secs: i64,
+) -> Result<Pass, AlertError> {
+    let due = store.due_messages_on(channel, now(), BATCH)?;
+    work_on(store, ch, due, now, retry_secs)
+}
+
+fn work_on(
+    store: &mut Store,
+    ch: &Channels,
+    due: Vec<OutboxRow>,
+    now: impl Fn() -> i64,
+    retry_secs: i64,
+) -> Result<Pass, AlertError> {
     let mut pass = Pass::default();
-    for m in store.due_messages(now(), BATCH)? {
+    for m in due {
         match send(ch, &m) {
             Ok(()) => {
                 store.message_delivered(m.id, now())?;
                 tracing::info!(id = m.id, channel = %m.channel, kind = %m.kind, attempts = m.attempts + 1, "message delivered");
                 pass.delivered += 1;
             }
-            Err(error) => {
+            Err(Failure { error, permanent }) => {
                 let t = now();
                 let attempts = m.attempts + 1;
                 let next = t + backoff(retry_secs, attempts);
-                let expired = t >= m.expires_at;
-                let shown = if expired {
+                let expired = permanent || t >= m.expires_at;
+                let shown = if permanent {
+                    format!(
+                        "refused for good, not retried (fix the setting, then use Retry): {error}"
+                    )
+                } else if expired {
                     format!(
                         "gave up after {attempts} attempts over {} h: {error}",
                         (t - m.created_at) / 3600
@@ -107,7 +166,7 @@ pub fn work(
                     &shown,
                 )?;
                 if expired {
-                    tracing::error!(id = m.id, channel = %m.channel, attempts, error = %error, "message expired undelivered");
+                    tracing::error!(id = m.id, channel = %m.channel, attempts, permanent, error = %error, "message given up undelivered");
                     pass.expired += 1;
                 } else {
                     tracing::warn!(id = m.id, channel = %m.channel, attempts, retry_in_secs = next - t, error = %error, "delivery failed; retrying");
@@ -158,6 +217,7 @@ mod tests {
             mailer: None,
             mail_config_error: None,
             webhook_token: None,
+            webhook_timeout: std::time::Duration::from_secs(5),
             rt: tokio::runtime::Builder::new_current_thread()
                 .build()
                 .unwrap(),

@@ -13,10 +13,6 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use std::time::Duration;
 
-/// A connection that hangs (STARTTLS spoken to an implicit-TLS port waits for a greeting that
-/// never comes) fails after this long instead of blocking the outbox.
-const SMTP_TIMEOUT: Duration = Duration::from_secs(15);
-
 /// A failure with what to do about it. `advice` is for people; `detail` is lettre's own words.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{advice} ({detail})")]
@@ -144,7 +140,10 @@ impl Mailer {
         let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.clone())
             .port(port)
             .tls(tls)
-            .timeout(Some(SMTP_TIMEOUT));
+            // A connection that hangs (a stalled server, or STARTTLS spoken to an implicit-TLS
+            // port waiting for a greeting that never comes) fails after this long, so the
+            // outbox retries it instead of waiting forever.
+            .timeout(Some(Duration::from_secs(cfg.delivery_timeout_secs)));
         if let Some(user) = &cfg.smtp_user {
             let password = smtp_password(cfg)?;
             b = b.credentials(Credentials::new(user.clone(), password));

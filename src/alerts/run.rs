@@ -1,10 +1,13 @@
 //! The alert thread of `lanmeter run`: every `alert_interval_secs` it gathers facts (device
 //! events, presence, usage history, lanmeter's health), runs the rules and the engine, and
-//! queues the weekly summary; every second it works the outbox.
+//! queues the weekly summary. One worker thread per channel (email, webhook) works that
+//! channel's part of the outbox every second, so a stalled receiver delays only its own
+//! channel's messages, never the other channel or the rule evaluation.
 //!
-//! It runs on its own OS thread with its own database connection and a small single-threaded
-//! tokio runtime for SMTP. It never touches the capture path: capture counters reach it only
-//! through the [`Probe`] closure the daemon hands in, which copies a few atomics.
+//! Each of these threads has its own database connection; the email worker has a small
+//! single-threaded tokio runtime for SMTP. None of them touches the capture path: capture
+//! counters reach the alert thread only through the [`Probe`] closure the daemon hands in,
+//! which copies a few atomics.
 
 use super::deliver::{self, Channels};
 use super::engine::{self, Policy};
@@ -73,11 +76,7 @@ pub fn spawn(
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("alerts".into())
-        .spawn(move || {
-            if let Err(e) = run(&cfg, &db, sources, &stop) {
-                tracing::error!(error = %e, "the alert thread stopped: no alerts are evaluated or delivered until lanmeter restarts");
-            }
-        })
+        .spawn(move || run(&cfg, &db, sources, &stop))
 }
 
 fn channels(cfg: &Config) -> Result<Channels, AlertError> {
@@ -87,21 +86,99 @@ fn channels(cfg: &Config) -> Result<Channels, AlertError> {
         .map_err(AlertError::Runtime)?;
     let (mailer, mail_config_error) = match Mailer::from_config(cfg) {
         Ok(m) => (m, None),
-        Err(e) => {
-            tracing::error!(error = %e, "email is misconfigured; messages wait in the outbox");
-            (None, Some(e.to_string()))
-        }
+        Err(e) => (None, Some(e.to_string())),
     };
     Ok(Channels {
         mailer,
         mail_config_error,
         webhook_token: cfg.webhook_token.as_ref().map(|t| t.expose().to_string()),
+        webhook_timeout: Duration::from_secs(cfg.delivery_timeout_secs),
         rt,
     })
 }
 
-fn run(cfg: &Config, db: &Path, mut sources: Sources, stop: &AtomicBool) -> Result<(), AlertError> {
+/// Starts one outbox worker per channel. Each has its own connection and runtime, so a
+/// receiver that stalls for `delivery_timeout_secs` per message holds up only its own
+/// channel's messages, never the other channel or the rule evaluation.
+fn spawn_workers(
+    cfg: &Config,
+    db: &Path,
+    stop: &Arc<AtomicBool>,
+) -> Vec<std::thread::JoinHandle<()>> {
+    if let Err(e) = Mailer::from_config(cfg) {
+        tracing::error!(error = %e, "email is misconfigured; messages wait in the outbox");
+    }
+    let mut workers = Vec::new();
+    for channel in deliver::CHANNELS {
+        let (cfg, db, stop) = (cfg.clone(), db.to_path_buf(), Arc::clone(stop));
+        let spawned = std::thread::Builder::new()
+            .name(format!("outbox-{channel}"))
+            .spawn(move || {
+                if let Err(e) = deliver_loop(&cfg, &db, channel, &stop) {
+                    tracing::error!(channel, error = %e, "an outbox worker stopped: its messages wait until lanmeter restarts");
+                }
+            });
+        match spawned {
+            Ok(h) => workers.push(h),
+            Err(e) => {
+                tracing::error!(channel, error = %e, "cannot start an outbox worker: its messages wait until lanmeter restarts");
+            }
+        }
+    }
+    workers
+}
+
+/// Works `channel`'s part of the outbox every [`DELIVERY_TICK`] until `stop` is set.
+fn deliver_loop(
+    cfg: &Config,
+    db: &Path,
+    channel: &str,
+    stop: &AtomicBool,
+) -> Result<(), AlertError> {
     let ch = channels(cfg)?;
+    let mut store: Option<Store> = None;
+    let mut next = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+        let now_i = Instant::now();
+        if now_i < next {
+            continue;
+        }
+        next = now_i + DELIVERY_TICK;
+        if store.is_none() {
+            match Store::open(db) {
+                Ok(s) => store = Some(s),
+                Err(e) => {
+                    tracing::warn!(channel, error = %e, "the outbox worker cannot open the database; retrying");
+                    next = now_i + Duration::from_secs(cfg.alert_interval_secs);
+                    continue;
+                }
+            }
+        }
+        let Some(s) = store.as_mut() else { continue };
+        let clock = || jiff::Timestamp::now().as_second();
+        if let Err(e) = deliver::work_channel(s, &ch, channel, clock, cfg.outbox_retry_secs as i64)
+        {
+            tracing::warn!(channel, error = %e, "outbox pass failed; retried");
+            store = None;
+        }
+    }
+    Ok(())
+}
+
+fn run(cfg: &Config, db: &Path, mut sources: Sources, stop: &Arc<AtomicBool>) {
+    let workers = spawn_workers(cfg, db, stop);
+    evaluate_loop(cfg, db, &mut sources, stop);
+    for w in workers {
+        if w.join().is_err() {
+            tracing::error!("an outbox worker panicked");
+        }
+    }
+}
+
+/// Evaluates the rules every `alert_interval_secs` until `stop` is set; failures are logged
+/// and retried at the next interval.
+fn evaluate_loop(cfg: &Config, db: &Path, sources: &mut Sources, stop: &AtomicBool) {
     let email = cfg.smtp_host.is_some();
     let policy = Policy::from_config(cfg, email);
     let interval = Duration::from_secs(cfg.alert_interval_secs);
@@ -111,7 +188,6 @@ fn run(cfg: &Config, db: &Path, mut sources: Sources, stop: &AtomicBool) -> Resu
         frames_changed: Instant::now(),
     };
     let mut next_eval = Instant::now();
-    let mut next_delivery = Instant::now();
     tracing::info!(
         email,
         webhook = cfg.webhook_url.is_some(),
@@ -121,47 +197,33 @@ fn run(cfg: &Config, db: &Path, mut sources: Sources, stop: &AtomicBool) -> Resu
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
         let now_i = Instant::now();
-        if now_i < next_eval && now_i < next_delivery {
+        if now_i < next_eval {
             continue;
         }
+        next_eval = now_i + interval;
         if store.is_none() {
             match Store::open(db) {
                 Ok(s) => store = Some(s),
                 Err(e) => {
                     tracing::warn!(error = %e, "alerts cannot open the database; retrying");
-                    next_eval = now_i + interval;
-                    next_delivery = now_i + interval;
                     continue;
                 }
             }
         }
         let Some(s) = store.as_mut() else { continue };
         let now = jiff::Timestamp::now().as_second();
-        if now_i >= next_eval {
-            next_eval = now_i + interval;
-            let evaluated = s
-                .link_secret()
-                .map_err(AlertError::from)
-                .and_then(|secret| {
-                    let links = LinkCtx::new(cfg, secret);
-                    evaluate(s, cfg, &policy, &links, &mut sources, &mut memory, now)
-                });
-            if let Err(e) = evaluated {
-                tracing::warn!(error = %e, "alert evaluation failed; retried next interval");
-                store = None;
-                continue;
-            }
-        }
-        if now_i >= next_delivery {
-            next_delivery = now_i + DELIVERY_TICK;
-            let clock = || jiff::Timestamp::now().as_second();
-            if let Err(e) = deliver::work(s, &ch, clock, cfg.outbox_retry_secs as i64) {
-                tracing::warn!(error = %e, "outbox pass failed; retried");
-                store = None;
-            }
+        let evaluated = s
+            .link_secret()
+            .map_err(AlertError::from)
+            .and_then(|secret| {
+                let links = LinkCtx::new(cfg, secret);
+                evaluate(s, cfg, &policy, &links, sources, &mut memory, now)
+            });
+        if let Err(e) = evaluated {
+            tracing::warn!(error = %e, "alert evaluation failed; retried next interval");
+            store = None;
         }
     }
-    Ok(())
 }
 
 /// One evaluation: every rule, the engine, the schedule, the weekly summary.

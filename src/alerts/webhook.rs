@@ -9,9 +9,6 @@ use crate::config::WebhookFormat;
 use serde_json::{Value, json};
 use std::time::Duration;
 
-/// A receiver that does not answer within this long is retried later.
-const TIMEOUT: Duration = Duration::from_secs(15);
-
 /// What a webhook message says, whatever its shape.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Hook<'a> {
@@ -97,10 +94,11 @@ pub fn body(format: WebhookFormat, url: &str, h: &Hook<'_>) -> (String, Value) {
     }
 }
 
-/// POSTs `body` to `url`; the error says what went wrong in words for the dashboard.
-pub fn send(url: &str, token: Option<&str>, body: &str) -> Result<(), String> {
+/// POSTs `body` to `url`; the error says what went wrong in words for the dashboard. A receiver
+/// that has not answered within `timeout` fails the attempt (the outbox retries it later).
+pub fn send(url: &str, token: Option<&str>, body: &str, timeout: Duration) -> Result<(), String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(TIMEOUT))
+        .timeout_global(Some(timeout))
         .http_status_as_error(true)
         .build()
         .into();
@@ -129,6 +127,10 @@ pub fn send(url: &str, token: Option<&str>, body: &str) -> Result<(), String> {
                 "nothing accepts connections at {url}: check webhook_url and that the receiver runs"
             ))
         }
+        Err(ureq::Error::Timeout(_)) => Err(format!(
+            "the webhook at {url} did not answer within {} s: check that the receiver runs and is not overloaded",
+            timeout.as_secs()
+        )),
         Err(e) => Err(format!("the webhook request failed: {e}")),
     }
 }

@@ -417,6 +417,28 @@ impl Store {
             .map_err(sql_err(&self.path, "reading the outbox"))
     }
 
+    /// Messages of `channel` due for an attempt at `now`, oldest first: each channel's worker
+    /// reads only its own, so one stalled receiver cannot hold up the other channel.
+    pub fn due_messages_on(
+        &self,
+        channel: &str,
+        now: i64,
+        limit: u32,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        self.conn
+            .prepare_cached(&format!(
+                "SELECT {OUTBOX_COLS} FROM outbox
+                 WHERE channel = ?3 AND delivered_at IS NULL AND failed_at IS NULL
+                     AND next_attempt_at <= ?1
+                 ORDER BY next_attempt_at, id LIMIT ?2"
+            ))
+            .and_then(|mut st| {
+                st.query_map(params![now, limit, channel], outbox_from_row)?
+                    .collect()
+            })
+            .map_err(sql_err(&self.path, "reading the outbox"))
+    }
+
     /// Marks a message delivered, and its alerts notified.
     pub fn message_delivered(&mut self, id: i64, now: i64) -> Result<(), StoreError> {
         let path = self.path.clone();

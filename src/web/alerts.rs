@@ -440,8 +440,9 @@ pub async fn test_webhook(
                 },
             );
             let token = cfg.webhook_token.as_ref().map(|t| t.expose().to_string());
+            let timeout = std::time::Duration::from_secs(cfg.delivery_timeout_secs);
             let sent = tokio::task::spawn_blocking(move || {
-                webhook::send(&post_url, token.as_deref(), &body.to_string())
+                webhook::send(&post_url, token.as_deref(), &body.to_string(), timeout)
             })
             .await
             .map_err(|e| AppError::internal(format!("webhook task failed: {e}")))?;

@@ -473,6 +473,7 @@ fn webhook_delivers_the_json_body_after_a_failed_attempt() {
         mailer: None,
         mail_config_error: None,
         webhook_token: Some("s3cret-token".into()),
+        webhook_timeout: Duration::from_secs(10),
         rt: tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap(),
@@ -518,4 +519,193 @@ fn webhook_delivers_the_json_body_after_a_failed_attempt() {
     assert_eq!(a.stage(), "notified");
     let m = &store.outbox_recent(10).unwrap()[0];
     assert_eq!((m.status(), m.attempts), ("delivered", 2));
+}
+
+/// aiosmtpd answering RCPT with `answer` (everything else normal), on a free loopback port.
+const ANSWERING_SMTP: &str = r#"
+import sys
+from aiosmtpd.controller import Controller
+class Answer:
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        return sys.argv[2]
+c = Controller(Answer(), hostname='127.0.0.1', port=int(sys.argv[1]))
+c.start()
+print('ready', flush=True)
+sys.stdin.read()
+"#;
+
+fn answering_smtp(answer: &str) -> (u16, KillOnDrop) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(PYTHON)
+        .args(["-c", ANSWERING_SMTP, &port.to_string(), answer])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start aiosmtpd (apt install python3-aiosmtpd): {e}"));
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready");
+    (port, KillOnDrop(child))
+}
+
+fn email_message(subject: &str) -> lanmeter::store::alerts::NewMessage {
+    lanmeter::store::alerts::NewMessage {
+        channel: "email",
+        kind: "test",
+        subject: subject.into(),
+        text_body: "hello".into(),
+        not_before: 0,
+        expires_at: i64::MAX / 2,
+        ..Default::default()
+    }
+}
+
+fn smtp_config(port: u16) -> Config {
+    Config {
+        smtp_host: Some("127.0.0.1".into()),
+        smtp_port: Some(port),
+        smtp_security: SmtpSecurity::None,
+        mail_to: vec!["family@home.test".into()],
+        mail_from: Some("lanmeter@home.test".into()),
+        delivery_timeout_secs: 10,
+        ..Config::default()
+    }
+}
+
+/// Found by the delivery campaign: a permanent rejection was retried with backoff for
+/// outbox_expire_hours. Now a 5xx fails the message at once, with the server's words; a 4xx
+/// still retries.
+#[test]
+fn a_permanent_smtp_rejection_fails_at_once_and_a_temporary_one_retries() {
+    for (answer, status) in [
+        ("550 5.1.1 no such user here", "failed"),
+        ("450 4.2.1 mailbox busy", "retrying"),
+    ] {
+        let (port, _smtp) = answering_smtp(answer);
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("p.db")).unwrap();
+        store
+            .queue_messages(&[], &[email_message("rejected?")], 0)
+            .unwrap();
+        let cfg = smtp_config(port);
+        let ch = Channels {
+            mailer: lanmeter::alerts::mail::Mailer::from_config(&cfg).unwrap(),
+            mail_config_error: None,
+            webhook_token: None,
+            webhook_timeout: Duration::from_secs(10),
+            rt: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+        };
+        let now = 1_767_225_600;
+        deliver::work(&mut store, &ch, || now, 30).unwrap();
+        // Long past any backoff: a failed message is not attempted again.
+        deliver::work(&mut store, &ch, || now + 7200, 30).unwrap();
+        let m = &store.outbox_recent(10).unwrap()[0];
+        let err = m.last_error.as_deref().unwrap_or("");
+        assert_eq!(m.status(), status, "{answer}: {err}");
+        if status == "failed" {
+            assert_eq!(m.attempts, 1, "{err}");
+            assert!(
+                err.contains("refused for good") && err.contains("no such user"),
+                "{err}"
+            );
+        } else {
+            assert_eq!(m.attempts, 2, "{err}");
+        }
+    }
+}
+
+/// Found by the delivery campaign: the alert thread sent every message in turn, so a webhook
+/// receiver that accepts and never answers held up email (and rule evaluation) for the whole
+/// timeout, message after message. With one worker per channel the email goes out while the
+/// webhook request still hangs.
+#[test]
+fn a_hanging_webhook_does_not_hold_up_email() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.db");
+    let maildir = dir.path().join("maildir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _smtp = start_smtp(None, &format!("127.0.0.1:{port}"), &maildir, None);
+    wait_port(&format!("127.0.0.1:{port}"));
+    // Accepts connections and keeps them open without a word until told to let go.
+    let hang = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hook_url = format!("http://{}/hook", hang.local_addr().unwrap());
+    let (let_go, held) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let (conn, _) = hang.accept().unwrap();
+        let _ = held.recv();
+        drop(conn);
+    });
+    let now = jiff::Timestamp::now().as_second();
+    let mut store = Store::open(&db).unwrap();
+    // The webhook message is older, so a single sender would try it first.
+    store
+        .queue_messages(
+            &[],
+            &[lanmeter::store::alerts::NewMessage {
+                channel: "webhook",
+                kind: "test",
+                subject: hook_url,
+                json_body: Some("{}".into()),
+                not_before: 0,
+                expires_at: now + 3600,
+                ..Default::default()
+            }],
+            now - 10,
+        )
+        .unwrap();
+    store
+        .queue_messages(&[], &[email_message("while the webhook hangs")], now - 5)
+        .unwrap();
+    let cfg = Config {
+        delivery_timeout_secs: 120,
+        alert_health: false,
+        alert_unusual_usage: false,
+        weekly_summary: false,
+        ..smtp_config(port)
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let thread = lanmeter::alerts::run::spawn(
+        cfg,
+        db.clone(),
+        lanmeter::alerts::run::Sources::default(),
+        stop.clone(),
+    )
+    .unwrap();
+    let got = wait_for("the email", PATIENCE, || {
+        let m = mails(&maildir);
+        (!m.is_empty()).then_some(m)
+    });
+    assert_eq!(got[0]["subject"], "[lanmeter] while the webhook hangs");
+    let outbox = Store::open(&db).unwrap().outbox_recent(10).unwrap();
+    let hook = outbox.iter().find(|m| m.channel == "webhook").unwrap();
+    assert_eq!(
+        (hook.status(), hook.attempts),
+        ("waiting", 0),
+        "the webhook attempt is still hanging while the email went out"
+    );
+    let _ = let_go.send(());
+    holder.join().unwrap();
+    let failed = wait_for("the webhook attempt to fail", PATIENCE, || {
+        let s = Store::open(&db).ok()?;
+        let m = s.outbox_recent(10).ok()?;
+        m.into_iter()
+            .find(|m| m.channel == "webhook" && m.attempts == 1)
+    });
+    assert_eq!(failed.status(), "retrying", "{failed:?}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    thread.join().unwrap();
 }
