@@ -1,10 +1,11 @@
 //! Works the outbox: sends each due message on its channel, marks it delivered, or schedules
 //! the next attempt with exponential backoff until it expires with its last error kept. A
-//! message the mail server refuses for good (SMTP 5xx) fails at once, its error shown.
+//! message the receiver refuses for good (SMTP 5xx, a webhook's 4xx other than 408/429) fails at
+//! once, its error shown.
 //!
 //! A message is marked delivered only after the channel accepted it. A crash between the two
-//! sends it again after the restart (at least once); emails carry a stable Message-ID so a
-//! mail client can tell the copy. It never decides what to send (the engine does).
+//! sends it again after the restart (at least once); emails carry a stable Message-ID and
+//! webhooks the same value as `Idempotency-Key`, so a mail client or receiver can tell the copy. It never decides what to send (the engine does).
 
 use super::AlertError;
 use super::mail::{MailErrorKind, Mailer};
@@ -56,7 +57,8 @@ pub fn message_id(m: &OutboxRow) -> String {
 struct Failure {
     error: String,
     /// The receiver refused this message for good (an SMTP 5xx to the sender, a recipient or
-    /// the content): retrying the same message would only be refused again.
+    /// the content; a webhook's 4xx other than 408/429): retrying the same message would only
+    /// be refused again.
     permanent: bool,
 }
 
@@ -97,8 +99,12 @@ fn send(ch: &Channels, m: &OutboxRow) -> Result<(), Failure> {
             ch.webhook_token.as_deref(),
             m.json_body.as_deref().unwrap_or("{}"),
             ch.webhook_timeout,
+            Some(&message_id(m)),
         )
-        .map_err(Failure::from),
+        .map_err(|e| Failure {
+            permanent: e.permanent,
+            error: e.message,
+        }),
         other => Err(format!("unknown channel {other}").into()),
     }
 }

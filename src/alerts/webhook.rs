@@ -94,9 +94,39 @@ pub fn body(format: WebhookFormat, url: &str, h: &Hook<'_>) -> (String, Value) {
     }
 }
 
+/// Why a webhook POST failed, in words for the dashboard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendError {
+    pub message: String,
+    /// The receiver refused the request itself (a 4xx other than 408 and 429: a wrong token,
+    /// URL or body): sending the same request again would be refused again, so the outbox
+    /// stops retrying and shows the error until someone fixes the setting and presses Retry.
+    pub permanent: bool,
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Whether an HTTP status from the receiver means "never with this request" rather than "not now".
+fn refused_for_good(code: u16) -> bool {
+    (400..500).contains(&code) && code != 408 && code != 429
+}
+
 /// POSTs `body` to `url`; the error says what went wrong in words for the dashboard. A receiver
 /// that has not answered within `timeout` fails the attempt (the outbox retries it later).
-pub fn send(url: &str, token: Option<&str>, body: &str, timeout: Duration) -> Result<(), String> {
+/// `idempotency_key` is the same on every attempt of one message, so a receiver can drop the
+/// copy the outbox sends again when it was stopped between the receiver's answer and recording
+/// it (delivery is at least once).
+pub fn send(
+    url: &str,
+    token: Option<&str>,
+    body: &str,
+    timeout: Duration,
+    idempotency_key: Option<&str>,
+) -> Result<(), SendError> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
         .http_status_as_error(true)
@@ -112,27 +142,44 @@ pub fn send(url: &str, token: Option<&str>, body: &str, timeout: Duration) -> Re
     if let Some(t) = token {
         req = req.header("Authorization", &format!("Bearer {t}"));
     }
-    match req.send(body) {
-        Ok(_) => Ok(()),
-        Err(ureq::Error::StatusCode(code @ (401 | 403))) => Err(format!(
-            "the webhook answered HTTP {code}: check webhook_token (sent as a bearer token)"
-        )),
-        Err(ureq::Error::StatusCode(404)) => Err(
+    if let Some(k) = idempotency_key {
+        req = req.header("Idempotency-Key", k);
+    }
+    let (message, code) = match req.send(body) {
+        Ok(_) => return Ok(()),
+        Err(ureq::Error::StatusCode(code @ (401 | 403))) => (
+            format!(
+                "the webhook answered HTTP {code}: check webhook_token (sent as a bearer token)"
+            ),
+            Some(code),
+        ),
+        Err(ureq::Error::StatusCode(404)) => (
             "the webhook answered HTTP 404: check webhook_url (the topic, webhook id or path)"
                 .into(),
+            Some(404),
         ),
-        Err(ureq::Error::StatusCode(code)) => Err(format!("the webhook answered HTTP {code}")),
-        Err(ureq::Error::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-            Err(format!(
-                "nothing accepts connections at {url}: check webhook_url and that the receiver runs"
-            ))
+        Err(ureq::Error::StatusCode(code)) => {
+            (format!("the webhook answered HTTP {code}"), Some(code))
         }
-        Err(ureq::Error::Timeout(_)) => Err(format!(
-            "the webhook at {url} did not answer within {} s: check that the receiver runs and is not overloaded",
-            timeout.as_secs()
-        )),
-        Err(e) => Err(format!("the webhook request failed: {e}")),
-    }
+        Err(ureq::Error::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => (
+            format!(
+                "nothing accepts connections at {url}: check webhook_url and that the receiver runs"
+            ),
+            None,
+        ),
+        Err(ureq::Error::Timeout(_)) => (
+            format!(
+                "the webhook at {url} did not answer within {} s: check that the receiver runs and is not overloaded",
+                timeout.as_secs()
+            ),
+            None,
+        ),
+        Err(e) => (format!("the webhook request failed: {e}"), None),
+    };
+    Err(SendError {
+        message,
+        permanent: code.is_some_and(refused_for_good),
+    })
 }
 
 #[cfg(test)]
@@ -169,5 +216,16 @@ mod tests {
         assert_eq!(u, "http://x/hook");
         assert_eq!(b["alert_ids"][0], 7);
         assert_eq!(b["rule"], "new_device");
+    }
+
+    #[test]
+    fn only_a_refusal_of_the_request_itself_stops_retries() {
+        for code in [400, 401, 403, 404, 410, 413, 422] {
+            assert!(refused_for_good(code), "{code}");
+        }
+        // Timeouts, rate limits and server trouble pass: the same request can succeed later.
+        for code in [408, 429, 500, 502, 503, 504, 302] {
+            assert!(!refused_for_good(code), "{code}");
+        }
     }
 }

@@ -442,13 +442,19 @@ pub async fn test_webhook(
             let token = cfg.webhook_token.as_ref().map(|t| t.expose().to_string());
             let timeout = std::time::Duration::from_secs(cfg.delivery_timeout_secs);
             let sent = tokio::task::spawn_blocking(move || {
-                webhook::send(&post_url, token.as_deref(), &body.to_string(), timeout)
+                webhook::send(
+                    &post_url,
+                    token.as_deref(),
+                    &body.to_string(),
+                    timeout,
+                    None,
+                )
             })
             .await
             .map_err(|e| AppError::internal(format!("webhook task failed: {e}")))?;
             match sent {
                 Ok(()) => (true, "Sent: the receiver accepted it.".to_string()),
-                Err(e) => (false, e),
+                Err(e) => (false, e.message),
             }
         }
     };

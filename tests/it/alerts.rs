@@ -480,7 +480,7 @@ fn webhook_delivers_the_json_body_after_a_failed_attempt() {
     };
     let first = deliver::work(&mut store, &ch, || now, 30).unwrap();
     assert_eq!(first.failed_attempts, 1);
-    let (_, _) = requests.recv_timeout(Duration::from_secs(10)).unwrap();
+    let (first_head, _) = requests.recv_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!(
         deliver::work(&mut store, &ch, || now + 29, 30).unwrap(),
         deliver::Pass::default(),
@@ -519,6 +519,70 @@ fn webhook_delivers_the_json_body_after_a_failed_attempt() {
     assert_eq!(a.stage(), "notified");
     let m = &store.outbox_recent(10).unwrap()[0];
     assert_eq!((m.status(), m.attempts), ("delivered", 2));
+    // Both attempts carry the message's stable id, so a receiver can drop a copy.
+    let key = |head: &str| {
+        head.to_ascii_lowercase()
+            .lines()
+            .find_map(|l| l.strip_prefix("idempotency-key: ").map(str::to_string))
+    };
+    let want = deliver::message_id(m).to_ascii_lowercase();
+    assert_eq!(
+        key(&first_head).as_deref(),
+        Some(want.as_str()),
+        "{first_head}"
+    );
+    assert_eq!(key(&head).as_deref(), Some(want.as_str()), "{head}");
+}
+
+/// A receiver that refuses the request itself (here a wrong token) is not retried for
+/// outbox_expire_hours: the message fails at once with advice; a 429 still retries.
+#[test]
+fn a_webhook_refusing_the_request_fails_at_once_and_a_rate_limit_retries() {
+    for (status, want) in [(403u16, "failed"), (429, "retrying")] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("r.db")).unwrap();
+        let (url, requests) = http_server(vec![status, status]);
+        store
+            .queue_messages(
+                &[],
+                &[lanmeter::store::alerts::NewMessage {
+                    channel: "webhook",
+                    kind: "test",
+                    subject: url,
+                    json_body: Some("{}".into()),
+                    not_before: 0,
+                    expires_at: i64::MAX / 2,
+                    ..Default::default()
+                }],
+                0,
+            )
+            .unwrap();
+        let ch = Channels {
+            mailer: None,
+            mail_config_error: None,
+            webhook_token: Some("wrong".into()),
+            webhook_timeout: Duration::from_secs(10),
+            rt: tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap(),
+        };
+        let now = 1_767_225_600;
+        deliver::work(&mut store, &ch, || now, 30).unwrap();
+        requests.recv_timeout(Duration::from_secs(10)).unwrap();
+        deliver::work(&mut store, &ch, || now + 7200, 30).unwrap();
+        let m = &store.outbox_recent(10).unwrap()[0];
+        let err = m.last_error.as_deref().unwrap_or("");
+        assert_eq!(m.status(), want, "HTTP {status}: {err}");
+        if want == "failed" {
+            assert_eq!(m.attempts, 1, "{err}");
+            assert!(
+                err.contains("refused for good") && err.contains("webhook_token"),
+                "{err}"
+            );
+        } else {
+            assert_eq!(m.attempts, 2, "{err}");
+        }
+    }
 }
 
 /// aiosmtpd answering RCPT with `answer` (everything else normal), on a free loopback port.
