@@ -23,7 +23,7 @@ def runs_of(name):
         rows += [line.split() for line in open(f) if line.strip()]
     cmd = open(files[0][: -len(".txt")] + ".cmd").read().strip()
     return {
-        "command": cmd.replace(out, "bench-out"),
+        "command": cmd.replace(out, "bench-out").replace(os.environ.get("TARGET", "target") + "/", "target/"),
         "wall_s": [float(r[0]) for r in rows],
         "cpu_s": [float(r[1]) + float(r[2]) for r in rows],
         "max_rss_kb": [int(r[3]) for r in rows],
@@ -34,9 +34,10 @@ def darkstat_export(path):
     """Parses darkstat's export file (its hosts_db section): per host IP, MAC, bytes in and out.
 
     Layout (darkstat's export-format.txt and hosts_db.c): file tag DA314159, section tag DA 'H'
-    'S' 01, a u32 host count, then per host 'H' 'S' 'T' ver, the address (ver 3: a family byte 4
+    'S' 01, a u32 host count, then per host 'H' 'S' 'T' ver, the address (ver >= 3: a family byte 4
     or 6, then 4 or 16 bytes; ver 1/2: 4 bytes), last_seen u64 (ver >= 2), MAC, hostname length +
-    bytes, in u64, out u64, then the host's IP protocol, TCP and UDP port tables. Big-endian.
+    bytes, in u64, out u64, then the host's IP protocol, TCP and UDP port tables (ver 4, which
+    Debian's 3.0.719 writes, adds remote TCP and UDP port tables 't' and 'u'). Big-endian.
     """
     b = open(path, "rb").read()
     pos = 0
@@ -60,7 +61,7 @@ def darkstat_export(path):
         if tag[:3] != b"HST":
             raise ValueError(f"bad host tag {tag!r}")
         ver = tag[3]
-        if ver == 3:
+        if ver >= 3:
             fam = u("B")
             addr = take(4 if fam == 4 else 16)
         else:
@@ -76,6 +77,11 @@ def darkstat_export(path):
         take(u("H") * 26)
         take(1)  # 'U'
         take(u("H") * 18)
+        if ver >= 4:  # remote-port tables: 't' as 'T', 'u' as 'U'
+            take(1)
+            take(u("H") * 26)
+            take(1)
+            take(u("H") * 18)
         ip = ".".join(str(x) for x in addr) if fam == 4 else ":".join(addr[i:i + 2].hex() for i in range(0, 16, 2))
         hosts.append({"ip": ip, "mac": ":".join(f"{x:02x}" for x in mac), "in": bytes_in, "out": bytes_out})
     return hosts
@@ -122,7 +128,7 @@ except (OSError, ValueError) as e:
 ingest["per_host"] = cmp
 json.dump(ingest, open(f"{out}/ingest.json", "w"), indent=1)
 
-memory = {"runs": runs, "inputs": {
+memory = {"runs": runs, "flood_macs": flood, "inputs": {
     "house200": dict(label="household of 200 devices, 2,000,000 frames", **runs_of("house200")),
     "flood_quarter": dict(label=f"flood from {flood // 4:,} random source MACs", **runs_of("flood_quarter")),
     "flood": dict(label=f"flood from {flood:,} random source MACs", **runs_of("flood")),

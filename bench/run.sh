@@ -9,7 +9,8 @@
 #   live + start-up   bench/live.sh (network namespaces, tcpreplay) -> live.json
 #   Pi projection     bench/pi.sh (arm64 build, instruction counts under qemu) -> pi.json
 # Knobs (defaults sized so a full run stays well under 30 minutes on 2 cores):
-#   FRAMES=10000000 RUNS=5 STORE_DAYS=365 WEB_RUNS=3 WEB_SECS=5 LIVE_SECS=10 PI=1 ./bench/run.sh
+#   FRAMES=10000000 RUNS=5 STORE_DAYS=365 WEB_RUNS=3 WEB_SECS=5 LIVE_SECS=10 PI=1 \
+#   OUT=bench-out REPORT=BENCHMARKS.md ./bench/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TARGET=${CARGO_TARGET_DIR:-target}
@@ -19,6 +20,7 @@ RUNS=${RUNS:-5}
 STORE_DAYS=${STORE_DAYS:-365}
 PI=${PI:-1}
 OUT=${OUT:-bench-out}
+REPORT=${REPORT:-BENCHMARKS.md}
 mkdir -p "$OUT/raw"
 OUT=$(realpath "$OUT")
 : >"$OUT/parts.jsonl"
@@ -90,15 +92,16 @@ for n in $(seq "$ALL_RUNS"); do
     done
 done
 RUNS=$ALL_RUNS
-# darkstat's per-host totals of the same file, for the byte-basis comparison (untimed run).
-darkstat -r "$PCAP" --no-daemon --no-dns --chroot "$OUT/darkstat" --user root --export darkstat.export \
+# darkstat's per-host totals of the same file, for the byte-basis comparison (untimed run). With -r it
+# neither chroots nor drops privileges, so the export path is taken as given.
+darkstat -r "$PCAP" --no-daemon --no-dns --chroot "$OUT/darkstat" --user root --export "$OUT/darkstat/darkstat.export" \
     2>"$OUT/raw/darkstat-export.err" || true
 
 part memory
 measure flood "$LM" replay "$FLOOD" --json
 measure flood_quarter "$LM" replay "$FLOOD_QUARTER" --json
 measure house200 "$LM" replay "$HOUSE200" --json
-python3 bench/ingest.py "$OUT" "$FRAMES" "$FLOOD_MACS" "$RUNS"
+TARGET="$TARGET" python3 bench/ingest.py "$OUT" "$FRAMES" "$FLOOD_MACS" "$RUNS"
 
 # The history store: one simulated year of 200 devices with default retention, a flush of 1,000
 # active devices on it, and the heaviest queries.
@@ -123,5 +126,5 @@ else
 fi
 
 part end
-python3 bench/report.py "$OUT" >BENCHMARKS.md
-cat BENCHMARKS.md
+python3 bench/report.py "$OUT" >"$REPORT"
+cat "$REPORT"

@@ -37,7 +37,7 @@ BUILD=$(python3 -c 'import re,sys; print(re.search(r"\(([\d.]+) s\)", open(sys.a
 BASE="http://127.0.0.1:$PORT"
 # The device with the most traffic this cycle has the fullest charts.
 DEV=$(curl -s "$BASE/devices?sort=cycle" | python3 -c 'import re,sys; print(re.findall(r"href=\"/devices/(\d+)\"", sys.stdin.read())[0])')
-# wrk NAME PATH RUN: one wrk run, its output kept for web_json.py.
+# RUNS rounds of one wrk run per page; the pages alternate so load from other jobs spreads over all.
 for run in $(seq "$RUNS"); do
     for page in "overview /" "device /devices/$DEV" "devices /devices"; do
         set -- $page
