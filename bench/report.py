@@ -411,7 +411,9 @@ else:
         scale = {k: store_ratio * x86_rate / (PI_HZ * v) for k, v in PI_IPC.items()}
         rows = []
         if store:
-            rows.append(("flush of 1,000 devices, worst", max(store["flush_1000_ms"]), "≤ 20 ms"))
+            rows.append(("flush of 1,000 devices, worst (wall, incl. fsync)", max(store["flush_1000_ms"]), "≤ 20 ms"))
+            if store.get("flush_1000_cpu_ms_mean"):
+                rows.append(("flush of 1,000 devices, CPU time (mean)", store["flush_1000_cpu_ms_mean"], "≤ 20 ms"))
             for q in store["queries"][:3]:
                 rows.append((q["query"], med(q["ms"]), "–"))
         if web:
