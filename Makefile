@@ -10,7 +10,9 @@ CARGO ?= cargo
 # curl and openssl for the HTTPS test, prometheus (promtool and a scraping server) and
 # python3-venv (schemathesis) for the API tests, mosquitto (+ clients) as the real MQTT broker.
 TEST_DEBS := libpcap-dev pkg-config tshark tcpdump iproute2 iputils-ping iperf3 util-linux ieee-data udhcpc chromium chromium-driver python3-aiosmtpd curl openssl prometheus python3-venv mosquitto mosquitto-clients
-BENCH_DEBS := $(TEST_DEBS) darkstat tcpreplay time python3 wrk
+# bench: the peers (darkstat, tcpdump, tcpreplay), wrk for the dashboard, qemu-user (unlike
+# qemu-user-static it loads TCG plugins) and gcc for the Pi instruction counts (bench/pi.sh).
+BENCH_DEBS := $(TEST_DEBS) darkstat tcpreplay time python3 wrk qemu-user gcc
 RUN_DEBS := libpcap-dev pkg-config ieee-data
 DEMO_PCAP := data/demo-household.pcap
 
@@ -81,8 +83,9 @@ lint: check-cargo
 fmt:
 	$(CARGO) fmt --all
 
+# Writes BENCHMARKS.md from bench-out/ (bench/run.sh says what each part measures; ~20 minutes).
 bench: check-cargo deps-bench
-	./bench/run.sh
+	CARGO_TARGET_DIR=$(TARGET_DIR) ./bench/run.sh
 
 clean:
 	$(CARGO) clean

@@ -4,7 +4,7 @@
 # from one end at rising rates while `lanmeter run` (then darkstat) captures on the other end.
 # Per step it reports what tcpreplay and the kernel counters of both veth ends say was sent and
 # received, what the capturing program counted, and the kernel's capture drops.
-# Writes $OUT/live.md (run.sh appends it to results.md).
+# Writes $OUT/live.json (bench/report.py turns it into BENCHMARKS.md).
 #   LIVE_SECS=10 LIVE_RATES="100000 300000 1000000 top" LIVE_BUFFERS="16 2" ./bench/live.sh
 # Needs root (network namespaces), tcpreplay, tcpdump, darkstat, curl, python3.
 set -euo pipefail
@@ -30,7 +30,7 @@ BIG="$OUT/live-fullsize-$LIVE_FRAMES.pcap"
 [ -f "$MIX" ] || "$LM" generate "$MIX" --frames "$LIVE_FRAMES" --seed 5 --snaplen 1514 >/dev/null
 [ -f "$BIG" ] || tcpdump -r "$MIX" -w "$BIG" 'greater 1514' 2>/dev/null
 
-TAG="lmb$$"
+TAG="bn$$"
 NS_TX="${TAG}tx"
 NS_RX="${TAG}rx"
 IF_TX="${TAG}t"
@@ -74,7 +74,7 @@ interface = "$IF_RX"
 state_dir = "$TMP/state"
 database = "$TMP/state/lanmeter.db"
 backup_dir = "$TMP/backup"
-listen = "127.0.0.1:8080"
+listen = "127.0.0.1:18080"
 discovery = false
 arp_sweep_interval_secs = 0
 buffer_mib = $1
@@ -126,8 +126,10 @@ for buf in $LIVE_BUFFERS; do
                 --interface "$IF_RX" --db "$TMP/state/lanmeter.db" 2>"$OUT/live/$name.log" &
             pid=$!
             PIDS+=("$pid")
-            wait_http http://127.0.0.1:8080/healthz
+            wait_http http://127.0.0.1:18080/healthz
             replay "$name" "$rate" "$file"
+            # Peak RSS of the daemon (VmHWM; includes the capture ring pages it touched).
+            sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$pid/status" >"$OUT/live/$name.hwm" || true
             kill -TERM "$pid"
             wait "$pid" || echo "lanmeter exited with $? in $name" >&2
             "$LM" export --db "$TMP/state/lanmeter.db" --period minute --format json >"$OUT/live/$name.export"
@@ -145,13 +147,13 @@ if [ "$LIVE_DARKSTAT" = 1 ]; then
             name="darkstat-$input-$rate"
             rm -rf "$TMP/darkstat" && mkdir -p "$TMP/darkstat"
             "${RX[@]}" darkstat -i "$IF_RX" --no-daemon --no-dns --chroot "$TMP/darkstat" --user root \
-                -b 127.0.0.1 -p 8081 2>"$OUT/live/$name.log" &
+                -b 127.0.0.1 -p 18081 2>"$OUT/live/$name.log" &
             pid=$!
             PIDS+=("$pid")
-            wait_http http://127.0.0.1:8081/
+            wait_http http://127.0.0.1:18081/
             replay "$name" "$rate" "$file"
             # Its front page states packets received and dropped (pcap_stats) and bytes seen.
-            "${RX[@]}" curl -fsS http://127.0.0.1:8081/ >"$OUT/live/$name.html" || true
+            "${RX[@]}" curl -fsS http://127.0.0.1:18081/ >"$OUT/live/$name.html" || true
             kill -TERM "$pid"
             wait "$pid" || true
             STEPS+=("$name")
@@ -172,7 +174,7 @@ def once():
                          stderr=subprocess.DEVNULL)
     while True:
         try:
-            urllib.request.urlopen("http://127.0.0.1:8080/healthz", timeout=1).read()
+            urllib.request.urlopen("http://127.0.0.1:18080/healthz", timeout=1).read()
             t = time.monotonic() - t0
             break
         except OSError:
@@ -193,5 +195,4 @@ for kind in ("new", "existing"):
         print(kind, f"{once():.4f}")
 PY
 
-python3 bench/live_report.py "$OUT" "$LIVE_SECS" "$LIVE_FRAMES" "${STEPS[@]}" >"$OUT/live.md"
-cat "$OUT/live.md"
+python3 bench/live_report.py "$OUT" "$LIVE_SECS" "$LIVE_FRAMES" "${STEPS[@]}" >"$OUT/live.json"

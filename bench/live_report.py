@@ -1,13 +1,11 @@
-"""Turns the files bench/live.sh leaves in OUT/live/ into the Markdown section of results.md.
+"""Turns the files bench/live.sh leaves in OUT/live/ into JSON (bench-out/live.json) for bench/report.py.
 
 usage: live_report.py OUT SECS FRAMES STEP...
 A step is lanmeter-b<buffer_mib>-<input>-<rate> or darkstat-<input>-<rate>.
 """
 
-import html
 import json
 import re
-import statistics
 import sys
 
 out, secs, frames, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
@@ -38,7 +36,12 @@ def lanmeter(name):
     stopped = [l for l in log.splitlines() if re.search(r"\bstopped\b", l) and "pcap_dropped" in l]
     fields = dict(re.findall(r"(\w+)=(\d+)", stopped[-1])) if stopped else {}
     rows = json.load(open(f"{d}/{name}.export"))
+    try:
+        hwm = int(open(f"{d}/{name}.hwm").read().strip() or 0)
+    except (OSError, ValueError):
+        hwm = 0
     return {
+        "vm_hwm_kb": hwm,
         "frames_seen": int(fields.get("frames", -1)),
         "pcap_dropped": int(fields.get("pcap_dropped", -1)),
         "pcap_if_dropped": int(fields.get("pcap_if_dropped", -1)),
@@ -61,67 +64,26 @@ def darkstat(name):
     return {"ip_bytes": span("tb"), "packets": span("tp"), "received": span("pc"), "dropped": span("pd")}
 
 
-def rate_label(rate):
-    if rate == "top":
-        return "top speed"
-    if rate.endswith("M"):
-        return f"{int(rate[:-1]):,} Mbit/s"
-    return f"{int(rate):,} frames/s"
-
-
-inputs = {
-    "mix": f"household mix ({frames:,}-frame capture, frames cut to 1514 bytes)",
-    "big": "full-size frames only (1514 bytes)",
-}
-lines = [
-    "## Live capture on a veth pair (tcpreplay → lanmeter run / darkstat)",
-    "",
-    f"Each step: tcpreplay --preload-pcap --loop=0 --duration={secs} in one network namespace, the",
-    "capturing program alone in the other; counters of the receiving veth read 2 s after tcpreplay",
-    "ends. `seen` = frames the program read (lanmeter: `frames` of its `stopped` log line;",
-    'darkstat: pcap "captured", which on Linux includes its drops); `counted` = lanmeter\'s exported',
-    "minute rows (sum of frames_sent; darkstat: the packets it accounted, IP only). Kernel drops are",
-    "pcap_stats ps_drop: frames lost because the capture ring was full.",
-    "The machine is shared with other jobs: rates are what this run got, not a maximum.",
-    "",
-    "| program | input | asked | sent (tcpreplay) | Mbit/s on the wire | veth rx frames | seen | counted | kernel drops | if drops |",
-    "|---|---|---|---|---|---|---|---|---|---|",
-]
+steps_out = []
 for name in steps:
     c_rx = counters(name, "rx")
     tr = tcpreplay(name)
-    mbps = c_rx["rx_bytes"] * 8 / tr.get("secs", secs) / 1e6 if tr.get("secs") else 0
+    step = {"name": name, "tcpreplay": tr, "veth_rx": c_rx,
+            "wire_mbps": c_rx["rx_bytes"] * 8 / tr["secs"] / 1e6 if tr.get("secs") else 0}
     if name.startswith("lanmeter-"):
         _, buf, inp, rate = name.split("-", 3)
-        lm = lanmeter(name)
-        prog = f"lanmeter ({buf[1:]} MiB ring)"
-        seen, counted = lm["frames_seen"], lm["frames_sent"]
-        drops, ifdrops = lm["pcap_dropped"], lm["pcap_if_dropped"]
-        byte_note = "" if lm["bytes_sent"] == c_rx["rx_bytes"] else f" (bytes {lm['bytes_sent']:,} vs {c_rx['rx_bytes']:,})"
+        step.update(program="lanmeter", buffer_mib=int(buf[1:]), input=inp, rate=rate, lanmeter=lanmeter(name))
     else:
         _, inp, rate = name.split("-", 2)
-        ds = darkstat(name)
-        prog = "darkstat"
-        seen, counted = ds.get("received", -1), ds.get("packets", -1)
-        drops, ifdrops = ds.get("dropped", -1), "—"
-        byte_note = ""
-    fmt = lambda v: f"{v:,}" if isinstance(v, int) else v
-    lines.append(
-        f"| {prog} | {inputs[inp]} | {rate_label(rate)} | {fmt(tr.get('packets', -1))} in {tr.get('secs', 0):.1f} s "
-        f"| {mbps:,.0f} | {c_rx['rx_packets']:,} (dropped {c_rx['rx_dropped']:,}) | {fmt(seen)} | {fmt(counted)}{byte_note} "
-        f"| {fmt(drops)} | {fmt(ifdrops)} |"
-    )
+        step.update(program="darkstat", input=inp, rate=rate, darkstat=darkstat(name))
+    steps_out.append(step)
 
+startup = {}
 try:
-    rows = [l.split() for l in open(f"{d}/startup.txt") if l.strip()]
-    lines += ["", "## Start-up", "",
-              "Time from `lanmeter run` process start to its first successful GET /healthz (polled every 2 ms),",
-              "capture on the veth, discovery off.", "",
-              "| database | runs | median | min–max |", "|---|---|---|---|"]
-    for kind in ("new", "existing"):
-        t = [float(r[1]) for r in rows if r[0] == kind]
-        if t:
-            lines.append(f"| {kind} | {len(t)} | {statistics.median(t) * 1000:.0f} ms | {min(t) * 1000:.0f}–{max(t) * 1000:.0f} ms |")
+    for line in open(f"{d}/startup.txt"):
+        if line.strip():
+            kind, t = line.split()
+            startup.setdefault(kind, []).append(float(t))
 except FileNotFoundError:
     pass
-print("\n".join(lines))
+print(json.dumps({"secs": secs, "frames": frames, "steps": steps_out, "startup_secs": startup}, indent=1))

@@ -1,7 +1,7 @@
 //! `make bench`, history part: the database after one simulated year of a 200-device household
 //! with the default retention, one flush of 1,000 active devices on top of it, and the latency
-//! of the heaviest history queries. Prints a Markdown section (bench/run.sh appends it to
-//! bench-out/results.md).
+//! of the heaviest history queries. Prints JSON (bench/run.sh stores it as bench-out/store.json;
+//! bench/report.py turns it into BENCHMARKS.md).
 //!
 //! The year is simulated by direct store writes (one transaction per simulated hour, the daemon's
 //! hourly maintenance after each), not by capturing: activity follows a day/night rhythm per kind
@@ -59,16 +59,15 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-fn median_ms(mut f: impl FnMut()) -> f64 {
-    let mut v: Vec<f64> = (0..5)
+/// Five timed runs of `f`, in milliseconds (the report takes their median and range).
+fn median_ms(mut f: impl FnMut()) -> Vec<f64> {
+    (0..5)
         .map(|_| {
             let t = Instant::now();
             f();
             ms(t.elapsed())
         })
-        .collect();
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[2]
+        .collect()
 }
 
 fn file_size(p: &std::path::Path) -> u64 {
@@ -152,7 +151,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ts = |s: i64| jiff::Timestamp::from_second(s).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
     let (year_from, to) = (ts(start), ts(end));
     let q92 = ts(end - 92 * 86_400);
-    let mut queries: Vec<(&str, f64)> = Vec::new();
+    let mut queries: Vec<(&str, Vec<f64>)> = Vec::new();
     queries.push((
         "top 10 devices, whole year",
         median_ms(|| {
@@ -261,10 +260,78 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ));
     drop(store);
 
-    // One flush of 1,000 active devices on top of the year (800 of them new), six per minute
-    // as with the default 10 s interval.
-    let mut flusher = Flusher::new(Store::open(&db)?);
+    // The flush rounds run twice from the same state: on the year's file here, and on a copy
+    // in /dev/shm (tmpfs, where fsync costs nothing), which separates the CPU and SQLite work
+    // from the storage's sync latency (the store commits with synchronous=FULL).
+    let shm =
+        std::path::Path::new("/dev/shm").join(format!("lanmeter-bench-{}", std::process::id()));
+    let shm_db = shm.join("year.db");
+    let on_tmpfs = std::fs::create_dir_all(&shm).is_ok()
+        && std::fs::copy(&db, &shm_db).is_ok()
+        && ["-wal", "-shm"].iter().all(|s| {
+            let from = format!("{}{s}", db.display());
+            !std::path::Path::new(&from).exists()
+                || std::fs::copy(&from, format!("{}{s}", shm_db.display())).is_ok()
+        });
+    let (flush_ms, flush_cpu_ms) = flush_rounds(&db, end)?;
+    let tmpfs = if on_tmpfs {
+        Some(flush_rounds(&shm_db, end)?)
+    } else {
+        None
+    };
+    let _ = std::fs::remove_dir_all(&shm);
+    let maintenance_mean_ms = ms(maintenance) / (days * 24) as f64;
+    let report = serde_json::json!({
+        "command": format!("bench_store DIR {days}"),
+        "days": days,
+        "devices": DEVICES,
+        "device_minute_rows": rows,
+        "simulate_secs": simulated.as_secs_f64(),
+        "timezone": "Europe/Berlin",
+        "retention": {
+            "keep_minutes_days": cfg.keep_minutes_days,
+            "keep_hours_days": cfg.keep_hours_days,
+            "keep_days_months": cfg.keep_days_months,
+            "keep_months_years": cfg.keep_months_years,
+        },
+        "db_bytes": db_bytes,
+        "wal_bytes": wal_bytes,
+        "rows_kept": {"minute": levels[0], "hour": levels[1], "day": levels[2], "month": levels[3]},
+        "maintenance_mean_ms": maintenance_mean_ms,
+        "maintenance_max_ms": ms(max_maintenance),
+        // Twelve flushes of 1,000 devices; the first one inserts 800 new devices.
+        "flush_1000_ms": flush_ms,
+        "flush_1000_cpu_ms_mean": flush_cpu_ms,
+        "flush_1000_tmpfs_ms": tmpfs.as_ref().map(|t| t.0.clone()),
+        "flush_1000_tmpfs_cpu_ms_mean": tmpfs.as_ref().map(|t| t.1),
+        "queries": queries
+            .iter()
+            .map(|(name, samples)| serde_json::json!({"query": name, "ms": samples}))
+            .collect::<Vec<_>>(),
+    });
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+/// This thread's CPU time (user + system) in clock ticks of 10 ms, from /proc/thread-self/stat.
+fn cpu_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    // Fields after the command name (which may contain spaces, so split after its ')').
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+/// Twelve flushes of 1,000 active devices on `db` (800 of them new to the year's 200), six per
+/// minute as with the default 10 s interval: each flush's wall time in ms, and the mean CPU time
+/// per flush in ms (10 ms ticks summed over the twelve).
+fn flush_rounds(
+    db: &std::path::Path,
+    end: i64,
+) -> Result<(Vec<f64>, Option<f64>), Box<dyn std::error::Error>> {
+    let mut flusher = Flusher::new(Store::open(db)?);
     let mut flush_ms = Vec::new();
+    let cpu0 = cpu_ticks();
     for round in 0..12i64 {
         let minute = end + (round / 6) * 60;
         let usage: Vec<MinuteUsage> = (0..1000)
@@ -289,49 +356,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .collect();
         flush_ms.push(ms(flusher.flush(usage, seen)?.duration));
     }
-    let first = flush_ms[0];
-    let mut sorted = flush_ms.clone();
-    sorted.sort_by(|a, b| a.total_cmp(b));
-
-    let mb = |b: u64| b as f64 / 1e6;
-    println!("## History store (examples/bench_store.rs)\n");
-    println!(
-        "Simulated {days} days of {DEVICES} devices (day/night activity, {rows} device-minute rows, {:.0} s to simulate), \
-         zone Europe/Berlin, default retention (minutes {} d, hours {} d, days {} months, months {}):\n",
-        simulated.as_secs_f64(),
-        cfg.keep_minutes_days,
-        cfg.keep_hours_days,
-        cfg.keep_days_months,
-        if cfg.keep_months_years == 0 {
-            "forever".to_string()
-        } else {
-            format!("{} years", cfg.keep_months_years)
-        },
-    );
-    println!("| what | value |\n|---|---|");
-    println!("| database file | {:.1} MB |", mb(db_bytes));
-    println!("| WAL file | {:.1} MB |", mb(wal_bytes));
-    println!(
-        "| total on disk (budget 150 MB) | {:.1} MB |",
-        mb(db_bytes + wal_bytes)
-    );
-    println!(
-        "| rows kept: minute / hour / day / month | {} / {} / {} / {} |",
-        levels[0], levels[1], levels[2], levels[3]
-    );
-    println!(
-        "| hourly maintenance (rollup + retention) | mean {:.2} ms, max {:.1} ms |",
-        ms(maintenance) / (days * 24) as f64,
-        ms(max_maintenance)
-    );
-    println!(
-        "| flush of 1,000 active devices on the year (budget 20 ms) | first (800 new devices) {first:.2} ms, median {:.2} ms, max {:.2} ms |",
-        sorted[6], sorted[11]
-    );
-    println!("\nQuery latency on the year of history (median of 5):\n");
-    println!("| query | ms |\n|---|---|");
-    for (name, t) in queries {
-        println!("| {name} | {t:.1} |");
-    }
-    Ok(())
+    let cpu = match (cpu0, cpu_ticks()) {
+        (Some(a), Some(b)) => Some((b - a) as f64 * 10.0 / 12.0),
+        _ => None,
+    };
+    Ok((flush_ms, cpu))
 }
