@@ -16,6 +16,7 @@ export TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 export OUT=${OUT:-$TARGET_DIR/reliability}
 CAMPAIGNS=${CAMPAIGNS:-fuzz soak faults delivery}
 mkdir -p "$OUT"
+export RELIABILITY_START=$(date +%s)
 
 cargo build --release --quiet --bin lanmeter
 export LM=$TARGET_DIR/release/lanmeter
