@@ -401,6 +401,51 @@ fn starttls_with_a_self_signed_certificate() {
     assert!(e.advice.contains("465") || e.advice.contains("587"), "{e}");
 }
 
+/// Delivery channels for `deliver::work` in a test: an optional mailer, an optional webhook token.
+fn channels(
+    mailer: Option<lanmeter::alerts::mail::Mailer>,
+    webhook_token: Option<&str>,
+) -> Channels {
+    Channels {
+        mailer,
+        mail_config_error: None,
+        webhook_token: webhook_token.map(str::to_string),
+        webhook_timeout: Duration::from_secs(10),
+        rt: tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap(),
+    }
+}
+
+/// The one message in `store` after an attempt at `now` and another long past any backoff: a
+/// refusal for good (`want` "failed") was tried once and says so with `advice`; a temporary one
+/// ("retrying") was tried again.
+fn after_a_long_wait(
+    store: &mut Store,
+    ch: &Channels,
+    want: &str,
+    advice: &str,
+    seen: impl FnOnce(),
+) {
+    let now = 1_767_225_600;
+    deliver::work(store, ch, || now, 30).unwrap();
+    seen();
+    deliver::work(store, ch, || now + 7200, 30).unwrap();
+    let m = &store.outbox_recent(10).unwrap()[0];
+    let err = m.last_error.as_deref().unwrap_or("");
+    assert_eq!(m.status(), want, "{err}");
+    if want == "failed" {
+        assert_eq!(m.attempts, 1, "{err}");
+        assert!(
+            err.contains("refused for good") && err.contains(advice),
+            "{err}"
+        );
+    } else {
+        assert_eq!(m.attempts, 2, "{err}");
+    }
+}
+
 /// A one-thread HTTP server: answers each request with the next status, reports each request.
 fn http_server(statuses: Vec<u16>) -> (String, std::sync::mpsc::Receiver<(String, String)>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -469,15 +514,7 @@ fn webhook_delivers_the_json_body_after_a_failed_attempt() {
     };
     let applied = engine::apply(&store, &[cond], now, &policy, false).unwrap();
     engine::schedule(&mut store, &policy, &links, now).unwrap();
-    let ch = Channels {
-        mailer: None,
-        mail_config_error: None,
-        webhook_token: Some("s3cret-token".into()),
-        webhook_timeout: Duration::from_secs(10),
-        rt: tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap(),
-    };
+    let ch = channels(None, Some("s3cret-token"));
     let first = deliver::work(&mut store, &ch, || now, 30).unwrap();
     assert_eq!(first.failed_attempts, 1);
     let (first_head, _) = requests.recv_timeout(Duration::from_secs(10)).unwrap();
@@ -659,32 +696,11 @@ fn a_permanent_smtp_rejection_fails_at_once_and_a_temporary_one_retries() {
             .queue_messages(&[], &[email_message("rejected?")], 0)
             .unwrap();
         let cfg = smtp_config(port);
-        let ch = Channels {
-            mailer: lanmeter::alerts::mail::Mailer::from_config(&cfg).unwrap(),
-            mail_config_error: None,
-            webhook_token: None,
-            webhook_timeout: Duration::from_secs(10),
-            rt: tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap(),
-        };
-        let now = 1_767_225_600;
-        deliver::work(&mut store, &ch, || now, 30).unwrap();
-        // Long past any backoff: a failed message is not attempted again.
-        deliver::work(&mut store, &ch, || now + 7200, 30).unwrap();
-        let m = &store.outbox_recent(10).unwrap()[0];
-        let err = m.last_error.as_deref().unwrap_or("");
-        assert_eq!(m.status(), status, "{answer}: {err}");
-        if status == "failed" {
-            assert_eq!(m.attempts, 1, "{err}");
-            assert!(
-                err.contains("refused for good") && err.contains("no such user"),
-                "{err}"
-            );
-        } else {
-            assert_eq!(m.attempts, 2, "{err}");
-        }
+        let ch = channels(
+            lanmeter::alerts::mail::Mailer::from_config(&cfg).unwrap(),
+            None,
+        );
+        after_a_long_wait(&mut store, &ch, status, "no such user", || {});
     }
 }
 
