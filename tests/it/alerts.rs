@@ -580,19 +580,7 @@ fn a_webhook_refusing_the_request_fails_at_once_and_a_rate_limit_retries() {
         let mut store = Store::open(&dir.path().join("r.db")).unwrap();
         let (url, requests) = http_server(vec![status, status]);
         store
-            .queue_messages(
-                &[],
-                &[lanmeter::store::alerts::NewMessage {
-                    channel: "webhook",
-                    kind: "test",
-                    subject: url,
-                    json_body: Some("{}".into()),
-                    not_before: 0,
-                    expires_at: i64::MAX / 2,
-                    ..Default::default()
-                }],
-                0,
-            )
+            .queue_messages(&[], &[webhook_message(url, i64::MAX / 2)], 0)
             .unwrap();
         let ch = Channels {
             mailer: None,
@@ -654,6 +642,19 @@ fn answering_smtp(answer: &str) -> (u16, KillOnDrop) {
         .unwrap();
     assert_eq!(line.trim(), "ready");
     (port, KillOnDrop(child))
+}
+
+/// A webhook outbox message to `url` (kept in the subject, as the engine does), due at once.
+fn webhook_message(url: String, expires_at: i64) -> lanmeter::store::alerts::NewMessage {
+    lanmeter::store::alerts::NewMessage {
+        channel: "webhook",
+        kind: "test",
+        subject: url,
+        json_body: Some("{}".into()),
+        not_before: 0,
+        expires_at,
+        ..Default::default()
+    }
 }
 
 fn email_message(subject: &str) -> lanmeter::store::alerts::NewMessage {
@@ -733,19 +734,7 @@ fn a_hanging_webhook_does_not_hold_up_email() {
     let mut store = Store::open(&db).unwrap();
     // The webhook message is older, so a single sender would try it first.
     store
-        .queue_messages(
-            &[],
-            &[lanmeter::store::alerts::NewMessage {
-                channel: "webhook",
-                kind: "test",
-                subject: hook_url,
-                json_body: Some("{}".into()),
-                not_before: 0,
-                expires_at: now + 3600,
-                ..Default::default()
-            }],
-            now - 10,
-        )
+        .queue_messages(&[], &[webhook_message(hook_url, now + 3600)], now - 10)
         .unwrap();
     store
         .queue_messages(&[], &[email_message("while the webhook hangs")], now - 5)
