@@ -40,8 +40,9 @@ long) declare -A runs=([frame_decode]=12000000 [pcap_reader]=300000 [discovery_f
 esac
 targets=(frame_decode pcap_reader discovery_frame dhcp mdns ndp arp wifi config web_body)
 
-# The main lockfile pins the versions lanmeter is tested with; cargo adds libfuzzer-sys to it.
-[ -f Cargo.lock ] || cp ../Cargo.lock Cargo.lock
+# The main lockfile pins the versions lanmeter is tested with; cargo adds the three crates
+# Cargo.toml pins exactly (libfuzzer-sys and its own dependencies) and nothing else.
+cp ../Cargo.lock Cargo.lock
 python3 seeds.py seeds >/dev/null
 build_start=$(date +%s)
 RUSTC_WRAPPER=$PWD/rustc-sancov.sh $CARGO build --quiet --bins

@@ -3,7 +3,7 @@
 
 Seeds are generated at run time (never committed): frames, DHCP/mDNS/NDP/ARP payloads and
 radiotap records are cut out of the classic pcap files under PCAP_DIR (default:
-../shared/data/pcaps next to the checkout), in the input layout each target in
+tests/data/pcaps in the repository), in the input layout each target in
 fuzz_targets/ expects. pcapng files are skipped: the reader under test is the classic one.
 Usage: seeds.py [OUT_DIR]
 """
@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PCAP_DIR = Path(os.environ.get("PCAP_DIR", ROOT.parent / "shared" / "data" / "pcaps"))
+PCAP_DIR = Path(os.environ.get("PCAP_DIR", ROOT / "tests" / "data" / "pcaps"))
 OUT = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "fuzz" / "seeds"
 # Enough variety for coverage, few enough that loading a corpus stays a second's work.
 PER_TARGET = 1500

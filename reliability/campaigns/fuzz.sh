@@ -55,7 +55,7 @@ result = {
 json.dump(result, open(f"{out}/fuzz.json", "w"), indent=2)
 with open(f"{out}/fuzz.md", "w") as md:
     md.write("Each libFuzzer target runs for a fixed number of executions from the seed corpus "
-             "(cut out of the captures in ../shared/data/pcaps, the documented config file, and "
+             "(cut out of the captures in tests/data/pcaps, the documented config file, and "
              "form and JSON bodies built from the web side's field names). A crash is an input that "
              "panicked, overflowed or hung; its file is kept in fuzz/artifacts/<target>/.\n\n")
     md.write("| target | what it parses | executions | seconds | CPU seconds | crashes | corpus files |\n")

@@ -19,8 +19,12 @@ use std::time::{Duration, Instant};
 /// The demo capture: 2026-03-01T00:00Z plus three hours.
 const FROM: &str = "2026-03-01T00:00:00Z";
 const TO: &str = "2026-03-01T03:00:00Z";
-/// schemathesis version the fuzz run was checked with.
-const SCHEMATHESIS: &str = "schemathesis==4.32.5";
+/// The schemathesis lock file: the whole dependency tree with exact versions and hashes
+/// (tests/python/requirements.in says how to renew it).
+const PYTHON_LOCK: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/python/requirements.lock"
+);
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
@@ -677,13 +681,30 @@ fn metrics_pass_promtool_and_a_prometheus_server_scrapes_a_device_counter() {
     assert_eq!(value, want);
 }
 
-/// A venv with schemathesis under the test target folder, made once.
+/// A venv with schemathesis under the test target folder, installed from the lock file with
+/// `--require-hashes` (nothing unpinned can slip in) and made again whenever the lock changes.
+/// Debian's python3 (python3-venv), not whatever `python3` a developer's PATH holds.
 fn schemathesis() -> PathBuf {
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("schemathesis-venv");
+    let lock = std::fs::read(PYTHON_LOCK).expect("reading tests/python/requirements.lock");
+    let digest = lock.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+    });
+    let venv =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("schemathesis-venv-{digest:016x}"));
     let bin = venv.join("bin/schemathesis");
     if !bin.exists() {
-        run(Command::new("python3").args(["-m", "venv"]).arg(&venv));
-        run(Command::new(venv.join("bin/pip")).args(["install", "--quiet", SCHEMATHESIS]));
+        let _ = std::fs::remove_dir_all(&venv);
+        run(Command::new("/usr/bin/python3")
+            .args(["-m", "venv"])
+            .arg(&venv));
+        run(Command::new(venv.join("bin/pip")).args([
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--require-hashes",
+            "-r",
+            PYTHON_LOCK,
+        ]));
     }
     bin
 }

@@ -67,25 +67,6 @@ fn empty_config(dir: &Path) -> PathBuf {
     p
 }
 
-/// The shared capture corpus: `$LANMETER_PCAPS`, else `shared/data/pcaps` beside the checkout or
-/// in any folder above it.
-fn pcap_corpus() -> PathBuf {
-    if let Some(dir) = std::env::var_os("LANMETER_PCAPS") {
-        return PathBuf::from(dir);
-    }
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest
-        .ancestors()
-        .map(|a| a.join("shared/data/pcaps"))
-        .find(|p| p.is_dir())
-        .unwrap_or_else(|| {
-            panic!(
-                "the shared capture corpus was not found in shared/data/pcaps above {}: set LANMETER_PCAPS to its folder",
-                manifest.display()
-            )
-        })
-}
-
 /// One Ethernet II + IPv4 + UDP frame of `len` bytes between two private addresses.
 fn udp_frame(src: u8, dst: u8, len: usize) -> Vec<u8> {
     let mut f = Vec::with_capacity(len);
@@ -198,7 +179,7 @@ fn replay_of_a_truncated_capture_prints_complete_records_and_says_where_it_ended
 
 #[test]
 fn replay_of_a_radiotap_capture_says_ethernet_is_needed() {
-    let f = pcap_corpus().join("tcpdump-80211/ieee802.11_exthdr.pcap");
+    let f = crate::pcap_corpus().join("tcpdump-80211/ieee802.11_exthdr.pcap");
     assert!(f.is_file(), "{} is missing from the corpus", f.display());
     let (msg, stdout) = fails(&["replay", s(&f)]);
     says(

@@ -1,4 +1,4 @@
-//! The real capture corpus (`shared/data/pcaps/tcpdump/`, tcpdump's own test captures, many of
+//! The real capture corpus (`tests/data/pcaps/tcpdump/`, tcpdump's own test captures, many of
 //! them deliberately malformed) through the real binary: nothing may crash or hang, a file that
 //! ends early fails with one clear line, and the per-MAC totals of every Ethernet capture must
 //! equal tshark's, an implementation that shares no code with ours.
@@ -19,7 +19,7 @@ use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -111,37 +111,6 @@ const INNER_ETHERNET: &[(&str, &str)] = &[
         "OpenFlow 1.3 packet-in/packet-out messages carry whole Ethernet frames",
     ),
 ];
-
-/// The corpus folder: `LANMETER_PCAPS`, else `shared/data/pcaps` beside the checkout (CI clones
-/// the repo with `shared/` next to it), else in any ancestor of the crate (a git worktree).
-fn corpus_dir() -> PathBuf {
-    if let Some(p) = std::env::var_os("LANMETER_PCAPS") {
-        let p = PathBuf::from(p);
-        assert!(
-            p.join("INDEX.tsv").is_file(),
-            "LANMETER_PCAPS={} has no INDEX.tsv: point it at shared/data/pcaps",
-            p.display()
-        );
-        return p;
-    }
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let beside = manifest.join("../shared/data/pcaps");
-    if beside.join("INDEX.tsv").is_file() {
-        return beside;
-    }
-    for dir in manifest.ancestors() {
-        let candidate = dir.join("shared/data/pcaps");
-        if candidate.join("INDEX.tsv").is_file() {
-            return candidate;
-        }
-    }
-    panic!(
-        "the capture corpus was not found: looked for shared/data/pcaps/INDEX.tsv beside {} and in \
-         every folder above it; clone the repo with shared/ beside it or set LANMETER_PCAPS to the \
-         corpus folder",
-        manifest.display()
-    );
-}
 
 /// Fails (never skips) without tshark: it is the independent oracle.
 fn require_tshark() {
@@ -595,7 +564,7 @@ fn check_file(dir: &Path, e: &Entry, listed: &HashMap<&str, &str>, report: &Mute
 
 #[test]
 fn corpus_replays_and_matches_tshark() {
-    let dir = corpus_dir();
+    let dir = crate::pcap_corpus();
     require_tshark();
     let entries = index(&dir);
     assert!(
@@ -698,7 +667,8 @@ fn bounded_run_reports_hangs_and_signals() {
 /// prints an empty array.
 #[test]
 fn a_cut_capture_fails_in_one_line_and_still_matches_tshark() {
-    let whole = std::fs::read(corpus_dir().join("tcpdump/afs.pcap")).expect("reading afs.pcap");
+    let whole =
+        std::fs::read(crate::pcap_corpus().join("tcpdump/afs.pcap")).expect("reading afs.pcap");
     require_tshark();
     let tmp = tempfile::tempdir().expect("temp dir");
     let cuts = [("half.pcap", whole.len() / 2), ("header.pcap", 30)];

@@ -3,7 +3,7 @@
 //! `lanmeter devices --json`; private MACs linked by DHCP client id; presence across a silence.
 
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 fn lanmeter(args: &[&str]) -> String {
@@ -22,18 +22,6 @@ fn lanmeter(args: &[&str]) -> String {
 
 fn p(path: &Path) -> &str {
     path.to_str().expect("temp paths are UTF-8")
-}
-
-pub fn pcap_corpus() -> PathBuf {
-    if let Some(dir) = std::env::var_os("LANMETER_PCAPS") {
-        return PathBuf::from(dir);
-    }
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest
-        .ancestors()
-        .map(|a| a.join("shared/data/pcaps"))
-        .find(|p| p.is_dir())
-        .expect("the shared capture corpus (shared/data/pcaps) or LANMETER_PCAPS")
 }
 
 /// Replays `file` into a fresh database and returns `devices --json` and `replay --json`.
@@ -75,7 +63,7 @@ fn names(d: &Value) -> Vec<String> {
 #[test]
 fn real_captures_give_names_addresses_vendors_and_types() {
     let dir = tempfile::tempdir().unwrap();
-    let corpus = pcap_corpus().join("tcpdump");
+    let corpus = crate::pcap_corpus().join("tcpdump");
     // DHCPv4 option 12 from a real MacBook.
     let (devs, replay) = replay_devices(dir.path(), &corpus.join("dhcp-option-108.pcapng"));
     let mac = by_mac(&devs, "42:b4:44:b4:f0:ee");

@@ -22,10 +22,28 @@ mod plan;
 mod survey;
 mod web_cli;
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The `lanmeter` binary cargo built for these tests.
 pub const LANMETER: &str = env!("CARGO_BIN_EXE_lanmeter");
+
+/// The capture corpus the repository carries (`tests/data/pcaps`: tcpdump's own test captures,
+/// with their licence and provenance), or the folder `LANMETER_PCAPS` names. A missing corpus
+/// fails the test that needs it: those tests are never skipped.
+pub fn pcap_corpus() -> PathBuf {
+    let dir = match std::env::var_os("LANMETER_PCAPS") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/pcaps"),
+    };
+    assert!(
+        dir.join("INDEX.tsv").is_file(),
+        "the capture corpus is missing: {} has no INDEX.tsv (it is part of the repository; \
+         restore tests/data/pcaps from git, or point LANMETER_PCAPS at a copy)",
+        dir.display()
+    );
+    dir
+}
 
 /// Clears what a developer's shell could leak into a child `lanmeter` and change what a test
 /// sees: `LANMETER_*` overrides of config keys, the log filter and journald detection.

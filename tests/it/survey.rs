@@ -1,6 +1,6 @@
 //! The Wi-Fi survey through the real binary (`lanmeter replay --survey`), checked against tshark,
 //! which shares no code with ours:
-//! - every radiotap capture of the corpus (`shared/data/pcaps/tcpdump-80211/`, tcpdump's own
+//! - every radiotap capture of the corpus (`tests/data/pcaps/tcpdump-80211/`, tcpdump's own
 //!   802.11 test captures, many deliberately malformed) decodes without a crash or hang, and the
 //!   access points and probing clients of each equal what tshark reports for the same file;
 //! - a capture built here with the cases the corpus lacks (every security kind, 40/80 MHz, hidden
@@ -21,31 +21,13 @@
 use crate::{LANMETER, hermetic};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 /// Corpus files whose survey legitimately differs from the tshark oracle, with the reason.
 /// Empty today: every file agrees. A listed file that stops differing fails the test, so the
 /// list cannot go stale.
 const DIFFERENCES: &[(&str, &str)] = &[];
-
-fn corpus_dir() -> PathBuf {
-    if let Some(p) = std::env::var_os("LANMETER_PCAPS") {
-        return PathBuf::from(p);
-    }
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest
-        .ancestors()
-        .map(|a| a.join("shared/data/pcaps"))
-        .find(|p| p.join("INDEX.tsv").is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "the capture corpus was not found: looked for shared/data/pcaps/INDEX.tsv above {}; \
-                 set LANMETER_PCAPS to the corpus folder",
-                manifest.display()
-            )
-        })
-}
 
 /// What both sides must agree on for one AP.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -286,7 +268,7 @@ fn oracle(rows: &[BTreeMap<&'static str, String>]) -> Observed {
 
 #[test]
 fn every_80211_corpus_capture_decodes_and_matches_tshark() {
-    let dir = corpus_dir();
+    let dir = crate::pcap_corpus();
     let index = std::fs::read_to_string(dir.join("INDEX.tsv")).expect("reading INDEX.tsv");
     let files: Vec<(String, usize)> = index
         .lines()
