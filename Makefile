@@ -64,7 +64,8 @@ run-capture: build
 	$(TARGET_DIR)/release/lanmeter replay $(DEMO_PCAP) --db data/lanmeter.db
 	$(TARGET_DIR)/release/lanmeter run
 
-# The last line sums every test binary's result, so a reader of the log sees the total at the end.
+# After the test binaries, tests/fresh-clone.sh runs the corpus tests again from a clone of the
+# committed tree in an empty folder (nothing the tests need may live outside the repository).
 # Then the Debian package is built, installed, run, upgraded and purged on this machine
 # (package-test, root). Between them the fuzz smoke runs every fuzz target briefly (fuzz-smoke).
 # The last line sums every test binary's result, the fuzz targets and the package checks.
@@ -72,9 +73,10 @@ test: check-cargo deps-test
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	set -o pipefail; $(CARGO) test --all-targets 2>&1 | tee target/test.log
+	set -o pipefail; CARGO_TARGET_DIR=$(TARGET_DIR) ./tests/fresh-clone.sh 2>&1 | tee target/fresh-clone.log
 	set -o pipefail; $(MAKE) --no-print-directory fuzz-smoke 2>&1 | tee target/fuzz-smoke.log
 	set -o pipefail; $(MAKE) --no-print-directory package-test 2>&1 | tee target/package-test.log
-	@awk '/^test result:/ { p += $$4; f += $$6; i += $$8 } /^(package|fuzz): [0-9]+ passed, [0-9]+ failed/ { p += $$2; f += $$4 } END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, i }' target/test.log target/fuzz-smoke.log target/package-test.log
+	@awk '/^test result:/ { p += $$4; f += $$6; i += $$8 } /^(package|fuzz): [0-9]+ passed, [0-9]+ failed/ { p += $$2; f += $$4 } END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, i }' target/test.log target/fresh-clone.log target/fuzz-smoke.log target/package-test.log
 
 lint: check-cargo
 	$(CARGO) fmt --all -- --check
@@ -128,7 +130,7 @@ ARM64_DEBS := gcc-aarch64-linux-gnu libc6-dev-arm64-cross libpcap-dev:arm64 qemu
 ARM64_ENV := PKG_CONFIG_aarch64_unknown_linux_gnu=aarch64-linux-gnu-pkg-config PKG_CONFIG_ALLOW_CROSS=1
 
 check-cargo-deb: check-cargo
-	@command -v cargo-deb >/dev/null || $(CARGO) install --locked cargo-deb
+	@cargo deb --version 2>/dev/null | grep -q "^cargo-deb 3.8.0" || $(CARGO) install --locked --version 3.8.0 cargo-deb
 
 deps-deb:
 	$(call apt_install,$(DEB_DEBS))
