@@ -4,7 +4,7 @@
 Seeds are generated at run time (never committed): frames, DHCP/mDNS/NDP/ARP payloads and
 radiotap records are cut out of the classic pcap files under PCAP_DIR (default:
 tests/data/pcaps in the repository), in the input layout each target in
-fuzz_targets/ expects. pcapng files are skipped: the reader under test is the classic one.
+fuzz_targets/ expects. pcapng files are whole (or cut) seeds for the reader target only.
 Usage: seeds.py [OUT_DIR]
 """
 
@@ -152,6 +152,9 @@ def main():
     files = sorted(PCAP_DIR.rglob("*.pcap")) if PCAP_DIR.is_dir() else []
     if not files:
         print(f"seeds.py: no captures under {PCAP_DIR}; the targets start from empty corpora")
+    for path in sorted(PCAP_DIR.rglob("*.pcapng")) if PCAP_DIR.is_dir() else []:
+        blob = path.read_bytes()
+        add("pcap_reader", blob if len(blob) <= 16384 else blob[:16384])
     for path in files:
         blob = path.read_bytes()
         got = records(blob)

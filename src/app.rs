@@ -512,6 +512,13 @@ fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             // Minute rows are written as the file is read, so the gateway must be known before
             // the first one: without --gateway a first pass finds it.
             if opts.gateway.is_none() {
+                // A pipe can be read only once: keep a copy of it for the two passes.
+                if !crate::capture::file::is_rereadable(&args.file) {
+                    let copy = spool(&args.file)?;
+                    let mut args = args;
+                    args.file = copy.path().to_owned();
+                    return run_replay(args);
+                }
                 opts.gateway = replay::infer_gateway(&args.file, &opts)
                     .with_context(|| format!("replaying {}", args.file.display()))?;
             }
@@ -549,6 +556,12 @@ fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             .write_discovery(&result.discovered, window_ns, crate::discovery_run::guess)
             .with_context(|| format!("writing devices to {}", db.display()))?;
     }
+    if !result.stats.skipped_links.is_empty() {
+        eprintln!(
+            "lanmeter: skipped records of interfaces accounting cannot read: {} (accounting reads Ethernet and Linux cooked frames; 802.11 goes to `lanmeter replay --survey`)",
+            result.stats.skipped_summary()
+        );
+    }
     if result.other.entries_evicted > 0 {
         tracing::warn!(
             entries = result.other.entries_evicted,
@@ -572,6 +585,47 @@ fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A temporary copy of a non-seekable input (standard input, a FIFO), removed when dropped.
+struct Spooled(std::path::PathBuf);
+
+impl Spooled {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Spooled {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn spool(input: &Path) -> anyhow::Result<Spooled> {
+    let mut buf = [0u8; 8];
+    getrandom::fill(&mut buf)
+        .map_err(|e| anyhow::anyhow!("choosing a temporary file name: {e}"))?;
+    let path = std::env::temp_dir().join(format!(
+        "lanmeter-replay-{:016x}.cap",
+        u64::from_le_bytes(buf)
+    ));
+    let spooled = Spooled(path);
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(spooled.path())
+        .with_context(|| format!("creating {}", spooled.path().display()))?;
+    let mut src = crate::capture::file::open_input(input)
+        .with_context(|| format!("reading {}", input.display()))?;
+    std::io::copy(&mut src, &mut out).with_context(|| {
+        format!(
+            "copying {} to {} (replay --db without --gateway reads its input twice)",
+            input.display(),
+            spooled.path().display()
+        )
+    })?;
+    Ok(spooled)
+}
+
 /// `replay --survey`: an 802.11 capture through the survey decoder into a collector, printed as
 /// JSON (read back from the database when `--db` is given, so the stored form is what prints).
 fn run_survey_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
@@ -580,13 +634,20 @@ fn run_survey_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let mut src = WifiFileSource::open(&args.file)
         .with_context(|| format!("surveying {}", args.file.display()))?;
     let mut collector = Collector::new();
+    let mut skipped = String::new();
     let truncated = match src.run(&mut collector) {
-        Ok(_) => None,
-        Err(e @ FileError::Truncated { .. }) => Some(e),
+        Ok(stats) => {
+            skipped = stats.skipped_summary();
+            None
+        }
+        Err(e) if e.partial_records().is_some() => Some(e),
         Err(e) => {
             return Err(e).with_context(|| format!("surveying {}", args.file.display()));
         }
     };
+    if !skipped.is_empty() {
+        eprintln!("lanmeter: skipped records that are not 802.11: {skipped}");
+    }
     if collector.refused > 0 {
         tracing::warn!(
             refused = collector.refused,
@@ -612,9 +673,14 @@ fn run_survey_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         .lock()
         .write_all(out.as_bytes())
         .context("writing the survey output")?;
-    if let Some(e) = truncated {
-        eprintln!("lanmeter: error: {e}");
-        return Ok(ExitCode::FAILURE);
+    match truncated {
+        // Every complete record was read: a survey of what the file holds is still the answer.
+        Some(e @ FileError::Truncated { .. }) => eprintln!("lanmeter: warning: {e}"),
+        Some(e) => {
+            eprintln!("lanmeter: error: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+        None => {}
     }
     Ok(ExitCode::SUCCESS)
 }

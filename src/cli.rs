@@ -187,7 +187,8 @@ pub struct DevicesArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct ReplayArgs {
-    /// A pcap or pcapng file with Ethernet or Linux cooked framing.
+    /// A pcap or pcapng capture (gzip-compressed is fine) with Ethernet or Linux cooked framing;
+    /// `-` reads standard input, and pipes, FIFOs and process substitutions work too.
     pub file: PathBuf,
     /// A LAN prefix (repeatable), in addition to the private and link-local ranges.
     #[arg(long = "lan", value_name = "CIDR")]

@@ -31,7 +31,7 @@ pub struct ReplayResult {
     pub other: Other,
     pub gateway: Option<MacAddr>,
     pub stats: ReadStats,
-    /// Set when the file ended early: everything before it was counted.
+    /// Set when the file ended early or was damaged part-way: everything before it was counted.
     pub truncated: Option<FileError>,
     /// What the device learners found in the same pass (ARP, DHCP, mDNS, NDP), per MAC, with
     /// presence from each minute a MAC was active. Vendors are filled in by the caller.
@@ -90,14 +90,16 @@ pub fn replay<E>(
     }
     let (stats, truncated) = match outcome {
         Ok(s) => (s, None),
-        Err(e @ FileError::Truncated { records, .. }) => (
-            ReadStats {
-                records,
-                ..Default::default()
-            },
-            Some(e),
-        ),
-        Err(e) => return Err(e),
+        Err(e) => match e.partial_records() {
+            Some(records) => (
+                ReadStats {
+                    records,
+                    ..Default::default()
+                },
+                Some(e),
+            ),
+            None => return Err(e),
+        },
     };
     Ok(Ok(ReplayResult {
         devices: totals.devices(),

@@ -1,14 +1,22 @@
-//! Capture files (pcap and pcapng) as a packet source: the `replay` path.
+//! Capture files (pcap and pcapng, optionally gzip-compressed) as a packet source: the `replay`
+//! path.
 //!
-//! It reads records through libpcap, decodes them with the same decoder as live capture and
-//! hands batches to a [`FrameSink`]. It owns the errors a file can have (not a capture, a link
-//! type accounting cannot use, a truncated tail) and must never touch the database itself.
+//! It opens a path, `-` for standard input, or any non-seekable input (a FIFO, a process
+//! substitution), sniffs the format from the stream itself (never opening the path twice), reads
+//! records with our own readers ([`super::pcapfile`], [`super::pcapng`]), decodes them with the
+//! same decoder as live capture and hands batches to a [`FrameSink`]. Every record carries its
+//! interface's link type, so a pcapng file mixing Ethernet with Wi-Fi or cooked interfaces is
+//! read record by record; records of link types accounting cannot use are skipped and counted.
+//! It owns the errors a file can have (not a capture, no usable link type, a damaged record, a
+//! cut-off tail) and must never touch the database itself.
 
 use super::decode::{Frame, LinkType, decode_into};
 use super::ieee80211::{self, WifiFrame, WifiLink};
-use super::pcapfile::{ClassicReader, Stop};
+use super::pcapfile::{ClassicReader, Stop, read_prefix};
+use super::pcapng::{self, PcapngReader};
 use super::{BATCH, FrameSink, WifiSink};
-use pcap::{Capture, Offline, Precision};
+use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -19,16 +27,22 @@ pub enum FileError {
         source: std::io::Error,
     },
     #[error(
-        "{path} is not a pcap or pcapng capture (libpcap: {detail}): give a file written by tcpdump, tshark, dumpcap or `lanmeter generate`"
+        "{path} is not a pcap or pcapng capture ({detail}): give a file written by tcpdump, tshark, dumpcap or `lanmeter generate` (gzip-compressed is fine)"
     )]
     NotACapture { path: PathBuf, detail: String },
     #[error(
-        "{path} has link type {name} ({dlt}): byte accounting needs Ethernet or Linux cooked (SLL/SLL2) framing; capture on the wired interface or on `any` instead"
+        "{path} holds no packets ({detail}): there is nothing to count (was the capture stopped before anything was heard?)"
+    )]
+    Empty { path: PathBuf, detail: String },
+    #[error(
+        "{path} has link type {name} ({dlt}): byte accounting needs Ethernet or Linux cooked (SLL/SLL2) framing; capture on the wired interface or on `any` instead{hint}"
     )]
     UnsupportedLink {
         path: PathBuf,
         name: String,
         dlt: i32,
+        /// Points Wi-Fi captures at the survey.
+        hint: &'static str,
     },
     #[error(
         "{path} has link type {name} ({dlt}): a Wi-Fi survey needs 802.11 frames with radiotap headers, as captured on a monitor-mode interface (`iw dev wlan1 set type monitor`, then `tcpdump -i wlan1 -w FILE`); plain `lanmeter replay` reads Ethernet captures"
@@ -39,7 +53,15 @@ pub enum FileError {
         dlt: i32,
     },
     #[error(
-        "{path} ends early: {records} complete records were counted, then the file stopped {at} (libpcap: {detail}); the totals cover those records only, the capture was probably cut off while being written"
+        "{path}: none of its {records} records carries a readable Ethernet or Linux cooked header, so no device can be counted ({detail})"
+    )]
+    NoAddresses {
+        path: PathBuf,
+        records: u64,
+        detail: String,
+    },
+    #[error(
+        "{path} ends early: {records} complete records were counted, then the file stopped {at} ({detail}); the totals cover those records only, the capture was probably cut off while being written"
     )]
     Truncated {
         path: PathBuf,
@@ -47,31 +69,58 @@ pub enum FileError {
         at: String,
         detail: String,
     },
+    #[error(
+        "{path} is damaged {at}: {detail}; the {records} records before it were counted, nothing after it was read (no capture tool writes this: the file was corrupted after it was written)"
+    )]
+    Corrupt {
+        path: PathBuf,
+        records: u64,
+        at: String,
+        detail: String,
+    },
+}
+
+impl FileError {
+    /// The records counted before a read that stopped part-way (cut off or damaged), or `None`
+    /// for an error that stopped it before any record was counted.
+    pub fn partial_records(&self) -> Option<u64> {
+        match self {
+            FileError::Truncated { records, .. } | FileError::Corrupt { records, .. } => {
+                Some(*records)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// What a read of a whole file saw.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReadStats {
     /// Records read from the file.
     pub records: u64,
     /// Records whose link-layer header was unreadable (not attributable to any MAC).
     pub undecodable: u64,
+    /// Records of interfaces whose link type this read cannot use, per link type.
+    pub skipped_links: BTreeMap<u32, u64>,
     /// Wire bytes of all records read.
     pub wire_bytes: u64,
 }
 
-/// An opened capture file.
-pub struct FileSource {
-    path: PathBuf,
-    reader: Reader,
-    link: LinkType,
+impl ReadStats {
+    /// "12 of link type IEEE802_11_RADIO (127), 3 of …" for the summary line.
+    pub fn skipped_summary(&self) -> String {
+        self.skipped_links
+            .iter()
+            .map(|(dlt, n)| format!("{n} of link type {} ({dlt})", link_name(*dlt as i32)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
-/// Classic pcap files are read by our own reader (libpcap's per-record `fread` calls cost more
-/// than decoding and counting); pcapng and anything unusual go through libpcap.
+/// The two formats, read from one stream.
 enum Reader {
     Classic(ClassicReader),
-    Libpcap(Capture<Offline>),
+    Pcapng(PcapngReader),
 }
 
 /// What the next read produced, whichever reader did it.
@@ -79,110 +128,253 @@ enum Next<'a> {
     Record {
         ts: i64,
         wire_len: u32,
+        linktype: u32,
         data: &'a [u8],
     },
     End,
     Stopped {
         at: String,
-        detail: String,
+        stop: Stop,
     },
 }
 
 impl Reader {
     #[inline]
     fn next(&mut self) -> Next<'_> {
-        match self {
-            Reader::Classic(r) => {
-                let at = r.offset();
-                match r.next_record() {
-                    Ok(Some(rec)) => Next::Record {
-                        ts: rec.ts_ns,
-                        wire_len: rec.wire_len,
-                        data: rec.data,
-                    },
-                    Ok(None) => Next::End,
-                    Err(
-                        Stop::Truncated { detail } | Stop::Invalid { detail } | Stop::Io(detail),
-                    ) => Next::Stopped {
-                        at: format!("at byte {at}"),
-                        detail,
-                    },
-                }
-            }
-            Reader::Libpcap(cap) => match cap.next_packet() {
-                Ok(p) => {
-                    let h = p.header;
-                    // time_t and suseconds_t are i64 on the 64-bit targets we ship but not on
-                    // every libc.
-                    #[allow(clippy::unnecessary_cast)]
-                    let ts = (h.ts.tv_sec as i64)
-                        .saturating_mul(1_000_000_000)
-                        .saturating_add(h.ts.tv_usec as i64);
-                    Next::Record {
-                        ts,
-                        wire_len: h.len,
-                        data: p.data,
-                    }
-                }
-                Err(pcap::Error::NoMorePackets) => Next::End,
-                Err(e) => Next::Stopped {
-                    at: "inside a pcapng block".to_string(),
-                    detail: pcap_detail(&e),
-                },
+        let at = match self {
+            Reader::Classic(r) => r.offset(),
+            Reader::Pcapng(r) => r.offset(),
+        };
+        let rec = match self {
+            Reader::Classic(r) => r.next_record(),
+            Reader::Pcapng(r) => r.next_record(),
+        };
+        match rec {
+            Ok(Some(rec)) => Next::Record {
+                ts: rec.ts_ns,
+                wire_len: rec.wire_len,
+                linktype: rec.linktype,
+                data: rec.data,
             },
+            Ok(None) => Next::End,
+            Err(stop) => Next::Stopped {
+                at: format!("at byte {at}"),
+                stop,
+            },
+        }
+    }
+
+    /// The link type a reader knows before its first record (classic: the file header; pcapng:
+    /// the first interface description), if any.
+    fn first_linktype(&self) -> Option<u32> {
+        match self {
+            Reader::Classic(r) => Some(r.linktype),
+            Reader::Pcapng(r) => r.first_linktype(),
         }
     }
 }
 
-/// Opens `path` with our classic reader when it is classic pcap, else with libpcap; returns the
-/// reader and the file's link type.
-fn open_reader(path: &Path) -> Result<(Reader, i32), FileError> {
+/// The raw bytes of `path`, `-` meaning standard input. A FIFO, `/dev/stdin` or a process
+/// substitution opens like a file and is read once, front to back.
+pub fn open_input(path: &Path) -> std::io::Result<Box<dyn Read + Send>> {
+    if path.as_os_str() == "-" {
+        Ok(Box::new(std::io::stdin()))
+    } else {
+        Ok(Box::new(std::fs::File::open(path)?))
+    }
+}
+
+/// Whether `path` can be read twice (a regular file); standard input, FIFOs and process
+/// substitutions cannot.
+pub fn is_rereadable(path: &Path) -> bool {
+    path.as_os_str() != "-" && std::fs::metadata(path).is_ok_and(|m| m.is_file())
+}
+
+/// The stream with gzip undone (detected by its magic, not the file name) and the format sniffed
+/// from its first bytes, which are then handed back in front of the rest.
+fn open_reader(path: &Path) -> Result<Reader, FileError> {
     let open_err = |source| FileError::Open {
         path: path.to_owned(),
         source,
     };
-    // Opening it ourselves first also gives clearer messages for missing files than libpcap.
-    Ok(match ClassicReader::open(path).map_err(open_err)? {
-        Some(r) => {
-            let dlt = r.linktype as i32;
-            (Reader::Classic(r), dlt)
+    let mut raw = open_input(path).map_err(open_err)?;
+    let head = read_prefix(&mut raw, 4).map_err(open_err)?;
+    let mut stream: Box<dyn Read + Send> = Box::new(std::io::Cursor::new(head.clone()).chain(raw));
+    let mut head = head;
+    let mut gzip = false;
+    if head.starts_with(&[0x1f, 0x8b]) {
+        gzip = true;
+        let mut unzipped: Box<dyn Read + Send> =
+            Box::new(flate2::read::MultiGzDecoder::new(stream));
+        head = read_prefix(&mut unzipped, 4).map_err(|e| FileError::NotACapture {
+            path: path.to_owned(),
+            detail: format!("gzip-compressed, but it does not decompress: {e}"),
+        })?;
+        stream = Box::new(std::io::Cursor::new(head.clone()).chain(unzipped));
+    }
+    let not_a_capture = |detail: String| FileError::NotACapture {
+        path: path.to_owned(),
+        detail,
+    };
+    let magic = match <[u8; 4]>::try_from(&head[..]) {
+        Ok(m) => u32::from_le_bytes(m),
+        Err(_) => {
+            return Err(not_a_capture(format!(
+                "{} holds only {} bytes",
+                if gzip {
+                    "its decompressed content"
+                } else {
+                    "it"
+                },
+                head.len()
+            )));
         }
-        None => {
-            let cap = Capture::from_file_with_precision(path, Precision::Nano).map_err(|e| {
-                FileError::NotACapture {
-                    path: path.to_owned(),
-                    detail: pcap_detail(&e),
+    };
+    if magic == pcapng::SHB {
+        return match PcapngReader::from_reader(stream) {
+            Ok(Some(mut r)) => {
+                match r.prime() {
+                    Ok(()) => {}
+                    Err(Stop::Io(e)) => return Err(open_err(std::io::Error::other(e))),
+                    // A damaged or cut-off first block: reading records reports it with its place.
+                    Err(_) => {}
                 }
-            })?;
-            let dlt = cap.get_datalink().0;
-            (Reader::Libpcap(cap), dlt)
-        }
-    })
+                Ok(Reader::Pcapng(r))
+            }
+            Ok(None) => Err(not_a_capture("no pcapng section header".into())),
+            Err(e) => Err(open_err(std::io::Error::other(format!("{e:?}")))),
+        };
+    }
+    match ClassicReader::from_reader(stream).map_err(open_err)? {
+        Some(r) => Ok(Reader::Classic(r)),
+        None => Err(not_a_capture(format!(
+            "it starts with the bytes {:02x} {:02x} {:02x} {:02x}{}, which is neither pcap's nor pcapng's magic number",
+            head[0],
+            head[1],
+            head[2],
+            head[3],
+            if gzip { " once decompressed" } else { "" }
+        ))),
+    }
 }
 
-fn link_name(dlt: i32) -> String {
+pub fn link_name(dlt: i32) -> String {
     pcap::Linktype(dlt)
         .get_name()
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// Link types that hold 802.11 frames: `lanmeter replay --survey` reads them.
+fn is_wifi(dlt: u32) -> bool {
+    WifiLink::from_dlt(dlt as i32).is_some()
+}
+
+fn unsupported(path: &Path, dlt: u32) -> FileError {
+    FileError::UnsupportedLink {
+        path: path.to_owned(),
+        name: link_name(dlt as i32),
+        dlt: dlt as i32,
+        hint: if is_wifi(dlt) {
+            "; for a Wi-Fi capture use `lanmeter replay --survey FILE`"
+        } else {
+            ""
+        },
+    }
+}
+
+/// Turns where a read stopped into the error that says why, or the end of a whole read into
+/// the error for a file with nothing usable in it.
+fn finish(
+    path: &Path,
+    reader: &Reader,
+    stats: &ReadStats,
+    decoded: u64,
+    stopped: Option<(String, Stop)>,
+) -> Result<(), FileError> {
+    match stopped {
+        Some((at, Stop::Truncated { detail })) => Err(FileError::Truncated {
+            path: path.to_owned(),
+            records: stats.records,
+            at,
+            detail,
+        }),
+        Some((at, Stop::Invalid { detail })) => Err(FileError::Corrupt {
+            path: path.to_owned(),
+            records: stats.records,
+            at,
+            detail,
+        }),
+        Some((at, Stop::Io(detail))) => Err(FileError::Truncated {
+            path: path.to_owned(),
+            records: stats.records,
+            at,
+            detail: format!("read error: {detail}"),
+        }),
+        None if stats.records == 0 => Err(FileError::Empty {
+            path: path.to_owned(),
+            detail: match reader {
+                Reader::Pcapng(r) => format!(
+                    "pcapng with {} section header(s), {} interface description(s) and no packet",
+                    r.sections, r.interfaces
+                ),
+                Reader::Classic(_) => "a pcap file header and no packet".to_string(),
+            },
+        }),
+        None if decoded == 0 => {
+            // Every record was of one unusable link type: the open-time message fits best.
+            if stats.undecodable == 0 && stats.skipped_links.len() == 1 {
+                let dlt = *stats.skipped_links.keys().next().unwrap_or(&0);
+                return Err(unsupported(path, dlt));
+            }
+            let mut detail = Vec::new();
+            if stats.undecodable > 0 {
+                detail.push(format!(
+                    "{} too short or malformed to name a source address",
+                    stats.undecodable
+                ));
+            }
+            if !stats.skipped_links.is_empty() {
+                detail.push(format!("skipped: {}", stats.skipped_summary()));
+            }
+            Err(FileError::NoAddresses {
+                path: path.to_owned(),
+                records: stats.records,
+                detail: detail.join("; "),
+            })
+        }
+        None => Ok(()),
+    }
+}
+
+/// An opened capture file.
+pub struct FileSource {
+    path: PathBuf,
+    reader: Reader,
+}
+
 impl FileSource {
     pub fn open(path: &Path) -> Result<FileSource, FileError> {
-        let (reader, dlt) = open_reader(path)?;
-        let link = LinkType::from_dlt(dlt).ok_or_else(|| FileError::UnsupportedLink {
-            path: path.to_owned(),
-            name: link_name(dlt),
-            dlt,
-        })?;
+        let reader = open_reader(path)?;
+        // A classic file (or a pcapng whose first interface is) of an unusable link type is
+        // refused at once; a pcapng mixing interfaces is read and its usable records counted.
+        if let Some(dlt) = reader.first_linktype() {
+            let all_one_link = matches!(reader, Reader::Classic(_));
+            if all_one_link && LinkType::from_dlt(dlt as i32).is_none() {
+                return Err(unsupported(path, dlt));
+            }
+        }
         Ok(FileSource {
             path: path.to_owned(),
             reader,
-            link,
         })
     }
 
+    /// The link type of the file's first interface (Ethernet when it has none yet).
     pub fn link(&self) -> LinkType {
-        self.link
+        self.reader
+            .first_linktype()
+            .and_then(|d| LinkType::from_dlt(d as i32))
+            .unwrap_or(LinkType::Ethernet)
     }
 
     /// Reads every record into `sink`, calling `after_batch` after each batch (replay uses it to
@@ -209,21 +401,38 @@ impl FileSource {
         // Summaries are decoded in place into this buffer; `n` of them are filled.
         let mut batch = vec![Frame::EMPTY; BATCH];
         let mut n = 0;
-        let link = self.link;
+        let mut decoded = 0u64;
+        // The last record's link type and what it maps to: one compare per record.
+        let mut last_dlt = u32::MAX;
+        let mut link = None;
         let stopped = loop {
             match self.reader.next() {
-                Next::Record { ts, wire_len, data } => {
+                Next::Record {
+                    ts,
+                    wire_len,
+                    linktype,
+                    data,
+                } => {
                     stats.records += 1;
                     stats.wire_bytes += u64::from(wire_len);
+                    if linktype != last_dlt {
+                        last_dlt = linktype;
+                        link = LinkType::from_dlt(linktype as i32);
+                    }
+                    let Some(link) = link else {
+                        *stats.skipped_links.entry(linktype).or_default() += 1;
+                        continue;
+                    };
                     raw(link, ts, data);
                     if decode_into(link, ts, data, wire_len, &mut batch[n]) {
                         n += 1;
+                        decoded += 1;
                     } else {
                         stats.undecodable += 1;
                     }
                 }
                 Next::End => break None,
-                Next::Stopped { at, detail } => break Some((at, detail)),
+                Next::Stopped { at, stop } => break Some((at, stop)),
             }
             if n == BATCH {
                 sink.ingest(&batch);
@@ -235,15 +444,7 @@ impl FileSource {
             sink.ingest(&batch[..n]);
             after_batch(sink);
         }
-        match stopped {
-            None => Ok(stats),
-            Some((at, detail)) => Err(FileError::Truncated {
-                path: self.path.clone(),
-                records: stats.records,
-                at,
-                detail,
-            }),
-        }
+        finish(&self.path, &self.reader, &stats, decoded, stopped).map(|()| stats)
     }
 }
 
@@ -251,36 +452,55 @@ impl FileSource {
 pub struct WifiFileSource {
     path: PathBuf,
     reader: Reader,
-    link: WifiLink,
 }
 
 impl WifiFileSource {
     pub fn open(path: &Path) -> Result<WifiFileSource, FileError> {
-        let (reader, dlt) = open_reader(path)?;
-        let link = WifiLink::from_dlt(dlt).ok_or_else(|| FileError::NotWifi {
-            path: path.to_owned(),
-            name: link_name(dlt),
-            dlt,
-        })?;
+        let reader = open_reader(path)?;
+        if let Some(dlt) = reader.first_linktype() {
+            if matches!(reader, Reader::Classic(_)) && !is_wifi(dlt) {
+                return Err(FileError::NotWifi {
+                    path: path.to_owned(),
+                    name: link_name(dlt as i32),
+                    dlt: dlt as i32,
+                });
+            }
+        }
         Ok(WifiFileSource {
             path: path.to_owned(),
             reader,
-            link,
         })
     }
 
-    /// Reads every record into `sink`, a batch at a time, like [`FileSource::run`]. A truncated
-    /// tail stops the read with everything before it delivered.
+    /// Reads every record into `sink`, a batch at a time, like [`FileSource::run`]; records of
+    /// non-802.11 interfaces (in a mixed pcapng) are skipped and counted. A truncated tail stops
+    /// the read with everything before it delivered.
     pub fn run<S: WifiSink + ?Sized>(&mut self, sink: &mut S) -> Result<ReadStats, FileError> {
         let mut stats = ReadStats::default();
         let mut batch = vec![WifiFrame::EMPTY; BATCH];
         let mut n = 0;
-        let link = self.link;
+        let mut wifi_records = 0u64;
+        let mut last_dlt = u32::MAX;
+        let mut link = None;
         let stopped = loop {
             match self.reader.next() {
-                Next::Record { ts, wire_len, data } => {
+                Next::Record {
+                    ts,
+                    wire_len,
+                    linktype,
+                    data,
+                } => {
                     stats.records += 1;
                     stats.wire_bytes += u64::from(wire_len);
+                    if linktype != last_dlt {
+                        last_dlt = linktype;
+                        link = WifiLink::from_dlt(linktype as i32);
+                    }
+                    let Some(link) = link else {
+                        *stats.skipped_links.entry(linktype).or_default() += 1;
+                        continue;
+                    };
+                    wifi_records += 1;
                     if ieee80211::decode_into(link, ts, data, wire_len, &mut batch[n]) {
                         n += 1;
                     } else {
@@ -288,7 +508,7 @@ impl WifiFileSource {
                     }
                 }
                 Next::End => break None,
-                Next::Stopped { at, detail } => break Some((at, detail)),
+                Next::Stopped { at, stop } => break Some((at, stop)),
             }
             if n == BATCH {
                 sink.ingest(&batch);
@@ -298,22 +518,16 @@ impl WifiFileSource {
         if n > 0 {
             sink.ingest(&batch[..n]);
         }
-        match stopped {
-            None => Ok(stats),
-            Some((at, detail)) => Err(FileError::Truncated {
+        if stopped.is_none() && wifi_records == 0 && stats.records > 0 {
+            let dlt = *stats.skipped_links.keys().next().unwrap_or(&0);
+            return Err(FileError::NotWifi {
                 path: self.path.clone(),
-                records: stats.records,
-                at,
-                detail,
-            }),
+                name: link_name(dlt as i32),
+                dlt: dlt as i32,
+            });
         }
-    }
-}
-
-fn pcap_detail(e: &pcap::Error) -> String {
-    match e {
-        pcap::Error::PcapError(s) => s.trim().to_string(),
-        other => other.to_string(),
+        // A file of only unusable records is the survey's NotWifi above, not NoAddresses.
+        finish(&self.path, &self.reader, &stats, 1, stopped).map(|()| stats)
     }
 }
 
@@ -396,9 +610,11 @@ mod tests {
         let p = write(dir.path(), "notes.txt", b"shopping list: milk, eggs\n");
         let msg = FileSource::open(&p).err().unwrap().to_string();
         assert!(msg.contains("is not a pcap or pcapng capture"), "{msg}");
+        assert!(msg.contains("73 68 6f 70"), "{msg}");
         let p = write(dir.path(), "wifi.pcap", &pcap_bytes(1, 127));
         let msg = FileSource::open(&p).err().unwrap().to_string();
         assert!(msg.contains("needs Ethernet or Linux cooked"), "{msg}");
+        assert!(msg.contains("lanmeter replay --survey"), "{msg}");
         let msg = FileSource::open(&dir.path().join("missing.pcap"))
             .err()
             .unwrap()

@@ -13,6 +13,7 @@ pub mod ieee80211;
 pub mod live;
 pub mod monitor;
 pub mod pcapfile;
+pub mod pcapng;
 pub mod radiotap;
 
 pub use decode::{Frame, LinkType};

@@ -4,7 +4,7 @@
 //! It owns the classic format only: the four magic numbers (micro/nanosecond, either byte
 //! order), the link type field and 16-byte record headers, read from a large buffer with no copy
 //! per record. It follows libpcap's rules for what a record may be, so replay counts exactly what
-//! libpcap (and tshark) would. pcapng and the rare "modified" pcap variants stay with libpcap.
+//! libpcap (and tshark) would. pcapng is [`super::pcapng`]'s; both share [`ByteStream`].
 
 use std::fs::File;
 use std::io::Read;
@@ -20,6 +20,8 @@ const CHUNK: usize = 1 << 20;
 pub struct Record<'a> {
     pub ts_ns: i64,
     pub wire_len: u32,
+    /// The link type of the interface the record was captured on (the FCS bits masked off).
+    pub linktype: u32,
     pub data: &'a [u8],
 }
 
@@ -30,27 +32,100 @@ pub enum Stop {
     Truncated {
         detail: String,
     },
-    /// A record header that libpcap would refuse too.
+    /// A record or block header no writer produces: the file is damaged there.
     Invalid {
         detail: String,
     },
     Io(String),
 }
 
-pub struct ClassicReader {
+/// A byte source read through one large buffer, records borrowed from it without a copy: the
+/// part the classic and the pcapng reader share. The source may be a file, a pipe, standard
+/// input or a gzip stream; it is read front to back exactly once.
+pub struct ByteStream {
     /// A file in production; a byte slice under the fuzzer, which must not touch the disk.
     file: Box<dyn Read + Send>,
+    pub(crate) buf: Vec<u8>,
+    pub(crate) pos: usize,
+    pub(crate) end: usize,
+    eof: bool,
+    /// Stream offset of `buf[0]`.
+    base: u64,
+}
+
+impl ByteStream {
+    /// `base` is the stream offset of the first byte `file` yields (the header bytes its caller
+    /// has already consumed).
+    pub fn new(file: Box<dyn Read + Send>, base: u64) -> ByteStream {
+        ByteStream {
+            file,
+            buf: vec![0; CHUNK],
+            pos: 0,
+            end: 0,
+            eof: false,
+            base,
+        }
+    }
+
+    /// Stream offset of `buf[pos]`.
+    pub fn offset(&self) -> u64 {
+        self.base + self.pos as u64
+    }
+
+    /// Bytes available at `pos`.
+    pub fn available(&self) -> usize {
+        self.end - self.pos
+    }
+
+    /// Makes at least `n` bytes available at `pos`; false at the end of the stream.
+    pub fn fill(&mut self, n: usize) -> Result<bool, Stop> {
+        if self.end - self.pos >= n {
+            return Ok(true);
+        }
+        if self.pos > 0 {
+            self.buf.copy_within(self.pos..self.end, 0);
+            self.base += self.pos as u64;
+            self.end -= self.pos;
+            self.pos = 0;
+        }
+        if n > self.buf.len() {
+            self.buf.resize(n.next_power_of_two(), 0);
+        }
+        while self.end < n && !self.eof {
+            match self.file.read(&mut self.buf[self.end..]) {
+                Ok(0) => self.eof = true,
+                Ok(k) => self.end += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Stop::Io(e.to_string())),
+            }
+        }
+        Ok(self.end - self.pos >= n)
+    }
+}
+
+/// Reads up to `n` bytes (fewer only at the end of the stream), retrying short reads as pipes give.
+pub fn read_prefix(file: &mut dyn Read, n: usize) -> std::io::Result<Vec<u8>> {
+    let mut b = vec![0u8; n];
+    let mut got = 0;
+    while got < n {
+        match file.read(&mut b[got..]) {
+            Ok(0) => break,
+            Ok(k) => got += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    b.truncate(got);
+    Ok(b)
+}
+
+pub struct ClassicReader {
+    stream: ByteStream,
     swapped: bool,
     nanos: bool,
     snaplen: u32,
     /// The link type field with the FCS bits masked off.
     pub linktype: u32,
-    buf: Vec<u8>,
-    pos: usize,
-    end: usize,
-    eof: bool,
-    /// File offset of `buf[0]`.
-    base: u64,
 }
 
 impl ClassicReader {
@@ -64,13 +139,9 @@ impl ClassicReader {
     pub fn from_reader(
         mut file: impl Read + Send + 'static,
     ) -> std::io::Result<Option<ClassicReader>> {
-        let mut hdr = [0u8; 24];
-        let mut got = 0;
-        while got < hdr.len() {
-            match file.read(&mut hdr[got..])? {
-                0 => return Ok(None),
-                n => got += n,
-            }
+        let hdr = read_prefix(&mut file, 24)?;
+        if hdr.len() < 24 {
+            return Ok(None);
         }
         let magic = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
         let (swapped, nanos) = match magic {
@@ -99,52 +170,22 @@ impl ClassicReader {
             s => s,
         };
         Ok(Some(ClassicReader {
-            file: Box::new(file),
+            stream: ByteStream::new(Box::new(file), 24),
             swapped,
             nanos,
             snaplen,
             linktype: rd(20) & 0x03ff_ffff,
-            buf: vec![0; CHUNK],
-            pos: 0,
-            end: 0,
-            eof: false,
-            base: 24,
         }))
     }
 
     /// File offset of the next record.
     pub fn offset(&self) -> u64 {
-        self.base + self.pos as u64
-    }
-
-    /// Makes at least `n` bytes available at `pos`; false at the end of the file.
-    fn fill(&mut self, n: usize) -> Result<bool, Stop> {
-        if self.end - self.pos >= n {
-            return Ok(true);
-        }
-        if self.pos > 0 {
-            self.buf.copy_within(self.pos..self.end, 0);
-            self.base += self.pos as u64;
-            self.end -= self.pos;
-            self.pos = 0;
-        }
-        if n > self.buf.len() {
-            self.buf.resize(n.next_power_of_two(), 0);
-        }
-        while self.end < n && !self.eof {
-            match self.file.read(&mut self.buf[self.end..]) {
-                Ok(0) => self.eof = true,
-                Ok(k) => self.end += k,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Stop::Io(e.to_string())),
-            }
-        }
-        Ok(self.end - self.pos >= n)
+        self.stream.offset()
     }
 
     #[inline]
     fn u32_at(&self, at: usize) -> u32 {
-        let b = &self.buf[at..at + 4];
+        let b = &self.stream.buf[at..at + 4];
         let v = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
         if self.swapped { v.swap_bytes() } else { v }
     }
@@ -152,15 +193,15 @@ impl ClassicReader {
     /// The next record, `Ok(None)` at a clean end of file.
     #[inline]
     pub fn next_record(&mut self) -> Result<Option<Record<'_>>, Stop> {
-        if !self.fill(16)? {
-            return match self.end - self.pos {
+        if !self.stream.fill(16)? {
+            return match self.stream.available() {
                 0 => Ok(None),
                 k => Err(Stop::Truncated {
                     detail: format!("tried to read 16 header bytes, only got {k}"),
                 }),
             };
         }
-        let p = self.pos;
+        let p = self.stream.pos;
         let secs = self.u32_at(p) as i64;
         let frac = self.u32_at(p + 4) as i64;
         let caplen = self.u32_at(p + 8);
@@ -173,23 +214,24 @@ impl ClassicReader {
             });
         }
         let stored = caplen as usize;
-        if !self.fill(16 + stored)? {
+        if !self.stream.fill(16 + stored)? {
             return Err(Stop::Truncated {
                 detail: format!(
                     "tried to read {stored} captured bytes, only got {}",
-                    self.end - self.pos - 16
+                    self.stream.available() - 16
                 ),
             });
         }
-        let start = self.pos + 16;
-        self.pos = start + stored;
+        let start = self.stream.pos + 16;
+        self.stream.pos = start + stored;
         // Like libpcap, a record longer than the file's snaplen is cut to it.
         let kept = stored.min(self.snaplen as usize);
         let ts_ns = secs * 1_000_000_000 + if self.nanos { frac } else { frac * 1000 };
         Ok(Some(Record {
             ts_ns,
             wire_len: len,
-            data: &self.buf[start..start + kept],
+            linktype: self.linktype,
+            data: &self.stream.buf[start..start + kept],
         }))
     }
 }
@@ -283,7 +325,7 @@ mod tests {
     }
 
     #[test]
-    fn other_formats_are_left_to_libpcap() {
+    fn other_formats_are_not_classic() {
         let f = file(b"\x0a\x0d\x0d\x0a pcapng section header.....");
         assert!(ClassicReader::open(f.path()).unwrap().is_none());
         let f = file(b"short");

@@ -113,7 +113,7 @@ const INNER_ETHERNET: &[(&str, &str)] = &[
 ];
 
 /// Fails (never skips) without tshark: it is the independent oracle.
-fn require_tshark() {
+pub(crate) fn require_tshark() {
     match Command::new("tshark").arg("-v").output() {
         Ok(o) if o.status.success() => {}
         Ok(o) => panic!(
@@ -228,11 +228,11 @@ fn run_bounded(mut cmd: Command, limit: Duration) -> Result<Bounded, String> {
 
 /// Frames and bytes, sent then received.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct Tally {
-    frames_sent: u64,
-    bytes_sent: u64,
-    frames_received: u64,
-    bytes_received: u64,
+pub(crate) struct Tally {
+    pub(crate) frames_sent: u64,
+    pub(crate) bytes_sent: u64,
+    pub(crate) frames_received: u64,
+    pub(crate) bytes_received: u64,
 }
 
 #[derive(Deserialize)]
@@ -249,7 +249,7 @@ fn is_group(mac: &str) -> bool {
     u8::from_str_radix(mac.get(..2).unwrap_or("00"), 16).is_ok_and(|b| b & 1 == 1)
 }
 
-fn parse_ours(json: &str) -> Result<BTreeMap<String, Tally>, String> {
+pub(crate) fn parse_ours(json: &str) -> Result<BTreeMap<String, Tally>, String> {
     let rows: Vec<JsonRow> =
         serde_json::from_str(json).map_err(|e| format!("stdout is not the replay JSON: {e}"))?;
     let mut m = BTreeMap::new();
@@ -268,9 +268,9 @@ fn parse_ours(json: &str) -> Result<BTreeMap<String, Tally>, String> {
 }
 
 /// What one tshark run says about a file.
-struct Tshark {
+pub(crate) struct Tshark {
     /// `endpoints,eth`: MAC -> Tx and Rx.
-    endpoints: BTreeMap<String, Tally>,
+    pub(crate) endpoints: BTreeMap<String, Tally>,
     /// Each frame's outermost link-layer addresses, summed with SPEC §2's rules. For Linux
     /// cooked captures only the sending side: the receiver is the capture host, which replay
     /// learns from the capture itself.
@@ -290,7 +290,7 @@ const FIELDS: [&str; 8] = [
     "frame.len",
 ];
 
-fn run_tshark(path: &Path) -> Result<Tshark, String> {
+pub(crate) fn run_tshark(path: &Path) -> Result<Tshark, String> {
     let mut cmd = Command::new("tshark");
     cmd.args(["-n", "-r"])
         .arg(path)
@@ -387,7 +387,10 @@ fn parse_tshark(stdout: &str) -> Result<Tshark, String> {
 
 /// Differences between lanmeter and `endpoints,eth`: Tx for every MAC, Rx for unicast MACs only
 /// (SPEC §2: a broadcast or multicast address never receives), and no MAC tshark does not know.
-fn endpoint_diffs(ours: &BTreeMap<String, Tally>, eps: &BTreeMap<String, Tally>) -> Vec<String> {
+pub(crate) fn endpoint_diffs(
+    ours: &BTreeMap<String, Tally>,
+    eps: &BTreeMap<String, Tally>,
+) -> Vec<String> {
     let mut diffs = Vec::new();
     for (mac, t) in eps {
         let o = ours.get(mac).copied().unwrap_or_default();

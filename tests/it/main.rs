@@ -6,6 +6,7 @@
 mod alerts;
 mod api;
 mod browser;
+mod capture_files;
 mod cli_errors;
 mod corpus;
 mod daemon;

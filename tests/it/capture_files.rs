@@ -1,0 +1,354 @@
+//! Capture files as users hand them over, made with real tools rather than hand-written bytes:
+//! `mergecap` pcapng files whose interfaces differ in link type or snap length, `editcap`
+//! nanosecond pcapng and multi-section files (pcapng files written one after another), standard
+//! input, a FIFO, a process substitution and gzip. Each replay must equal tshark's
+//! `-z endpoints,eth` for its Ethernet frames, or the plain file's replay byte for byte.
+
+use crate::corpus::{Tally, endpoint_diffs, parse_ours, require_tshark, run_tshark};
+use crate::{LANMETER, hermetic};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn corpus(name: &str) -> PathBuf {
+    crate::pcap_corpus().join(name)
+}
+
+/// An Ethernet capture with a dozen MACs, a Linux cooked one and a radiotap one from the corpus.
+const ETHER: &str = "tcpdump/pim-packet-assortment.pcap";
+const COOKED: &str = "tcpdump/forces2.pcap";
+const RADIOTAP: &str = "tcpdump-80211/ieee802.11_exthdr.pcap";
+
+fn tool(cmd: &mut Command) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (apt install wireshark-common gzip)"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `lanmeter replay --json` of `arg` (a path or `-` with `stdin`), with its stderr.
+fn replay(arg: &str, stdin: Option<&Path>) -> (String, String, i32) {
+    let mut cmd = Command::new(LANMETER);
+    hermetic(&mut cmd).args(["replay", "--json", arg]);
+    match stdin {
+        Some(p) => cmd.stdin(std::fs::File::open(p).unwrap()),
+        None => cmd.stdin(Stdio::null()),
+    };
+    let out = cmd.output().unwrap();
+    (
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.code().unwrap_or(-1),
+    )
+}
+
+fn ok_json(path: &Path) -> String {
+    let (json, err, code) = replay(path.to_str().unwrap(), None);
+    assert_eq!(code, 0, "replay {}: {err}", path.display());
+    json
+}
+
+fn tallies(path: &Path) -> BTreeMap<String, Tally> {
+    parse_ours(&ok_json(path)).unwrap()
+}
+
+#[test]
+fn mergecap_files_with_mixed_interfaces_equal_tshark_for_their_ethernet_frames() {
+    require_tshark();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ether_only = tallies(&corpus(ETHER));
+    let cooked_only = tallies(&corpus(COOKED));
+    assert!(ether_only.len() > 5 && !cooked_only.is_empty());
+
+    // Ethernet + radiotap: tshark's Ethernet endpoints are the Ethernet frames' alone.
+    let with_wifi = d.join("ether-wifi.pcapng");
+    tool(
+        Command::new("mergecap")
+            .arg("-w")
+            .arg(&with_wifi)
+            .arg(corpus(ETHER))
+            .arg(corpus(RADIOTAP)),
+    );
+    let (json, err, code) = replay(with_wifi.to_str().unwrap(), None);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("IEEE802_11_RADIO (127)") && err.contains("--survey"),
+        "{err}"
+    );
+    let ours = parse_ours(&json).unwrap();
+    let tshark = run_tshark(&with_wifi).unwrap();
+    assert_eq!(
+        endpoint_diffs(&ours, &tshark.endpoints),
+        Vec::<String>::new()
+    );
+
+    // Ethernet + Linux cooked: the Ethernet MACs equal tshark's endpoints, the cooked ones equal
+    // the cooked file's own replay.
+    let with_cooked = d.join("ether-cooked.pcapng");
+    tool(
+        Command::new("mergecap")
+            .arg("-w")
+            .arg(&with_cooked)
+            .arg(corpus(ETHER))
+            .arg(corpus(COOKED)),
+    );
+    let ours = tallies(&with_cooked);
+    let tshark = run_tshark(&with_cooked).unwrap();
+    let (eth, cooked): (BTreeMap<_, _>, BTreeMap<_, _>) = ours
+        .into_iter()
+        .partition(|(mac, _)| ether_only.contains_key(mac));
+    assert_eq!(
+        endpoint_diffs(&eth, &tshark.endpoints),
+        Vec::<String>::new()
+    );
+    assert_eq!(cooked, cooked_only);
+
+    // Two Ethernet captures with different snap lengths (libpcap refuses this file).
+    let short = d.join("short.pcap");
+    tool(
+        Command::new("editcap")
+            .args(["-s", "96"])
+            .arg(corpus(ETHER))
+            .arg(&short),
+    );
+    let mixed = d.join("snaplens.pcapng");
+    tool(
+        Command::new("mergecap")
+            .arg("-w")
+            .arg(&mixed)
+            .arg(corpus(ETHER))
+            .arg(&short),
+    );
+    let ours = tallies(&mixed);
+    let tshark = run_tshark(&mixed).unwrap();
+    assert_eq!(
+        endpoint_diffs(&ours, &tshark.endpoints),
+        Vec::<String>::new()
+    );
+    let doubled = ether_only.values().map(|t| t.bytes_sent).sum::<u64>() * 2;
+    assert_eq!(ours.values().map(|t| t.bytes_sent).sum::<u64>(), doubled);
+}
+
+#[test]
+fn nanosecond_and_multi_section_pcapng_from_editcap_equal_the_classic_file() {
+    require_tshark();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let classic = ok_json(&corpus(ETHER));
+
+    let nsec = d.join("nsec.pcap");
+    tool(
+        Command::new("editcap")
+            .args(["-F", "nsecpcap"])
+            .arg(corpus(ETHER))
+            .arg(&nsec),
+    );
+    let nsec_ng = d.join("nsec.pcapng");
+    tool(
+        Command::new("editcap")
+            .args(["-F", "pcapng"])
+            .arg(&nsec)
+            .arg(&nsec_ng),
+    );
+    // if_tsresol = 9 (option 9, length 1, value 9) is in the interface description.
+    let bytes = std::fs::read(&nsec_ng).unwrap();
+    assert!(
+        bytes.windows(5).any(|w| w == [9, 0, 1, 0, 9]),
+        "editcap wrote no nanosecond if_tsresol"
+    );
+    assert_eq!(
+        ok_json(&nsec_ng),
+        classic,
+        "first/last seen and totals as the classic file"
+    );
+
+    // editcap -c splits into files of 40 records; written one after another they are one
+    // pcapng stream with a section per file.
+    let parts = d.join("parts");
+    std::fs::create_dir(&parts).unwrap();
+    tool(
+        Command::new("editcap")
+            .args(["-F", "pcapng", "-c", "40"])
+            .arg(corpus(ETHER))
+            .arg(parts.join("part.pcapng")),
+    );
+    let mut names: Vec<_> = std::fs::read_dir(&parts)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    assert!(names.len() >= 5, "editcap -c made {} parts", names.len());
+    let sections = d.join("sections.pcapng");
+    let mut all = Vec::new();
+    for n in &names {
+        all.extend(std::fs::read(n).unwrap());
+    }
+    std::fs::write(&sections, all).unwrap();
+    assert_eq!(ok_json(&sections), classic);
+    let tshark = run_tshark(&sections).unwrap();
+    assert_eq!(
+        endpoint_diffs(&parse_ours(&classic).unwrap(), &tshark.endpoints),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn stdin_fifo_process_substitution_and_gzip_equal_the_plain_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let plain = corpus(ETHER);
+    let want = ok_json(&plain);
+    let pcapng = d.join("x.pcapng");
+    tool(
+        Command::new("editcap")
+            .args(["-F", "pcapng"])
+            .arg(&plain)
+            .arg(&pcapng),
+    );
+
+    // `-` reads standard input, classic and pcapng.
+    for f in [&plain, &pcapng] {
+        let (json, err, code) = replay("-", Some(f));
+        assert_eq!(
+            (code, json.as_str()),
+            (0, want.as_str()),
+            "{}: {err}",
+            f.display()
+        );
+    }
+
+    // gzip, detected by its magic whatever the name says.
+    for (src, name) in [
+        (&plain, "x.pcap.gz"),
+        (&pcapng, "x.pcapng.gz"),
+        (&pcapng, "no-suffix"),
+    ] {
+        let gz = d.join(name);
+        let out = Command::new("gzip").arg("-c").arg(src).output().unwrap();
+        assert!(out.status.success());
+        std::fs::write(&gz, out.stdout).unwrap();
+        assert_eq!(ok_json(&gz), want, "{name}");
+    }
+
+    // A FIFO fed by a writer thread (pcapng used to hang here forever).
+    for src in [&pcapng, &plain] {
+        let fifo = d.join("fifo");
+        let _ = std::fs::remove_file(&fifo);
+        tool(Command::new("mkfifo").arg(&fifo));
+        let writer = {
+            let (fifo, src) = (fifo.clone(), src.to_path_buf());
+            std::thread::spawn(move || {
+                let mut w = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+                w.write_all(&std::fs::read(src).unwrap()).unwrap();
+            })
+        };
+        let mut child = Command::new(LANMETER)
+            .args(["replay", "--json"])
+            .arg(&fifo)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if start.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                panic!("replay of a FIFO did not finish within 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), want);
+    }
+
+    // A process substitution, through bash as a user would type it; and `--db` without
+    // `--gateway` (two passes) from standard input.
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "exec timeout 30 {LANMETER} replay --json <(gzip -c < {})",
+            pcapng.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), want);
+    let db = d.join("h.db");
+    let mut cmd = Command::new(LANMETER);
+    let out = hermetic(&mut cmd)
+        .args(["replay", "--json", "-", "--db"])
+        .arg(&db)
+        .stdin(std::fs::File::open(&pcapng).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), want);
+}
+
+#[test]
+fn damaged_empty_and_addressless_files_say_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A record claiming 0x7fffffff captured bytes: damaged, with the offset, not "cut off".
+    let mut b = std::fs::read(corpus(ETHER)).unwrap();
+    b[24 + 8..24 + 12].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
+    let bad = d.join("bad.pcap");
+    std::fs::write(&bad, b).unwrap();
+    let (_, err, code) = replay(bad.to_str().unwrap(), None);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("is damaged at byte 24") && !err.contains("cut off"),
+        "{err}"
+    );
+
+    // A pcapng holding only its section header (editcap of an empty selection).
+    let empty = d.join("empty.pcapng");
+    tool(
+        Command::new("editcap")
+            .args(["-F", "pcapng", "-r"])
+            .arg(corpus(ETHER))
+            .arg(&empty)
+            .arg("100000"),
+    );
+    let (_, err, code) = replay(empty.to_str().unwrap(), None);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("holds no packets (pcapng"), "{err}");
+
+    // Plain replay of radiotap points to the survey.
+    let (_, err, code) = replay(corpus(RADIOTAP).to_str().unwrap(), None);
+    assert_eq!(code, 1);
+    assert!(err.contains("lanmeter replay --survey"), "{err}");
+
+    // Frames too short to carry an Ethernet header: said on stderr, non-zero exit.
+    let short = d.join("short.pcap");
+    tool(
+        Command::new("editcap")
+            .args(["-s", "10"])
+            .arg(corpus(ETHER))
+            .arg(&short),
+    );
+    let (_, err, code) = replay(short.to_str().unwrap(), None);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("carries a readable Ethernet"), "{err}");
+}
