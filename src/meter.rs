@@ -611,6 +611,12 @@ impl Meter {
                     e.c.internet_upload_bytes += len;
                 }
             }
+            // A Linux cooked capture keeps no destination MAC, but an outgoing frame of the
+            // capturing host to a non-local address can only have left through the router
+            // (docs/ACCOUNTING.md, "Linux cooked captures").
+            if !dst_local && matches!(f.dst, Dest::FromCaptureHost { .. }) {
+                e.c.internet_upload_bytes += len;
+            }
         }
 
         let Some(d) = dst else { return };
@@ -623,6 +629,13 @@ impl Meter {
             e.nonlocal += len;
         }
         match gateway {
+            // The cooked-capture counterpart: a frame to the capturing host from a non-local
+            // address came in through the router, whichever MAC the router used.
+            _ if matches!(f.dst, Dest::CaptureHost { .. }) => {
+                if !src_local && d != src {
+                    e.c.internet_download_bytes += len;
+                }
+            }
             Some(gw) => {
                 if src == gw && !src_local && d != gw {
                     e.c.internet_download_bytes += len;

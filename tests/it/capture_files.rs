@@ -352,3 +352,141 @@ fn damaged_empty_and_addressless_files_say_what_is_wrong() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("carries a readable Ethernet"), "{err}");
 }
+
+/// ACCOUNTING.md §3, Linux cooked captures: `tcpdump -i any` on a host whose traffic to a public
+/// address crosses a namespace router. The host's internet upload and download equal the kernel's
+/// byte counters of its interface (plus the cooked header's size over Ethernet's, per frame).
+#[test]
+fn linux_cooked_capture_counts_the_capturing_hosts_internet_traffic() {
+    use crate::netns::{NetnsPair, run};
+    let net = NetnsPair::new();
+    let (host, router) = (&net.a, &net.b);
+    // The "internet": a documentation address on the router's upstream side (a veth pair kept
+    // inside the router namespace; this kernel has no dummy interfaces).
+    let public = "203.0.113.7";
+    let upstream = format!("{public}/24");
+    for args in [
+        &[
+            "link", "add", "pub0", "type", "veth", "peer", "name", "pub1",
+        ][..],
+        &["addr", "add", &upstream, "dev", "pub0"],
+        &["link", "set", "pub0", "up"],
+        &["link", "set", "pub1", "up"],
+    ] {
+        let mut cmd = vec!["ip", "-n", router.as_str()];
+        cmd.extend_from_slice(args);
+        run(&cmd);
+    }
+    run(&[
+        "ip",
+        "-n",
+        host,
+        "route",
+        "add",
+        "default",
+        "via",
+        &net.b_ip.to_string(),
+    ]);
+    // Static neighbours: no ARP on the link, so it carries the pings alone.
+    for (ns, ifname, ip, mac) in [
+        (host, &net.a_if, net.b_ip, net.b_mac),
+        (router, &net.b_if, net.a_ip, net.a_mac),
+    ] {
+        run(&[
+            "ip",
+            "-n",
+            ns,
+            "neigh",
+            "replace",
+            &ip.to_string(),
+            "lladdr",
+            &mac.to_string(),
+            "dev",
+            ifname,
+            "nud",
+            "permanent",
+        ]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cap = dir.path().join("any.pcap");
+    /// Kills tcpdump if the test fails half-way.
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut tcpdump = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            host,
+            "tcpdump",
+            "-i",
+            "any",
+            "--immediate-mode",
+            "-U",
+            "-n",
+            "-w",
+        ])
+        .arg(&cap)
+        .stderr(Stdio::piped())
+        .spawn()
+        .map(Reap)
+        .expect("tcpdump");
+    // tcpdump says "listening on any" once its socket is open (after a line on the link type).
+    let mut err = std::io::BufReader::new(tcpdump.0.stderr.take().unwrap());
+    let mut said = String::new();
+    while !said.contains("listening on") {
+        if std::io::BufRead::read_line(&mut err, &mut said).unwrap() == 0 {
+            panic!("tcpdump ended: {said}");
+        }
+    }
+    let before = net.kernel_counters(host, &net.a_if);
+    let ping = net.exec(
+        host,
+        &[
+            "ping", "-c", "25", "-i", "0.02", "-s", "1200", "-W", "2", public,
+        ],
+    );
+    assert!(
+        ping.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
+    let moved = net.kernel_counters(host, &net.a_if).since(before);
+    std::thread::sleep(Duration::from_millis(300));
+    run(&["kill", "-INT", &tcpdump.0.id().to_string()]);
+    tcpdump.0.wait().unwrap();
+    assert_eq!(
+        (moved.tx_packets, moved.rx_packets),
+        (25, 25),
+        "the link carried only the pings"
+    );
+
+    let bytes = std::fs::read(&cap).unwrap();
+    let linktype = u32::from_le_bytes(bytes[20..24].try_into().unwrap());
+    let extra = match linktype {
+        113 => 16 - 14,
+        276 => 20 - 14,
+        other => panic!("tcpdump -i any wrote link type {other}"),
+    };
+    let (json, err, code) = replay(cap.to_str().unwrap(), None);
+    assert_eq!(code, 0, "{err}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    let me = rows
+        .iter()
+        .find(|r| r["mac"] == net.a_mac.to_string())
+        .unwrap_or_else(|| panic!("the capturing host is not in {json}"));
+    assert_eq!(
+        me["internet_upload_bytes"].as_u64().unwrap(),
+        moved.tx_bytes + extra * moved.tx_packets,
+        "{me}"
+    );
+    assert_eq!(
+        me["internet_download_bytes"].as_u64().unwrap(),
+        moved.rx_bytes + extra * moved.rx_packets,
+        "{me}"
+    );
+}
