@@ -2,7 +2,10 @@
 //! Assistant, or a generic one), with an optional bearer token. The only HTTP client user.
 //!
 //! It builds bodies (pure) and sends one request; it never retries (the outbox does) and never
-//! logs the token.
+//! logs the token. A webhook URL's path and query are a credential too (a Home Assistant webhook
+//! id, an ntfy topic): every error it returns names the receiver only as [`redact`]ed
+//! `scheme://host:port/…`, because errors reach the outbox table viewers see, the audit log and
+//! the journal.
 
 use super::Severity;
 use crate::config::WebhookFormat;
@@ -94,6 +97,46 @@ pub fn body(format: WebhookFormat, url: &str, h: &Hook<'_>) -> (String, Value) {
     }
 }
 
+/// `url` reduced to `scheme://host:port/…`: enough to tell which receiver is meant, nothing of
+/// the user info, path or query (where receivers put their secrets). The port is spelled out
+/// even when it is the scheme's default, so two receivers on one host stay apart.
+pub fn redact(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let scheme = scheme.to_ascii_lowercase();
+    // A port is what follows the last ':' unless that ':' is inside an IPv6 literal.
+    let has_port = host_port
+        .rsplit_once(':')
+        .is_some_and(|(h, p)| !p.is_empty() && !h.ends_with(':') && !p.contains(']'));
+    let port = match (has_port, scheme.as_str()) {
+        (true, _) => "",
+        (false, "https") => ":443",
+        (false, _) => ":80",
+    };
+    format!("{scheme}://{host_port}{port}/…")
+}
+
+/// `text` with the secret parts of `url` (the whole URL, its path and query, any user info)
+/// replaced by the [`redact`]ed form: for messages a library wrote that may quote the URL.
+pub fn scrub(text: &str, url: &str) -> String {
+    let shown = redact(url);
+    let mut out = text.replace(url, &shown);
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, secret) = rest.split_at(authority_len);
+    // The path alone ("/api/webhook/ID") is as secret as the whole URL; a bare "/" is not.
+    if secret.len() > 1 {
+        out = out.replace(secret, "/…");
+    }
+    if let Some((userinfo, _)) = authority.rsplit_once('@')
+        && !userinfo.is_empty()
+    {
+        out = out.replace(userinfo, "…");
+    }
+    out
+}
+
 /// Why a webhook POST failed, in words for the dashboard.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SendError {
@@ -145,6 +188,7 @@ pub fn send(
     if let Some(k) = idempotency_key {
         req = req.header("Idempotency-Key", k);
     }
+    let shown = redact(url);
     let (message, code) = match req.send(body) {
         Ok(_) => return Ok(()),
         Err(ureq::Error::StatusCode(code @ (401 | 403))) => (
@@ -163,18 +207,22 @@ pub fn send(
         }
         Err(ureq::Error::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => (
             format!(
-                "nothing accepts connections at {url}: check webhook_url and that the receiver runs"
+                "nothing accepts connections at {shown}: check webhook_url and that the receiver runs"
             ),
             None,
         ),
         Err(ureq::Error::Timeout(_)) => (
             format!(
-                "the webhook at {url} did not answer within {} s: check that the receiver runs and is not overloaded",
+                "the webhook at {shown} did not answer within {} s: check that the receiver runs and is not overloaded",
                 timeout.as_secs()
             ),
             None,
         ),
-        Err(e) => (format!("the webhook request failed: {e}"), None),
+        // ureq's own words may quote the URL (a bad URI, a redirect): scrubbed like ours.
+        Err(e) => (
+            format!("the webhook request to {shown} failed: {}", scrub(&e.to_string(), url)),
+            None,
+        ),
     };
     Err(SendError {
         message,
@@ -216,6 +264,38 @@ mod tests {
         assert_eq!(u, "http://x/hook");
         assert_eq!(b["alert_ids"][0], 7);
         assert_eq!(b["rule"], "new_device");
+    }
+
+    #[test]
+    fn redacted_urls_keep_scheme_host_and_port_only() {
+        let ha = "http://homeassistant.local:8123/api/webhook/s3cr3t-id?x=1";
+        assert_eq!(redact(ha), "http://homeassistant.local:8123/…");
+        assert_eq!(redact("https://ntfy.sh/my-topic"), "https://ntfy.sh:443/…");
+        assert_eq!(redact("http://user:pw@10.0.0.2/x"), "http://10.0.0.2:80/…");
+        assert_eq!(redact("http://[fd00::1]:9000/h"), "http://[fd00::1]:9000/…");
+        assert_eq!(redact("http://[fd00::1]/h"), "http://[fd00::1]:80/…");
+        let said = format!("error: {ha} and again /api/webhook/s3cr3t-id?x=1 then user:pw");
+        let s = scrub(&said, ha);
+        assert!(!s.contains("s3cr3t"), "{s}");
+        assert!(s.contains("http://homeassistant.local:8123/…"), "{s}");
+        assert!(!scrub("at user:pw@h", "http://user:pw@h/p").contains("pw"));
+    }
+
+    #[test]
+    fn errors_never_quote_the_path() {
+        // Nothing listens on the port: connection refused names the receiver redacted.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}/api/webhook/s3cr3t-id");
+        let e = send(&url, None, "{}", Duration::from_secs(2), None).unwrap_err();
+        assert!(!e.message.contains("s3cr3t"), "{}", e.message);
+        assert!(e.message.contains(&format!("127.0.0.1:{port}/…")), "{}", e.message);
+        let e = send("http://127.0.0.1:1/a b/s3cr3t", None, "{}", Duration::from_secs(2), None)
+            .unwrap_err();
+        assert!(!e.message.contains("s3cr3t"), "{}", e.message);
     }
 
     #[test]
