@@ -36,10 +36,8 @@ pub enum AuthError {
     TooShort,
     #[error("the password is too long: use at most {PASSWORD_MAX_BYTES} bytes")]
     TooLong,
-    #[error(
-        "the password is too easy to guess: avoid repeated characters and common passwords; a few random words work well"
-    )]
-    TooCommon,
+    #[error("the password is too easy to guess{0}: a few random words, or a longer mix, work well")]
+    TooCommon(String),
     #[error("the two passwords differ: type the same password twice")]
     Mismatch,
     #[error("cannot hash the password: {0} (report this as a lanmeter bug)")]
@@ -78,23 +76,17 @@ impl std::fmt::Display for Role {
     }
 }
 
-/// A few passwords that pass the length rule and are still the first ones guessed.
-const COMMON: &[&str] = &[
-    "1234567890",
-    "12345678910",
-    "0123456789",
-    "password12",
-    "password123",
-    "password1234",
-    "qwertyuiop",
-    "administrator",
-    "letmein123",
-    "iloveyou12",
-    "lanmeter123",
-    "changeme123",
-];
+/// The least zxcvbn score a new password needs: 3 is "safely unguessable: moderate protection
+/// from an offline slow-hash scenario" (about 10^8 guesses or more), which is what an argon2id
+/// hash stolen with the database must withstand.
+const MIN_SCORE: zxcvbn::Score = zxcvbn::Score::Three;
 
-/// Checks a new password against the rules; the error says what to change.
+/// Words an attacker tries first against this product, besides zxcvbn's own dictionaries.
+const PRODUCT_WORDS: &[&str] = &["lanmeter", "admin", "viewer", "dashboard", "household"];
+
+/// Checks a new password against the rules; the error says what to change. Strength is
+/// zxcvbn's estimate (dictionaries of common passwords, names and words, keyboard patterns,
+/// sequences, repeats, dates, l33t), with the product's own words added.
 pub fn check_new_password(password: &str) -> Result<(), AuthError> {
     if password.len() > PASSWORD_MAX_BYTES {
         return Err(AuthError::TooLong);
@@ -102,17 +94,17 @@ pub fn check_new_password(password: &str) -> Result<(), AuthError> {
     if password.chars().count() < PASSWORD_MIN_CHARS {
         return Err(AuthError::TooShort);
     }
-    let lower = password.to_lowercase();
-    let distinct = {
-        let mut c: Vec<char> = lower.chars().collect();
-        c.sort_unstable();
-        c.dedup();
-        c.len()
-    };
-    if distinct < 4 || COMMON.contains(&lower.as_str()) {
-        return Err(AuthError::TooCommon);
+    let estimate = zxcvbn::zxcvbn(password, PRODUCT_WORDS);
+    if estimate.score() >= MIN_SCORE {
+        return Ok(());
     }
-    Ok(())
+    // zxcvbn's own advice, when it has some ("This is similar to a commonly used password").
+    let why = estimate
+        .feedback()
+        .and_then(|f| f.warning())
+        .map(|w| format!(" ({})", w.to_string().trim_end_matches('.').to_lowercase()))
+        .unwrap_or_default();
+    Err(AuthError::TooCommon(why))
 }
 
 /// A rough strength word for the setup page: length and variety of characters.
@@ -307,12 +299,18 @@ mod tests {
         ));
         assert!(matches!(
             check_new_password("aaaaaaaaaaaa"),
-            Err(AuthError::TooCommon)
+            Err(AuthError::TooCommon(_))
         ));
         assert!(matches!(
             check_new_password("Password123"),
-            Err(AuthError::TooCommon)
+            Err(AuthError::TooCommon(_))
         ));
+        // Found weak by an independent test of the web side (issue 19): keyboard walks,
+        // the product's name and common phrases with digits appended.
+        for weak in ["qwerty1234", "lanmeter12", "iloveyou123", "Lanmeter2024!"] {
+            let e = check_new_password(weak).expect_err(weak);
+            assert!(e.to_string().contains("too easy to guess"), "{weak}: {e}");
+        }
         assert!(matches!(
             check_new_password(&"x1".repeat(600)),
             Err(AuthError::TooLong)

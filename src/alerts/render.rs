@@ -2,8 +2,10 @@
 //! `templates/emails/`), the weekly summary, and webhook bodies, all built from stored alerts.
 //!
 //! Rendering happens when a message is queued, so the outbox holds exactly what will be sent
-//! and a restart resends the same bytes. HTML templates escape every value (device names are
-//! device-supplied); the text templates do not need to. It never sends or stores anything.
+//! and a restart resends the same bytes. Every value a template prints goes through the
+//! escapers of `askama.toml` ([`crate::visible`]: HTML escaping in HTML, and in both bidi,
+//! invisible and control characters of device-supplied names spelled out); subjects and
+//! webhook texts get the same rule here. It never sends or stores anything.
 
 use super::{AlertError, Severity, links};
 use crate::config::Config;
@@ -144,7 +146,8 @@ pub fn alerts_mail(
     dashboard: &str,
 ) -> Result<Mail, AlertError> {
     Ok(Mail {
-        subject: subject.to_string(),
+        // The templates' escapers make device-supplied text visible; the subject is built here.
+        subject: crate::visible::visible(subject),
         text: AlertsText {
             intro,
             items,

@@ -9,6 +9,7 @@
 
 use super::Severity;
 use crate::config::WebhookFormat;
+use crate::visible::visible;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -29,12 +30,21 @@ pub struct Hook<'a> {
 }
 
 /// The URL to POST to and the body, in `format`'s shape for `url` as configured.
+/// The texts a person reads (title, message, facts) follow the display rule of
+/// [`crate::visible`]: receivers show them as notifications, where a device's bidi override
+/// would spoof another device's name just as on a page.
 pub fn body(format: WebhookFormat, url: &str, h: &Hook<'_>) -> (String, Value) {
     let facts: serde_json::Map<String, Value> = h
         .facts
         .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .map(|(k, v)| (k.clone(), Value::String(visible(v))))
         .collect();
+    let (title, message) = (visible(h.title), visible(h.message));
+    let h = &Hook {
+        title: &title,
+        message: &message,
+        ..h.clone()
+    };
     match format {
         WebhookFormat::Generic | WebhookFormat::Homeassistant => (
             url.to_string(),
@@ -220,7 +230,10 @@ pub fn send(
         ),
         // ureq's own words may quote the URL (a bad URI, a redirect): scrubbed like ours.
         Err(e) => (
-            format!("the webhook request to {shown} failed: {}", scrub(&e.to_string(), url)),
+            format!(
+                "the webhook request to {shown} failed: {}",
+                scrub(&e.to_string(), url)
+            ),
             None,
         ),
     };
@@ -292,9 +305,19 @@ mod tests {
         let url = format!("http://127.0.0.1:{port}/api/webhook/s3cr3t-id");
         let e = send(&url, None, "{}", Duration::from_secs(2), None).unwrap_err();
         assert!(!e.message.contains("s3cr3t"), "{}", e.message);
-        assert!(e.message.contains(&format!("127.0.0.1:{port}/…")), "{}", e.message);
-        let e = send("http://127.0.0.1:1/a b/s3cr3t", None, "{}", Duration::from_secs(2), None)
-            .unwrap_err();
+        assert!(
+            e.message.contains(&format!("127.0.0.1:{port}/…")),
+            "{}",
+            e.message
+        );
+        let e = send(
+            "http://127.0.0.1:1/a b/s3cr3t",
+            None,
+            "{}",
+            Duration::from_secs(2),
+            None,
+        )
+        .unwrap_err();
         assert!(!e.message.contains("s3cr3t"), "{}", e.message);
     }
 
