@@ -187,6 +187,34 @@ pub fn token_digest(token: &str) -> String {
     hex(&Sha256::digest(token.as_bytes()))
 }
 
+/// A token only the holder of `key` can issue: 32 hex digits of randomness, then the first 32
+/// hex digits of HMAC-SHA256(`key`, those digits). 64 hex digits, like the other tokens.
+pub fn signed_token(key: &[u8]) -> Result<String, AuthError> {
+    let mut nonce = [0u8; 16];
+    getrandom::fill(&mut nonce).map_err(|e| AuthError::Random(e.to_string()))?;
+    let nonce = hex(&nonce);
+    let tag = token_tag(key, &nonce);
+    Ok(format!("{nonce}{tag}"))
+}
+
+/// Whether `token` was issued by [`signed_token`] with `key` (compared in constant time).
+pub fn signed_token_valid(key: &[u8], token: &str) -> bool {
+    if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return false;
+    }
+    let (nonce, tag) = token.split_at(32);
+    constant_time_eq(&token_tag(key, nonce), tag)
+}
+
+fn token_tag(key: &[u8], nonce: &str) -> String {
+    use hmac::Mac;
+    // HMAC takes keys of any length, so this cannot fail.
+    let mut m = hmac::Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts any key length");
+    m.update(b"lanmeter pre-login token:");
+    m.update(nonce.as_bytes());
+    hex(&m.finalize().into_bytes()[..16])
+}
+
 /// Compares two strings in time that depends only on their lengths (CSRF tokens).
 pub fn constant_time_eq(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
@@ -319,6 +347,23 @@ mod tests {
         // Ten characters, counted as characters not bytes.
         assert!(check_new_password("äöüßéèàç12").is_ok());
         assert!(AuthError::TooShort.to_string().contains("at least 10"));
+    }
+
+    #[test]
+    fn signed_tokens_verify_only_with_their_key() {
+        let t = signed_token(b"key one").unwrap();
+        assert_eq!(t.len(), 64);
+        assert!(signed_token_valid(b"key one", &t));
+        assert!(!signed_token_valid(b"key two", &t));
+        // A client-chosen value of the right shape is refused.
+        assert!(!signed_token_valid(b"key one", &"ab".repeat(32)));
+        let mut flipped = t.clone().into_bytes();
+        flipped[63] = if flipped[63] == b'0' { b'1' } else { b'0' };
+        assert!(!signed_token_valid(
+            b"key one",
+            std::str::from_utf8(&flipped).unwrap()
+        ));
+        assert!(!signed_token_valid(b"key one", &t[..63]));
     }
 
     #[test]

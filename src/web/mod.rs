@@ -180,6 +180,10 @@ pub fn router(state: AppState) -> Router {
             state.tls(),
             guard::security_headers,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.tls(),
+            session::host_prefix,
+        ))
         .with_state(state)
 }
 

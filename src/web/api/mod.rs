@@ -147,7 +147,7 @@ impl utoipa::Modify for Security {
             "session",
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
                 super::session::SESSION_COOKIE,
-                "A signed-in browser session; changes also need the X-CSRF-Token header.",
+                "A signed-in browser session (named `__Host-lm_session` when served over HTTPS); changes also need the X-CSRF-Token header.",
             ))),
         );
     }
