@@ -311,6 +311,28 @@ fn run_serves_https_with_the_households_certificate() {
         cookies.iter().all(|c| c.contains("; secure")),
         "{cookies:?}"
     );
+    // Over TLS our cookies carry the __Host- prefix (issue 19), and one planted without it is
+    // ignored: the form plants a fresh token instead of reusing it.
+    assert!(
+        cookies
+            .iter()
+            .all(|c| c.starts_with("set-cookie: __host-lm_")),
+        "{cookies:?}"
+    );
+    let planted = Command::new("curl")
+        .args(["-sS", "-D", "-", "--max-time", "5", "--cacert"])
+        .arg(&cert)
+        .args(["--resolve", &format!("lanmeter.local:{port}:127.0.0.1")])
+        .args(["-H", &format!("Cookie: lm_pre={}", "ab".repeat(32))])
+        .arg(format!("https://lanmeter.local:{port}/setup"))
+        .output()
+        .unwrap();
+    let planted = text(&planted.stdout).to_ascii_lowercase();
+    assert!(planted.contains("set-cookie: __host-lm_pre="), "{planted}");
+    assert!(
+        !planted.contains(&"ab".repeat(32)),
+        "the planted token was used"
+    );
     // Plain HTTP on the same port is not served.
     assert!(!curl("/healthz", false).status.success());
     // A client that opens a connection and never starts the handshake is closed by the
