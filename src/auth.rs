@@ -98,11 +98,26 @@ pub fn check_new_password(password: &str) -> Result<(), AuthError> {
     if estimate.score() >= MIN_SCORE {
         return Ok(());
     }
-    // zxcvbn's own advice, when it has some ("This is similar to a commonly used password").
+    // zxcvbn's own advice when it has some ("This is similar to a commonly used password"),
+    // else the product word it is built on, else zxcvbn's first suggestion.
+    let lower = password.to_lowercase();
     let why = estimate
         .feedback()
         .and_then(|f| f.warning())
-        .map(|w| format!(" ({})", w.to_string().trim_end_matches('.').to_lowercase()))
+        .map(|w| w.to_string())
+        .or_else(|| {
+            PRODUCT_WORDS
+                .iter()
+                .find(|w| lower.contains(*w))
+                .map(|w| format!("it is built on \"{w}\", a word tried first against lanmeter"))
+        })
+        .or_else(|| {
+            estimate
+                .feedback()
+                .and_then(|f| f.suggestions().first())
+                .map(|s| s.to_string())
+        })
+        .map(|w| format!(" ({})", w.trim_end_matches('.').to_lowercase()))
         .unwrap_or_default();
     Err(AuthError::TooCommon(why))
 }
@@ -336,8 +351,9 @@ mod tests {
         // Found weak by an independent test of the web side (issue 19): keyboard walks,
         // the product's name and common phrases with digits appended.
         for weak in ["qwerty1234", "lanmeter12", "iloveyou123", "Lanmeter2024!"] {
-            let e = check_new_password(weak).expect_err(weak);
-            assert!(e.to_string().contains("too easy to guess"), "{weak}: {e}");
+            let e = check_new_password(weak).expect_err(weak).to_string();
+            // Each refusal says why, not only that.
+            assert!(e.contains("too easy to guess ("), "{weak}: {e}");
         }
         assert!(matches!(
             check_new_password(&"x1".repeat(600)),
