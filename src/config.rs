@@ -1036,7 +1036,14 @@ impl Config {
             if let Some(u) = url
                 && !(u.starts_with("http://") || u.starts_with("https://"))
             {
-                return Err(invalid(key, u, "not an http:// or https:// URL"));
+                // A webhook URL's path is a credential: the message (journal, console) quotes
+                // only what is needed to see the wrong scheme.
+                let shown = if key == "webhook_url" {
+                    format!("{}…", u.chars().take(8).collect::<String>())
+                } else {
+                    u.clone()
+                };
+                return Err(invalid(key, &shown, "not an http:// or https:// URL"));
             }
         }
         if let Some(h) = &self.smtp_host
