@@ -253,9 +253,43 @@ fn webhook_secrets_stay_out_of_pages_audit_and_logs_and_device_names_are_shown_e
             &format!("lm_pre={made_up}"),
             Some(&form),
         );
-        ((alerts, device), audit, test_result, forged)
+        // CR/LF in a one-line field of the device form is refused, as the API refuses it.
+        let form = serde_urlencoded::to_string([
+            ("csrf", csrf.as_str()),
+            ("name", "Emma\r\nSet-Cookie: x=1"),
+        ])
+        .unwrap();
+        let (crlf, _) = http(
+            8080,
+            "POST",
+            &format!("/devices/{device_id}"),
+            &admin,
+            Some(&form),
+        );
+        assert!(crlf.starts_with("HTTP/1.1 400"), "{crlf}");
+        // Unknown API tokens: 401 up to the per-minute allowance, then 429 with Retry-After.
+        let statuses: Vec<String> = (0..14)
+            .map(|i| {
+                let mut s = std::net::TcpStream::connect(("127.0.0.1", 8080)).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                write!(
+                    s,
+                    "GET /api/v1/devices HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\
+                     Authorization: Bearer lm_{i:064}\r\nConnection: close\r\n\r\n"
+                )
+                .unwrap();
+                let mut out = String::new();
+                let _ = s.read_to_string(&mut out);
+                out.lines().next().unwrap_or("").to_string()
+            })
+            .collect();
+        ((alerts, device), audit, test_result, (forged, statuses))
     });
     let (alerts, device) = pages;
+    let (forged, statuses) = forged;
+    let n401 = statuses.iter().filter(|s| s.contains(" 401 ")).count();
+    let n429 = statuses.iter().filter(|s| s.contains(" 429 ")).count();
+    assert_eq!((n401, n429), (10, 4), "{statuses:#?}");
 
     assert_escaped("/alerts", &alerts);
     assert_escaped("the device page", &device);
@@ -291,6 +325,12 @@ fn webhook_secrets_stay_out_of_pages_audit_and_logs_and_device_names_are_shown_e
         log.lines().any(|l| l.contains("channel=webhook")),
         "no webhook delivery line in the log"
     );
+    // Fourteen unknown tokens from one address: one INFO line and one WARN, not fourteen.
+    let token_lines = log
+        .lines()
+        .filter(|l| l.contains("unknown API token") || l.contains("unknown or revoked API token"))
+        .count();
+    assert_eq!(token_lines, 2, "{log}");
     let leaked: Vec<&str> = log.lines().filter(|l| l.contains(SECRET)).collect();
     assert!(
         leaked.is_empty(),
