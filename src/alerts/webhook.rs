@@ -280,6 +280,30 @@ mod tests {
     }
 
     #[test]
+    fn texts_a_person_reads_follow_the_display_rule() {
+        let facts = [("Host name".to_string(), "evil\u{202e}gpj.exe".to_string())];
+        let h = Hook {
+            title: "New device: evil\u{202e}gpj.exe",
+            message: "evil\u{200b} joined",
+            facts: &facts,
+            ..hook()
+        };
+        for f in [
+            WebhookFormat::Generic,
+            WebhookFormat::Ntfy,
+            WebhookFormat::Gotify,
+        ] {
+            let (_, b) = body(f, "http://x/hook", &h);
+            let s = b.to_string();
+            assert!(
+                !s.contains('\u{202e}') && !s.contains('\u{200b}'),
+                "{f:?}: {s}"
+            );
+            assert!(s.contains("evil\\\\u{202e}gpj.exe"), "{f:?}: {s}");
+        }
+    }
+
+    #[test]
     fn redacted_urls_keep_scheme_host_and_port_only() {
         let ha = "http://homeassistant.local:8123/api/webhook/s3cr3t-id?x=1";
         assert_eq!(redact(ha), "http://homeassistant.local:8123/…");
