@@ -314,6 +314,7 @@ const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// set, so the capture thread stays a plain thread that never shares a scheduler with requests.
 /// The listener is bound by the caller, so a port conflict is reported before anything starts;
 /// with `tls`, every connection is HTTPS (the state must have been built `with_tls(true)`).
+/// Plain or TLS, every connection is bounded by [`Limits`] (header-read timeout, connection limit).
 pub fn spawn(
     listener: std::net::TcpListener,
     state: AppState,
