@@ -36,10 +36,8 @@ pub enum AuthError {
     TooShort,
     #[error("the password is too long: use at most {PASSWORD_MAX_BYTES} bytes")]
     TooLong,
-    #[error(
-        "the password is too easy to guess: avoid repeated characters and common passwords; a few random words work well"
-    )]
-    TooCommon,
+    #[error("the password is too easy to guess{0}: a few random words, or a longer mix, work well")]
+    TooCommon(String),
     #[error("the two passwords differ: type the same password twice")]
     Mismatch,
     #[error("cannot hash the password: {0} (report this as a lanmeter bug)")]
@@ -78,23 +76,17 @@ impl std::fmt::Display for Role {
     }
 }
 
-/// A few passwords that pass the length rule and are still the first ones guessed.
-const COMMON: &[&str] = &[
-    "1234567890",
-    "12345678910",
-    "0123456789",
-    "password12",
-    "password123",
-    "password1234",
-    "qwertyuiop",
-    "administrator",
-    "letmein123",
-    "iloveyou12",
-    "lanmeter123",
-    "changeme123",
-];
+/// The least zxcvbn score a new password needs: 3 is "safely unguessable: moderate protection
+/// from an offline slow-hash scenario" (about 10^8 guesses or more), which is what an argon2id
+/// hash stolen with the database must withstand.
+const MIN_SCORE: zxcvbn::Score = zxcvbn::Score::Three;
 
-/// Checks a new password against the rules; the error says what to change.
+/// Words an attacker tries first against this product, besides zxcvbn's own dictionaries.
+const PRODUCT_WORDS: &[&str] = &["lanmeter", "admin", "viewer", "dashboard", "household"];
+
+/// Checks a new password against the rules; the error says what to change. Strength is
+/// zxcvbn's estimate (dictionaries of common passwords, names and words, keyboard patterns,
+/// sequences, repeats, dates, l33t), with the product's own words added.
 pub fn check_new_password(password: &str) -> Result<(), AuthError> {
     if password.len() > PASSWORD_MAX_BYTES {
         return Err(AuthError::TooLong);
@@ -102,17 +94,32 @@ pub fn check_new_password(password: &str) -> Result<(), AuthError> {
     if password.chars().count() < PASSWORD_MIN_CHARS {
         return Err(AuthError::TooShort);
     }
-    let lower = password.to_lowercase();
-    let distinct = {
-        let mut c: Vec<char> = lower.chars().collect();
-        c.sort_unstable();
-        c.dedup();
-        c.len()
-    };
-    if distinct < 4 || COMMON.contains(&lower.as_str()) {
-        return Err(AuthError::TooCommon);
+    let estimate = zxcvbn::zxcvbn(password, PRODUCT_WORDS);
+    if estimate.score() >= MIN_SCORE {
+        return Ok(());
     }
-    Ok(())
+    // zxcvbn's own advice when it has some ("This is similar to a commonly used password"),
+    // else the product word it is built on, else zxcvbn's first suggestion.
+    let lower = password.to_lowercase();
+    let why = estimate
+        .feedback()
+        .and_then(|f| f.warning())
+        .map(|w| w.to_string())
+        .or_else(|| {
+            PRODUCT_WORDS
+                .iter()
+                .find(|w| lower.contains(*w))
+                .map(|w| format!("it is built on \"{w}\", a word tried first against lanmeter"))
+        })
+        .or_else(|| {
+            estimate
+                .feedback()
+                .and_then(|f| f.suggestions().first())
+                .map(|s| s.to_string())
+        })
+        .map(|w| format!(" ({})", w.trim_end_matches('.').to_lowercase()))
+        .unwrap_or_default();
+    Err(AuthError::TooCommon(why))
 }
 
 /// A rough strength word for the setup page: length and variety of characters.
@@ -193,6 +200,34 @@ pub fn new_api_token() -> Result<(String, String, String), AuthError> {
 /// session id; the token's 256 random bits make a slow hash unnecessary.
 pub fn token_digest(token: &str) -> String {
     hex(&Sha256::digest(token.as_bytes()))
+}
+
+/// A token only the holder of `key` can issue: 32 hex digits of randomness, then the first 32
+/// hex digits of HMAC-SHA256(`key`, those digits). 64 hex digits, like the other tokens.
+pub fn signed_token(key: &[u8]) -> Result<String, AuthError> {
+    let mut nonce = [0u8; 16];
+    getrandom::fill(&mut nonce).map_err(|e| AuthError::Random(e.to_string()))?;
+    let nonce = hex(&nonce);
+    let tag = token_tag(key, &nonce);
+    Ok(format!("{nonce}{tag}"))
+}
+
+/// Whether `token` was issued by [`signed_token`] with `key` (compared in constant time).
+pub fn signed_token_valid(key: &[u8], token: &str) -> bool {
+    if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return false;
+    }
+    let (nonce, tag) = token.split_at(32);
+    constant_time_eq(&token_tag(key, nonce), tag)
+}
+
+fn token_tag(key: &[u8], nonce: &str) -> String {
+    use hmac::Mac;
+    // HMAC takes keys of any length, so this cannot fail.
+    let mut m = hmac::Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts any key length");
+    m.update(b"lanmeter pre-login token:");
+    m.update(nonce.as_bytes());
+    hex(&m.finalize().into_bytes()[..16])
 }
 
 /// Compares two strings in time that depends only on their lengths (CSRF tokens).
@@ -307,12 +342,19 @@ mod tests {
         ));
         assert!(matches!(
             check_new_password("aaaaaaaaaaaa"),
-            Err(AuthError::TooCommon)
+            Err(AuthError::TooCommon(_))
         ));
         assert!(matches!(
             check_new_password("Password123"),
-            Err(AuthError::TooCommon)
+            Err(AuthError::TooCommon(_))
         ));
+        // Found weak by an independent test of the web side (issue 19): keyboard walks,
+        // the product's name and common phrases with digits appended.
+        for weak in ["qwerty1234", "lanmeter12", "iloveyou123", "Lanmeter2024!"] {
+            let e = check_new_password(weak).expect_err(weak).to_string();
+            // Each refusal says why, not only that.
+            assert!(e.contains("too easy to guess ("), "{weak}: {e}");
+        }
         assert!(matches!(
             check_new_password(&"x1".repeat(600)),
             Err(AuthError::TooLong)
@@ -321,6 +363,23 @@ mod tests {
         // Ten characters, counted as characters not bytes.
         assert!(check_new_password("äöüßéèàç12").is_ok());
         assert!(AuthError::TooShort.to_string().contains("at least 10"));
+    }
+
+    #[test]
+    fn signed_tokens_verify_only_with_their_key() {
+        let t = signed_token(b"key one").unwrap();
+        assert_eq!(t.len(), 64);
+        assert!(signed_token_valid(b"key one", &t));
+        assert!(!signed_token_valid(b"key two", &t));
+        // A client-chosen value of the right shape is refused.
+        assert!(!signed_token_valid(b"key one", &"ab".repeat(32)));
+        let mut flipped = t.clone().into_bytes();
+        flipped[63] = if flipped[63] == b'0' { b'1' } else { b'0' };
+        assert!(!signed_token_valid(
+            b"key one",
+            std::str::from_utf8(&flipped).unwrap()
+        ));
+        assert!(!signed_token_valid(b"key one", &t[..63]));
     }
 
     #[test]

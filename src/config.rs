@@ -60,6 +60,10 @@ const OUTBOX_EXPIRE_HOURS: RangeInclusive<u64> = 1..=720;
 const DELIVERY_TIMEOUT_SECS: RangeInclusive<u64> = 1..=300;
 const MQTT_INTERVAL_SECS: RangeInclusive<u64> = 5..=3_600;
 const WEEKDAY: RangeInclusive<u8> = 1..=7;
+const WEB_HEADER_TIMEOUT_SECS: RangeInclusive<u64> = 1..=300;
+/// Below systemd's default soft limit of 1024 open files, which the unit keeps, with room for
+/// the database, capture handles and outgoing connections.
+const WEB_MAX_CONNECTIONS: RangeInclusive<u32> = 4..=768;
 
 /// Linux interface names are at most IFNAMSIZ - 1 bytes.
 const MAX_INTERFACE_NAME: usize = 15;
@@ -99,6 +103,8 @@ pub const KEYS: &[&str] = &[
     "wifi_ssid",
     "tls_cert",
     "tls_key",
+    "web_header_timeout_secs",
+    "web_max_connections",
     "alert_interval_secs",
     "alert_cooldown_minutes",
     "alert_new_device",
@@ -220,6 +226,12 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key matching `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// A connection that has not sent a whole request head within this many seconds is closed
+    /// (slow-header attacks); with TLS, the handshake has as long again.
+    pub web_header_timeout_secs: u64,
+    /// Most web connections open at once; more are closed as soon as they are accepted, so a
+    /// flood of idle connections cannot use up the process's open files.
+    pub web_max_connections: u32,
     /// Seconds between evaluations of the alert rules (and checks of the outbox).
     pub alert_interval_secs: u64,
     /// A rule and subject notify at most once per this many minutes; a condition that clears
@@ -353,6 +365,8 @@ impl Default for Config {
             wifi_ssid: None,
             tls_cert: None,
             tls_key: None,
+            web_header_timeout_secs: 10,
+            web_max_connections: 256,
             alert_interval_secs: 60,
             alert_cooldown_minutes: 60,
             alert_new_device: true,
@@ -582,6 +596,8 @@ fn hint(key: &str) -> String {
         "presence_window_secs" => range(&PRESENCE_WINDOW_SECS, "seconds"),
         "wifi_interface" => "use the name of a Wi-Fi adapter in monitor mode such as \"wlan1\", or remove the key to run without a Wi-Fi survey".into(),
         "wifi_ssid" => "use your network's name (1 to 32 bytes) in double quotes, or remove the key".into(),
+        "web_header_timeout_secs" => range(&WEB_HEADER_TIMEOUT_SECS, "seconds"),
+        "web_max_connections" => range(&WEB_MAX_CONNECTIONS, "connections"),
         "tls_cert" | "tls_key" => "set both tls_cert and tls_key to PEM file paths in double quotes, or remove both to serve plain HTTP".into(),
         "alert_interval_secs" => range(&ALERT_INTERVAL_SECS, "seconds"),
         "alert_cooldown_minutes" => range(&ALERT_COOLDOWN_MINUTES, "minutes"),
@@ -818,6 +834,16 @@ impl Config {
             }
             _ => {}
         }
+        check_range(
+            "web_header_timeout_secs",
+            self.web_header_timeout_secs,
+            &WEB_HEADER_TIMEOUT_SECS,
+        )?;
+        check_range(
+            "web_max_connections",
+            self.web_max_connections,
+            &WEB_MAX_CONNECTIONS,
+        )?;
         check_range("snaplen", self.snaplen, &SNAPLEN)?;
         check_range("buffer_mib", self.buffer_mib, &BUFFER_MIB)?;
         check_range(
@@ -1010,7 +1036,14 @@ impl Config {
             if let Some(u) = url
                 && !(u.starts_with("http://") || u.starts_with("https://"))
             {
-                return Err(invalid(key, u, "not an http:// or https:// URL"));
+                // A webhook URL's path is a credential: the message (journal, console) quotes
+                // only what is needed to see the wrong scheme.
+                let shown = if key == "webhook_url" {
+                    format!("{}…", u.chars().take(8).collect::<String>())
+                } else {
+                    u.clone()
+                };
+                return Err(invalid(key, &shown, "not an http:// or https:// URL"));
             }
         }
         if let Some(h) = &self.smtp_host

@@ -23,6 +23,8 @@
 //! - [`auth`]: password rules and argon2id hashes, tokens, roles, login throttling policy (pure).
 //! - [`telemetry`]: run-time figures (capture counters, flush durations, storage health) for the
 //!   API and `/metrics`.
+//! - [`visible`]: the one display rule for device-supplied text (bidi, invisible, control
+//!   characters spelled out), applied by every template's escaper.
 //! - [`web`]: the web UI and its gate (axum + askama live only there): sessions, CSRF, pages.
 //! - [`system`]: the host around lanmeter: systemd notify/watchdog, `lanmeter doctor`'s checks.
 //! - [`cli`]: command-line definitions; [`app`]: wiring, lifecycle and exit codes.
@@ -46,4 +48,5 @@ pub mod store;
 pub mod survey;
 pub mod system;
 pub mod telemetry;
+pub mod visible;
 pub mod web;

@@ -2,8 +2,10 @@
 //! `templates/emails/`), the weekly summary, and webhook bodies, all built from stored alerts.
 //!
 //! Rendering happens when a message is queued, so the outbox holds exactly what will be sent
-//! and a restart resends the same bytes. HTML templates escape every value (device names are
-//! device-supplied); the text templates do not need to. It never sends or stores anything.
+//! and a restart resends the same bytes. Every value a template prints goes through the
+//! escapers of `askama.toml` ([`crate::visible`]: HTML escaping in HTML, and in both bidi,
+//! invisible and control characters of device-supplied names spelled out); subjects and
+//! webhook texts get the same rule here. It never sends or stores anything.
 
 use super::{AlertError, Severity, links};
 use crate::config::Config;
@@ -90,11 +92,43 @@ impl LinkCtx {
     }
 }
 
-/// `dashboard_url`, else `http://HOSTNAME:PORT` from the host name and `listen`.
+/// `dashboard_url`, else `SCHEME://HOSTNAME:PORT` from the host name and `listen`, where the
+/// scheme is the one lanmeter serves: `https` when `tls_cert`/`tls_key` are set. With TLS on,
+/// an `http://` in `dashboard_url` is served as `https://` too: the port answers only TLS, so
+/// the link would fail, and an acknowledge link's token would cross the LAN in clear.
 pub fn dashboard_url(cfg: &Config) -> String {
-    cfg.dashboard_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{}:{}", super::mail::host_name(), cfg.listen.port()))
+    let tls = cfg.tls_cert.is_some() && cfg.tls_key.is_some();
+    match &cfg.dashboard_url {
+        Some(u) if tls && u.len() >= 7 && u[..7].eq_ignore_ascii_case("http://") => {
+            format!("https://{}", &u[7..])
+        }
+        Some(u) => u.clone(),
+        None => format!(
+            "{}://{}:{}",
+            if tls { "https" } else { "http" },
+            super::mail::host_name(),
+            cfg.listen.port()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod scheme_tests {
+    use super::*;
+
+    #[test]
+    fn links_use_https_when_the_dashboard_is_served_over_tls() {
+        let mut cfg = Config::default();
+        assert!(dashboard_url(&cfg).starts_with("http://"));
+        cfg.tls_cert = Some("/etc/lanmeter/cert.pem".into());
+        cfg.tls_key = Some("/etc/lanmeter/key.pem".into());
+        let u = dashboard_url(&cfg);
+        assert!(u.starts_with("https://") && u.ends_with(":8080"), "{u}");
+        cfg.dashboard_url = Some("http://lanmeter.home:8443".into());
+        assert_eq!(dashboard_url(&cfg), "https://lanmeter.home:8443");
+        cfg.tls_cert = None;
+        assert_eq!(dashboard_url(&cfg), "http://lanmeter.home:8443");
+    }
 }
 
 pub fn severity_of(s: &str) -> Severity {
@@ -144,7 +178,8 @@ pub fn alerts_mail(
     dashboard: &str,
 ) -> Result<Mail, AlertError> {
     Ok(Mail {
-        subject: subject.to_string(),
+        // The templates' escapers make device-supplied text visible; the subject is built here.
+        subject: crate::visible::visible(subject),
         text: AlertsText {
             intro,
             items,

@@ -2,10 +2,14 @@
 //! Assistant, or a generic one), with an optional bearer token. The only HTTP client user.
 //!
 //! It builds bodies (pure) and sends one request; it never retries (the outbox does) and never
-//! logs the token.
+//! logs the token. A webhook URL's path and query are a credential too (a Home Assistant webhook
+//! id, an ntfy topic): every error it returns names the receiver only as [`redact`]ed
+//! `scheme://host:port/…`, because errors reach the outbox table viewers see, the audit log and
+//! the journal.
 
 use super::Severity;
 use crate::config::WebhookFormat;
+use crate::visible::visible;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -26,12 +30,21 @@ pub struct Hook<'a> {
 }
 
 /// The URL to POST to and the body, in `format`'s shape for `url` as configured.
+/// The texts a person reads (title, message, facts) follow the display rule of
+/// [`crate::visible`]: receivers show them as notifications, where a device's bidi override
+/// would spoof another device's name just as on a page.
 pub fn body(format: WebhookFormat, url: &str, h: &Hook<'_>) -> (String, Value) {
     let facts: serde_json::Map<String, Value> = h
         .facts
         .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .map(|(k, v)| (k.clone(), Value::String(visible(v))))
         .collect();
+    let (title, message) = (visible(h.title), visible(h.message));
+    let h = &Hook {
+        title: &title,
+        message: &message,
+        ..h.clone()
+    };
     match format {
         WebhookFormat::Generic | WebhookFormat::Homeassistant => (
             url.to_string(),
@@ -94,6 +107,46 @@ pub fn body(format: WebhookFormat, url: &str, h: &Hook<'_>) -> (String, Value) {
     }
 }
 
+/// `url` reduced to `scheme://host:port/…`: enough to tell which receiver is meant, nothing of
+/// the user info, path or query (where receivers put their secrets). The port is spelled out
+/// even when it is the scheme's default, so two receivers on one host stay apart.
+pub fn redact(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let scheme = scheme.to_ascii_lowercase();
+    // A port is what follows the last ':' unless that ':' is inside an IPv6 literal.
+    let has_port = host_port
+        .rsplit_once(':')
+        .is_some_and(|(h, p)| !p.is_empty() && !h.ends_with(':') && !p.contains(']'));
+    let port = match (has_port, scheme.as_str()) {
+        (true, _) => "",
+        (false, "https") => ":443",
+        (false, _) => ":80",
+    };
+    format!("{scheme}://{host_port}{port}/…")
+}
+
+/// `text` with the secret parts of `url` (the whole URL, its path and query, any user info)
+/// replaced by the [`redact`]ed form: for messages a library wrote that may quote the URL.
+pub fn scrub(text: &str, url: &str) -> String {
+    let shown = redact(url);
+    let mut out = text.replace(url, &shown);
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, secret) = rest.split_at(authority_len);
+    // The path alone ("/api/webhook/ID") is as secret as the whole URL; a bare "/" is not.
+    if secret.len() > 1 {
+        out = out.replace(secret, "/…");
+    }
+    if let Some((userinfo, _)) = authority.rsplit_once('@')
+        && !userinfo.is_empty()
+    {
+        out = out.replace(userinfo, "…");
+    }
+    out
+}
+
 /// Why a webhook POST failed, in words for the dashboard.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SendError {
@@ -145,6 +198,7 @@ pub fn send(
     if let Some(k) = idempotency_key {
         req = req.header("Idempotency-Key", k);
     }
+    let shown = redact(url);
     let (message, code) = match req.send(body) {
         Ok(_) => return Ok(()),
         Err(ureq::Error::StatusCode(code @ (401 | 403))) => (
@@ -163,18 +217,25 @@ pub fn send(
         }
         Err(ureq::Error::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => (
             format!(
-                "nothing accepts connections at {url}: check webhook_url and that the receiver runs"
+                "nothing accepts connections at {shown}: check webhook_url and that the receiver runs"
             ),
             None,
         ),
         Err(ureq::Error::Timeout(_)) => (
             format!(
-                "the webhook at {url} did not answer within {} s: check that the receiver runs and is not overloaded",
+                "the webhook at {shown} did not answer within {} s: check that the receiver runs and is not overloaded",
                 timeout.as_secs()
             ),
             None,
         ),
-        Err(e) => (format!("the webhook request failed: {e}"), None),
+        // ureq's own words may quote the URL (a bad URI, a redirect): scrubbed like ours.
+        Err(e) => (
+            format!(
+                "the webhook request to {shown} failed: {}",
+                scrub(&e.to_string(), url)
+            ),
+            None,
+        ),
     };
     Err(SendError {
         message,
@@ -216,6 +277,72 @@ mod tests {
         assert_eq!(u, "http://x/hook");
         assert_eq!(b["alert_ids"][0], 7);
         assert_eq!(b["rule"], "new_device");
+    }
+
+    #[test]
+    fn texts_a_person_reads_follow_the_display_rule() {
+        let facts = [("Host name".to_string(), "evil\u{202e}gpj.exe".to_string())];
+        let h = Hook {
+            title: "New device: evil\u{202e}gpj.exe",
+            message: "evil\u{200b} joined",
+            facts: &facts,
+            ..hook()
+        };
+        for f in [
+            WebhookFormat::Generic,
+            WebhookFormat::Ntfy,
+            WebhookFormat::Gotify,
+        ] {
+            let (_, b) = body(f, "http://x/hook", &h);
+            let s = b.to_string();
+            assert!(
+                !s.contains('\u{202e}') && !s.contains('\u{200b}'),
+                "{f:?}: {s}"
+            );
+            assert!(s.contains("evil\\\\u{202e}gpj.exe"), "{f:?}: {s}");
+        }
+    }
+
+    #[test]
+    fn redacted_urls_keep_scheme_host_and_port_only() {
+        let ha = "http://homeassistant.local:8123/api/webhook/s3cr3t-id?x=1";
+        assert_eq!(redact(ha), "http://homeassistant.local:8123/…");
+        assert_eq!(redact("https://ntfy.sh/my-topic"), "https://ntfy.sh:443/…");
+        assert_eq!(redact("http://user:pw@10.0.0.2/x"), "http://10.0.0.2:80/…");
+        assert_eq!(redact("http://[fd00::1]:9000/h"), "http://[fd00::1]:9000/…");
+        assert_eq!(redact("http://[fd00::1]/h"), "http://[fd00::1]:80/…");
+        let said = format!("error: {ha} and again /api/webhook/s3cr3t-id?x=1 then user:pw");
+        let s = scrub(&said, ha);
+        assert!(!s.contains("s3cr3t"), "{s}");
+        assert!(s.contains("http://homeassistant.local:8123/…"), "{s}");
+        assert!(!scrub("at user:pw@h", "http://user:pw@h/p").contains("pw"));
+    }
+
+    #[test]
+    fn errors_never_quote_the_path() {
+        // Nothing listens on the port: connection refused names the receiver redacted.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}/api/webhook/s3cr3t-id");
+        let e = send(&url, None, "{}", Duration::from_secs(2), None).unwrap_err();
+        assert!(!e.message.contains("s3cr3t"), "{}", e.message);
+        assert!(
+            e.message.contains(&format!("127.0.0.1:{port}/…")),
+            "{}",
+            e.message
+        );
+        let e = send(
+            "http://127.0.0.1:1/a b/s3cr3t",
+            None,
+            "{}",
+            Duration::from_secs(2),
+            None,
+        )
+        .unwrap_err();
+        assert!(!e.message.contains("s3cr3t"), "{}", e.message);
     }
 
     #[test]

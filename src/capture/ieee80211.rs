@@ -72,10 +72,8 @@ impl Ssid {
             for c in chunk.valid().chars() {
                 if c == '\\' {
                     out.push_str("\\\\");
-                } else if is_unsafe_char(c) {
-                    let _ = write!(out, "\\u{{{:04x}}}", u32::from(c));
                 } else {
-                    out.push(c);
+                    crate::visible::push_char(&mut out, c);
                 }
             }
             for b in chunk.invalid() {
@@ -84,19 +82,6 @@ impl Ssid {
         }
         out
     }
-}
-
-/// Characters that must not reach a page or a terminal raw: C0/C1 controls, and format
-/// characters that reorder or hide text (bidi embeddings/overrides/isolates, zero-width joiners,
-/// the BOM, line/paragraph separators).
-fn is_unsafe_char(c: char) -> bool {
-    c.is_control()
-        || matches!(c,
-            '\u{200b}'..='\u{200f}'
-            | '\u{2028}'..='\u{202e}'
-            | '\u{2060}'..='\u{2069}'
-            | '\u{feff}'
-            | '\u{fff9}'..='\u{fffb}')
 }
 
 impl fmt::Debug for Ssid {

@@ -132,8 +132,9 @@ pub fn to_table(devices: &[DeviceRecord], now: TimestampNs, window_ns: i64) -> S
         "{:<5} {:<19} {:<24} {:<24} {:<9} {:<15} {:<7} {}\n",
         "ID", "MAC", "NAME", "VENDOR", "TYPE", "IPV4", "ONLINE", "LAST SEEN"
     );
+    // A terminal obeys bidi overrides too: names follow the pages' display rule.
     let cut = |s: Option<&str>, n: usize| -> String {
-        let s = s.unwrap_or("-");
+        let s = crate::visible::visible(s.unwrap_or("-"));
         if s.chars().count() > n {
             s.chars().take(n - 1).chain(['…']).collect()
         } else {

@@ -107,6 +107,12 @@ fn alert_view(state: &AppState, a: AlertRow) -> AlertView {
 
 fn message_view(state: &AppState, m: OutboxRow) -> MessageView {
     let status = m.status();
+    // The webhook channel's subject is the URL it posts to: any error an older version stored
+    // with that URL in it is scrubbed here too (a webhook id is a credential).
+    let error = match (&m.last_error, m.channel.as_str()) {
+        (Some(e), "webhook") => webhook::scrub(e, &m.subject),
+        (e, _) => e.clone().unwrap_or_default(),
+    };
     MessageView {
         id: m.id,
         status,
@@ -124,16 +130,8 @@ fn message_view(state: &AppState, m: OutboxRow) -> MessageView {
             "delivered" => m.delivered_at.map(|t| local(state, t)).unwrap_or_default(),
             _ => m.failed_at.map(|t| local(state, t)).unwrap_or_default(),
         },
-        error: m.last_error.unwrap_or_default(),
+        error,
     }
-}
-
-/// The webhook URL without its path and query (a Home Assistant webhook id is a secret).
-fn url_origin(u: &str) -> String {
-    let rest = u.split_once("://").map_or(u, |(_, r)| r);
-    let host = rest.split(['/', '?']).next().unwrap_or(rest);
-    let scheme = u.split_once("://").map_or("http", |(s, _)| s);
-    format!("{scheme}://{host}/…")
 }
 
 async fn build(
@@ -171,7 +169,7 @@ async fn build(
     };
     let webhook = cfg.webhook_url.as_deref().map_or_else(
         || "off (set webhook_url in the config file)".to_string(),
-        |u| format!("{} ({:?})", url_origin(u), cfg.webhook_format).to_lowercase(),
+        |u| format!("{} ({:?})", webhook::redact(u), cfg.webhook_format).to_lowercase(),
     );
     let onoff = |b: bool| if b { "on" } else { "off" }.to_string();
     let rules = vec![

@@ -6,7 +6,7 @@
 
 use super::AppState;
 use super::charts::{self, Bar};
-use super::devices::{MAX_FIELD, MAX_NOTES, field, update};
+use super::devices::{MAX_FIELD, MAX_NOTES, field, multiline_field, update};
 use super::error::AppError;
 use super::session::{self, Auth, Layout};
 use super::view::{self, fmt_bytes, fmt_local};
@@ -343,7 +343,7 @@ pub async fn save(
     let name = field(get(&f, "name"), "name", MAX_FIELD)?;
     let owner = field(get(&f, "owner"), "person", MAX_FIELD)?;
     let group = field(get(&f, "group"), "group", MAX_FIELD)?;
-    let notes = field(get(&f, "notes"), "notes", MAX_NOTES)?;
+    let notes = multiline_field(get(&f, "notes"), "notes", MAX_NOTES)?;
     let kind = field(get(&f, "type"), "type", MAX_FIELD)?;
     if let Some(k) = &kind
         && !view::TYPES.contains(&k.as_str())

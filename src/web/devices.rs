@@ -137,20 +137,44 @@ pub async fn page(
     })
 }
 
-/// A person-typed field: trimmed, empty means "not set", refused when too long or when it holds
-/// control characters (they could only come from a crafted request).
+/// A person-typed one-line field (name, person, group, type): trimmed, empty means "not set",
+/// refused when too long or when it holds any control character, CR and LF included, as the
+/// API refuses them (a line break in a name could only come from a crafted request, and would
+/// break every one-line place the name is shown: CSV rows, log lines, e-mail headers).
 pub fn field(v: Option<&str>, what: &str, max: usize) -> Result<Option<String>, AppError> {
-    let v = v.map(str::trim).unwrap_or("");
+    checked(v.map(str::trim).unwrap_or(""), what, max, false)
+}
+
+/// A person-typed text area (notes): like [`field`], but line breaks and tabs are kept. The
+/// browser sends a text area's line breaks as CR LF; they are stored as LF, as the API stores
+/// them, and any other CR is refused.
+pub fn multiline_field(
+    v: Option<&str>,
+    what: &str,
+    max: usize,
+) -> Result<Option<String>, AppError> {
+    let v = v
+        .map(|v| v.trim().replace("\r\n", "\n"))
+        .unwrap_or_default();
+    checked(&v, what, max, true)
+}
+
+fn checked(v: &str, what: &str, max: usize, multiline: bool) -> Result<Option<String>, AppError> {
     if v.len() > max {
         return Err(AppError::BadRequest(format!(
             "The {what} is too long: at most {max} characters."
         )));
     }
     if v.chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t')
+        .any(|c| c.is_control() && !(multiline && (c == '\n' || c == '\t')))
     {
         return Err(AppError::BadRequest(format!(
-            "The {what} contains control characters."
+            "The {what} contains control characters{}.",
+            if multiline {
+                ""
+            } else {
+                " (line breaks included): use one line"
+            }
         )));
     }
     Ok((!v.is_empty()).then(|| v.to_string()))
@@ -345,6 +369,15 @@ mod tests {
         assert_eq!(field(Some("   "), "name", 20).unwrap(), None);
         assert!(field(Some(&"x".repeat(21)), "name", 20).is_err());
         assert!(field(Some("a\u{0}b"), "name", 20).is_err());
+        // Issue 19: the web form took CR/LF in one-line fields that the API refused.
+        for v in ["Emma\r\nSet-Cookie: x", "a\nb", "a\rb", "a\tb"] {
+            assert!(field(Some(v), "name", 60).is_err(), "{v:?}");
+        }
+        assert_eq!(
+            multiline_field(Some("line one\r\nline two\tend"), "notes", 100).unwrap(),
+            Some("line one\nline two\tend".to_string())
+        );
+        assert!(multiline_field(Some("a\rb"), "notes", 100).is_err());
         // Markup is kept as typed: the templates escape it.
         assert_eq!(
             field(Some("<img src=x onerror=alert(1)>"), "name", 60)

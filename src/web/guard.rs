@@ -105,6 +105,20 @@ async fn check(gate: &Gate, req: Request) -> Result<Result<Request, Response>, A
                 "The Authorization header must be `Bearer <token>`.",
             )));
         }
+        super::api::tokens::Bearer::Token(_)
+            if state.unknown_tokens().throttled(&client, state.now()) =>
+        {
+            let mut r = refuse_api(
+                StatusCode::TOO_MANY_REQUESTS,
+                "throttled",
+                "Too many unknown API tokens from this address: wait a minute, then use a valid token.",
+            );
+            let wait = state.unknown_tokens().retry_after(&client, state.now());
+            if let Ok(v) = axum::http::HeaderValue::from_str(&wait.to_string()) {
+                r.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+            }
+            return Ok(Err(r));
+        }
         super::api::tokens::Bearer::Token(secret) => {
             match super::api::tokens::authenticate(state, secret).await {
                 Ok(Some(t)) => {
@@ -119,7 +133,7 @@ async fn check(gate: &Gate, req: Request) -> Result<Result<Request, Response>, A
                     })
                 }
                 Ok(None) => {
-                    tracing::info!(path = %path, client = %client, "refused an unknown or revoked API token");
+                    state.unknown_tokens().note(&client, &path, state.now());
                     return Ok(Err(refuse_api(
                         StatusCode::UNAUTHORIZED,
                         "invalid_token",
@@ -182,7 +196,7 @@ async fn check(gate: &Gate, req: Request) -> Result<Result<Request, Response>, A
     let mut req = req;
     if changing && token_use.is_none() {
         let expected = if access == Access::Public {
-            session::cookie(req.headers(), session::PRE_COOKIE).map(str::to_string)
+            session::pre_cookie(req.headers())
         } else {
             auth.as_ref()
                 .and_then(|a| a.session.as_ref())

@@ -43,7 +43,6 @@ pub use state::{AppState, CaptureInfo, Clock};
 use axum::Router;
 use axum::routing::{MethodRouter, get, post};
 use std::collections::HashMap;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -181,19 +180,11 @@ pub fn router(state: AppState) -> Router {
             state.tls(),
             guard::security_headers,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.tls(),
+            session::host_prefix,
+        ))
         .with_state(state)
-}
-
-/// Serves the router on `listener` until `shutdown` completes, then finishes in-flight requests.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    state: AppState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
 }
 
 /// GET /healthz: no login, for systemd and `lanmeter doctor`; checks the database answers.
@@ -208,6 +199,114 @@ async fn not_found() -> AppError {
     AppError::NotFound
 }
 
+/// What a connection may cost: how long it may take to send a request head, and how many may
+/// be open at once (`web_header_timeout_secs`, `web_max_connections`).
+struct Limits {
+    header_timeout: std::time::Duration,
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl Limits {
+    /// HTTP/1.1 only (no protocol sniffing that could wait on a silent client), with hyper's
+    /// header-read timeout driven by tokio's timer: a connection that has not sent a whole
+    /// request head in time is closed, however slowly it trickles bytes.
+    fn apply<A: axum_server::Address, Acc>(
+        &self,
+        server: axum_server::Server<A, Acc>,
+    ) -> axum_server::Server<A, Acc> {
+        let mut server = server.http1_only();
+        server
+            .http_builder()
+            .http1()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(self.header_timeout);
+        server
+    }
+}
+
+/// An acceptor that holds one of `slots` for the life of each connection and closes a
+/// connection at once when none is free, so at most `web_max_connections` file descriptors are
+/// held by clients however many connect (the unit's open-file limit stays out of reach).
+#[derive(Clone)]
+struct Limited {
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl<I, S> axum_server::accept::Accept<I, S> for Limited {
+    type Stream = Held<I>;
+    type Service = S;
+    type Future = std::future::Ready<std::io::Result<(Held<I>, S)>>;
+
+    fn accept(&self, stream: I, service: S) -> Self::Future {
+        std::future::ready(match self.slots.clone().try_acquire_owned() {
+            Ok(permit) => Ok((
+                Held {
+                    io: stream,
+                    _permit: permit,
+                },
+                service,
+            )),
+            Err(_) => {
+                // Dropping the stream closes it; logged at debug only, as a flood would flood.
+                tracing::debug!("web connection limit reached; connection closed");
+                Err(std::io::Error::other("web connection limit reached"))
+            }
+        })
+    }
+}
+
+/// A connection's stream with its slot: the slot is freed when the connection is dropped.
+struct Held<I> {
+    io: I,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl<I: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Held<I> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<I: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Held<I> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
 /// How long in-flight requests may take to finish after the stop flag is set.
 const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -215,6 +314,7 @@ const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// set, so the capture thread stays a plain thread that never shares a scheduler with requests.
 /// The listener is bound by the caller, so a port conflict is reported before anything starts;
 /// with `tls`, every connection is HTTPS (the state must have been built `with_tls(true)`).
+/// Plain or TLS, every connection is bounded by [`Limits`] (header-read timeout, connection limit).
 pub fn spawn(
     listener: std::net::TcpListener,
     state: AppState,
@@ -229,46 +329,50 @@ pub fn spawn(
         .thread_name("web")
         .enable_all()
         .build()?;
+    let cfg = state.config();
+    let limits = Limits {
+        header_timeout: std::time::Duration::from_secs(cfg.web_header_timeout_secs),
+        slots: Arc::new(tokio::sync::Semaphore::new(
+            cfg.web_max_connections as usize,
+        )),
+    };
     std::thread::Builder::new().name("web".into()).spawn(move || {
         rt.block_on(async move {
             let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-            let server = match tls {
-                None => {
-                    let listener = match tokio::net::TcpListener::from_std(listener) {
-                        Ok(l) => l,
-                        Err(e) => {
-                            tracing::error!(error = %e, "cannot use the web listener; the dashboard is off");
-                            return;
-                        }
-                    };
-                    tokio::spawn(serve(listener, state, async {
-                        let _ = rx.await;
-                    }))
+            let server = match axum_server::from_tcp(listener) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot use the web listener; the dashboard is off");
+                    return;
                 }
+            };
+            let handle = axum_server::Handle::new();
+            let on_stop = handle.clone();
+            tokio::spawn(async move {
+                let _ = rx.await;
+                on_stop.graceful_shutdown(Some(STOP_GRACE));
+            });
+            let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+            let limited = Limited {
+                slots: limits.slots.clone(),
+            };
+            let server = match tls {
+                None => tokio::spawn(limits.apply(server.acceptor(limited)).handle(handle).serve(app)),
                 Some(config) => {
                     let config = axum_server::tls_rustls::RustlsConfig::from_config(config);
-                    let server = match axum_server::tls_rustls::from_tcp_rustls(listener, config) {
-                        Ok(s) => s,
-                        Err(e) => {
-                            tracing::error!(error = %e, "cannot use the web listener; the dashboard is off");
-                            return;
-                        }
-                    };
-                    let handle = axum_server::Handle::new();
-                    let on_stop = handle.clone();
-                    tokio::spawn(async move {
-                        let _ = rx.await;
-                        on_stop.graceful_shutdown(Some(STOP_GRACE));
-                    });
-                    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-                    tokio::spawn(server.handle(handle).serve(app))
+                    // The handshake gets the header timeout too: a client that opens a TLS
+                    // connection and stays silent is as slow as one that sends no headers.
+                    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config)
+                        .handshake_timeout(limits.header_timeout)
+                        .acceptor(limited);
+                    tokio::spawn(limits.apply(server.acceptor(acceptor)).handle(handle).serve(app))
                 }
             };
             while !stop.load(Ordering::Relaxed) && !server.is_finished() {
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
             let _ = tx.send(());
-            // The TLS server drains for up to STOP_GRACE itself; allow a little beyond that.
+            // The server drains for up to STOP_GRACE itself; allow a little beyond that.
             match tokio::time::timeout(STOP_GRACE + std::time::Duration::from_secs(1), server).await {
                 Ok(Ok(Ok(()))) => tracing::debug!("web server stopped"),
                 Ok(Ok(Err(e))) => tracing::error!(error = %e, "the web server failed; the dashboard is off"),

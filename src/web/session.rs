@@ -3,7 +3,10 @@
 //!
 //! The session id travels only in an HttpOnly, SameSite=Strict cookie (Secure over TLS) and is
 //! stored only as a digest; a login always issues a fresh id, so an id planted before login is
-//! worthless after it. Nothing here decides who may do what: that is `guard`.
+//! worthless after it. Over TLS both cookies carry the `__Host-` prefix on the wire (see
+//! [`host_prefix`]), so no other host name and no plain-HTTP page can set or shadow them. The
+//! pre-login token is signed with a per-process key: a value the client made up is never
+//! accepted as one. Nothing here decides who may do what: that is `guard`.
 
 use super::AppState;
 use super::assets;
@@ -105,18 +108,98 @@ pub fn clear_session_cookie(state: &AppState) -> HeaderValue {
     cookie_header(SESSION_COOKIE, "", 0, state.tls())
 }
 
+/// The key pre-login tokens are signed with: random per process (a restart only means a login
+/// form shown before it is shown again).
+fn pre_key() -> &'static [u8; 32] {
+    static KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        let mut k = [0u8; 32];
+        // The kernel's random source does not fail once the system has booted; a process that
+        // cannot read it cannot make session ids either.
+        getrandom::fill(&mut k).expect("the kernel's random source is readable");
+        k
+    })
+}
+
+/// The pre-login token the request carries, only if this process issued it: the double-submit
+/// check of the guard compares the form field with this, so a client (or a page on another
+/// site that planted a cookie) cannot choose both halves.
+pub fn pre_cookie(headers: &HeaderMap) -> Option<String> {
+    cookie(headers, PRE_COOKIE)
+        .filter(|t| auth::signed_token_valid(pre_key(), t))
+        .map(str::to_string)
+}
+
 /// The pre-login token from the request, or a fresh one with the Set-Cookie that plants it.
 pub fn pre_token(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<(String, Option<HeaderValue>), AppError> {
-    if let Some(t) = cookie(headers, PRE_COOKIE).filter(|t| t.len() == 64) {
-        return Ok((t.to_string(), None));
+    if let Some(t) = pre_cookie(headers) {
+        return Ok((t, None));
     }
-    let t = auth::new_token()?;
+    let t = auth::signed_token(pre_key())?;
     // An hour is plenty to type a password; the cookie is refreshed whenever the form is shown.
     let c = cookie_header(PRE_COOKIE, &t, 3600, state.tls());
     Ok((t, Some(c)))
+}
+
+/// The prefix browsers reserve for cookies set over HTTPS with `Secure`, `Path=/` and no
+/// `Domain`: such a cookie cannot have been set by a sibling host or a plain-HTTP page.
+const HOST_PREFIX: &str = "__Host-";
+
+/// Middleware (outermost): over TLS, our cookies travel as `__Host-lm_session` and
+/// `__Host-lm_pre`. Incoming, the prefixed names are read and an unprefixed `lm_*` (which
+/// anything could have planted) is dropped; outgoing, Set-Cookie names get the prefix. The
+/// handlers see the plain names either way.
+pub async fn host_prefix(
+    axum::extract::State(tls): axum::extract::State<bool>,
+    mut req: Request<axum::body::Body>,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if !tls {
+        return next.run(req).await;
+    }
+    let ours = [SESSION_COOKIE, PRE_COOKIE];
+    let incoming: Vec<String> = req
+        .headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| {
+            let kv = kv.trim();
+            let name = kv.split_once('=').map_or(kv, |(k, _)| k);
+            match name.strip_prefix(HOST_PREFIX) {
+                Some(plain) if ours.contains(&plain) => Some(kv[HOST_PREFIX.len()..].to_string()),
+                _ if ours.contains(&name) => None,
+                _ => Some(kv.to_string()),
+            }
+        })
+        .collect();
+    req.headers_mut().remove(header::COOKIE);
+    if !incoming.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&incoming.join("; "))
+    {
+        req.headers_mut().insert(header::COOKIE, v);
+    }
+    let mut res = next.run(req).await;
+    let outgoing: Vec<HeaderValue> = res
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| match v.to_str() {
+            Ok(s) if ours.iter().any(|n| s.starts_with(&format!("{n}="))) => {
+                HeaderValue::from_str(&format!("{HOST_PREFIX}{s}")).unwrap_or_else(|_| v.clone())
+            }
+            _ => v.clone(),
+        })
+        .collect();
+    res.headers_mut().remove(header::SET_COOKIE);
+    for v in outgoing {
+        res.headers_mut().append(header::SET_COOKIE, v);
+    }
+    res
 }
 
 /// Looks up the session cookie and applies idle and absolute expiry (an expired session is

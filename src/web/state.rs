@@ -65,6 +65,8 @@ pub struct Shared {
     /// Capture counters, flush durations and storage health the daemon publishes (empty when
     /// the server runs without a daemon).
     pub telemetry: crate::telemetry::Telemetry,
+    /// Unknown API tokens per client address, for the guard's log-once-and-throttle.
+    pub unknown_tokens: super::api::tokens::UnknownTokens,
     db_path: PathBuf,
     /// A std Mutex: held only to push or pop a connection, never across an `.await`.
     pool: Mutex<Vec<Store>>,
@@ -125,6 +127,7 @@ impl AppState {
             clock: Clock::System,
             tls: false,
             telemetry: crate::telemetry::Telemetry::default(),
+            unknown_tokens: Default::default(),
             db_path: db_path.to_path_buf(),
             pool: Mutex::new(vec![store]),
             admin_exists: AtomicBool::new(false),
@@ -162,6 +165,10 @@ impl AppState {
             shared.telemetry = telemetry;
         }
         self
+    }
+
+    pub fn unknown_tokens(&self) -> &super::api::tokens::UnknownTokens {
+        &self.0.unknown_tokens
     }
 
     pub fn telemetry(&self) -> &crate::telemetry::Telemetry {

@@ -40,7 +40,7 @@ print(json.dumps({
 "#;
 
 /// aiosmtpd writing every message into a maildir, optionally inside a namespace.
-fn start_smtp(
+pub(crate) fn start_smtp(
     ns: Option<&str>,
     listen: &str,
     maildir: &Path,
@@ -67,7 +67,7 @@ fn start_smtp(
     KillOnDrop(child)
 }
 
-fn wait_port(addr: &str) {
+pub(crate) fn wait_port(addr: &str) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while std::net::TcpStream::connect(addr).is_err() {
         assert!(Instant::now() < deadline, "nothing listens on {addr}");
@@ -75,7 +75,7 @@ fn wait_port(addr: &str) {
     }
 }
 
-fn mails(maildir: &Path) -> Vec<serde_json::Value> {
+pub(crate) fn mails(maildir: &Path) -> Vec<serde_json::Value> {
     let Ok(dir) = std::fs::read_dir(maildir.join("new")) else {
         return Vec::new();
     };
@@ -99,7 +99,7 @@ fn mails(maildir: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(v) = f() {

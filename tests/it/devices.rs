@@ -170,7 +170,7 @@ fn udp_frame(
 }
 
 /// A DHCPDISCOVER from `mac` with the given options (code, value).
-pub fn dhcp_discover(mac: &str, options: &[(u8, &[u8])]) -> Vec<u8> {
+pub(crate) fn dhcp_discover(mac: &str, options: &[(u8, &[u8])]) -> Vec<u8> {
     let mut m = vec![0u8; 240];
     m[0] = 1;
     m[1] = 1;

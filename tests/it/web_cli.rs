@@ -36,6 +36,13 @@ fn passwd_sets_admin_and_viewer_and_refuses_weak_ones() {
     let err = text(&weak.stderr);
     assert!(err.contains("at least 10 characters"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
+    // Long enough but guessed first (issue 19): refused with zxcvbn's reason.
+    for guessable in ["qwerty1234", "lanmeter12", "iloveyou123"] {
+        let out = lanmeter(&["passwd", "--db", db], &format!("{guessable}\n"));
+        assert!(!out.status.success(), "{guessable} was accepted");
+        let err = text(&out.stderr);
+        assert!(err.contains("too easy to guess"), "{guessable}: {err}");
+    }
 
     let ok = lanmeter(&["passwd", "--db", db], "correct horse battery\n");
     assert!(ok.status.success(), "{}", text(&ok.stderr));
@@ -237,7 +244,7 @@ fn https_run(
     std::fs::write(
         &config,
         format!(
-            "listen = \"{listen}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            "listen = \"{listen}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\nweb_header_timeout_secs = 3\n",
             cert.display(),
             key.display()
         ),
@@ -304,8 +311,39 @@ fn run_serves_https_with_the_households_certificate() {
         cookies.iter().all(|c| c.contains("; secure")),
         "{cookies:?}"
     );
+    // Over TLS our cookies carry the __Host- prefix (issue 19), and one planted without it is
+    // ignored: the form plants a fresh token instead of reusing it.
+    assert!(
+        cookies
+            .iter()
+            .all(|c| c.starts_with("set-cookie: __host-lm_")),
+        "{cookies:?}"
+    );
+    let planted = Command::new("curl")
+        .args(["-sS", "-D", "-", "--max-time", "5", "--cacert"])
+        .arg(&cert)
+        .args(["--resolve", &format!("lanmeter.local:{port}:127.0.0.1")])
+        .args(["-H", &format!("Cookie: lm_pre={}", "ab".repeat(32))])
+        .arg(format!("https://lanmeter.local:{port}/setup"))
+        .output()
+        .unwrap();
+    let planted = text(&planted.stdout).to_ascii_lowercase();
+    assert!(planted.contains("set-cookie: __host-lm_pre="), "{planted}");
+    assert!(
+        !planted.contains(&"ab".repeat(32)),
+        "the planted token was used"
+    );
     // Plain HTTP on the same port is not served.
     assert!(!curl("/healthz", false).status.success());
+    // A client that opens a connection and never starts the handshake is closed by the
+    // header timeout (web_header_timeout_secs = 3 here) rather than held forever.
+    let mut silent = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let waited = closed_after(&mut silent, Duration::from_secs(30));
+    eprintln!("silent TLS connection closed after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(2500) && waited < Duration::from_secs(6),
+        "a silent TLS connection was closed after {waited:?}"
+    );
 }
 
 #[test]
@@ -322,4 +360,153 @@ fn run_refuses_a_key_that_does_not_belong_to_the_certificate() {
     let err = text(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("cannot be used together"), "{err}");
+}
+
+/// `lanmeter run` on `lo` with plain HTTP on a free port and `extra` config lines; returns the
+/// port once /healthz answers.
+fn plain_run(dir: &std::path::Path, extra: &str) -> (u16, crate::netns::KillOnDrop) {
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.join("lanmeter.toml");
+    std::fs::write(&config, format!("listen = \"127.0.0.1:{port}\"\n{extra}")).unwrap();
+    let child = hermetic(&mut Command::new(LANMETER))
+        .arg("--config")
+        .arg(&config)
+        .args(["run", "--interface", "lo", "--db"])
+        .arg(dir.join("l.db"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let child = crate::netns::KillOnDrop(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = write!(
+                s,
+                "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+            );
+            let mut out = String::new();
+            if s.read_to_string(&mut out).is_ok() && out.starts_with("HTTP/1.1 200") {
+                return (port, child);
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "lanmeter run never served /healthz"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// How long until the server closes `s` (reads until EOF or a reset), at most `limit`.
+fn closed_after(s: &mut std::net::TcpStream, limit: std::time::Duration) -> std::time::Duration {
+    use std::io::Read;
+    let t0 = std::time::Instant::now();
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 512];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return t0.elapsed(),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Issue 19: connections sending one header line every few seconds stayed open forever, and
+/// about a thousand of them used up the unit's open files.
+#[test]
+fn slow_header_connections_are_closed_in_time_and_connections_are_limited() {
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let (port, _child) = plain_run(
+        dir.path(),
+        "web_header_timeout_secs = 2\nweb_max_connections = 6\n",
+    );
+    let addr = ("127.0.0.1", port);
+
+    // One header line a second: the server closes the connection at the 2 s timeout, long
+    // before the trickle would end (20 lines), and never answers it.
+    let mut slow = std::net::TcpStream::connect(addr).unwrap();
+    let writer = slow.try_clone().unwrap();
+    let t0 = Instant::now();
+    let trickle = std::thread::spawn(move || {
+        let mut w = writer;
+        let _ = write!(w, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+        for i in 0..20 {
+            std::thread::sleep(Duration::from_secs(1));
+            if write!(w, "X-Slow-{i}: yes\r\n").is_err() {
+                return i;
+            }
+        }
+        20
+    });
+    let mut got = Vec::new();
+    slow.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let _ = slow.read_to_end(&mut got);
+    let closed = t0.elapsed();
+    eprintln!("slow-header connection closed after {closed:?}");
+    assert!(
+        closed >= Duration::from_millis(1500) && closed < Duration::from_secs(5),
+        "the slow-header connection was closed after {closed:?} (timeout 2 s)"
+    );
+    assert!(
+        !String::from_utf8_lossy(&got).contains("200 OK"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    assert!(
+        trickle.join().unwrap() < 20,
+        "the trickle was never cut off"
+    );
+
+    // A connection that sends nothing at all is closed by the same timeout.
+    let mut silent = std::net::TcpStream::connect(addr).unwrap();
+    let waited = closed_after(&mut silent, Duration::from_secs(15));
+    eprintln!("silent connection closed after {waited:?}");
+    assert!(
+        waited < Duration::from_secs(5),
+        "a silent connection stayed open {waited:?}"
+    );
+
+    // Six slots: six idle connections hold them; the next ones are closed at once.
+    let held: Vec<_> = (0..6)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..3 {
+        let mut extra = std::net::TcpStream::connect(addr).unwrap();
+        let waited = closed_after(&mut extra, Duration::from_secs(10));
+        assert!(
+            waited < Duration::from_millis(1000),
+            "a connection beyond the limit stayed open {waited:?}"
+        );
+    }
+    // Once the idle ones time out, the slots are free again.
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = write!(
+            s,
+            "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+        );
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        if out.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no slot came free: {out:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

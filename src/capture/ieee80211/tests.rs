@@ -121,7 +121,7 @@ fn safe_display_form_is_inert_and_unambiguous() {
     assert_eq!(s(b"\xc2\x85"), "\\u{0085}", "C1 control NEL");
     for b in 0..=255u8 {
         let d = s(&[b; 32]);
-        assert!(!d.chars().any(is_unsafe_char), "{b}: {d:?}");
+        assert!(!d.chars().any(crate::visible::is_unsafe_char), "{b}: {d:?}");
     }
     assert_eq!(Ssid::new(b"\x00ab").unwrap().to_hex(), "006162");
 }

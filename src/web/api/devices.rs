@@ -45,14 +45,18 @@ pub struct Device {
     pub mac: String,
     /// Every MAC linked to this device (private addresses rotate).
     pub macs: Vec<String>,
-    /// The user's name, else the most telling host name.
+    /// The user's name, else the most telling host name. Device-supplied text is raw (only
+    /// JSON-escaped): bidi and invisible characters arrive as the device sent them.
     pub name: Option<String>,
     /// The user's type, else the guess.
     #[serde(rename = "type")]
     pub device_type: Option<String>,
     pub vendor: Option<String>,
+    /// Host names from DHCP, mDNS and DNS, raw as announced (JSON-escaped only; control
+    /// characters stored as `\xNN`, bidi and invisible characters kept): display them escaped.
     pub hostnames: Vec<String>,
     pub addresses: Vec<String>,
+    /// mDNS service types and DHCP vendor classes, raw like `hostnames`.
     pub services: Vec<String>,
     pub is_gateway: bool,
     pub randomized: bool,

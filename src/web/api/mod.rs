@@ -147,7 +147,7 @@ impl utoipa::Modify for Security {
             "session",
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
                 super::session::SESSION_COOKIE,
-                "A signed-in browser session; changes also need the X-CSRF-Token header.",
+                "A signed-in browser session (named `__Host-lm_session` when served over HTTPS); changes also need the X-CSRF-Token header.",
             ))),
         );
     }
@@ -159,7 +159,13 @@ impl utoipa::Modify for Security {
         title = "lanmeter API",
         description = "Household network usage: devices, usage history, presence, the data plan, \
             alerts, system health. \
-            Every failure answers with the ErrorBody shape. Times are RFC 3339; a query's `from`/`to` \
+            Every failure answers with the ErrorBody shape. \
+            Text a device announced (host names, vendor classes, mDNS names and services, SSIDs, \
+            and names and alert texts built from them) is returned as stored: JSON-escaped but not \
+            otherwise changed, so bidi overrides (U+202E) or zero-width characters (U+200B) a \
+            device sent arrive as sent (control characters were already stored as `\\xNN`). \
+            The dashboard and e-mails show such characters as `\\u{202e}`; a client that displays \
+            these strings must do the same. Times are RFC 3339; a query's `from`/`to` \
             may also be a local date (2024-03-31) or date-time (2024-03-31T10:00) in the household time zone.",
         license(name = "MIT OR Apache-2.0")
     ),

@@ -31,6 +31,82 @@ pub struct TokenUse {
     pub name: String,
 }
 
+/// Unknown or revoked tokens counted per client address in windows of this many seconds.
+pub const UNKNOWN_WINDOW_SECS: i64 = 60;
+/// Unknown tokens one address may present per window; beyond it, token requests from that
+/// address are answered 429 without being looked up until the window ends.
+pub const UNKNOWN_PER_WINDOW: u32 = 10;
+/// Addresses tracked at once; a flood from more is forgotten wholesale (it only loosens the
+/// throttle, never the check of the token itself).
+const UNKNOWN_TRACKED: usize = 4096;
+
+/// Unknown-token refusals per client address: (window start, refusals in it). One per server
+/// (in the shared state). A std Mutex, held only for a map lookup, never across an await.
+#[derive(Default)]
+pub struct UnknownTokens(std::sync::Mutex<std::collections::HashMap<String, (i64, u32)>>);
+
+impl UnknownTokens {
+    fn map(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (i64, u32)>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether `client` presented [`UNKNOWN_PER_WINDOW`] unknown tokens in the current window:
+    /// its token requests then get 429 until the window ends.
+    pub fn throttled(&self, client: &str, now: i64) -> bool {
+        self.map()
+            .get(client)
+            .is_some_and(|&(start, n)| now - start < UNKNOWN_WINDOW_SECS && n >= UNKNOWN_PER_WINDOW)
+    }
+
+    /// Seconds until `client`'s current window ends (for Retry-After).
+    pub fn retry_after(&self, client: &str, now: i64) -> i64 {
+        self.map()
+            .get(client)
+            .map_or(1, |&(start, _)| (start + UNKNOWN_WINDOW_SECS - now).max(1))
+    }
+
+    /// Counts an unknown or revoked token from `client` and logs it once per address and
+    /// window (with how many the previous window had), not once per request: a script retrying
+    /// a revoked token, or a guesser, cannot fill the journal.
+    pub fn note(&self, client: &str, path: &str, now: i64) {
+        let mut map = self.map();
+        if map.len() >= UNKNOWN_TRACKED {
+            map.retain(|_, (start, _)| now - *start < UNKNOWN_WINDOW_SECS);
+            if map.len() >= UNKNOWN_TRACKED {
+                map.clear();
+            }
+        }
+        let entry = map.entry(client.to_string()).or_insert((now, 0));
+        if now - entry.0 >= UNKNOWN_WINDOW_SECS {
+            let previous = entry.1;
+            *entry = (now, 0);
+            if previous > 1 {
+                tracing::info!(
+                    client,
+                    previous_window = previous,
+                    "unknown API tokens in the previous minute from this address"
+                );
+            }
+        }
+        entry.1 += 1;
+        if entry.1 == 1 {
+            tracing::info!(
+                path,
+                client,
+                "refused an unknown or revoked API token (more from this address within a minute are counted, not logged)"
+            );
+        } else if entry.1 == UNKNOWN_PER_WINDOW {
+            tracing::warn!(
+                client,
+                limit = UNKNOWN_PER_WINDOW,
+                "too many unknown API tokens from this address: its token requests get 429 for the rest of the minute"
+            );
+        }
+    }
+}
+
 /// What the `Authorization` header says.
 pub enum Bearer<'a> {
     None,
@@ -276,4 +352,23 @@ pub async fn revoke(
         .await?
         .ok_or_else(|| ApiError::not_found(&format!("token with id {id}")))?;
     Ok(Json(Token::from(&row)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_tokens_are_throttled_per_address_and_window() {
+        let u = UnknownTokens::default();
+        let (a, b) = ("192.0.2.77", "192.0.2.78");
+        for i in 0..UNKNOWN_PER_WINDOW {
+            assert!(!u.throttled(a, 1000), "after {i}");
+            u.note(a, "/api/v1/devices", 1000);
+        }
+        assert!(u.throttled(a, 1030));
+        assert_eq!(u.retry_after(a, 1030), 30);
+        assert!(!u.throttled(b, 1030), "another address is not affected");
+        assert!(!u.throttled(a, 1000 + UNKNOWN_WINDOW_SECS));
+    }
 }
