@@ -2,8 +2,8 @@
 //! or askama.
 //!
 //! Map: [`state`] the shared handle; [`error`] the one error type; [`assets`] embedded static
-//! files; [`guard`] the gate every request passes (login, roles, CSRF, Origin, security
-//! headers); [`session`] cookies and sessions; one file per page ([`setup`], [`login`],
+//! files; [`hosts`] the Host allow-list (DNS rebinding); [`guard`] the gate every request
+//! passes (login, roles, CSRF, Origin, security headers); [`session`] cookies and sessions; one file per page ([`setup`], [`login`],
 //! [`audit`], [`overview`], [`alerts`], [`plan`], [`wifi`]); [`api`] the JSON API, `/metrics` and the OpenAPI document.
 //!
 //! Every route is registered in [`routes`] with its [`Access`]; the guard looks the matched route
@@ -20,6 +20,7 @@ pub mod device;
 pub mod devices;
 pub mod error;
 pub mod guard;
+pub mod hosts;
 pub mod live;
 pub mod login;
 pub mod overview;
@@ -177,6 +178,11 @@ pub fn router(state: AppState) -> Router {
     r.fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(gate, guard::guard))
         .layer(axum::middleware::from_fn(api::error::layer))
+        // Outside every route and the guard: a request for another host never reaches them.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::known_host,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.tls(),
             guard::security_headers,
@@ -190,6 +196,9 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    if let Ok(a) = listener.local_addr() {
+        state.hosts().set_port(a.port());
+    }
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
@@ -223,6 +232,7 @@ pub fn spawn(
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     use std::sync::atomic::Ordering;
     listener.set_nonblocking(true)?;
+    state.hosts().set_port(listener.local_addr()?.port());
     // Two workers: a household's few browsers never need more, and the Pi keeps cores for capture.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

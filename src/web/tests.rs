@@ -22,7 +22,9 @@ struct Env {
     clock: Clock,
 }
 
-fn env_with(cfg: Config) -> Env {
+fn env_with(mut cfg: Config) -> Env {
+    // The name the requests here use (see web::hosts).
+    cfg.web_host_names.push("lanmeter.test".into());
     let dir = tempfile::tempdir().unwrap();
     let clock = Clock::manual(T0);
     let state = AppState::new(cfg, &dir.path().join("t.db"), None)
@@ -740,6 +742,8 @@ async fn overview_shows_stored_and_live_bytes_and_audit_page_lists_logins() {
     let clock = Clock::manual(T0 + 3600);
     let cfg = Config {
         timezone: Some("UTC".into()),
+        // The name the requests here use (see web::hosts).
+        web_host_names: vec!["lanmeter.test".into()],
         ..Config::default()
     };
     let e = Env {
