@@ -64,6 +64,9 @@ pub struct Shared {
     pub tls: bool,
     /// The Host names and ports this server answers to (see [`super::hosts`]).
     pub hosts: super::hosts::Hosts,
+    /// Password checks per second and the accounts' backoff (in process; the per-address
+    /// throttle is in the database).
+    pub login_gate: crate::auth::LoginGate,
     /// Capture counters, flush durations and storage health the daemon publishes (empty when
     /// the server runs without a daemon).
     pub telemetry: crate::telemetry::Telemetry,
@@ -128,6 +131,7 @@ impl AppState {
             clock: Clock::System,
             tls: false,
             hosts,
+            login_gate: crate::auth::LoginGate::default(),
             telemetry: crate::telemetry::Telemetry::default(),
             db_path: db_path.to_path_buf(),
             pool: Mutex::new(vec![store]),
@@ -272,6 +276,10 @@ impl AppState {
 
     pub fn tls(&self) -> bool {
         self.0.tls
+    }
+
+    pub fn login_gate(&self) -> &crate::auth::LoginGate {
+        &self.0.login_gate
     }
 
     pub fn hosts(&self) -> &super::hosts::Hosts {
