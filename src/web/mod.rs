@@ -233,6 +233,14 @@ pub fn spawn(
     use std::sync::atomic::Ordering;
     listener.set_nonblocking(true)?;
     state.hosts().set_port(listener.local_addr()?.port());
+    // The journal is where the owner of a fresh install finds the way in (see setup_code).
+    match setup::pending_link(&state) {
+        Ok(Some(link)) => {
+            tracing::info!("first-run setup: open {link} to choose the admin password")
+        }
+        Ok(None) => {}
+        Err(e) => tracing::error!(error = ?e, "cannot prepare the first-run setup code"),
+    }
     // Two workers: a household's few browsers never need more, and the Pi keeps cores for capture.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -243,6 +243,28 @@ async fn setup_refuses_weak_passwords_then_sets_admin_once_and_signs_in() {
         .await;
     assert_eq!(mismatch.status(), StatusCode::UNPROCESSABLE_ENTITY);
 
+    // Without the setup code, or with a wrong one, nothing is set.
+    let code = crate::setup_code::ensure(e.state.db_path()).unwrap();
+    for wrong in ["", "aaaa-bbbb-cccc"] {
+        let refused = e
+            .send(post_form(
+                "/setup",
+                &cookie,
+                &[
+                    ("csrf", &pre),
+                    ("password", ADMIN_PW),
+                    ("confirm", ADMIN_PW),
+                    ("code", wrong),
+                ],
+            ))
+            .await;
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{wrong:?}");
+        assert!(text(refused).await.contains("not the setup code"));
+    }
+    assert!(!e.state.admin_exists().await.unwrap());
+    // The link's code fills the form.
+    let linked = e.send(get(&format!("/setup?code={code}"), None)).await;
+    assert!(text(linked).await.contains(&format!("value=\"{code}\"")));
     let ok = e
         .send(post_form(
             "/setup",
@@ -251,9 +273,15 @@ async fn setup_refuses_weak_passwords_then_sets_admin_once_and_signs_in() {
                 ("csrf", &pre),
                 ("password", ADMIN_PW),
                 ("confirm", ADMIN_PW),
+                ("code", &code.to_uppercase()),
             ],
         ))
         .await;
+    assert_eq!(
+        crate::setup_code::read(e.state.db_path()).unwrap(),
+        None,
+        "a used code is deleted"
+    );
     assert_eq!(ok.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&ok), "/");
     let session = set_cookie(&ok, session::SESSION_COOKIE).unwrap();
@@ -279,7 +307,12 @@ async fn setup_refuses_weak_passwords_then_sets_admin_once_and_signs_in() {
     assert_eq!(location(&again), "/login");
     assert_eq!(location(&e.send(get("/setup", None)).await), "/login");
     e.login(ADMIN_PW).await;
-    assert!(e.audit_actions().await.contains(&"setup".to_string()));
+    let actions = e.audit_actions().await;
+    assert!(actions.contains(&"setup".to_string()));
+    assert_eq!(
+        actions.iter().filter(|a| *a == "setup code wrong").count(),
+        2
+    );
 }
 
 #[tokio::test]
