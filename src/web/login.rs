@@ -122,10 +122,7 @@ pub(super) async fn admit(state: &AppState, client: &str) -> Result<Result<(), R
     // A cheap look first, so an address that must wait does not use up the server's checks.
     let failures = state.db(move |s| s.login_failures(&who)).await?;
     let refused = match throttle.verdict(&failures, now) {
-        Verdict::Allow => match state
-            .login_gate()
-            .admit(client, now, std::time::Instant::now())
-        {
+        Verdict::Allow => match state.login_gate().admit(client, now) {
             Ok(()) => {
                 let who = client.to_string();
                 let (verdict, _) = state
