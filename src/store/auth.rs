@@ -285,26 +285,32 @@ impl Store {
         Ok(())
     }
 
-    /// Counts one attempt refused by the throttle: one "login refused" row per address and
+    /// Counts `n` attempts refused by the throttle: one "login refused" row per address and
     /// [`REFUSED_WINDOW_SECS`], whose detail starts with the count (a flood writes one row).
-    pub fn audit_refused(&self, client: &str, now: i64, why: &str) -> Result<(), StoreError> {
+    pub fn audit_refused(
+        &self,
+        client: &str,
+        now: i64,
+        why: &str,
+        n: u32,
+    ) -> Result<(), StoreError> {
         let op = "writing the audit log";
-        let n = self
+        let updated = self
             .conn
             .execute(
-                "UPDATE audit_log SET detail = (CAST(detail AS INTEGER) + 1) || ' attempts refused; last: ' || ?3
+                "UPDATE audit_log SET detail = (CAST(detail AS INTEGER) + ?4) || ' attempts refused; last: ' || ?3
                  WHERE id = (SELECT id FROM audit_log WHERE action = 'login refused' AND client = ?1
                              AND at > ?2 ORDER BY id DESC LIMIT 1)",
-                params![client, now - REFUSED_WINDOW_SECS, why],
+                params![client, now - REFUSED_WINDOW_SECS, why, n],
             )
             .map_err(sql_err(&self.path, op))?;
-        if n == 0 {
+        if updated == 0 {
             self.audit(&AuditEntry {
                 at: now,
                 actor: "anonymous",
                 client,
                 action: "login refused",
-                detail: &format!("1 attempts refused; last: {why}"),
+                detail: &format!("{n} attempts refused; last: {why}"),
             })?;
         }
         Ok(())
@@ -473,11 +479,11 @@ mod tests {
     fn refused_attempts_are_summed_per_address_and_window() {
         let (_d, s) = store();
         for i in 0..500 {
-            s.audit_refused("192.0.2.7", 1_000 + i / 10, "wait")
+            s.audit_refused("192.0.2.7", 1_000 + i / 10, "wait", 1)
                 .unwrap();
         }
-        s.audit_refused("192.0.2.8", 1_000, "locked").unwrap();
-        s.audit_refused("192.0.2.7", 1_000 + REFUSED_WINDOW_SECS + 100, "locked")
+        s.audit_refused("192.0.2.8", 1_000, "locked", 1).unwrap();
+        s.audit_refused("192.0.2.7", 1_000 + REFUSED_WINDOW_SECS + 100, "locked", 1)
             .unwrap();
         let rows = s.audit_recent(100).unwrap();
         let details: Vec<(&str, &str)> = rows

@@ -140,9 +140,14 @@ pub(super) async fn admit(state: &AppState, client: &str) -> Result<Result<(), R
         Verdict::Wait(s) => Refused::Wait(s),
         Verdict::Locked => Refused::Locked,
     };
-    let (who, why) = (client.to_string(), refused.audit_word());
-    if let Err(e) = state.db(move |s| s.audit_refused(&who, now, why)).await {
-        tracing::error!(error = ?e, "could not write the audit log");
+    if let Some(n) = state
+        .login_gate()
+        .refused(client, std::time::Instant::now())
+    {
+        let (who, why) = (client.to_string(), refused.audit_word());
+        if let Err(e) = state.db(move |s| s.audit_refused(&who, now, why, n)).await {
+            tracing::error!(error = ?e, "could not write the audit log");
+        }
     }
     Ok(Err(refused))
 }
