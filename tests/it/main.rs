@@ -19,6 +19,7 @@ mod live;
 mod mqtt;
 mod netns;
 mod plan;
+mod security;
 mod survey;
 mod web_cli;
 
