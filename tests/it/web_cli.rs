@@ -256,7 +256,8 @@ fn https_run(
     std::fs::write(
         &config,
         format!(
-            "listen = \"{listen}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            // The certificate's name is the household's name for the Pi (see web_host_names).
+            "listen = \"{listen}\"\nweb_host_names = [\"lanmeter.local\"]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
             cert.display(),
             key.display()
         ),
