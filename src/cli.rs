@@ -54,8 +54,9 @@ pub enum Command {
     /// projection and quotas (the plan itself is set on the web page /plan/settings).
     Plan(PlanArgs),
     /// Build a synthetic household (about 25 devices, weeks of history, names and people) in a
-    /// fresh database and serve the dashboard on it, with live synthetic traffic. The first
-    /// visit asks for the admin password, as a real installation does.
+    /// fresh database and serve the dashboard on it, with live synthetic traffic. It prints the
+    /// first-run setup link (with its one-time code) that sets the admin password, as a real
+    /// installation does.
     Demo(DemoArgs),
     /// Print the first-run setup link with its one-time code (made now if there is none) while
     /// no admin password is set; fails once setup is done.
