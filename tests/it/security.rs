@@ -541,3 +541,58 @@ fn read_response(r: &mut BufReader<TcpStream>) -> Option<(u16, bool)> {
     }
     Some((status, close))
 }
+
+/// What the package's postinst relies on: `lanmeter setup-link` prints one link and exits 0
+/// while setup is pending, even before the daemon made a database; run by root, the code file
+/// still belongs to the owner of the data folder (the daemon's user), mode 0600.
+#[test]
+fn setup_link_before_the_first_start_and_as_root() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let nobody = nix::unistd::Uid::from_raw(65534);
+    let as_root = nix::unistd::geteuid().is_root();
+    if as_root {
+        nix::unistd::chown(&data, Some(nobody), Some(nix::unistd::Gid::from_raw(65534))).unwrap();
+    }
+    let config = dir.path().join("lanmeter.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = \"{}\"\nlisten = \"192.0.2.10:8181\"\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let run = || {
+        hermetic(&mut Command::new(LANMETER))
+            .arg("--config")
+            .arg(&config)
+            .arg("setup-link")
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let code = stdout
+        .trim()
+        .strip_prefix("http://192.0.2.10:8181/setup?code=")
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(!data.join("lanmeter.db").exists(), "no database is made");
+    let file = data.join("lanmeter.db.setup-code");
+    let meta = std::fs::metadata(&file).unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o600);
+    if as_root {
+        assert_eq!(
+            meta.uid(),
+            65534,
+            "the code belongs to the data folder's owner"
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), code);
+    // Asked again: the same link.
+    assert_eq!(String::from_utf8_lossy(&run().stdout), stdout);
+}
