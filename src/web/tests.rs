@@ -316,6 +316,42 @@ async fn setup_refuses_weak_passwords_then_sets_admin_once_and_signs_in() {
 }
 
 #[tokio::test]
+async fn wrong_setup_codes_are_throttled_like_passwords() {
+    let e = env();
+    let code = crate::setup_code::ensure(e.state.db_path()).unwrap();
+    let page = e.send(get("/setup", None)).await;
+    let pre = set_cookie(&page, session::PRE_COOKIE).unwrap();
+    let cookie = format!("{}={pre}", session::PRE_COOKIE);
+    let try_code = |c: String| {
+        post_form(
+            "/setup",
+            &cookie,
+            &[
+                ("csrf", &pre),
+                ("password", ADMIN_PW),
+                ("confirm", ADMIN_PW),
+                ("code", &c),
+            ],
+        )
+    };
+    let throttle = crate::auth::Throttle::default();
+    for _ in 0..throttle.free_failures {
+        let r = e.send(try_code("zzzz-zzzz-zzzz".into())).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    }
+    // Now even the right code waits: a guesser learns nothing from a refusal.
+    let r = e.send(try_code(code.clone())).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().contains_key(header::RETRY_AFTER));
+    assert!(!e.state.admin_exists().await.unwrap());
+    e.clock
+        .advance(throttle.delay_after(throttle.free_failures));
+    let r = e.send(try_code(code)).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(e.state.admin_exists().await.unwrap());
+}
+
+#[tokio::test]
 async fn every_route_refuses_anonymous_requests() {
     let e = env();
     e.set_password(Role::Admin, ADMIN_PW).await;
