@@ -112,7 +112,7 @@ impl Refused {
 }
 
 /// Takes the right to check one secret (a password or the setup code) from `client`: the
-/// per-address throttle, the server-wide cap and the accounts' backoff, in that order. The
+/// per-address throttle first, then the accounts' backoff and the server-wide cap. The
 /// attempt is recorded as a failure before this returns, atomically per address, so parallel
 /// attempts cannot race past the count; a refusal is summed into the audit log.
 pub(super) async fn admit(state: &AppState, client: &str) -> Result<Result<(), Refused>, AppError> {

@@ -3,8 +3,9 @@
 //!
 //! Map: [`state`] the shared handle; [`error`] the one error type; [`assets`] embedded static
 //! files; [`hosts`] the Host allow-list (DNS rebinding); [`guard`] the gate every request
-//! passes (login, roles, CSRF, Origin, security headers); [`session`] cookies and sessions; one file per page ([`setup`], [`login`],
-//! [`audit`], [`overview`], [`alerts`], [`plan`], [`wifi`]); [`api`] the JSON API, `/metrics` and the OpenAPI document.
+//! passes (login, roles, CSRF, Origin, security headers); [`session`] cookies and sessions;
+//! one file per page ([`setup`], [`login`], [`audit`], [`overview`], [`alerts`], [`plan`],
+//! [`wifi`]); [`api`] the JSON API, `/metrics` and the OpenAPI document.
 //!
 //! Every route is registered in [`routes`] with its [`Access`]; the guard looks the matched route
 //! up there and treats anything it cannot find (a route added some other way, the 404 fallback)
