@@ -55,7 +55,36 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token(args) => run_token(config, args),
         Command::Plan(args) => run_plan(config, args),
         Command::Demo(args) => run_demo(config, args),
+        Command::SetupLink(args) => run_setup_link(config, args),
     }
+}
+
+/// Prints the first-run setup link (with its one-time code, made now if there is none) while
+/// no admin password exists; once one does, says so and fails. The package's post-install
+/// script runs it as the lanmeter user and shows the link when it succeeds.
+fn run_setup_link(
+    config: Option<&Path>,
+    args: crate::cli::SetupLinkArgs,
+) -> anyhow::Result<ExitCode> {
+    let cfg = load_config(config)?;
+    let db = args.db.unwrap_or_else(|| cfg.database_path());
+    // No database yet (the daemon has not started): no admin password either.
+    if db.is_file() {
+        let store = Store::open_existing(&db)?;
+        if store.password_hash(crate::auth::Role::Admin)?.is_some() {
+            anyhow::bail!(
+                "setup is already done: the admin password is set in {}; log in, or reset it with `lanmeter passwd`",
+                db.display()
+            );
+        }
+    }
+    let code = crate::setup_code::ensure(&db)?;
+    let host = crate::setup_code::lan_host(&cfg);
+    println!(
+        "{}",
+        crate::setup_code::link(&cfg, &host, cfg.listen.port(), &code)
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_plan(config: Option<&Path>, args: crate::cli::PlanArgs) -> anyhow::Result<ExitCode> {
@@ -140,6 +169,13 @@ fn run_demo(config: Option<&Path>, args: DemoArgs) -> anyhow::Result<ExitCode> {
         ..MeterConfig::default()
     }));
     let state = crate::web::AppState::new(cfg.clone(), &args.db, Some(meter.clone()))?;
+    // A fresh household gets a fresh setup code, never one left beside an older demo database.
+    crate::setup_code::remove(&args.db);
+    let setup = if args.admin_password_file.is_none() {
+        Some(crate::setup_code::ensure(&args.db)?)
+    } else {
+        None
+    };
     state.set_demo(format!(
         "Demo household: {} devices with synthetic traffic, {} days of history. Nothing here is real.",
         demo.devices.len(),
@@ -147,13 +183,18 @@ fn run_demo(config: Option<&Path>, args: DemoArgs) -> anyhow::Result<ExitCode> {
     ));
     let web = crate::web::spawn(listener, state, stop.clone(), None)
         .context("starting the web server")?;
-    let traffic = dashboard::spawn_live(demo, meter, args.db.clone(), cfg, stop.clone())
+    let traffic = dashboard::spawn_live(demo, meter, args.db.clone(), cfg.clone(), stop.clone())
         .context("starting the synthetic traffic")?;
     let host = if url_addr.ip().is_unspecified() {
         "localhost".to_string()
     } else {
         url_addr.ip().to_string()
     };
+    if let Some(code) = setup {
+        // The one step of `make run`: this link sets the admin password.
+        let link = crate::setup_code::link(&cfg, &host, url_addr.port(), &code);
+        println!("first-run setup: {link}");
+    }
     println!(
         "dashboard: http://{host}:{}/  (Ctrl-C stops)",
         url_addr.port()

@@ -177,6 +177,32 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
         .is_ok()
 }
 
+/// A hash of a random password nobody knows, with the same parameters as real ones: checked
+/// when a role has no password, so a wrong guess takes as long whether or not that role exists.
+fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| {
+        let secret = new_token().unwrap_or_else(|_| "lanmeter dummy password".into());
+        // Hashing with fixed parameters cannot fail but for a broken random source; a PHC
+        // string that does not parse would make the check fast, so fall back to a constant one.
+        hash_password(&secret).unwrap_or_else(|_| {
+            "$argon2id$v=19$m=19456,t=2,p=1$ZHVtbXlzYWx0ZHVtbXk$2Q5b7b5Dbz+3M0hWl6n5Ur5QN3x8lJX0y8mWmQj6Tx4".into()
+        })
+    })
+}
+
+/// [`verify_password`] against `phc`, or against a dummy hash (always false, same time) when
+/// there is none: the time a login takes must not tell whether a viewer password exists.
+pub fn verify_or_dummy(password: &str, phc: Option<&str>) -> bool {
+    match phc {
+        Some(h) => verify_password(password, h),
+        None => {
+            verify_password(password, dummy_hash());
+            false
+        }
+    }
+}
+
 /// A fresh random token: 256 bits, hex. Used for session ids and CSRF tokens.
 pub fn new_token() -> Result<String, AuthError> {
     let mut b = [0u8; 32];
@@ -330,9 +356,195 @@ impl Throttle {
     }
 }
 
+/// Password checks per second for the whole server, whoever asks: each costs up to two argon2
+/// hashes (19 MiB, 0.15-0.3 s on a Pi 4), so this bounds both the CPU a crowd of addresses can
+/// burn and the guesses they get.
+pub const CHECKS_PER_SECOND: u32 = 4;
+
+/// The backoff for the accounts as a whole (failures from any address): ten failures are free,
+/// then each check waits twice as long as the last, up to [`ACCOUNT_MAX_DELAY_SECS`]. It never
+/// locks: it slows a guesser spread over many addresses to one guess per 30 s while the real
+/// admin, from an address that logged in before, is not held up by it at all, and from a new
+/// address waits at most 30 s.
+pub const ACCOUNT_MAX_DELAY_SECS: i64 = 30;
+
+pub fn account_throttle() -> Throttle {
+    Throttle {
+        free_failures: 10,
+        max_delay_secs: ACCOUNT_MAX_DELAY_SECS,
+        lockout_failures: u32::MAX,
+        forget_after_secs: 3600,
+    }
+}
+
+/// Addresses remembered as the household's own (a successful login); bounded, oldest dropped.
+const TRUSTED_MAX: usize = 32;
+
+/// Why [`LoginGate::admit`] said no.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Busy {
+    /// The server checked [`CHECKS_PER_SECOND`] passwords this second already.
+    Server,
+    /// The accounts' backoff: wait this many seconds.
+    Account(i64),
+}
+
+/// The in-process part of login throttling: the global cap per second and the account backoff.
+/// The per-address throttle lives in the database (`store::auth`), where `lanmeter unlock` can
+/// clear it. A std Mutex: held for a few comparisons, never across an await or a hash.
+#[derive(Default)]
+pub struct LoginGate(Mutex<GateState>);
+
+#[derive(Default)]
+struct GateState {
+    /// The wall-clock second the `used` checks were made in.
+    window: i64,
+    used: u32,
+    account: Failures,
+    trusted: std::collections::VecDeque<String>,
+    /// Refused attempts per address not yet written to the audit log, and when it was last
+    /// written for that address.
+    refused: std::collections::HashMap<String, (u32, Option<std::time::Instant>)>,
+}
+
+/// Refused attempts of one address are written to the audit log at most this often (summed),
+/// so a flood of refused requests costs no disk write each.
+const REFUSED_WRITE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+/// Addresses whose refused attempts are counted in memory at most; beyond, the count restarts.
+const REFUSED_MAX: usize = 1024;
+
+impl LoginGate {
+    /// Takes the right to check one password now, or says why not. An admitted attempt is
+    /// counted against the account before the password is checked (so parallel attempts
+    /// cannot all slip through), and forgiven by [`LoginGate::succeeded`].
+    pub fn admit(&self, client: &str, now: i64) -> Result<(), Busy> {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let trusted = g.trusted.iter().any(|t| t == client);
+        let account = account_throttle();
+        if !trusted && let Verdict::Wait(s) = account.verdict(&g.account, now) {
+            return Err(Busy::Account(s));
+        }
+        if g.window != now {
+            g.window = now;
+            g.used = 0;
+        }
+        if g.used >= CHECKS_PER_SECOND {
+            return Err(Busy::Server);
+        }
+        g.used += 1;
+        if !trusted {
+            g.account = account.after_failure(&g.account, now);
+        }
+        Ok(())
+    }
+
+    /// Counts one refused attempt of `client`; returns how many to write to the audit log now
+    /// (the first at once, then the sum at most every [`REFUSED_WRITE_EVERY`]).
+    pub fn refused(&self, client: &str, at: std::time::Instant) -> Option<u32> {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if g.refused.len() >= REFUSED_MAX && !g.refused.contains_key(client) {
+            g.refused.clear();
+        }
+        let e = g.refused.entry(client.to_string()).or_insert((0, None));
+        e.0 += 1;
+        if e.1
+            .is_some_and(|t| at.duration_since(t) < REFUSED_WRITE_EVERY)
+        {
+            return None;
+        }
+        let n = e.0;
+        *e = (0, Some(at));
+        Some(n)
+    }
+
+    /// The right password: the account's backoff is cleared and the address remembered.
+    pub fn succeeded(&self, client: &str) {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        g.account = Failures::default();
+        if !g.trusted.iter().any(|t| t == client) {
+            if g.trusted.len() >= TRUSTED_MAX {
+                g.trusted.pop_front();
+            }
+            g.trusted.push_back(client.to_string());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_gate_caps_checks_per_second_and_backs_off_the_account() {
+        let gate = LoginGate::default();
+        let ip = |i: u32| format!("10.0.0.{i}");
+        for i in 0..CHECKS_PER_SECOND {
+            assert_eq!(gate.admit(&ip(i), 100), Ok(()));
+        }
+        assert_eq!(gate.admit("10.0.1.1", 100), Err(Busy::Server));
+        // Ten failures across addresses are free, then the account waits, at most 30 s.
+        for i in 4..8 {
+            assert_eq!(gate.admit(&ip(i), 101), Ok(()));
+        }
+        for i in 8..10 {
+            assert_eq!(gate.admit(&ip(i), 102), Ok(()));
+        }
+        let mut now = 102;
+        assert_eq!(gate.admit("10.0.3.1", now), Err(Busy::Account(1)));
+        for _ in 0..20 {
+            match gate.admit("10.0.3.1", now) {
+                Err(Busy::Account(s)) => {
+                    assert!(s <= ACCOUNT_MAX_DELAY_SECS);
+                    now += s;
+                }
+                other => assert_eq!(other, Ok(())),
+            }
+        }
+        // An address that logged in before is not held up by the account's backoff.
+        gate.succeeded("192.168.1.20");
+        for _ in 0..3 {
+            now += 1;
+            for _ in 0..CHECKS_PER_SECOND {
+                let _ = gate.admit("10.9.9.9", now);
+            }
+        }
+        assert!(matches!(gate.admit("10.9.9.9", now), Err(Busy::Account(_))));
+        assert_eq!(gate.admit("192.168.1.20", now), Ok(()));
+    }
+
+    #[test]
+    fn refused_attempts_are_written_summed() {
+        let gate = LoginGate::default();
+        let t = std::time::Instant::now();
+        assert_eq!(gate.refused("10.0.0.1", t), Some(1));
+        for _ in 0..99 {
+            assert_eq!(gate.refused("10.0.0.1", t), None);
+        }
+        assert_eq!(gate.refused("10.0.0.2", t), Some(1));
+        assert_eq!(gate.refused("10.0.0.1", t + REFUSED_WRITE_EVERY), Some(100));
+    }
+
+    #[test]
+    fn a_missing_role_costs_a_hash_too() {
+        let h = hash_password("correct horse battery").unwrap();
+        assert!(verify_or_dummy("correct horse battery", Some(&h)));
+        let fastest = |phc: Option<&str>| {
+            (0..3)
+                .map(|_| {
+                    let t = std::time::Instant::now();
+                    verify_or_dummy("wrong horse battery", phc);
+                    t.elapsed()
+                })
+                .min()
+                .unwrap()
+        };
+        let (real, dummy) = (fastest(Some(&h)), fastest(None));
+        // Same argon2 parameters, so the same work; loose bounds, as the machine is shared.
+        assert!(
+            dummy * 4 > real && real * 4 > dummy,
+            "real {real:?}, dummy {dummy:?}"
+        );
+    }
 
     #[test]
     fn password_rules_say_what_to_change() {

@@ -54,9 +54,21 @@ pub enum Command {
     /// projection and quotas (the plan itself is set on the web page /plan/settings).
     Plan(PlanArgs),
     /// Build a synthetic household (about 25 devices, weeks of history, names and people) in a
-    /// fresh database and serve the dashboard on it, with live synthetic traffic. The first
-    /// visit asks for the admin password, as a real installation does.
+    /// fresh database and serve the dashboard on it, with live synthetic traffic. It prints the
+    /// first-run setup link (with its one-time code) that sets the admin password, as a real
+    /// installation does.
     Demo(DemoArgs),
+    /// Print the first-run setup link with its one-time code (made now if there is none) while
+    /// no admin password is set; fails once setup is done.
+    SetupLink(SetupLinkArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SetupLinkArgs {
+    /// The database whose setup is pending (default: the configured one); the code is kept
+    /// beside it.
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -110,8 +122,8 @@ pub struct DemoArgs {
     pub days: u32,
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
-    /// Set the admin password from the first line of FILE instead of asking on the first visit
-    /// (for tests and benchmarks).
+    /// Set the admin password from the first line of FILE instead of the first visit (for tests
+    /// and benchmarks); without it the demo prints its first-run setup link.
     #[arg(long, value_name = "FILE")]
     pub admin_password_file: Option<PathBuf>,
     /// Let anyone on the LAN (or this machine) look without a password (read-only), as the

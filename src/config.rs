@@ -94,6 +94,7 @@ pub const KEYS: &[&str] = &[
     "session_idle_hours",
     "session_max_days",
     "anyone_on_lan_may_view",
+    "web_host_names",
     "discovery",
     "discovery_snaplen",
     "arp_sweep_interval_secs",
@@ -154,7 +155,7 @@ pub const KEYS: &[&str] = &[
 ];
 
 /// Keys whose environment variable is a comma-separated list rather than one value.
-const LIST_KEYS: &[&str] = &["lan_prefixes", "mail_to"];
+const LIST_KEYS: &[&str] = &["lan_prefixes", "mail_to", "web_host_names"];
 
 /// The effective configuration. Every key is optional in the file; see `packaging/lanmeter.toml`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -207,6 +208,10 @@ pub struct Config {
     /// Read-only access without a password for clients on the LAN (private, link-local or
     /// loopback addresses). Off by default: usage data shows who is home and what they do.
     pub anyone_on_lan_may_view: bool,
+    /// Extra names (or `name:port`) browsers may use to reach the dashboard, beyond this
+    /// machine's own names and addresses and `dashboard_url`'s host: a request naming any other
+    /// host is refused (the defence against DNS rebinding, see `web::hosts`).
+    pub web_host_names: Vec<String>,
     /// Learn device names, addresses and presence from ARP, DHCP, mDNS and NDP (a second capture
     /// handle that sees only those protocols) and sweep the subnet.
     pub discovery: bool,
@@ -356,6 +361,7 @@ impl Default for Config {
             session_idle_hours: 7 * 24,
             session_max_days: 30,
             anyone_on_lan_may_view: false,
+            web_host_names: Vec::new(),
             discovery: true,
             discovery_snaplen: 2048,
             arp_sweep_interval_secs: 300,
@@ -556,6 +562,37 @@ impl ConfigError {
     }
 }
 
+/// Splits `host[:port]` as a `Host` header or a `web_host_names` entry writes it: the host in
+/// lower case without a trailing dot (IPv6 without its brackets) and the port if one is given.
+/// `None` when it is not that shape (a scheme, a path, spaces, an empty host, a bad port).
+pub fn split_host_port(s: &str) -> Option<(String, Option<u16>)> {
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (h, after) = rest.split_once(']')?;
+        h.parse::<std::net::Ipv6Addr>().ok()?;
+        match after {
+            "" => (h, None),
+            p => (h, Some(p.strip_prefix(':')?)),
+        }
+    } else {
+        match s.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') => (h, Some(p)),
+            // A bare IPv6 address (no brackets, so no port).
+            Some(_) => (s, None),
+            None => (s, None),
+        }
+    };
+    let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+    let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | ':');
+    if host.is_empty() || !host.chars().all(ok) {
+        return None;
+    }
+    let port = match port {
+        None => None,
+        Some(p) => Some(p.parse::<u16>().ok().filter(|p| *p != 0)?),
+    };
+    Some((host, port))
+}
+
 /// What to write instead, per key; used by both type and range errors.
 fn hint(key: &str) -> String {
     fn range<T: fmt::Display>(r: &RangeInclusive<T>, unit: &str) -> String {
@@ -585,6 +622,7 @@ fn hint(key: &str) -> String {
         "session_idle_hours" => range(&SESSION_IDLE_HOURS, "hours"),
         "session_max_days" => range(&SESSION_MAX_DAYS, "days"),
         "anyone_on_lan_may_view" => "use true or false".into(),
+        "web_host_names" => "use a list of host names such as [\"lanmeter.example.org\", \"pi.fritz.box:443\"] (comma-separated in LANMETER_WEB_HOST_NAMES)".into(),
         "discovery" => "use true or false".into(),
         "discovery_snaplen" => range(&DISCOVERY_SNAPLEN, "bytes"),
         "arp_sweep_interval_secs" => format!(
@@ -792,6 +830,15 @@ impl Config {
 
     /// Checks ranges and values serde cannot: the errors say which key and what to write instead.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        for name in &self.web_host_names {
+            if split_host_port(name).is_none() {
+                return Err(invalid(
+                    "web_host_names",
+                    name,
+                    "not a host name, address or name:port (no scheme, path or spaces)",
+                ));
+            }
+        }
         for (key, value) in [
             ("interface", &self.interface),
             ("wifi_interface", &self.wifi_interface),
@@ -1718,6 +1765,34 @@ timezone = "Europe/Berlin"
                 "default of `{key}` in packaging/lanmeter.toml"
             );
         }
+    }
+
+    #[test]
+    fn host_port_is_split_and_normalised() {
+        let sp = |s| split_host_port(s);
+        assert_eq!(sp("Pi.Local."), Some(("pi.local".into(), None)));
+        assert_eq!(sp("pi.local:8080"), Some(("pi.local".into(), Some(8080))));
+        assert_eq!(sp("[::1]:8080"), Some(("::1".into(), Some(8080))));
+        assert_eq!(sp("[fe80::1]"), Some(("fe80::1".into(), None)));
+        assert_eq!(sp("192.168.1.5:80"), Some(("192.168.1.5".into(), Some(80))));
+        for bad in [
+            "",
+            "http://pi",
+            "pi/x",
+            "pi:0",
+            "pi:99999",
+            "pi:",
+            "[::1",
+            "[nope]:80",
+            "a b",
+        ] {
+            assert_eq!(sp(bad), None, "{bad}");
+        }
+        let (c, _) = load_text("web_host_names = [\"http://x\"]\n", &[]);
+        assert!(
+            c.unwrap_err().to_string().contains("web_host_names"),
+            "the error names the key"
+        );
     }
 
     #[test]

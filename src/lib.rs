@@ -20,6 +20,7 @@
 //! - [`demo`]: the synthetic household capture generator and its expected per-MAC totals.
 //! - [`alerts`]: rules, the alert engine (dedup, cooldown, lifecycle), the durable outbox's
 //!   delivery by email (lettre) and webhook, signed acknowledge links, the weekly summary.
+//! - [`setup_code`]: the one-time first-run setup code beside the database, and its link.
 //! - [`auth`]: password rules and argon2id hashes, tokens, roles, login throttling policy (pure).
 //! - [`telemetry`]: run-time figures (capture counters, flush durations, storage health) for the
 //!   API and `/metrics`.
@@ -44,6 +45,7 @@ pub mod model;
 pub mod mqtt;
 pub mod plan;
 pub mod replay;
+pub mod setup_code;
 pub mod store;
 pub mod survey;
 pub mod system;

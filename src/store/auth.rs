@@ -5,12 +5,19 @@
 //! sees a password, only argon2id PHC strings. Policy (expiry, delays) is decided by the callers:
 //! here are the rows.
 use super::{Store, StoreError, sql_err};
-use crate::auth::{Failures, Role};
+use crate::auth::{Failures, Role, Throttle, Verdict};
 use rusqlite::{OptionalExtension, params};
 
-/// The audit log keeps this many newest rows; older ones are pruned as new ones arrive, so a
-/// brute-force attempt cannot fill the SD card.
+/// The audit log keeps this many newest security events (logins, setup, password and token
+/// changes, lockouts); older ones are pruned as new ones arrive.
 pub const AUDIT_KEEP: i64 = 10_000;
+/// Failed and refused logins are kept apart, this many newest: anyone on the LAN can cause them,
+/// so they must neither fill the SD card nor push the events above out of the log.
+pub const AUDIT_KEEP_FAILURES: i64 = 2_000;
+/// The actions an anonymous client can cause at will, kept under [`AUDIT_KEEP_FAILURES`].
+pub const FAILURE_ACTIONS: [&str; 3] = ["login failed", "login refused", "setup code wrong"];
+/// Attempts refused by the throttle are summed into one row per address and this many seconds.
+pub const REFUSED_WINDOW_SECS: i64 = 600;
 
 /// A stored session, looked up by the digest of its id.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -220,6 +227,95 @@ impl Store {
         Ok(())
     }
 
+    /// Decides whether `client` may have a password checked now and, if so, counts the attempt
+    /// as a failure in the same write transaction, before anything is checked: parallel
+    /// attempts from one address are serialised here, so none can slip past the count. The
+    /// caller forgives it with [`Store::login_succeeded`]. Returns the verdict and the failures
+    /// as they now stand.
+    pub fn claim_login_attempt(
+        &mut self,
+        client: &str,
+        now: i64,
+        throttle: &Throttle,
+    ) -> Result<(Verdict, Failures), StoreError> {
+        let op = "recording a login attempt";
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sql_err(&path, op))?;
+        let before: Failures = tx
+            .query_row(
+                "SELECT failures, last_failure, locked FROM login_throttle WHERE client = ?1",
+                [client],
+                |r| {
+                    Ok(Failures {
+                        count: r.get(0)?,
+                        last_at: r.get(1)?,
+                        locked: r.get(2)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(sql_err(&path, op))?
+            .unwrap_or_default();
+        let verdict = throttle.verdict(&before, now);
+        if verdict != Verdict::Allow {
+            return Ok((verdict, before));
+        }
+        let after = throttle.after_failure(&before, now);
+        tx.execute(
+            "INSERT INTO login_throttle (client, failures, last_failure, locked)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (client) DO UPDATE SET failures = excluded.failures,
+                 last_failure = excluded.last_failure, locked = excluded.locked",
+            params![client, after.count, after.last_at, after.locked],
+        )
+        .map_err(sql_err(&path, op))?;
+        tx.commit().map_err(sql_err(&path, op))?;
+        Ok((verdict, after))
+    }
+
+    /// The password was right: the attempt claimed for it (and the address's earlier failures)
+    /// are forgiven, even if that claim reached the lockout count.
+    pub fn login_succeeded(&self, client: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM login_throttle WHERE client = ?1", [client])
+            .map_err(sql_err(&self.path, "clearing login failures"))?;
+        Ok(())
+    }
+
+    /// Counts `n` attempts refused by the throttle: one "login refused" row per address and
+    /// [`REFUSED_WINDOW_SECS`], whose detail starts with the count (a flood writes one row).
+    pub fn audit_refused(
+        &self,
+        client: &str,
+        now: i64,
+        why: &str,
+        n: u32,
+    ) -> Result<(), StoreError> {
+        let op = "writing the audit log";
+        let updated = self
+            .conn
+            .execute(
+                "UPDATE audit_log SET detail = (CAST(detail AS INTEGER) + ?4) || ' attempts refused; last: ' || ?3
+                 WHERE id = (SELECT id FROM audit_log WHERE action = 'login refused' AND client = ?1
+                             AND at > ?2 ORDER BY id DESC LIMIT 1)",
+                params![client, now - REFUSED_WINDOW_SECS, why, n],
+            )
+            .map_err(sql_err(&self.path, op))?;
+        if updated == 0 {
+            self.audit(&AuditEntry {
+                at: now,
+                actor: "anonymous",
+                client,
+                action: "login refused",
+                detail: &format!("{n} attempts refused; last: {why}"),
+            })?;
+        }
+        Ok(())
+    }
+
     /// Forgets a client's failures after a successful login. A locked address stays locked
     /// (it never gets as far as a successful login).
     pub fn clear_login_failures(&self, client: &str) -> Result<(), StoreError> {
@@ -288,19 +384,29 @@ impl Store {
             .map_err(sql_err(&self.path, op))?;
         // Pruning every hundredth insert keeps the common insert a single-row write.
         if self.conn.last_insert_rowid() % 100 == 0 {
-            self.prune_audit(AUDIT_KEEP)?;
+            self.prune_audit(AUDIT_KEEP, AUDIT_KEEP_FAILURES)?;
         }
         Ok(())
     }
 
-    /// Deletes all but the newest `keep` audit rows.
-    pub fn prune_audit(&self, keep: i64) -> Result<usize, StoreError> {
-        self.conn
-            .execute(
-                "DELETE FROM audit_log WHERE id <= (SELECT max(id) FROM audit_log) - ?1",
-                [keep],
-            )
-            .map_err(sql_err(&self.path, "pruning the audit log"))
+    /// Keeps the newest `keep` security events and, counted apart, the newest `keep_failures`
+    /// failed or refused logins ([`FAILURE_ACTIONS`]); deletes the rest.
+    pub fn prune_audit(&self, keep: i64, keep_failures: i64) -> Result<usize, StoreError> {
+        let op = "pruning the audit log";
+        let mut n = 0;
+        for (negate, keep) in [("NOT", keep), ("", keep_failures)] {
+            let sql = format!(
+                "DELETE FROM audit_log WHERE action {negate} IN (?1, ?2, ?3) AND id < coalesce(
+                   (SELECT id FROM audit_log WHERE action {negate} IN (?1, ?2, ?3)
+                    ORDER BY id DESC LIMIT 1 OFFSET ?4 - 1), 0)"
+            );
+            let [a, b, c] = FAILURE_ACTIONS;
+            n += self
+                .conn
+                .execute(&sql, params![a, b, c, keep])
+                .map_err(sql_err(&self.path, op))?;
+        }
+        Ok(n)
     }
 
     /// The newest audit entries first.
@@ -333,6 +439,80 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flood_of_failed_logins_cannot_push_out_security_events() {
+        let (_d, s) = store();
+        let entry = |at, action, detail| AuditEntry {
+            at,
+            actor: "anonymous",
+            client: "192.0.2.66",
+            action,
+            detail,
+        };
+        s.audit(&AuditEntry {
+            actor: "admin",
+            ..entry(1, "token created", "ha (admin, lm_abcdef)")
+        })
+        .unwrap();
+        let t = std::time::Instant::now();
+        // One transaction: the same statements and pruning, without 11,000 fsyncs.
+        let tx = s.conn.unchecked_transaction().unwrap();
+        for i in 0..11_000 {
+            s.audit(&entry(2 + i, "login failed", "wrong password"))
+                .unwrap();
+        }
+        tx.commit().unwrap();
+        eprintln!("11,000 failed logins audited in {:?}", t.elapsed());
+        let all = s.audit_recent(100_000).unwrap();
+        assert!(all.iter().any(|r| r.action == "token created"));
+        let failed = all.iter().filter(|r| r.action == "login failed").count() as i64;
+        assert!(
+            (AUDIT_KEEP_FAILURES..AUDIT_KEEP_FAILURES + 100).contains(&failed),
+            "{failed}"
+        );
+        // Ordinary events still have their own limit.
+        assert_eq!(s.prune_audit(0, AUDIT_KEEP_FAILURES).unwrap(), 1);
+    }
+
+    #[test]
+    fn refused_attempts_are_summed_per_address_and_window() {
+        let (_d, s) = store();
+        for i in 0..500 {
+            s.audit_refused("192.0.2.7", 1_000 + i / 10, "wait", 1)
+                .unwrap();
+        }
+        s.audit_refused("192.0.2.8", 1_000, "locked", 1).unwrap();
+        s.audit_refused("192.0.2.7", 1_000 + REFUSED_WINDOW_SECS + 100, "locked", 1)
+            .unwrap();
+        let rows = s.audit_recent(100).unwrap();
+        let details: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|r| (r.client.as_str(), r.detail.as_str()))
+            .collect();
+        assert_eq!(
+            details,
+            [
+                ("192.0.2.7", "1 attempts refused; last: locked"),
+                ("192.0.2.8", "1 attempts refused; last: locked"),
+                ("192.0.2.7", "500 attempts refused; last: wait"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_claimed_attempt_counts_before_the_check_and_is_forgiven_on_success() {
+        let (_d, mut s) = store();
+        let t = Throttle::default();
+        for i in 0..t.free_failures {
+            let (v, f) = s.claim_login_attempt("192.0.2.9", 50, &t).unwrap();
+            assert_eq!((v, f.count), (Verdict::Allow, i + 1));
+        }
+        let (v, f) = s.claim_login_attempt("192.0.2.9", 50, &t).unwrap();
+        assert_eq!((v, f.count), (Verdict::Wait(1), t.free_failures));
+        s.login_succeeded("192.0.2.9").unwrap();
+        assert_eq!(s.login_failures("192.0.2.9").unwrap(), Failures::default());
+    }
 
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
@@ -416,7 +596,7 @@ mod tests {
         }
         let recent = s.audit_recent(2).unwrap();
         assert_eq!((recent[0].at, recent[1].at), (19, 18));
-        assert_eq!(s.prune_audit(5).unwrap(), 15);
+        assert_eq!(s.prune_audit(5, 5).unwrap(), 15);
         let left = s.audit_recent(100).unwrap();
         assert_eq!(left.len(), 5);
         assert_eq!(left[4].at, 15);

@@ -7,6 +7,7 @@
 //! not know are admin-only. GET/HEAD never reach a handler that changes anything.
 
 use super::error::{AppError, error_page};
+use super::hosts::Hosts;
 use super::session::{self, Auth};
 use super::{Access, AppState};
 use crate::auth::{Role, constant_time_eq};
@@ -68,7 +69,7 @@ async fn check(gate: &Gate, req: Request) -> Result<Result<Request, Response>, A
     let api = is_api(&path);
     let changing = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
 
-    if changing && !same_origin(req.headers(), req.uri()) {
+    if changing && !same_origin(req.headers(), state.hosts()) {
         tracing::info!(path = %path, client = %session::client_addr(&req), "refused a cross-origin request");
         let msg = "This request came from another site and was refused.";
         return Ok(Err(if api {
@@ -266,24 +267,46 @@ fn authority_of(url: &str) -> Option<&str> {
 }
 
 /// A state-changing request must not come from another site: its Origin (or, without one, its
-/// Referer) must name the host it was sent to. Requests with neither (scripts, curl) pass here
+/// Referer) must name a host this server answers to (the allow-list, not merely the Host
+/// header, which a rebinding page controls). Requests with neither (scripts, curl) pass here
 /// and still need the CSRF token, which another site cannot read.
-pub fn same_origin(headers: &HeaderMap, uri: &axum::http::Uri) -> bool {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| uri.authority().map(|a| a.as_str()));
+pub fn same_origin(headers: &HeaderMap, hosts: &Hosts) -> bool {
     let claimed = match (headers.get(header::ORIGIN), headers.get(header::REFERER)) {
-        (Some(o), _) => o.to_str().ok().map(|o| (o, true)),
-        (None, Some(r)) => r.to_str().ok().map(|r| (r, false)),
+        (Some(o), _) => o.to_str().ok(),
+        (None, Some(r)) => r.to_str().ok(),
         (None, None) => return true,
     };
-    let Some((value, _)) = claimed else {
-        return false;
-    };
-    match (authority_of(value), host) {
-        (Some(a), Some(h)) => a.eq_ignore_ascii_case(h),
-        _ => false,
+    claimed
+        .and_then(authority_of)
+        .is_some_and(|a| hosts.allows(a))
+}
+
+/// The Host a request names: the header, or the URI's authority (HTTP/2, absolute-form).
+fn named_host(req: &Request) -> Option<&str> {
+    match req.headers().get(header::HOST) {
+        Some(h) => Some(h.to_str().unwrap_or("")),
+        None => req.uri().authority().map(|a| a.as_str()),
+    }
+}
+
+/// Refuses, before any route, a request naming a host this server does not answer to: the
+/// DNS rebinding defence (see [`super::hosts`]). A request without any Host (HTTP/1.0 from a
+/// script) is no browser's and passes.
+pub async fn known_host(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    match named_host(&req) {
+        Some(h) if !state.hosts().allows(h) => {
+            tracing::debug!(host = %h, client = %session::client_addr(&req), "refused a request for another host");
+            let mut r = (
+                StatusCode::MISDIRECTED_REQUEST,
+                "This server does not answer to that host name. Open it by its own name or address, \
+                 or add the name to `web_host_names` in the configuration.\n",
+            )
+                .into_response();
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            r
+        }
+        _ => next.run(req).await,
     }
 }
 
@@ -347,30 +370,32 @@ mod tests {
     }
 
     #[test]
-    fn origin_and_referer_must_name_the_host() {
-        let uri: axum::http::Uri = "/logout".parse().unwrap();
+    fn origin_and_referer_must_name_an_allowed_host() {
+        let hosts = Hosts::new(
+            &crate::config::Config {
+                listen: "192.168.1.5:8080".parse().unwrap(),
+                web_host_names: vec!["pi.home".into()],
+                ..Default::default()
+            },
+            false,
+        );
         let host = ("host", "192.168.1.5:8080");
-        assert!(same_origin(
-            &headers(&[host, ("origin", "http://192.168.1.5:8080")]),
-            &uri
-        ));
-        assert!(!same_origin(
-            &headers(&[host, ("origin", "http://evil.example")]),
-            &uri
-        ));
-        assert!(!same_origin(&headers(&[host, ("origin", "null")]), &uri));
-        assert!(!same_origin(
-            &headers(&[host, ("origin", "http://192.168.1.5:8081")]),
-            &uri
-        ));
-        assert!(same_origin(
-            &headers(&[host, ("referer", "http://192.168.1.5:8080/audit?x")]),
-            &uri
-        ));
-        assert!(!same_origin(
-            &headers(&[host, ("referer", "http://192.168.1.5:8080.evil.example/")]),
-            &uri
-        ));
-        assert!(same_origin(&headers(&[host]), &uri));
+        let ok = |h: &[(&'static str, &'static str)]| same_origin(&headers(h), &hosts);
+        assert!(ok(&[host, ("origin", "http://192.168.1.5:8080")]));
+        assert!(ok(&[host, ("origin", "http://pi.home:8080")]));
+        assert!(!ok(&[host, ("origin", "http://evil.example")]));
+        assert!(!ok(&[host, ("origin", "null")]));
+        assert!(!ok(&[host, ("origin", "http://192.168.1.5:8081")]));
+        assert!(ok(&[host, ("referer", "http://192.168.1.5:8080/audit?x")]));
+        assert!(!ok(&[
+            host,
+            ("referer", "http://192.168.1.5:8080.evil.example/")
+        ]));
+        // A rebinding page sends a Host and an Origin that agree: both name the attacker.
+        assert!(!ok(&[
+            ("host", "evil.example:8080"),
+            ("origin", "http://evil.example:8080")
+        ]));
+        assert!(ok(&[host]));
     }
 }

@@ -5,7 +5,7 @@ use super::AppState;
 use super::error::AppError;
 use super::guard::refusal;
 use super::session::{self, Auth, Client, Layout};
-use crate::auth::{self, Failures, Role, Throttle, Verdict};
+use crate::auth::{self, Busy, Failures, Role, Throttle, Verdict};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Extension;
@@ -65,6 +65,126 @@ pub async fn form(
     Ok(r)
 }
 
+/// Why an attempt was refused without checking anything, as the person reads it, with the
+/// seconds to wait when known.
+pub(super) enum Refused {
+    Wait(i64),
+    Locked,
+    Busy,
+    Account(i64),
+}
+
+impl Refused {
+    pub(super) fn message(&self, client: &str) -> String {
+        match self {
+            Refused::Wait(secs) => format!(
+                "Too many wrong passwords from this address: wait {secs} seconds before trying again."
+            ),
+            Refused::Locked => format!(
+                "This address ({client}) is locked after too many wrong passwords. On the lanmeter machine, run `lanmeter unlock {client}`."
+            ),
+            Refused::Busy => {
+                "The server is checking other logins: try again in a second.".to_string()
+            }
+            Refused::Account(secs) => format!(
+                "Too many wrong passwords on this server recently: wait {secs} seconds before trying again."
+            ),
+        }
+    }
+
+    pub(super) fn retry_after(&self) -> Option<i64> {
+        match self {
+            Refused::Wait(s) | Refused::Account(s) => Some(*s),
+            Refused::Busy => Some(1),
+            Refused::Locked => None,
+        }
+    }
+
+    /// The short reason kept in the audit log's summary row.
+    fn audit_word(&self) -> &'static str {
+        match self {
+            Refused::Wait(_) => "address throttled",
+            Refused::Locked => "address locked",
+            Refused::Busy => "server busy",
+            Refused::Account(_) => "account backoff",
+        }
+    }
+}
+
+/// Takes the right to check one secret (a password or the setup code) from `client`: the
+/// per-address throttle first, then the accounts' backoff and the server-wide cap. The
+/// attempt is recorded as a failure before this returns, atomically per address, so parallel
+/// attempts cannot race past the count; a refusal is summed into the audit log.
+pub(super) async fn admit(state: &AppState, client: &str) -> Result<Result<(), Refused>, AppError> {
+    let throttle = Throttle::default();
+    let now = state.now();
+    let who = client.to_string();
+    // A cheap look first, so an address that must wait does not use up the server's checks.
+    let failures = state.db(move |s| s.login_failures(&who)).await?;
+    let refused = match throttle.verdict(&failures, now) {
+        Verdict::Allow => match state.login_gate().admit(client, now) {
+            Ok(()) => {
+                let who = client.to_string();
+                let (verdict, _) = state
+                    .db_mut(move |s| s.claim_login_attempt(&who, now, &throttle))
+                    .await?;
+                match verdict {
+                    Verdict::Allow => return Ok(Ok(())),
+                    Verdict::Wait(s) => Refused::Wait(s),
+                    Verdict::Locked => Refused::Locked,
+                }
+            }
+            Err(Busy::Server) => Refused::Busy,
+            Err(Busy::Account(s)) => Refused::Account(s),
+        },
+        Verdict::Wait(s) => Refused::Wait(s),
+        Verdict::Locked => Refused::Locked,
+    };
+    if let Some(n) = state
+        .login_gate()
+        .refused(client, std::time::Instant::now())
+    {
+        let (who, why) = (client.to_string(), refused.audit_word());
+        if let Err(e) = state.db(move |s| s.audit_refused(&who, now, why, n)).await {
+            tracing::error!(error = ?e, "could not write the audit log");
+        }
+    }
+    Ok(Err(refused))
+}
+
+/// The secret was right: the attempt admitted for it is forgiven.
+pub(super) async fn admitted_ok(state: &AppState, client: &str) -> Result<(), AppError> {
+    state.login_gate().succeeded(client);
+    let who = client.to_string();
+    state.db(move |s| s.login_succeeded(&who)).await
+}
+
+/// The role whose password this is. Both roles are always checked, a missing one against a
+/// dummy hash, so the time taken tells nothing about which passwords exist.
+async fn check_password(state: &AppState, password: String) -> Result<Option<Role>, AppError> {
+    let (admin, viewer) = state
+        .db(|s| {
+            Ok((
+                s.password_hash(Role::Admin)?,
+                s.password_hash(Role::Viewer)?,
+            ))
+        })
+        .await?;
+    tokio::task::spawn_blocking(move || {
+        let is_admin = auth::verify_or_dummy(&password, admin.as_deref());
+        let is_viewer = auth::verify_or_dummy(&password, viewer.as_deref());
+        if is_admin {
+            Some(Role::Admin)
+        } else if is_viewer {
+            Some(Role::Viewer)
+        } else {
+            None
+        }
+    })
+    .await
+    .map_err(|e| AppError::internal(format!("password check failed: {e}")))
+}
+
 pub async fn submit(
     State(state): State<AppState>,
     Client(client): Client,
@@ -75,10 +195,6 @@ pub async fn submit(
         return Ok(Redirect::to("/setup").into_response());
     }
     let next = session::safe_next(f.next.as_deref());
-    let throttle = Throttle::default();
-    let now = state.now();
-    let who = client.clone();
-    let failures = state.db(move |s| s.login_failures(&who)).await?;
     let refuse =
         |status: StatusCode, msg: String, retry: Option<i64>| -> Result<Response, AppError> {
             let (pre, _) = session::pre_token(&state, &headers)?;
@@ -89,52 +205,17 @@ pub async fn submit(
             }
             Ok(r)
         };
-    match throttle.verdict(&failures, now) {
-        Verdict::Allow => {}
-        Verdict::Wait(secs) => {
-            return refuse(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!(
-                    "Too many wrong passwords from this address: wait {secs} seconds before trying again."
-                ),
-                Some(secs),
-            );
-        }
-        Verdict::Locked => {
-            return refuse(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!(
-                    "This address ({client}) is locked after too many wrong passwords. On the lanmeter machine, run `lanmeter unlock {client}`."
-                ),
-                None,
-            );
-        }
+    if let Err(why) = admit(&state, &client).await? {
+        return refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            why.message(&client),
+            why.retry_after(),
+        );
     }
 
-    let password = f.password;
-    let role = state
-        .db(move |s| {
-            // Both checks always run, so the time taken does not reveal which role exists.
-            let admin = s.password_hash(Role::Admin)?;
-            let viewer = s.password_hash(Role::Viewer)?;
-            let is_admin = admin.is_some_and(|h| auth::verify_password(&password, &h));
-            let is_viewer = viewer.is_some_and(|h| auth::verify_password(&password, &h));
-            Ok(if is_admin {
-                Some(Role::Admin)
-            } else if is_viewer {
-                Some(Role::Viewer)
-            } else {
-                None
-            })
-        })
-        .await?;
-
-    let Some(role) = role else {
-        let after: Failures = throttle.after_failure(&failures, now);
+    let Some(role) = check_password(&state, f.password).await? else {
         let who = client.clone();
-        state
-            .db(move |s| s.set_login_failures(&who, &after))
-            .await?;
+        let after: Failures = state.db(move |s| s.login_failures(&who)).await?;
         let detail = if after.locked {
             format!("wrong password ({} in a row); address locked", after.count)
         } else {
@@ -145,8 +226,7 @@ pub async fn submit(
         return refuse(StatusCode::UNAUTHORIZED, "Wrong password.".into(), None);
     };
 
-    let who = client.clone();
-    state.db(move |s| s.clear_login_failures(&who)).await?;
+    admitted_ok(&state, &client).await?;
     let old = session::cookie(&headers, session::SESSION_COOKIE).map(auth::token_digest);
     let cookie = session::start(&state, role, &client, old).await?;
     session::audit(&state, role.as_str(), &client, "login", String::new()).await;

@@ -2,9 +2,10 @@
 //! or askama.
 //!
 //! Map: [`state`] the shared handle; [`error`] the one error type; [`assets`] embedded static
-//! files; [`guard`] the gate every request passes (login, roles, CSRF, Origin, security
-//! headers); [`session`] cookies and sessions; one file per page ([`setup`], [`login`],
-//! [`audit`], [`overview`], [`alerts`], [`plan`], [`wifi`]); [`api`] the JSON API, `/metrics` and the OpenAPI document.
+//! files; [`hosts`] the Host allow-list (DNS rebinding); [`guard`] the gate every request
+//! passes (login, roles, CSRF, Origin, security headers); [`session`] cookies and sessions;
+//! one file per page ([`setup`], [`login`], [`audit`], [`overview`], [`alerts`], [`plan`],
+//! [`wifi`]); [`api`] the JSON API, `/metrics` and the OpenAPI document.
 //!
 //! Every route is registered in [`routes`] with its [`Access`]; the guard looks the matched route
 //! up there and treats anything it cannot find (a route added some other way, the 404 fallback)
@@ -20,6 +21,7 @@ pub mod device;
 pub mod devices;
 pub mod error;
 pub mod guard;
+pub mod hosts;
 pub mod live;
 pub mod login;
 pub mod overview;
@@ -176,6 +178,11 @@ pub fn router(state: AppState) -> Router {
     r.fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(gate, guard::guard))
         .layer(axum::middleware::from_fn(api::error::layer))
+        // Outside every route and the guard: a request for another host never reaches them.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::known_host,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.tls(),
             guard::security_headers,
@@ -323,6 +330,15 @@ pub fn spawn(
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     use std::sync::atomic::Ordering;
     listener.set_nonblocking(true)?;
+    state.hosts().set_port(listener.local_addr()?.port());
+    // The journal is where the owner of a fresh install finds the way in (see setup_code).
+    match setup::pending_link(&state) {
+        Ok(Some(link)) => {
+            tracing::info!("first-run setup: open {link} to choose the admin password")
+        }
+        Ok(None) => {}
+        Err(e) => tracing::error!(error = ?e, "cannot prepare the first-run setup code"),
+    }
     // Two workers: a household's few browsers never need more, and the Pi keeps cores for capture.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

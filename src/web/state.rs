@@ -62,6 +62,11 @@ pub struct Shared {
     pub clock: Clock,
     /// Set when the server itself terminates TLS: session cookies then carry `Secure`.
     pub tls: bool,
+    /// The Host names and ports this server answers to (see [`super::hosts`]).
+    pub hosts: super::hosts::Hosts,
+    /// Password checks per second and the accounts' backoff (in process; the per-address
+    /// throttle is in the database).
+    pub login_gate: crate::auth::LoginGate,
     /// Capture counters, flush durations and storage health the daemon publishes (empty when
     /// the server runs without a daemon).
     pub telemetry: crate::telemetry::Telemetry,
@@ -121,11 +126,14 @@ impl AppState {
         meter: Option<SharedMeter>,
     ) -> Result<AppState, StoreError> {
         let store = Store::open(db_path)?;
+        let hosts = super::hosts::Hosts::new(&config, false);
         Ok(AppState(Arc::new(Shared {
             config,
             meter,
             clock: Clock::System,
             tls: false,
+            hosts,
+            login_gate: crate::auth::LoginGate::default(),
             telemetry: crate::telemetry::Telemetry::default(),
             unknown_tokens: Default::default(),
             db_path: db_path.to_path_buf(),
@@ -147,6 +155,7 @@ impl AppState {
     pub fn with_tls(mut self, tls: bool) -> AppState {
         if let Some(shared) = Arc::get_mut(&mut self.0) {
             shared.tls = tls;
+            shared.hosts = super::hosts::Hosts::new(&shared.config, tls);
         }
         self
     }
@@ -274,6 +283,14 @@ impl AppState {
 
     pub fn tls(&self) -> bool {
         self.0.tls
+    }
+
+    pub fn login_gate(&self) -> &crate::auth::LoginGate {
+        &self.0.login_gate
+    }
+
+    pub fn hosts(&self) -> &super::hosts::Hosts {
+        &self.0.hosts
     }
 
     /// Whether a live meter feeds this server (capture or the demo's synthetic traffic).

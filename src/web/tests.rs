@@ -22,7 +22,9 @@ struct Env {
     clock: Clock,
 }
 
-fn env_with(cfg: Config) -> Env {
+fn env_with(mut cfg: Config) -> Env {
+    // The name the requests here use (see web::hosts).
+    cfg.web_host_names.push("lanmeter.test".into());
     let dir = tempfile::tempdir().unwrap();
     let clock = Clock::manual(T0);
     let state = AppState::new(cfg, &dir.path().join("t.db"), None)
@@ -241,6 +243,28 @@ async fn setup_refuses_weak_passwords_then_sets_admin_once_and_signs_in() {
         .await;
     assert_eq!(mismatch.status(), StatusCode::UNPROCESSABLE_ENTITY);
 
+    // Without the setup code, or with a wrong one, nothing is set.
+    let code = crate::setup_code::ensure(e.state.db_path()).unwrap();
+    for wrong in ["", "aaaa-bbbb-cccc"] {
+        let refused = e
+            .send(post_form(
+                "/setup",
+                &cookie,
+                &[
+                    ("csrf", &pre),
+                    ("password", ADMIN_PW),
+                    ("confirm", ADMIN_PW),
+                    ("code", wrong),
+                ],
+            ))
+            .await;
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{wrong:?}");
+        assert!(text(refused).await.contains("not the setup code"));
+    }
+    assert!(!e.state.admin_exists().await.unwrap());
+    // The link's code fills the form.
+    let linked = e.send(get(&format!("/setup?code={code}"), None)).await;
+    assert!(text(linked).await.contains(&format!("value=\"{code}\"")));
     let ok = e
         .send(post_form(
             "/setup",
@@ -249,9 +273,15 @@ async fn setup_refuses_weak_passwords_then_sets_admin_once_and_signs_in() {
                 ("csrf", &pre),
                 ("password", ADMIN_PW),
                 ("confirm", ADMIN_PW),
+                ("code", &code.to_uppercase()),
             ],
         ))
         .await;
+    assert_eq!(
+        crate::setup_code::read(e.state.db_path()).unwrap(),
+        None,
+        "a used code is deleted"
+    );
     assert_eq!(ok.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&ok), "/");
     let session = set_cookie(&ok, session::SESSION_COOKIE).unwrap();
@@ -277,7 +307,48 @@ async fn setup_refuses_weak_passwords_then_sets_admin_once_and_signs_in() {
     assert_eq!(location(&again), "/login");
     assert_eq!(location(&e.send(get("/setup", None)).await), "/login");
     e.login(ADMIN_PW).await;
-    assert!(e.audit_actions().await.contains(&"setup".to_string()));
+    let actions = e.audit_actions().await;
+    assert!(actions.contains(&"setup".to_string()));
+    assert_eq!(
+        actions.iter().filter(|a| *a == "setup code wrong").count(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn wrong_setup_codes_are_throttled_like_passwords() {
+    let e = env();
+    let code = crate::setup_code::ensure(e.state.db_path()).unwrap();
+    let page = e.send(get("/setup", None)).await;
+    let pre = set_cookie(&page, session::PRE_COOKIE).unwrap();
+    let cookie = format!("{}={pre}", session::PRE_COOKIE);
+    let try_code = |c: String| {
+        post_form(
+            "/setup",
+            &cookie,
+            &[
+                ("csrf", &pre),
+                ("password", ADMIN_PW),
+                ("confirm", ADMIN_PW),
+                ("code", &c),
+            ],
+        )
+    };
+    let throttle = crate::auth::Throttle::default();
+    for _ in 0..throttle.free_failures {
+        let r = e.send(try_code("zzzz-zzzz-zzzz".into())).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    }
+    // Now even the right code waits: a guesser learns nothing from a refusal.
+    let r = e.send(try_code(code.clone())).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().contains_key(header::RETRY_AFTER));
+    assert!(!e.state.admin_exists().await.unwrap());
+    e.clock
+        .advance(throttle.delay_after(throttle.free_failures));
+    let r = e.send(try_code(code)).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(e.state.admin_exists().await.unwrap());
 }
 
 #[tokio::test]
@@ -740,6 +811,8 @@ async fn overview_shows_stored_and_live_bytes_and_audit_page_lists_logins() {
     let clock = Clock::manual(T0 + 3600);
     let cfg = Config {
         timezone: Some("UTC".into()),
+        // The name the requests here use (see web::hosts).
+        web_host_names: vec!["lanmeter.test".into()],
         ..Config::default()
     };
     let e = Env {

@@ -218,6 +218,7 @@ pub(crate) fn wait_until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 /// The real server on a free loopback port with a fresh database; stops when dropped.
 struct Server {
     base: String,
+    db: std::path::PathBuf,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
     _dir: tempfile::TempDir,
@@ -229,16 +230,14 @@ impl Server {
         let dir = tempfile::tempdir().unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let state = lanmeter::web::AppState::new(
-            lanmeter::config::Config::default(),
-            &dir.path().join("web.db"),
-            None,
-        )
-        .unwrap();
+        let db = dir.path().join("web.db");
+        let state =
+            lanmeter::web::AppState::new(lanmeter::config::Config::default(), &db, None).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let thread = lanmeter::web::spawn(listener, state, stop.clone(), None).unwrap();
         Server {
             base,
+            db,
             stop,
             thread: Some(thread),
             _dir: dir,
@@ -263,9 +262,15 @@ fn setup_login_logout_and_csp_in_headless_chromium() {
     let b = Browser::start();
     let base = &server.base;
 
-    // First run: any page leads to setup.
+    // First run: any page leads to setup, which needs the one-time code; the setup link
+    // (journal, `lanmeter setup-link`) carries it.
     b.go(&format!("{base}/audit"));
     b.wait_for_path("/setup");
+    let code = lanmeter::setup_code::read(&server.db)
+        .unwrap()
+        .expect("the server made a setup code at start");
+    b.go(&format!("{base}/setup?code={code}"));
+    b.wait_for_path(&format!("/setup?code={code}"));
     b.type_into("#password", "short one");
     b.type_into("#confirm", "short one");
     // The browser's own minlength check would stop the form; the server's rule is what counts.

@@ -14,6 +14,7 @@ mod dashboard;
 mod devices;
 mod discovery;
 mod doctor;
+mod hardening;
 mod history;
 mod household;
 mod live;

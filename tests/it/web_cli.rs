@@ -136,6 +136,7 @@ fn run_serves_healthz_and_setup_and_stops_on_sigterm() {
     let config = dir.path().join("lanmeter.toml");
     std::fs::write(&config, format!("listen = \"127.0.0.1:{port}\"\n")).unwrap();
     let db = dir.path().join("l.db");
+    let log = dir.path().join("stderr.log");
     let child = hermetic(&mut Command::new(LANMETER))
         .args([
             "--config",
@@ -148,7 +149,7 @@ fn run_serves_healthz_and_setup_and_stops_on_sigterm() {
         .arg(&db)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
     let mut child = crate::netns::KillOnDrop(child);
@@ -183,6 +184,24 @@ fn run_serves_healthz_and_setup_and_stops_on_sigterm() {
     assert!(
         home.starts_with("HTTP/1.1 303") && home.contains("location: /setup"),
         "{home}"
+    );
+    // The journal (stderr) has the setup link with the one-time code, and `lanmeter setup-link`
+    // with the same config prints the same link (what the package's postinst shows).
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let prefix = format!("first-run setup: open http://127.0.0.1:{port}/setup?code=");
+    let code = logged
+        .split_once(&prefix)
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no setup link in the log: {logged}"));
+    let link = hermetic(&mut Command::new(LANMETER))
+        .args(["--config", config.to_str().unwrap(), "setup-link", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(link.status.success(), "{}", text(&link.stderr));
+    assert_eq!(
+        text(&link.stdout).trim(),
+        format!("http://127.0.0.1:{port}/setup?code={code}")
     );
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.0.id() as i32),
@@ -244,7 +263,8 @@ fn https_run(
     std::fs::write(
         &config,
         format!(
-            "listen = \"{listen}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\nweb_header_timeout_secs = 3\n",
+            // The certificate's name is the household's name for the Pi (see web_host_names).
+            "listen = \"{listen}\"\nweb_host_names = [\"lanmeter.local\"]\ntls_cert = \"{}\"\ntls_key = \"{}\"\nweb_header_timeout_secs = 3\n",
             cert.display(),
             key.display()
         ),

@@ -34,6 +34,8 @@ async fn env() -> Env {
     let state = AppState::new(
         Config {
             timezone: Some("UTC".into()),
+            // The name the requests here use (see web::hosts).
+            web_host_names: vec!["lanmeter.test".into()],
             ..Config::default()
         },
         &dir.path().join("api.db"),

@@ -38,6 +38,8 @@ fn env() -> Env {
         .as_second();
     let cfg = Config {
         timezone: Some("UTC".into()),
+        // The name the requests here use (see web::hosts).
+        web_host_names: vec!["lanmeter.test".into()],
         ..Config::default()
     };
     let state = AppState::new(cfg, &path, None)

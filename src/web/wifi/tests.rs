@@ -29,6 +29,8 @@ fn env(interface: Option<&str>, ssid: Option<&str>) -> Env {
     let path = dir.path().join("w.db");
     let cfg = Config {
         timezone: Some("UTC".into()),
+        // The name the requests here use (see web::hosts).
+        web_host_names: vec!["lanmeter.test".into()],
         wifi_interface: interface.map(Into::into),
         wifi_ssid: ssid.map(Into::into),
         ..Config::default()
