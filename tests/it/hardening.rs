@@ -1,4 +1,4 @@
-//! Issue 19, against the real `lanmeter run` in a namespace pair, a real SMTP server
+//! Issue 19 (secrets and device-supplied text), against the real `lanmeter run` in a namespace pair, a real SMTP server
 //! (aiosmtpd) and a real failing webhook receiver on A's loopback:
 //!
 //! - the webhook URL's secret path never reaches the outbox errors on /alerts (as a viewer),
