@@ -138,8 +138,11 @@ deps-deb-test:
 	$(call apt_install,$(DEB_TEST_DEBS))
 
 # The amd64 (host) package: target/debian/lanmeter_VERSION_ARCH.deb under the target directory.
+# The man pages come from a debug build of the example: its text does not depend on the profile,
+# `make test` has built it already (cargo test --all-targets), and a release build of it would
+# compile the whole crate a second time with the dev-dependencies' features (minutes on 2 cores).
 deb: check-cargo-deb deps-deb
-	$(CARGO) run --release --quiet --example mangen -- $(TARGET_DIR)/release/man >/dev/null
+	$(CARGO) run --quiet --example mangen -- $(TARGET_DIR)/release/man >/dev/null
 	gzip -9nf $(TARGET_DIR)/release/man/*.1
 	$(CARGO) deb
 

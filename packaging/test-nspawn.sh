@@ -169,12 +169,14 @@ dpkg-deb -Zgzip -z1 -b "$work/upgrade" "$root/root/lanmeter-upgrade.deb" >/dev/n
 echo '# edited by the household' >>"$root/etc/lanmeter/lanmeter.toml"
 if inside env DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dpkg::Options::=--force-confold \
     /root/lanmeter-upgrade.deb >"$work/upgrade.log" 2>&1; then
-    ok "apt upgrade to ${version}+upgrade1"
+    ok "apt upgrade"
 else
     cat "$work/upgrade.log"
     bad "apt upgrade"
 fi
 grep -E '^(lanmeter:|  http)|systemctl|deb-systemd' "$work/upgrade.log" || true
+installed=$(inside dpkg-query -W -f='${Version}' lanmeter || true)
+check "upgraded to $installed" test "$installed" = "${version}+upgrade1"
 check "the upgrade printed the dashboard or setup URL" grep -Eq "^  http://[^ ]+:$port/" "$work/upgrade.log"
 check "active after the upgrade" inside systemctl is-active --quiet lanmeter
 mode=$(inside stat -c %U:%G:%a /etc/lanmeter/lanmeter.toml || true)
