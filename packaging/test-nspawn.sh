@@ -122,7 +122,7 @@ check "it started at the first attempt: NRestarts=$nrestarts" test "$nrestarts" 
 check "no 'Permission denied' and no failed start in its journal" \
     sh -c "! grep -Eq 'Permission denied|Failed to start|Failed with result' '$work/journal-install.log'"
 check "the installer printed no systemctl error" sh -c "! grep -Eq 'Could not execute systemctl|did not start' '$work/install.log'"
-check "the installer printed the dashboard or setup URL" grep -Eq "^  http://[^ ]+:$port/" "$work/install.log"
+check "the installer printed the dashboard or setup URL" grep -Eq "http://[^ ]+:$port/" "$work/install.log"
 mode=$(inside stat -c %U:%G:%a /etc/lanmeter/lanmeter.toml || true)
 check "the config is root:lanmeter 0640 ($mode)" test "$mode" = root:lanmeter:640
 verify=$(inside systemd-analyze verify --man=no lanmeter.service 2>&1 || true)
@@ -177,7 +177,7 @@ fi
 grep -E '^(lanmeter:|  http)|systemctl|deb-systemd' "$work/upgrade.log" || true
 installed=$(inside dpkg-query -W -f='${Version}' lanmeter || true)
 check "upgraded to $installed" test "$installed" = "${version}+upgrade1"
-check "the upgrade printed the dashboard or setup URL" grep -Eq "^  http://[^ ]+:$port/" "$work/upgrade.log"
+check "the upgrade printed the dashboard or setup URL" grep -Eq "http://[^ ]+:$port/" "$work/upgrade.log"
 check "active after the upgrade" inside systemctl is-active --quiet lanmeter
 mode=$(inside stat -c %U:%G:%a /etc/lanmeter/lanmeter.toml || true)
 check "the modified conffile survived, still $mode" sh -c "grep -q 'edited by the household' '$root/etc/lanmeter/lanmeter.toml' && [ '$mode' = root:lanmeter:640 ]"
