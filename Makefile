@@ -122,8 +122,9 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 ARM64 := aarch64-unknown-linux-gnu
 # dpkg-dev: dpkg-shlibdeps computes Depends; lintian checks the result; systemd: systemd-analyze.
 DEB_DEBS := $(RUN_DEBS) dpkg-dev lintian systemd
-# The package test also installs the .deb (apt resolves its Depends) and runs it in a namespace.
-DEB_TEST_DEBS := $(DEB_DEBS) iproute2 iputils-ping util-linux man-db curl
+# The package test also installs the .deb (apt resolves its Depends) and runs it in a namespace;
+# mmdebstrap makes the Debian root file system that systemd-nspawn (systemd-container) boots.
+DEB_TEST_DEBS := $(DEB_DEBS) iproute2 iputils-ping util-linux man-db curl mmdebstrap systemd-container
 # Cross toolchain (TOOLCHAIN.md): the aarch64 linker and C library for rusqlite's bundled SQLite,
 # libpcap for arm64 through multiarch, qemu to run the result on this machine.
 ARM64_DEBS := gcc-aarch64-linux-gnu libc6-dev-arm64-cross libpcap-dev:arm64 qemu-user-static
@@ -139,8 +140,11 @@ deps-deb-test:
 	$(call apt_install,$(DEB_TEST_DEBS))
 
 # The amd64 (host) package: target/debian/lanmeter_VERSION_ARCH.deb under the target directory.
+# The man pages come from a debug build of the example: its text does not depend on the profile,
+# `make test` has built it already (cargo test --all-targets), and a release build of it would
+# compile the whole crate a second time with the dev-dependencies' features (minutes on 2 cores).
 deb: check-cargo-deb deps-deb
-	$(CARGO) run --release --quiet --example mangen -- $(TARGET_DIR)/release/man >/dev/null
+	$(CARGO) run --quiet --example mangen -- $(TARGET_DIR)/release/man >/dev/null
 	gzip -9nf $(TARGET_DIR)/release/man/*.1
 	$(CARGO) deb
 
@@ -163,11 +167,16 @@ deb-arm64: check-cargo-deb deps-deb deps-arm64
 	gzip -9nf $(TARGET_DIR)/$(ARM64)/release/man/*.1
 	$(ARM64_ENV) $(CARGO) deb --target $(ARM64)
 
-# Builds, lints and installs the amd64 package on this machine, runs it as the lanmeter user on a
-# veth pair, upgrades, removes and purges it (root; changes this machine's packages and users
-# while it runs). Part of `make test`; it needs a release build (minutes on 2 cores).
+# Builds the amd64 package, then two tests (root; both run even if the first fails):
+# test-deb.sh lints it and installs it on this machine, runs it as the lanmeter user on a veth
+# pair, upgrades, removes and purges it; test-nspawn.sh installs it in a Debian bookworm booted
+# with systemd as PID 1 (systemd-nspawn) and checks the service's first start, pages, sandbox,
+# restart, stop, upgrade and purge there. Part of `make test`; it needs a release build (minutes
+# on 2 cores), and the first run makes the container's root file system (cached in target/nspawn).
 deb-test package-test: deb deps-deb-test
-	./packaging/test-deb.sh "$(TARGET_DIR)"
+	@host=0; ./packaging/test-deb.sh "$(TARGET_DIR)" || host=$$?; \
+	nspawn=0; ./packaging/test-nspawn.sh "$(TARGET_DIR)" || nspawn=$$?; \
+	[ $$host = 0 ] && [ $$nspawn = 0 ]
 
 # The arm64 package's binary under qemu replays a generated capture to the same totals as amd64.
 package-arm64-test: deb-arm64

@@ -246,7 +246,10 @@ pub fn run_with_health(
     notifier.stopping();
     tracing::info!("stopping: waiting for the capture thread, then flushing");
     if let Some(job) = backups.job.take() {
-        tracing::info!("waiting for the nightly backup to finish");
+        // The handle of a finished backup stays here until the next maintenance round.
+        if !job.is_finished() {
+            tracing::info!("waiting for the nightly backup to finish");
+        }
         let _ = job.join();
     }
     if capture_thread.join().is_err() {

@@ -62,13 +62,10 @@ fn config_error(advice: String, detail: impl Into<String>) -> MailError {
     }
 }
 
-/// This machine's host name, for the default sender and the dashboard URL.
+/// This machine's host name, for the default sender and the dashboard URL (gethostname(2), which
+/// the service's sandbox allows; "lanmeter" only if the name is empty).
 pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "lanmeter".into())
+    crate::system::host::host_name().unwrap_or_else(|| "lanmeter".into())
 }
 
 impl Mailer {

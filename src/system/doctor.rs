@@ -700,11 +700,118 @@ fn check_port(cfg: &Config) -> Finding {
     const C: &str = "dashboard port";
     match std::net::TcpListener::bind(cfg.listen) {
         Ok(_) => Finding::new(C, Status::Ok, format!("{} is free", cfg.listen)),
-        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Finding::new(C, Status::Warn, format!("{} is in use (by the running lanmeter service, or by another program)", cfg.listen))
-            .fix(format!("see who listens: `sudo ss -ltnp 'sport = :{}'`; if it is not lanmeter, choose another `listen` port", cfg.listen.port())),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            port_owner_verdict(cfg.listen, &port_owners(cfg.listen.port()))
+        }
         Err(e) => Finding::new(C, Status::Warn, format!("cannot bind {}: {e}", cfg.listen))
             .fix("set `listen` in /etc/lanmeter/lanmeter.toml to an address of this machine"),
     }
+}
+
+/// A TCP socket listening on the dashboard port, as the kernel lists it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PortOwner {
+    /// The user the socket belongs to, by name when it has one.
+    pub user: Option<String>,
+    pub uid: u32,
+    /// The process holding it (pid, command name): found only where this user may read the
+    /// process's file descriptors (as root, or the same user).
+    pub process: Option<(u32, String)>,
+}
+
+/// (uid, socket inode) of every socket listening on TCP `port` in a /proc/net/tcp or tcp6 text.
+pub fn parse_listeners(text: &str, port: u16) -> Vec<(u32, u64)> {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+            let local_port = u16::from_str_radix(f.get(1)?.rsplit(':').next()?, 16).ok()?;
+            (local_port == port && *f.get(3)? == "0A").then_some(())?;
+            Some((f.get(7)?.parse().ok()?, f.get(9)?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Who listens on `port` in this network namespace: the socket's user from /proc/net/tcp{,6} and,
+/// when readable, the process whose file descriptors hold the socket.
+fn port_owners(port: u16) -> Vec<PortOwner> {
+    let mut sockets: Vec<(u32, u64)> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .flat_map(|t| parse_listeners(&t, port))
+        .collect();
+    sockets.sort_unstable();
+    sockets.dedup();
+    let mut processes = std::collections::HashMap::new();
+    if let Ok(procs) = std::fs::read_dir("/proc") {
+        for pid in procs
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        {
+            let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+                continue;
+            };
+            for fd in fds.flatten() {
+                let Ok(link) = std::fs::read_link(fd.path()) else {
+                    continue;
+                };
+                let inode = link
+                    .to_str()
+                    .and_then(|l| l.strip_prefix("socket:["))
+                    .and_then(|l| l.strip_suffix(']'))
+                    .and_then(|l| l.parse::<u64>().ok());
+                if let Some(inode) = inode.filter(|i| sockets.iter().any(|s| s.1 == *i)) {
+                    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                        .map(|c| c.trim().to_string())
+                        .unwrap_or_default();
+                    processes.entry(inode).or_insert((pid, comm));
+                }
+            }
+        }
+    }
+    sockets
+        .into_iter()
+        .map(|(uid, inode)| PortOwner {
+            user: nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+                .ok()
+                .flatten()
+                .map(|u| u.name),
+            uid,
+            process: processes.get(&inode).cloned(),
+        })
+        .collect()
+}
+
+/// The verdict on a dashboard port that is already taken: fine when lanmeter itself (the
+/// service's user, or a process called lanmeter) holds it, a warning naming the owner otherwise.
+pub fn port_owner_verdict(listen: std::net::SocketAddr, owners: &[PortOwner]) -> Finding {
+    const C: &str = "dashboard port";
+    let is_lanmeter = |o: &PortOwner| {
+        o.user.as_deref() == Some("lanmeter")
+            || o.process.as_ref().is_some_and(|(_, c)| c == "lanmeter")
+    };
+    let describe = |o: &PortOwner| {
+        let user = o.user.clone().unwrap_or_else(|| format!("uid {}", o.uid));
+        match &o.process {
+            Some((pid, comm)) => format!("{comm} (pid {pid}, user {user})"),
+            None => format!("a program of user {user}"),
+        }
+    };
+    if let Some(own) = owners.iter().find(|o| is_lanmeter(o)) {
+        return Finding::new(
+            C,
+            Status::Ok,
+            format!("{listen} is served by lanmeter: {}", describe(own)),
+        );
+    }
+    let who = if owners.is_empty() {
+        "another program (this user cannot see which)".to_string()
+    } else {
+        owners.iter().map(describe).collect::<Vec<_>>().join(", ")
+    };
+    Finding::new(C, Status::Warn, format!("{listen} is in use by {who}"))
+        .fix(format!("stop that program, or choose another `listen` port in /etc/lanmeter/lanmeter.toml (`sudo ss -ltnp 'sport = :{}'` shows who listens)", listen.port()))
 }
 
 #[cfg(test)]
@@ -818,6 +925,54 @@ mod tests {
             },
         );
         assert_eq!(port.status, Status::Warn);
+    }
+
+    #[test]
+    fn listeners_are_read_from_proc_net_tcp() {
+        // Two lines of a real /proc/net/tcp: a listener on 8080 (0x1F90) of uid 999, and an
+        // established connection from that port, which is not a listener.
+        let text = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000   999        0 41234 1 0000000000000000 100 0 0 10 0
+   1: 0100007F:1F90 0100007F:D2B4 01 00000000:00000000 00:00000000 00000000   999        0 41240 1 0000000000000000 20 4 30 10 -1
+";
+        assert_eq!(parse_listeners(text, 8080), vec![(999, 41234)]);
+        assert!(parse_listeners(text, 80).is_empty());
+    }
+
+    #[test]
+    fn the_port_held_by_lanmeter_is_fine_and_another_owner_is_named() {
+        let listen: std::net::SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        let service = PortOwner {
+            user: Some("lanmeter".into()),
+            uid: 999,
+            process: None,
+        };
+        let own = port_owner_verdict(listen, &[service]);
+        assert_eq!(own.status, Status::Ok);
+        assert!(
+            own.summary.contains("served by lanmeter"),
+            "{}",
+            own.summary
+        );
+        let manual = PortOwner {
+            user: Some("root".into()),
+            uid: 0,
+            process: Some((42, "lanmeter".into())),
+        };
+        assert_eq!(port_owner_verdict(listen, &[manual]).status, Status::Ok);
+        let other = PortOwner {
+            user: Some("www-data".into()),
+            uid: 33,
+            process: Some((7, "nginx".into())),
+        };
+        let f = port_owner_verdict(listen, &[other]);
+        assert_eq!(f.status, Status::Warn);
+        assert!(
+            f.summary.contains("nginx (pid 7, user www-data)"),
+            "{}",
+            f.summary
+        );
+        assert_eq!(port_owner_verdict(listen, &[]).status, Status::Warn);
     }
 
     #[test]

@@ -1,6 +1,12 @@
 //! The machine lanmeter runs on, as the System page shows it: CPU use, memory, the disk holding
 //! the database, CPU temperature and uptime (through the sysinfo crate, which only this file uses).
 //!
+//! The host name comes from gethostname(2) and the disk from statvfs(2) on the database's folder,
+//! not from /proc/sys/kernel/hostname and /proc/mounts: both work in the service's sandbox
+//! (ProtectHostname= keeps the host's name in a private UTS namespace) and need no mount table.
+//! CPU and memory have no such source (sysinfo(2) knows no page cache), so the unit keeps
+//! /proc/stat and /proc/meminfo visible (ProcSubset=all, systemd/lanmeter.service).
+//!
 //! It only reads; every figure it cannot read on this host is `None`, never an error, so the page
 //! still renders on a machine without thermal sensors.
 
@@ -50,7 +56,7 @@ pub fn read(db_path: &Path) -> HostInfo {
         }
     }
     info.uptime_secs = sysinfo::System::uptime().ok();
-    info.host_name = sysinfo::System::host_name().ok();
+    info.host_name = host_name();
     info.load1 = sysinfo::System::load_average().ok().map(|l| l.one);
     if let Ok(components) = sysinfo::Components::new_with_refreshed_list() {
         let temps: Vec<(String, f32)> = components
@@ -70,20 +76,38 @@ pub fn read(db_path: &Path) -> HostInfo {
             .reduce(f32::max)
             .or_else(|| (temps.len() == 1).then(|| temps[0].1));
     }
-    if let Ok(disks) = sysinfo::Disks::new_with_refreshed_list() {
-        let dir = db_path
-            .canonicalize()
-            .ok()
-            .and_then(|p| p.parent().map(Path::to_path_buf))
-            .unwrap_or_else(|| db_path.to_path_buf());
-        // The longest mount point that contains the database's folder is its file system.
-        info.disk = disks
-            .iter()
-            .filter(|d| dir.starts_with(d.mount_point()))
-            .max_by_key(|d| d.mount_point().as_os_str().len())
-            .map(|d| (d.available_space(), d.total_space()));
-    }
+    info.disk = disk_space(db_path);
     info
+}
+
+/// This machine's name as gethostname(2) reports it; `None` if it is empty or not UTF-8.
+pub fn host_name() -> Option<String> {
+    let name = nix::unistd::gethostname().ok()?.into_string().ok()?;
+    (!name.is_empty()).then_some(name)
+}
+
+/// (available to unprivileged users, total) bytes of the file system holding `db_path`: statvfs(2)
+/// on the nearest existing folder at or above the database, so a database not created yet still
+/// reports the disk it will be written to.
+fn disk_space(db_path: &Path) -> Option<(u64, u64)> {
+    let mut dir = db_path.parent()?;
+    while !dir.exists() {
+        dir = dir.parent()?;
+    }
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let st = nix::sys::statvfs::statvfs(dir).ok()?;
+    // fsblkcnt_t and c_ulong are 32 bits on armhf (Raspberry Pi OS 32-bit), 64 bits here.
+    #[allow(clippy::useless_conversion)]
+    let (avail, total, frag) = (
+        u64::from(st.blocks_available()),
+        u64::from(st.blocks()),
+        u64::from(st.fragment_size()),
+    );
+    Some((avail.saturating_mul(frag), total.saturating_mul(frag)))
 }
 
 #[cfg(test)]
@@ -99,5 +123,17 @@ mod tests {
         assert!(h.uptime_secs.is_some());
         let (avail, total) = h.disk.expect("the temp dir's file system");
         assert!(avail <= total && total > 0);
+        // The kernel's own record of the name, independent of gethostname(2)'s path.
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        assert_eq!(h.host_name.as_deref(), Some(kernel.trim()));
+    }
+
+    #[test]
+    fn disk_of_a_database_not_created_yet_is_its_nearest_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, total) = super::disk_space(&dir.path().join("a/b/x.db")).expect("statvfs");
+        let (_, same) = super::disk_space(&dir.path().join("x.db")).expect("statvfs");
+        assert_eq!(total, same);
+        assert!(total > 0);
     }
 }
