@@ -7,7 +7,7 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(
     name = "lanmeter",
-    version,
+    version = crate::VERSION,
     about = "Household network usage monitor: bytes per device, history, alerts"
 )]
 pub struct Cli {

@@ -93,7 +93,7 @@ pub async fn page(
                 .map_or_else(|| "unknown".into(), fmt_duration),
         ),
         ("lanmeter running for", fmt_duration(state.running_secs())),
-        ("Version", format!("lanmeter {}", env!("CARGO_PKG_VERSION"))),
+        ("Version", format!("lanmeter {}", crate::VERSION)),
     ];
     if let Some(d) = state.demo() {
         rows.push(("Mode", d.to_string()));
