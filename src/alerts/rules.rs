@@ -376,16 +376,26 @@ pub fn health(h: &HealthInput, l: &HealthLimits) -> Vec<Condition> {
     out.push(health_cond(
         "database",
         Severity::Critical,
-        h.storage.moved_aside.is_some(),
-        "The database was damaged and moved aside".into(),
+        h.storage.moved_aside.is_some() || !h.storage.damage.is_empty(),
+        "The database was found damaged".into(),
         format!(
-            "At start, lanmeter found the database damaged, moved it to {} and started a fresh \
-             one. Restore a backup with `lanmeter restore` to get the history back.",
+            "{} Old backups are no longer pruned. Stop the service and run `lanmeter restore \
+             --list` then `lanmeter restore --latest-good` to get the history back, or keep the \
+             current database with `lanmeter restore --dismiss-damage`; this alert stays open \
+             until then.",
             h.storage
-                .moved_aside
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default()
+                .damage
+                .iter()
+                .map(|e| e.summary())
+                .chain(
+                    h.storage
+                        .moved_aside
+                        .iter()
+                        .filter(|_| h.storage.damage.is_empty())
+                        .map(|p| format!("The damaged database was kept as {}.", p.display()))
+                )
+                .collect::<Vec<_>>()
+                .join(" ")
         ),
         Vec::new(),
     ));
