@@ -9,6 +9,7 @@ mod browser;
 mod cli_errors;
 mod corpus;
 mod daemon;
+mod damage;
 mod dashboard;
 mod devices;
 mod discovery;
