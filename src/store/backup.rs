@@ -82,19 +82,7 @@ fn utf8(path: &Path) -> Result<&str, BackupError> {
 
 use super::damage::with_suffix;
 
-/// The file a database path really names: symlinks (of the file or of its folders) resolved,
-/// so a lock, a restore or a damage record on `/srv/link.db` acts on the file it points to.
-/// A database that does not exist yet resolves through its folder.
-pub fn real_path(db: &Path) -> PathBuf {
-    if let Ok(p) = fs::canonicalize(db) {
-        return p;
-    }
-    let parent = db.parent().filter(|p| !p.as_os_str().is_empty());
-    match (parent.map(fs::canonicalize), db.file_name()) {
-        (Some(Ok(dir)), Some(name)) => dir.join(name),
-        _ => db.to_path_buf(),
-    }
-}
+pub use super::damage::real_path;
 
 /// A compact UTC stamp for file names (`20260301T120000Z`).
 fn stamp() -> String {
@@ -238,6 +226,8 @@ impl Store {
     /// database goes on without the unreadable transactions. Either way an unresolved damage
     /// event is recorded next to the database ([`damage::record`]) and returned.
     pub fn open_checked(path: &Path) -> Result<(Store, Option<DamageEvent>), BackupError> {
+        // Through a symlink, the file it names is checked and kept, not the link.
+        let path = &real_path(path);
         if !path.exists() {
             return Ok((Store::open(path)?, None));
         }
@@ -486,6 +476,16 @@ pub fn restore(db: &Path, from: &Path) -> Result<Option<PathBuf>, BackupError> {
         .and_then(|f| f.sync_all())
         .map_err(io("syncing", &tmp))?;
     let mut kept = None;
+    // The restored file belongs to whoever owned the one it replaces (run as root, a restore
+    // must not leave the service's database owned by root).
+    let owner = fs::metadata(db)
+        .ok()
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .zip(
+            fs::metadata(db)
+                .ok()
+                .map(|m| std::os::unix::fs::MetadataExt::gid(&m)),
+        );
     if db.exists() {
         let aside = with_suffix(db, &format!(".before-restore-{}", stamp()));
         move_aside(db, &aside)?;
@@ -493,6 +493,13 @@ pub fn restore(db: &Path, from: &Path) -> Result<Option<PathBuf>, BackupError> {
     }
     fs::rename(&tmp, db).map_err(io("moving the restored copy to", db))?;
     sync_dir(db);
+    if let Some((uid, gid)) = owner {
+        let _ = nix::unistd::chown(
+            db,
+            Some(nix::unistd::Uid::from_raw(uid)),
+            Some(nix::unistd::Gid::from_raw(gid)),
+        );
+    }
     // Upgrades an older backup's schema now, with the daemon stopped.
     drop(Store::open(db)?);
     damage::resolve(db, &format!("restored from {}", from.display()))

@@ -72,9 +72,24 @@ pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Where a database's unresolved damage events are kept.
+/// The file a database path really names: symlinks (of the file or of its folders) resolved,
+/// so a lock, a restore or a damage record on `/srv/link.db` acts on the file it points to.
+/// A database that does not exist yet resolves through its folder.
+pub fn real_path(db: &Path) -> PathBuf {
+    if let Ok(p) = fs::canonicalize(db) {
+        return p;
+    }
+    let parent = db.parent().filter(|p| !p.as_os_str().is_empty());
+    match (parent.map(fs::canonicalize), db.file_name()) {
+        (Some(Ok(dir)), Some(name)) => dir.join(name),
+        _ => db.to_path_buf(),
+    }
+}
+
+/// Where a database's unresolved damage events are kept: beside the real file, so the daemon
+/// and a command given the path through a symlink agree.
 pub fn marker(db: &Path) -> PathBuf {
-    with_suffix(db, ".damage")
+    with_suffix(&real_path(db), ".damage")
 }
 
 /// The unresolved damage events of `db` (none when the marker is absent). A line that does
