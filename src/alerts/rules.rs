@@ -561,4 +561,37 @@ mod tests {
         };
         assert_eq!(active(&stopped), ["capture"]);
     }
+
+    /// An unresolved damage record keeps the database alert active (it auto-resolved at the
+    /// next start when only the in-memory "moved aside" flag raised it), and says how to act.
+    #[test]
+    fn unresolved_damage_keeps_the_database_alert_active() {
+        let limits = HealthLimits {
+            no_packets_secs: 600,
+            drop_percent: 1.0,
+            disk_percent: 90.0,
+            cpu_temp_c: 80.0,
+            flush_failing_secs: 60,
+        };
+        let mut h = HealthInput {
+            capture_running: true,
+            ..HealthInput::default()
+        };
+        h.storage.damage = vec![crate::store::damage::DamageEvent {
+            at: 1_767_225_600,
+            kind: "wal".into(),
+            detail: "the -wal is not a valid write-ahead log".into(),
+            kept: vec!["/var/lib/lanmeter/lanmeter.db.wal-damaged-X".into()],
+        }];
+        let c = health(&h, &limits)
+            .into_iter()
+            .find(|c| c.subject == "database")
+            .unwrap();
+        assert_eq!(c.state, ConditionState::Active);
+        assert!(
+            c.body.contains("wal-damaged-X") && c.body.contains("--latest-good"),
+            "{}",
+            c.body
+        );
+    }
 }

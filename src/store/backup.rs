@@ -813,12 +813,11 @@ mod tests {
         assert_eq!(damage::unresolved(&db).len(), 1);
     }
 
-    /// A killed daemon's files with a garbage -wal: the three files are kept exactly, the
-    /// damage is recorded, and the database goes on with what its file holds.
-    #[test]
-    fn a_garbage_wal_is_kept_and_reported_not_dropped() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("w.db");
+    /// A killed process's files: a database whose last committed flush is only in its -wal.
+    /// Copied under another name: SQLite shares its locks and index per file within a
+    /// process, so the connection that wrote them must not see them again.
+    fn killed_with_a_hot_wal(dir: &Path) -> PathBuf {
+        let db = dir.join("w.db");
         let mut store = Store::open(&db).unwrap();
         store
             .conn
@@ -834,14 +833,19 @@ mod tests {
                 &[],
             )
             .unwrap();
-        // The files as a killed process leaves them, under another name: SQLite shares its
-        // locks and index per file within a process, so the open connection must not see them.
-        let killed = dir.path().join("k.db");
+        let killed = dir.join("k.db");
         for s in ["", "-wal", "-shm"] {
             fs::copy(with_suffix(&db, s), with_suffix(&killed, s)).unwrap();
         }
-        drop(store);
-        let db = killed;
+        killed
+    }
+
+    /// A killed daemon's files with a garbage -wal: the three files are kept exactly, the
+    /// damage is recorded, and the database goes on with what its file holds.
+    #[test]
+    fn a_garbage_wal_is_kept_and_reported_not_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = killed_with_a_hot_wal(dir.path());
         let wal = with_suffix(&db, "-wal");
         let garbage = vec![0x33u8; fs::metadata(&wal).unwrap().len() as usize];
         fs::write(&wal, &garbage).unwrap();
@@ -858,6 +862,26 @@ mod tests {
         assert_eq!(fs::read(k_wal).unwrap(), garbage);
         assert_eq!(fs::read(k_shm).unwrap(), shm_bytes);
         assert_eq!(damage::unresolved(&db).len(), 1);
+    }
+
+    /// The probe's other case: the -wal deleted, its -shm kept. The flush was silently gone.
+    #[test]
+    fn a_deleted_wal_with_its_shm_kept_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = killed_with_a_hot_wal(dir.path());
+        fs::remove_file(with_suffix(&db, "-wal")).unwrap();
+        let shm_bytes = fs::read(with_suffix(&db, "-shm")).unwrap();
+        let (store, event) = Store::open_checked(&db).unwrap();
+        let event = event.expect("a missing -wal with frames in its index is damage");
+        assert!(event.detail.contains("missing"), "{}", event.detail);
+        assert_eq!(
+            event.kept.len(),
+            2,
+            "the database and the -shm: {:?}",
+            event.kept
+        );
+        assert_eq!(fs::read(&event.kept[1]).unwrap(), shm_bytes);
+        assert_eq!(store.quick_check().unwrap(), Vec::<String>::new());
     }
 
     #[test]
