@@ -383,9 +383,11 @@ fn move_aside(path: &Path, aside: &Path) -> Result<(), BackupError> {
 #[derive(Debug)]
 pub struct DbLock {
     _lock: Flock<File>,
-    /// Held while this process lives; never closed while SQLite has the file open, since
-    /// closing any descriptor of a file drops the process's POSIX locks on it (SQLite's).
-    file: Option<Flock<File>>,
+    /// The database file's locks, with its (device, inode). Only ever added to, and closed
+    /// only with the whole lock: closing any descriptor of a file drops every POSIX lock the
+    /// process holds on it, SQLite's own included (its shared lock on a WAL database, without
+    /// which another process's last close would checkpoint and delete the live -wal).
+    files: Vec<((u64, u64), Flock<File>)>,
     db: PathBuf,
     path: PathBuf,
 }
@@ -410,7 +412,7 @@ impl DbLock {
         let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(lock) => DbLock {
                 _lock: lock,
-                file: None,
+                files: Vec::new(),
                 db: real,
                 path,
             },
@@ -437,15 +439,25 @@ impl DbLock {
     /// Locks the database file now at the path (again after it was replaced, e.g. a damaged
     /// one moved aside). False when another process holds it under another name.
     pub fn cover_file(&mut self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        // stat, not open: opening and closing a descriptor of a file SQLite has open here
+        // would drop SQLite's locks (see `files`).
+        let Ok(meta) = fs::metadata(&self.db) else {
+            return true;
+        };
+        let id = (meta.dev(), meta.ino());
+        if self.files.iter().any(|(held, _)| *held == id) {
+            return true;
+        }
         let Ok(f) = File::open(&self.db) else {
             return true;
         };
         match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
             Ok(l) => {
-                // The old descriptor names a file moved aside, which SQLite no longer has open.
-                self.file = Some(l);
+                self.files.push((id, l));
                 true
             }
+            // Nothing of SQLite's is open on a file another process holds.
             Err(_) => false,
         }
     }

@@ -19,7 +19,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const PATIENCE: Duration = Duration::from_secs(20);
-const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// Debian's libfaketime (package faketime), in this machine's multiarch folder.
+fn libfaketime() -> String {
+    std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| Some(e.ok()?.path().join("faketime/libfaketime.so.1")))
+        .find(|p| p.exists())
+        .map(|p| p.display().to_string())
+        .expect("libfaketime.so.1 missing: install the Debian package faketime")
+}
 
 /// A `lanmeter run` in a namespace, its stderr collected.
 struct Run {
@@ -188,10 +198,7 @@ fn named(dir: &Path, part: &str) -> Vec<PathBuf> {
 /// folder say what to do, and `restore --latest-good` gives the old totals back.
 #[test]
 fn page_one_damage_keeps_the_good_backups_through_seven_nights() {
-    assert!(
-        Path::new(LIBFAKETIME).exists(),
-        "{LIBFAKETIME} missing: install the Debian package faketime"
-    );
+    let faketime = libfaketime();
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path());
     let db = dir.path().join("lanmeter.db");
@@ -222,7 +229,7 @@ fn page_one_damage_keeps_the_good_backups_through_seven_nights() {
     let started = Instant::now();
     for night in 8..=14 {
         let env = [
-            ("LD_PRELOAD", LIBFAKETIME.to_string()),
+            ("LD_PRELOAD", faketime.clone()),
             ("FAKETIME", format!("@2026-03-{night:02} 03:00:00")),
             ("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_string()),
         ];
