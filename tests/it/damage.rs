@@ -375,6 +375,25 @@ fn a_garbage_wal_is_reported_and_kept() {
         &["restore", "--dismiss-damage", "--db", db.to_str().unwrap()],
     ));
     assert!(dismissed.contains("dismissed"), "{dismissed}");
+
+    // The probe's other case: the -wal deleted, its -shm kept.
+    let mut run = Run::start(&p.a, &p.a_if, &cfg, &db, &[]);
+    run.wait_for("lanmeter::daemon: capturing ");
+    p.exec(
+        &p.b,
+        &["ping", "-q", "-c", "5", "-i", "0.2", &p.a_ip.to_string()],
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    run.end(Some(Signal::SIGKILL));
+    std::fs::remove_file(&wal).unwrap();
+    let mut run = Run::start(&p.a, &p.a_if, &cfg, &db, &[]);
+    run.wait_for("lanmeter::daemon: capturing ");
+    let (clean, log) = run.end(Some(Signal::SIGTERM));
+    assert!(clean, "{log}");
+    assert!(
+        log.contains("DAMAGED DATABASE") && log.contains("the -wal is missing"),
+        "{log}"
+    );
 }
 
 /// Issue 25 item 7: a second daemon through a symlinked path counted every byte twice, and a
