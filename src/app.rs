@@ -172,7 +172,8 @@ fn run_backup(config: Option<&Path>, args: BackupArgs) -> anyhow::Result<ExitCod
         Some(db) => db,
         None => load_config(config)?.database_path(),
     };
-    let store = Store::open_existing(&db)?;
+    // Read-only: a backup copies the file as it is and never upgrades its schema.
+    let store = Store::open_read_only_as_is(&db)?;
     store.backup_to(&args.file)?;
     println!(
         "{}: backup of {} written and checked",
@@ -346,7 +347,12 @@ fn run_token(config: Option<&Path>, args: crate::cli::TokenArgs) -> anyhow::Resu
     use crate::cli::TokenAction;
     let cfg = load_config(config)?;
     let db = args.db.unwrap_or_else(|| cfg.database_path());
-    let store = Store::open(&db).with_context(|| format!("opening database {}", db.display()))?;
+    // Listing only reads: it must not upgrade the schema.
+    let store = match args.action {
+        TokenAction::List => Store::open_read_only(&db),
+        _ => Store::open(&db),
+    }
+    .with_context(|| format!("opening database {}", db.display()))?;
     let now = jiff::Timestamp::now().as_second();
     let audit = |action: &str, detail: &str| {
         store.audit(&crate::store::auth::AuditEntry {

@@ -210,6 +210,16 @@ impl Store {
     /// plan, doctor, the backup list): they never upgrade the schema or write anything. A schema
     /// older or newer than this build's is refused with a message saying what to do.
     pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        Store::read_only(path, false)
+    }
+
+    /// [`Store::open_read_only`] that accepts an older schema as it is: for `lanmeter backup`,
+    /// whose copy of an old database must be that old database, not an upgraded one.
+    pub fn open_read_only_as_is(path: &Path) -> Result<Store, StoreError> {
+        Store::read_only(path, true)
+    }
+
+    fn read_only(path: &Path, older_ok: bool) -> Result<Store, StoreError> {
         if !path.is_file() {
             return Err(StoreError::Missing {
                 path: path.to_path_buf(),
@@ -232,7 +242,7 @@ impl Store {
                 known,
             });
         }
-        if found < known as i64 {
+        if found < known as i64 && !older_ok {
             return Err(StoreError::OlderSchema {
                 path: path.to_path_buf(),
                 found,

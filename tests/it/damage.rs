@@ -498,6 +498,7 @@ fn read_only_commands_never_upgrade_the_schema() {
         vec!["export", "--db", d],
         vec!["devices", "--db", d],
         vec!["plan", "--db", d],
+        vec!["token", "list", "--db", d],
     ] {
         let err = failed(&lanmeter(&cfg, &args));
         assert!(
@@ -510,6 +511,26 @@ fn read_only_commands_never_upgrade_the_schema() {
             "{args:?} wrote to the file"
         );
     }
+    // A backup copies the older schema as it is, and still leaves the file alone.
+    let copy = dir.path().join("copy.db");
+    ok(&lanmeter(
+        &cfg,
+        &["backup", copy.to_str().unwrap(), "--db", d],
+    ));
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        before,
+        "backup wrote to the file"
+    );
+    let version = Command::new("sqlite3")
+        .arg(&copy)
+        .arg("PRAGMA user_version;")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        (current - 1).to_string()
+    );
 }
 
 /// Issue 25 item 8: every build reported `0.1.0`. A build from a git checkout names its commit.
