@@ -1,10 +1,12 @@
 //! The database file as a whole: consistent backups while the daemon writes, restore with the
-//! daemon stopped, the nightly backup folder, the daemon's lock on the file, and the integrity
-//! check at start that moves a damaged database aside instead of overwriting it.
+//! daemon stopped, the nightly backup folder (listed and checked for `restore --list`), the
+//! daemon's lock on the file, and the check at start that keeps a damaged database (with its
+//! -wal and -shm) exactly as found instead of letting SQLite write into it ([`super::damage`]).
 //!
-//! It never deletes a database: a replaced or damaged file is renamed next to the original with
-//! a timestamp, and only backups this module wrote (`lanmeter-YYYY-MM-DD.db` in the backup
-//! folder) are ever pruned.
+//! It never deletes a database: a replaced or damaged file is renamed (or copied) next to the
+//! original with a timestamp, and only nightly backups this module wrote
+//! (`lanmeter-YYYY-MM-DD.db` in the backup folder) are ever pruned: never while a damage is
+//! unresolved, and an old one only once `backup_keep` newer ones pass `quick_check`.
 use super::damage::{self, DamageEvent};
 use super::{Store, StoreError, sql_err};
 use jiff::Timestamp;
