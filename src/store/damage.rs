@@ -386,6 +386,17 @@ mod tests {
         assert_eq!(inspect(&dir.path().join("none.db")), Inspection::default());
     }
 
+    /// Read-only commands leave an empty -wal and its -shm behind: not damage.
+    #[test]
+    fn what_a_read_only_command_leaves_is_not_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("r.db");
+        drop(crate::store::Store::open(&db).unwrap());
+        drop(crate::store::Store::open_read_only(&db).unwrap().schema_version());
+        assert!(with_suffix(&db, "-shm").exists(), "the case this test is about");
+        assert_eq!(inspect(&db), Inspection::default());
+    }
+
     #[test]
     fn garbage_missing_and_truncated_logs_are_damage() {
         let dir = tempfile::tempdir().unwrap();

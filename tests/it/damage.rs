@@ -224,6 +224,17 @@ fn page_one_damage_keeps_the_good_backups_through_seven_nights() {
         *b = x as u8;
     }
     std::fs::write(&db, &bytes).unwrap();
+    // The -wal and -shm beside it (read-only commands leave an empty log and its index) must be
+    // kept as they are too.
+    let sidecars: Vec<(&str, Option<Vec<u8>>)> = ["-wal", "-shm"]
+        .into_iter()
+        .map(|s| {
+            (
+                s,
+                std::fs::read(dir.path().join(format!("lanmeter.db{s}"))).ok(),
+            )
+        })
+        .collect();
 
     let p = NetnsPair::new();
     let started = Instant::now();
@@ -258,7 +269,22 @@ fn page_one_damage_keeps_the_good_backups_through_seven_nights() {
         7,
         "one fresh-history backup a night: {after:?}"
     );
-    let aside = named(dir.path(), "lanmeter.db.corrupt-");
+    let mut aside = named(dir.path(), "lanmeter.db.corrupt-");
+    for (suffix, before) in sidecars {
+        let kept = aside
+            .iter()
+            .position(|p| p.to_string_lossy().ends_with(suffix));
+        match (kept, before) {
+            (Some(i), Some(b)) => {
+                assert_eq!(std::fs::read(aside.remove(i)).unwrap(), b, "{suffix}")
+            }
+            (None, None) => {}
+            (kept, before) => panic!(
+                "{suffix}: kept {kept:?}, there before: {}",
+                before.is_some()
+            ),
+        }
+    }
     assert_eq!(aside.len(), 1, "{aside:?}");
     assert_eq!(
         std::fs::read(&aside[0]).unwrap(),
