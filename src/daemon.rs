@@ -75,6 +75,9 @@ pub fn run_with_health(
     // Held for the whole run: a second daemon on the same file, or `lanmeter restore`, refuses.
     let mut _lock =
         DbLock::acquire(&db).with_context(|| format!("locking database {}", db.display()))?;
+    // Gone while backups of it exist: a damage too, before the open creates an empty one.
+    backup::record_if_missing(&db, &cfg.backup_dir_path())
+        .with_context(|| format!("checking database {}", db.display()))?;
     let (store, _damage) =
         Store::open_checked(&db).with_context(|| format!("opening database {}", db.display()))?;
     // A damaged file moved aside: the lock now covers the fresh one.

@@ -293,6 +293,43 @@ impl Store {
     }
 }
 
+/// A database file that is gone while nightly backups of it exist (an SD card's fsck may move
+/// it to lost+found; a mistaken `rm`) is a damage too: recorded, so the fresh history's
+/// backups do not prune the good ones. Call before the daemon opens (and so creates) it.
+pub fn record_if_missing(db: &Path, backup_dir: &Path) -> Result<Option<DamageEvent>, BackupError> {
+    let db = &real_path(db);
+    if db.exists() || !damage::unresolved(db).is_empty() {
+        return Ok(None);
+    }
+    let Ok(entries) = fs::read_dir(backup_dir) else {
+        return Ok(None);
+    };
+    let backups = entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| is_nightly_name(n))
+        .count();
+    if backups == 0 {
+        return Ok(None);
+    }
+    let event = DamageEvent {
+        at: Timestamp::now().as_second(),
+        kind: "missing".into(),
+        detail: format!(
+            "{} not found, {backups} nightly backups in {}",
+            db.display(),
+            backup_dir.display()
+        ),
+        kept: Vec::new(),
+    };
+    damage::record(db, &event).map_err(io("recording the damage in", &damage::marker(db)))?;
+    tracing::error!(
+        database = %db.display(),
+        "DAMAGED DATABASE: {}; backups are no longer pruned until you act: `lanmeter restore --latest-good` (service stopped) or `lanmeter restore --dismiss-damage`",
+        event.summary()
+    );
+    Ok(Some(event))
+}
+
 /// `PRAGMA quick_check` on a read-only connection that never checkpoints: the database file
 /// and its -wal are left exactly as they were, whatever the check finds. With `file_only`
 /// (the log is known to be damaged) the file is checked alone, as SQLite's `immutable` mode
@@ -896,6 +933,51 @@ mod tests {
         );
         assert_eq!(fs::read(&event.kept[1]).unwrap(), shm_bytes);
         assert_eq!(store.quick_check().unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_missing_database_with_backups_is_recorded_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, store) = filled(dir.path());
+        drop(store);
+        let bdir = dir.path().join("backups");
+        assert!(record_if_missing(&db, &bdir).unwrap().is_none(), "there");
+        nightly(&db, &bdir, 3, Date::new(2026, 3, 1).unwrap()).unwrap();
+        fs::remove_file(&db).unwrap();
+        let fresh = dir.path().join("new.db");
+        assert!(
+            record_if_missing(&fresh, &dir.path().join("none"))
+                .unwrap()
+                .is_none(),
+            "no backups"
+        );
+        let e = record_if_missing(&db, &bdir)
+            .unwrap()
+            .expect("missing with a backup");
+        assert!(
+            e.summary().contains("missing although backups"),
+            "{}",
+            e.summary()
+        );
+        assert!(
+            record_if_missing(&db, &bdir).unwrap().is_none(),
+            "recorded once"
+        );
+        assert_eq!(damage::unresolved(&db).len(), 1);
+        let p = nightly(
+            &db_after_start(&db),
+            &bdir,
+            3,
+            Date::new(2026, 3, 2).unwrap(),
+        )
+        .unwrap();
+        assert!(p.unwrap().to_string_lossy().contains("after-damage"));
+    }
+
+    /// The fresh database the daemon creates after finding none.
+    fn db_after_start(db: &Path) -> PathBuf {
+        drop(Store::open(db).unwrap());
+        db.to_path_buf()
     }
 
     #[test]

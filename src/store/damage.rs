@@ -47,21 +47,28 @@ impl DamageEvent {
 
     /// One sentence: what happened and where the evidence is.
     pub fn summary(&self) -> String {
-        let what = if self.kind == "pages" {
-            "the database was found damaged; a fresh, empty history was started"
-        } else {
-            "the database's write-ahead log was found damaged or missing; the last transactions in it could not be read"
+        let what = match self.kind.as_str() {
+            "pages" => "the database was found damaged; a fresh, empty history was started",
+            "missing" => {
+                "the database file was missing although backups of it exist; a fresh, empty history was started"
+            }
+            _ => {
+                "the database's write-ahead log was found damaged or missing; the last transactions in it could not be read"
+            }
         };
-        format!(
-            "{}: {what} ({}); the damaged files were kept unchanged as {}",
-            self.when(),
-            self.detail,
-            self.kept
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
+        let kept = if self.kept.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; the damaged files were kept unchanged as {}",
+                self.kept
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        format!("{}: {what} ({}){kept}", self.when(), self.detail)
     }
 }
 
@@ -392,8 +399,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("r.db");
         drop(crate::store::Store::open(&db).unwrap());
-        drop(crate::store::Store::open_read_only(&db).unwrap().schema_version());
-        assert!(with_suffix(&db, "-shm").exists(), "the case this test is about");
+        drop(
+            crate::store::Store::open_read_only(&db)
+                .unwrap()
+                .schema_version(),
+        );
+        assert!(
+            with_suffix(&db, "-shm").exists(),
+            "the case this test is about"
+        );
         assert_eq!(inspect(&db), Inspection::default());
     }
 
