@@ -90,7 +90,7 @@ fn run_setup_link(
 fn run_plan(config: Option<&Path>, args: crate::cli::PlanArgs) -> anyhow::Result<ExitCode> {
     let cfg = load_config(config)?;
     let db = args.db.unwrap_or_else(|| cfg.database_path());
-    let store = Store::open_existing(&db)?;
+    let store = Store::open_read_only(&db)?;
     let tz = cfg.time_zone();
     let report = store
         .plan_report(&tz, jiff::Timestamp::now())
@@ -213,7 +213,8 @@ fn run_backup(config: Option<&Path>, args: BackupArgs) -> anyhow::Result<ExitCod
         Some(db) => db,
         None => load_config(config)?.database_path(),
     };
-    let store = Store::open_existing(&db)?;
+    // Read-only: a backup copies the file as it is and never upgrades its schema.
+    let store = Store::open_read_only_as_is(&db)?;
     store.backup_to(&args.file)?;
     println!(
         "{}: backup of {} written and checked",
@@ -253,12 +254,69 @@ fn run_passwd(config: Option<&Path>, args: PasswdArgs) -> anyhow::Result<ExitCod
 }
 
 fn run_restore(config: Option<&Path>, args: RestoreArgs) -> anyhow::Result<ExitCode> {
-    let db = match args.db {
-        Some(db) => db,
-        None => load_config(config)?.database_path(),
+    use crate::store::{backup, damage};
+    let cfg = load_config(config)?;
+    let db = args.db.unwrap_or_else(|| cfg.database_path());
+    let dir = args.file.clone().unwrap_or_else(|| cfg.backup_dir_path());
+    let real = backup::real_path(&db);
+    if args.dismiss_damage {
+        match damage::resolve(
+            &real,
+            "dismissed from the shell: the current database is kept",
+        )
+        .with_context(|| format!("closing the damage record of {}", db.display()))?
+        {
+            Some(record) => println!(
+                "{}: damage dismissed (record kept as {}); old backups are pruned again",
+                db.display(),
+                record.display()
+            ),
+            None => println!("{}: no unresolved damage", db.display()),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.list {
+        let mut out = std::io::stdout().lock();
+        for e in damage::unresolved(&real) {
+            writeln!(out, "UNRESOLVED DAMAGE: {}", e.summary())?;
+        }
+        let all = backup::list(&dir)?;
+        if all.is_empty() {
+            writeln!(out, "no backups in {}", dir.display())?;
+        }
+        let newest_good = all
+            .iter()
+            .find(|b| !b.after_damage && b.verdict.is_ok())
+            .map(|b| b.path.clone());
+        for b in &all {
+            let verdict = match &b.verdict {
+                Ok(()) => "quick_check ok".to_string(),
+                Err(e) => format!("FAILS: {e}"),
+            };
+            let note = if b.after_damage {
+                "  (written after the damage: the fresh history only)"
+            } else if Some(&b.path) == newest_good.as_ref() {
+                "  <- newest good: `lanmeter restore --latest-good`"
+            } else {
+                ""
+            };
+            writeln!(
+                out,
+                "{}\t{}\t{:.1} MB\t{verdict}{note}",
+                b.date,
+                b.path.display(),
+                b.size as f64 / 1e6
+            )?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let file = if args.latest_good {
+        backup::newest_good(&dir)?
+    } else {
+        dir
     };
-    let kept = crate::store::backup::restore(&db, &args.file)?;
-    println!("{}: restored from {}", db.display(), args.file.display());
+    let kept = backup::restore(&db, &file)?;
+    println!("{}: restored from {}", db.display(), file.display());
     if let Some(kept) = kept {
         println!("the previous database was kept as {}", kept.display());
     }
@@ -330,7 +388,12 @@ fn run_token(config: Option<&Path>, args: crate::cli::TokenArgs) -> anyhow::Resu
     use crate::cli::TokenAction;
     let cfg = load_config(config)?;
     let db = args.db.unwrap_or_else(|| cfg.database_path());
-    let store = Store::open(&db).with_context(|| format!("opening database {}", db.display()))?;
+    // Listing only reads: it must not upgrade the schema.
+    let store = match args.action {
+        TokenAction::List => Store::open_read_only(&db),
+        _ => Store::open(&db),
+    }
+    .with_context(|| format!("opening database {}", db.display()))?;
     let now = jiff::Timestamp::now().as_second();
     let audit = |action: &str, detail: &str| {
         store.audit(&crate::store::auth::AuditEntry {
@@ -434,7 +497,7 @@ fn run_devices(config: Option<&Path>, args: DevicesArgs) -> anyhow::Result<ExitC
     use crate::discovery::report;
     let cfg = load_config(config)?;
     let db = args.db.unwrap_or_else(|| cfg.database_path());
-    let store = Store::open_existing(&db)?;
+    let store = Store::open_read_only(&db)?;
     let devices = store.list_devices()?;
     let now = jiff::Timestamp::now().as_nanosecond() as i64;
     let window = (cfg.presence_window_secs as i64).saturating_mul(1_000_000_000);
@@ -511,8 +574,9 @@ fn run_export(config: Option<&Path>, args: ExportArgs) -> anyhow::Result<ExitCod
     let cfg = load_config(config)?;
     let tz = cfg.time_zone();
     let db = args.db.unwrap_or_else(|| cfg.database_path());
-    // open_existing: a mistyped --db must be an error, not a new empty database.
-    let store = Store::open_existing(&db)?;
+    // Read-only: a mistyped --db must be an error, not a new empty database, and an export
+    // never upgrades the schema.
+    let store = Store::open_read_only(&db)?;
     let from = args.from.map(|s| export::parse_time(&s, &tz)).transpose()?;
     let to = args.to.map(|s| export::parse_time(&s, &tz)).transpose()?;
     let stdout = std::io::stdout();

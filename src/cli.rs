@@ -7,7 +7,7 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(
     name = "lanmeter",
-    version,
+    version = crate::VERSION,
     about = "Household network usage monitor: bytes per device, history, alerts"
 )]
 pub struct Cli {
@@ -35,7 +35,8 @@ pub enum Command {
     /// Write a consistent copy of the database to FILE (safe while the daemon runs).
     Backup(BackupArgs),
     /// Replace the database with the backup FILE (stop the daemon first); the current database
-    /// is kept next to it.
+    /// is kept next to it. `--list` shows the backups with their check results,
+    /// `--latest-good` restores the newest good one, `--dismiss-damage` closes a damage alert.
     Restore(RestoreArgs),
     /// Set or reset the web admin password (or, with --viewer, the read-only viewer password).
     /// Reads it from the terminal, or one line from standard input when that is not a terminal.
@@ -156,11 +157,25 @@ pub struct PasswdArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct RestoreArgs {
-    /// A backup written by `lanmeter backup` or the nightly backup.
-    pub file: PathBuf,
+    /// A backup written by `lanmeter backup` or the nightly backup; with --list or
+    /// --latest-good, the backup folder (default: the configured `backup_dir`).
+    #[arg(required_unless_present_any = ["list", "latest_good", "dismiss_damage"])]
+    pub file: Option<PathBuf>,
     /// The database to replace (default: the configured one).
     #[arg(long, value_name = "PATH")]
     pub db: Option<PathBuf>,
+    /// List the backups (newest first) with their date, size and SQLite quick_check verdict,
+    /// and any unresolved damage of the database. Changes nothing.
+    #[arg(long, conflicts_with_all = ["latest_good", "dismiss_damage"])]
+    pub list: bool,
+    /// Restore the newest nightly backup that passes the check (those written after a damage,
+    /// which hold only the fresh history, are skipped).
+    #[arg(long, conflicts_with = "dismiss_damage")]
+    pub latest_good: bool,
+    /// Keep the current database and close its damage alert; the damaged files stay where they
+    /// were kept, and old backups are pruned again.
+    #[arg(long)]
+    pub dismiss_damage: bool,
 }
 
 #[derive(Debug, clap::Args)]

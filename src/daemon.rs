@@ -73,11 +73,16 @@ pub fn run_with_health(
     })?;
     let db = cfg.database_path();
     // Held for the whole run: a second daemon on the same file, or `lanmeter restore`, refuses.
-    let _lock =
+    let mut _lock =
         DbLock::acquire(&db).with_context(|| format!("locking database {}", db.display()))?;
-    let (store, aside) =
+    // Gone while backups of it exist: a damage too, before the open creates an empty one.
+    backup::record_if_missing(&db, &cfg.backup_dir_path())
+        .with_context(|| format!("checking database {}", db.display()))?;
+    let (store, _damage) =
         Store::open_checked(&db).with_context(|| format!("opening database {}", db.display()))?;
-    health.update(|h| h.moved_aside = aside);
+    // A damaged file moved aside: the lock now covers the fresh one.
+    _lock.cover_file();
+    health.read_damage(&db);
     let mut flusher = Flusher::new(store);
     let tz = cfg.time_zone();
     let retention = retention(&cfg);
@@ -238,6 +243,7 @@ pub fn run_with_health(
         if now >= next_maintenance {
             next_maintenance = now + MAINTENANCE_INTERVAL;
             maintain(&mut flusher, &tz, &retention, &health);
+            health.read_damage(&db);
             if cfg.backup_keep > 0 {
                 nightly_backup(&cfg, &tz, &db, &health, &mut backups);
             }

@@ -29,6 +29,10 @@
 //! - [`web`]: the web UI and its gate (axum + askama live only there): sessions, CSRF, pages.
 //! - [`system`]: the host around lanmeter: systemd notify/watchdog, `lanmeter doctor`'s checks.
 //! - [`cli`]: command-line definitions; [`app`]: wiring, lifecycle and exit codes.
+/// This build's version: the Cargo version, with `+g<commit>` for a development build from a
+/// git checkout (build.rs), so a report or bug says exactly which code ran.
+pub const VERSION: &str = env!("LANMETER_VERSION");
+
 pub mod alerts;
 pub mod app;
 pub mod auth;

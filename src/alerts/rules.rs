@@ -376,16 +376,26 @@ pub fn health(h: &HealthInput, l: &HealthLimits) -> Vec<Condition> {
     out.push(health_cond(
         "database",
         Severity::Critical,
-        h.storage.moved_aside.is_some(),
-        "The database was damaged and moved aside".into(),
+        h.storage.moved_aside.is_some() || !h.storage.damage.is_empty(),
+        "The database was found damaged".into(),
         format!(
-            "At start, lanmeter found the database damaged, moved it to {} and started a fresh \
-             one. Restore a backup with `lanmeter restore` to get the history back.",
+            "{} Old backups are no longer pruned. Stop the service and run `lanmeter restore \
+             --list` then `lanmeter restore --latest-good` to get the history back, or keep the \
+             current database with `lanmeter restore --dismiss-damage`; this alert stays open \
+             until then.",
             h.storage
-                .moved_aside
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default()
+                .damage
+                .iter()
+                .map(|e| e.summary())
+                .chain(
+                    h.storage
+                        .moved_aside
+                        .iter()
+                        .filter(|_| h.storage.damage.is_empty())
+                        .map(|p| format!("The damaged database was kept as {}.", p.display()))
+                )
+                .collect::<Vec<_>>()
+                .join(" ")
         ),
         Vec::new(),
     ));
@@ -550,5 +560,38 @@ mod tests {
             ..ok
         };
         assert_eq!(active(&stopped), ["capture"]);
+    }
+
+    /// An unresolved damage record keeps the database alert active (it auto-resolved at the
+    /// next start when only the in-memory "moved aside" flag raised it), and says how to act.
+    #[test]
+    fn unresolved_damage_keeps_the_database_alert_active() {
+        let limits = HealthLimits {
+            no_packets_secs: 600,
+            drop_percent: 1.0,
+            disk_percent: 90.0,
+            cpu_temp_c: 80.0,
+            flush_failing_secs: 60,
+        };
+        let mut h = HealthInput {
+            capture_running: true,
+            ..HealthInput::default()
+        };
+        h.storage.damage = vec![crate::store::damage::DamageEvent {
+            at: 1_767_225_600,
+            kind: "wal".into(),
+            detail: "the -wal is not a valid write-ahead log".into(),
+            kept: vec!["/var/lib/lanmeter/lanmeter.db.wal-damaged-X".into()],
+        }];
+        let c = health(&h, &limits)
+            .into_iter()
+            .find(|c| c.subject == "database")
+            .unwrap();
+        assert_eq!(c.state, ConditionState::Active);
+        assert!(
+            c.body.contains("wal-damaged-X") && c.body.contains("--latest-good"),
+            "{}",
+            c.body
+        );
     }
 }

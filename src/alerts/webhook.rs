@@ -188,10 +188,7 @@ pub fn send(
     let mut req = agent
         .post(url)
         .header("Content-Type", "application/json")
-        .header(
-            "User-Agent",
-            concat!("lanmeter/", env!("CARGO_PKG_VERSION")),
-        );
+        .header("User-Agent", concat!("lanmeter/", env!("LANMETER_VERSION")));
     if let Some(t) = token {
         req = req.header("Authorization", &format!("Bearer {t}"));
     }

@@ -1,10 +1,13 @@
 //! The database file as a whole: consistent backups while the daemon writes, restore with the
-//! daemon stopped, the nightly backup folder, the daemon's lock on the file, and the integrity
-//! check at start that moves a damaged database aside instead of overwriting it.
+//! daemon stopped, the nightly backup folder (listed and checked for `restore --list`), the
+//! daemon's lock on the file, and the check at start that keeps a damaged database (with its
+//! -wal and -shm) exactly as found instead of letting SQLite write into it ([`super::damage`]).
 //!
-//! It never deletes a database: a replaced or damaged file is renamed next to the original with
-//! a timestamp, and only backups this module wrote (`lanmeter-YYYY-MM-DD.db` in the backup
-//! folder) are ever pruned.
+//! It never deletes a database: a replaced or damaged file is renamed (or copied) next to the
+//! original with a timestamp, and only nightly backups this module wrote
+//! (`lanmeter-YYYY-MM-DD.db` in the backup folder) are ever pruned: never while a damage is
+//! unresolved, and an old one only once `backup_keep` newer ones pass `quick_check`.
+use super::damage::{self, DamageEvent};
 use super::{Store, StoreError, sql_err};
 use jiff::Timestamp;
 use jiff::civil::Date;
@@ -46,6 +49,15 @@ pub enum BackupError {
     NotIntact { path: PathBuf, detail: String },
     #[error("{path} is not a lanmeter database ({detail}): check that you picked a backup file")]
     NotLanmeter { path: PathBuf, detail: String },
+    #[error(
+        "{path} is a folder, not a backup: pick one file in it (`lanmeter restore --list {path}` lists them with their dates and check results), or restore the newest good one with `lanmeter restore --latest-good {path}`"
+    )]
+    IsFolder { path: PathBuf },
+    #[error(
+        "no backup in {path} passes the check{}: restore a copy you keep elsewhere, or keep the current database with `lanmeter restore --dismiss-damage`",
+        if *before_damage { " and was written before the damage was found" } else { "" }
+    )]
+    NoGoodBackup { path: PathBuf, before_damage: bool },
 }
 
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> BackupError + 'a {
@@ -70,26 +82,16 @@ fn utf8(path: &Path) -> Result<&str, BackupError> {
     })
 }
 
-/// `path` with `suffix` appended to its file name (`lanmeter.db` → `lanmeter.db-wal`).
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
-}
+use super::damage::with_suffix;
+
+pub use super::damage::real_path;
 
 /// A compact UTC stamp for file names (`20260301T120000Z`).
 fn stamp() -> String {
     Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string()
 }
 
-fn sync_dir(path: &Path) {
-    // Makes a rename durable; a failure here only weakens durability, never correctness.
-    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty())
-        && let Ok(d) = File::open(dir)
-    {
-        let _ = d.sync_all();
-    }
-}
+use super::damage::sync_dir;
 
 /// Runs `PRAGMA {pragma}` (quick_check or integrity_check) and returns the problems it lists.
 fn check(conn: &Connection, path: &Path, pragma: &'static str) -> Result<Vec<String>, StoreError> {
@@ -114,6 +116,21 @@ impl Store {
 /// Opens `path` read-only and runs the full integrity check; also checks it is a lanmeter
 /// database this build can read.
 pub fn verify(path: &Path) -> Result<(), BackupError> {
+    verify_with(path, "integrity_check")
+}
+
+/// [`verify`] with `PRAGMA quick_check` (every page read, no index cross-check): what the
+/// backup list and the pruning of old backups use, once per backup.
+pub fn quick_verify(path: &Path) -> Result<(), BackupError> {
+    verify_with(path, "quick_check")
+}
+
+fn verify_with(path: &Path, pragma: &'static str) -> Result<(), BackupError> {
+    if path.is_dir() {
+        return Err(BackupError::IsFolder {
+            path: path.to_path_buf(),
+        });
+    }
     if !path.is_file() {
         return Err(BackupError::Store(StoreError::Missing {
             path: path.to_path_buf(),
@@ -121,7 +138,12 @@ pub fn verify(path: &Path) -> Result<(), BackupError> {
     }
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(sql_err(path, "opening the file"))?;
-    let problems = match check(&conn, path, "integrity_check") {
+    // Never a checkpoint into a file being checked (a backup with a -wal next to it).
+    let _ = conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+        true,
+    );
+    let problems = match check(&conn, path, pragma) {
         Ok(p) => p,
         Err(StoreError::Corrupt { detail, .. }) => vec![detail],
         Err(e) => return Err(e.into()),
@@ -198,57 +220,221 @@ impl Store {
         result
     }
 
-    /// Opens the daemon's database: runs `quick_check`, and if the file is damaged moves it
-    /// (with its -wal) aside to `NAME.corrupt-STAMP` and starts a fresh one. Returns where the
-    /// damaged file went, so the caller can report it.
-    pub fn open_checked(path: &Path) -> Result<(Store, Option<PathBuf>), BackupError> {
-        let problem = match Store::open(path) {
-            Ok(store) => match check(&store.conn, path, "quick_check") {
-                Ok(p) if p.is_empty() => return Ok((store, None)),
-                Ok(p) => p.into_iter().take(3).collect::<Vec<_>>().join("; "),
-                Err(StoreError::Corrupt { detail, .. }) => detail,
-                Err(e) => return Err(e.into()),
+    /// Opens the daemon's database after checking it, without letting SQLite change a damaged
+    /// file first. Damaged pages (a bad header, `quick_check` problems): the database, its -wal
+    /// and its -shm are renamed aside unchanged to `NAME.corrupt-STAMP[-wal|-shm]` and a fresh
+    /// history starts. A damaged or missing write-ahead log ([`damage::inspect`]): the three
+    /// files are copied unchanged to `NAME.wal-damaged-STAMP…` before SQLite opens them, and the
+    /// database goes on without the unreadable transactions. Either way an unresolved damage
+    /// event is recorded next to the database ([`damage::record`]) and returned.
+    pub fn open_checked(path: &Path) -> Result<(Store, Option<DamageEvent>), BackupError> {
+        // Through a symlink, the file it names is checked and kept, not the link.
+        let path = &real_path(path);
+        if !path.exists() {
+            return Ok((Store::open(path)?, None));
+        }
+        let seen = damage::inspect(path);
+        // Opening (even read-only) may rebuild the -shm: what was on disk is kept from here.
+        let shm_before = fs::read(with_suffix(path, "-shm")).ok();
+        let pages = match seen.header.clone() {
+            Some(h) => Some(h),
+            None => match quick_check_untouched(path, seen.wal.is_some()) {
+                Ok(p) if p.is_empty() => None,
+                Ok(p) => Some(p.into_iter().take(3).collect::<Vec<_>>().join("; ")),
+                Err(StoreError::Corrupt { detail, .. }) => Some(detail),
+                // Not damage (permissions, a lock): Store::open below says what it is.
+                Err(_) => None,
             },
-            Err(StoreError::Corrupt { detail, .. }) => detail,
-            Err(e) => return Err(e.into()),
         };
-        let aside = with_suffix(path, &format!(".corrupt-{}", stamp()));
-        move_aside(path, &aside)?;
-        tracing::error!(
-            database = %path.display(),
-            moved_to = %aside.display(),
-            problem = %problem,
-            "the database is damaged: it was moved aside and a fresh, empty history started; restore a backup with `lanmeter restore` (daemon stopped) to get the history back"
-        );
+        let at = Timestamp::now();
+        let stamp = at.strftime("%Y%m%dT%H%M%SZ").to_string();
+        let event = match (pages, seen.wal) {
+            (Some(detail), wal) => {
+                let aside = with_suffix(path, &format!(".corrupt-{stamp}"));
+                let kept = keep_exact(path, &aside, shm_before.as_deref(), true)?;
+                let detail = match wal {
+                    Some(w) => format!("{detail}; also {w}"),
+                    None => detail,
+                };
+                Some(("pages", detail, kept))
+            }
+            (None, Some(detail)) => {
+                let aside = with_suffix(path, &format!(".wal-damaged-{stamp}"));
+                let kept = keep_exact(path, &aside, shm_before.as_deref(), false)?;
+                // The index would send SQLite to frames that are not there: without it, SQLite
+                // rebuilds it from what the log really holds (nothing, for a garbage log).
+                let shm = with_suffix(path, "-shm");
+                if shm.exists() {
+                    fs::remove_file(&shm).map_err(io("removing the stale index", &shm))?;
+                }
+                Some(("wal", detail, kept))
+            }
+            (None, None) => None,
+        };
+        let event = event.map(|(kind, detail, kept)| DamageEvent {
+            at: at.as_second(),
+            kind: kind.into(),
+            detail,
+            kept,
+        });
+        if let Some(e) = &event {
+            damage::record(path, e)
+                .map_err(io("recording the damage in", &damage::marker(path)))?;
+            tracing::error!(
+                database = %path.display(),
+                kept = ?e.kept,
+                problem = %e.detail,
+                "DAMAGED DATABASE: {}; backups are no longer pruned and the alert stays open until you act: `lanmeter restore --list` shows the backups, `lanmeter restore --latest-good` (service stopped) restores the newest good one, `lanmeter restore --dismiss-damage` keeps the current database",
+                e.summary()
+            );
+        }
         let store = Store::open(path)?;
-        Ok((store, Some(aside)))
+        Ok((store, event))
     }
 }
 
-/// Renames `path` and its -wal to `aside` (+ -wal) and drops its -shm, which SQLite rebuilds.
-fn move_aside(path: &Path, aside: &Path) -> Result<(), BackupError> {
-    fs::rename(path, aside).map_err(io("moving aside", path))?;
-    let wal = with_suffix(path, "-wal");
-    if wal.exists() {
-        fs::rename(&wal, with_suffix(aside, "-wal")).map_err(io("moving aside", &wal))?;
+/// A database file that is gone while nightly backups of it exist (an SD card's fsck may move
+/// it to lost+found; a mistaken `rm`) is a damage too: recorded, so the fresh history's
+/// backups do not prune the good ones. Call before the daemon opens (and so creates) it.
+pub fn record_if_missing(db: &Path, backup_dir: &Path) -> Result<Option<DamageEvent>, BackupError> {
+    let db = &real_path(db);
+    if db.exists() || !damage::unresolved(db).is_empty() {
+        return Ok(None);
     }
-    let _ = fs::remove_file(with_suffix(path, "-shm"));
+    let Ok(entries) = fs::read_dir(backup_dir) else {
+        return Ok(None);
+    };
+    let backups = entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| is_nightly_name(n))
+        .count();
+    if backups == 0 {
+        return Ok(None);
+    }
+    let event = DamageEvent {
+        at: Timestamp::now().as_second(),
+        kind: "missing".into(),
+        detail: format!(
+            "{} not found, {backups} nightly backups in {}",
+            db.display(),
+            backup_dir.display()
+        ),
+        kept: Vec::new(),
+    };
+    damage::record(db, &event).map_err(io("recording the damage in", &damage::marker(db)))?;
+    tracing::error!(
+        database = %db.display(),
+        "DAMAGED DATABASE: {}; backups are no longer pruned until you act: `lanmeter restore --latest-good` (service stopped) or `lanmeter restore --dismiss-damage`",
+        event.summary()
+    );
+    Ok(Some(event))
+}
+
+/// `PRAGMA quick_check` on a read-only connection that never checkpoints: the database file
+/// and its -wal are left exactly as they were, whatever the check finds. With `file_only`
+/// (the log is known to be damaged) the file is checked alone, as SQLite's `immutable` mode
+/// reads it: through a damaged log every page would look damaged.
+fn quick_check_untouched(path: &Path, file_only: bool) -> Result<Vec<String>, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = if file_only {
+        let escaped = utf8(path)
+            .map_err(|_| StoreError::CannotOpen {
+                path: path.to_path_buf(),
+                detail: "not UTF-8".into(),
+            })?
+            .replace('%', "%25")
+            .replace('?', "%3f")
+            .replace('#', "%23");
+        Connection::open_with_flags(
+            format!("file:{escaped}?immutable=1"),
+            flags | OpenFlags::SQLITE_OPEN_URI,
+        )
+    } else {
+        Connection::open_with_flags(path, flags)
+    }
+    .map_err(sql_err(path, "opening the file"))?;
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+        true,
+    )
+    .map_err(sql_err(path, "turning off the checkpoint at close"))?;
+    check(&conn, path, "quick_check")
+}
+
+/// Keeps `path`, its -wal and its -shm (as `shm`, the bytes read before SQLite opened it) as
+/// `aside`, `aside-wal`, `aside-shm`, byte for byte: renamed when `rename` (the originals then
+/// disappear), copied and synced otherwise. Returns the kept files, the database first.
+fn keep_exact(
+    path: &Path,
+    aside: &Path,
+    shm: Option<&[u8]>,
+    rename: bool,
+) -> Result<Vec<PathBuf>, BackupError> {
+    let mut kept = Vec::new();
+    for suffix in ["", "-wal"] {
+        let from = with_suffix(path, suffix);
+        let to = with_suffix(aside, suffix);
+        if !from.exists() {
+            continue;
+        }
+        if rename {
+            fs::rename(&from, &to).map_err(io("moving aside", &from))?;
+        } else {
+            fs::copy(&from, &to).map_err(io("copying aside", &from))?;
+            File::open(&to)
+                .and_then(|f| f.sync_all())
+                .map_err(io("syncing", &to))?;
+        }
+        kept.push(to);
+    }
+    if let Some(bytes) = shm {
+        let to = with_suffix(aside, "-shm");
+        fs::write(&to, bytes)
+            .and_then(|()| File::open(&to)?.sync_all())
+            .map_err(io("copying aside", &to))?;
+        kept.push(to);
+    }
+    if rename {
+        let _ = fs::remove_file(with_suffix(path, "-shm"));
+    }
+    sync_dir(aside);
+    Ok(kept)
+}
+
+/// Renames `path`, its -wal and its -shm to `aside` (+ -wal, -shm), unchanged: never a
+/// checkpoint into a file that may be damaged.
+fn move_aside(path: &Path, aside: &Path) -> Result<(), BackupError> {
+    for suffix in ["", "-wal", "-shm"] {
+        let from = with_suffix(path, suffix);
+        if suffix.is_empty() || from.exists() {
+            fs::rename(&from, with_suffix(aside, suffix)).map_err(io("moving aside", &from))?;
+        }
+    }
     sync_dir(path);
     Ok(())
 }
 
-/// The daemon's exclusive hold on a database (an advisory `flock` on `NAME.lock`, which the
-/// kernel releases when the process ends, even on SIGKILL). `restore` refuses to run while it
-/// is held, and a second daemon on the same file refuses to start.
+/// The daemon's exclusive hold on a database: an advisory `flock` on `NAME.lock` next to the
+/// real file (symlinks resolved, so a second path through a symlink finds the same lock), and
+/// one on the database file itself (its device and inode, so a hard link or a bind mount finds
+/// it too). The kernel releases both when the process ends, even on SIGKILL. `restore`
+/// refuses to run while it is held, and a second daemon on the same file refuses to start.
 #[derive(Debug)]
 pub struct DbLock {
     _lock: Flock<File>,
+    /// The database file's locks, with its (device, inode). Only ever added to, and closed
+    /// only with the whole lock: closing any descriptor of a file drops every POSIX lock the
+    /// process holds on it, SQLite's own included (its shared lock on a WAL database, without
+    /// which another process's last close would checkpoint and delete the live -wal).
+    files: Vec<((u64, u64), Flock<File>)>,
+    db: PathBuf,
     path: PathBuf,
 }
 
 impl DbLock {
     pub fn acquire(db: &Path) -> Result<DbLock, BackupError> {
-        let path = with_suffix(db, ".lock");
+        let real = real_path(db);
+        let path = with_suffix(&real, ".lock");
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
                 path: parent.to_path_buf(),
@@ -262,20 +448,56 @@ impl DbLock {
             .truncate(false)
             .open(&path)
             .map_err(io("opening the lock file", &path))?;
-        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(mut lock) => {
-                let _ = lock.set_len(0);
-                let _ = write!(lock, "{}", std::process::id());
-                Ok(DbLock { _lock: lock, path })
-            }
+        let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => DbLock {
+                _lock: lock,
+                files: Vec::new(),
+                db: real,
+                path,
+            },
             Err((mut file, _)) => {
                 let mut text = String::new();
                 let _ = file.read_to_string(&mut text);
-                Err(BackupError::InUse {
+                return Err(BackupError::InUse {
                     path: db.to_path_buf(),
                     pid: text.trim().parse().ok(),
-                })
+                });
             }
+        };
+        let _ = lock._lock.set_len(0);
+        let _ = write!(lock._lock, "{}", std::process::id());
+        if !lock.cover_file() {
+            return Err(BackupError::InUse {
+                path: db.to_path_buf(),
+                pid: None,
+            });
+        }
+        Ok(lock)
+    }
+
+    /// Locks the database file now at the path (again after it was replaced, e.g. a damaged
+    /// one moved aside). False when another process holds it under another name.
+    pub fn cover_file(&mut self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        // stat, not open: opening and closing a descriptor of a file SQLite has open here
+        // would drop SQLite's locks (see `files`).
+        let Ok(meta) = fs::metadata(&self.db) else {
+            return true;
+        };
+        let id = (meta.dev(), meta.ino());
+        if self.files.iter().any(|(held, _)| *held == id) {
+            return true;
+        }
+        let Ok(f) = File::open(&self.db) else {
+            return true;
+        };
+        match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+            Ok(l) => {
+                self.files.push((id, l));
+                true
+            }
+            // Nothing of SQLite's is open on a file another process holds.
+            Err(_) => false,
         }
     }
 
@@ -285,9 +507,17 @@ impl DbLock {
 }
 
 /// Replaces the database at `db` with the backup `from`, which must pass the integrity check.
-/// Refuses while a daemon holds the database. The current database (if any) is checkpointed
-/// and kept as `NAME.before-restore-STAMP`. Returns that path.
+/// Refuses while a daemon holds the database. Through a symlink, the file it points to is
+/// replaced, never the symlink. The current database (if any) is renamed unchanged, with its
+/// -wal and -shm, to `NAME.before-restore-STAMP` (no checkpoint: it may be the damaged one).
+/// An unresolved damage event is resolved by the restore. Returns the kept path.
 pub fn restore(db: &Path, from: &Path) -> Result<Option<PathBuf>, BackupError> {
+    if from.is_dir() {
+        return Err(BackupError::IsFolder {
+            path: from.to_path_buf(),
+        });
+    }
+    let db = &real_path(db);
     let _lock = DbLock::acquire(db)?;
     verify(from)?;
     let tmp = with_suffix(db, ".restoring");
@@ -297,20 +527,86 @@ pub fn restore(db: &Path, from: &Path) -> Result<Option<PathBuf>, BackupError> {
         .and_then(|f| f.sync_all())
         .map_err(io("syncing", &tmp))?;
     let mut kept = None;
+    // The restored file belongs to whoever owned the one it replaces (run as root, a restore
+    // must not leave the service's database owned by root).
+    let owner = fs::metadata(db)
+        .ok()
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .zip(
+            fs::metadata(db)
+                .ok()
+                .map(|m| std::os::unix::fs::MetadataExt::gid(&m)),
+        );
     if db.exists() {
-        // Fold the WAL into the file so the kept copy is complete on its own.
-        if let Ok(conn) = Connection::open(db) {
-            let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
-        }
         let aside = with_suffix(db, &format!(".before-restore-{}", stamp()));
         move_aside(db, &aside)?;
         kept = Some(aside);
     }
     fs::rename(&tmp, db).map_err(io("moving the restored copy to", db))?;
     sync_dir(db);
+    if let Some((uid, gid)) = owner {
+        let _ = nix::unistd::chown(
+            db,
+            Some(nix::unistd::Uid::from_raw(uid)),
+            Some(nix::unistd::Gid::from_raw(gid)),
+        );
+    }
     // Upgrades an older backup's schema now, with the daemon stopped.
     drop(Store::open(db)?);
+    damage::resolve(db, &format!("restored from {}", from.display()))
+        .map_err(io("closing the damage record", &damage::marker(db)))?;
     Ok(kept)
+}
+
+/// One file in the backup folder, as `lanmeter restore --list` shows it.
+#[derive(Debug)]
+pub struct BackupInfo {
+    pub path: PathBuf,
+    pub date: Date,
+    pub size: u64,
+    /// Written while a damage event was unresolved: a copy of the history started after it.
+    pub after_damage: bool,
+    /// The quick_check verdict: Ok, or what is wrong.
+    pub verdict: Result<(), String>,
+}
+
+/// The nightly backups in `dir` (and those written after a damage), newest first, each checked.
+pub fn list(dir: &Path) -> Result<Vec<BackupInfo>, BackupError> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io("listing the backup folder", dir))? {
+        let Ok(entry) = entry else { continue };
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        let (date, after_damage) = match parse_backup_name(&name) {
+            Some(d) => d,
+            None => continue,
+        };
+        let path = entry.path();
+        out.push(BackupInfo {
+            size: entry.metadata().map(|m| m.len()).unwrap_or(0),
+            verdict: quick_verify(&path).map_err(|e| e.to_string()),
+            path,
+            date,
+            after_damage,
+        });
+    }
+    out.sort_by_key(|b| std::cmp::Reverse((b.date, !b.after_damage)));
+    Ok(out)
+}
+
+/// The newest backup in `dir` that passes the check, ignoring those written after a damage
+/// (they hold the fresh history, not the one to get back).
+pub fn newest_good(dir: &Path) -> Result<PathBuf, BackupError> {
+    let all = list(dir)?;
+    let before_damage = all.iter().any(|b| b.after_damage);
+    all.into_iter()
+        .find(|b| !b.after_damage && b.verdict.is_ok())
+        .map(|b| b.path)
+        .ok_or(BackupError::NoGoodBackup {
+            path: dir.to_path_buf(),
+            before_damage,
+        })
 }
 
 /// File name of the nightly backup for `date`.
@@ -318,10 +614,24 @@ fn nightly_name(date: Date) -> String {
     format!("lanmeter-{}.db", date.strftime("%Y-%m-%d"))
 }
 
+/// File name of the nightly backup for `date` written while a damage event is unresolved: never
+/// counted among the nightly backups, so it never pushes a good one out.
+fn after_damage_name(date: Date) -> String {
+    format!("lanmeter-{}.after-damage.db", date.strftime("%Y-%m-%d"))
+}
+
+/// The date of a backup file name, and whether it was written after a damage.
+fn parse_backup_name(name: &str) -> Option<(Date, bool)> {
+    let rest = name.strip_prefix("lanmeter-")?.strip_suffix(".db")?;
+    let (date, after) = match rest.strip_suffix(".after-damage") {
+        Some(d) => (d, true),
+        None => (rest, false),
+    };
+    Some((date.parse::<Date>().ok()?, after))
+}
+
 fn is_nightly_name(name: &str) -> bool {
-    name.strip_prefix("lanmeter-")
-        .and_then(|r| r.strip_suffix(".db"))
-        .is_some_and(|d| d.parse::<Date>().is_ok())
+    matches!(parse_backup_name(name), Some((_, false)))
 }
 
 /// The nightly backup: if `dir` has no backup for `date` yet, writes one and deletes the oldest
@@ -333,24 +643,49 @@ pub fn nightly(
     date: Date,
 ) -> Result<Option<PathBuf>, BackupError> {
     fs::create_dir_all(dir).map_err(io("creating the backup folder", dir))?;
-    let dest = dir.join(nightly_name(date));
+    let damaged = damage::unresolved(db);
+    let dest = dir.join(if damaged.is_empty() {
+        nightly_name(date)
+    } else {
+        after_damage_name(date)
+    });
     if dest.exists() {
         return Ok(None);
     }
     let store = Store::open_existing(db)?;
     store.backup_to(&dest)?;
+    if !damaged.is_empty() {
+        tracing::warn!(
+            backup = %dest.display(),
+            "an unresolved database damage: no backup is pruned until it is resolved (`lanmeter restore --latest-good` or `--dismiss-damage`)"
+        );
+        return Ok(Some(dest));
+    }
     let mut names: Vec<String> = fs::read_dir(dir)
         .map_err(io("listing the backup folder", dir))?
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .filter(|n| is_nightly_name(n))
         .collect();
-    // Dates in the names sort as text.
+    // Dates in the names sort as text. Newest first: a backup beyond the newest `keep` goes
+    // only once `keep` newer ones pass the check, so damaged copies never push out good ones.
     names.sort_unstable();
-    let excess = names.len().saturating_sub(keep.max(1));
-    for old in &names[..excess] {
-        let p = dir.join(old);
-        if let Err(e) = fs::remove_file(&p) {
-            tracing::warn!(file = %p.display(), error = %e, "cannot delete an old backup");
+    let keep = keep.max(1);
+    let mut good = 0;
+    for (i, name) in names.iter().rev().enumerate() {
+        let p = dir.join(name);
+        if i >= keep && good >= keep {
+            if let Err(e) = fs::remove_file(&p) {
+                tracing::warn!(file = %p.display(), error = %e, "cannot delete an old backup");
+            }
+            continue;
+        }
+        match quick_verify(&p) {
+            Ok(()) => good += 1,
+            Err(e) => tracing::warn!(
+                file = %p.display(),
+                error = %e,
+                "a backup fails its check: older backups are kept until enough newer ones pass"
+            ),
         }
     }
     Ok(Some(dest))
@@ -404,6 +739,36 @@ mod tests {
             .iter()
             .map(|t| t.counts.bytes_sent)
             .sum()
+    }
+
+    /// Found by the Pi realities probe: the lock was per path, so a second daemon ran through a
+    /// symlinked path and counted every byte twice.
+    #[test]
+    fn the_lock_follows_symlinks_and_hard_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, store) = filled(dir.path());
+        drop(store);
+        let lock = DbLock::acquire(&db).unwrap();
+        let sym_dir = dir.path().join("via");
+        std::os::unix::fs::symlink(dir.path(), &sym_dir).unwrap();
+        let sym_file = dir.path().join("link.db");
+        std::os::unix::fs::symlink(&db, &sym_file).unwrap();
+        let hard = dir.path().join("hard.db");
+        fs::hard_link(&db, &hard).unwrap();
+        for other in [sym_dir.join("l.db"), sym_file.clone(), hard.clone()] {
+            let err = DbLock::acquire(&other).unwrap_err();
+            assert!(matches!(err, BackupError::InUse { .. }), "{other:?}: {err}");
+        }
+        // A restore through the symlink is refused too, and leaves the symlink a symlink.
+        assert!(restore(&sym_file, &db).is_err());
+        assert!(
+            fs::symlink_metadata(&sym_file)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        drop(lock);
+        assert!(DbLock::acquire(&sym_file).is_ok());
     }
 
     #[test]
@@ -485,14 +850,186 @@ mod tests {
             *b = 0xa5;
         }
         fs::write(&db, &bytes).unwrap();
-        let (fresh, aside) = Store::open_checked(&db).unwrap();
-        let aside = aside.expect("moved aside");
-        assert!(aside.exists() && aside.to_string_lossy().contains(".corrupt-"));
+        let (fresh, event) = Store::open_checked(&db).unwrap();
+        let event = event.expect("damage found");
+        let aside = event.kept_database().unwrap();
+        assert!(aside.to_string_lossy().contains(".corrupt-"));
+        assert_eq!(fs::read(aside).unwrap(), bytes, "kept byte for byte");
         assert_eq!(total(&fresh), 0, "a fresh history");
-        // A healthy database is left alone.
+        assert_eq!(damage::unresolved(&db), vec![event.clone()]);
+        // A healthy database is left alone, and the damage stays unresolved across restarts.
         drop(fresh);
         let (_, none) = Store::open_checked(&db).unwrap();
         assert!(none.is_none());
+        assert_eq!(damage::unresolved(&db).len(), 1);
+    }
+
+    /// A killed process's files: a database whose last committed flush is only in its -wal.
+    /// Copied under another name: SQLite shares its locks and index per file within a
+    /// process, so the connection that wrote them must not see them again.
+    fn killed_with_a_hot_wal(dir: &Path) -> PathBuf {
+        let db = dir.join("w.db");
+        let mut store = Store::open(&db).unwrap();
+        store
+            .conn
+            .execute_batch("PRAGMA wal_autocheckpoint=0")
+            .unwrap();
+        store
+            .write_flush(
+                &[MinuteUsage {
+                    mac: mac(1),
+                    minute: 60,
+                    counts: counts(5),
+                }],
+                &[],
+            )
+            .unwrap();
+        let killed = dir.join("k.db");
+        for s in ["", "-wal", "-shm"] {
+            fs::copy(with_suffix(&db, s), with_suffix(&killed, s)).unwrap();
+        }
+        killed
+    }
+
+    /// A killed daemon's files with a garbage -wal: the three files are kept exactly, the
+    /// damage is recorded, and the database goes on with what its file holds.
+    #[test]
+    fn a_garbage_wal_is_kept_and_reported_not_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = killed_with_a_hot_wal(dir.path());
+        let wal = with_suffix(&db, "-wal");
+        let garbage = vec![0x33u8; fs::metadata(&wal).unwrap().len() as usize];
+        fs::write(&wal, &garbage).unwrap();
+        let db_bytes = fs::read(&db).unwrap();
+        let shm_bytes = fs::read(with_suffix(&db, "-shm")).unwrap();
+        let (_store, event) = Store::open_checked(&db).unwrap();
+        let event = event.expect("a garbage -wal is damage");
+        assert_eq!(event.kind, "wal");
+        assert!(event.detail.contains("not a valid"), "{}", event.detail);
+        let [k_db, k_wal, k_shm] = &event.kept[..] else {
+            panic!("{:?}", event.kept)
+        };
+        assert_eq!(fs::read(k_db).unwrap(), db_bytes);
+        assert_eq!(fs::read(k_wal).unwrap(), garbage);
+        assert_eq!(fs::read(k_shm).unwrap(), shm_bytes);
+        assert_eq!(damage::unresolved(&db).len(), 1);
+    }
+
+    /// The probe's other case: the -wal deleted, its -shm kept. The flush was silently gone.
+    #[test]
+    fn a_deleted_wal_with_its_shm_kept_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = killed_with_a_hot_wal(dir.path());
+        fs::remove_file(with_suffix(&db, "-wal")).unwrap();
+        let shm_bytes = fs::read(with_suffix(&db, "-shm")).unwrap();
+        let (store, event) = Store::open_checked(&db).unwrap();
+        let event = event.expect("a missing -wal with frames in its index is damage");
+        assert!(event.detail.contains("missing"), "{}", event.detail);
+        assert_eq!(
+            event.kept.len(),
+            2,
+            "the database and the -shm: {:?}",
+            event.kept
+        );
+        assert_eq!(fs::read(&event.kept[1]).unwrap(), shm_bytes);
+        assert_eq!(store.quick_check().unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_missing_database_with_backups_is_recorded_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, store) = filled(dir.path());
+        drop(store);
+        let bdir = dir.path().join("backups");
+        assert!(record_if_missing(&db, &bdir).unwrap().is_none(), "there");
+        nightly(&db, &bdir, 3, Date::new(2026, 3, 1).unwrap()).unwrap();
+        fs::remove_file(&db).unwrap();
+        let fresh = dir.path().join("new.db");
+        assert!(
+            record_if_missing(&fresh, &dir.path().join("none"))
+                .unwrap()
+                .is_none(),
+            "no backups"
+        );
+        let e = record_if_missing(&db, &bdir)
+            .unwrap()
+            .expect("missing with a backup");
+        assert!(
+            e.summary().contains("missing although backups"),
+            "{}",
+            e.summary()
+        );
+        assert!(
+            record_if_missing(&db, &bdir).unwrap().is_none(),
+            "recorded once"
+        );
+        assert_eq!(damage::unresolved(&db).len(), 1);
+        let p = nightly(
+            &db_after_start(&db),
+            &bdir,
+            3,
+            Date::new(2026, 3, 2).unwrap(),
+        )
+        .unwrap();
+        assert!(p.unwrap().to_string_lossy().contains("after-damage"));
+    }
+
+    /// The fresh database the daemon creates after finding none.
+    fn db_after_start(db: &Path) -> PathBuf {
+        drop(Store::open(db).unwrap());
+        db.to_path_buf()
+    }
+
+    #[test]
+    fn pruning_stops_while_damage_is_unresolved_and_skips_failing_backups() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, store) = filled(dir.path());
+        drop(store);
+        let bdir = dir.path().join("backups");
+        let day = |d: i8| Date::new(2026, 3, d).unwrap();
+        for d in 1..=3 {
+            nightly(&db, &bdir, 3, day(d)).unwrap().unwrap();
+        }
+        // The newest is damaged: the oldest good one stays, as a third good one.
+        fs::write(bdir.join("lanmeter-2026-03-03.db"), vec![1u8; 4096]).unwrap();
+        nightly(&db, &bdir, 3, day(4)).unwrap().unwrap();
+        assert!(bdir.join("lanmeter-2026-03-01.db").exists());
+        nightly(&db, &bdir, 3, day(5)).unwrap().unwrap();
+        assert!(!bdir.join("lanmeter-2026-03-01.db").exists());
+
+        damage::record(
+            &db,
+            &DamageEvent {
+                at: 0,
+                kind: "pages".into(),
+                detail: "test".into(),
+                kept: vec![],
+            },
+        )
+        .unwrap();
+        for d in 6..=9 {
+            let p = nightly(&db, &bdir, 3, day(d)).unwrap().unwrap();
+            assert!(p.to_string_lossy().ends_with(".after-damage.db"), "{p:?}");
+        }
+        let listed = list(&bdir).unwrap();
+        assert_eq!(listed.len(), 8, "{listed:?}");
+        assert!(listed[0].after_damage && listed[0].date == day(9));
+        assert_eq!(
+            newest_good(&bdir).unwrap(),
+            bdir.join("lanmeter-2026-03-05.db")
+        );
+        assert!(
+            listed.iter().any(|b| b.verdict.is_err()),
+            "the damaged one is listed as such"
+        );
+        // Pointed at the folder, restore explains itself.
+        let err = restore(&db, &bdir).unwrap_err();
+        assert!(err.to_string().contains("--list"), "{err}");
+        restore(&db, &newest_good(&bdir).unwrap()).unwrap();
+        assert!(
+            damage::unresolved(&db).is_empty(),
+            "a restore resolves the damage"
+        );
     }
 
     #[test]
@@ -500,8 +1037,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("g.db");
         fs::write(&db, vec![0x5a; 8192]).unwrap();
-        let (_, aside) = Store::open_checked(&db).unwrap();
-        assert_eq!(fs::read(aside.unwrap()).unwrap(), vec![0x5a; 8192]);
+        let (_, event) = Store::open_checked(&db).unwrap();
+        let event = event.unwrap();
+        assert_eq!(
+            fs::read(event.kept_database().unwrap()).unwrap(),
+            vec![0x5a; 8192]
+        );
     }
 
     #[test]

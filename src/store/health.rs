@@ -27,6 +27,9 @@ pub struct StorageHealth {
     pub folded_rows: u64,
     /// A damaged database found at start, moved aside to this path.
     pub moved_aside: Option<PathBuf>,
+    /// Damage found at start and not yet resolved by an admin (`NAME.damage`, re-read at each
+    /// maintenance round, so a dismissal from the shell reaches the alert).
+    pub damage: Vec<super::damage::DamageEvent>,
     pub last_maintenance: Option<Timestamp>,
     pub last_backup: Option<(Timestamp, PathBuf)>,
     pub last_backup_error: Option<String>,
@@ -51,6 +54,17 @@ impl SharedHealth {
 
     pub fn update(&self, f: impl FnOnce(&mut StorageHealth)) {
         f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+
+    /// Re-reads the unresolved damage events of `db`.
+    pub fn read_damage(&self, db: &std::path::Path) {
+        let events = super::damage::unresolved(db);
+        self.update(|h| {
+            h.moved_aside = events
+                .last()
+                .and_then(|e| e.kept_database().map(PathBuf::from));
+            h.damage = events;
+        });
     }
 
     /// Records the outcome of one flush.

@@ -10,6 +10,7 @@
 pub mod alerts;
 pub mod auth;
 pub mod backup;
+pub mod damage;
 pub mod devices;
 pub mod discovery;
 pub mod export;
@@ -91,6 +92,14 @@ pub enum StoreError {
         "database {path} was written by a newer lanmeter (schema {found}, this build knows {known}): upgrade lanmeter or restore a backup"
     )]
     NewerSchema {
+        path: PathBuf,
+        found: i64,
+        known: usize,
+    },
+    #[error(
+        "database {path} has schema {found}, older than this build's {known}, and this command only reads, so it does not upgrade it: start the service (`systemctl start lanmeter`, it upgrades the schema at start) or run `lanmeter backup` first to keep a copy, then try again"
+    )]
+    OlderSchema {
         path: PathBuf,
         found: i64,
         known: usize,
@@ -197,6 +206,55 @@ impl Store {
         Store::open_inner(path, StoreOptions::default(), false)
     }
 
+    /// Opens an existing database read-only, for commands that only read (export, devices,
+    /// plan, doctor, the backup list): they never upgrade the schema or write anything. A schema
+    /// older or newer than this build's is refused with a message saying what to do.
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        Store::read_only(path, false)
+    }
+
+    /// [`Store::open_read_only`] that accepts an older schema as it is: for `lanmeter backup`,
+    /// whose copy of an old database must be that old database, not an upgraded one.
+    pub fn open_read_only_as_is(path: &Path) -> Result<Store, StoreError> {
+        Store::read_only(path, true)
+    }
+
+    fn read_only(path: &Path, older_ok: bool) -> Result<Store, StoreError> {
+        if !path.is_file() {
+            return Err(StoreError::Missing {
+                path: path.to_path_buf(),
+            });
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sql_err(path, "opening the file"))?;
+        conn.busy_timeout(DEFAULT_BUSY_TIMEOUT)
+            .map_err(sql_err(path, "setting the busy timeout"))?;
+        let found =
+            migrations::user_version(&conn).map_err(sql_err(path, "reading the schema version"))?;
+        let known = migrations::MIGRATIONS.len();
+        if found > known as i64 {
+            return Err(StoreError::NewerSchema {
+                path: path.to_path_buf(),
+                found,
+                known,
+            });
+        }
+        if found < known as i64 && !older_ok {
+            return Err(StoreError::OlderSchema {
+                path: path.to_path_buf(),
+                found,
+                known,
+            });
+        }
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
     fn open_inner(path: &Path, options: StoreOptions, create: bool) -> Result<Store, StoreError> {
         let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         if create {
@@ -300,6 +358,39 @@ mod tests {
         assert!(!dir.path().join("sub").exists());
         drop(Store::open(&path).unwrap());
         assert!(Store::open_existing(&path).is_ok());
+    }
+
+    #[test]
+    fn read_only_open_never_upgrades_and_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let store = Store::open(&path).unwrap();
+        // One step back, as an older lanmeter left it.
+        let older = migrations::MIGRATIONS.len() as i64 - 1;
+        store
+            .conn
+            .pragma_update(None, "user_version", older)
+            .unwrap();
+        drop(store);
+        let before = std::fs::read(&path).unwrap();
+        let err = Store::open_read_only(&path).unwrap_err();
+        assert!(
+            matches!(err, StoreError::OlderSchema { found, .. } if found == older),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("does not upgrade"), "{err}");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            before,
+            "not one byte written"
+        );
+        let current = dir.path().join("current.db");
+        drop(Store::open(&current).unwrap());
+        let ro = Store::open_read_only(&current).unwrap();
+        assert!(
+            ro.conn.execute_batch("CREATE TABLE x(y)").is_err(),
+            "read-only"
+        );
     }
 
     #[test]

@@ -138,6 +138,7 @@ pub fn run(cfg: &Config, opts: &DoctorOptions) -> Report {
         }
     }
     r.findings.push(check_database(cfg));
+    r.findings.push(check_damage(cfg));
     r.findings.push(check_disk(&cfg.database_path()));
     r.findings.push(check_clock());
     r.findings.push(check_time_zone(cfg));
@@ -584,7 +585,8 @@ fn check_database(cfg: &Config) -> Finding {
                 .fix("the service creates it as the lanmeter user; for a manual run choose `--db` in a writable folder"),
         };
     }
-    let store = match Store::open_existing(&path) {
+    // Read-only: doctor never upgrades the schema or writes into a file it is checking.
+    let store = match Store::open_read_only(&path) {
         Ok(s) => s,
         Err(e) => return Finding::new(C, Status::Fail, e.to_string()),
     };
@@ -595,6 +597,30 @@ fn check_database(cfg: &Config) -> Finding {
             .fix(format!("stop the service, keep a copy, then `sqlite3 {0} .recover > recovered.sql` or restore a backup (docs: backup)", path.display())),
         Err(e) => Finding::new(C, Status::Fail, e.to_string()),
     }
+}
+
+/// Damage the daemon found at start and nobody has resolved yet, with the way back.
+fn check_damage(cfg: &Config) -> Finding {
+    use crate::store::{backup, damage};
+    const C: &str = "damage";
+    let real = backup::real_path(&cfg.database_path());
+    let events = damage::unresolved(&real);
+    if events.is_empty() {
+        return Finding::new(C, Status::Ok, "no unresolved damage of the database");
+    }
+    let dir = cfg.backup_dir_path();
+    let offer = match backup::newest_good(&dir) {
+        Ok(p) => format!("the newest good backup is {}", p.display()),
+        Err(e) => e.to_string(),
+    };
+    Finding::new(
+        C,
+        Status::Fail,
+        events.iter().map(|e| e.summary()).collect::<Vec<_>>().join("; "),
+    )
+    .fix(format!(
+        "{offer}; stop the service, `lanmeter restore --list` to see every backup, then `lanmeter restore --latest-good` (or keep the current database: `lanmeter restore --dismiss-damage`); old backups are not pruned until then"
+    ))
 }
 
 /// The nearest existing folder at or above `path`'s parent: where the database will live.

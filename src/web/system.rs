@@ -18,6 +18,10 @@ pub struct SystemPage {
     pub rows: Vec<(&'static str, String)>,
     pub capture: Vec<(&'static str, String)>,
     pub storage: Vec<(&'static str, String)>,
+    /// Unresolved damage of the database, one sentence each (empty when healthy).
+    pub damage: Vec<String>,
+    /// The newest good backup to restore, or why there is none.
+    pub damage_offer: String,
 }
 
 fn file_len(p: &std::path::Path) -> u64 {
@@ -30,9 +34,23 @@ pub async fn page(
 ) -> Result<SystemPage, AppError> {
     let db = state.db_path().to_path_buf();
     let host_db = db.clone();
-    let host = tokio::task::spawn_blocking(move || crate::system::host::read(&host_db))
-        .await
-        .map_err(|e| AppError::internal(format!("reading the host: {e}")))?;
+    let backups = state.config().backup_dir_path();
+    let (host, damage, damage_offer) = tokio::task::spawn_blocking(move || {
+        use crate::store::{backup, damage};
+        let events = damage::unresolved(&backup::real_path(&host_db));
+        // Checking every backup reads them whole: only when there is damage to offer one for.
+        let offer = match events.is_empty() {
+            true => String::new(),
+            false => match backup::newest_good(&backups) {
+                Ok(p) => format!("The newest good backup is {}.", p.display()),
+                Err(e) => e.to_string(),
+            },
+        };
+        let events = events.iter().map(|e| e.summary()).collect::<Vec<_>>();
+        (crate::system::host::read(&host_db), events, offer)
+    })
+    .await
+    .map_err(|e| AppError::internal(format!("reading the host: {e}")))?;
     let (levels, schema) = state
         .db(|s| Ok((s.level_rows()?, s.schema_version()?)))
         .await?;
@@ -93,7 +111,7 @@ pub async fn page(
                 .map_or_else(|| "unknown".into(), fmt_duration),
         ),
         ("lanmeter running for", fmt_duration(state.running_secs())),
-        ("Version", format!("lanmeter {}", env!("CARGO_PKG_VERSION"))),
+        ("Version", format!("lanmeter {}", crate::VERSION)),
     ];
     if let Some(d) = state.demo() {
         rows.push(("Mode", d.to_string()));
@@ -153,6 +171,8 @@ pub async fn page(
         rows,
         capture,
         storage,
+        damage,
+        damage_offer,
     })
 }
 

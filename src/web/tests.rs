@@ -930,3 +930,49 @@ async fn alerts_page_lists_alerts_and_outbox_and_the_admin_acknowledges() {
     assert_eq!(r.status(), StatusCode::OK);
     assert!(text(r).await.contains("incomplete or was changed"));
 }
+
+/// Issue 25: the dashboard says when the database was found damaged, and which backup to
+/// restore; nothing is shown once the damage is resolved.
+#[tokio::test]
+async fn system_page_shows_unresolved_damage_and_the_newest_good_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    let backups = dir.path().join("backups");
+    let cfg = Config {
+        timezone: Some("UTC".into()),
+        backup_dir: Some(backups.clone()),
+        ..Config::default()
+    };
+    let e = env_with(cfg);
+    let db = e.state.db_path().to_path_buf();
+    let (cookie, _) = e.admin().await;
+    let page = text(e.send(get("/system", Some(&cookie))).await).await;
+    assert!(!page.contains("id=\"damage\""), "{page}");
+    std::fs::create_dir_all(&backups).unwrap();
+    let good = backups.join("lanmeter-2026-01-01.db");
+    crate::store::Store::open(&db)
+        .unwrap()
+        .backup_to(&good)
+        .unwrap();
+    crate::store::damage::record(
+        &db,
+        &crate::store::damage::DamageEvent {
+            at: T0,
+            kind: "pages".into(),
+            detail: "page 1 overwritten".into(),
+            kept: vec![dir.path().join("t.db.corrupt-X")],
+        },
+    )
+    .unwrap();
+    let page = text(e.send(get("/system", Some(&cookie))).await).await;
+    assert!(
+        page.contains("id=\"damage\"")
+            && page.contains("page 1 overwritten")
+            && page.contains("t.db.corrupt-X")
+            && page.contains("lanmeter-2026-01-01.db")
+            && page.contains("--latest-good"),
+        "{page}"
+    );
+    crate::store::damage::resolve(&db, "test").unwrap();
+    let page = text(e.send(get("/system", Some(&cookie))).await).await;
+    assert!(!page.contains("id=\"damage\""), "{page}");
+}

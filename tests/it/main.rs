@@ -10,6 +10,7 @@ mod capture_files;
 mod cli_errors;
 mod corpus;
 mod daemon;
+mod damage;
 mod dashboard;
 mod devices;
 mod discovery;

@@ -172,10 +172,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
     let schema = stored.schema_version.to_string();
     o.sample(
         "lanmeter_build_info",
-        &[
-            ("version", env!("CARGO_PKG_VERSION")),
-            ("schema_version", &schema),
-        ],
+        &[("version", crate::VERSION), ("schema_version", &schema)],
         1,
     );
 

@@ -210,7 +210,7 @@ pub struct ApiDoc;
 /// The OpenAPI document (also what the drift test reads).
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
-    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    doc.info.version = crate::VERSION.to_string();
     doc
 }
 

@@ -123,7 +123,7 @@ pub async fn health(State(state): State<AppState>) -> Result<Json<SystemReport>,
     let flush = t.flush_duration();
     let ts = |x: Option<jiff::Timestamp>| x.map(|t| t.to_string());
     Ok(Json(SystemReport {
-        version: env!("CARGO_PKG_VERSION").to_string(),
+        version: crate::VERSION.to_string(),
         schema_version,
         time_zone: state
             .config()

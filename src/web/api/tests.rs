@@ -795,3 +795,45 @@ async fn a_busy_database_does_not_fail_a_token_request() {
     assert_eq!(status, StatusCode::OK);
     assert!(last_used(&e.viewer).await.is_some());
 }
+
+/// docs/API.md: `to` defaults to now and `from` to a day before it, for the export too (it
+/// answered "missing field 'to'").
+#[tokio::test]
+async fn export_range_defaults_to_the_day_before_now() {
+    let e = env().await;
+    let (status, v) = e
+        .call(
+            "GET",
+            "/api/v1/export?period=hour&format=json",
+            Some(&e.viewer),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let rows = v.as_array().unwrap();
+    assert_eq!(rows.len() as u64, DEVICES, "one hour row per device: {v}");
+    let sent: u64 = rows.iter().map(|r| r["bytes_sent"].as_u64().unwrap()).sum();
+    assert_eq!(sent, (1..=DEVICES).map(|n| 100 * n * 60).sum::<u64>());
+    // A `from` alone ends at now too; a `to` before the stored hour leaves nothing.
+    let (status, v) = e
+        .call(
+            "GET",
+            "/api/v1/export?period=hour&format=json&from=2026-01-01T00:00:00Z",
+            Some(&e.viewer),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, v.as_array().unwrap().len() as u64),
+        (StatusCode::OK, DEVICES)
+    );
+    let (status, v) = e
+        .call(
+            "GET",
+            "/api/v1/export?period=hour&format=json&to=2026-01-01T00:00:00Z",
+            Some(&e.viewer),
+            None,
+        )
+        .await;
+    assert_eq!((status, v.as_array().unwrap().len()), (StatusCode::OK, 0));
+}

@@ -357,10 +357,10 @@ pub enum ExportPeriod {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ExportQuery {
-    /// Start (inclusive).
-    pub from: String,
-    /// End (exclusive).
-    pub to: String,
+    /// Start (inclusive); default a day before `to`.
+    pub from: Option<String>,
+    /// End (exclusive); default now (docs/API.md).
+    pub to: Option<String>,
     /// Bucket size of the rows; at most 50,000 buckets in the range.
     pub period: ExportPeriod,
     /// csv (default) or json.
@@ -402,7 +402,7 @@ pub async fn export(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ExportQuery>,
 ) -> Result<Response, ApiError> {
-    let (from, to) = super::range(&state, Some(&q.from), Some(&q.to), DAY)?;
+    let (from, to) = super::range(&state, q.from.as_deref(), q.to.as_deref(), DAY)?;
     let period = match q.period {
         ExportPeriod::Minute => Period::Minute,
         ExportPeriod::Hour => Period::Hour,
