@@ -8,8 +8,10 @@ CARGO ?= cargo
 # ieee-data for device vendors (the OUI registry lanmeter reads at run time), chromium +
 # chromium-driver for browser tests, python3-aiosmtpd as the real SMTP server of the alert tests,
 # curl and openssl for the HTTPS test, prometheus (promtool and a scraping server) and
-# python3-venv (schemathesis) for the API tests, mosquitto (+ clients) as the real MQTT broker.
-TEST_DEBS := libpcap-dev pkg-config tshark tcpdump iproute2 iputils-ping iperf3 util-linux ieee-data udhcpc chromium chromium-driver python3-aiosmtpd curl openssl prometheus python3-venv mosquitto mosquitto-clients
+# python3-venv (schemathesis) for the API tests, mosquitto (+ clients) as the real MQTT broker,
+# wireshark-common (mergecap, editcap) for the capture-file tests, faketime and sqlite3 for the
+# damaged-database tests.
+TEST_DEBS := libpcap-dev pkg-config tshark tcpdump iproute2 iputils-ping iperf3 util-linux ieee-data udhcpc chromium chromium-driver python3-aiosmtpd curl openssl prometheus python3-venv mosquitto mosquitto-clients wireshark-common faketime sqlite3 gzip
 # bench: the peers (darkstat, tcpdump, tcpreplay), wrk for the dashboard, qemu-user (unlike
 # qemu-user-static it loads TCG plugins) and gcc for the Pi instruction counts (bench/pi.sh).
 BENCH_DEBS := $(TEST_DEBS) darkstat tcpreplay time python3 wrk qemu-user gcc
