@@ -152,6 +152,10 @@ pub struct Collector {
     /// Frames decoded; frames whose records were refused for a bound.
     pub frames: u64,
     pub refused: u64,
+    /// Access points whose name and security so far come only from frames whose element list
+    /// ran past the frame: the first well-formed frame replaces them, and a malformed one never
+    /// overrides a well-formed one.
+    unsound: std::collections::HashSet<MacAddr>,
 }
 
 impl Collector {
@@ -219,7 +223,23 @@ impl Collector {
         ap.first_seen = ap.first_seen.min(f.ts);
         let latest = f.ts >= ap.last_seen;
         ap.last_seen = ap.last_seen.max(f.ts);
+        // An element claiming more bytes than the frame holds ends the list early: what such a
+        // frame says about name and security (a missing RSN element reads as WEP) is evidence
+        // only until a well-formed frame of the same AP is heard.
+        let sound = !f.elements_truncated;
+        let new_ap = ap.beacons + ap.probe_responses == 0;
+        let first_sound = sound && (new_ap || self.unsound.remove(&f.bssid));
+        if !sound && new_ap {
+            self.unsound.insert(f.bssid);
+        }
+        let trusted = sound || self.unsound.contains(&f.bssid);
+        if first_sound {
+            // What malformed frames said before is replaced, not merged.
+            ap.ssid = None;
+            ap.security = f.security;
+        }
         match f.ssid {
+            _ if !trusted => {}
             Some(s) if !s.is_hidden() => ap.ssid = Some(s),
             Some(s) => {
                 if f.kind == Kind::Beacon {
@@ -236,7 +256,9 @@ impl Collector {
             if f.channel.is_some() {
                 ap.channel = f.channel;
             }
-            ap.security = f.security;
+            if trusted {
+                ap.security = f.security;
+            }
         }
         if f.kind == Kind::Beacon {
             ap.beacons += 1;

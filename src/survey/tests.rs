@@ -119,3 +119,35 @@ fn survey_sorts_and_counts_overlaps() {
     assert_eq!(json["access_points"][0]["ours"], true);
     assert_eq!(json["access_points"][0]["ssid"]["hex"], "7374726f6e67");
 }
+
+#[test]
+fn a_frame_whose_elements_overrun_it_never_overrides_a_well_formed_one() {
+    let bssid = MacAddr([0x00, 0x11, 0x22, 0, 0, 7]);
+    // A broken beacon (its RSN element unreadable, so it reads as WEP) between two well-formed
+    // probe responses, and last: WPA2 stays.
+    let broken = |ts| WifiFrame {
+        security: Security::Wep,
+        elements_truncated: true,
+        ..frame(Kind::Beacon, 7, b"garbl", ts, -50)
+    };
+    let mut c = Collector::new();
+    c.add(&frame(Kind::ProbeResponse, 7, b"home", 0, -50));
+    c.add(&broken(10));
+    c.add(&frame(Kind::ProbeResponse, 7, b"home", 20, -50));
+    c.add(&broken(30));
+    let ap = &c.aps[&bssid];
+    assert_eq!(ap.security, Security::Wpa2Psk);
+    assert_eq!(ap.ssid.unwrap().as_bytes(), b"home");
+    assert_eq!(ap.beacons, 2, "still counted as heard");
+    // Heard first only through broken frames, then well-formed: the well-formed one wins.
+    let mut c = Collector::new();
+    c.add(&broken(0));
+    assert_eq!(
+        c.aps[&bssid].security,
+        Security::Wep,
+        "the only evidence so far"
+    );
+    c.add(&frame(Kind::ProbeResponse, 7, b"home", 5, -50));
+    assert_eq!(c.aps[&bssid].security, Security::Wpa2Psk);
+    assert_eq!(c.aps[&bssid].ssid.unwrap().as_bytes(), b"home");
+}
