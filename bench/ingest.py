@@ -93,9 +93,12 @@ names = {
     "replay": "lanmeter replay --json (gateway inferred)",
     "replay_gw": "lanmeter replay --json --gateway MAC",
     "darkstat": "darkstat -r FILE",
+    "tcpdump_ng": "tcpdump -r FILE.pcapng -w /dev/null (libpcap's pcapng reader)",
+    "replay_ng": "lanmeter replay --json on the same frames as pcapng",
 }
 ingest = {"frames": frames, "pcap_bytes": os.path.getsize(glob.glob(f"{out}/household-{frames}.pcap")[0]),
-          "programs": {n: dict(label=label, **runs_of(n)) for n, label in names.items()}}
+          "programs": {n: dict(label=label, **runs_of(n)) for n, label in names.items()
+                       if os.path.exists(f"{raw}/{n}.txt")}}
 
 # Per-host totals side by side. lanmeter counts per MAC (frame length on the wire); darkstat per IP
 # address (remembering the last MAC it saw for it). darkstat's hosts are summed per MAC to meet.

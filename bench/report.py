@@ -119,6 +119,12 @@ if ing:
           f"| {c['floor'] / c[n] * 100:.0f} % | {c['tcpdump'] / c[n]:.2f}× | {c['darkstat'] / c[n]:.2f}× "
           f"| {t[n]:.2f} ({rng(p['wall_s'])}) | {t['floor'] / t[n] * 100:.0f} % | {mb(max(p['max_rss_kb'])):.1f} MB |")
     w("")
+    if "replay_ng" in c and "tcpdump_ng" in c:
+        w(f"pcapng: lanmeter's own reader gives {frames / c['replay_ng'] / 1e6:.2f} M frames per CPU-second "
+          f"({c['replay'] / c['replay_ng'] * 100:.0f} % of its classic-pcap rate); libpcap's pcapng reader under "
+          f"tcpdump {frames / c['tcpdump_ng'] / 1e6:.2f} M, so replay reads pcapng "
+          f"{c['tcpdump_ng'] / c['replay_ng']:.2f}× as fast as libpcap does (replay read pcapng through libpcap before).")
+        w("")
     pct = c["floor"] / c["replay"] * 100
     pct_gw = c["floor"] / c["replay_gw"] * 100
     budget["ingest_floor"] = (f"{pct:.0f} % of the bare loop's frames per CPU-second (with --gateway: {pct_gw:.0f} %; "

@@ -53,11 +53,15 @@ FLOOD="$OUT/flood-$FLOOD_MACS.pcap"
 FLOOD_QUARTER="$OUT/flood-$((FLOOD_MACS / 4)).pcap"
 HOUSE200="$OUT/household200-2000000.pcap"
 [ -f "$PCAP" ] || "$LM" generate "$PCAP" --frames "$FRAMES" --seed 1 >/dev/null
+# The same frames as pcapng (Wireshark's editcap writes it): lanmeter's own pcapng reader against
+# libpcap's (tcpdump -r), which replay used before.
+PCAPNG="$OUT/household-$FRAMES.pcapng"
+[ -f "$PCAPNG" ] || editcap -F pcapng "$PCAP" "$PCAPNG"
 [ -f "$FLOOD" ] || "$LM" generate "$FLOOD" --flood-macs "$FLOOD_MACS" --frames "$FLOOD_MACS" --seed 2 >/dev/null
 [ -f "$FLOOD_QUARTER" ] || "$LM" generate "$FLOOD_QUARTER" --flood-macs $((FLOOD_MACS / 4)) --frames $((FLOOD_MACS / 4)) --seed 3 >/dev/null
 [ -f "$HOUSE200" ] || "$LM" generate "$HOUSE200" --frames 2000000 --devices 200 --seed 4 >/dev/null
 # Warm the page cache so every program reads from memory, not disk.
-cat "$PCAP" "$FLOOD" "$FLOOD_QUARTER" "$HOUSE200" >/dev/null
+cat "$PCAP" "$PCAPNG" "$FLOOD" "$FLOOD_QUARTER" "$HOUSE200" >/dev/null
 
 # measure NAME CMD...: RUNS runs; raw/NAME.txt gets "wall_s user_s sys_s max_rss_kb" per run and
 # raw/NAME.cmd the command as run.
@@ -80,10 +84,12 @@ rm -rf "$OUT/darkstat" && mkdir -p "$OUT/darkstat"
 ALL_RUNS=$RUNS
 RUNS=1
 for n in $(seq "$ALL_RUNS"); do
-    for name in floor tcpdump replay replay_gw darkstat; do
+    for name in floor tcpdump replay replay_gw darkstat tcpdump_ng replay_ng; do
         case $name in
             floor) cmd=("$FLOOR" "$PCAP") ;;
             tcpdump) cmd=(tcpdump -r "$PCAP" -w /dev/null) ;;
+            tcpdump_ng) cmd=(tcpdump -r "$PCAPNG" -w /dev/null) ;;
+            replay_ng) cmd=("$LM" replay "$PCAPNG" --json) ;;
             replay) cmd=("$LM" replay "$PCAP" --json) ;;
             replay_gw) cmd=("$LM" replay "$PCAP" --json --gateway "$GW") ;;
             darkstat) cmd=(darkstat -r "$PCAP" --no-daemon --no-dns --chroot "$OUT/darkstat" --user root) ;;
