@@ -11,7 +11,9 @@
 //!   trusted;
 //! - live, the clock is trusted once the wall clock is past the floor and, when
 //!   systemd-timesyncd runs (`/run/systemd/timesync/` exists), once it has synchronized
-//!   (`/run/systemd/timesync/synchronized` exists). Until then every row is held in memory
+//!   (`/run/systemd/timesync/synchronized` exists), or at most [`TIMESYNC_PATIENCE`] after
+//!   lanmeter started (a network without NTP must not stop the counting for good). Until then
+//!   every row is held in memory
 //!   (one row per device, so bounded like the meter) and is written, at the first flush after
 //!   the clock became trusted, under that flush's minute;
 //! - in a capture file (`replay --db`), the file's own stamps decide: rows stamped before the
@@ -30,11 +32,16 @@ pub const CLOCK_FLOOR: jiff::Timestamp = jiff::Timestamp::constant(1_764_547_200
 /// The directory systemd-timesyncd creates while it runs, and its "synchronized" flag file.
 pub const TIMESYNC_DIR: &str = "/run/systemd/timesync";
 
+/// How long a clock past the floor waits for timesyncd's synchronization before it is trusted
+/// anyway (no NTP server reachable: the restored clock is the best there is).
+pub const TIMESYNC_PATIENCE: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Whether the system clock can be trusted now, as the live daemon sees it.
 #[derive(Clone, Debug)]
 pub struct SystemClock {
     floor: i64,
     timesync_dir: PathBuf,
+    started: std::time::Instant,
 }
 
 impl Default for SystemClock {
@@ -48,6 +55,7 @@ impl SystemClock {
         SystemClock {
             floor,
             timesync_dir: timesync_dir.to_path_buf(),
+            started: std::time::Instant::now(),
         }
     }
 
@@ -62,9 +70,12 @@ impl SystemClock {
                     .unwrap_or_else(|_| now.to_string())
             ));
         }
-        if self.timesync_dir.is_dir() && !self.timesync_dir.join("synchronized").exists() {
+        if self.timesync_dir.is_dir()
+            && !self.timesync_dir.join("synchronized").exists()
+            && self.started.elapsed() < TIMESYNC_PATIENCE
+        {
             return Some(
-                "systemd-timesyncd has not synchronized the clock yet: traffic is held until it has"
+                "systemd-timesyncd has not synchronized the clock yet: traffic is held until it has (at most 10 minutes)"
                     .into(),
             );
         }

@@ -58,9 +58,10 @@ pub struct Reload {
     pub load: Box<dyn Fn() -> anyhow::Result<Config> + Send>,
 }
 
-/// Settings a reload applies at once; any other change is logged and shown as needing a restart.
+/// Settings a reload applies at once: those only this loop reads. Any other change (the time
+/// zone, which the web side and the alert thread also use, included) is logged and shown as
+/// needing a restart, and keeps its running value until then.
 const RELOADABLE: &[&str] = &[
-    "timezone",
     "flush_interval_secs",
     "gateway",
     "keep_minutes_days",
@@ -109,7 +110,7 @@ pub fn run_with_health(
         Store::open_checked(&db).with_context(|| format!("opening database {}", db.display()))?;
     health.update(|h| h.moved_aside = aside);
     let mut flusher = Flusher::new(store);
-    let mut tz = cfg.time_zone();
+    let tz = cfg.time_zone();
     let mut retention = retention(&cfg);
     let clock = SystemClock::default();
     let mut gate = ClockGate::new(crate::clock::CLOCK_FLOOR.as_second());
@@ -319,7 +320,6 @@ pub fn run_with_health(
                         .into_iter()
                         .filter(|k| !RELOADABLE.contains(&k.as_str()))
                         .collect::<Vec<_>>();
-                    tz = new.time_zone();
                     retention = self::retention(&new);
                     interval = Duration::from_secs(new.flush_interval_secs);
                     next_flush = now + interval;
@@ -330,7 +330,6 @@ pub fn run_with_health(
                     // Settings that need a restart keep their running values, so what is
                     // shown stays what is in force.
                     cfg = Config {
-                        timezone: new.timezone.clone(),
                         flush_interval_secs: new.flush_interval_secs,
                         gateway: new.gateway,
                         keep_minutes_days: new.keep_minutes_days,

@@ -18,6 +18,7 @@ mod household;
 mod live;
 mod mqtt;
 mod netns;
+mod pi_realities;
 mod plan;
 mod survey;
 mod web_cli;
