@@ -27,7 +27,8 @@ import time
 import urllib.request
 
 PATHS = ["/", "/devices", "/people", "/system", "/plan", "/alerts", "/live", "/wifi",
-         "/api/v1/system", "/api/v1/devices", "/api/v1/top", "/api/v1/usage?period=day",
+         "/api/v1/system", "/api/v1/devices", "/api/v1/top?limit=100", "/api/v1/usage",
+         "/devices/1", "/devices/2",
          "/api/v1/capture", "/api/v1/presence", "/api/v1/plan", "/api/v1/alerts", "/metrics"]
 PEAK_BUDGET_MIB = 128
 IDLE_BUDGET_MIB = 64
@@ -79,11 +80,10 @@ def main():
               "env": a.env, "cgroup_mib": a.cgroup_mib}
     try:
         db = os.path.join(work, "demo.db")
-        built = subprocess.run([a.lanmeter, "demo", "--db", db, "--build-only"],
-                               capture_output=True, text=True)
-        if built.returncode != 0:
-            print(f"pi_memory: demo build failed: {built.stderr}", file=sys.stderr)
-            return 2
+        # First-run setup done (an admin password), so the anonymous LAN viewer reads everything.
+        pw = os.path.join(work, "admin-password")
+        with open(pw, "w") as f:
+            f.write("correct horse battery staple\n")
         port = free_port()
         env = {k: v for k, v in os.environ.items()
                if not k.startswith("LANMETER_") and k != "MALLOC_ARENA_MAX"}
@@ -99,7 +99,7 @@ def main():
             # Without swap accounting the limit is RSS + page cache; no swap exists here anyway.
         log = open(os.path.join(work, "lanmeter.log"), "w")
         proc = subprocess.Popen([a.lanmeter, "demo", "--db", db, "--listen", f"127.0.0.1:{port}",
-                                 "--anyone-on-lan-may-view"],
+                                 "--anyone-on-lan-may-view", "--admin-password-file", pw],
                                 stdout=subprocess.DEVNULL, stderr=log, env=env)
         if cg:
             with open(os.path.join(cg, "cgroup.procs"), "w") as f:
@@ -112,7 +112,9 @@ def main():
                 break
             except OSError:
                 if proc.poll() is not None or time.time() > deadline:
-                    print("pi_memory: lanmeter demo did not start", file=sys.stderr)
+                    log.flush()
+                    print("pi_memory: lanmeter demo did not start:\n"
+                          + open(os.path.join(work, "lanmeter.log")).read()[-2000:], file=sys.stderr)
                     return 2
                 time.sleep(0.2)
         start_rss = status_kib(proc.pid, "VmRSS")

@@ -50,13 +50,24 @@ fn traffic_seen(
     before: crate::netns::KernelCounters,
     n: &str,
 ) -> crate::netns::KernelCounters {
+    traffic_seen_on(p, &p.a_if, d, before, n)
+}
+
+/// [`traffic_seen`] with A's interface named `a_if`.
+fn traffic_seen_on(
+    p: &NetnsPair,
+    a_if: &str,
+    d: &mut Daemon,
+    before: crate::netns::KernelCounters,
+    n: &str,
+) -> crate::netns::KernelCounters {
     let out = ping(
         p,
         &["-c", n, "-s", "1000", "-i", "0.01"],
         &p.a_ip.to_string(),
     );
     assert!(out.status.success(), "ping failed: {out:?}");
-    let k = p.kernel_counters(&p.a, &p.a_if).since(before);
+    let k = p.kernel_counters(&p.a, a_if).since(before);
     let all = k.rx_packets + k.tx_packets;
     d.wait_for_line(&format!("frames_seen={all}"), PATIENCE, |l| {
         l.contains("capture statistics") && field(l, "frames_seen") == all
@@ -171,25 +182,7 @@ fn an_interface_that_appears_after_the_start_is_waited_for_and_captured() {
         d.log_text()
     );
     p.create_link();
-    for (ns, ifname, ip, mac) in [
-        (&p.a, &p.a_if, p.b_ip, p.b_mac),
-        (&p.b, &p.b_if, p.a_ip, p.a_mac),
-    ] {
-        crate::netns::run(&[
-            "ip",
-            "-n",
-            ns,
-            "neigh",
-            "replace",
-            &ip.to_string(),
-            "lladdr",
-            &mac.to_string(),
-            "dev",
-            ifname,
-            "nud",
-            "permanent",
-        ]);
-    }
+    quiet_neighbours(&p, &p.a_if);
     d.wait_for_log("capture resumed", PATIENCE);
     let before = p.kernel_counters(&p.a, &p.a_if);
     let k = traffic_seen(&p, &mut d, before, "20");
@@ -309,4 +302,62 @@ fn frames_stamped_before_the_clock_was_set_land_in_the_first_trusted_minute() {
         .unwrap();
     assert_eq!(first["bytes_sent"], 10 * 1000 + 100, "{first}");
     assert_eq!(first["frames_sent"], 11, "{first}");
+}
+
+/// Permanent neighbour entries on both ends (A's end named `a_if`): no ARP on the link.
+fn quiet_neighbours(p: &NetnsPair, a_if: &str) {
+    for (ns, ifname, ip, mac) in [
+        (&p.a, a_if, p.b_ip, p.b_mac),
+        (&p.b, p.b_if.as_str(), p.a_ip, p.a_mac),
+    ] {
+        crate::netns::run(&[
+            "ip",
+            "-n",
+            ns,
+            "neigh",
+            "replace",
+            &ip.to_string(),
+            "lladdr",
+            &mac.to_string(),
+            "dev",
+            ifname,
+            "nud",
+            "permanent",
+        ]);
+    }
+}
+
+/// The configured adapter is unplugged and comes back under another name with the same MAC (a
+/// USB adapter renamed by udev): capture follows it by its MAC and counts on the new name.
+#[test]
+fn a_replaced_interface_is_followed_by_its_mac() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, config, db) = setup(dir.path(), 1);
+    let mut d = Daemon::start(&p, &config, &db);
+    crate::netns::run(&["ip", "-n", &p.a, "link", "del", &p.a_if]);
+    d.wait_for_log("capture interface disappeared", PATIENCE);
+    let renamed = "lmren0";
+    crate::netns::run(&[
+        "ip", "link", "add", renamed, "netns", &p.a, "type", "veth", "peer", "name", &p.b_if,
+        "netns", &p.b,
+    ]);
+    for (ns, ifname, mac, ip) in [
+        (&p.a, renamed, p.a_mac, p.a_ip),
+        (&p.b, p.b_if.as_str(), p.b_mac, p.b_ip),
+    ] {
+        let ip = format!("{ip}/24");
+        let mac = mac.to_string();
+        crate::netns::run(&["ip", "-n", ns, "link", "set", ifname, "address", &mac]);
+        crate::netns::run(&["ip", "-n", ns, "addr", "add", &ip, "dev", ifname]);
+        crate::netns::run(&["ip", "-n", ns, "link", "set", ifname, "up"]);
+    }
+    quiet_neighbours(&p, renamed);
+    let line = d.wait_for_log("capture interface replaced", PATIENCE);
+    assert!(line.contains(renamed), "{line}");
+    d.wait_for_log("capture resumed", PATIENCE);
+    let before = p.kernel_counters(&p.a, renamed);
+    let k = traffic_seen_on(&p, renamed, &mut d, before, "20");
+    d.stop();
+    let t = export_totals(&config, &db);
+    assert_eq!(stored_view(&p, &t), kernel_view(k), "[A sent, B sent]");
 }
