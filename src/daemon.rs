@@ -7,8 +7,8 @@
 //! and the capture thread, flush every interval on this thread, and on SIGTERM/SIGINT stop capture and the web server and flush what is left
 //! before returning. On SIGHUP it flushes, rereads the configuration (keeping the old one when
 //! the new one is invalid) and goes on. A capture interface that is not there yet is waited
-//! for, and traffic stamped before the clock is trusted is filed by [`crate::clock`]'s rule. It never counts anything itself and never lets a database problem reach
-//! the capture thread.
+//! for, and traffic stamped before the clock is trusted is filed by [`crate::clock`]'s rule.
+//! It never counts anything itself and never lets a database problem reach the capture thread.
 
 use crate::capture::live::{self, Follow, LiveConfig};
 use crate::clock::{ClockGate, SystemClock};
@@ -160,8 +160,7 @@ pub fn run_with_health(
     telemetry.set_capture(Arc::clone(&stats));
     // The alert thread sees capture only through this copy of a few counters and a flag the
     // loop below keeps current; it never touches the meter or the capture thread.
-    let capture_running = Arc::new(AtomicBool::new(true));
-    capture_running.store(!waiting_at_start, Ordering::Relaxed);
+    let capture_running = Arc::new(AtomicBool::new(!waiting_at_start));
     let alerts_thread = {
         let (stats, running) = (Arc::clone(&stats), Arc::clone(&capture_running));
         let probe: crate::alerts::run::Probe = Box::new(move || {
