@@ -206,12 +206,12 @@ fn a_time_zone_set_after_a_short_first_run_rebuilds_the_history() {
     std::thread::sleep(Duration::from_secs(3));
     d.stop();
     let zone = |db: &Path| {
-        let out = Command::new("sqlite3")
-            .arg(db)
-            .arg("SELECT zone, minute_kept FROM history_state")
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        let s = lanmeter::store::Store::open_existing(db)
+            .unwrap()
+            .history_state()
+            .unwrap()
+            .expect("a history state after maintenance");
+        format!("{}|{}", s.zone, s.minute_kept)
     };
     let first = zone(&db);
     assert!(first.starts_with("UTC|"), "first run state: {first:?}");
