@@ -18,6 +18,24 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+/// Completes first-run setup (an admin password), so the anonymous LAN viewer may read the API.
+fn admin_password(db: &Path) {
+    let mut passwd = hermetic(&mut Command::new(LANMETER))
+        .args(["passwd", "--db"])
+        .arg(db)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    passwd
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"correct horse battery\n")
+        .unwrap();
+    assert!(passwd.wait().unwrap().success());
+}
+
 /// Appends `lines` to the config file `setup` wrote.
 fn append(config: &Path, lines: &str) {
     let mut text = std::fs::read_to_string(config).unwrap();
@@ -84,21 +102,7 @@ fn sighup_flushes_rereads_the_config_and_keeps_running() {
         &config,
         &format!("listen = \"127.0.0.1:{PORT}\"\nanyone_on_lan_may_view = true\n"),
     );
-    // First-run setup done (an admin password), so the anonymous LAN viewer may read the API.
-    let mut passwd = hermetic(&mut Command::new(LANMETER))
-        .args(["passwd", "--db"])
-        .arg(&db)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    passwd
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"correct horse battery\n")
-        .unwrap();
-    assert!(passwd.wait().unwrap().success());
+    admin_password(&db);
     let mut d = Daemon::start(&p, &config, &db);
     let before = p.kernel_counters(&p.a, &p.a_if);
     let k = traffic_seen(&p, &mut d, before, "20");
@@ -164,18 +168,38 @@ fn an_interface_that_appears_after_the_start_is_waited_for_and_captured() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(5u64);
     let dir = tempfile::tempdir().unwrap();
+    const PORT: u16 = 18_392;
     let (p, config, db) = setup(dir.path(), 1);
+    append(
+        &config,
+        &format!("listen = \"127.0.0.1:{PORT}\"\nanyone_on_lan_may_view = true\n"),
+    );
+    admin_password(&db);
     // Deleting one end deletes the pair: the interface does not exist when lanmeter starts.
     crate::netns::run(&["ip", "-n", &p.a, "link", "del", &p.a_if]);
     let mut d = Daemon::start(&p, &config, &db);
     d.wait_for_log("the capture interface does not exist yet", PATIENCE);
+    // The health says what it waits for, and /metrics does not claim capture is up.
+    let capture = api(&p, PORT, "/api/v1/capture");
+    assert_eq!(
+        capture["state"],
+        format!("waiting for interface {}", p.a_if)
+    );
+    assert_eq!(capture["waiting"], true, "{capture}");
+    let metrics = p.exec(
+        &p.a,
+        &["curl", "-sf", &format!("http://127.0.0.1:{PORT}/metrics")],
+    );
+    assert!(
+        String::from_utf8_lossy(&metrics.stdout).contains("\nlanmeter_capture_up 0\n"),
+        "{metrics:?}"
+    );
     std::thread::sleep(Duration::from_secs(late));
     assert!(
         d.pid_alive(),
         "lanmeter exited while waiting:\n{}",
         d.log_text()
     );
-    // The service status and the health say what it waits for.
     assert!(
         !d.log_text().contains("capture resumed"),
         "{}",
@@ -184,6 +208,8 @@ fn an_interface_that_appears_after_the_start_is_waited_for_and_captured() {
     p.create_link();
     quiet_neighbours(&p, &p.a_if);
     d.wait_for_log("capture resumed", PATIENCE);
+    let capture = api(&p, PORT, "/api/v1/capture");
+    assert_eq!(capture["state"], format!("capturing on {}", p.a_if));
     let before = p.kernel_counters(&p.a, &p.a_if);
     let k = traffic_seen(&p, &mut d, before, "20");
     d.stop();
