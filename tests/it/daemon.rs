@@ -39,13 +39,21 @@ pub(crate) struct Daemon {
 impl Daemon {
     /// Starts `lanmeter run` on A's interface and waits until it logs that it is capturing.
     pub(crate) fn start(p: &NetnsPair, config: &Path, db: &Path) -> Daemon {
+        Daemon::start_on(p, config, db, Some(&p.a_if))
+    }
+
+    /// [`Daemon::start`] with `--interface iface`, or none (the default route's interface).
+    pub(crate) fn start_on(p: &NetnsPair, config: &Path, db: &Path, iface: Option<&str>) -> Daemon {
         let mut cmd = Command::new("ip");
         // `ip netns exec` execs the command, so the child's pid is lanmeter's own: signals sent
         // to it reach lanmeter, not a wrapper.
         cmd.args(["netns", "exec", &p.a, LANMETER, "--config"])
             .arg(config)
-            .args(["run", "--interface", &p.a_if, "--db"])
-            .arg(db);
+            .arg("run");
+        if let Some(i) = iface {
+            cmd.args(["--interface", i]);
+        }
+        cmd.arg("--db").arg(db);
         let mut child = hermetic(&mut cmd)
             // An override through the environment, as a systemd drop-in would set it.
             .env("LANMETER_FLUSH_INTERVAL_SECS", "1")

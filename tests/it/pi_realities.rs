@@ -387,3 +387,33 @@ fn a_replaced_interface_is_followed_by_its_mac() {
     let t = export_totals(&config, &db);
     assert_eq!(stored_view(&p, &t), kernel_view(k), "[A sent, B sent]");
 }
+
+/// No `interface` configured and no default route yet (the network comes up after lanmeter):
+/// capture waits for the route, then captures on the interface that holds it.
+#[test]
+fn without_an_interface_capture_waits_for_the_default_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, config, db) = setup(dir.path(), 1);
+    let mut d = Daemon::start_on(&p, &config, &db, None);
+    d.wait_for_log("no default route yet", PATIENCE);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(d.pid_alive(), "lanmeter exited:\n{}", d.log_text());
+    crate::netns::run(&[
+        "ip",
+        "-n",
+        &p.a,
+        "route",
+        "add",
+        "default",
+        "via",
+        &p.b_ip.to_string(),
+        "dev",
+        &p.a_if,
+    ]);
+    d.wait_for_log("capture resumed", PATIENCE);
+    let before = p.kernel_counters(&p.a, &p.a_if);
+    let k = traffic_seen(&p, &mut d, before, "20");
+    d.stop();
+    let t = export_totals(&config, &db);
+    assert_eq!(stored_view(&p, &t), kernel_view(k), "[A sent, B sent]");
+}
