@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# make reliability: the fuzz, soak and fault-injection campaigns of SPEC §6, one after another,
+# make reliability: the fuzz, soak, fault-injection, delivery and "Pi realities" campaigns of
+# SPEC §6 and issue 25, one after another,
 # then RELIABILITY.md from their results.
 #
 # Contract with each campaign (reliability/campaigns/NAME.sh, run from the repository root with
@@ -14,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 export OUT=${OUT:-$TARGET_DIR/reliability}
-CAMPAIGNS=${CAMPAIGNS:-fuzz soak faults delivery}
+CAMPAIGNS=${CAMPAIGNS:-fuzz soak faults delivery pi}
 mkdir -p "$OUT"
 export RELIABILITY_START=$(date +%s)
 

@@ -163,6 +163,10 @@ fn run_demo(config: Option<&Path>, args: DemoArgs) -> anyhow::Result<ExitCode> {
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
+    // A demo has nothing to reload, but SIGHUP must not end it (as it would by default).
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
+        .context("installing signal handlers")?;
     let meter = SharedMeter::new(Meter::new(MeterConfig {
         max_devices: cfg.max_devices,
         gateway: Some(demo.gateway),
@@ -202,6 +206,9 @@ fn run_demo(config: Option<&Path>, args: DemoArgs) -> anyhow::Result<ExitCode> {
     let _ = std::io::stdout().flush();
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         std::thread::sleep(std::time::Duration::from_millis(100));
+        if hup.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            tracing::info!("SIGHUP: the demo has no configuration to reload; still running");
+        }
     }
     let _ = web.join();
     let _ = traffic.join();
@@ -554,18 +561,36 @@ fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
 }
 
 fn run_daemon(config: Option<&Path>, args: RunArgs) -> anyhow::Result<ExitCode> {
-    let mut cfg = load_config(config)?;
-    if args.interface.is_some() {
-        cfg.interface = args.interface;
-    }
-    if args.db.is_some() {
-        cfg.database = args.db;
-    }
+    // The same reading at start and on every SIGHUP: file, environment, command line.
+    let path = config.map(Path::to_path_buf);
+    let load = move || -> anyhow::Result<Config> {
+        let mut cfg = load_config(path.as_deref())?;
+        if args.interface.is_some() {
+            cfg.interface = args.interface.clone();
+        }
+        if args.db.is_some() {
+            cfg.database = args.db.clone();
+        }
+        Ok(cfg)
+    };
+    let cfg = load()?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
-    crate::daemon::run(cfg, stop)?;
+    // SIGHUP reloads (issue 25: its default action ended monitoring with an exit systemd did
+    // not restart).
+    let reload = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone())
+        .context("installing signal handlers")?;
+    crate::daemon::run(
+        cfg,
+        stop,
+        Some(crate::daemon::Reload {
+            requested: reload,
+            load: Box::new(load),
+        }),
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -631,11 +656,25 @@ fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                 Store::open(db).with_context(|| format!("opening database {}", db.display()))?;
             let mut flusher = Flusher::new(store);
             let interval = std::time::Duration::from_secs(10);
+            // Frames stamped before the clock could be right (a Pi booted without its time)
+            // are filed under the file's first trusted minute (crate::clock).
+            let mut gate = crate::clock::ClockGate::new(crate::clock::CLOCK_FLOOR.as_second());
             let r = replay::replay(&args.file, &opts, |delta, _| {
-                crate::daemon::flush_delta(&mut flusher, delta, interval).map(drop)
+                crate::daemon::flush_gated(
+                    &mut flusher,
+                    delta,
+                    interval,
+                    &mut gate,
+                    crate::daemon::Stamping::File,
+                )
+                .map(drop)
             })
             .with_context(|| format!("replaying {}", args.file.display()))?
             .with_context(|| format!("writing to {}", db.display()))?;
+            let (usage, seen) = gate.release_as_stamped();
+            flusher
+                .flush(usage, seen)
+                .with_context(|| format!("writing to {}", db.display()))?;
             // Roll the replayed minutes up in the system's zone (what `export` uses without a
             // config), so exports of long captures read hour and day rows.
             flusher

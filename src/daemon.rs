@@ -5,10 +5,13 @@
 //! it reads the meter only through snapshots), the alert thread (rules and the outbox, on its
 //! own connection), the MQTT threads (Home Assistant, when configured; their own connection)
 //! and the capture thread, flush every interval on this thread, and on SIGTERM/SIGINT stop capture and the web server and flush what is left
-//! before returning. It never counts anything itself and never lets a database problem reach
-//! the capture thread.
+//! before returning. On SIGHUP it flushes, rereads the configuration (keeping the old one when
+//! the new one is invalid) and goes on. A capture interface that is not there yet is waited
+//! for, and traffic stamped before the clock is trusted is filed by [`crate::clock`]'s rule.
+//! It never counts anything itself and never lets a database problem reach the capture thread.
 
-use crate::capture::live::{self, LiveConfig};
+use crate::capture::live::{self, Follow, LiveConfig};
+use crate::clock::{ClockGate, SystemClock};
 use crate::config::Config;
 use crate::discovery;
 use crate::flush::Flusher;
@@ -48,29 +51,57 @@ pub fn retention(cfg: &Config) -> Retention {
     }
 }
 
-pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
-    run_with_health(cfg, stop, SharedHealth::new())
+/// A configuration reload on SIGHUP: the flag the signal sets, and how to read the
+/// configuration again (the file and environment, with the command line's overrides).
+pub struct Reload {
+    pub requested: Arc<AtomicBool>,
+    pub load: Box<dyn Fn() -> anyhow::Result<Config> + Send>,
+}
+
+/// Settings a reload applies at once: those only this loop reads. Any other change (the time
+/// zone, which the web side and the alert thread also use, included) is logged and shown as
+/// needing a restart, and keeps its running value until then.
+const RELOADABLE: &[&str] = &[
+    "flush_interval_secs",
+    "gateway",
+    "keep_minutes_days",
+    "keep_hours_days",
+    "keep_days_months",
+    "keep_months_years",
+    "backup_hour",
+    "backup_keep",
+    "backup_dir",
+];
+
+pub fn run(cfg: Config, stop: Arc<AtomicBool>, reload: Option<Reload>) -> anyhow::Result<()> {
+    run_with_health(cfg, stop, reload, SharedHealth::new())
 }
 
 /// [`run`], recording the storage health in `health` for whoever reads it (web, alerts).
 pub fn run_with_health(
-    cfg: Config,
+    mut cfg: Config,
     stop: Arc<AtomicBool>,
+    reload: Option<Reload>,
     health: SharedHealth,
 ) -> anyhow::Result<()> {
-    let iface = match &cfg.interface {
-        Some(i) => i.clone(),
-        None => discovery::default_route_interface().context(
-            "no default route to pick a capture interface from: set `interface` in the config file",
-        )?,
+    // A configured interface is followed by its MAC when it comes back under another name; none
+    // configured, the capture follows the default route. Either way a missing one is waited for.
+    let follow = match &cfg.interface {
+        Some(name) => live::interface_mac(name).map_or(Follow::Name, Follow::NameOrMac),
+        None => Follow::DefaultRoute(discovery::default_route_interface),
     };
-    let capture = live::open(&LiveConfig {
-        interface: iface.clone(),
-        snaplen: cfg.snaplen,
-        buffer_bytes: cfg.buffer_mib.saturating_mul(1024 * 1024),
-        promiscuous: cfg.promiscuous,
-        stats_log_interval: Duration::from_secs(cfg.stats_log_interval_secs),
-    })?;
+    let capture = live::open_following(
+        &LiveConfig {
+            interface: cfg.interface.clone().unwrap_or_default(),
+            snaplen: cfg.snaplen,
+            buffer_bytes: cfg.buffer_mib.saturating_mul(1024 * 1024),
+            promiscuous: cfg.promiscuous,
+            stats_log_interval: Duration::from_secs(cfg.stats_log_interval_secs),
+        },
+        follow,
+    )?;
+    let mut iface = capture.interface().to_string();
+    let waiting_at_start = capture.is_waiting();
     let db = cfg.database_path();
     // Held for the whole run: a second daemon on the same file, or `lanmeter restore`, refuses.
     let mut _lock =
@@ -85,7 +116,9 @@ pub fn run_with_health(
     health.read_damage(&db);
     let mut flusher = Flusher::new(store);
     let tz = cfg.time_zone();
-    let retention = retention(&cfg);
+    let mut retention = retention(&cfg);
+    let clock = SystemClock::default();
+    let mut gate = ClockGate::new(crate::clock::CLOCK_FLOOR.as_second());
     let mut backups = BackupSchedule::default();
     // Bound before capture starts, so a port conflict is one clear error and nothing half-runs.
     let listener = std::net::TcpListener::bind(cfg.listen).map_err(|e| {
@@ -95,14 +128,15 @@ pub fn run_with_health(
         )
     })?;
 
-    let detected = discovery::detect_gateway(&iface);
+    let detected = (!waiting_at_start)
+        .then(|| discovery::detect_gateway(&iface))
+        .flatten();
     let gateway = cfg.gateway.or(detected.as_ref().map(|g| g.mac));
-    let locality = Locality::new(
-        cfg.lan_prefixes
-            .iter()
-            .copied()
-            .chain(discovery::interface_prefixes(&iface)),
-    );
+    let locality = Locality::new(cfg.lan_prefixes.iter().copied().chain(if waiting_at_start {
+        Vec::new()
+    } else {
+        discovery::interface_prefixes(&iface)
+    }));
     let meter = SharedMeter::new(Meter::new(MeterConfig {
         max_devices: cfg.max_devices,
         gateway,
@@ -131,7 +165,7 @@ pub fn run_with_health(
     telemetry.set_capture(Arc::clone(&stats));
     // The alert thread sees capture only through this copy of a few counters and a flag the
     // loop below keeps current; it never touches the meter or the capture thread.
-    let capture_running = Arc::new(AtomicBool::new(true));
+    let capture_running = Arc::new(AtomicBool::new(!waiting_at_start));
     let alerts_thread = {
         let (stats, running) = (Arc::clone(&stats), Arc::clone(&capture_running));
         let probe: crate::alerts::run::Probe = Box::new(move || {
@@ -155,8 +189,8 @@ pub fn run_with_health(
         )
         .context("starting the alert thread")?
     };
-    let discovery = cfg
-        .discovery
+    // Discovery captures on the same interface: it starts once that interface is there.
+    let mut discovery = (cfg.discovery && !waiting_at_start)
         .then(|| crate::discovery_run::DiscoveryRun::start(&cfg, &iface, db.clone(), stop.clone()));
     let mut wifi = crate::survey::live::start(&cfg, &db, stop.clone());
     let mqtt = crate::mqtt::MqttRun::start(&cfg, db.clone(), stop.clone());
@@ -171,21 +205,102 @@ pub fn run_with_health(
         "capturing"
     );
     // READY only now: the database is open and the capture thread runs (Type=notify in the unit).
+    // READY even while the interface is waited for: the service is up (web, database) and a
+    // restart would not make the interface appear; the status line says what it waits for.
     let mut notifier = crate::system::notify::Notifier::from_env();
-    notifier.ready(&format!("capturing on {iface} into {}", db.display()));
+    let mut capture_state = stats.state();
+    notifier.ready(&format!("{capture_state} into {}", db.display()));
 
-    let interval = Duration::from_secs(cfg.flush_interval_secs);
+    let mut interval = Duration::from_secs(cfg.flush_interval_secs);
     let mut next_flush = Instant::now() + interval;
     let mut next_gateway_check = Instant::now() + GATEWAY_RECHECK;
     let mut next_maintenance = Instant::now() + interval;
     let mut evictions_seen = 0;
+    let max_devices = cfg.max_devices;
+    let mut flush_now =
+        |flusher: &mut Flusher,
+         gate: &mut ClockGate,
+         interval: Duration,
+         discovery: Option<&crate::discovery_run::DiscoveryRun>| {
+            let evictions = meter.with(|m| m.evictions());
+            if evictions > evictions_seen {
+                tracing::warn!(
+                    evicted = evictions - evictions_seen,
+                    max_devices,
+                    "more MACs than max_devices in one minute: the least active were folded into 'other' (a MAC flood, or raise max_devices)"
+                );
+                evictions_seen = evictions;
+            }
+            let delta = meter.take_delta();
+            if let Some(d) = discovery {
+                d.traffic(delta.sent_spans());
+            }
+            let now_s = jiff::Timestamp::now().as_second();
+            let distrust = clock.distrust(now_s);
+            let stamping =
+                Stamping::Live(distrust.is_none().then_some(now_s - now_s.rem_euclid(60)));
+            let result = flush_gated(flusher, &delta, interval, gate, stamping)
+                .map(|s| telemetry.record_flush(s.duration));
+            let was = telemetry.clock();
+            match (&distrust, &was) {
+                (Some(why), None) => {
+                    tracing::warn!(reason = %why, "the clock is not trusted: traffic is held and filed under the first minute after it is")
+                }
+                (None, Some(_)) => tracing::info!("the clock is trusted now"),
+                _ => {}
+            }
+            telemetry.set_clock(distrust.map(|reason| crate::telemetry::ClockStatus {
+                reason,
+                held_devices: gate.held_devices(),
+                held_bytes: gate.held_bytes(),
+            }));
+            if let Err(e) = &result {
+                tracing::error!(error = %e, pending_rows = flusher.pending_len(), "flush failed; counts stay in memory and are retried next interval");
+            }
+            health.record_flush(
+                result.map_err(|e| {
+                    let full = matches!(e, crate::store::StoreError::DiskFull { .. });
+                    (e.to_string(), full)
+                }),
+                flusher.pending_len(),
+                flusher.folded_rows(),
+            );
+        };
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
         let now = Instant::now();
-        capture_running.store(!capture_thread.is_finished(), Ordering::Relaxed);
+        let state = stats.state();
+        capture_running.store(
+            !capture_thread.is_finished() && !stats.is_waiting(),
+            Ordering::Relaxed,
+        );
+        if state != capture_state {
+            notifier.status(&state.to_string());
+            let current = stats.interface();
+            if !stats.is_waiting() && current != iface {
+                // The interface appeared, or capture followed it elsewhere: what depends on
+                // its name (local prefixes, gateway, discovery) follows too.
+                iface = current;
+                for p in discovery::interface_prefixes(&iface) {
+                    meter.with(|m| m.add_local_prefix(p));
+                }
+                next_gateway_check = now;
+                if cfg.discovery && discovery.is_none() {
+                    discovery = Some(crate::discovery_run::DiscoveryRun::start(
+                        &cfg,
+                        &iface,
+                        db.clone(),
+                        stop.clone(),
+                    ));
+                }
+            }
+            capture_state = state;
+        }
         if notifier.watchdog_due(now) {
-            // No ping while capture is dead or the database does not answer: systemd's watchdog
-            // then restarts the service (Restart=on-failure), which is the repair for both.
+            // No ping while the capture thread is dead or the database does not answer:
+            // systemd's watchdog then restarts the service, which is the repair for both. A
+            // capture waiting for its interface is alive (a restart would not bring the
+            // interface): it is pinged, and the status line and /system say what it waits for.
             let capturing = !capture_thread.is_finished();
             let db_ok = flusher.store().schema_version();
             match (capturing, &db_ok) {
@@ -195,6 +310,61 @@ pub fn run_with_health(
                     database = %db_ok.as_ref().map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string()),
                     "unhealthy: withholding the watchdog ping so systemd restarts lanmeter"
                 ),
+            }
+        }
+        if let Some(r) = &reload
+            && r.requested.swap(false, Ordering::Relaxed)
+        {
+            tracing::info!("SIGHUP: flushing, then rereading the configuration");
+            flush_now(&mut flusher, &mut gate, interval, discovery.as_ref());
+            tracing::info!(pending_rows = flusher.pending_len(), "flushed on SIGHUP");
+            match (r.load)() {
+                Ok(new) => {
+                    let needs_restart = changed_keys(&cfg, &new)
+                        .into_iter()
+                        .filter(|k| !RELOADABLE.contains(&k.as_str()))
+                        .collect::<Vec<_>>();
+                    retention = self::retention(&new);
+                    interval = Duration::from_secs(new.flush_interval_secs);
+                    next_flush = now + interval;
+                    if new.gateway.is_some() && new.gateway != cfg.gateway {
+                        meter.with(|m| m.set_gateway(new.gateway));
+                    }
+                    next_gateway_check = now;
+                    // Settings that need a restart keep their running values, so what is
+                    // shown stays what is in force.
+                    cfg = Config {
+                        flush_interval_secs: new.flush_interval_secs,
+                        gateway: new.gateway,
+                        keep_minutes_days: new.keep_minutes_days,
+                        keep_hours_days: new.keep_hours_days,
+                        keep_days_months: new.keep_days_months,
+                        keep_months_years: new.keep_months_years,
+                        backup_hour: new.backup_hour,
+                        backup_keep: new.backup_keep,
+                        backup_dir: new.backup_dir.clone(),
+                        ..cfg
+                    };
+                    if needs_restart.is_empty() {
+                        tracing::info!("configuration reloaded");
+                    } else {
+                        tracing::warn!(settings = ?needs_restart, "configuration reloaded; these changed settings take effect at the next restart (systemctl restart lanmeter)");
+                    }
+                    telemetry.record_reload(crate::telemetry::ConfigStatus {
+                        reloaded_at: Some(jiff::Timestamp::now()),
+                        error: None,
+                        needs_restart,
+                    });
+                }
+                Err(e) => {
+                    let error = format!("{e:#}");
+                    tracing::error!(error = %error, "the configuration was not reloaded: the new file is invalid, so the running configuration stays in force; fix the file and send SIGHUP again (systemctl reload lanmeter)");
+                    telemetry.record_reload(crate::telemetry::ConfigStatus {
+                        reloaded_at: Some(jiff::Timestamp::now()),
+                        error: Some(error),
+                        needs_restart: Vec::new(),
+                    });
+                }
             }
         }
         if cfg.gateway.is_none() && now >= next_gateway_check {
@@ -210,32 +380,7 @@ pub fn run_with_health(
             if next_flush < now {
                 next_flush = now + interval;
             }
-            let evictions = meter.with(|m| m.evictions());
-            if evictions > evictions_seen {
-                tracing::warn!(
-                    evicted = evictions - evictions_seen,
-                    max_devices = cfg.max_devices,
-                    "more MACs than max_devices in one minute: the least active were folded into 'other' (a MAC flood, or raise max_devices)"
-                );
-                evictions_seen = evictions;
-            }
-            let delta = meter.take_delta();
-            if let Some(d) = &discovery {
-                d.traffic(delta.sent_spans());
-            }
-            let result = flush_delta(&mut flusher, &delta, interval)
-                .map(|s| telemetry.record_flush(s.duration));
-            if let Err(e) = &result {
-                tracing::error!(error = %e, pending_rows = flusher.pending_len(), "flush failed; counts stay in memory and are retried next interval");
-            }
-            health.record_flush(
-                result.map_err(|e| {
-                    let full = matches!(e, crate::store::StoreError::DiskFull { .. });
-                    (e.to_string(), full)
-                }),
-                flusher.pending_len(),
-                flusher.folded_rows(),
-            );
+            flush_now(&mut flusher, &mut gate, interval, discovery.as_ref());
             if let Some(w) = wifi.as_mut() {
                 w.flush();
             }
@@ -280,9 +425,27 @@ pub fn run_with_health(
         d.traffic(delta.sent_spans());
         d.join();
     }
+    let now_s = jiff::Timestamp::now().as_second();
+    let trusted = clock
+        .distrust(now_s)
+        .is_none()
+        .then_some(now_s - now_s.rem_euclid(60));
+    let stamping = Stamping::Live(trusted);
     let mut last_err = None;
     for attempt in 1..=FINAL_FLUSH_ATTEMPTS {
-        match flush_delta(&mut flusher, &std::mem::take(&mut delta), interval) {
+        let result = flush_gated(
+            &mut flusher,
+            &std::mem::take(&mut delta),
+            interval,
+            &mut gate,
+            stamping,
+        )
+        .and_then(|_| {
+            // Stopping while the clock is still untrusted: stored as stamped rather than lost.
+            let (usage, seen) = gate.release_as_stamped();
+            flusher.flush(usage, seen)
+        });
+        match result {
             Ok(_) => {
                 last_err = None;
                 break;
@@ -310,6 +473,26 @@ pub fn run_with_health(
         );
     }
     Ok(())
+}
+
+/// Top-level settings whose values differ between `old` and `new`.
+fn changed_keys(old: &Config, new: &Config) -> Vec<String> {
+    let table = |c: &Config| {
+        c.to_toml_string()
+            .ok()
+            .and_then(|t| t.parse::<toml::Table>().ok())
+            .unwrap_or_default()
+    };
+    let (a, b) = (table(old), table(new));
+    let mut keys: Vec<String> = a
+        .keys()
+        .chain(b.keys())
+        .filter(|k| a.get(*k) != b.get(*k))
+        .cloned()
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
 }
 
 /// Rolls up closed hours and applies retention; failures are logged and retried next time
@@ -422,12 +605,41 @@ fn nightly_backup(
     }
 }
 
+/// Which clock decides the minute a delta is filed under (see [`crate::clock`]).
+#[derive(Clone, Copy, Debug)]
+pub enum Stamping {
+    /// The frames' stamps, as they are (synthetic traffic, tests).
+    AsStamped,
+    /// Live: the current minute when the wall clock is trusted, `None` while it is not.
+    Live(Option<i64>),
+    /// A capture file: its own stamps decide which are trusted.
+    File,
+}
+
 /// Resolves a delta against its gateway (inferring one from the delta if none is known yet) and
 /// hands it to the flusher, "other" traffic included under [`OTHER_BUCKET`].
 pub fn flush_delta(
     flusher: &mut Flusher,
     delta: &Delta,
     interval: Duration,
+) -> Result<crate::flush::FlushStats, crate::store::StoreError> {
+    flush_gated(
+        flusher,
+        delta,
+        interval,
+        &mut ClockGate::default(),
+        Stamping::AsStamped,
+    )
+}
+
+/// [`flush_delta`], with the rows stamped before the clock was trusted held in `gate` and filed
+/// by `stamping`'s rule.
+pub fn flush_gated(
+    flusher: &mut Flusher,
+    delta: &Delta,
+    interval: Duration,
+    gate: &mut ClockGate,
+    stamping: Stamping,
 ) -> Result<crate::flush::FlushStats, crate::store::StoreError> {
     let gateway = delta.gateway.or_else(|| delta.infer_gateway());
     let (mut usage, other) = delta.minute_usage(gateway);
@@ -437,6 +649,11 @@ pub fn flush_delta(
         counts: o.counts,
     }));
     let seen = delta.sightings(gateway);
+    let (usage, seen) = match stamping {
+        Stamping::AsStamped => (usage, seen),
+        Stamping::Live(trusted) => gate.admit_live(usage, seen, trusted),
+        Stamping::File => gate.admit_stamped(usage, seen),
+    };
     let stats = flusher.flush(usage, seen)?;
     if stats.duration > interval {
         tracing::warn!(

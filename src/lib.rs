@@ -12,6 +12,8 @@
 //!   quotas and the plan/quota alert situations.
 //! - [`store`]: the SQLite database (the only rusqlite user): migrations, devices, minute usage,
 //!   rollups and retention, history queries, export, backup/restore, storage health.
+//! - [`clock`]: clock sanity: traffic stamped before the clock is trusted is filed under the
+//!   first trusted minute.
 //! - [`flush`]: each flush interval's deltas into one store transaction, kept pending until written.
 //! - [`daemon`]: the live run: capture thread, periodic flush, clean stop on SIGTERM.
 //! - [`replay`]: capture files through the same decoder and meter, rendered as JSON or a table.
@@ -38,6 +40,7 @@ pub mod app;
 pub mod auth;
 pub mod capture;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod demo;

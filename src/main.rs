@@ -4,6 +4,8 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Before any thread exists: the arena cap bounds memory under web load (issue 25).
+    lanmeter::system::memory::cap_arenas();
     let cli = lanmeter::cli::Cli::parse();
     lanmeter::app::init_logging();
     match lanmeter::app::run(cli) {

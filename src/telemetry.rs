@@ -1,5 +1,6 @@
 //! Run-time figures the daemon publishes for the API and `/metrics`: the capture thread's
-//! counters, a histogram of flush durations and the storage health.
+//! counters and state, a histogram of flush durations, the storage health, the last
+//! configuration reload and whether the clock is trusted.
 //!
 //! One cheap cloneable handle; the daemon writes, the web side reads. Everything is atomics or
 //! the existing [`SharedHealth`], so recording a flush never waits on a reader. It must never be
@@ -8,7 +9,7 @@
 use crate::capture::live::{CaptureStats, CaptureStatsSnapshot};
 use crate::store::health::SharedHealth;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, PoisonError};
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the flush-duration histogram: around the 20 ms budget of SPEC §5,
@@ -72,6 +73,28 @@ struct Inner {
     flush_duration: Histogram,
     health: SharedHealth,
     started: OnceLock<jiff::Timestamp>,
+    /// The last configuration reload (SIGHUP) and its outcome.
+    config: std::sync::Mutex<ConfigStatus>,
+    /// Why the clock is not trusted (traffic held meanwhile), `None` while it is.
+    clock: std::sync::Mutex<Option<ClockStatus>>,
+}
+
+/// The outcome of the last configuration reload (SIGHUP).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConfigStatus {
+    pub reloaded_at: Option<jiff::Timestamp>,
+    /// The reason the last reload was refused (the previous configuration stays in force).
+    pub error: Option<String>,
+    /// Settings that changed in the file but only take effect at the next start.
+    pub needs_restart: Vec<String>,
+}
+
+/// The clock is not trusted yet: why, and what is held until it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClockStatus {
+    pub reason: String,
+    pub held_devices: usize,
+    pub held_bytes: u64,
 }
 
 /// The handle the daemon and the web side share.
@@ -109,6 +132,35 @@ impl Telemetry {
 
     pub fn health(&self) -> &SharedHealth {
         &self.0.health
+    }
+
+    pub fn record_reload(&self, status: ConfigStatus) {
+        *self.0.config.lock().unwrap_or_else(PoisonError::into_inner) = status;
+    }
+
+    pub fn config_status(&self) -> ConfigStatus {
+        self.0
+            .config
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn set_clock(&self, status: Option<ClockStatus>) {
+        *self.0.clock.lock().unwrap_or_else(PoisonError::into_inner) = status;
+    }
+
+    pub fn clock(&self) -> Option<ClockStatus> {
+        self.0
+            .clock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The capture's state in words ("capturing on eth0", "waiting for interface wlan0", ...).
+    pub fn capture_state(&self) -> Option<String> {
+        self.0.capture.get().map(|s| s.state().to_string())
     }
 
     /// When this handle was made (the daemon's start).

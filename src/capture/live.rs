@@ -8,11 +8,12 @@
 
 use super::decode::{self, Frame, LinkType};
 use super::{BATCH, FrameSink};
+use crate::model::MacAddr;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use pcap::{Active, Capture};
 use std::os::fd::AsFd;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,52 @@ const PCAP_STATS_REFRESH: Duration = Duration::from_secs(1);
 
 /// How often a vanished interface is looked for again.
 const REOPEN_INTERVAL: Duration = Duration::from_secs(2);
+
+/// How often a capture that follows the default route checks whether the route moved.
+const ROUTE_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How the capture finds its interface when it is missing at start, vanishes or is replaced. In
+/// every case a missing interface is waited for (never an exit): on a Pi, Wi-Fi and USB adapters
+/// often come up after the service starts (issue 25).
+#[derive(Clone, Debug)]
+pub enum Follow {
+    /// The configured name only.
+    Name,
+    /// The configured name, or else whichever interface carries this MAC (an adapter that came
+    /// back under another name).
+    NameOrMac(MacAddr),
+    /// Whichever interface holds the default route, asked of this function (no interface
+    /// configured): the capture moves when the route moves.
+    DefaultRoute(fn() -> Option<String>),
+}
+
+/// The MAC address of `iface` in the calling thread's network namespace.
+pub fn interface_mac(iface: &str) -> Option<MacAddr> {
+    nix::ifaddrs::getifaddrs().ok()?.find_map(|a| {
+        (a.interface_name == iface)
+            .then(|| {
+                a.address
+                    .and_then(|s| s.as_link_addr().and_then(|l| l.addr()))
+            })
+            .flatten()
+            .filter(|m| *m != [0; 6])
+            .map(MacAddr)
+    })
+}
+
+/// The interface carrying `mac`, if any.
+fn interface_with_mac(mac: MacAddr) -> Option<String> {
+    nix::ifaddrs::getifaddrs().ok()?.find_map(|a| {
+        let found = a
+            .address
+            .and_then(|s| s.as_link_addr().and_then(|l| l.addr()))
+            == Some(mac.0);
+        found.then_some(a.interface_name)
+    })
+}
+
+/// How often a capture that waits for its interface says so in the log.
+const WAIT_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
 /// How often the interface's state (up, carrier) is asked of the kernel. libpcap reports nothing
 /// when an interface goes down and comes back (observed: no read error, frames simply stop), so
@@ -160,12 +207,16 @@ fn interface_state(iface: &str) -> InterfaceState {
     InterfaceState::Unknown
 }
 
-/// An opened, activated, non-blocking live capture that no thread reads yet.
+/// An opened, activated, non-blocking live capture that no thread reads yet, or one still
+/// waiting for its interface.
 pub struct LiveCapture {
-    cap: Capture<Active>,
+    /// `None` while the interface is missing (not yet there, vanished) or down at open.
+    cap: Option<Capture<Active>>,
     link: LinkType,
-    /// Kept to reopen the interface if it vanishes and comes back.
+    /// Kept to reopen the interface if it vanishes and comes back; `interface` is the name
+    /// captured on now (it changes when the interface is followed elsewhere).
     cfg: LiveConfig,
+    follow: Follow,
 }
 
 impl std::fmt::Debug for LiveCapture {
@@ -234,10 +285,70 @@ pub fn open(cfg: &LiveConfig) -> Result<LiveCapture, CaptureError> {
         "live capture opened"
     );
     Ok(LiveCapture {
-        cap,
+        cap: Some(cap),
         link,
         cfg: cfg.clone(),
+        follow: Follow::Name,
     })
+}
+
+/// Which interface `follow` points at now: the configured name while it exists, else the one
+/// with the MAC, or the default route's. `None`: nothing to open yet.
+fn resolve(configured: &str, follow: &Follow) -> Option<String> {
+    match follow {
+        Follow::Name => Some(configured.to_string()),
+        Follow::NameOrMac(mac) => {
+            if nix::net::if_::if_nametoindex(configured).is_ok() {
+                Some(configured.to_string())
+            } else {
+                interface_with_mac(*mac)
+            }
+        }
+        Follow::DefaultRoute(route) => route(),
+    }
+}
+
+/// [`open`], except that a missing or down interface (or, following the default route, no
+/// default route yet) is not an error: the capture starts waiting for it, says so in the log and
+/// in [`CaptureStats::state`], and opens it as soon as it is there. Other failures (no
+/// CAP_NET_RAW, a link type that cannot be read) are errors as with [`open`].
+pub fn open_following(cfg: &LiveConfig, follow: Follow) -> Result<LiveCapture, CaptureError> {
+    let waiting = |cfg: LiveConfig, why: String| {
+        tracing::warn!(
+            iface = %cfg.interface,
+            "{why}: waiting for it; capture starts as soon as it is there (the wait is shown on /system)"
+        );
+        LiveCapture {
+            cap: None,
+            link: LinkType::Ethernet,
+            cfg,
+            follow: follow.clone(),
+        }
+    };
+    let Some(name) = resolve(&cfg.interface, &follow) else {
+        return Ok(waiting(
+            cfg.clone(),
+            "no default route yet to pick the capture interface from".into(),
+        ));
+    };
+    let cfg = LiveConfig {
+        interface: name,
+        ..cfg.clone()
+    };
+    match open(&cfg) {
+        Ok(mut c) => {
+            c.follow = follow.clone();
+            Ok(c)
+        }
+        Err(e @ (CaptureError::NoSuchInterface { .. } | CaptureError::InterfaceDown { .. })) => {
+            let why = match e {
+                CaptureError::NoSuchInterface { .. } => "the capture interface does not exist yet",
+                _ => "the capture interface is down",
+            };
+            Ok(waiting(cfg, why.into()))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Counters the capture thread publishes; readable from any thread at any time.
@@ -257,6 +368,47 @@ pub struct CaptureStats {
     link_gaps: AtomicU64,
     link_gap_millis: AtomicU64,
     link_down_since: AtomicU64,
+    /// No handle: the interface is missing (not there yet, or vanished) and waited for.
+    waiting: AtomicBool,
+    /// The interface captured on (or waited for) now; empty while following a default route
+    /// that does not exist yet. Written only when it changes, never on the packet path.
+    interface: Mutex<String>,
+}
+
+/// What the capture is doing, for the health page, the API and the service status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CaptureState {
+    Capturing {
+        iface: String,
+    },
+    /// The interface is missing; `iface` is empty while no default route names one.
+    Waiting {
+        iface: String,
+    },
+    /// The interface exists but is down or has no carrier, since this moment (epoch seconds).
+    LinkDown {
+        iface: String,
+        since: i64,
+    },
+}
+
+impl std::fmt::Display for CaptureState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CaptureState::Capturing { iface } => write!(f, "capturing on {iface}"),
+            CaptureState::Waiting { iface } if iface.is_empty() => {
+                write!(f, "waiting for a default route to pick the interface from")
+            }
+            CaptureState::Waiting { iface } => write!(f, "waiting for interface {iface}"),
+            CaptureState::LinkDown { iface, since } => write!(
+                f,
+                "link down on {iface} since {}: its traffic is not counted",
+                jiff::Timestamp::from_second(*since)
+                    .map(|t| t.to_string())
+                    .unwrap_or_else(|_| since.to_string())
+            ),
+        }
+    }
 }
 
 /// A plain copy of [`CaptureStats`] at one moment.
@@ -288,6 +440,40 @@ pub struct CaptureStatsSnapshot {
 }
 
 impl CaptureStats {
+    /// The interface captured on (or waited for) now.
+    pub fn interface(&self) -> String {
+        self.interface
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_interface(&self, iface: &str) {
+        let mut cur = self
+            .interface
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if *cur != iface {
+            *cur = iface.to_string();
+        }
+    }
+
+    /// Whether the capture has no handle and waits for its interface.
+    pub fn is_waiting(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    pub fn state(&self) -> CaptureState {
+        let iface = self.interface();
+        if self.is_waiting() {
+            return CaptureState::Waiting { iface };
+        }
+        match self.snapshot().link_down_since {
+            Some(since) => CaptureState::LinkDown { iface, since },
+            None => CaptureState::Capturing { iface },
+        }
+    }
+
     pub fn snapshot(&self) -> CaptureStatsSnapshot {
         let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
         CaptureStatsSnapshot {
@@ -444,17 +630,29 @@ impl LiveCapture {
         &self.cfg.interface
     }
 
-    /// Starts the capture thread, named `capture-<iface>`. It runs until `stop` is set, then logs
-    /// the final statistics and returns; join the handle to wait for it.
+    /// Whether the interface is still waited for (see [`open_following`]).
+    pub fn is_waiting(&self) -> bool {
+        self.cap.is_none()
+    }
+
+    /// Starts the capture thread, named `capture-<iface>` (or `capture` while following a
+    /// default route that is not there yet). It runs until `stop` is set, then logs the final
+    /// statistics and returns; join the handle to wait for it.
     pub fn spawn(
         self,
         sink: Box<dyn FrameSink>,
         stop: Arc<AtomicBool>,
     ) -> std::io::Result<(JoinHandle<()>, Arc<CaptureStats>)> {
         let stats = Arc::new(CaptureStats::default());
+        stats.set_interface(&self.cfg.interface);
+        stats.waiting.store(self.cap.is_none(), Ordering::Relaxed);
         let thread_stats = Arc::clone(&stats);
+        let name = match self.cfg.interface.as_str() {
+            "" => "capture".to_string(),
+            i => format!("capture-{i}"),
+        };
         let handle = std::thread::Builder::new()
-            .name(format!("capture-{}", self.cfg.interface))
+            .name(name)
             .spawn(move || self.run(sink, &stop, &thread_stats))?;
         Ok((handle, stats))
     }
@@ -466,20 +664,27 @@ impl LiveCapture {
         let mut last_refresh = Instant::now();
         let mut last_log = Instant::now();
         let mut last_error_log: Option<Instant> = None;
-        // Set once the interface vanished (USB adapter unplugged, bridge recreated): the handle is
-        // bound to the old ifindex and dead for good, so the interface is reopened by name.
-        let mut lost = false;
+        // No handle (`self.cap` None): the interface is not there yet, or it vanished (USB adapter
+        // unplugged, bridge recreated) and the old handle, bound to the old ifindex, was dropped.
+        // It is looked for again every REOPEN_INTERVAL, by name, MAC or default route.
         let mut last_reopen = Instant::now();
-        let iface = self.cfg.interface.clone();
+        let mut last_route_check = Instant::now();
+        let mut iface = self.cfg.interface.clone();
         let mut gaps = GapWatch::default();
         let mut last_link_check = Instant::now();
+        let mut last_wait_log = Instant::now();
 
         while !stop.load(Ordering::Relaxed) {
-            if lost {
+            if self.cap.is_none() {
                 std::thread::sleep(Duration::from_millis(POLL_TIMEOUT_MS.into()));
                 if last_reopen.elapsed() >= REOPEN_INTERVAL {
                     last_reopen = Instant::now();
-                    lost = !self.reopen(&mut kernel);
+                    if self.reopen(&mut kernel, stats) {
+                        iface = self.cfg.interface.clone();
+                    } else if last_wait_log.elapsed() >= WAIT_LOG_INTERVAL {
+                        last_wait_log = Instant::now();
+                        tracing::warn!(state = %stats.state(), "capture still waiting for its interface: nothing is counted meanwhile");
+                    }
                 }
             } else {
                 let error = match self.wait_readable() {
@@ -495,9 +700,10 @@ impl LiveCapture {
                         tracing::warn!(
                             iface,
                             error,
-                            "capture interface disappeared; it is reopened when it comes back"
+                            "capture interface disappeared; it is reopened when it (or its replacement) comes back"
                         );
-                        lost = true;
+                        self.cap = None;
+                        stats.waiting.store(true, Ordering::Relaxed);
                         last_reopen = Instant::now();
                     } else {
                         log_read_error(&iface, &mut last_error_log, &error);
@@ -507,9 +713,24 @@ impl LiveCapture {
                 }
             }
             let now = Instant::now();
+            if let Follow::DefaultRoute(route) = self.follow
+                && self.cap.is_some()
+                && now.duration_since(last_route_check) >= ROUTE_CHECK_INTERVAL
+            {
+                last_route_check = now;
+                if let Some(moved) = route().filter(|r| *r != iface) {
+                    tracing::warn!(from = %iface, to = %moved, "the default route moved to another interface: capture follows it");
+                    self.cap = None;
+                    if self.reopen(&mut kernel, stats) {
+                        iface = self.cfg.interface.clone();
+                    } else {
+                        stats.waiting.store(true, Ordering::Relaxed);
+                    }
+                }
+            }
             if now.duration_since(last_link_check) >= LINK_CHECK_INTERVAL {
                 last_link_check = now;
-                let usable = if lost {
+                let usable = if self.cap.is_none() {
                     Some(false)
                 } else {
                     link_usable(&iface)
@@ -522,7 +743,7 @@ impl LiveCapture {
                     stats,
                 );
             }
-            if !lost && now.duration_since(last_refresh) >= PCAP_STATS_REFRESH {
+            if self.cap.is_some() && now.duration_since(last_refresh) >= PCAP_STATS_REFRESH {
                 last_refresh = now;
                 self.refresh_kernel_stats(&mut kernel, stats);
             }
@@ -531,7 +752,7 @@ impl LiveCapture {
                 log_stats(&iface, &stats.snapshot(), "capture statistics");
             }
         }
-        if !lost {
+        if self.cap.is_some() {
             // Frames the kernel queued before the stop request are counted, not dropped: a
             // clean stop must account for everything that crossed the wire before it. Bounded,
             // so a flood cannot keep a stopping process alive.
@@ -551,7 +772,10 @@ impl LiveCapture {
     /// Waits up to [`POLL_TIMEOUT_MS`] for the handle to have something to read. EINTR counts as
     /// "nothing yet" so that a signal only makes the loop check `stop` sooner.
     fn wait_readable(&self) -> Result<bool, nix::errno::Errno> {
-        let mut fds = [PollFd::new(self.cap.as_fd(), PollFlags::POLLIN)];
+        let Some(cap) = &self.cap else {
+            return Ok(false);
+        };
+        let mut fds = [PollFd::new(cap.as_fd(), PollFlags::POLLIN)];
         match poll(&mut fds, PollTimeout::from(POLL_TIMEOUT_MS)) {
             Ok(n) => Ok(n > 0),
             Err(nix::errno::Errno::EINTR) => Ok(false),
@@ -559,18 +783,34 @@ impl LiveCapture {
         }
     }
 
-    /// Opens the interface again with the original settings, in this thread's namespace.
-    fn reopen(&mut self, kernel: &mut KernelCounters) -> bool {
-        match open(&self.cfg) {
+    /// Opens the interface `follow` points at now (the same name, the one with the MAC, or the
+    /// default route's) with the original settings, in this thread's namespace.
+    fn reopen(&mut self, kernel: &mut KernelCounters, stats: &CaptureStats) -> bool {
+        let Some(name) = resolve(&self.cfg.interface, &self.follow) else {
+            tracing::debug!("no default route yet");
+            return false;
+        };
+        let cfg = LiveConfig {
+            interface: name,
+            ..self.cfg.clone()
+        };
+        stats.set_interface(&cfg.interface);
+        match open(&cfg) {
             Ok(fresh) => {
+                if cfg.interface != self.cfg.interface && !self.cfg.interface.is_empty() {
+                    tracing::warn!(from = %self.cfg.interface, to = %cfg.interface, "capture interface replaced: now capturing on the new one");
+                }
                 self.cap = fresh.cap;
                 self.link = fresh.link;
+                self.cfg = cfg;
                 kernel.restart();
+                stats.waiting.store(false, Ordering::Relaxed);
                 tracing::info!(iface = %self.cfg.interface, "capture resumed");
                 true
             }
             Err(err) => {
-                tracing::debug!(iface = %self.cfg.interface, error = %err, "interface not back yet");
+                tracing::debug!(iface = %cfg.interface, error = %err, "interface not back yet");
+                self.cfg.interface = cfg.interface;
                 false
             }
         }
@@ -586,13 +826,16 @@ impl LiveCapture {
         stop: &AtomicBool,
         stats: &CaptureStats,
     ) -> Result<bool, String> {
+        let Some(cap) = self.cap.as_mut() else {
+            return Ok(true);
+        };
         loop {
             let mut n = 0;
             let mut undecodable = 0u64;
             let mut wire_bytes = 0u64;
             let mut end: Option<Option<String>> = None;
             while n + (undecodable as usize) < batch.len() {
-                match self.cap.next_packet() {
+                match cap.next_packet() {
                     Ok(p) => {
                         let h = p.header;
                         let ts = timeval_ns(&h.ts);
@@ -642,7 +885,7 @@ impl LiveCapture {
     fn refresh_kernel_stats(&mut self, k: &mut KernelCounters, stats: &CaptureStats) {
         // Failure here is transient or harmless (the counters just stay stale); the next
         // refresh tries again, and read errors are reported by the read path.
-        if let Ok(s) = self.cap.stats() {
+        if let Some(Ok(s)) = self.cap.as_mut().map(|c| c.stats()) {
             stats
                 .pcap_received
                 .store(k.received.update(s.received), Ordering::Relaxed);

@@ -533,3 +533,47 @@ fn changing_the_zone_rebuilds_rollups_while_minutes_are_all_kept() {
         .unwrap();
     assert_eq!((u.active_minutes, u.exact), (1440, true));
 }
+
+/// Issue 25: after a short first run (hours and retention passes, nothing old enough to delete),
+/// a zone set later still rebuilds the rollups; once retention really deleted minutes it cannot.
+#[test]
+fn a_zone_set_after_a_short_first_run_rebuilds_until_minutes_are_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("z.db")).unwrap();
+    let week = Retention {
+        minutes: Some(7 * 86_400),
+        ..Retention::FOREVER
+    };
+    every_minute(&mut store, "2024-07-01T03:00:00Z", "2024-07-01T05:00:00Z");
+    let now = "2024-07-01T05:01:00Z"
+        .parse::<Timestamp>()
+        .unwrap()
+        .as_second();
+    let first = store.maintain(&TimeZone::UTC, &week, now).unwrap();
+    assert_eq!(first.deleted, [0; 4]);
+    assert_eq!(
+        store.history_state().unwrap().unwrap().minute_kept,
+        i64::MIN
+    );
+    let ny = TimeZone::get("America/New_York").unwrap();
+    store.maintain(&ny, &week, now + 300).unwrap();
+    assert_eq!(
+        store.history_state().unwrap().unwrap().zone,
+        "America/New_York"
+    );
+    // New York's 2024-06-30 ends at 04:00 UTC: the rebuilt day holds the first hour only.
+    let days = day_minutes(&store, &ny, "2024-06-30T04:00:00Z", "2024-07-02T04:00:00Z");
+    assert_eq!(days[0], ("2024-06-30".to_string(), 60));
+
+    // Ten days on, retention deletes those minutes: another zone can no longer be applied.
+    let later = now + 10 * 86_400;
+    every_minute(&mut store, "2024-07-11T05:00:00Z", "2024-07-11T05:02:00Z");
+    let r = store.maintain(&ny, &week, later).unwrap();
+    assert!(r.deleted[0] > 0, "{r:?}");
+    assert!(store.history_state().unwrap().unwrap().minute_kept > i64::MIN);
+    store.maintain(&TimeZone::UTC, &week, later + 300).unwrap();
+    assert_eq!(
+        store.history_state().unwrap().unwrap().zone,
+        "America/New_York"
+    );
+}

@@ -333,7 +333,10 @@ impl Store {
                 .map_err(sql_err(path, op))?;
                 state = None;
             } else {
-                tracing::warn!(recorded = %s.zone, configured = %wanted, "time zone changed, but older minutes are no longer stored: history keeps the recorded zone's day and month boundaries");
+                let since = jiff::Timestamp::from_second(s.minute_kept)
+                    .map(|t| t.to_string())
+                    .unwrap_or_else(|_| s.minute_kept.to_string());
+                tracing::warn!(recorded = %s.zone, configured = %wanted, minutes_stored_since = %since, "time zone changed, but retention (keep_minutes_days) already deleted the minutes before {since}, so the hours, days and months cannot be rebuilt in the new zone: history keeps the recorded zone's day and month boundaries");
             }
         }
         let mut state = match state {
@@ -432,6 +435,12 @@ impl Store {
             deleted[i] = tx
                 .execute(&format!("DELETE FROM {t} WHERE {key} < ?1"), params![cut])
                 .map_err(sql_err(path, op))? as u64;
+            // The watermark records that rows were removed: a pass that found nothing to delete
+            // (a young history) leaves it, so a time zone set later can still rebuild the rollups
+            // from every minute (issue 25: the first pass used to block that for good).
+            if deleted[i] == 0 {
+                continue;
+            }
             match level {
                 Period::Minute => state.minute_kept = cut,
                 Period::Hour => state.hour_kept = cut,

@@ -342,6 +342,9 @@ pub fn spawn(
     // Two workers: a household's few browsers never need more, and the Pi keeps cores for capture.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // Bounded: each blocking thread holds a database connection and malloc memory, and the
+        // default (512) let 20 clients grow the process past a Pi unit's MemoryMax (issue 25).
+        .max_blocking_threads(crate::system::memory::WEB_BLOCKING_THREADS)
         .thread_name("web")
         .enable_all()
         .build()?;

@@ -116,11 +116,40 @@ pub async fn page(
     if let Some(d) = state.demo() {
         rows.push(("Mode", d.to_string()));
     }
+    let t = state.telemetry();
+    let reload = t.config_status();
+    if let Some(at) = reload.reloaded_at {
+        rows.push((
+            "Configuration",
+            match (&reload.error, reload.needs_restart.is_empty()) {
+                (Some(e), _) => format!(
+                    "reload at {at} refused, the previous configuration stays in force: {e}"
+                ),
+                (None, true) => format!("reloaded at {at}"),
+                (None, false) => format!(
+                    "reloaded at {at}; takes effect at the next restart: {}",
+                    reload.needs_restart.join(", ")
+                ),
+            },
+        ));
+    }
+    if let Some(c) = t.clock() {
+        rows.push((
+            "Clock",
+            format!(
+                "{} ({} held for {} devices)",
+                c.reason,
+                fmt_bytes(c.held_bytes),
+                c.held_devices
+            ),
+        ));
+    }
     let capture = match state.capture() {
         Some(c) => {
             let s = c.stats.snapshot();
             vec![
-                ("Interface", c.interface.clone()),
+                ("State", c.stats.state().to_string()),
+                ("Interface", c.stats.interface()),
                 ("Frames seen", s.frames_seen.to_string()),
                 ("Bytes seen (wire)", fmt_bytes(s.wire_bytes_seen)),
                 (

@@ -18,15 +18,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long the daemon may take to start capturing or to exit (a debug build on a busy machine).
-const PATIENCE: Duration = Duration::from_secs(20);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(20);
 
 /// One MAC's totals over every stored minute.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Totals {
-    frames_sent: u64,
-    bytes_sent: u64,
-    frames_received: u64,
-    bytes_received: u64,
+pub(crate) struct Totals {
+    pub(crate) frames_sent: u64,
+    pub(crate) bytes_sent: u64,
+    pub(crate) frames_received: u64,
+    pub(crate) bytes_received: u64,
 }
 
 /// A `lanmeter run` process inside a namespace, with its stderr collected line by line.
@@ -39,13 +39,21 @@ pub(crate) struct Daemon {
 impl Daemon {
     /// Starts `lanmeter run` on A's interface and waits until it logs that it is capturing.
     pub(crate) fn start(p: &NetnsPair, config: &Path, db: &Path) -> Daemon {
+        Daemon::start_on(p, config, db, Some(&p.a_if))
+    }
+
+    /// [`Daemon::start`] with `--interface iface`, or none (the default route's interface).
+    pub(crate) fn start_on(p: &NetnsPair, config: &Path, db: &Path, iface: Option<&str>) -> Daemon {
         let mut cmd = Command::new("ip");
         // `ip netns exec` execs the command, so the child's pid is lanmeter's own: signals sent
         // to it reach lanmeter, not a wrapper.
         cmd.args(["netns", "exec", &p.a, LANMETER, "--config"])
             .arg(config)
-            .args(["run", "--interface", &p.a_if, "--db"])
-            .arg(db);
+            .arg("run");
+        if let Some(i) = iface {
+            cmd.args(["--interface", i]);
+        }
+        cmd.arg("--db").arg(db);
         let mut child = hermetic(&mut cmd)
             // An override through the environment, as a systemd drop-in would set it.
             .env("LANMETER_FLUSH_INTERVAL_SECS", "1")
@@ -74,7 +82,12 @@ impl Daemon {
         d
     }
 
-    fn pid(&self) -> Pid {
+    /// Whether the process still runs.
+    pub(crate) fn pid_alive(&mut self) -> bool {
+        self.child.0.try_wait().unwrap().is_none()
+    }
+
+    pub(crate) fn pid(&self) -> Pid {
         Pid::from_raw(self.child.0.id() as i32)
     }
 
@@ -85,7 +98,7 @@ impl Daemon {
     }
 
     /// Waits until a log line satisfies `pred` (described by `what` in a failure).
-    fn wait_for_line(
+    pub(crate) fn wait_for_line(
         &mut self,
         what: &str,
         limit: Duration,
@@ -111,12 +124,12 @@ impl Daemon {
         }
     }
 
-    fn signal(&self, sig: Signal) {
+    pub(crate) fn signal(&self, sig: Signal) {
         kill(self.pid(), sig).unwrap_or_else(|e| panic!("cannot send {sig} to lanmeter: {e}"));
     }
 
     /// Waits for the process to exit and for its stderr to be fully read.
-    fn wait(&mut self, limit: Duration) -> ExitStatus {
+    pub(crate) fn wait(&mut self, limit: Duration) -> ExitStatus {
         let deadline = Instant::now() + limit;
         let status = loop {
             if let Some(s) = self.child.0.try_wait().unwrap() {
@@ -153,7 +166,7 @@ impl Daemon {
 }
 
 /// The value of `key=N` in a log line.
-fn field(line: &str, key: &str) -> u64 {
+pub(crate) fn field(line: &str, key: &str) -> u64 {
     let pat = format!(" {key}=");
     let start = line
         .find(&pat)
@@ -169,7 +182,7 @@ fn field(line: &str, key: &str) -> u64 {
 }
 
 /// Sums `lanmeter export --period minute --format json` per MAC.
-fn export_totals(config: &Path, db: &Path) -> HashMap<String, Totals> {
+pub(crate) fn export_totals(config: &Path, db: &Path) -> HashMap<String, Totals> {
     let out = hermetic(Command::new(LANMETER).arg("--config").arg(config))
         .args(["export", "--period", "minute", "--format", "json", "--db"])
         .arg(db)
@@ -208,12 +221,12 @@ fn export_totals(config: &Path, db: &Path) -> HashMap<String, Totals> {
 }
 
 /// What the kernel says A sent (tx) and B sent (A's rx), in the shape of the stored totals.
-fn kernel_view(k: KernelCounters) -> [(u64, u64); 2] {
+pub(crate) fn kernel_view(k: KernelCounters) -> [(u64, u64); 2] {
     [(k.tx_packets, k.tx_bytes), (k.rx_packets, k.rx_bytes)]
 }
 
 /// The stored totals of A and B as (frames_sent, bytes_sent), matching [`kernel_view`].
-fn stored_view(p: &NetnsPair, t: &HashMap<String, Totals>) -> [(u64, u64); 2] {
+pub(crate) fn stored_view(p: &NetnsPair, t: &HashMap<String, Totals>) -> [(u64, u64); 2] {
     let sent = |mac: &str| {
         let t = t.get(mac).copied().unwrap_or_default();
         (t.frames_sent, t.bytes_sent)
@@ -257,7 +270,7 @@ pub(crate) fn setup(dir: &Path, stats_secs: u64) -> (NetnsPair, PathBuf, PathBuf
     (p, config, dir.join("x.db"))
 }
 
-fn ping(p: &NetnsPair, extra: &[&str], target: &str) -> std::process::Output {
+pub(crate) fn ping(p: &NetnsPair, extra: &[&str], target: &str) -> std::process::Output {
     let mut args = vec!["ping", "-q", "-W", "2"];
     args.extend_from_slice(extra);
     args.push(target);

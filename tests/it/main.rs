@@ -21,6 +21,7 @@ mod household;
 mod live;
 mod mqtt;
 mod netns;
+mod pi_realities;
 mod plan;
 mod security;
 mod survey;

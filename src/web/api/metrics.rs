@@ -272,9 +272,13 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
     o.family(
         "lanmeter_capture_up",
         "gauge",
-        "1 while this process captures packets.",
+        "1 while this process captures packets (0 while it waits for its interface).",
     );
-    o.sample("lanmeter_capture_up", &[], u8::from(cap.running));
+    o.sample(
+        "lanmeter_capture_up",
+        &[],
+        u8::from(cap.running && !cap.waiting),
+    );
     o.family(
         "lanmeter_capture_packets_total",
         "counter",

@@ -13,6 +13,13 @@ use utoipa::ToSchema;
 pub struct CaptureReport {
     /// False when this server captures nothing (no daemon); the counters are then zero.
     pub running: bool,
+    /// What capture does now: "capturing on eth0", "waiting for interface wlan0" (it does not
+    /// exist yet or vanished), "link down on eth0 since …"; empty without a daemon.
+    pub state: String,
+    /// The interface captured on or waited for now.
+    pub interface: String,
+    /// True while the interface is missing and waited for (nothing is counted).
+    pub waiting: bool,
     pub frames_seen: u64,
     pub frames_decoded: u64,
     pub frames_undecodable: u64,
@@ -37,6 +44,12 @@ pub fn capture_report(state: &AppState) -> CaptureReport {
         None => CaptureReport::default(),
         Some(s) => CaptureReport {
             running: true,
+            state: state.telemetry().capture_state().unwrap_or_default(),
+            interface: state
+                .capture()
+                .map(|c| c.stats.interface())
+                .unwrap_or_default(),
+            waiting: state.capture().is_some_and(|c| c.stats.is_waiting()),
             frames_seen: s.frames_seen,
             frames_decoded: s.frames_decoded,
             frames_undecodable: s.frames_undecodable,
@@ -90,6 +103,19 @@ pub struct SystemReport {
     pub devices: u64,
     pub storage: StorageReport,
     pub capture: CaptureReport,
+    pub config: ConfigReport,
+    /// Why the clock is not trusted yet (traffic is held until it is); absent while it is.
+    pub clock_untrusted: Option<String>,
+}
+
+/// The last configuration reload (SIGHUP).
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct ConfigReport {
+    pub reloaded_at: Option<String>,
+    /// Why the last reload was refused; the previous configuration stays in force.
+    pub reload_error: Option<String>,
+    /// Changed settings that take effect at the next restart.
+    pub needs_restart: Vec<String>,
 }
 
 /// Bytes of the database file and its WAL (missing files count 0).
@@ -152,6 +178,15 @@ pub async fn health(State(state): State<AppState>) -> Result<Json<SystemReport>,
             flush_seconds_total: flush.sum_seconds,
         },
         capture: capture_report(&state),
+        config: {
+            let c = t.config_status();
+            ConfigReport {
+                reloaded_at: ts(c.reloaded_at),
+                reload_error: c.error,
+                needs_restart: c.needs_restart,
+            }
+        },
+        clock_untrusted: t.clock().map(|c| c.reason),
     }))
 }
 
