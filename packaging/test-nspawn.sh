@@ -184,7 +184,14 @@ check "the modified conffile survived, still $mode" sh -c "grep -q 'edited by th
 check "the admin password survived (the login page, not setup)" \
     sh -c "curl -s --max-time 5 -o /dev/null -w '%{redirect_url}' '$base/' | grep -q /login"
 
-echo "== restart and stop flush"
+echo "== reload, restart and stop flush"
+pid_before=$(inside systemctl show -p MainPID --value lanmeter || true)
+inside systemctl reload lanmeter || bad "systemctl reload"
+sleep 1
+check "a reload (SIGHUP) keeps the same process running ($pid_before)" \
+    sh -c "[ \"\$(nsenter -t $init -a systemctl show -p MainPID --value lanmeter)\" = '$pid_before' ] && nsenter -t $init -a systemctl is-active --quiet lanmeter"
+check "the reload flushed and reread the config" \
+    sh -c "nsenter -t $init -a journalctl -u lanmeter -o cat --no-pager | grep -q 'flushed on SIGHUP'"
 inside systemctl restart lanmeter || bad "systemctl restart"
 check "active again after a restart" inside systemctl is-active --quiet lanmeter
 inside systemctl stop lanmeter || bad "systemctl stop"
