@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Live capture without loss (SPEC §5: 0 kernel drops at 1 Gbit/s of full-size frames) and start-up
+# Live capture without loss (budget: 0 kernel drops at 1 Gbit/s of full-size frames) and start-up
 # time. Two network namespaces joined by a veth pair: tcpreplay sends a generated household capture
 # from one end at rising rates while `lanmeter run` (then darkstat) captures on the other end.
 # Per step it reports what tcpreplay and the kernel counters of both veth ends say was sent and
@@ -24,7 +24,7 @@ OUT=$(realpath "$OUT")
 # Inputs: the household capture with whole frames, cut to what a 1500-byte-MTU link carries
 # (tcpreplay sends the stored bytes; the generator also writes GRO-sized frames up to 64 KB, which
 # a snaplen of 1514 cuts to a full-size frame); and from it the full-size frames alone (1514 bytes
-# on the wire), for the SPEC budget.
+# on the wire), for the budget in BENCHMARKS.md.
 MIX="$OUT/live-household-$LIVE_FRAMES-1514.pcap"
 BIG="$OUT/live-fullsize-$LIVE_FRAMES.pcap"
 [ -f "$MIX" ] || "$LM" generate "$MIX" --frames "$LIVE_FRAMES" --seed 5 --snaplen 1514 >/dev/null

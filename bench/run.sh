@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make bench: every SPEC §5 budget measured beside the peers on this machine, then BENCHMARKS.md.
+# make bench: every budget (the table at the end of BENCHMARKS.md) measured beside the peers on this machine, then BENCHMARKS.md.
 # Each part writes JSON into $OUT (default bench-out/); bench/report.py turns them into BENCHMARKS.md
 # (one table per area, medians over repeated runs, ratios to the peers, one pass/fail budget table).
 #   ingest + memory   here: lanmeter replay vs a bare libpcap loop, tcpdump and darkstat -r

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make bench, dashboard part: overview and device page latency (p50/p99) with 200 devices and a
 # year of history under 20 concurrent clients (wrk, keep-alive), against `lanmeter demo` with its
-# live synthetic traffic flushing into the same database meanwhile. Budget (SPEC §5): p99 ≤ 50 ms.
+# live synthetic traffic flushing into the same database meanwhile. Budget (BENCHMARKS.md): p99 ≤ 50 ms.
 # Writes OUTDIR/web.json (bench/report.py turns it into BENCHMARKS.md): every wrk run of every page.
 #   WEB_DEVICES=200 WEB_DAYS=365 WEB_SECS=5 WEB_RUNS=3 ./bench/web.sh LANMETER OUTDIR
 set -euo pipefail

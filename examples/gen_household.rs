@@ -1,7 +1,7 @@
 //! Writes a synthetic household capture and its expected totals, and reports the write speed.
 //!
 //! `cargo run --release --example gen_household -- OUT.pcap [FRAMES] [DEVICES] [SEED]` writes
-//! OUT.pcap and OUT.pcap.expected.json (the SPEC §3 replay shape), then prints frames/s.
+//! OUT.pcap and OUT.pcap.expected.json (the ACCOUNTING.md §4 replay shape), then prints frames/s.
 
 use lanmeter::demo::{GenOptions, write_household_pcap, write_mac_flood_pcap};
 use std::path::PathBuf;

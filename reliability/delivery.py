@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Alert delivery under faults (SPEC §6: an alert that could not be delivered stays in the outbox
+"""Alert delivery under faults (the README's Durability section: an alert that could not be delivered stays in the outbox
 and is retried with backoff until it is delivered or expires with a visible error; the dashboard
 shows it either way).
 

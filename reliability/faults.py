@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Storage and process fault injection against the real `lanmeter run` (SPEC §6).
+"""Storage and process fault injection against the real `lanmeter run` (the README's Durability section).
 
 Drives the release binary ($LM) on a veth pair between two network namespaces, with known
 traffic (ping from B to A), and injects: SIGKILL at random moments, disk full during flush and

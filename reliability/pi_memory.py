@@ -7,7 +7,7 @@ the API (incl. /api/v1/system) and /metrics for LOAD seconds, then leaves it idl
 seconds. VmRSS is sampled from /proc/PID/status every 0.5 s; VmHWM (reset when the server is
 up, so the demo's history build is not counted) gives the peak.
 
-Budget (SPEC/issue 25): peak <= 128 MiB and <= 64 MiB after 30 s idle under 20 clients.
+Budget (issue 25): peak <= 128 MiB and <= 64 MiB after 30 s idle under 20 clients.
 
 Usage: pi_memory.py LANMETER [--clients 20] [--load 90] [--idle 30] [--cgroup-mib 256]
                     [--env K=V ...] [--json OUT.json] [--label TEXT]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make reliability: the fuzz, soak, fault-injection, delivery and "Pi realities" campaigns of
-# SPEC §6 and issue 25, one after another,
+# the README's Durability section and issue 25, one after another,
 # then RELIABILITY.md from their results.
 #
 # Contract with each campaign (reliability/campaigns/NAME.sh, run from the repository root with

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The SOAK campaign of SPEC §6 (issue 13): the real release daemon on a veth pair, three phases.
+"""The SOAK campaign of the README's Durability section (issue 13): the real release daemon on a veth pair, three phases.
 
 Runs inside the receiving network namespace (soak.sh creates the pair and starts this with
 `ip netns exec`), so the daemon's web listener on 127.0.0.1 is reachable from here; tcpreplay is
@@ -53,7 +53,7 @@ FLOOD_MACS = int(ENV("FLOOD_MACS", "1000000"))
 MALFORMED_FRAMES = int(ENV("MALFORMED_FRAMES", "300000"))
 PORT = int(ENV("SOAK_PORT", "20480"))
 BUFFER_MIB = 16
-# SPEC §5: at most 40 MB RSS for a household, not counting the kernel capture ring.
+# The memory budget: at most 40 MB RSS for a household, not counting the kernel capture ring.
 RSS_BUDGET_MIB = 40 + BUFFER_MIB
 FLOOD_RSS_MIB = 2 * RSS_BUDGET_MIB
 FAKETIME_LIB = ENV("FAKETIME_LIB", "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
@@ -605,7 +605,7 @@ def phase_soak():
         "(the phases below) both must be zero.",
         "",
         "Criteria: every MAC's stored frames and bytes equal the capture's; RSS last-quarter median ≤ "
-        "first-quarter median × 1.1 + 2 MiB and peak ≤ " f"{RSS_BUDGET_MIB} MiB (SPEC §5: 40 MB plus the "
+        "first-quarter median × 1.1 + 2 MiB and peak ≤ " f"{RSS_BUDGET_MIB} MiB (the memory budget: 40 MB plus the "
         f"{BUFFER_MIB} MiB capture ring); open fds last-quarter median ≤ first-quarter median + 2.",
         "",
         "![RSS](docs/reliability/soak-rss.svg)",
@@ -784,7 +784,7 @@ def phase_floods():
         *[f"| {k} | {s['sent']:,} ({s['failed']:,}) | {s['rx']['rx_packets']:,} | {s['frames_seen']:,.0f} | "
           f"{s['undecodable']:,.0f} | {s['dropped']:,.0f} | {s['secs']} s | {s['hwm_mib']} MiB |" for k, s in steps.items()],
         "",
-        f"Peak RSS {peak:.1f} MiB (bound checked: {FLOOD_RSS_MIB} MiB, twice the household budget; SPEC §5 asks only that it not grow); {evicted:,} per-minute MAC entries folded into "
+        f"Peak RSS {peak:.1f} MiB (bound checked: {FLOOD_RSS_MIB} MiB, twice the household budget; the budget asks only that it not grow); {evicted:,} per-minute MAC entries folded into "
         f"'other' (logged as a MAC flood); {len(stored):,} MACs stored; exit status {rc}. Every frame the veth "
         "received was either counted or reported in the kernel drop counter (/metrics, /system), except the "
         "VLAN runts the kernel frees before any capture socket.",

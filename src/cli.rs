@@ -24,7 +24,7 @@ pub enum Command {
     Run(RunArgs),
     /// Validate the configuration and print the effective settings.
     CheckConfig,
-    /// Print stored history, one row per device and bucket (SPEC §3).
+    /// Print stored history, one row per device and bucket (ACCOUNTING.md §4).
     Export(ExportArgs),
     /// Write a synthetic household capture (for demos, tests and benchmarks) and, optionally,
     /// the per-device totals it was built with.
@@ -223,7 +223,7 @@ pub struct ReplayArgs {
     /// The router's MAC; without it the MAC carrying the most non-local traffic is taken.
     #[arg(long, value_name = "MAC")]
     pub gateway: Option<MacAddr>,
-    /// Print one JSON array (SPEC §3) instead of a table.
+    /// Print one JSON array (ACCOUNTING.md §4) instead of a table.
     #[arg(long)]
     pub json: bool,
     /// Also write minute buckets and devices into this SQLite database, as the daemon would.
@@ -291,7 +291,7 @@ pub struct GenerateArgs {
     /// Seconds the capture spans, with a day/night rhythm.
     #[arg(long, default_value_t = 86_400)]
     pub duration_secs: u64,
-    /// Write the totals the generator kept (SPEC §3 JSON shape) to this file.
+    /// Write the totals the generator kept (ACCOUNTING.md §4 JSON shape) to this file.
     #[arg(long, value_name = "FILE")]
     pub expected: Option<PathBuf>,
     /// Instead of a household, write a flood from this many random source MACs (memory tests).

@@ -17,12 +17,12 @@ pub struct FlushStats {
     pub rows: usize,
     /// Devices whose sightings were written.
     pub devices: usize,
-    /// Time spent merging and writing (the SPEC §5 budget is 20 ms for 1,000 devices).
+    /// Time spent merging and writing (the budget in BENCHMARKS.md is 20 ms for 1,000 devices).
     pub duration: Duration,
 }
 
 /// Default bound on pending (device, minute) rows: about 100 bytes each in the map, so at most
-/// ~5 MB while the database refuses writes (SPEC §5 allows 40 MB in all). A household of 200
+/// ~5 MB while the database refuses writes (the memory budget in BENCHMARKS.md allows 40 MB in all). A household of 200
 /// devices reaches it after about 4 hours of outage; folding then stretches that to days.
 pub const DEFAULT_MAX_PENDING_ROWS: usize = 50_000;
 
@@ -375,7 +375,7 @@ mod tests {
         assert_eq!(got, want);
     }
 
-    /// The SPEC §5 budget through the flusher (merge, sort, one transaction). Prints, never
+    /// The flush budget (BENCHMARKS.md) through the flusher (merge, sort, one transaction). Prints, never
     /// asserts on time: `cargo test --release --lib flush_timing -- --nocapture`.
     #[test]
     fn flusher_flush_timing_1000_devices() {

@@ -1,4 +1,4 @@
-//! The bounded per-MAC counter map: the accounting rules of SPEC §2 and nothing else.
+//! The bounded per-MAC counter map: the accounting rules of ACCOUNTING.md and nothing else.
 //!
 //! The capture thread calls [`Meter::ingest`] with batches of decoded frames; the flusher calls
 //! [`Meter::take_delta`], which swaps the whole delta out in O(1) so capture never waits on the
@@ -15,7 +15,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
 
-/// Default bound on tracked MACs per minute segment (SPEC: configurable, default 4096).
+/// Default bound on tracked MACs per minute segment (configurable, default 4096).
 pub const DEFAULT_MAX_DEVICES: usize = 4096;
 /// Router-announced IPv6 prefixes remembered; a LAN has one or two, a hostile RA flood gets no more.
 const MAX_RA_PREFIXES: usize = 16;
@@ -77,7 +77,7 @@ type MacMap<V> = HashMap<u64, V, MacHashBuilder>;
 const NO_MAC: u64 = u64::MAX;
 const EMPTY_CACHE: [(u64, u32); 2] = [(NO_MAC, 0); 2];
 
-/// What counts as "local" (SPEC §2): fixed special ranges, configured and interface prefixes, and
+/// What counts as "local" (ACCOUNTING.md): fixed special ranges, configured and interface prefixes, and
 /// prefixes routers announce in Router Advertisements.
 #[derive(Clone, Debug, Default)]
 pub struct Locality {
@@ -296,7 +296,7 @@ impl Delta {
         self.segments.iter().all(Segment::is_empty)
     }
 
-    /// The MAC with the most non-local traffic in this delta (SPEC §3's replay inference).
+    /// The MAC with the most non-local traffic in this delta (ACCOUNTING.md §4's replay inference).
     pub fn infer_gateway(&self) -> Option<MacAddr> {
         let mut score: HashMap<u64, u64> = HashMap::new();
         for s in &self.segments {
@@ -344,7 +344,7 @@ impl Delta {
         })
     }
 
-    /// When each MAC was seen in this delta (SPEC §3 first/last seen rules), for the devices table.
+    /// When each MAC was seen in this delta (ACCOUNTING.md §4 first/last seen rules), for the devices table.
     pub fn sightings(&self, gateway: Option<MacAddr>) -> Vec<Sighting> {
         let gw = self.gateway.or(gateway);
         let mut by_mac: MacMap<[TimestampNs; 4]> = HashMap::with_hasher(MacHashBuilder::new());
@@ -404,7 +404,7 @@ fn peer_bytes(s: &Segment, mac: u64, e: &Entry, gw: Option<u64>) -> (u64, u64) {
     (up, down)
 }
 
-/// Sent span if the MAC ever sent, else the received span (SPEC §3).
+/// Sent span if the MAC ever sent, else the received span (ACCOUNTING.md §4).
 fn seen_span(t: [TimestampNs; 4]) -> (TimestampNs, TimestampNs) {
     if t[0] <= t[1] {
         (t[0], t[1])
@@ -536,7 +536,7 @@ impl Meter {
         }
     }
 
-    /// Counts one frame (SPEC §2).
+    /// Counts one frame (ACCOUNTING.md).
     #[inline]
     pub fn ingest(&mut self, f: &Frame) {
         let minute = minute_of(f.ts);

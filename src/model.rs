@@ -119,7 +119,7 @@ pub fn rfc3339(ts: TimestampNs) -> String {
     }
 }
 
-/// Per-device counters, exactly the SPEC §2 quantities. `local_bytes` is derived, never stored.
+/// Per-device counters, exactly the ACCOUNTING.md quantities. `local_bytes` is derived, never stored.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {
     pub frames_sent: u64,

@@ -1,4 +1,4 @@
-//! Offline replay: a capture file through the live path's decoder and meter (SPEC §3).
+//! Offline replay: a capture file through the live path's decoder and meter (ACCOUNTING.md §4).
 //!
 //! It owns the order of a replay (gateway inference, reading, taking deltas, optional database
 //! writes) and the JSON/table rendering of its result. It must never count anything itself: all
@@ -149,11 +149,11 @@ pub fn infer_gateway(path: &Path, opts: &ReplayOptions) -> Result<Option<MacAddr
     Ok(r.map(|r| r.gateway).unwrap_or_else(|e| match e {}))
 }
 
-/// One row of `replay --json` (SPEC §3).
+/// One row of `replay --json` (ACCOUNTING.md §4).
 #[derive(Serialize)]
 pub struct JsonDevice {
     pub mac: String,
-    /// The six SPEC §2 counters, under their own names.
+    /// The six ACCOUNTING.md counters, under their own names.
     #[serde(flatten)]
     pub counts: Counts,
     pub local_bytes: u64,

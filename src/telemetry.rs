@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError};
 use std::time::Duration;
 
-/// Upper bounds (seconds) of the flush-duration histogram: around the 20 ms budget of SPEC §5,
+/// Upper bounds (seconds) of the flush-duration histogram: around the 20 ms budget in BENCHMARKS.md,
 /// up to the default 10 s interval where a flush starts to fall behind.
 pub const FLUSH_BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 2.0, 10.0];
 

@@ -1,4 +1,4 @@
-//! Form and API bodies (SPEC §6), through the real router: every route that takes a body gets the
+//! Form and API bodies (SECURITY.md: bad input gets a clear error), through the real router: every route that takes a body gets the
 //! fuzzed bytes as one, sent by a logged-in admin with a valid CSRF token, so the request gets
 //! past the guard and into the extractors and handlers. Input: one byte choosing the route and
 //! how the request is dressed, one byte for the `{id}` in its path, then the body.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Alert delivery under faults (SPEC §6): the release binary against real SMTP and webhook servers
+# Alert delivery under faults (the README's Durability section): the release binary against real SMTP and webhook servers
 # on loopback that go down, stall, answer 4xx/5xx or hang, and the daemon SIGKILLed with
 # messages pending or mid-delivery. Writes OUT/delivery.json and OUT/delivery.md; the driver is
 # reliability/delivery.py (Debian's python3 with python3-aiosmtpd, both in RELIABILITY_DEBS).

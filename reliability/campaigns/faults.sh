@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fault-injection campaign (SPEC §6): SIGKILL x200, disk full during flush and backup, a locked
+# Fault-injection campaign (the README's Durability section): SIGKILL x200, disk full during flush and backup, a locked
 # database, a read-only filesystem and wall-clock jumps, against the release binary $LM.
 # Writes $OUT/faults.json and $OUT/faults.md (contract: reliability/run.sh). Needs root,
 # iproute2, ping and libfaketime (Debian faketime; RELIABILITY_DEBS in the Makefile).

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# SOAK campaign (SPEC §6, issue 13): the release daemon on a veth pair for days of simulated time
+# SOAK campaign (the README's Durability section, issue 13): the release daemon on a veth pair for days of simulated time
 # under web load, the capture interface flapping, and floods of random MACs and malformed frames.
 # reliability/soak.py does the work from inside the receiving namespace (so it reaches the daemon's
 # web listener on 127.0.0.1); this script owns the namespaces and removes them whatever happens.

@@ -86,7 +86,7 @@ const LINK_CHECK_INTERVAL: Duration = Duration::from_millis(250);
 pub struct LiveConfig {
     /// Interface name as `ip link` shows it (or `any`, which yields Linux cooked framing).
     pub interface: String,
-    /// Bytes kept per frame: headers only (SPEC: default 128). Wire length is kept regardless.
+    /// Bytes kept per frame: headers only (default 128; ACCOUNTING.md §1). Wire length is kept regardless.
     pub snaplen: u32,
     /// Kernel capture ring size in bytes: what absorbs bursts while the thread is busy.
     pub buffer_bytes: u32,

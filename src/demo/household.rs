@@ -545,7 +545,7 @@ struct Builder<'a> {
 }
 
 impl Builder<'_> {
-    /// Registers a template. `expect` is what the scenario intends; SPEC §2 (via `Locality`)
+    /// Registers a template. `expect` is what the scenario intends; ACCOUNTING.md (via `Locality`)
     /// decides, and a disagreement is a scenario bug caught by the tests.
     fn add(
         &mut self,
@@ -560,7 +560,7 @@ impl Builder<'_> {
             .classify(src == ROUTER, dst == Some(ROUTER), dst.is_some(), ips);
         debug_assert_eq!(
             net, expect,
-            "scenario intent disagrees with SPEC §2 for {ips:?}"
+            "scenario intent disagrees with ACCOUNTING.md for {ips:?}"
         );
         debug_assert!(b.bytes.len() <= MAX_WIRE_LEN as usize);
         let mss = b.mss();
@@ -981,7 +981,7 @@ impl Builder<'_> {
         out
     }
 
-    /// Addresses at the edges of the SPEC's local ranges, through the gateway: each one is
+    /// Addresses at the edges of ACCOUNTING.md's local ranges, through the gateway: each one is
     /// local or internet by exactly one rule.
     fn edge(&mut self, dev: usize) -> Vec<usize> {
         let (me4, me6, ll) = (self.hosts[dev].v4, self.hosts[dev].gua, self.hosts[dev].ll);
@@ -1133,7 +1133,7 @@ fn build(opts: &GenOptions, rng: &mut Rng) -> (Household, Vec<Tpl>) {
         addr: u32::from(lan_base),
         len: lan_len,
     };
-    // A documentation prefix stands in for the ISP-delegated /64: public as far as SPEC §2 is
+    // A documentation prefix stands in for the ISP-delegated /64: public as far as ACCOUNTING.md is
     // concerned, local only because the router announces it.
     let ra_prefix_addr: Ipv6Addr = v6("2001:db8:4b40:1e00::");
     let ra_prefix = IpPrefix::V6 {
@@ -1737,7 +1737,7 @@ pub(super) fn generate(path: &Path, opts: &GenOptions) -> Result<Expected, GenEr
     Ok(tally(&household, &tpls, opts.frames))
 }
 
-/// Folds the per-template tallies into per-MAC totals, by SPEC §2.
+/// Folds the per-template tallies into per-MAC totals, by ACCOUNTING.md.
 fn tally(h: &Household, tpls: &[Tpl], frames: u64) -> Expected {
     #[derive(Clone, Copy)]
     struct Acc {

@@ -1,4 +1,4 @@
-//! The generator's own statement of SPEC §2 "what is local", used to book each frame template.
+//! The generator's own statement of ACCOUNTING.md "what is local", used to book each frame template.
 //!
 //! Written independently of the meter on purpose: the expected totals must not share code with
 //! what they check. It must never look at frame bytes, only at the addresses a template was built
@@ -7,7 +7,7 @@
 use crate::model::IpPrefix;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-/// Which internet counter a frame feeds, decided by SPEC §2 from its MACs and IP endpoints.
+/// Which internet counter a frame feeds, decided by ACCOUNTING.md from its MACs and IP endpoints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Internet {
     None,
@@ -28,7 +28,7 @@ pub(crate) struct Locality {
     prefixes: Vec<IpPrefix>,
 }
 
-/// SPEC §2's fixed list (RFC 1918, shared address space, link-local, ULA) plus multicast and the
+/// ACCOUNTING.md's fixed list (RFC 1918, shared address space, link-local, ULA) plus multicast and the
 /// limited broadcast address.
 const BUILTIN: [&str; 10] = [
     "10.0.0.0/8",
@@ -64,7 +64,7 @@ impl Locality {
         self.prefixes.iter().any(|p| p.contains_v6(v))
     }
 
-    /// Applies SPEC §2 to one frame. `ips` is `None` when the IP part is absent or unreadable.
+    /// Applies ACCOUNTING.md to one frame. `ips` is `None` when the IP part is absent or unreadable.
     pub(crate) fn classify(
         &self,
         src_is_gateway: bool,

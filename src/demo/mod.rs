@@ -2,7 +2,7 @@
 //! per-MAC totals lanmeter must report for it, booked by construction from what was sent.
 //!
 //! It owns the generator (device catalogue, traffic mix, day/night rhythm, frame templates built
-//! with `pnet_packet`, the pcap writer) and its own reading of the SPEC §2 accounting rules. It
+//! with `pnet_packet`, the pcap writer) and its own reading of the ACCOUNTING.md accounting rules. It
 //! must never parse its own output, nor call the capture decoder or the meter to compute what it
 //! expects: the expected totals are the oracle that replay is checked against.
 //!
@@ -77,7 +77,7 @@ pub enum GenError {
     Options(String),
 }
 
-/// One MAC's expected totals, exactly as SPEC §2/§3 define them.
+/// One MAC's expected totals, exactly as ACCOUNTING.md §2–§4 define them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExpectedDevice {
     pub counts: Counts,
@@ -104,7 +104,7 @@ pub struct Expected {
 }
 
 impl Expected {
-    /// The SPEC §3 `replay --json` shape (the fields the generator knows), sorted by MAC.
+    /// The ACCOUNTING.md §4 `replay --json` shape (the fields the generator knows), sorted by MAC.
     pub fn to_json(&self) -> serde_json::Value {
         let rows = self
             .devices

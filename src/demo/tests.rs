@@ -1,5 +1,5 @@
 //! Tests of the generator against the file it really wrote: pcap structure parsed by hand here,
-//! the traffic mix, and a replay through the real capture decoder with an accounting of SPEC §2
+//! the traffic mix, and a replay through the real capture decoder with an accounting of ACCOUNTING.md
 //! written out again in the test (so that neither the generator's bookkeeping nor its locality
 //! code is trusted by the check).
 
@@ -385,7 +385,7 @@ fn traffic_mix_has_every_kind_even_in_a_short_capture() {
     }
 }
 
-/// SPEC §2 again, independently of `locality.rs`: the fixed local ranges.
+/// ACCOUNTING.md again, independently of `locality.rs`: the fixed local ranges.
 fn builtin_local(ip: IpPair, learned: &[(u128, u8)], lan: &[IpPrefix]) -> (bool, bool) {
     fn v4_local(a: u32, lan: &[IpPrefix]) -> bool {
         let o = a.to_be_bytes();

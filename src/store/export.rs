@@ -1,4 +1,4 @@
-//! History export (SPEC §3 `lanmeter export`): usage summed into minute, hour, day or month
+//! History export (ACCOUNTING.md §4 `lanmeter export`): usage summed into minute, hour, day or month
 //! buckets that start on the household time zone's boundaries, written as JSON or CSV.
 //!
 //! It reads through the query planner ([`super::query`]): whole buckets come from the rollup
@@ -106,7 +106,7 @@ pub enum ExportError {
     },
 }
 
-/// One output row, fields in SPEC §3 order.
+/// One output row, fields in ACCOUNTING.md §4 order.
 #[derive(Serialize)]
 struct Row<'a> {
     mac: MacAddr,

@@ -4,7 +4,7 @@
 //! per-minute usage buckets and reading them back (totals, history export). It must never be
 //! called from the packet path: every call may wait on disk or on another process's lock.
 //!
-//! Durability (SPEC §6): the database runs in WAL mode with `synchronous=FULL`, and the flusher
+//! Durability (the README's Durability section): the database runs in WAL mode with `synchronous=FULL`, and the flusher
 //! writes each flush interval as one transaction, so a power cut loses at most the interval in
 //! progress and never leaves the file corrupt.
 pub mod alerts;
@@ -280,7 +280,7 @@ impl Store {
                 mode,
             });
         }
-        // SPEC §6 allows losing only the flush interval in progress on a power cut. In WAL mode
+        // the README's Durability section allows losing only the flush interval in progress on a power cut. In WAL mode
         // `synchronous=NORMAL` may lose transactions that were already reported committed (the
         // WAL is fsynced only at checkpoints); FULL fsyncs the WAL at every commit. We commit
         // once per flush interval (10 s), so that one fsync per commit costs next to nothing.

@@ -8,7 +8,7 @@
 //! minutes would give. Where retention has deleted the finer rows a range edge needs, the answer
 //! counts each remaining bucket whose start lies in the range and says it is not exact.
 //!
-//! Household totals exclude the gateway (SPEC §2) but include the "other" bucket (MAC
+//! Household totals exclude the gateway (ACCOUNTING.md) but include the "other" bucket (MAC
 //! ff:ff:ff:ff:ff:ff): that is real household traffic whose device could not be kept apart
 //! (a full counter map), and an ISP counts it against the plan. Top-N lists exclude both: the
 //! gateway is infrastructure and "other" is not a device. This module never writes.

@@ -330,7 +330,7 @@ pub(crate) mod tests {
         assert_eq!(totals[0].counts, counts(1));
     }
 
-    /// Measures the SPEC §5 flush budget (1,000 devices ≤ 20 ms). Prints, never asserts on
+    /// Measures the flush budget (BENCHMARKS.md) (1,000 devices ≤ 20 ms). Prints, never asserts on
     /// time: run `cargo test --release --lib flush_timing -- --nocapture` to read it.
     #[test]
     fn flush_timing_1000_devices() {

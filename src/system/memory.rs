@@ -1,4 +1,4 @@
-//! Keeps the process's memory within what a Pi allows (the unit's `MemoryMax=256M`, SPEC budget:
+//! Keeps the process's memory within what a Pi allows (the unit's `MemoryMax=256M`, memory budget:
 //! peak ≤ 128 MiB, ≤ 64 MiB after 30 s idle under 20 clients).
 //!
 //! glibc gives each thread that allocates concurrently its own arena, up to 8 per core, and an

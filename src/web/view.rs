@@ -268,7 +268,7 @@ pub struct Household {
     pub periods: Periods,
     pub rows: Vec<DeviceRow>,
     /// Internet bytes today / this week / this cycle over the household (gateway excluded,
-    /// traffic the meter could not attribute included: SPEC §2).
+    /// traffic the meter could not attribute included: ACCOUNTING.md).
     pub totals: [u64; 3],
     /// Today's internet download and upload.
     pub today_down_up: (u64, u64),

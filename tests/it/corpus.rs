@@ -8,7 +8,7 @@
 //!   including frames carried inside a tunnel or a sampling record, so the files in [`INNER_ETHERNET`]
 //!   legitimately differ from lanmeter, which counts only the frame on the wire.
 //! - the first `eth.src`/`eth.dst` of each frame (the outer header; `isl.*` for Cisco ISL frames),
-//!   summed here with SPEC §2's rules. This one must agree on every Ethernet file, listed or not,
+//!   summed here with ACCOUNTING.md's rules. This one must agree on every Ethernet file, listed or not,
 //!   and on the sending side of every Linux cooked file (`sll.src.eth`).
 //!
 //! A listed file that stops differing fails the test, so the list cannot go stale.
@@ -32,7 +32,7 @@ const THREADS: usize = 2;
 /// Ethernet captures whose `endpoints,eth` table legitimately differs from lanmeter: each carries
 /// whole Ethernet frames inside its payload, which tshark's endpoint tap counts as more endpoints
 /// (and more packets for the outer MACs when the inner frame reuses them), while lanmeter counts
-/// only the frame on the wire (SPEC §2). They are still checked, against the outer-header oracle.
+/// only the frame on the wire (ACCOUNTING.md). They are still checked, against the outer-header oracle.
 const INNER_ETHERNET: &[(&str, &str)] = &[
     (
         "DTP.pcap",
@@ -271,7 +271,7 @@ pub(crate) fn parse_ours(json: &str) -> Result<BTreeMap<String, Tally>, String> 
 pub(crate) struct Tshark {
     /// `endpoints,eth`: MAC -> Tx and Rx.
     pub(crate) endpoints: BTreeMap<String, Tally>,
-    /// Each frame's outermost link-layer addresses, summed with SPEC §2's rules. For Linux
+    /// Each frame's outermost link-layer addresses, summed with ACCOUNTING.md's rules. For Linux
     /// cooked captures only the sending side: the receiver is the capture host, which replay
     /// learns from the capture itself.
     outer: BTreeMap<String, Tally>,
@@ -344,7 +344,7 @@ fn parse_tshark(stdout: &str) -> Result<Tshark, String> {
         } else if !sll_src.is_empty() && sll_hatype == "1" && sll_halen == "6" {
             (sll_src, None)
         } else {
-            // No readable link-layer header: lanmeter counts nothing either (SPEC §2).
+            // No readable link-layer header: lanmeter counts nothing either (ACCOUNTING.md).
             continue;
         };
         let s = outer.entry(src.to_string()).or_default();
@@ -386,7 +386,7 @@ fn parse_tshark(stdout: &str) -> Result<Tshark, String> {
 }
 
 /// Differences between lanmeter and `endpoints,eth`: Tx for every MAC, Rx for unicast MACs only
-/// (SPEC §2: a broadcast or multicast address never receives), and no MAC tshark does not know.
+/// (ACCOUNTING.md: a broadcast or multicast address never receives), and no MAC tshark does not know.
 pub(crate) fn endpoint_diffs(
     ours: &BTreeMap<String, Tally>,
     eps: &BTreeMap<String, Tally>,

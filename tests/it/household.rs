@@ -77,7 +77,7 @@ fn replay_json_equals_the_generators_totals_exactly() {
             fields += 1;
         }
     }
-    // Every SPEC §3 field the generator knows, for every MAC: not a vacuous comparison.
+    // Every ACCOUNTING.md §4 field the generator knows, for every MAC: not a vacuous comparison.
     assert!(
         want.len() > 20 && fields > 20 * 10,
         "{} MACs, {fields} fields",

@@ -27,7 +27,7 @@ pub const EXPORT_BUCKETS_MAX: i64 = 50_000;
 pub const TOP_MAX: u32 = 100;
 const DAY: i64 = 86_400;
 
-/// Counters summed over a range or a bucket (SPEC §2 quantities).
+/// Counters summed over a range or a bucket (ACCOUNTING.md quantities).
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 pub struct UsageCounts {
     pub bytes_sent: u64,
@@ -369,7 +369,7 @@ pub struct ExportQuery {
     pub device: Option<i64>,
 }
 
-/// One export row (SPEC §3), as in `lanmeter export --format json`.
+/// One export row (ACCOUNTING.md §4), as in `lanmeter export --format json`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExportRow {
