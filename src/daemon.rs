@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::discovery;
 use crate::flush::Flusher;
 use crate::meter::{Delta, Locality, Meter, MeterConfig, SharedMeter};
-use crate::model::{MacAddr, MinuteUsage};
+use crate::model::MinuteUsage;
 use crate::store::Store;
 use crate::store::backup::{self, DbLock};
 use crate::store::health::SharedHealth;
@@ -33,11 +33,6 @@ const GATEWAY_RECHECK: Duration = Duration::from_secs(60);
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(300);
 /// Attempts at the final flush before giving up and saying how much could not be written.
 const FINAL_FLUSH_ATTEMPTS: u32 = 5;
-
-/// Key under which traffic folded out of a full counter map is stored. A broadcast address can
-/// never be a real sender, so it cannot collide with a device; frames that claim it as their
-/// source are malformed and belong in the same "not attributable" bucket.
-pub const OTHER_BUCKET: MacAddr = MacAddr::BROADCAST;
 
 /// The retention horizons of the history, from the `keep_*` config keys.
 pub fn retention(cfg: &Config) -> Retention {
@@ -617,7 +612,7 @@ pub enum Stamping {
 }
 
 /// Resolves a delta against its gateway (inferring one from the delta if none is known yet) and
-/// hands it to the flusher, "other" traffic included under [`OTHER_BUCKET`].
+/// hands it to the flusher, "other" traffic included under [`crate::store::query::OTHER`].
 pub fn flush_delta(
     flusher: &mut Flusher,
     delta: &Delta,
@@ -644,7 +639,7 @@ pub fn flush_gated(
     let gateway = delta.gateway.or_else(|| delta.infer_gateway());
     let (mut usage, other) = delta.minute_usage(gateway);
     usage.extend(other.into_iter().map(|(minute, o)| MinuteUsage {
-        mac: OTHER_BUCKET,
+        mac: crate::store::query::OTHER,
         minute,
         counts: o.counts,
     }));

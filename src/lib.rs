@@ -28,6 +28,7 @@
 //!   API and `/metrics`.
 //! - [`visible`]: the one display rule for device-supplied text (bidi, invisible, control
 //!   characters spelled out), applied by every template's escaper.
+//! - [`mqtt`]: Home Assistant over MQTT: discovery configs and state messages on their own thread.
 //! - [`web`]: the web UI and its gate (axum + askama live only there): sessions, CSRF, pages.
 //! - [`system`]: the host around lanmeter: systemd notify/watchdog, `lanmeter doctor`'s checks.
 //! - [`cli`]: command-line definitions; [`app`]: wiring, lifecycle and exit codes.

@@ -1,11 +1,12 @@
-//! Learning the shape of the LAN from the host itself: which interface carries the default route,
-//! who the gateway is (its MAC and addresses), and which prefixes the interface is on.
+//! Who is on the LAN, and the shape of the LAN itself.
 //!
-//! It owns the thin readers of the kernel's tables (procfs, `ip -6 neigh`, getifaddrs); the
-//! parsing is pure and lives in [`routes`]. It must never send packets or block for long: every
-//! answer is "what the kernel knows right now", `None` or empty when it knows nothing.
+//! The LAN's shape: which interface carries the default route, who the gateway is (its MAC and
+//! addresses) and which prefixes the interface is on, from thin readers of the kernel's tables
+//! (procfs, `ip -6 neigh`, getifaddrs) whose parsing is pure and lives in [`routes`]. They never
+//! send packets or block for long: every answer is "what the kernel knows right now", `None` or
+//! empty when it knows nothing.
 //!
-//! Who is on the LAN: the passive learners (pure parsers [`arp`], [`dhcp`], [`mdns`], [`ndp`]
+//! The devices on it: the passive learners (pure parsers [`arp`], [`dhcp`], [`mdns`], [`ndp`]
 //! behind [`wire::learn`], merged by [`learner`]), the active [`sweep`] (ARP and all-nodes
 //! ping, rate-limited), [`vendor`] names from the OUI registry and the [`devtype`] guess, with
 //! device-supplied strings made safe by [`text`]. These never touch the packet path of

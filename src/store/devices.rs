@@ -1,4 +1,5 @@
-//! The devices table: one row per MAC ever seen, with when it was first and last seen.
+//! The devices table: one row per device ever seen, with when it was first and last seen. A
+//! device usually has one MAC; a rotated private address or a merge links more MACs to it.
 //!
 //! Writes happen only inside the flush transaction ([`super::Store::write_flush`]); this module
 //! never opens a transaction of its own.

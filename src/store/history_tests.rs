@@ -500,7 +500,6 @@ fn top_n_cycles_and_presence() {
         .collect();
     assert_eq!(presence[&mac(1)], 10);
     assert!(!presence.contains_key(&super::query::OTHER));
-    assert_eq!(super::query::OTHER, crate::daemon::OTHER_BUCKET);
 }
 
 #[test]

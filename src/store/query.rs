@@ -21,8 +21,9 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use std::collections::HashMap;
 
-/// The key the daemon stores traffic under that it could not attribute to a device (it must
-/// equal `daemon::OTHER_BUCKET`; a test checks).
+/// The key under which traffic folded out of a full counter map is stored (the "other" bucket).
+/// A broadcast address can never be a real sender, so it cannot collide with a device; frames
+/// that claim it as their source are malformed and belong in the same "not attributable" bucket.
 pub const OTHER: MacAddr = MacAddr::BROADCAST;
 
 /// Whose usage a query sums.
