@@ -74,6 +74,8 @@ pub struct DeviceView {
     pub ignored: bool,
     pub types: &'static [&'static str],
     pub others: Vec<Other>,
+    /// Every quota that applies: the device's own, its owner's and its group's.
+    pub quotas: Vec<super::plan::QuotaRow>,
 }
 
 /// 5-minute buckets in the 24-hour chart.
@@ -144,6 +146,15 @@ async fn load(state: &AppState, id: i64) -> Result<DeviceView, AppError> {
         return Err(AppError::NotFound);
     };
     let inet = |c: &crate::model::Counts| c.internet_download_bytes + c.internet_upload_bytes;
+    let quotas = {
+        let r = super::plan::report(state).await?;
+        super::plan::quota_rows(&r)
+            .into_iter()
+            .zip(&r.quotas)
+            .filter(|(_, q)| q.covers.contains(&d.mac))
+            .map(|(row, _)| row)
+            .collect()
+    };
 
     // 24 hours of 5-minute bars, labelled every 6 hours on the local clock.
     let n = ((now + 1 - day_from) / FIVE + 1) as usize;
@@ -320,6 +331,7 @@ async fn load(state: &AppState, id: i64) -> Result<DeviceView, AppError> {
         ignored: d.user.ignored,
         types: view::TYPES,
         others,
+        quotas,
     })
 }
 
