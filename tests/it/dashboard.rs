@@ -326,3 +326,164 @@ fn filters_rename_and_hostile_names_in_headless_chromium() {
     );
     assert_eq!(b.js("return document.querySelectorAll('img').length"), 0);
 }
+
+/// Switches the page's `prefers-color-scheme` through the DevTools protocol.
+fn color_scheme(b: &Browser, scheme: &str) {
+    b.cmd(
+        "POST",
+        "/goog/cdp/execute",
+        Some(json!({"cmd": "Emulation.setEmulatedMedia",
+                    "params": {"features": [{"name": "prefers-color-scheme", "value": scheme}]}})),
+    )
+    .unwrap();
+}
+
+/// Every `<progress>` on the page as (id, class, the % in its text, its computed accent
+/// colour).
+fn bars(b: &Browser) -> Vec<(String, String, f64, String)> {
+    let v = b.js("return [...document.querySelectorAll('progress')].map(p =>
+        [p.id, p.className, p.textContent, getComputedStyle(p).accentColor])");
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let s = |i: usize| a[i].as_str().unwrap().to_string();
+            let pct = s(2).trim_end_matches('%').trim().parse().unwrap();
+            (s(0), s(1), pct, s(3))
+        })
+        .collect()
+}
+
+/// The demo's plan (400 GB, its cycle begun 20 days ago) is past its allowance: /plan and the
+/// overview say so with the day and the overage, never "not expected to run out"; every bar at
+/// or past 100 % is red and one between 90 and 100 % amber, in real computed colours; Leo's
+/// phone lists its own, its person's and its group's quotas. Screenshots at 390 px and desktop,
+/// light and dark.
+#[test]
+fn exceeded_plan_and_quotas_are_told_on_plan_overview_and_device_pages() {
+    let demo = Demo::start();
+    let b = Browser::start();
+    let base = &demo.base;
+    resize(&b, 1280, 1000);
+    login(&b, base);
+
+    b.go(&format!("{base}/plan"));
+    b.wait_for_path("/plan");
+    let state = b.js("return document.getElementById('plan-state').textContent");
+    let state = state.as_str().unwrap().to_string();
+    assert!(
+        state.starts_with("The allowance ran out on ") && state.contains(" over it so far"),
+        "{state}"
+    );
+    let text = b.text();
+    assert!(!text.contains("not expected to run out"), "{text}");
+    assert_eq!(
+        b.js("return document.getElementById('remaining')"),
+        Value::Null,
+        "an exceeded plan shows nothing left, not 0 B: {text}"
+    );
+    assert!(text.contains("Safe to use today: nothing"), "{text}");
+    let used_pct: f64 = b
+        .js("return document.getElementById('used-pct').textContent")
+        .as_str()
+        .unwrap()
+        .trim_end_matches('%')
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(used_pct >= 100.0, "{used_pct}");
+    let red = b.js("return getComputedStyle(document.documentElement).getPropertyValue('--bad')");
+    let plan_bars = bars(&b);
+    let mut levels = std::collections::BTreeSet::new();
+    for (id, class, pct, colour) in &plan_bars {
+        if id == "elapsed-bar" {
+            continue;
+        }
+        let want = if *pct >= 100.0 {
+            "red"
+        } else if *pct >= 90.0 {
+            "amber"
+        } else {
+            ""
+        };
+        assert_eq!(class, want, "{id} at {pct} %");
+        levels.insert(class.clone());
+        if class == "red" {
+            // #b42318 in the light scheme.
+            assert_eq!(colour, "rgb(180, 35, 24)", "{id} {red}");
+        }
+    }
+    assert!(
+        levels.contains("red") && levels.contains("amber"),
+        "{plan_bars:?}"
+    );
+
+    b.go(&format!("{base}/"));
+    b.wait_for_path("/");
+    assert_eq!(
+        b.js("return document.getElementById('plan-state').textContent"),
+        state,
+        "the overview tells the same state as /plan"
+    );
+    assert_eq!(
+        b.js("return document.getElementById('plan-bar').className"),
+        "red"
+    );
+    // The fullest quota first, and red.
+    let ov = bars(&b);
+    assert!(
+        ov[1].0.starts_with("ov-quota-") && ov[1].2 >= 100.0 && ov[1].1 == "red",
+        "{ov:?}"
+    );
+
+    // Leo's iPhone: its own quota, Leo's and the kids'.
+    b.go(&format!("{base}/devices"));
+    b.wait_for_path("/devices");
+    let row = row_with(&b, "Leo's iPhone");
+    let id = row.trim_start_matches("device-").to_string();
+    b.go(&format!("{base}/devices/{id}"));
+    b.element("#device-quotas");
+    let q = b.js("return document.getElementById('device-quotas').innerText");
+    let q = q.as_str().unwrap();
+    for want in [
+        "This device, per billing cycle",
+        "Person Leo (3 devices together), per billing cycle",
+        "Group the kids (",
+    ] {
+        assert!(q.contains(want), "{want} missing: {q}");
+    }
+    assert!(!b.text().contains("none set"));
+    assert_eq!(bars(&b).len(), 3);
+
+    for (scheme, w, h) in [
+        ("light", 1280, 1400),
+        ("dark", 1280, 1400),
+        ("light", 390, 1600),
+        ("dark", 390, 1600),
+    ] {
+        color_scheme(&b, scheme);
+        resize(&b, w, h);
+        let size = if w < 500 { "phone390" } else { "desktop" };
+        for (name, path) in [
+            ("plan", "/plan".to_string()),
+            ("overview", "/".to_string()),
+            ("device-quotas", format!("/devices/{id}")),
+        ] {
+            b.go(&format!("{base}{path}"));
+            b.wait_for_path(&path);
+            b.element("main h1");
+            if w < 500 {
+                no_sideways_scroll(&b, &path);
+            }
+            if scheme == "dark" && name == "plan" {
+                // The dark scheme's red, #ff8a80.
+                let c = b
+                    .js("return getComputedStyle(document.getElementById('used-bar')).accentColor");
+                assert_eq!(c, "rgb(255, 138, 128)");
+            }
+            screenshot(&b, &format!("{name}-{size}-{scheme}"));
+        }
+    }
+    let errors = console_errors(&b);
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+}
