@@ -84,6 +84,8 @@ pub struct OverviewPage {
     pub plan: PlanCard,
     pub top: Vec<Top>,
     pub online: Vec<DeviceRow>,
+    /// Every device (see `DeviceRow::is_device`).
+    pub device_total: usize,
     pub new_devices: Vec<DeviceRow>,
     pub health: String,
     pub health_bad: bool,
@@ -129,7 +131,8 @@ pub async fn page(
 ) -> Result<OverviewPage, AppError> {
     let h = view::household(&state).await?;
     let tz = state.config().time_zone();
-    let mut devices: Vec<DeviceRow> = h.rows.into_iter().filter(|r| !r.gateway).collect();
+    let mut devices: Vec<DeviceRow> = h.rows.into_iter().filter(|r| r.is_device()).collect();
+    let device_total = devices.len();
     let today_total: u64 = h.totals[0];
     devices.sort_by(|a, b| b.today.cmp(&a.today).then(a.label.cmp(&b.label)));
     let top = devices
@@ -151,7 +154,7 @@ pub async fn page(
         .collect();
     let mut online: Vec<DeviceRow> = devices
         .iter()
-        .filter(|r| r.online && !r.ignored)
+        .filter(|r| r.counts_online())
         .cloned()
         .collect();
     online.sort_by_key(|r| r.label.to_lowercase());
@@ -180,6 +183,7 @@ pub async fn page(
         plan: plan_card(&state).await?,
         top,
         online,
+        device_total,
         new_devices,
         health,
         health_bad,
