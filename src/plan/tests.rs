@@ -528,7 +528,7 @@ fn plan_state_says_exceeded_with_the_day_and_the_overage_never_on_track() {
         PlanState::Exceeded { over_bytes: 0, .. }
     ));
     // Below it: today's pace (no history) decides between on track and a run-out day.
-    let s = status_at(&p, ts("2026-04-11T12:00:00Z"), 110 * GB, 1 * GB, 0);
+    let s = status_at(&p, ts("2026-04-11T12:00:00Z"), 110 * GB, GB, 0);
     assert_eq!(plan_state(&s, &[]), PlanState::OnTrack);
     let s = status_at(&p, ts("2026-04-11T12:00:00Z"), 200 * GB, 90 * GB, 0);
     assert!(matches!(plan_state(&s, &[]), PlanState::RunsOut { .. }));
