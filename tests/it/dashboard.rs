@@ -546,3 +546,53 @@ fn one_device_count_on_every_page() {
         (overview == list && overview > 20).then_some(())
     });
 }
+
+/// The devices list at 390 px: every row a card no wider than the screen, every name on
+/// whole words (each word's text lays out in one box: measured with DOM ranges), this cycle's
+/// use shown; a screenshot light and dark.
+#[test]
+fn devices_list_on_a_390_px_phone_keeps_names_whole() {
+    let demo = Demo::start();
+    let b = Browser::start();
+    let base = &demo.base;
+    resize(&b, 390, 1600);
+    login(&b, base);
+    b.go(&format!("{base}/devices"));
+    b.wait_for_path("/devices");
+    no_sideways_scroll(&b, "/devices");
+    let split = b.js("const out = [];
+         for (const n of document.querySelectorAll('#devices .name')) {
+           const t = n.firstChild; if (!t) continue;
+           let i = 0;
+           for (const w of t.textContent.split(' ')) {
+             const r = document.createRange(); r.setStart(t, i); r.setEnd(t, i + w.length);
+             const lines = new Set([...r.getClientRects()].map(x => Math.round(x.top)));
+             if (w.length > 0 && lines.size > 1) out.push(w);
+             i += w.length + 1;
+           }
+         }
+         return out");
+    assert_eq!(split, json!([]), "words broken across lines at 390 px");
+    let widths = b.js(
+        "return [...document.querySelectorAll('#device-rows tr')].map(r => r.getBoundingClientRect().right)",
+    );
+    let vw = b
+        .js("return document.documentElement.clientWidth")
+        .as_f64()
+        .unwrap();
+    let rows = widths.as_array().unwrap();
+    assert_eq!(rows.len(), 27, "26 devices and the router");
+    for w in rows {
+        assert!(
+            w.as_f64().unwrap() <= vw,
+            "a row wider than the phone: {w} > {vw}"
+        );
+    }
+    // Two lines per device: the cycle's use is shown, not hidden.
+    let cyc = b.js("return [...document.querySelectorAll('#device-rows td.cyc')].filter(e => e.offsetParent !== null).length");
+    assert_eq!(cyc, 27);
+    for scheme in ["light", "dark"] {
+        color_scheme(&b, scheme);
+        screenshot(&b, &format!("devices-phone390-{scheme}"));
+    }
+}
