@@ -341,6 +341,20 @@ fn color_scheme(b: &Browser, scheme: &str) {
     .unwrap();
 }
 
+/// SVG chart labels drawn smaller than 11 px (font size in chart units times the chart's
+/// scale on the screen), with their size.
+fn small_labels(b: &Browser) -> Vec<String> {
+    let sizes = b.js("return [...document.querySelectorAll('svg text')].map(t =>
+           [t.textContent, parseFloat(getComputedStyle(t).fontSize) * t.getScreenCTM().a])");
+    sizes
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s[1].as_f64().unwrap() < 11.0)
+        .map(|s| format!("{} at {:.1} px", s[0], s[1].as_f64().unwrap()))
+        .collect()
+}
+
 /// Every `<progress>` on the page as (id, class, the % in its text, its computed accent
 /// colour).
 fn bars(b: &Browser) -> Vec<(String, String, f64, String)> {
@@ -478,6 +492,8 @@ fn exceeded_plan_and_quotas_are_told_on_plan_overview_and_device_pages() {
             if w < 500 {
                 no_sideways_scroll(&b, &path);
             }
+            let small = small_labels(&b);
+            assert!(small.is_empty(), "{path} at {w} px: {small:?}");
             if scheme == "dark" && name == "plan" {
                 // The dark scheme's red, #ff8a80.
                 let c = b
@@ -594,5 +610,28 @@ fn devices_list_on_a_390_px_phone_keeps_names_whole() {
     for scheme in ["light", "dark"] {
         color_scheme(&b, scheme);
         screenshot(&b, &format!("devices-phone390-{scheme}"));
+    }
+
+    // Every chart label on the pages with charts is at least 11 px tall as drawn: its font
+    // size in chart units times the chart's scale on the screen.
+    let row = row_with(&b, "Leo's iPhone");
+    let id = row.trim_start_matches("device-");
+    for path in [
+        "/".to_string(),
+        format!("/devices/{id}"),
+        "/plan".to_string(),
+    ] {
+        b.go(&format!("{base}{path}"));
+        b.wait_for_path(&path);
+        b.element("main h1");
+        let small = small_labels(&b);
+        assert!(small.is_empty(), "{path}: {small:?}");
+        let html_labels = b.js(
+            "return [...document.querySelectorAll('p.axis-row span')].map(e => parseFloat(getComputedStyle(e).fontSize))",
+        );
+        for px in html_labels.as_array().unwrap() {
+            assert!(px.as_f64().unwrap() >= 11.0, "{path}: {px}");
+        }
+        screenshot(&b, &format!("charts{}-phone390", path.replace('/', "-")));
     }
 }
