@@ -635,3 +635,67 @@ fn devices_list_on_a_390_px_phone_keeps_names_whole() {
         screenshot(&b, &format!("charts{}-phone390", path.replace('/', "-")));
     }
 }
+
+/// A merge goes through a page naming both devices and what moves; nothing is chosen in
+/// advance; cancelling changes nothing, confirming merges (one device fewer).
+#[test]
+fn merge_asks_for_confirmation_naming_both_devices() {
+    let demo = Demo::start();
+    let b = Browser::start();
+    let base = &demo.base;
+    resize(&b, 1280, 1000);
+    login(&b, base);
+    b.go(&format!("{base}/devices"));
+    b.wait_for_path("/devices");
+    let total = || {
+        b.js("return document.getElementById('device-total').textContent")
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(total(), "26");
+    let printer = row_with(&b, "Printer")
+        .trim_start_matches("device-")
+        .to_string();
+    let anna = row_with(&b, "Anna's iPhone")
+        .trim_start_matches("device-")
+        .to_string();
+    let start_merge = || {
+        b.go(&format!("{base}/devices/{printer}"));
+        b.element("#merge");
+        // Nothing is preselected.
+        assert_eq!(
+            b.js("return document.getElementById('from').value"),
+            "",
+            "a device preselected for merging"
+        );
+        b.js(&format!(
+            "document.getElementById('from').value = '{anna}'; return 0"
+        ));
+        b.click("#merge button[type=submit]");
+        b.element("#merge-confirm");
+    };
+    start_merge();
+    assert_eq!(
+        b.js("return [document.getElementById('merge-from').textContent, document.getElementById('merge-into').textContent]"),
+        json!(["Anna's iPhone", "Printer"])
+    );
+    let what = b.js("return document.getElementById('merge-what').innerText");
+    let what = what.as_str().unwrap();
+    assert!(what.contains("of internet traffic"), "{what}");
+    assert!(what.contains("person “Anna”"), "{what}");
+    screenshot(&b, "merge-confirm-desktop");
+    b.click("#merge-cancel");
+    b.wait_for_path(&format!("/devices/{printer}"));
+    b.go(&format!("{base}/devices"));
+    b.wait_for_path("/devices");
+    assert_eq!(total(), "26", "cancel merged anyway");
+
+    start_merge();
+    b.click("#merge-confirm button[type=submit]");
+    b.wait_for_path(&format!("/devices/{printer}"));
+    b.go(&format!("{base}/devices"));
+    b.wait_for_path("/devices");
+    assert_eq!(total(), "25");
+    assert!(!b.text().contains("Anna's iPhone"));
+}
