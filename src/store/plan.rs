@@ -639,12 +639,10 @@ impl std::fmt::Display for PlanReport {
         )?;
         write!(f, "used:      {}", gb(s.used_bytes))?;
         if let (Some(a), Some(pct)) = (s.allowance_bytes, s.used_pct) {
-            write!(
-                f,
-                " of {} ({pct:.0} %), {} left",
-                gb(a),
-                gb(s.remaining_bytes.unwrap_or(0))
-            )?;
+            match s.remaining_bytes.filter(|r| *r > 0) {
+                Some(r) => write!(f, " of {} ({pct:.0} %), {} left", gb(a), gb(r))?,
+                None => write!(f, " of {} ({pct:.0} %), nothing left", gb(a))?,
+            }
         }
         if s.offset_bytes != 0 {
             write!(
@@ -675,11 +673,15 @@ impl std::fmt::Display for PlanReport {
             "projected: {} by the cycle's end",
             gb(s.projection.end_bytes)
         )?;
-        match s.projection.runs_out_on {
-            Some(d) if s.allowance_bytes.is_some_and(|a| s.used_bytes < a) => {
-                write!(f, "; runs out on {d}")?
-            }
-            _ => {}
+        match &self.state {
+            plan::PlanState::Exceeded { on, over_bytes } => write!(
+                f,
+                "; the allowance ran out on {on}, {} over it so far",
+                gb(*over_bytes)
+            )?,
+            plan::PlanState::RunsOut { on } => write!(f, "; runs out on {on}")?,
+            plan::PlanState::OnTrack => write!(f, "; within the allowance")?,
+            plan::PlanState::Unlimited => {}
         }
         writeln!(f)?;
         for q in &self.quotas {
