@@ -181,8 +181,7 @@ fn run_demo(config: Option<&Path>, args: DemoArgs) -> anyhow::Result<ExitCode> {
         None
     };
     state.set_demo(format!(
-        "Demo household: {} devices with synthetic traffic, {} days of history. Nothing here is real.",
-        demo.devices.len(),
+        "Demo household: synthetic traffic, {} days of history. Nothing here is real.",
         args.days
     ));
     let web = crate::web::spawn(listener, state, stop.clone(), None)

@@ -776,6 +776,73 @@ pub fn status(input: StatusInput<'_>) -> Result<PlanStatus, PlanError> {
     })
 }
 
+/// Where the cycle stands against the allowance: the one answer every page gives.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum PlanState {
+    /// No allowance: nothing can run out.
+    Unlimited,
+    /// The projection stays within the allowance to the cycle's end.
+    OnTrack,
+    /// At this pace the allowance runs out on this day of the cycle.
+    RunsOut {
+        #[serde(serialize_with = "display")]
+        on: Date,
+    },
+    /// The allowance is used up: on this day, and by this much so far.
+    Exceeded {
+        #[serde(serialize_with = "display")]
+        on: Date,
+        over_bytes: u64,
+    },
+}
+
+/// The plan's state. `days` is the counted usage of each day of the cycle so far, oldest first
+/// (today's so far last; days before history began as 0): the first day the running total,
+/// calibration offset included, reached the allowance is the day it ran out. When the days do
+/// not reach it (history cut short, or an offset that grew today), it ran out today.
+pub fn plan_state(status: &PlanStatus, days: &[(Date, u64)]) -> PlanState {
+    let Some(allowance) = status.allowance_bytes else {
+        return PlanState::Unlimited;
+    };
+    if status.used_bytes >= allowance {
+        let mut total = i128::from(status.offset_bytes);
+        let on = days
+            .iter()
+            .find(|(_, b)| {
+                total += i128::from(*b);
+                total >= i128::from(allowance)
+            })
+            .map_or(status.today, |(d, _)| *d);
+        return PlanState::Exceeded {
+            on,
+            over_bytes: status.used_bytes - allowance,
+        };
+    }
+    match status.projection.runs_out_on {
+        Some(on) => PlanState::RunsOut { on },
+        None => PlanState::OnTrack,
+    }
+}
+
+/// How a usage bar is coloured: `red` at or past 100 %, `amber` from the highest alert
+/// threshold below 100 % (90 % with the default thresholds), else the ordinary colour.
+pub fn bar_level(pct: f64, thresholds: &[u16]) -> &'static str {
+    let amber = thresholds
+        .iter()
+        .copied()
+        .filter(|t| *t < 100)
+        .max()
+        .map_or(90.0, f64::from);
+    if pct >= 100.0 {
+        "red"
+    } else if pct >= amber {
+        "amber"
+    } else {
+        ""
+    }
+}
+
 /// The allowance shared evenly over the cycle's days: the budget line of the per-day chart.
 pub fn even_daily_share(plan: &Plan, cycle: &Cycle) -> Option<u64> {
     plan.allowance_bytes
@@ -907,6 +974,10 @@ pub struct QuotaStatus {
     pub used_bytes: u64,
     pub used_pct: f64,
     pub reached: bool,
+    /// The devices (by their first MAC) it covers now, so a device page can list every quota
+    /// that applies to it; the caller fills it in.
+    #[serde(skip)]
+    pub covers: Vec<MacAddr>,
 }
 
 pub fn quota_status(
@@ -926,6 +997,7 @@ pub fn quota_status(
         window_end: window.1,
         used_bytes,
         quota,
+        covers: Vec::new(),
     }
 }
 

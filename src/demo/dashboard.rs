@@ -1,7 +1,8 @@
 //! The living household behind `lanmeter demo`: a fresh database filled with weeks of history
 //! of the generator's family (same catalogue, same day/night rhythm), names, people and groups a
-//! family would give, one unknown device that joined today and one phone close to its monthly
-//! quota; then synthetic traffic fed into a real meter and flushed like the daemon does, so the
+//! family would give, one unknown device that joined today, a data plan already gone past its
+//! allowance and quotas (one phone close to its own, its owner and the kids' group past
+//! theirs); then synthetic traffic fed into a real meter and flushed like the daemon does, so the
 //! dashboard's live rate moves and today's totals grow.
 //!
 //! Everything is written through the store's own APIs (discovery writes, flushes, maintenance,
@@ -15,6 +16,7 @@ use crate::config::Config;
 use crate::flush::Flusher;
 use crate::meter::SharedMeter;
 use crate::model::{Counts, MacAddr, MinuteUsage, Sighting};
+use crate::plan::{CycleRule, Plan, QuotaPeriod, QuotaSubject};
 use crate::store::discovery::{MacFacts, Profile, UserFields};
 use crate::store::{Store, StoreError};
 use std::net::{IpAddr, Ipv4Addr};
@@ -124,7 +126,36 @@ const FAMILY: [(&str, &str, &str); 25] = [
 const HEAVY: usize = 20;
 /// Its notional monthly quota, in GB, and the share of it used by today.
 const QUOTA_GB: f64 = 30.0;
-const QUOTA_USED: f64 = 0.9;
+const QUOTA_USED: f64 = 0.94;
+/// The demo plan's allowance per cycle, in GB: below what the household uses in 20 days.
+const PLAN_GB: u64 = 400;
+/// Days of the demo's billing cycle already gone (today not included).
+const CYCLE_DAYS_GONE: i64 = 20;
+/// Leo's own quota per cycle (his phone and his console together go past it).
+const LEO_GB: f64 = 60.0;
+/// The kids' group quota per cycle (they go past it).
+const KIDS_GB: f64 = 120.0;
+
+fn ts(s: i64) -> Result<jiff::Timestamp, DemoError> {
+    jiff::Timestamp::from_second(s).map_err(|e| DemoError::Options(e.to_string()))
+}
+
+/// The demo's plan: [`PLAN_GB`] a month, the cycle starting on the day of the month
+/// [`CYCLE_DAYS_GONE`] days ago (the 28th at the latest, so the start exists in every month).
+fn demo_plan(now: i64, tz: &jiff::tz::TimeZone) -> Result<Plan, DemoError> {
+    let began = ts(now)?
+        .to_zoned(tz.clone())
+        .date()
+        .checked_sub(jiff::Span::new().days(CYCLE_DAYS_GONE))
+        .map_err(|e| DemoError::Options(e.to_string()))?;
+    Ok(Plan {
+        allowance_bytes: Some(PLAN_GB * 1_000_000_000),
+        cycle: CycleRule::Monthly {
+            start_day: began.day().clamp(1, 28) as u8,
+        },
+        ..Plan::default()
+    })
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
@@ -242,12 +273,14 @@ pub fn build(
             .map_err(|e| DemoError::Options(e.to_string()))?
     };
 
-    // The heavy phone: a steady daily volume that puts this calendar month at 90 % of its quota.
-    let month_start = jiff::Timestamp::from_second(now)
-        .ok()
-        .and_then(|t| t.to_zoned(tz.clone()).first_of_month().ok())
-        .and_then(|z| z.start_of_day().ok())
-        .map_or(now - 30 * 86_400, |z| z.timestamp().as_second());
+    // The household's plan: a monthly cycle that began about 20 days ago with an allowance the
+    // family has already gone past, so the showcase shows the states a family must be told about
+    // (exceeded, quotas reached and nearly reached). The start day follows today so every run of
+    // the demo is in the same situation.
+    let plan = demo_plan(now, &tz)?;
+    let cycle = crate::plan::current_cycle(&plan, ts(now)?, &tz);
+    // The heavy phone: a steady daily volume that puts this cycle at 94 % of its quota (amber).
+    let month_start = cycle.start.as_second();
     let days_in_cycle = ((now - month_start) as f64 / 86_400.0).max(0.5);
     let heavy_per_day = QUOTA_GB * 1e9 * QUOTA_USED / days_in_cycle;
 
@@ -448,9 +481,7 @@ pub fn build(
                 group: (!group.is_empty()).then(|| group.clone()),
                 type_override: Some(e.kind.to_string()),
                 notes: (i == HEAVY).then(|| {
-                    format!(
-                        "Monthly allowance {QUOTA_GB:.0} GB (agreed with Leo). Demo note: per-device quotas arrive with the data plan settings."
-                    )
+                    format!("Allowance of {QUOTA_GB:.0} GB a billing cycle, agreed with Leo.")
                 }),
                 known: true,
                 ignored: false,
@@ -458,6 +489,23 @@ pub fn build(
         )?;
     }
     store.maintain(&tz, &retention, now)?;
+    store.set_plan(&plan, now)?;
+    let heavy = devices.get(HEAVY).map_or(newcomer, |d| d.mac);
+    for (subject, period, gb) in [
+        (QuotaSubject::Device(heavy), QuotaPeriod::Cycle, QUOTA_GB),
+        (
+            QuotaSubject::Person("Leo".into()),
+            QuotaPeriod::Cycle,
+            LEO_GB,
+        ),
+        (
+            QuotaSubject::Group("the kids".into()),
+            QuotaPeriod::Cycle,
+            KIDS_GB,
+        ),
+    ] {
+        store.upsert_quota(&subject, period, (gb * 1e9) as u64, now)?;
+    }
     let heavy = devices.get(HEAVY).map_or(newcomer, |d| d.mac);
     if let Some(h) = devices.get_mut(HEAVY) {
         h.peak_mb_per_hour = 180.0;
@@ -634,7 +682,7 @@ mod tests {
             &cfg,
             &DemoOptions {
                 devices: 25,
-                days: 16,
+                days: 24,
                 seed: 1,
             },
             now,
@@ -650,7 +698,12 @@ mod tests {
         assert!(heavy.user.notes.as_deref().unwrap().contains("30 GB"));
         let tz = cfg.time_zone();
         let t = |s| jiff::Timestamp::from_second(s).unwrap();
-        let c0 = 1_772_323_200; // 2026-03-01T00:00Z
+        // The plan's cycle began 20 days before 2026-03-15: on 2026-02-23.
+        let plan = store.plan().unwrap();
+        assert_eq!(plan.cycle, CycleRule::Monthly { start_day: 23 });
+        assert_eq!(plan.allowance_bytes, Some(400_000_000_000));
+        assert_eq!(store.quotas().unwrap().len(), 3);
+        let c0 = 1_771_804_800; // 2026-02-23T00:00Z
         let u = store
             .usage(
                 &crate::store::query::Selection::device(demo.heavy),
@@ -660,7 +713,7 @@ mod tests {
             )
             .unwrap();
         let inet = u.counts.internet_download_bytes + u.counts.internet_upload_bytes;
-        // Sixteen days of history reach back before the 1st: the cycle holds about 90 % of 30 GB.
+        // 24 days of history reach back before the cycle: it holds about 94 % of 30 GB.
         assert!((24e9..30e9).contains(&(inet as f64)), "{inet}");
         let owners: std::collections::BTreeSet<_> = devices
             .iter()

@@ -482,6 +482,73 @@ fn status_at(plan: &Plan, now: Timestamp, measured: u64, today: u64, offset: i64
 }
 
 #[test]
+fn plan_state_says_exceeded_with_the_day_and_the_overage_never_on_track() {
+    // 300 GB from April 1st; 20 GB a day for ten days, then 110 GB on the 11th by noon.
+    let p = monthly(1);
+    let days: Vec<(Date, u64)> = (1..=11)
+        .map(|d| (date(2026, 4, d), if d < 11 { 20 * GB } else { 110 * GB }))
+        .collect();
+    let s = status_at(&p, ts("2026-04-11T12:00:00Z"), 310 * GB, 110 * GB, 0);
+    // The running total reaches 300 GB on the 11th (200 GB before it), 10 GB over.
+    assert_eq!(
+        plan_state(&s, &days),
+        PlanState::Exceeded {
+            on: date(2026, 4, 11),
+            over_bytes: 10 * GB
+        }
+    );
+    // A +120 GB calibration: 120 + 9 × 20 = 300 GB by the 9th.
+    let s = status_at(
+        &p,
+        ts("2026-04-11T12:00:00Z"),
+        310 * GB,
+        110 * GB,
+        120 * GB as i64,
+    );
+    assert_eq!(
+        plan_state(&s, &days),
+        PlanState::Exceeded {
+            on: date(2026, 4, 9),
+            over_bytes: 130 * GB
+        }
+    );
+    // Days that do not add up (history cut short): it ran out today.
+    let s = status_at(&p, ts("2026-04-11T12:00:00Z"), 310 * GB, 110 * GB, 0);
+    assert_eq!(
+        plan_state(&s, &days[..3]),
+        PlanState::Exceeded {
+            on: date(2026, 4, 11),
+            over_bytes: 10 * GB
+        }
+    );
+    // Exactly at the allowance is exceeded (0 B left), not "on track".
+    let s = status_at(&p, ts("2026-04-11T12:00:00Z"), 300 * GB, 100 * GB, 0);
+    assert!(matches!(
+        plan_state(&s, &days),
+        PlanState::Exceeded { over_bytes: 0, .. }
+    ));
+    // Below it: today's pace (no history) decides between on track and a run-out day.
+    let s = status_at(&p, ts("2026-04-11T12:00:00Z"), 110 * GB, GB, 0);
+    assert_eq!(plan_state(&s, &[]), PlanState::OnTrack);
+    let s = status_at(&p, ts("2026-04-11T12:00:00Z"), 200 * GB, 90 * GB, 0);
+    assert!(matches!(plan_state(&s, &[]), PlanState::RunsOut { .. }));
+    let s = status_at(&Plan::default(), ts("2026-04-11T12:00:00Z"), 900 * GB, 0, 0);
+    assert_eq!(plan_state(&s, &days), PlanState::Unlimited);
+}
+
+#[test]
+fn bars_turn_amber_at_the_last_threshold_below_100_and_red_at_100() {
+    let t = [50, 75, 90, 100];
+    assert_eq!(bar_level(89.9, &t), "");
+    assert_eq!(bar_level(90.0, &t), "amber");
+    assert_eq!(bar_level(99.99, &t), "amber");
+    assert_eq!(bar_level(100.0, &t), "red");
+    assert_eq!(bar_level(239.0, &t), "red");
+    assert_eq!(bar_level(80.0, &[50, 80, 100]), "amber");
+    assert_eq!(bar_level(95.0, &[]), "amber");
+}
+
+#[test]
 fn status_safe_budget_and_elapsed_share() {
     let p = monthly(1); // 300 GB
     let s = status_at(&p, ts("2026-04-11T12:00:00Z"), 110 * GB, 10 * GB, 0);

@@ -67,6 +67,8 @@ pub struct PlanReport {
     /// The household zone the cycles are computed in.
     pub zone: String,
     pub status: PlanStatus,
+    /// Exceeded (when, by how much), runs out on a day, on track, or unlimited.
+    pub state: plan::PlanState,
     pub quotas: Vec<QuotaStatus>,
     /// Every day of the current cycle.
     pub days: Vec<DayBar>,
@@ -411,6 +413,12 @@ impl Store {
             exact,
         })?;
         let days = self.day_bars(counted, tz, &cycle, today, today_bytes, &status)?;
+        let so_far: Vec<(Date, u64)> = days
+            .iter()
+            .take_while(|d| d.date <= today)
+            .map(|d| (d.date, d.used_bytes.unwrap_or(0)))
+            .collect();
+        let state = plan::plan_state(&status, &so_far);
         let past = self.past_usage(&p, tz, now)?;
         let quotas = self.quota_statuses(&p, tz, now)?;
         Ok(PlanReport {
@@ -418,6 +426,7 @@ impl Store {
             zone: tz.iana_name().unwrap_or("(unnamed)").to_string(),
             plan: p,
             status,
+            state,
             quotas,
             days,
             past,
@@ -590,14 +599,16 @@ impl Store {
             } else {
                 self.counted_usage(
                     p.counted,
-                    &Selection::Devices(macs),
+                    &Selection::Devices(macs.clone()),
                     tz,
                     window.0,
                     now.min(window.1),
                 )?
                 .0
             };
-            out.push(plan::quota_status(q, label, n, window, used));
+            let mut status = plan::quota_status(q, label, n, window, used);
+            status.covers = macs;
+            out.push(status);
         }
         Ok(out)
     }
@@ -628,12 +639,10 @@ impl std::fmt::Display for PlanReport {
         )?;
         write!(f, "used:      {}", gb(s.used_bytes))?;
         if let (Some(a), Some(pct)) = (s.allowance_bytes, s.used_pct) {
-            write!(
-                f,
-                " of {} ({pct:.0} %), {} left",
-                gb(a),
-                gb(s.remaining_bytes.unwrap_or(0))
-            )?;
+            match s.remaining_bytes.filter(|r| *r > 0) {
+                Some(r) => write!(f, " of {} ({pct:.0} %), {} left", gb(a), gb(r))?,
+                None => write!(f, " of {} ({pct:.0} %), nothing left", gb(a))?,
+            }
         }
         if s.offset_bytes != 0 {
             write!(
@@ -664,11 +673,15 @@ impl std::fmt::Display for PlanReport {
             "projected: {} by the cycle's end",
             gb(s.projection.end_bytes)
         )?;
-        match s.projection.runs_out_on {
-            Some(d) if s.allowance_bytes.is_some_and(|a| s.used_bytes < a) => {
-                write!(f, "; runs out on {d}")?
-            }
-            _ => {}
+        match &self.state {
+            plan::PlanState::Exceeded { on, over_bytes } => write!(
+                f,
+                "; the allowance ran out on {on}, {} over it so far",
+                gb(*over_bytes)
+            )?,
+            plan::PlanState::RunsOut { on } => write!(f, "; runs out on {on}")?,
+            plan::PlanState::OnTrack => write!(f, "; within the allowance")?,
+            plan::PlanState::Unlimited => {}
         }
         writeln!(f)?;
         for q in &self.quotas {

@@ -74,6 +74,8 @@ pub struct DeviceView {
     pub ignored: bool,
     pub types: &'static [&'static str],
     pub others: Vec<Other>,
+    /// Every quota that applies: the device's own, its owner's and its group's.
+    pub quotas: Vec<super::plan::QuotaRow>,
 }
 
 /// 5-minute buckets in the 24-hour chart.
@@ -144,6 +146,15 @@ async fn load(state: &AppState, id: i64) -> Result<DeviceView, AppError> {
         return Err(AppError::NotFound);
     };
     let inet = |c: &crate::model::Counts| c.internet_download_bytes + c.internet_upload_bytes;
+    let quotas = {
+        let r = super::plan::report(state).await?;
+        super::plan::quota_rows(&r)
+            .into_iter()
+            .zip(&r.quotas)
+            .filter(|(_, q)| q.covers.contains(&d.mac))
+            .map(|(row, _)| row)
+            .collect()
+    };
 
     // 24 hours of 5-minute bars, labelled every 6 hours on the local clock.
     let n = ((now + 1 - day_from) / FIVE + 1) as usize;
@@ -320,6 +331,7 @@ async fn load(state: &AppState, id: i64) -> Result<DeviceView, AppError> {
         ignored: d.user.ignored,
         types: view::TYPES,
         others,
+        quotas,
     })
 }
 
@@ -389,6 +401,9 @@ pub async fn merge(
             "A device cannot be merged with itself.".into(),
         ));
     }
+    if get(&f, "confirm") != Some("yes") {
+        return confirm_merge(&state, &auth, from, id).await;
+    }
     let window_ns = i64::try_from(state.config().presence_window_secs)
         .unwrap_or(300)
         .saturating_mul(1_000_000_000);
@@ -414,4 +429,80 @@ pub async fn merge(
     )
     .await;
     Ok(Redirect::to(&format!("/devices/{id}")).into_response())
+}
+
+/// One side of a merge as the confirmation names it.
+pub struct MergeSide {
+    pub id: i64,
+    pub label: String,
+    pub macs: Vec<String>,
+    pub names: usize,
+    pub addresses: usize,
+    /// Internet traffic in the whole kept history.
+    pub history: String,
+    pub owner: String,
+    pub group: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "pages/merge_confirm.html")]
+pub struct MergeConfirm {
+    pub layout: Layout,
+    pub from: MergeSide,
+    pub into: MergeSide,
+}
+
+/// The page a merge goes through first: both devices named, and what moves.
+async fn confirm_merge(
+    state: &AppState,
+    auth: &Auth,
+    from: i64,
+    into: i64,
+) -> Result<Response, AppError> {
+    let tz = state.config().time_zone();
+    let now = state.now();
+    let sides = state
+        .query(move |s| {
+            let mut out = Vec::new();
+            for id in [from, into] {
+                let Some(d) = s.device(id)? else {
+                    return Ok(None);
+                };
+                let end =
+                    jiff::Timestamp::from_second(now + 1).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+                let u = s.usage(
+                    &Selection::device(d.mac),
+                    &tz,
+                    jiff::Timestamp::UNIX_EPOCH,
+                    end,
+                )?;
+                out.push(MergeSide {
+                    id,
+                    label: d
+                        .display_name()
+                        .map_or_else(|| d.mac.to_string(), str::to_string),
+                    macs: d.macs.iter().map(|m| m.mac.to_string()).collect(),
+                    names: d.hostnames.len(),
+                    addresses: d.addresses.len(),
+                    history: fmt_bytes(
+                        u.counts.internet_download_bytes + u.counts.internet_upload_bytes,
+                    ),
+                    owner: d.user.owner.clone().unwrap_or_default(),
+                    group: d.user.group.clone().unwrap_or_default(),
+                });
+            }
+            Ok(Some(out))
+        })
+        .await?;
+    let Some(mut sides) = sides else {
+        return Err(AppError::NotFound);
+    };
+    let into_side = sides.pop().ok_or(AppError::NotFound)?;
+    let from_side = sides.pop().ok_or(AppError::NotFound)?;
+    Ok(MergeConfirm {
+        layout: Layout::new("Merge devices?", "devices", Some(auth)),
+        from: from_side,
+        into: into_side,
+    }
+    .into_response())
 }

@@ -46,7 +46,7 @@ impl Filter {
                 .any(|f| f.to_lowercase().contains(&q))
             && !r.mac.to_string().contains(&q);
         let kind = match self.filter.as_str() {
-            "online" => r.online,
+            "online" => r.counts_online() || (r.gateway && r.online),
             "unknown" => !r.known && !r.gateway,
             "ignored" => r.ignored,
             _ => !r.ignored,
@@ -90,6 +90,9 @@ pub struct DevicesPage {
     pub layout: Layout,
     pub f: Filter,
     pub rows: Vec<DeviceRow>,
+    /// Devices among `rows` (the router left out).
+    pub shown: usize,
+    /// Every device, ignored ones included, the router not.
     pub total: usize,
     pub groups: Vec<String>,
     pub admin: bool,
@@ -110,7 +113,7 @@ pub async fn page(
     Query(f): Query<Filter>,
 ) -> Result<DevicesPage, AppError> {
     let h = view::household(&state).await?;
-    let total = h.rows.len();
+    let total = h.rows.iter().filter(|r| r.is_device()).count();
     let mut groups: Vec<String> = h
         .rows
         .iter()
@@ -126,7 +129,11 @@ pub async fn page(
         .count();
     let mut rows: Vec<DeviceRow> = h.rows.into_iter().filter(|r| f.keeps(r)).collect();
     sort_rows(&mut rows, &f.sort);
+    // The router is listed last, apart, and never counted (see `DeviceRow::is_device`).
+    rows.sort_by_key(|r| r.gateway);
+    let shown = rows.iter().filter(|r| r.is_device()).count();
     Ok(DevicesPage {
+        shown,
         admin: auth.role == crate::auth::Role::Admin,
         layout: Layout::new("Devices", "devices", Some(&auth)),
         f,

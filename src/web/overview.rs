@@ -1,11 +1,12 @@
 //! GET /: what a household member wants at a glance — the internet rate right now (polled from
 //! /live), today / this week / this billing cycle, the top devices today with their share, who
-//! is online, new devices waiting for a name, open alerts and whether capture is healthy.
+//! is online, the data plan's state and the fullest quotas, new devices waiting for a name, open alerts and whether capture is healthy.
 
 use super::AppState;
 use super::charts;
 use super::error::AppError;
 use super::live::LiveView;
+use super::plan;
 use super::session::{Auth, Layout};
 use super::view::{self, DeviceRow, fmt_bytes};
 use askama::Template;
@@ -17,6 +18,51 @@ use axum::extract::State;
 const TOP: usize = 6;
 /// New devices listed (the devices page has the rest).
 const NEW_SHOWN: usize = 5;
+
+/// The plan card of the overview: the same state sentence as /plan, the allowance bar and
+/// the quotas closest to (or past) their limit.
+pub struct PlanCard {
+    pub limited: bool,
+    pub used: String,
+    pub allowance: String,
+    pub used_pct: String,
+    pub used_bar: u32,
+    pub level: &'static str,
+    pub state: &'static str,
+    pub state_line: String,
+    pub quotas: Vec<plan::QuotaRow>,
+}
+
+/// Quotas shown on the overview (the plan page lists them all).
+const TOP_QUOTAS: usize = 3;
+
+async fn plan_card(state: &AppState) -> Result<PlanCard, AppError> {
+    let r = plan::report(state).await?;
+    let s = &r.status;
+    let (kind, line) = plan::state_line(&r);
+    let mut quotas = plan::quota_rows(&r);
+    // The fullest first: what needs attention.
+    let mut order: Vec<(f64, plan::QuotaRow)> = r
+        .quotas
+        .iter()
+        .map(|q| q.used_pct)
+        .zip(quotas.drain(..))
+        .collect();
+    order.sort_by(|a, b| b.0.total_cmp(&a.0));
+    Ok(PlanCard {
+        limited: s.allowance_bytes.is_some(),
+        used: fmt_bytes(s.used_bytes),
+        allowance: s.allowance_bytes.map_or_else(String::new, fmt_bytes),
+        used_pct: s.used_pct.map_or_else(String::new, plan::pct),
+        used_bar: s.used_pct.map_or(0, plan::bar),
+        level: s
+            .used_pct
+            .map_or("", |u| crate::plan::bar_level(u, &s.thresholds)),
+        state: kind,
+        state_line: line,
+        quotas: order.into_iter().take(TOP_QUOTAS).map(|(_, q)| q).collect(),
+    })
+}
 
 pub struct Top {
     pub row: DeviceRow,
@@ -35,8 +81,11 @@ pub struct OverviewPage {
     pub week: String,
     pub cycle: String,
     pub cycle_range: String,
+    pub plan: PlanCard,
     pub top: Vec<Top>,
     pub online: Vec<DeviceRow>,
+    /// Every device (see `DeviceRow::is_device`).
+    pub device_total: usize,
     pub new_devices: Vec<DeviceRow>,
     pub health: String,
     pub health_bad: bool,
@@ -82,7 +131,8 @@ pub async fn page(
 ) -> Result<OverviewPage, AppError> {
     let h = view::household(&state).await?;
     let tz = state.config().time_zone();
-    let mut devices: Vec<DeviceRow> = h.rows.into_iter().filter(|r| !r.gateway).collect();
+    let mut devices: Vec<DeviceRow> = h.rows.into_iter().filter(|r| r.is_device()).collect();
+    let device_total = devices.len();
     let today_total: u64 = h.totals[0];
     devices.sort_by(|a, b| b.today.cmp(&a.today).then(a.label.cmp(&b.label)));
     let top = devices
@@ -104,7 +154,7 @@ pub async fn page(
         .collect();
     let mut online: Vec<DeviceRow> = devices
         .iter()
-        .filter(|r| r.online && !r.ignored)
+        .filter(|r| r.counts_online())
         .cloned()
         .collect();
     online.sort_by_key(|r| r.label.to_lowercase());
@@ -130,8 +180,10 @@ pub async fn page(
             view::fmt_local(c0, &tz).split(' ').next().unwrap_or(""),
             view::fmt_local(c1 - 1, &tz).split(' ').next().unwrap_or("")
         ),
+        plan: plan_card(&state).await?,
         top,
         online,
+        device_total,
         new_devices,
         health,
         health_bad,

@@ -32,7 +32,7 @@ fn now(state: &AppState) -> Result<Timestamp, AppError> {
         .map_err(|e| AppError::internal(format!("clock out of range: {e}")))
 }
 
-async fn report(state: &AppState) -> Result<PlanReport, AppError> {
+pub(super) async fn report(state: &AppState) -> Result<PlanReport, AppError> {
     let tz = state.config().time_zone();
     let now = now(state)?;
     state
@@ -41,12 +41,12 @@ async fn report(state: &AppState) -> Result<PlanReport, AppError> {
         .map_err(|e| AppError::internal(e.to_string()))
 }
 
-fn pct(p: f64) -> String {
+pub(super) fn pct(p: f64) -> String {
     format!("{p:.0} %")
 }
 
 /// A bar's value for `<progress max="100">`.
-fn bar(p: f64) -> u32 {
+pub(super) fn bar(p: f64) -> u32 {
     p.clamp(0.0, 100.0).round() as u32
 }
 
@@ -188,6 +188,8 @@ pub struct QuotaRow {
     pub limit: String,
     pub pct: String,
     pub bar: u32,
+    /// `amber`, `red` or empty: the bar's colour (see [`plan::bar_level`]).
+    pub level: &'static str,
     pub reached: bool,
     pub devices: usize,
 }
@@ -198,6 +200,7 @@ pub struct PlanPage {
     pub layout: Layout,
     pub plan_line: String,
     pub cycle_range: String,
+    pub cycle_last: String,
     pub days_left: i64,
     pub limited: bool,
     pub used: String,
@@ -205,6 +208,12 @@ pub struct PlanPage {
     pub remaining: String,
     pub used_pct: String,
     pub used_bar: u32,
+    pub used_level: &'static str,
+    /// `exceeded`, `runs_out`, `on_track` or `unlimited`.
+    pub state: &'static str,
+    pub state_line: String,
+    /// How far past the allowance the projection ends, when it does.
+    pub projected_over: Option<String>,
     pub elapsed_pct: String,
     pub elapsed_bar: u32,
     pub today_used: String,
@@ -214,7 +223,6 @@ pub struct PlanPage {
     pub hd_rate: String,
     pub over_budget: bool,
     pub projection: String,
-    pub runs_out: Option<String>,
     pub basis: String,
     pub offset_note: Option<String>,
     pub inexact: bool,
@@ -235,7 +243,30 @@ fn plan_line(p: &Plan, zone: &str) -> String {
     )
 }
 
-fn quota_rows(r: &PlanReport) -> Vec<QuotaRow> {
+/// The plan's state in one sentence, and its kind (`exceeded`, `runs_out`, `on_track`,
+/// `unlimited`) for the page's colour: the same words on /plan and on the overview.
+pub fn state_line(r: &PlanReport) -> (&'static str, String) {
+    match &r.state {
+        plan::PlanState::Exceeded { on, over_bytes } => (
+            "exceeded",
+            format!(
+                "The allowance ran out on {on}: {} over it so far.",
+                fmt_bytes(*over_bytes)
+            ),
+        ),
+        plan::PlanState::RunsOut { on } => (
+            "runs_out",
+            format!("At this pace the allowance runs out on {on}."),
+        ),
+        plan::PlanState::OnTrack => (
+            "on_track",
+            "On track: the allowance is not expected to run out before the cycle ends.".into(),
+        ),
+        plan::PlanState::Unlimited => ("unlimited", "Unlimited plan: nothing runs out.".into()),
+    }
+}
+
+pub fn quota_rows(r: &PlanReport) -> Vec<QuotaRow> {
     r.quotas
         .iter()
         .map(|q| QuotaRow {
@@ -247,6 +278,7 @@ fn quota_rows(r: &PlanReport) -> Vec<QuotaRow> {
             limit: fmt_bytes(q.quota.limit_bytes),
             pct: pct(q.used_pct),
             bar: bar(q.used_pct),
+            level: plan::bar_level(q.used_pct, &r.plan.thresholds),
             reached: q.reached,
             devices: q.devices,
         })
@@ -304,6 +336,7 @@ pub async fn page(
         layout: Layout::new("Data plan", "plan", Some(&auth)),
         plan_line: plan_line(&r.plan, &r.zone),
         cycle_range: format!("{} to {}", s.cycle.first_day, s.cycle.last_day),
+        cycle_last: s.cycle.last_day.to_string(),
         days_left: s.days_left,
         limited: s.allowance_bytes.is_some(),
         used: fmt_bytes(s.used_bytes),
@@ -311,6 +344,9 @@ pub async fn page(
         remaining: s.remaining_bytes.map_or_else(String::new, fmt_bytes),
         used_pct: s.used_pct.map_or_else(String::new, pct),
         used_bar: s.used_pct.map_or(0, bar),
+        used_level: s.used_pct.map_or("", |u| plan::bar_level(u, &s.thresholds)),
+        state: state_line(&r).0,
+        state_line: state_line(&r).1,
         elapsed_pct: pct(s.elapsed_pct),
         elapsed_bar: bar(s.elapsed_pct),
         today_used: fmt_bytes(s.today_bytes),
@@ -321,10 +357,10 @@ pub async fn page(
         hd_rate: fmt_bytes(HD_VIDEO_BYTES_PER_HOUR),
         over_budget: s.over_budget_today,
         projection: fmt_bytes(p.end_bytes),
-        runs_out: p
-            .runs_out_on
-            .filter(|_| s.allowance_bytes.is_some_and(|a| s.used_bytes < a))
-            .map(|d| d.to_string()),
+        projected_over: s
+            .allowance_bytes
+            .filter(|a| p.end_bytes > *a)
+            .map(|a| fmt_bytes(p.end_bytes - a)),
         basis,
         offset_note: (s.offset_bytes != 0).then(|| {
             format!(

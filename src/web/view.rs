@@ -252,6 +252,18 @@ pub struct DeviceRow {
 }
 
 impl DeviceRow {
+    /// The one definition of "a device" behind every count on every page: any row but the
+    /// router (whose traffic is the household's own, seen again on its way out). Ignored
+    /// devices still count: they are hidden from lists, not from the total.
+    pub fn is_device(&self) -> bool {
+        !self.gateway
+    }
+
+    /// Counted as "online now" everywhere: a device (not the router), online, not ignored.
+    pub fn counts_online(&self) -> bool {
+        self.is_device() && self.online && !self.ignored
+    }
+
     pub fn icon(&self) -> &'static str {
         icon(self.kind.as_deref())
     }
