@@ -169,6 +169,13 @@ fn run_demo(config: Option<&Path>, args: DemoArgs) -> anyhow::Result<ExitCode> {
         ..MeterConfig::default()
     }));
     let state = crate::web::AppState::new(cfg.clone(), &args.db, Some(meter.clone()))?;
+    // The demo has no alert thread: its settings page edits the file given with --config.
+    if let Some(path) = config {
+        state.set_settings(Arc::new(crate::config::settings::Editor::new(
+            path.to_path_buf(),
+            crate::config::settings::Live::new(cfg.clone()),
+        )));
+    }
     // A fresh household gets a fresh setup code, never one left beside an older demo database.
     crate::setup_code::remove(&args.db);
     let setup = if args.admin_password_file.is_none() {
@@ -502,7 +509,8 @@ fn run_daemon(config: Option<&Path>, args: RunArgs) -> anyhow::Result<ExitCode> 
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
-    crate::daemon::run(cfg, stop)?;
+    let file = crate::config::settings::file_in_use(config);
+    crate::daemon::run_editable(cfg, file, stop)?;
     Ok(ExitCode::SUCCESS)
 }
 

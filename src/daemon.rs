@@ -49,12 +49,22 @@ pub fn retention(cfg: &Config) -> Retention {
 }
 
 pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
-    run_with_health(cfg, stop, SharedHealth::new())
+    run_with_health(cfg, None, stop, SharedHealth::new())
+}
+
+/// [`run`] with the config file the settings page may edit (`None`: no file, nothing to edit).
+pub fn run_editable(
+    cfg: Config,
+    file: Option<std::path::PathBuf>,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    run_with_health(cfg, file, stop, SharedHealth::new())
 }
 
 /// [`run`], recording the storage health in `health` for whoever reads it (web, alerts).
 pub fn run_with_health(
     cfg: Config,
+    file: Option<std::path::PathBuf>,
     stop: Arc<AtomicBool>,
     health: SharedHealth,
 ) -> anyhow::Result<()> {
@@ -113,6 +123,14 @@ pub fn run_with_health(
         .with_context(|| format!("opening database {} for the web side", db.display()))?
         .with_tls(tls.is_some())
         .with_telemetry(telemetry.clone());
+    // The running configuration the alert thread rereads; the settings editor updates it.
+    let live = crate::config::settings::Live::new(cfg.clone());
+    if let Some(path) = file {
+        web_state.set_settings(Arc::new(crate::config::settings::Editor::new(
+            path,
+            live.clone(),
+        )));
+    }
     let web_handle = web_state.clone();
     let web_thread = crate::web::spawn(listener, web_state, stop.clone(), tls)
         .context("starting the web server thread")?;
@@ -145,6 +163,7 @@ pub fn run_with_health(
                 probe: Some(probe),
                 health: health.clone(),
                 extra: vec![crate::alerts::plan_source::source(cfg.time_zone())],
+                live: Some(live),
             },
             stop.clone(),
         )
