@@ -996,10 +996,12 @@ mod tests {
 
     #[test]
     fn every_secret_setting_is_a_secret_field() {
-        let mut cfg = Config::default();
-        cfg.smtp_password = Some(super::super::Secret::new("a"));
-        cfg.webhook_token = Some(super::super::Secret::new("b"));
-        cfg.mqtt_password = Some(super::super::Secret::new("c"));
+        let cfg = Config {
+            smtp_password: Some(super::super::Secret::new("a")),
+            webhook_token: Some(super::super::Secret::new("b")),
+            mqtt_password: Some(super::super::Secret::new("c")),
+            ..Config::default()
+        };
         for s in SETTINGS.iter().filter(|s| s.secret()) {
             assert!(secret(&cfg, s.key).is_some(), "{}", s.key);
         }
