@@ -22,6 +22,7 @@ mod mqtt;
 mod netns;
 mod plan;
 mod security;
+mod settings;
 mod survey;
 mod web_cli;
 

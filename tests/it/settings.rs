@@ -1,0 +1,241 @@
+//! Settings from the browser and the API against the real `lanmeter run` in a network
+//! namespace: a change through `PATCH /api/v1/settings` lands in the TOML file with its
+//! comments intact, a refused change leaves the file byte-identical, a hand edit shows in
+//! `GET /api/v1/settings`, and switching the new-device rule off and on changes what the
+//! running alert engine does, without a restart.
+
+use crate::alerts::wait_for;
+use crate::daemon::{Daemon, setup};
+use crate::{LANMETER, hermetic};
+use lanmeter::store::Store;
+use serde_json::{Value, json};
+use std::process::Command;
+use std::time::Duration;
+
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// One request to the daemon's API from inside its namespace; returns (status, JSON body).
+fn api(ns: &str, token: &str, method: &str, body: Option<&Value>) -> (u16, Value) {
+    let mut cmd = Command::new("ip");
+    cmd.args([
+        "netns",
+        "exec",
+        ns,
+        "curl",
+        "-s",
+        "-o",
+        "-",
+        "-w",
+        "\n%{http_code}",
+    ])
+    .args(["-X", method, "-H"])
+    .arg(format!("Authorization: Bearer {token}"));
+    if let Some(b) = body {
+        cmd.args(["-H", "Content-Type: application/json", "--data"])
+            .arg(b.to_string());
+    }
+    cmd.arg("http://127.0.0.1:8080/api/v1/settings");
+    let out = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    (
+        status.trim().parse().unwrap(),
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}")),
+    )
+}
+
+fn setting<'a>(all: &'a Value, key: &str) -> &'a Value {
+    all["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["key"] == key)
+        .unwrap_or_else(|| panic!("no {key} in {all}"))
+}
+
+fn new_device_alerts(db: &std::path::Path) -> usize {
+    Store::open(db)
+        .unwrap()
+        .recent_alerts(100)
+        .unwrap()
+        .iter()
+        .filter(|a| a.rule == "new_device")
+        .count()
+}
+
+/// Waits until the alert thread has looked at every device event so far (the cursor moves
+/// past an event once it is old enough to announce).
+fn events_seen(db: &std::path::Path) {
+    wait_for(
+        "the alert thread to pass every device event",
+        PATIENCE,
+        || {
+            let s = Store::open(db).ok()?;
+            let max = s.max_device_event_id().ok()?;
+            let cursor: i64 = s.alert_state("device_events_cursor").ok()??.parse().ok()?;
+            (max > 0 && cursor >= max).then_some(())
+        },
+    );
+}
+
+#[test]
+fn settings_api_edits_the_file_and_the_running_alert_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, config, db) = setup(dir.path(), 60);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(
+        "alert_interval_secs = 1\nalert_new_device_learning_minutes = 0\nalert_health = false\n\
+         alert_unusual_usage = false\nlisten = \"127.0.0.1:8080\"\n\n\
+         # The household wants to hear about new devices.\nalert_new_device = true # on\n",
+    );
+    std::fs::write(&config, &text).unwrap();
+    // An admin password exists (as after first-run setup), so tokens are accepted.
+    let mut passwd = hermetic(&mut Command::new(LANMETER))
+        .args(["passwd", "--db"])
+        .arg(&db)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut passwd.stdin.take().unwrap(),
+        b"correct horse battery\n",
+    )
+    .unwrap();
+    assert!(passwd.wait().unwrap().success());
+    let token = {
+        let out = hermetic(&mut Command::new(LANMETER))
+            .args([
+                "token",
+                "create",
+                "settings test",
+                "--role",
+                "admin",
+                "--db",
+            ])
+            .arg(&db)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let mut d = Daemon::start(&p, &config, &db);
+
+    // Read: value, default, restart flag, secret as set/unset only.
+    let (status, all) = api(&p.a, &token, "GET", None);
+    assert_eq!(status, 200, "{all}");
+    assert_eq!(setting(&all, "alert_new_device")["value"], true);
+    assert_eq!(setting(&all, "alert_new_device")["needs_restart"], false);
+    assert_eq!(setting(&all, "smtp_host")["needs_restart"], true);
+    assert_eq!(setting(&all, "alert_cpu_temp_c")["default"], 80);
+    assert_eq!(setting(&all, "smtp_password")["is_set"], false);
+
+    // Refused: per-key errors, nothing written.
+    let (status, refused) = api(
+        &p.a,
+        &token,
+        "PATCH",
+        Some(&json!({"alert_new_device": false, "alert_cpu_temp_c": 500, "quiet_hours_from": 22})),
+    );
+    assert_eq!(status, 422, "{refused}");
+    assert_eq!(refused["code"], "invalid_settings");
+    let errors = refused["errors"].as_object().unwrap();
+    assert!(
+        errors["alert_cpu_temp_c"]
+            .as_str()
+            .unwrap()
+            .contains("40..=120"),
+        "{refused}"
+    );
+    assert!(
+        errors["quiet_hours_from"]
+            .as_str()
+            .unwrap()
+            .contains("set both"),
+        "{refused}"
+    );
+    assert_eq!(errors.len(), 2, "{refused}");
+    assert_eq!(
+        std::fs::read_to_string(&config).unwrap(),
+        text,
+        "the file changed"
+    );
+
+    // Accepted: the rule goes off in the file, comments and layout kept, no restart needed.
+    let (status, done) = api(
+        &p.a,
+        &token,
+        "PATCH",
+        Some(&json!({"alert_new_device": false})),
+    );
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["restart_needed"], false);
+    assert_eq!(done["changed"][0]["old"], "true");
+    assert_eq!(done["changed"][0]["new"], "false");
+    let after = std::fs::read_to_string(&config).unwrap();
+    assert_eq!(
+        after,
+        text.replace(
+            "alert_new_device = true # on",
+            "alert_new_device = false # on"
+        )
+    );
+
+    // Two devices join (B pings A): the running engine, told the rule is off, raises nothing.
+    let ping = p.exec(&p.b, &["ping", "-c", "3", "-i", "0.2", &p.a_ip.to_string()]);
+    assert!(ping.status.success(), "{ping:?}");
+    events_seen(&db);
+    assert_eq!(
+        new_device_alerts(&db),
+        0,
+        "a new-device alert with the rule off"
+    );
+
+    // On again through the API: a third device (B with a new MAC) is announced.
+    let (status, done) = api(
+        &p.a,
+        &token,
+        "PATCH",
+        Some(&json!({"alert_new_device": true})),
+    );
+    assert_eq!(status, 200, "{done}");
+    crate::netns::run(&[
+        "ip",
+        "-n",
+        &p.b,
+        "link",
+        "set",
+        &p.b_if,
+        "address",
+        "02:5e:77:00:00:21",
+    ]);
+    // A's neighbour entry still names the old MAC, so the replies go astray: only B's
+    // frames (from the new MAC) matter here.
+    let _ = p.exec(&p.b, &["ping", "-c", "3", "-i", "0.2", &p.a_ip.to_string()]);
+    let n = wait_for("a new-device alert for the third device", PATIENCE, || {
+        let n = new_device_alerts(&db);
+        (n > 0).then_some(n)
+    });
+    assert_eq!(n, 1, "only the device that joined while the rule was on");
+
+    // A hand edit shows in the API at once; a restart-only key says it waits for a restart.
+    let hand = std::fs::read_to_string(&config).unwrap().replace(
+        "alert_new_device = true # on",
+        "alert_new_device = true # on\nalert_cpu_temp_c = 70\nsmtp_host = \"mail.home.test\"",
+    );
+    std::fs::write(&config, hand).unwrap();
+    let (_, all) = api(&p.a, &token, "GET", None);
+    assert_eq!(setting(&all, "alert_cpu_temp_c")["value"], 70);
+    assert_eq!(setting(&all, "smtp_host")["value"], "mail.home.test");
+    assert_eq!(setting(&all, "smtp_host")["restart_pending"], true);
+
+    // The audit log has old → new.
+    let audit = Store::open(&db).unwrap().audit_recent(50).unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.action == "settings changed" && a.detail == "alert_new_device: true → false"),
+        "{audit:?}"
+    );
+    d.stop();
+}
