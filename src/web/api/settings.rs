@@ -29,12 +29,10 @@ pub struct SettingView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub choices: Option<Vec<&'static str>>,
     /// The value in the config file (null when unset; always null for a secret).
-    #[schema(value_type = Object, nullable)]
     pub value: Option<serde_json::Value>,
     /// Whether a value is set (for a secret, the only thing said about it).
     pub is_set: bool,
     /// The built-in default (null when unset by default).
-    #[schema(value_type = Object, nullable)]
     pub default: Option<serde_json::Value>,
     /// A change takes effect only after lanmeter restarts.
     pub needs_restart: bool,
