@@ -239,3 +239,148 @@ fn settings_api_edits_the_file_and_the_running_alert_rules() {
     );
     d.stop();
 }
+
+const PASSWORD: &str = "correct horse battery";
+const CONFIG: &str = "# Our household's lanmeter.\n\n# Alerts: tell us about new devices.\nalert_new_device = true\n\n# Mail goes through the router.\nsmtp_host = \"fritz.box\" # the router's relay\nsmtp_security = \"none\"\n";
+
+/// `lanmeter demo --config FILE` on a free loopback port, logged in as admin in Chromium.
+fn demo_with_config(dir: &std::path::Path) -> (String, crate::browser::KillOnDrop) {
+    use std::io::BufRead;
+    let pw = dir.join("pw");
+    std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
+    std::fs::write(dir.join("lanmeter.toml"), CONFIG).unwrap();
+    let port = crate::browser::free_port();
+    let mut child = hermetic(&mut Command::new(LANMETER))
+        .arg("--config")
+        .arg(dir.join("lanmeter.toml"))
+        .args(["demo", "--days", "2", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--db")
+        .arg(dir.join("demo.db"))
+        .arg("--admin-password-file")
+        .arg(&pw)
+        .env("TZ", "UTC")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let proc = crate::browser::KillOnDrop(child);
+    let mut lines = std::io::BufReader::new(out).lines();
+    loop {
+        let line = lines.next().expect("lanmeter demo ended").unwrap();
+        if line.starts_with("dashboard: ") {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    (format!("http://127.0.0.1:{port}"), proc)
+}
+
+fn dark(b: &crate::browser::Browser, on: bool) {
+    b.cmd(
+        "POST",
+        "/goog/cdp/execute",
+        Some(
+            json!({"cmd": "Emulation.setEmulatedMedia", "params": {"features": [
+            {"name": "prefers-color-scheme", "value": if on { "dark" } else { "light" }}]}}),
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn settings_page_saves_to_the_file_shows_field_errors_and_hand_edits() {
+    use crate::browser::{Browser, wait_until};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("lanmeter.toml");
+    let (base, _demo) = demo_with_config(dir.path());
+    let b = Browser::start();
+    crate::dashboard::resize(&b, 1280, 1000);
+    b.go(&format!("{base}/login?next=/settings"));
+    b.type_into("#password", PASSWORD);
+    b.click("#login button[type=submit]");
+    b.wait_for_path("/settings");
+    assert_eq!(
+        b.js("return document.getElementById('alert_new_device').checked"),
+        true
+    );
+    assert_eq!(
+        b.js("return document.getElementById('smtp_host').value"),
+        "fritz.box"
+    );
+    assert!(b.text().contains("Default: 80."), "the default is shown");
+    assert_eq!(
+        b.js("return document.getElementById('smtp_password-state').textContent"),
+        "not set"
+    );
+
+    // A refused value: the error beside the field, the typed value kept, the file untouched.
+    b.type_into("#alert_cpu_temp_c", "500");
+    b.click("#alert_new_device");
+    b.click("#settings-form button[type=submit]");
+    wait_until("the field's error", || {
+        b.js("return document.getElementById('alert_cpu_temp_c-error')?.textContent ?? null")
+            .as_str()
+            .map(str::to_string)
+    });
+    let err = b.js("return document.getElementById('alert_cpu_temp_c-error').textContent");
+    assert!(err.as_str().unwrap().contains("40..=120"), "{err}");
+    assert_eq!(
+        b.js("return document.getElementById('alert_cpu_temp_c').value"),
+        "500"
+    );
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), CONFIG);
+    for (theme, on) in [("light", false), ("dark", true)] {
+        dark(&b, on);
+        crate::dashboard::screenshot(&b, &format!("settings-error-desktop-{theme}"));
+    }
+    dark(&b, false);
+
+    // Fixed and saved: the file has the new values with its comments and layout.
+    b.type_into("#alert_cpu_temp_c", "75");
+    b.js("document.getElementById('alert_new_device').checked = false; return 0");
+    b.type_into("#smtp_password", "app password 1");
+    b.click("#settings-form button[type=submit]");
+    wait_until("the saved note", || {
+        b.js("return document.getElementById('saved')?.textContent ?? null")
+            .as_str()
+            .map(str::to_string)
+    });
+    assert!(b.text().contains("Saved 3 changes"), "{}", b.text());
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert_eq!(
+        text,
+        CONFIG.replace("alert_new_device = true", "alert_new_device = false")
+            + "alert_cpu_temp_c = 75\nsmtp_password = \"app password 1\"\n"
+    );
+    assert_eq!(
+        b.js("return document.getElementById('smtp_password-state').textContent"),
+        "set"
+    );
+    assert!(
+        !b.text().contains("app password 1"),
+        "the secret is never shown"
+    );
+
+    // A hand edit shows at the next load.
+    std::fs::write(&config, text.replace("fritz.box", "mail.example.org")).unwrap();
+    b.go(&format!("{base}/settings"));
+    b.wait_for_path("/settings");
+    assert_eq!(
+        b.js("return document.getElementById('smtp_host').value"),
+        "mail.example.org"
+    );
+    for (size, w) in [("phone", 390), ("desktop", 1280)] {
+        crate::dashboard::resize(&b, w, 1400);
+        for (theme, on) in [("light", false), ("dark", true)] {
+            dark(&b, on);
+            let v = b.js("return [document.documentElement.scrollWidth, document.documentElement.clientWidth]");
+            assert!(
+                v[0].as_i64() <= v[1].as_i64(),
+                "{size} scrolls sideways: {v}"
+            );
+            crate::dashboard::screenshot(&b, &format!("settings-{size}-{theme}"));
+        }
+    }
+}
