@@ -839,6 +839,12 @@ fn edited(text: &str, changes: &[Change]) -> String {
 /// The key an error is about and its message without the file location (the page shows it
 /// beside the field).
 fn field_error(e: &ConfigError, fallback: &str) -> (String, String) {
+    // The hints are written for the file ("use 1..=300 seconds"); beside a field, words read better.
+    let (key, msg) = field_error_raw(e, fallback);
+    (key, msg.replace("..=", " to "))
+}
+
+fn field_error_raw(e: &ConfigError, fallback: &str) -> (String, String) {
     match e {
         ConfigError::OutOfRange { key, value, .. } => (
             key.to_string(),
@@ -1071,7 +1077,7 @@ mod tests {
             panic!("{err}")
         };
         assert!(
-            errors["alert_cpu_temp_c"].contains("40..=120"),
+            errors["alert_cpu_temp_c"].contains("40 to 120"),
             "{errors:?}"
         );
         assert!(errors["timezone"].contains("Mars/Olympus"), "{errors:?}");

@@ -284,13 +284,13 @@ pub async fn save(
         }
         Err(EditError::Refused(errors)) => {
             let mut page = render(&state, &auth, Some(&typed), &errors).await?;
+            let labels: Vec<&str> = errors
+                .keys()
+                .map(|k| cs::setting(k).map_or(k.as_str(), |s| s.label))
+                .collect();
             page.error = Some(format!(
-                "Nothing was saved: {} to fix (marked below).",
-                if errors.len() == 1 {
-                    "one value".to_string()
-                } else {
-                    format!("{} values", errors.len())
-                }
+                "Nothing was saved. Please fix: {} (marked below).",
+                labels.join(", ")
             ));
             Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
         }

@@ -144,7 +144,7 @@ fn settings_api_edits_the_file_and_the_running_alert_rules() {
         errors["alert_cpu_temp_c"]
             .as_str()
             .unwrap()
-            .contains("40..=120"),
+            .contains("40 to 120"),
         "{refused}"
     );
     assert!(
@@ -325,12 +325,18 @@ fn settings_page_saves_to_the_file_shows_field_errors_and_hand_edits() {
             .map(str::to_string)
     });
     let err = b.js("return document.getElementById('alert_cpu_temp_c-error').textContent");
-    assert!(err.as_str().unwrap().contains("40..=120"), "{err}");
+    assert!(err.as_str().unwrap().contains("40 to 120"), "{err}");
     assert_eq!(
         b.js("return document.getElementById('alert_cpu_temp_c').value"),
         "500"
     );
     assert_eq!(std::fs::read_to_string(&config).unwrap(), CONFIG);
+    assert!(
+        b.text().contains("Please fix: CPU temperature (°C)"),
+        "{}",
+        b.text()
+    );
+    b.js("document.getElementById('field-alert_cpu_temp_c').scrollIntoView({block: 'center'}); return 0");
     for (theme, on) in [("light", false), ("dark", true)] {
         dark(&b, on);
         crate::dashboard::screenshot(&b, &format!("settings-error-desktop-{theme}"));
