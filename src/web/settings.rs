@@ -146,6 +146,15 @@ fn running(state: &AppState) -> Config {
     }
 }
 
+/// The configuration as the file says now (a test message tries settings just saved), or the
+/// running one when there is no file or it cannot be read.
+pub async fn file_config(state: &AppState) -> Config {
+    match read_file(state).await {
+        Ok(Some((_, c))) => c,
+        _ => state.config().clone(),
+    }
+}
+
 async fn read_file(state: &AppState) -> Result<Option<(String, Config)>, AppError> {
     let Some(ed) = state.settings().cloned() else {
         return Ok(None);

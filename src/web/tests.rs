@@ -924,7 +924,10 @@ async fn alerts_page_lists_alerts_and_outbox_and_the_admin_acknowledges() {
         .send(post_form("/alerts/test-email", &cookie, &[("csrf", &csrf)]))
         .await;
     let page = text(r).await;
-    assert!(page.contains("Email is off: set smtp_host"), "{page}");
+    assert!(
+        page.contains("Email is off: set the mail server (smtp_host)"),
+        "{page}"
+    );
     // A forged or edited link is refused without changing anything.
     let r = e.send(get("/alerts/ack?t=1.99999999999.00", None)).await;
     assert_eq!(r.status(), StatusCode::OK);

@@ -390,3 +390,101 @@ fn settings_page_saves_to_the_file_shows_field_errors_and_hand_edits() {
         }
     }
 }
+
+/// One API request with an admin token from the host; returns (status, JSON body).
+fn api_at(base: &str, token: &str, method: &str, path: &str, body: &Value) -> (u16, Value) {
+    let out = Command::new("curl")
+        .args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", method, "-H"])
+        .arg(format!("Authorization: Bearer {token}"))
+        .args(["-H", "Content-Type: application/json", "--data"])
+        .arg(body.to_string())
+        .arg(format!("{base}{path}"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    (
+        status.trim().parse().unwrap(),
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}")),
+    )
+}
+
+#[test]
+fn mail_set_up_through_the_api_sends_a_test_message_to_a_real_smtp_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, _demo) = demo_with_config(dir.path());
+    let out = hermetic(&mut Command::new(LANMETER))
+        .args(["token", "create", "mail test", "--role", "admin", "--db"])
+        .arg(dir.path().join("demo.db"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let port = crate::browser::free_port();
+    let maildir = dir.path().join("maildir");
+    let _smtp = crate::alerts::start_smtp(None, &format!("127.0.0.1:{port}"), &maildir, None);
+    crate::alerts::wait_port(&format!("127.0.0.1:{port}"));
+
+    // Set up from scratch (no restart): server, port, sender, recipient.
+    let (status, done) = api_at(
+        &base,
+        &token,
+        "PATCH",
+        "/api/v1/settings",
+        &json!({"smtp_host": "127.0.0.1", "smtp_port": port, "mail_from": "lanmeter@home.test",
+                "mail_to": ["family@home.test"]}),
+    );
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["restart_needed"], true);
+    let (status, outcome) = api_at(
+        &base,
+        &token,
+        "POST",
+        "/api/v1/settings/test-notification",
+        &json!({"channel": "email"}),
+    );
+    assert_eq!(status, 200, "{outcome}");
+    assert_eq!(outcome["sent"], true, "{outcome}");
+    assert!(
+        outcome["message"]
+            .as_str()
+            .unwrap()
+            .contains("family@home.test"),
+        "{outcome}"
+    );
+    let mails = crate::alerts::wait_for("the test message", PATIENCE, || {
+        let m = crate::alerts::mails(&maildir);
+        (!m.is_empty()).then_some(m)
+    });
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0]["to"], "family@home.test");
+    assert!(
+        mails[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("email alerts work"),
+        "{}",
+        mails[0]
+    );
+
+    // A server that is not there: not sent, and the answer says so in words.
+    let closed = crate::browser::free_port();
+    api_at(
+        &base,
+        &token,
+        "PATCH",
+        "/api/v1/settings",
+        &json!({"smtp_port": closed}),
+    );
+    let (status, outcome) = api_at(
+        &base,
+        &token,
+        "POST",
+        "/api/v1/settings/test-notification",
+        &json!({"channel": "email"}),
+    );
+    assert_eq!(status, 200, "{outcome}");
+    assert_eq!(outcome["sent"], false, "{outcome}");
+    eprintln!("closed port: {}", outcome["message"]);
+    assert!(!outcome["message"].as_str().unwrap().is_empty());
+}

@@ -113,6 +113,12 @@ pub fn table() -> Vec<Operation> {
             Admin,
             patch(settings::patch_settings),
         ),
+        op(
+            "/api/v1/settings/test-notification",
+            Method::POST,
+            Admin,
+            post(settings::test_notification),
+        ),
         op("/api/v1/tokens", Method::GET, Admin, get(tokens::list)),
         op("/api/v1/tokens", Method::POST, Admin, post(tokens::create)),
         op(
@@ -198,6 +204,7 @@ impl utoipa::Modify for Security {
         alerts::acknowledge,
         settings::get_settings,
         settings::patch_settings,
+        settings::test_notification,
         tokens::list,
         tokens::create,
         tokens::revoke,

@@ -193,3 +193,70 @@ pub async fn patch_settings(
         Err(e) => Err(ApiError::internal(e.to_string())),
     }
 }
+
+/// Which channel to try.
+#[derive(Clone, Copy, Debug, serde::Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TestChannel {
+    Email,
+    Webhook,
+}
+
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TestRequest {
+    pub channel: TestChannel,
+}
+
+/// What happened, in words for a person.
+#[derive(Serialize, ToSchema)]
+pub struct TestOutcome {
+    pub channel: TestChannel,
+    /// The server (mail server, webhook receiver) accepted the message.
+    pub sent: bool,
+    /// What happened, or what to change: the mail server's answer in plain words.
+    pub message: String,
+}
+
+/// POST /api/v1/settings/test-notification (admin)
+#[utoipa::path(
+    post,
+    path = "/api/v1/settings/test-notification",
+    tag = "settings",
+    request_body(content = TestRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The test was tried with the config file's settings; `sent` says whether it was accepted", body = TestOutcome),
+        (status = 400, description = "The body is not a known channel", body = super::ErrorBody),
+        (status = 401, description = "Not logged in and no valid token", body = super::ErrorBody),
+        (status = 403, description = "Not an admin, or a session without the CSRF header", body = super::ErrorBody),
+        (status = 413, description = "The body is too large", body = super::ErrorBody),
+        (status = 415, description = "The body is not JSON", body = super::ErrorBody),
+    )
+)]
+pub async fn test_notification(
+    State(state): State<AppState>,
+    auth: Option<Extension<Auth>>,
+    token: Option<Extension<TokenUse>>,
+    ApiJson(req): ApiJson<TestRequest>,
+) -> Result<Json<TestOutcome>, ApiError> {
+    // The file's settings, so a channel set up a moment ago can be tried before a restart.
+    let cfg = crate::web::settings::file_config(&state).await;
+    let (sent, message) = match req.channel {
+        TestChannel::Email => crate::web::alerts::send_test_email(&cfg, state.now()).await,
+        TestChannel::Webhook => crate::web::alerts::send_test_webhook(&cfg).await?,
+    };
+    let actor = super::devices::actor(auth.as_deref(), token.as_deref());
+    let client = auth
+        .as_ref()
+        .map_or("unknown".to_string(), |a| a.client.clone());
+    let action = match req.channel {
+        TestChannel::Email => "test email",
+        TestChannel::Webhook => "test webhook",
+    };
+    crate::web::session::audit(&state, &actor, &client, action, message.clone()).await;
+    Ok(Json(TestOutcome {
+        channel: req.channel,
+        sent,
+        message,
+    }))
+}
