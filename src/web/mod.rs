@@ -150,6 +150,7 @@ fn routes() -> Vec<(&'static str, Access, MethodRouter<AppState>)> {
             Access::Viewer,
             get(settings::page).post(settings::save),
         ),
+        ("/settings/test", Access::Admin, post(settings::test)),
         ("/system", Access::Viewer, get(system::page)),
         ("/wifi", Access::Viewer, get(wifi::page)),
         ("/static/{file}", Access::Public, get(assets::serve)),

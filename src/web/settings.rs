@@ -57,6 +57,8 @@ pub struct SettingsPage {
     /// After a save: what changed, and whether any of it waits for a restart.
     pub saved: Option<(usize, bool)>,
     pub error: Option<String>,
+    /// After a test message: whether it was accepted, and what happened in words.
+    pub tested: Option<(bool, String)>,
 }
 
 /// A TOML value as the form shows it: strings bare, lists one item per line.
@@ -189,6 +191,7 @@ async fn render(
         groups: fields(&cfg, &run, typed, errors),
         saved: None,
         error: None,
+        tested: None,
     })
 }
 
@@ -309,4 +312,35 @@ pub async fn save(
             Ok((StatusCode::INTERNAL_SERVER_ERROR, page).into_response())
         }
     }
+}
+
+#[derive(serde::Deserialize)]
+pub struct TestForm {
+    channel: String,
+}
+
+/// POST /settings/test (admin): sends a test e-mail or webhook with the file's settings (so a
+/// channel just saved can be tried before a restart) and shows what happened.
+pub async fn test(
+    State(state): State<AppState>,
+    Extension(auth): Extension<Auth>,
+    Client(client): Client,
+    Form(form): Form<TestForm>,
+) -> Result<Response, AppError> {
+    let cfg = file_config(&state).await;
+    let (action, result) = match form.channel.as_str() {
+        "email" => (
+            "test email",
+            super::alerts::send_test_email(&cfg, state.now()).await,
+        ),
+        "webhook" => (
+            "test webhook",
+            super::alerts::send_test_webhook(&cfg).await?,
+        ),
+        _ => return Err(AppError::BadRequest("unknown channel".into())),
+    };
+    super::session::audit(&state, auth.actor(), &client, action, result.1.clone()).await;
+    let mut page = render(&state, &auth, None, &BTreeMap::new()).await?;
+    page.tested = Some(result);
+    Ok(page.into_response())
 }

@@ -370,13 +370,34 @@ fn settings_page_saves_to_the_file_shows_field_errors_and_hand_edits() {
     );
 
     // A hand edit shows at the next load.
-    std::fs::write(&config, text.replace("fritz.box", "mail.example.org")).unwrap();
+    let closed = crate::browser::free_port();
+    std::fs::write(
+        &config,
+        text.replace(
+            "fritz.box\"",
+            &format!("127.0.0.1\"\nsmtp_port = {closed}\nmail_to = [\"family@home.test\"]"),
+        ),
+    )
+    .unwrap();
     b.go(&format!("{base}/settings"));
     b.wait_for_path("/settings");
     assert_eq!(
         b.js("return document.getElementById('smtp_host').value"),
-        "mail.example.org"
+        "127.0.0.1"
     );
+    assert_eq!(
+        b.js("return document.getElementById('smtp_port').value"),
+        closed.to_string()
+    );
+
+    // The test button tries the saved settings at once and says what happened.
+    b.click("#test-email");
+    let tested = wait_until("the test outcome", || {
+        b.js("return document.getElementById('tested')?.textContent ?? null")
+            .as_str()
+            .map(str::to_string)
+    });
+    assert!(tested.contains("Nothing accepts connections"), "{tested}");
     for (size, w) in [("phone", 390), ("desktop", 1280)] {
         crate::dashboard::resize(&b, w, 1400);
         for (theme, on) in [("light", false), ("dark", true)] {
