@@ -933,3 +933,55 @@ async fn alerts_page_lists_alerts_and_outbox_and_the_admin_acknowledges() {
     assert_eq!(r.status(), StatusCode::OK);
     assert!(text(r).await.contains("incomplete or was changed"));
 }
+
+#[tokio::test]
+async fn viewers_read_settings_without_inputs_and_cannot_change_the_file() {
+    let e = env();
+    let file = e._dir.path().join("lanmeter.toml");
+    let original = "# ours\nalert_cpu_temp_c = 70 # warm attic\n";
+    std::fs::write(&file, original).unwrap();
+    e.state
+        .set_settings(std::sync::Arc::new(crate::config::settings::Editor::new(
+            file.clone(),
+            crate::config::settings::Live::new(e.state.config().clone()),
+        )));
+    e.set_password(Role::Admin, ADMIN_PW).await;
+    e.set_password(Role::Viewer, VIEWER_PW).await;
+    let (cookie, csrf) = e.login(VIEWER_PW).await;
+    let page = text(e.send(get("/settings", Some(&cookie))).await).await;
+    assert!(
+        page.contains(r#"id="alert_cpu_temp_c" name="alert_cpu_temp_c" value="70" disabled"#),
+        "{page}"
+    );
+    assert!(!page.contains("Save settings"), "{page}");
+    assert!(!page.contains("test-email"), "{page}");
+    let r = e
+        .send(post_form(
+            "/settings",
+            &cookie,
+            &[("csrf", &csrf), ("alert_cpu_temp_c", "90")],
+        ))
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), original);
+
+    // The admin's change goes through; the audit log says old → new.
+    let (cookie, csrf) = e.login(ADMIN_PW).await;
+    let r = e
+        .send(post_form(
+            "/settings",
+            &cookie,
+            &[("csrf", &csrf), ("alert_cpu_temp_c", "90")],
+        ))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "# ours\nalert_cpu_temp_c = 90 # warm attic\n"
+    );
+    assert!(
+        e.audit_actions()
+            .await
+            .contains(&"settings changed".to_string())
+    );
+}
