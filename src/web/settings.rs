@@ -157,21 +157,18 @@ pub async fn file_config(state: &AppState) -> Config {
     }
 }
 
-async fn read_file(state: &AppState) -> Result<Option<(String, Config)>, AppError> {
+async fn read_file(state: &AppState) -> Result<Option<(String, Config)>, EditError> {
     let Some(ed) = state.settings().cloned() else {
         return Ok(None);
     };
+    let path = ed.path().display().to_string();
     let read = tokio::task::spawn_blocking(move || ed.read().map(|(_, c)| c))
         .await
-        .map_err(|e| AppError::internal(e.to_string()))?;
-    let path = state
-        .settings()
-        .map(|e| e.path().display().to_string())
-        .unwrap_or_default();
-    match read {
-        Ok(c) => Ok(Some((path, c))),
-        Err(e) => Err(AppError::internal(e.to_string())),
-    }
+        .map_err(|e| EditError::Read {
+            path: path.clone().into(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+    read.map(|c| Some((path, c)))
 }
 
 async fn render(
@@ -181,16 +178,22 @@ async fn render(
     errors: &BTreeMap<String, String>,
 ) -> Result<SettingsPage, AppError> {
     let run = running(state);
-    let (file, cfg) = match read_file(state).await? {
-        Some((p, c)) => (Some(p), c),
-        None => (None, run.clone()),
+    // A file broken by hand is shown with the running values and the reason, not an error page.
+    let (file, cfg, error) = match read_file(state).await {
+        Ok(Some((p, c))) => (Some(p), c, None),
+        Ok(None) => (None, run.clone(), None),
+        Err(e) => (
+            state.settings().map(|ed| ed.path().display().to_string()),
+            run.clone(),
+            Some(e.to_string()),
+        ),
     };
     Ok(SettingsPage {
         layout: Layout::new("Settings", "settings", Some(auth)),
         file,
         groups: fields(&cfg, &run, typed, errors),
         saved: None,
-        error: None,
+        error,
         tested: None,
     })
 }
@@ -246,9 +249,9 @@ pub async fn save(
     for (k, v) in form {
         typed.insert(k, v);
     }
-    let file_cfg = match read_file(&state).await? {
-        Some((_, c)) => c,
-        None => running(&state),
+    let file_cfg = match read_file(&state).await {
+        Ok(Some((_, c))) => c,
+        _ => running(&state),
     };
     let mut changes: Vec<Change> = Vec::new();
     let mut errors = BTreeMap::new();
@@ -309,7 +312,8 @@ pub async fn save(
         Err(e) => {
             let mut page = render(&state, &auth, Some(&typed), &BTreeMap::new()).await?;
             page.error = Some(e.to_string());
-            Ok((StatusCode::INTERNAL_SERVER_ERROR, page).into_response())
+            // The file cannot be read, parsed or written: the household fixes it, not the server.
+            Ok((StatusCode::CONFLICT, page).into_response())
         }
     }
 }

@@ -984,4 +984,21 @@ async fn viewers_read_settings_without_inputs_and_cannot_change_the_file() {
             .await
             .contains(&"settings changed".to_string())
     );
+
+    // A file broken by hand: the page says why and refuses to save, the file stays as it is.
+    std::fs::write(&file, "alert_cpu_temp_c = \"hot\n").unwrap();
+    let page = text(e.send(get("/settings", Some(&cookie))).await).await;
+    assert!(page.contains("TOML syntax error"), "{page}");
+    let r = e
+        .send(post_form(
+            "/settings",
+            &cookie,
+            &[("csrf", &csrf), ("alert_cpu_temp_c", "80")],
+        ))
+        .await;
+    assert_ne!(r.status(), StatusCode::OK);
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "alert_cpu_temp_c = \"hot\n"
+    );
 }

@@ -67,6 +67,17 @@ pub struct SettingsChanged {
     pub restart_needed: bool,
 }
 
+/// A config file that cannot be read, parsed or written: said in words (the path and what to
+/// do; no value from the file), since only the household can fix it.
+fn file_error(e: EditError) -> ApiError {
+    let code = match e {
+        EditError::Unreadable { .. } => "config_invalid",
+        EditError::Write { .. } => "config_not_writable",
+        _ => "config_unreadable",
+    };
+    ApiError::new(StatusCode::CONFLICT, code, e.to_string())
+}
+
 fn json(v: toml::Value) -> Option<serde_json::Value> {
     serde_json::to_value(v).ok()
 }
@@ -80,6 +91,7 @@ fn json(v: toml::Value) -> Option<serde_json::Value> {
         (status = 200, description = "Every setting with its value, default and whether it needs a restart", body = SettingsView),
         (status = 401, description = "Not logged in and no valid token", body = super::ErrorBody),
         (status = 403, description = "Not an admin", body = super::ErrorBody),
+        (status = 409, description = "The config file cannot be read or has an error (fix it by hand)", body = super::ErrorBody),
     )
 )]
 pub async fn get_settings(State(state): State<AppState>) -> Result<Json<SettingsView>, ApiError> {
@@ -93,7 +105,7 @@ pub async fn get_settings(State(state): State<AppState>) -> Result<Json<Settings
             let read = tokio::task::spawn_blocking(move || ed.read())
                 .await
                 .map_err(|e| ApiError::internal(e.to_string()))?
-                .map_err(|e| ApiError::internal(e.to_string()))?;
+                .map_err(file_error)?;
             (Some(path), read.1)
         }
         None => (None, running.clone()),
@@ -140,6 +152,7 @@ pub async fn get_settings(State(state): State<AppState>) -> Result<Json<Settings
         (status = 400, description = "The body is not a JSON object", body = super::ErrorBody),
         (status = 401, description = "Not logged in and no valid token", body = super::ErrorBody),
         (status = 403, description = "Not an admin, or a session without the CSRF header", body = super::ErrorBody),
+        (status = 409, description = "The config file cannot be read, has an error, or cannot be written: nothing was changed", body = super::ErrorBody),
         (status = 413, description = "The body is too large", body = super::ErrorBody),
         (status = 415, description = "The body is not JSON", body = super::ErrorBody),
         (status = 422, description = "Nothing was changed: `errors` says per key what is wrong", body = super::ErrorBody),
@@ -190,7 +203,7 @@ pub async fn patch_settings(
                 .collect(),
         })),
         Err(EditError::Refused(errors)) => Err(refused(errors)),
-        Err(e) => Err(ApiError::internal(e.to_string())),
+        Err(e) => Err(file_error(e)),
     }
 }
 
