@@ -173,6 +173,13 @@ fn run_demo(config: Option<&Path>, args: DemoArgs) -> anyhow::Result<ExitCode> {
         ..MeterConfig::default()
     }));
     let state = crate::web::AppState::new(cfg.clone(), &args.db, Some(meter.clone()))?;
+    // The demo has no alert thread: its settings page edits the file given with --config.
+    if let Some(path) = config {
+        state.set_settings(Arc::new(crate::config::settings::Editor::new(
+            path.to_path_buf(),
+            crate::config::settings::Live::new(cfg.clone()),
+        )));
+    }
     // A fresh household gets a fresh setup code, never one left beside an older demo database.
     crate::setup_code::remove(&args.db);
     let setup = if args.admin_password_file.is_none() {
@@ -582,8 +589,10 @@ fn run_daemon(config: Option<&Path>, args: RunArgs) -> anyhow::Result<ExitCode> 
     let reload = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone())
         .context("installing signal handlers")?;
+    let file = crate::config::settings::file_in_use(config);
     crate::daemon::run(
         cfg,
+        file,
         stop,
         Some(crate::daemon::Reload {
             requested: reload,

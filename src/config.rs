@@ -12,6 +12,8 @@ use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
+pub mod settings;
+
 /// Where the packaged service looks when no path is given.
 pub const DEFAULT_PATH: &str = "/etc/lanmeter/lanmeter.toml";
 
@@ -760,9 +762,6 @@ impl Config {
         default_path: &Path,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        let mut table = toml::Table::new();
-        let mut origins: HashMap<&'static str, Origin> = HashMap::new();
-
         let file = match path {
             Some(p) => Some((p, read(p)?)),
             None => match std::fs::read_to_string(default_path) {
@@ -776,7 +775,18 @@ impl Config {
                 }
             },
         };
-        if let Some((path, text)) = &file {
+        Config::from_text(file.as_ref().map(|(p, t)| (*p, t.as_str())), env)
+    }
+
+    /// [`Config::load_from`] on a file's text already read (the settings editor checks a
+    /// changed text with exactly the rules a restart would apply, before writing it).
+    pub fn from_text(
+        file: Option<(&Path, &str)>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table = toml::Table::new();
+        let mut origins: HashMap<&'static str, Origin> = HashMap::new();
+        if let Some((path, text)) = file {
             read_file_table(path, text, &mut table, &mut origins)?;
         }
 

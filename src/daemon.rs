@@ -68,13 +68,20 @@ const RELOADABLE: &[&str] = &[
     "backup_dir",
 ];
 
-pub fn run(cfg: Config, stop: Arc<AtomicBool>, reload: Option<Reload>) -> anyhow::Result<()> {
-    run_with_health(cfg, stop, reload, SharedHealth::new())
+/// The live run. `file` is the config file the settings page may edit (`None`: nothing to edit).
+pub fn run(
+    cfg: Config,
+    file: Option<std::path::PathBuf>,
+    stop: Arc<AtomicBool>,
+    reload: Option<Reload>,
+) -> anyhow::Result<()> {
+    run_with_health(cfg, file, stop, reload, SharedHealth::new())
 }
 
 /// [`run`], recording the storage health in `health` for whoever reads it (web, alerts).
 pub fn run_with_health(
     mut cfg: Config,
+    file: Option<std::path::PathBuf>,
     stop: Arc<AtomicBool>,
     reload: Option<Reload>,
     health: SharedHealth,
@@ -147,6 +154,14 @@ pub fn run_with_health(
         .with_context(|| format!("opening database {} for the web side", db.display()))?
         .with_tls(tls.is_some())
         .with_telemetry(telemetry.clone());
+    // The running configuration the alert thread rereads; the settings editor updates it.
+    let live = crate::config::settings::Live::new(cfg.clone());
+    if let Some(path) = file {
+        web_state.set_settings(Arc::new(crate::config::settings::Editor::new(
+            path,
+            live.clone(),
+        )));
+    }
     let web_handle = web_state.clone();
     let web_thread = crate::web::spawn(listener, web_state, stop.clone(), tls)
         .context("starting the web server thread")?;
@@ -179,6 +194,7 @@ pub fn run_with_health(
                 probe: Some(probe),
                 health: health.clone(),
                 extra: vec![crate::alerts::plan_source::source(cfg.time_zone())],
+                live: Some(live),
             },
             stop.clone(),
         )

@@ -59,6 +59,9 @@ pub struct Sources {
     pub probe: Option<Probe>,
     pub health: SharedHealth,
     pub extra: Vec<Source>,
+    /// The running configuration as the settings editor changes it: the rules, thresholds,
+    /// quiet hours, digest and summary keys are reread from it at every evaluation.
+    pub live: Option<crate::config::settings::Live>,
 }
 
 /// Memory between evaluations (not worth persisting: a restart starts fresh).
@@ -178,9 +181,9 @@ fn run(cfg: &Config, db: &Path, mut sources: Sources, stop: &Arc<AtomicBool>) {
 
 /// Evaluates the rules every `alert_interval_secs` until `stop` is set; failures are logged
 /// and retried at the next interval.
-fn evaluate_loop(cfg: &Config, db: &Path, sources: &mut Sources, stop: &AtomicBool) {
+fn evaluate_loop(start_cfg: &Config, db: &Path, sources: &mut Sources, stop: &AtomicBool) {
+    let cfg = start_cfg;
     let email = cfg.smtp_host.is_some();
-    let policy = Policy::from_config(cfg, email);
     let interval = Duration::from_secs(cfg.alert_interval_secs);
     let mut store: Option<Store> = None;
     let mut memory = EvalMemory {
@@ -211,6 +214,10 @@ fn evaluate_loop(cfg: &Config, db: &Path, sources: &mut Sources, stop: &AtomicBo
             }
         }
         let Some(s) = store.as_mut() else { continue };
+        let current = sources.live.as_ref().map(|l| l.get());
+        let cfg: &Config = current.as_deref().unwrap_or(start_cfg);
+        // Rebuilt each time (a few fields), so a changed rule or quiet hour applies now.
+        let policy = Policy::from_config(cfg, email);
         let now = jiff::Timestamp::now().as_second();
         let evaluated = s
             .link_secret()
@@ -237,9 +244,9 @@ fn evaluate(
     now: i64,
 ) -> Result<(), AlertError> {
     let devices = s.list_devices()?;
-    if cfg.alert_new_device || s.alert_state("device_events_cursor")?.is_none() {
-        new_devices(s, cfg, policy, links, &devices, now)?;
-    }
+    // Always run, so the cursor moves on while the rule is off: devices that joined meanwhile
+    // are not announced in a burst when it is switched back on (it can change at run time).
+    new_devices(s, cfg, policy, links, &devices, now)?;
     let mut conds: Vec<Condition> = Vec::new();
     let by_id: HashMap<i64, &DeviceRecord> = devices.iter().map(|d| (d.id, d)).collect();
     let name = |d: &DeviceRecord| {

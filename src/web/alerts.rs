@@ -365,61 +365,45 @@ pub async fn ack_link_submit(
     Ok(p.into_response())
 }
 
-/// POST /alerts/test-email (admins): sends one message now and shows exactly what happened.
-pub async fn test_email(
-    State(state): State<AppState>,
-    Extension(auth): Extension<Auth>,
-) -> Result<AlertsPage, AppError> {
-    let result = match Mailer::from_config(state.config()) {
+/// Sends one test e-mail through the real SMTP path with `cfg` and says what happened, in
+/// words for the person who pressed the button: (sent, what happened).
+pub async fn send_test_email(cfg: &crate::config::Config, now: i64) -> (bool, String) {
+    match Mailer::from_config(cfg) {
         Ok(None) => (
             false,
-            "Email is off: set smtp_host and mail_to in the config file, then restart lanmeter."
+            "Email is off: set the mail server (smtp_host) and at least one recipient (mail_to) in Settings."
                 .to_string(),
         ),
         Err(e) => (false, e.to_string()),
         Ok(Some(m)) => {
-            let dashboard = render::dashboard_url(state.config());
+            let dashboard = render::dashboard_url(cfg);
             let text = format!(
                 "This is a test message from lanmeter.\n\nIf you can read this, email alerts work.\nDashboard: {dashboard}\n"
             );
-            let id = format!("<test-{}@lanmeter>", state.now());
+            let id = format!("<test-{now}@lanmeter>");
             match m.send("Test message", &text, None, &id).await {
                 Ok(()) => (
                     true,
                     format!(
-                        "Sent. Check the inbox of {}.",
-                        state.config().mail_to.join(", ")
+                        "Sent: the mail server accepted it. Check the inbox of {}.",
+                        cfg.mail_to.join(", ")
                     ),
                 ),
                 Err(e) => (false, e.to_string()),
             }
         }
-    };
-    session::audit(
-        &state,
-        auth.actor(),
-        &auth.client,
-        "test email",
-        result.1.clone(),
-    )
-    .await;
-    build(&state, &auth, Some(result)).await
+    }
 }
 
-/// POST /alerts/test-webhook (admins)
-pub async fn test_webhook(
-    State(state): State<AppState>,
-    Extension(auth): Extension<Auth>,
-) -> Result<AlertsPage, AppError> {
-    let cfg = state.config().clone();
-    let result = match &cfg.webhook_url {
+/// Sends one test webhook request with `cfg` and says what happened: (sent, what happened).
+pub async fn send_test_webhook(cfg: &crate::config::Config) -> Result<(bool, String), AppError> {
+    Ok(match &cfg.webhook_url {
         None => (
             false,
-            "Webhooks are off: set webhook_url in the config file, then restart lanmeter."
-                .to_string(),
+            "Webhooks are off: set the webhook URL (webhook_url) in Settings.".to_string(),
         ),
         Some(url) => {
-            let dashboard = render::dashboard_url(&cfg);
+            let dashboard = render::dashboard_url(cfg);
             let alerts_url = format!("{}/alerts", dashboard.trim_end_matches('/'));
             let (post_url, body) = webhook::body(
                 cfg.webhook_format,
@@ -455,7 +439,35 @@ pub async fn test_webhook(
                 Err(e) => (false, e.message),
             }
         }
-    };
+    })
+}
+
+/// POST /alerts/test-email (admins): sends one message now and shows exactly what happened.
+pub async fn test_email(
+    State(state): State<AppState>,
+    Extension(auth): Extension<Auth>,
+) -> Result<AlertsPage, AppError> {
+    // The file's settings, so mail set up in Settings can be tried before a restart.
+    let cfg = super::settings::file_config(&state).await;
+    let result = send_test_email(&cfg, state.now()).await;
+    session::audit(
+        &state,
+        auth.actor(),
+        &auth.client,
+        "test email",
+        result.1.clone(),
+    )
+    .await;
+    build(&state, &auth, Some(result)).await
+}
+
+/// POST /alerts/test-webhook (admins)
+pub async fn test_webhook(
+    State(state): State<AppState>,
+    Extension(auth): Extension<Auth>,
+) -> Result<AlertsPage, AppError> {
+    let cfg = super::settings::file_config(&state).await;
+    let result = send_test_webhook(&cfg).await?;
     session::audit(
         &state,
         auth.actor(),

@@ -145,7 +145,12 @@ fn routes() -> Vec<(&'static str, Access, MethodRouter<AppState>)> {
         ("/devices/{id}/known", Access::Admin, post(devices::known)),
         ("/devices/{id}/merge", Access::Admin, post(device::merge)),
         ("/people", Access::Viewer, get(people::page)),
-        ("/settings", Access::Viewer, get(settings::page)),
+        (
+            "/settings",
+            Access::Viewer,
+            get(settings::page).post(settings::save),
+        ),
+        ("/settings/test", Access::Admin, post(settings::test)),
         ("/system", Access::Viewer, get(system::page)),
         ("/wifi", Access::Viewer, get(wifi::page)),
         ("/static/{file}", Access::Public, get(assets::serve)),

@@ -80,6 +80,8 @@ pub struct Shared {
     admin_exists: AtomicBool,
     /// Set once the capture thread runs (after the web server started); unset in a demo.
     capture: OnceLock<CaptureInfo>,
+    /// The config file the settings page edits; unset when lanmeter runs without one.
+    settings: OnceLock<Arc<crate::config::settings::Editor>>,
     /// The last meter reading, for the live rate (see [`super::live`]).
     pub(super) rate: Mutex<super::live::RateSampler>,
     /// A short text saying the data is synthetic (`lanmeter demo`); `None` for a real household.
@@ -140,6 +142,7 @@ impl AppState {
             pool: Mutex::new(vec![store]),
             admin_exists: AtomicBool::new(false),
             capture: OnceLock::new(),
+            settings: OnceLock::new(),
             rate: Mutex::new(super::live::RateSampler::default()),
             demo: OnceLock::new(),
             started: std::time::Instant::now(),
@@ -191,6 +194,16 @@ impl AppState {
 
     pub fn now(&self) -> i64 {
         self.0.clock.now()
+    }
+
+    /// Lets the settings page and API edit this config file; only the first call counts.
+    pub fn set_settings(&self, editor: Arc<crate::config::settings::Editor>) {
+        let _ = self.0.settings.set(editor);
+    }
+
+    /// The editable config file, if lanmeter runs with one.
+    pub fn settings(&self) -> Option<&Arc<crate::config::settings::Editor>> {
+        self.0.settings.get()
     }
 
     /// Tells the pages about the running capture; only the first call counts.

@@ -924,7 +924,10 @@ async fn alerts_page_lists_alerts_and_outbox_and_the_admin_acknowledges() {
         .send(post_form("/alerts/test-email", &cookie, &[("csrf", &csrf)]))
         .await;
     let page = text(r).await;
-    assert!(page.contains("Email is off: set smtp_host"), "{page}");
+    assert!(
+        page.contains("Email is off: set the mail server (smtp_host)"),
+        "{page}"
+    );
     // A forged or edited link is refused without changing anything.
     let r = e.send(get("/alerts/ack?t=1.99999999999.00", None)).await;
     assert_eq!(r.status(), StatusCode::OK);
@@ -975,4 +978,73 @@ async fn system_page_shows_unresolved_damage_and_the_newest_good_backup() {
     crate::store::damage::resolve(&db, "test").unwrap();
     let page = text(e.send(get("/system", Some(&cookie))).await).await;
     assert!(!page.contains("id=\"damage\""), "{page}");
+}
+
+#[tokio::test]
+async fn viewers_read_settings_without_inputs_and_cannot_change_the_file() {
+    let e = env();
+    let file = e._dir.path().join("lanmeter.toml");
+    let original = "# ours\nalert_cpu_temp_c = 70 # warm attic\n";
+    std::fs::write(&file, original).unwrap();
+    e.state
+        .set_settings(std::sync::Arc::new(crate::config::settings::Editor::new(
+            file.clone(),
+            crate::config::settings::Live::new(e.state.config().clone()),
+        )));
+    e.set_password(Role::Admin, ADMIN_PW).await;
+    e.set_password(Role::Viewer, VIEWER_PW).await;
+    let (cookie, csrf) = e.login(VIEWER_PW).await;
+    let page = text(e.send(get("/settings", Some(&cookie))).await).await;
+    assert!(
+        page.contains(r#"id="alert_cpu_temp_c" name="alert_cpu_temp_c" value="70" disabled"#),
+        "{page}"
+    );
+    assert!(!page.contains("Save settings"), "{page}");
+    assert!(!page.contains("test-email"), "{page}");
+    let r = e
+        .send(post_form(
+            "/settings",
+            &cookie,
+            &[("csrf", &csrf), ("alert_cpu_temp_c", "90")],
+        ))
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), original);
+
+    // The admin's change goes through; the audit log says old → new.
+    let (cookie, csrf) = e.login(ADMIN_PW).await;
+    let r = e
+        .send(post_form(
+            "/settings",
+            &cookie,
+            &[("csrf", &csrf), ("alert_cpu_temp_c", "90")],
+        ))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "# ours\nalert_cpu_temp_c = 90 # warm attic\n"
+    );
+    assert!(
+        e.audit_actions()
+            .await
+            .contains(&"settings changed".to_string())
+    );
+
+    // A file broken by hand: the page says why and refuses to save, the file stays as it is.
+    std::fs::write(&file, "alert_cpu_temp_c = \"hot\n").unwrap();
+    let page = text(e.send(get("/settings", Some(&cookie))).await).await;
+    assert!(page.contains("TOML syntax error"), "{page}");
+    let r = e
+        .send(post_form(
+            "/settings",
+            &cookie,
+            &[("csrf", &csrf), ("alert_cpu_temp_c", "80")],
+        ))
+        .await;
+    assert_ne!(r.status(), StatusCode::OK);
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "alert_cpu_temp_c = \"hot\n"
+    );
 }

@@ -215,7 +215,14 @@ impl Server {
             timezone: Some("UTC".into()),
             ..Default::default()
         };
-        let state = lanmeter::web::AppState::new(cfg, &db, None).unwrap();
+        let state = lanmeter::web::AppState::new(cfg.clone(), &db, None).unwrap();
+        // A config file the settings API may rewrite (schemathesis's PATCHes land here).
+        let config = dir.path().join("lanmeter.toml");
+        std::fs::write(&config, "# the API test's config\ntimezone = \"UTC\"\n").unwrap();
+        state.set_settings(Arc::new(lanmeter::config::settings::Editor::new(
+            config,
+            lanmeter::config::settings::Live::new(cfg),
+        )));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = lanmeter::web::spawn(listener, state, stop.clone(), None).unwrap();
         Server {

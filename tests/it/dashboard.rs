@@ -73,7 +73,7 @@ fn login(b: &Browser, base: &str) {
     b.wait_for_path("/");
 }
 
-fn resize(b: &Browser, w: u32, h: u32) {
+pub(crate) fn resize(b: &Browser, w: u32, h: u32) {
     b.cmd(
         "POST",
         "/window/rect",
@@ -82,7 +82,7 @@ fn resize(b: &Browser, w: u32, h: u32) {
     .unwrap();
 }
 
-fn screenshots_dir() -> PathBuf {
+pub(crate) fn screenshots_dir() -> PathBuf {
     let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .parent()
         .unwrap()
@@ -114,7 +114,7 @@ fn base64_decode(s: &str) -> Vec<u8> {
     out
 }
 
-fn screenshot(b: &Browser, name: &str) {
+pub(crate) fn screenshot(b: &Browser, name: &str) {
     let v = b.cmd("GET", "/screenshot", None).unwrap();
     let png = base64_decode(v.as_str().unwrap());
     assert!(png.starts_with(b"\x89PNG"), "{name}: not a PNG");

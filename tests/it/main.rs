@@ -24,6 +24,7 @@ mod netns;
 mod pi_realities;
 mod plan;
 mod security;
+mod settings;
 mod survey;
 mod web_cli;
 

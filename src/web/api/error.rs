@@ -34,6 +34,9 @@ pub struct ErrorBody {
     pub message: String,
     /// Identifies this request in the server's log.
     pub request_id: String,
+    /// Per field, what is wrong and what to write instead (a refused settings change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errors: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// A failure a handler (or the guard) reports; [`layer`] turns it into an [`ErrorBody`].
@@ -44,6 +47,8 @@ pub struct ApiError {
     pub message: String,
     /// A server fault's cause, logged with the request id and never sent.
     cause: Option<String>,
+    /// Per-field problems, sent as [`ErrorBody::errors`].
+    pub errors: Option<std::collections::BTreeMap<String, String>>,
 }
 
 impl ApiError {
@@ -53,7 +58,14 @@ impl ApiError {
             code,
             message: message.into(),
             cause: None,
+            errors: None,
         }
+    }
+
+    /// Adds per-field problems to the body.
+    pub fn with_errors(mut self, errors: std::collections::BTreeMap<String, String>) -> ApiError {
+        self.errors = Some(errors);
+        self
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -76,6 +88,7 @@ impl ApiError {
                       under this request id."
                 .into(),
             cause: Some(cause.into()),
+            errors: None,
         }
     }
 }
@@ -111,11 +124,22 @@ impl IntoResponse for ApiError {
 pub struct RequestId(pub String);
 
 fn render(status: StatusCode, code: &str, message: &str, request_id: &str) -> Response {
+    render_with(status, code, message, request_id, None)
+}
+
+fn render_with(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    request_id: &str,
+    errors: Option<std::collections::BTreeMap<String, String>>,
+) -> Response {
     let body = ErrorBody {
         status: status.as_u16(),
         code: code.to_string(),
         message: message.to_string(),
         request_id: request_id.to_string(),
+        errors,
     };
     let json = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
     let mut r = (status, Body::from(json)).into_response();
@@ -199,7 +223,7 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
                 tracing::debug!(request_id = %id, %method, %path, code = e.code, "API request refused")
             }
         }
-        render(status, e.code, &e.message, &id)
+        render_with(status, e.code, &e.message, &id, e.errors)
     } else {
         let (code, default) = foreign(status);
         let is_text = res

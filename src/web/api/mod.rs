@@ -24,6 +24,7 @@ pub mod extract;
 pub mod metrics;
 pub mod plan;
 pub mod presence;
+pub mod settings;
 pub mod system;
 pub mod tokens;
 pub mod usage;
@@ -99,6 +100,24 @@ pub fn table() -> Vec<Operation> {
             Method::POST,
             Admin,
             post(alerts::acknowledge),
+        ),
+        op(
+            "/api/v1/settings",
+            Method::GET,
+            Admin,
+            get(settings::get_settings),
+        ),
+        op(
+            "/api/v1/settings",
+            Method::PATCH,
+            Admin,
+            patch(settings::patch_settings),
+        ),
+        op(
+            "/api/v1/settings/test-notification",
+            Method::POST,
+            Admin,
+            post(settings::test_notification),
         ),
         op("/api/v1/tokens", Method::GET, Admin, get(tokens::list)),
         op("/api/v1/tokens", Method::POST, Admin, post(tokens::create)),
@@ -183,6 +202,9 @@ impl utoipa::Modify for Security {
         plan::report,
         alerts::list,
         alerts::acknowledge,
+        settings::get_settings,
+        settings::patch_settings,
+        settings::test_notification,
         tokens::list,
         tokens::create,
         tokens::revoke,
@@ -202,7 +224,7 @@ impl utoipa::Modify for Security {
     security(("token" = []), ("session" = [])),
     tags(
         (name = "devices"), (name = "usage"), (name = "system"), (name = "plan"),
-        (name = "alerts"), (name = "tokens"), (name = "meta")
+        (name = "alerts"), (name = "settings"), (name = "tokens"), (name = "meta")
     )
 )]
 pub struct ApiDoc;

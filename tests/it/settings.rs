@@ -1,0 +1,511 @@
+//! Settings from the browser and the API against the real `lanmeter run` in a network
+//! namespace: a change through `PATCH /api/v1/settings` lands in the TOML file with its
+//! comments intact, a refused change leaves the file byte-identical, a hand edit shows in
+//! `GET /api/v1/settings`, and switching the new-device rule off and on changes what the
+//! running alert engine does, without a restart.
+
+use crate::alerts::wait_for;
+use crate::daemon::{Daemon, setup};
+use crate::{LANMETER, hermetic};
+use lanmeter::store::Store;
+use serde_json::{Value, json};
+use std::process::Command;
+use std::time::Duration;
+
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// One request to the daemon's API from inside its namespace; returns (status, JSON body).
+fn api(ns: &str, token: &str, method: &str, body: Option<&Value>) -> (u16, Value) {
+    let mut cmd = Command::new("ip");
+    cmd.args([
+        "netns",
+        "exec",
+        ns,
+        "curl",
+        "-s",
+        "-o",
+        "-",
+        "-w",
+        "\n%{http_code}",
+    ])
+    .args(["-X", method, "-H"])
+    .arg(format!("Authorization: Bearer {token}"));
+    if let Some(b) = body {
+        cmd.args(["-H", "Content-Type: application/json", "--data"])
+            .arg(b.to_string());
+    }
+    cmd.arg("http://127.0.0.1:8080/api/v1/settings");
+    let out = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    (
+        status.trim().parse().unwrap(),
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}")),
+    )
+}
+
+fn setting<'a>(all: &'a Value, key: &str) -> &'a Value {
+    all["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["key"] == key)
+        .unwrap_or_else(|| panic!("no {key} in {all}"))
+}
+
+fn new_device_alerts(db: &std::path::Path) -> usize {
+    Store::open(db)
+        .unwrap()
+        .recent_alerts(100)
+        .unwrap()
+        .iter()
+        .filter(|a| a.rule == "new_device")
+        .count()
+}
+
+/// Waits until the alert thread has looked at every device event so far (the cursor moves
+/// past an event once it is old enough to announce).
+fn events_seen(db: &std::path::Path) {
+    wait_for(
+        "the alert thread to pass every device event",
+        PATIENCE,
+        || {
+            let s = Store::open(db).ok()?;
+            let max = s.max_device_event_id().ok()?;
+            let cursor: i64 = s.alert_state("device_events_cursor").ok()??.parse().ok()?;
+            (max > 0 && cursor >= max).then_some(())
+        },
+    );
+}
+
+#[test]
+fn settings_api_edits_the_file_and_the_running_alert_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, config, db) = setup(dir.path(), 60);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(
+        "alert_interval_secs = 1\nalert_new_device_learning_minutes = 0\nalert_health = false\n\
+         alert_unusual_usage = false\nlisten = \"127.0.0.1:8080\"\n\n\
+         # The household wants to hear about new devices.\nalert_new_device = true # on\n",
+    );
+    std::fs::write(&config, &text).unwrap();
+    // An admin password exists (as after first-run setup), so tokens are accepted.
+    let mut passwd = hermetic(&mut Command::new(LANMETER))
+        .args(["passwd", "--db"])
+        .arg(&db)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut passwd.stdin.take().unwrap(),
+        b"correct horse battery\n",
+    )
+    .unwrap();
+    assert!(passwd.wait().unwrap().success());
+    let token = {
+        let out = hermetic(&mut Command::new(LANMETER))
+            .args([
+                "token",
+                "create",
+                "settings test",
+                "--role",
+                "admin",
+                "--db",
+            ])
+            .arg(&db)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let mut d = Daemon::start(&p, &config, &db);
+
+    // Read: value, default, restart flag, secret as set/unset only.
+    let (status, all) = api(&p.a, &token, "GET", None);
+    assert_eq!(status, 200, "{all}");
+    assert_eq!(setting(&all, "alert_new_device")["value"], true);
+    assert_eq!(setting(&all, "alert_new_device")["needs_restart"], false);
+    assert_eq!(setting(&all, "smtp_host")["needs_restart"], true);
+    assert_eq!(setting(&all, "alert_cpu_temp_c")["default"], 80);
+    assert_eq!(setting(&all, "smtp_password")["is_set"], false);
+
+    // Refused: per-key errors, nothing written.
+    let (status, refused) = api(
+        &p.a,
+        &token,
+        "PATCH",
+        Some(&json!({"alert_new_device": false, "alert_cpu_temp_c": 500, "quiet_hours_from": 22})),
+    );
+    assert_eq!(status, 422, "{refused}");
+    assert_eq!(refused["code"], "invalid_settings");
+    let errors = refused["errors"].as_object().unwrap();
+    assert!(
+        errors["alert_cpu_temp_c"]
+            .as_str()
+            .unwrap()
+            .contains("40 to 120"),
+        "{refused}"
+    );
+    assert!(
+        errors["quiet_hours_from"]
+            .as_str()
+            .unwrap()
+            .contains("set both"),
+        "{refused}"
+    );
+    assert_eq!(errors.len(), 2, "{refused}");
+    assert_eq!(
+        std::fs::read_to_string(&config).unwrap(),
+        text,
+        "the file changed"
+    );
+
+    // Accepted: the rule goes off in the file, comments and layout kept, no restart needed.
+    let (status, done) = api(
+        &p.a,
+        &token,
+        "PATCH",
+        Some(&json!({"alert_new_device": false})),
+    );
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["restart_needed"], false);
+    assert_eq!(done["changed"][0]["old"], "true");
+    assert_eq!(done["changed"][0]["new"], "false");
+    let after = std::fs::read_to_string(&config).unwrap();
+    assert_eq!(
+        after,
+        text.replace(
+            "alert_new_device = true # on",
+            "alert_new_device = false # on"
+        )
+    );
+
+    // Two devices join (B pings A): the running engine, told the rule is off, raises nothing.
+    let ping = p.exec(&p.b, &["ping", "-c", "3", "-i", "0.2", &p.a_ip.to_string()]);
+    assert!(ping.status.success(), "{ping:?}");
+    events_seen(&db);
+    assert_eq!(
+        new_device_alerts(&db),
+        0,
+        "a new-device alert with the rule off"
+    );
+
+    // On again through the API: a third device (B with a new MAC) is announced.
+    let (status, done) = api(
+        &p.a,
+        &token,
+        "PATCH",
+        Some(&json!({"alert_new_device": true})),
+    );
+    assert_eq!(status, 200, "{done}");
+    crate::netns::run(&[
+        "ip",
+        "-n",
+        &p.b,
+        "link",
+        "set",
+        &p.b_if,
+        "address",
+        "02:5e:77:00:00:21",
+    ]);
+    // A's neighbour entry still names the old MAC, so the replies go astray: only B's
+    // frames (from the new MAC) matter here.
+    let _ = p.exec(&p.b, &["ping", "-c", "3", "-i", "0.2", &p.a_ip.to_string()]);
+    let n = wait_for("a new-device alert for the third device", PATIENCE, || {
+        let n = new_device_alerts(&db);
+        (n > 0).then_some(n)
+    });
+    assert_eq!(n, 1, "only the device that joined while the rule was on");
+
+    // A hand edit shows in the API at once; a restart-only key says it waits for a restart.
+    let hand = std::fs::read_to_string(&config).unwrap().replace(
+        "alert_new_device = true # on",
+        "alert_new_device = true # on\nalert_cpu_temp_c = 70\nsmtp_host = \"mail.home.test\"",
+    );
+    std::fs::write(&config, hand).unwrap();
+    let (_, all) = api(&p.a, &token, "GET", None);
+    assert_eq!(setting(&all, "alert_cpu_temp_c")["value"], 70);
+    assert_eq!(setting(&all, "smtp_host")["value"], "mail.home.test");
+    assert_eq!(setting(&all, "smtp_host")["restart_pending"], true);
+
+    // The audit log has old → new.
+    let audit = Store::open(&db).unwrap().audit_recent(50).unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.action == "settings changed" && a.detail == "alert_new_device: true → false"),
+        "{audit:?}"
+    );
+    d.stop();
+}
+
+const PASSWORD: &str = "correct horse battery";
+const CONFIG: &str = "# Our household's lanmeter.\n\n# Alerts: tell us about new devices.\nalert_new_device = true\n\n# Mail goes through the router.\nsmtp_host = \"fritz.box\" # the router's relay\nsmtp_security = \"none\"\n";
+
+/// `lanmeter demo --config FILE` on a free loopback port, logged in as admin in Chromium.
+fn demo_with_config(dir: &std::path::Path) -> (String, crate::browser::KillOnDrop) {
+    use std::io::BufRead;
+    let pw = dir.join("pw");
+    std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
+    std::fs::write(dir.join("lanmeter.toml"), CONFIG).unwrap();
+    let port = crate::browser::free_port();
+    let mut child = hermetic(&mut Command::new(LANMETER))
+        .arg("--config")
+        .arg(dir.join("lanmeter.toml"))
+        .args(["demo", "--days", "2", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--db")
+        .arg(dir.join("demo.db"))
+        .arg("--admin-password-file")
+        .arg(&pw)
+        .env("TZ", "UTC")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let proc = crate::browser::KillOnDrop(child);
+    let mut lines = std::io::BufReader::new(out).lines();
+    loop {
+        let line = lines.next().expect("lanmeter demo ended").unwrap();
+        if line.starts_with("dashboard: ") {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    (format!("http://127.0.0.1:{port}"), proc)
+}
+
+fn dark(b: &crate::browser::Browser, on: bool) {
+    b.cmd(
+        "POST",
+        "/goog/cdp/execute",
+        Some(
+            json!({"cmd": "Emulation.setEmulatedMedia", "params": {"features": [
+            {"name": "prefers-color-scheme", "value": if on { "dark" } else { "light" }}]}}),
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn settings_page_saves_to_the_file_shows_field_errors_and_hand_edits() {
+    use crate::browser::{Browser, wait_until};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("lanmeter.toml");
+    let (base, _demo) = demo_with_config(dir.path());
+    let b = Browser::start();
+    crate::dashboard::resize(&b, 1280, 1000);
+    b.go(&format!("{base}/login?next=/settings"));
+    b.type_into("#password", PASSWORD);
+    b.click("#login button[type=submit]");
+    b.wait_for_path("/settings");
+    assert_eq!(
+        b.js("return document.getElementById('alert_new_device').checked"),
+        true
+    );
+    assert_eq!(
+        b.js("return document.getElementById('smtp_host').value"),
+        "fritz.box"
+    );
+    assert!(b.text().contains("Default: 80."), "the default is shown");
+    assert_eq!(
+        b.js("return document.getElementById('smtp_password-state').textContent"),
+        "not set"
+    );
+
+    // A refused value: the error beside the field, the typed value kept, the file untouched.
+    b.type_into("#alert_cpu_temp_c", "500");
+    b.click("#alert_new_device");
+    b.click("#settings-form button[type=submit]");
+    wait_until("the field's error", || {
+        b.js("return document.getElementById('alert_cpu_temp_c-error')?.textContent ?? null")
+            .as_str()
+            .map(str::to_string)
+    });
+    let err = b.js("return document.getElementById('alert_cpu_temp_c-error').textContent");
+    assert!(err.as_str().unwrap().contains("40 to 120"), "{err}");
+    assert_eq!(
+        b.js("return document.getElementById('alert_cpu_temp_c').value"),
+        "500"
+    );
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), CONFIG);
+    assert!(
+        b.text().contains("Please fix: CPU temperature (°C)"),
+        "{}",
+        b.text()
+    );
+    b.js("document.getElementById('field-alert_cpu_temp_c').scrollIntoView({block: 'center'}); return 0");
+    for (theme, on) in [("light", false), ("dark", true)] {
+        dark(&b, on);
+        crate::dashboard::screenshot(&b, &format!("settings-error-desktop-{theme}"));
+    }
+    dark(&b, false);
+
+    // Fixed and saved: the file has the new values with its comments and layout.
+    b.type_into("#alert_cpu_temp_c", "75");
+    b.js("document.getElementById('alert_new_device').checked = false; return 0");
+    b.type_into("#smtp_password", "app password 1");
+    b.click("#settings-form button[type=submit]");
+    wait_until("the saved note", || {
+        b.js("return document.getElementById('saved')?.textContent ?? null")
+            .as_str()
+            .map(str::to_string)
+    });
+    assert!(b.text().contains("Saved 3 changes"), "{}", b.text());
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert_eq!(
+        text,
+        CONFIG.replace("alert_new_device = true", "alert_new_device = false")
+            + "alert_cpu_temp_c = 75\nsmtp_password = \"app password 1\"\n"
+    );
+    assert_eq!(
+        b.js("return document.getElementById('smtp_password-state').textContent"),
+        "set"
+    );
+    assert!(
+        !b.text().contains("app password 1"),
+        "the secret is never shown"
+    );
+
+    // A hand edit shows at the next load.
+    let closed = crate::browser::free_port();
+    std::fs::write(
+        &config,
+        text.replace(
+            "fritz.box\"",
+            &format!("127.0.0.1\"\nsmtp_port = {closed}\nmail_to = [\"family@home.test\"]"),
+        ),
+    )
+    .unwrap();
+    b.go(&format!("{base}/settings"));
+    b.wait_for_path("/settings");
+    assert_eq!(
+        b.js("return document.getElementById('smtp_host').value"),
+        "127.0.0.1"
+    );
+    assert_eq!(
+        b.js("return document.getElementById('smtp_port').value"),
+        closed.to_string()
+    );
+
+    // The test button tries the saved settings at once and says what happened.
+    b.click("#test-email");
+    let tested = wait_until("the test outcome", || {
+        b.js("return document.getElementById('tested')?.textContent ?? null")
+            .as_str()
+            .map(str::to_string)
+    });
+    assert!(tested.contains("Nothing accepts connections"), "{tested}");
+    for (size, w) in [("phone", 390), ("desktop", 1280)] {
+        crate::dashboard::resize(&b, w, 1400);
+        for (theme, on) in [("light", false), ("dark", true)] {
+            dark(&b, on);
+            let v = b.js("return [document.documentElement.scrollWidth, document.documentElement.clientWidth]");
+            assert!(
+                v[0].as_i64() <= v[1].as_i64(),
+                "{size} scrolls sideways: {v}"
+            );
+            crate::dashboard::screenshot(&b, &format!("settings-{size}-{theme}"));
+        }
+    }
+}
+
+/// One API request with an admin token from the host; returns (status, JSON body).
+fn api_at(base: &str, token: &str, method: &str, path: &str, body: &Value) -> (u16, Value) {
+    let out = Command::new("curl")
+        .args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", method, "-H"])
+        .arg(format!("Authorization: Bearer {token}"))
+        .args(["-H", "Content-Type: application/json", "--data"])
+        .arg(body.to_string())
+        .arg(format!("{base}{path}"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    (
+        status.trim().parse().unwrap(),
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}")),
+    )
+}
+
+#[test]
+fn mail_set_up_through_the_api_sends_a_test_message_to_a_real_smtp_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, _demo) = demo_with_config(dir.path());
+    let out = hermetic(&mut Command::new(LANMETER))
+        .args(["token", "create", "mail test", "--role", "admin", "--db"])
+        .arg(dir.path().join("demo.db"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let port = crate::browser::free_port();
+    let maildir = dir.path().join("maildir");
+    let _smtp = crate::alerts::start_smtp(None, &format!("127.0.0.1:{port}"), &maildir, None);
+    crate::alerts::wait_port(&format!("127.0.0.1:{port}"));
+
+    // Set up from scratch (no restart): server, port, sender, recipient.
+    let (status, done) = api_at(
+        &base,
+        &token,
+        "PATCH",
+        "/api/v1/settings",
+        &json!({"smtp_host": "127.0.0.1", "smtp_port": port, "mail_from": "lanmeter@home.test",
+                "mail_to": ["family@home.test"]}),
+    );
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["restart_needed"], true);
+    let (status, outcome) = api_at(
+        &base,
+        &token,
+        "POST",
+        "/api/v1/settings/test-notification",
+        &json!({"channel": "email"}),
+    );
+    assert_eq!(status, 200, "{outcome}");
+    assert_eq!(outcome["sent"], true, "{outcome}");
+    assert!(
+        outcome["message"]
+            .as_str()
+            .unwrap()
+            .contains("family@home.test"),
+        "{outcome}"
+    );
+    let mails = crate::alerts::wait_for("the test message", PATIENCE, || {
+        let m = crate::alerts::mails(&maildir);
+        (!m.is_empty()).then_some(m)
+    });
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0]["to"], "family@home.test");
+    assert!(
+        mails[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("email alerts work"),
+        "{}",
+        mails[0]
+    );
+
+    // A server that is not there: not sent, and the answer says so in words.
+    let closed = crate::browser::free_port();
+    api_at(
+        &base,
+        &token,
+        "PATCH",
+        "/api/v1/settings",
+        &json!({"smtp_port": closed}),
+    );
+    let (status, outcome) = api_at(
+        &base,
+        &token,
+        "POST",
+        "/api/v1/settings/test-notification",
+        &json!({"channel": "email"}),
+    );
+    assert_eq!(status, 200, "{outcome}");
+    assert_eq!(outcome["sent"], false, "{outcome}");
+    eprintln!("closed port: {}", outcome["message"]);
+    assert!(!outcome["message"].as_str().unwrap().is_empty());
+}
