@@ -159,6 +159,15 @@ check "CPU is read: a percentage of a non-zero number of cores ($cpu)" sh -c "ec
 check "memory is read: a non-zero total ($memory)" sh -c "echo '$memory' | grep -Eq '^[0-9.]+ [KMGT]?i?B of [0-9.]*[1-9][0-9.]* [KMGT]i?B used'"
 check "the database's disk is read: a non-zero size ($disk)" sh -c "echo '$disk' | grep -Eq 'free of [0-9.]*[1-9][0-9.]* [KMGT]i?B'"
 
+echo "== the settings API rewrites the config under the shipped sandbox"
+token=$(inside runuser -u lanmeter -- lanmeter token create nspawn-settings --role admin 2>/dev/null | tail -n 1 || true)
+code=$(curl -s -o "$work/settings.json" -w '%{http_code}' --max-time 10 -X PATCH \
+    -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+    --data '{"alert_cpu_temp_c": 77}' "$base/api/v1/settings" || true)
+check "PATCH /api/v1/settings answers 200 ($code)" test "$code" = 200
+check "the change is in /etc/lanmeter/lanmeter.toml and its comments are kept" \
+    sh -c "grep -Eq '^alert_cpu_temp_c = 77' '$root/etc/lanmeter/lanmeter.toml' && [ \$(grep -c '^#' '$root/etc/lanmeter/lanmeter.toml') -gt 20 ]"
+
 echo "== upgrade while running keeps data and a modified conffile"
 # The same build under a higher version: what an upgrade runs is the new package's maintainer
 # scripts (restart, not stop and start) against the installed state.
