@@ -388,25 +388,7 @@ fn linux_cooked_capture_counts_the_capturing_hosts_internet_traffic() {
         &net.b_ip.to_string(),
     ]);
     // Static neighbours: no ARP on the link, so it carries the pings alone.
-    for (ns, ifname, ip, mac) in [
-        (host, &net.a_if, net.b_ip, net.b_mac),
-        (router, &net.b_if, net.a_ip, net.a_mac),
-    ] {
-        run(&[
-            "ip",
-            "-n",
-            ns,
-            "neigh",
-            "replace",
-            &ip.to_string(),
-            "lladdr",
-            &mac.to_string(),
-            "dev",
-            ifname,
-            "nud",
-            "permanent",
-        ]);
-    }
+    net.quiet_neighbours(&net.a_if);
     let dir = tempfile::tempdir().unwrap();
     let cap = dir.path().join("any.pcap");
     /// Kills tcpdump if the test fails half-way.

@@ -238,25 +238,7 @@ pub(crate) fn stored_view(p: &NetnsPair, t: &HashMap<String, Totals>) -> [(u64, 
 /// everything under `dir` and logs capture statistics every `stats_secs`, and the database path.
 pub(crate) fn setup(dir: &Path, stats_secs: u64) -> (NetnsPair, PathBuf, PathBuf) {
     let p = NetnsPair::new();
-    for (ns, ifname, ip, mac) in [
-        (&p.a, &p.a_if, p.b_ip, p.b_mac),
-        (&p.b, &p.b_if, p.a_ip, p.a_mac),
-    ] {
-        crate::netns::run(&[
-            "ip",
-            "-n",
-            ns,
-            "neigh",
-            "replace",
-            &ip.to_string(),
-            "lladdr",
-            &mac.to_string(),
-            "dev",
-            ifname,
-            "nud",
-            "permanent",
-        ]);
-    }
+    p.quiet_neighbours(&p.a_if);
     let config = dir.join("lanmeter.toml");
     std::fs::write(
         &config,

@@ -152,6 +152,30 @@ impl NetnsPair {
         }
     }
 
+    /// Permanent neighbour entries on both ends, A's end named `a_if` (a test may have renamed
+    /// it): the link then carries no ARP, only what a test sends.
+    pub fn quiet_neighbours(&self, a_if: &str) {
+        for (ns, ifname, ip, mac) in [
+            (&self.a, a_if, self.b_ip, self.b_mac),
+            (&self.b, self.b_if.as_str(), self.a_ip, self.a_mac),
+        ] {
+            run(&[
+                "ip",
+                "-n",
+                ns,
+                "neigh",
+                "replace",
+                &ip.to_string(),
+                "lladdr",
+                &mac.to_string(),
+                "dev",
+                ifname,
+                "nud",
+                "permanent",
+            ]);
+        }
+    }
+
     /// Runs a command inside namespace `ns` and waits for it.
     pub fn exec(&self, ns: &str, args: &[&str]) -> Output {
         Command::new("ip")

@@ -206,7 +206,7 @@ fn an_interface_that_appears_after_the_start_is_waited_for_and_captured() {
         d.log_text()
     );
     p.create_link();
-    quiet_neighbours(&p, &p.a_if);
+    p.quiet_neighbours(&p.a_if);
     d.wait_for_log("capture resumed", PATIENCE);
     let capture = api(&p, PORT, "/api/v1/capture");
     assert_eq!(capture["state"], format!("capturing on {}", p.a_if));
@@ -330,29 +330,6 @@ fn frames_stamped_before_the_clock_was_set_land_in_the_first_trusted_minute() {
     assert_eq!(first["frames_sent"], 11, "{first}");
 }
 
-/// Permanent neighbour entries on both ends (A's end named `a_if`): no ARP on the link.
-fn quiet_neighbours(p: &NetnsPair, a_if: &str) {
-    for (ns, ifname, ip, mac) in [
-        (&p.a, a_if, p.b_ip, p.b_mac),
-        (&p.b, p.b_if.as_str(), p.a_ip, p.a_mac),
-    ] {
-        crate::netns::run(&[
-            "ip",
-            "-n",
-            ns,
-            "neigh",
-            "replace",
-            &ip.to_string(),
-            "lladdr",
-            &mac.to_string(),
-            "dev",
-            ifname,
-            "nud",
-            "permanent",
-        ]);
-    }
-}
-
 /// The configured adapter is unplugged and comes back under another name with the same MAC (a
 /// USB adapter renamed by udev): capture follows it by its MAC and counts on the new name.
 #[test]
@@ -377,7 +354,7 @@ fn a_replaced_interface_is_followed_by_its_mac() {
         crate::netns::run(&["ip", "-n", ns, "addr", "add", &ip, "dev", ifname]);
         crate::netns::run(&["ip", "-n", ns, "link", "set", ifname, "up"]);
     }
-    quiet_neighbours(&p, renamed);
+    p.quiet_neighbours(renamed);
     let line = d.wait_for_log("capture interface replaced", PATIENCE);
     assert!(line.contains(renamed), "{line}");
     d.wait_for_log("capture resumed", PATIENCE);
