@@ -189,25 +189,75 @@ fn replay_of_a_radiotap_capture_says_ethernet_is_needed() {
     assert_eq!(stdout, "");
 }
 
+/// A capture interface that is not there yet (Wi-Fi or a USB adapter coming up late at boot) is
+/// waited for, not an exit that systemd's start limit would make final (issue 25): the log names
+/// it and says so, the process keeps running, and SIGTERM still stops it cleanly.
 #[test]
-fn run_on_a_missing_interface_names_it_and_opens_no_database() {
+fn run_on_a_missing_interface_names_it_and_waits_for_it() {
+    use std::io::{BufRead, BufReader};
+    use std::time::{Duration, Instant};
     let dir = tempfile::tempdir().unwrap();
-    let config = empty_config(dir.path());
+    let config = dir.path().join("lanmeter.toml");
+    std::fs::write(
+        &config,
+        "listen = \"127.0.0.1:0\"\narp_sweep_interval_secs = 0\n",
+    )
+    .unwrap();
     let db = dir.path().join("x.db");
-    let (msg, _) = fails(&[
-        "--config",
-        s(&config),
-        "run",
-        "--interface",
-        "nosuch0",
-        "--db",
-        s(&db),
-    ]);
-    says(&msg, &["nosuch0", "ip link"]);
-    assert!(
-        !db.exists(),
-        "the database was created before the capture opened"
-    );
+    let mut cmd = Command::new(LANMETER);
+    let mut child = hermetic(&mut cmd)
+        .env("RUST_LOG", "warn")
+        .args([
+            "--config",
+            s(&config),
+            "run",
+            "--interface",
+            "nosuch0",
+            "--db",
+            s(&db),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let start = Instant::now();
+    let said = loop {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) if line.contains("nosuch0") && line.contains("waiting for it") => break line,
+            Ok(_) => {}
+            Err(_) if start.elapsed() > Duration::from_secs(30) => {
+                let _ = child.kill();
+                panic!("no 'waiting for it' line about nosuch0 within 30 s");
+            }
+            Err(_) => {}
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("lanmeter run exited ({status}) instead of waiting for nosuch0");
+        }
+    };
+    eprintln!("{said}");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(child.try_wait().unwrap().is_none(), "it stopped waiting");
+    crate::netns::run(&["kill", "-TERM", &child.id().to_string()]);
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("lanmeter run did not stop within 20 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
 }
 
 #[test]
