@@ -197,21 +197,7 @@ impl Store {
 
     /// Recent login failures of a client address (none recorded: all zero).
     pub fn login_failures(&self, client: &str) -> Result<Failures, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT failures, last_failure, locked FROM login_throttle WHERE client = ?1",
-                [client],
-                |r| {
-                    Ok(Failures {
-                        count: r.get(0)?,
-                        last_at: r.get(1)?,
-                        locked: r.get(2)?,
-                    })
-                },
-            )
-            .optional()
-            .map(Option::unwrap_or_default)
-            .map_err(sql_err(&self.path, "reading login failures"))
+        read_failures(&self.conn, client).map_err(sql_err(&self.path, "reading login failures"))
     }
 
     pub fn set_login_failures(&self, client: &str, f: &Failures) -> Result<(), StoreError> {
@@ -244,21 +230,7 @@ impl Store {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(sql_err(&path, op))?;
-        let before: Failures = tx
-            .query_row(
-                "SELECT failures, last_failure, locked FROM login_throttle WHERE client = ?1",
-                [client],
-                |r| {
-                    Ok(Failures {
-                        count: r.get(0)?,
-                        last_at: r.get(1)?,
-                        locked: r.get(2)?,
-                    })
-                },
-            )
-            .optional()
-            .map_err(sql_err(&path, op))?
-            .unwrap_or_default();
+        let before = read_failures(&tx, client).map_err(sql_err(&path, op))?;
         let verdict = throttle.verdict(&before, now);
         if verdict != Verdict::Allow {
             return Ok((verdict, before));
@@ -434,6 +406,24 @@ impl Store {
         rows.collect::<Result<_, _>>()
             .map_err(sql_err(&self.path, op))
     }
+}
+
+/// A client address's recorded login failures (all zero when none are), read on a connection or
+/// inside a caller's transaction.
+fn read_failures(conn: &rusqlite::Connection, client: &str) -> rusqlite::Result<Failures> {
+    conn.query_row(
+        "SELECT failures, last_failure, locked FROM login_throttle WHERE client = ?1",
+        [client],
+        |r| {
+            Ok(Failures {
+                count: r.get(0)?,
+                last_at: r.get(1)?,
+                locked: r.get(2)?,
+            })
+        },
+    )
+    .optional()
+    .map(Option::unwrap_or_default)
 }
 
 #[cfg(test)]
