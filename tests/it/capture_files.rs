@@ -32,6 +32,16 @@ fn tool(cmd: &mut Command) {
     );
 }
 
+/// `editcap ARGS FROM TO` (Wireshark's), which must succeed.
+fn editcap(args: &[&str], from: impl AsRef<std::ffi::OsStr>, to: impl AsRef<std::ffi::OsStr>) {
+    tool(Command::new("editcap").args(args).arg(from).arg(to));
+}
+
+/// `mergecap -w OUT INPUTS…` (Wireshark's: a pcapng with an interface per input), which must succeed.
+fn mergecap(out: &Path, inputs: &[&std::ffi::OsStr]) {
+    tool(Command::new("mergecap").arg("-w").arg(out).args(inputs));
+}
+
 /// `lanmeter replay --json` of `arg` (a path or `-` with `stdin`), with its stderr.
 fn replay(arg: &str, stdin: Option<&Path>) -> (String, String, i32) {
     let mut cmd = Command::new(LANMETER);
@@ -69,12 +79,9 @@ fn mergecap_files_with_mixed_interfaces_equal_tshark_for_their_ethernet_frames()
 
     // Ethernet + radiotap: tshark's Ethernet endpoints are the Ethernet frames' alone.
     let with_wifi = d.join("ether-wifi.pcapng");
-    tool(
-        Command::new("mergecap")
-            .arg("-w")
-            .arg(&with_wifi)
-            .arg(corpus(ETHER))
-            .arg(corpus(RADIOTAP)),
+    mergecap(
+        &with_wifi,
+        &[corpus(ETHER).as_ref(), corpus(RADIOTAP).as_ref()],
     );
     let (json, err, code) = replay(with_wifi.to_str().unwrap(), None);
     assert_eq!(code, 0, "{err}");
@@ -92,12 +99,9 @@ fn mergecap_files_with_mixed_interfaces_equal_tshark_for_their_ethernet_frames()
     // Ethernet + Linux cooked: the Ethernet MACs equal tshark's endpoints, the cooked ones equal
     // the cooked file's own replay.
     let with_cooked = d.join("ether-cooked.pcapng");
-    tool(
-        Command::new("mergecap")
-            .arg("-w")
-            .arg(&with_cooked)
-            .arg(corpus(ETHER))
-            .arg(corpus(COOKED)),
+    mergecap(
+        &with_cooked,
+        &[corpus(ETHER).as_ref(), corpus(COOKED).as_ref()],
     );
     let ours = tallies(&with_cooked);
     let tshark = run_tshark(&with_cooked).unwrap();
@@ -112,20 +116,9 @@ fn mergecap_files_with_mixed_interfaces_equal_tshark_for_their_ethernet_frames()
 
     // Two Ethernet captures with different snap lengths (libpcap refuses this file).
     let short = d.join("short.pcap");
-    tool(
-        Command::new("editcap")
-            .args(["-s", "96"])
-            .arg(corpus(ETHER))
-            .arg(&short),
-    );
+    editcap(&["-s", "96"], corpus(ETHER), &short);
     let mixed = d.join("snaplens.pcapng");
-    tool(
-        Command::new("mergecap")
-            .arg("-w")
-            .arg(&mixed)
-            .arg(corpus(ETHER))
-            .arg(&short),
-    );
+    mergecap(&mixed, &[corpus(ETHER).as_ref(), short.as_ref()]);
     let ours = tallies(&mixed);
     let tshark = run_tshark(&mixed).unwrap();
     assert_eq!(
@@ -144,19 +137,9 @@ fn nanosecond_and_multi_section_pcapng_from_editcap_equal_the_classic_file() {
     let classic = ok_json(&corpus(ETHER));
 
     let nsec = d.join("nsec.pcap");
-    tool(
-        Command::new("editcap")
-            .args(["-F", "nsecpcap"])
-            .arg(corpus(ETHER))
-            .arg(&nsec),
-    );
+    editcap(&["-F", "nsecpcap"], corpus(ETHER), &nsec);
     let nsec_ng = d.join("nsec.pcapng");
-    tool(
-        Command::new("editcap")
-            .args(["-F", "pcapng"])
-            .arg(&nsec)
-            .arg(&nsec_ng),
-    );
+    editcap(&["-F", "pcapng"], &nsec, &nsec_ng);
     // if_tsresol = 9 (option 9, length 1, value 9) is in the interface description.
     let bytes = std::fs::read(&nsec_ng).unwrap();
     assert!(
@@ -173,11 +156,10 @@ fn nanosecond_and_multi_section_pcapng_from_editcap_equal_the_classic_file() {
     // pcapng stream with a section per file.
     let parts = d.join("parts");
     std::fs::create_dir(&parts).unwrap();
-    tool(
-        Command::new("editcap")
-            .args(["-F", "pcapng", "-c", "40"])
-            .arg(corpus(ETHER))
-            .arg(parts.join("part.pcapng")),
+    editcap(
+        &["-F", "pcapng", "-c", "40"],
+        corpus(ETHER),
+        parts.join("part.pcapng"),
     );
     let mut names: Vec<_> = std::fs::read_dir(&parts)
         .unwrap()
@@ -206,12 +188,7 @@ fn stdin_fifo_process_substitution_and_gzip_equal_the_plain_file() {
     let plain = corpus(ETHER);
     let want = ok_json(&plain);
     let pcapng = d.join("x.pcapng");
-    tool(
-        Command::new("editcap")
-            .args(["-F", "pcapng"])
-            .arg(&plain)
-            .arg(&pcapng),
-    );
+    editcap(&["-F", "pcapng"], &plain, &pcapng);
 
     // `-` reads standard input, classic and pcapng.
     for f in [&plain, &pcapng] {
@@ -324,6 +301,7 @@ fn damaged_empty_and_addressless_files_say_what_is_wrong() {
 
     // A pcapng holding only its section header (editcap of an empty selection).
     let empty = d.join("empty.pcapng");
+    // `-r` keeps only record 100000, which the file does not have.
     tool(
         Command::new("editcap")
             .args(["-F", "pcapng", "-r"])
@@ -342,12 +320,7 @@ fn damaged_empty_and_addressless_files_say_what_is_wrong() {
 
     // Frames too short to carry an Ethernet header: said on stderr, non-zero exit.
     let short = d.join("short.pcap");
-    tool(
-        Command::new("editcap")
-            .args(["-s", "10"])
-            .arg(corpus(ETHER))
-            .arg(&short),
-    );
+    editcap(&["-s", "10"], corpus(ETHER), &short);
     let (_, err, code) = replay(short.to_str().unwrap(), None);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("carries a readable Ethernet"), "{err}");
