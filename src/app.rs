@@ -590,8 +590,10 @@ fn run_daemon(config: Option<&Path>, args: RunArgs) -> anyhow::Result<ExitCode> 
     signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone())
         .context("installing signal handlers")?;
     let file = crate::config::settings::file_in_use(config);
+    let inputs = crate::daemon::Inputs::live(&cfg)?;
     crate::daemon::run(
         cfg,
+        inputs,
         file,
         stop,
         Some(crate::daemon::Reload {

@@ -10,6 +10,7 @@
 //! for, and traffic stamped before the clock is trusted is filed by [`crate::clock`]'s rule.
 //! It never counts anything itself and never lets a database problem reach the capture thread.
 
+use crate::capture::PacketSource;
 use crate::capture::live::{self, Follow, LiveConfig};
 use crate::clock::{ClockGate, SystemClock};
 use crate::config::Config;
@@ -68,46 +69,89 @@ const RELOADABLE: &[&str] = &[
     "backup_dir",
 ];
 
-/// The live run. `file` is the config file the settings page may edit (`None`: nothing to edit).
-pub fn run(
-    cfg: Config,
-    file: Option<std::path::PathBuf>,
-    stop: Arc<AtomicBool>,
-    reload: Option<Reload>,
-) -> anyhow::Result<()> {
-    run_with_health(cfg, file, stop, reload, SharedHealth::new())
+/// What a run reads from and answers on, opened before anything starts: the packet source, the
+/// database lock and the web listener. [`Inputs::live`] opens them from the configuration; a
+/// test hands in fabricated frames and a listener on port 0 with [`Inputs::new`].
+pub struct Inputs {
+    pub capture: Box<dyn PacketSource>,
+    /// Held for the whole run: a second daemon on the same file, or `lanmeter restore`, refuses.
+    lock: DbLock,
+    pub listener: std::net::TcpListener,
 }
 
-/// [`run`], recording the storage health in `health` for whoever reads it (web, alerts).
-pub fn run_with_health(
+impl Inputs {
+    /// The configured interface (or the default route's), the database lock and `listen`, in
+    /// the order whose first failure is the one worth reporting: capture needs privileges and
+    /// fails most often; a second daemon on the same database is told so before it is told
+    /// about the port they share; a port conflict is one clear error and nothing half-runs.
+    pub fn live(cfg: &Config) -> anyhow::Result<Inputs> {
+        // A configured interface is followed by its MAC when it comes back under another name;
+        // none configured, the capture follows the default route. Either way a missing one is
+        // waited for.
+        let follow = match &cfg.interface {
+            Some(name) => live::interface_mac(name).map_or(Follow::Name, Follow::NameOrMac),
+            None => Follow::DefaultRoute(discovery::default_route_interface),
+        };
+        let capture = live::open_following(
+            &LiveConfig {
+                interface: cfg.interface.clone().unwrap_or_default(),
+                snaplen: cfg.snaplen,
+                buffer_bytes: cfg.buffer_mib.saturating_mul(1024 * 1024),
+                promiscuous: cfg.promiscuous,
+                stats_log_interval: Duration::from_secs(cfg.stats_log_interval_secs),
+            },
+            follow,
+        )?;
+        let lock = lock(cfg)?;
+        let listener = std::net::TcpListener::bind(cfg.listen).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on {} for the web dashboard: {e}: stop the program that uses this port, or set `listen` in the config file",
+                cfg.listen
+            )
+        })?;
+        Ok(Inputs {
+            capture: Box::new(capture),
+            lock,
+            listener,
+        })
+    }
+
+    /// Any packet source and an already bound listener; the configured database is locked here.
+    pub fn new(
+        cfg: &Config,
+        capture: Box<dyn PacketSource>,
+        listener: std::net::TcpListener,
+    ) -> anyhow::Result<Inputs> {
+        Ok(Inputs {
+            capture,
+            lock: lock(cfg)?,
+            listener,
+        })
+    }
+}
+
+fn lock(cfg: &Config) -> anyhow::Result<DbLock> {
+    let db = cfg.database_path();
+    DbLock::acquire(&db).with_context(|| format!("locking database {}", db.display()))
+}
+
+/// The live run. `file` is the config file the settings page may edit (`None`: nothing to edit).
+pub fn run(
     mut cfg: Config,
+    inputs: Inputs,
     file: Option<std::path::PathBuf>,
     stop: Arc<AtomicBool>,
     reload: Option<Reload>,
-    health: SharedHealth,
 ) -> anyhow::Result<()> {
-    // A configured interface is followed by its MAC when it comes back under another name; none
-    // configured, the capture follows the default route. Either way a missing one is waited for.
-    let follow = match &cfg.interface {
-        Some(name) => live::interface_mac(name).map_or(Follow::Name, Follow::NameOrMac),
-        None => Follow::DefaultRoute(discovery::default_route_interface),
-    };
-    let capture = live::open_following(
-        &LiveConfig {
-            interface: cfg.interface.clone().unwrap_or_default(),
-            snaplen: cfg.snaplen,
-            buffer_bytes: cfg.buffer_mib.saturating_mul(1024 * 1024),
-            promiscuous: cfg.promiscuous,
-            stats_log_interval: Duration::from_secs(cfg.stats_log_interval_secs),
-        },
-        follow,
-    )?;
+    let health = SharedHealth::new();
+    let Inputs {
+        capture,
+        lock: mut _lock,
+        listener,
+    } = inputs;
     let mut iface = capture.interface().to_string();
     let waiting_at_start = capture.is_waiting();
     let db = cfg.database_path();
-    // Held for the whole run: a second daemon on the same file, or `lanmeter restore`, refuses.
-    let mut _lock =
-        DbLock::acquire(&db).with_context(|| format!("locking database {}", db.display()))?;
     // Gone while backups of it exist: a damage too, before the open creates an empty one.
     backup::record_if_missing(&db, &cfg.backup_dir_path())
         .with_context(|| format!("checking database {}", db.display()))?;
@@ -122,13 +166,6 @@ pub fn run_with_health(
     let clock = SystemClock::default();
     let mut gate = ClockGate::new(crate::clock::CLOCK_FLOOR.as_second());
     let mut backups = BackupSchedule::default();
-    // Bound before capture starts, so a port conflict is one clear error and nothing half-runs.
-    let listener = std::net::TcpListener::bind(cfg.listen).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot listen on {} for the web dashboard: {e}: stop the program that uses this port, or set `listen` in the config file",
-            cfg.listen
-        )
-    })?;
 
     let detected = (!waiting_at_start)
         .then(|| discovery::detect_gateway(&iface))
@@ -162,16 +199,14 @@ pub fn run_with_health(
             live.clone(),
         )));
     }
-    let web_handle = web_state.clone();
+    let listen_addr = listener
+        .local_addr()
+        .map_or_else(|_| cfg.listen.to_string(), |a| a.to_string());
     let web_thread = crate::web::spawn(listener, web_state, stop.clone(), tls)
         .context("starting the web server thread")?;
-    let (capture_thread, stats) = capture
-        .spawn(Box::new(meter.clone()), stop.clone())
-        .context("starting the capture thread")?;
-    web_handle.set_capture(crate::web::CaptureInfo {
-        interface: iface.clone(),
-        stats: Arc::clone(&stats),
-    });
+    let (capture_thread, stats) =
+        crate::capture::source::spawn(capture, Box::new(meter.clone()), stop.clone())
+            .context("starting the capture thread")?;
     telemetry.set_capture(Arc::clone(&stats));
     // The alert thread sees capture only through this copy of a few counters and a flag the
     // loop below keeps current; it never touches the meter or the capture thread.
@@ -211,7 +246,7 @@ pub fn run_with_health(
         gateway_source = if cfg.gateway.is_some() { "config" } else { "routing table" },
         local_prefixes = ?meter.with(|m| m.locality().prefixes().to_vec()),
         database = %db.display(),
-        web = %cfg.listen,
+        web = %listen_addr,
         flush_interval_secs = cfg.flush_interval_secs,
         "capturing"
     );

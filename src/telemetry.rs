@@ -6,7 +6,7 @@
 //! the existing [`SharedHealth`], so recording a flush never waits on a reader. It must never be
 //! touched on the packet path (the capture thread publishes into its own `CaptureStats`).
 
-use crate::capture::live::{CaptureStats, CaptureStatsSnapshot};
+use crate::capture::{CaptureStats, CaptureStatsSnapshot};
 use crate::store::health::SharedHealth;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError};
@@ -161,6 +161,16 @@ impl Telemetry {
     /// The capture's state in words ("capturing on eth0", "waiting for interface wlan0", ...).
     pub fn capture_state(&self) -> Option<String> {
         self.0.capture.get().map(|s| s.state().to_string())
+    }
+
+    /// The interface captured on (or waited for) now, `None` when nothing captures.
+    pub fn capture_interface(&self) -> Option<String> {
+        self.0.capture.get().map(|s| s.interface())
+    }
+
+    /// Whether the capture waits for its interface (false when nothing captures).
+    pub fn capture_waiting(&self) -> bool {
+        self.0.capture.get().is_some_and(|s| s.is_waiting())
     }
 
     /// When this handle was made (the daemon's start).

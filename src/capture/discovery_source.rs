@@ -8,10 +8,9 @@
 //! block accounting (it shares nothing with it), log per packet, or touch the database.
 
 use super::LinkType;
-use super::live::{CaptureError, POLL_TIMEOUT_MS, timeval_ns};
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use super::live::{CaptureError, PcapHandle};
+use super::source::{POLL_TIMEOUT_MS, PacketReader};
 use pcap::{Active, Capture};
-use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -38,7 +37,7 @@ pub struct DiscoveryCaptureConfig {
 }
 
 pub struct DiscoveryCapture {
-    cap: Capture<Active>,
+    handle: PcapHandle,
     link: LinkType,
     cfg: DiscoveryCaptureConfig,
 }
@@ -91,7 +90,7 @@ pub fn open_discovery(cfg: &DiscoveryCaptureConfig) -> Result<DiscoveryCapture, 
     };
     tracing::info!(iface, snaplen = cfg.snaplen, "discovery capture opened");
     Ok(DiscoveryCapture {
-        cap,
+        handle: PcapHandle::new(cap, iface),
         link,
         cfg: cfg.clone(),
     })
@@ -111,33 +110,35 @@ impl DiscoveryCapture {
 
     fn run(mut self, mut sink: Box<dyn RawSink>, stop: &AtomicBool) {
         let mut errors = 0u64;
+        let pause = Duration::from_millis(POLL_TIMEOUT_MS.into());
         while !stop.load(Ordering::Relaxed) {
-            let mut fds = [PollFd::new(self.cap.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, PollTimeout::from(POLL_TIMEOUT_MS)) {
-                Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
-                Ok(_) => {}
-                Err(_) => {
-                    std::thread::sleep(Duration::from_millis(POLL_TIMEOUT_MS.into()));
-                    continue;
+            let mut failed = match self.handle.wait_readable() {
+                Ok(true) => None,
+                Ok(false) => continue,
+                Err(e) => Some(e),
+            };
+            if failed.is_none() {
+                for _ in 0..MAX_FRAMES_PER_WAKE {
+                    match self.handle.next_packet() {
+                        Ok(Some(p)) => sink.frame(self.link, p.ts_ns, p.data),
+                        Ok(None) => break,
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
                 }
             }
-            for _ in 0..MAX_FRAMES_PER_WAKE {
-                match self.cap.next_packet() {
-                    Ok(p) => sink.frame(self.link, timeval_ns(&p.header.ts), p.data),
-                    Err(pcap::Error::TimeoutExpired) => break,
-                    Err(err) => {
-                        errors += 1;
-                        if errors == 1 || errors.is_power_of_two() {
-                            tracing::warn!(iface = %self.cfg.interface, error = %err, errors, "discovery capture read failed");
-                        }
-                        // Readable-with-error must not become a busy loop; a vanished interface
-                        // is reopened by the accounting capture's logic, here we just retry.
-                        std::thread::sleep(Duration::from_millis(POLL_TIMEOUT_MS.into()));
-                        if let Ok(fresh) = open_discovery(&self.cfg) {
-                            self.cap = fresh.cap;
-                        }
-                        break;
-                    }
+            if let Some(err) = failed {
+                errors += 1;
+                if errors == 1 || errors.is_power_of_two() {
+                    tracing::warn!(iface = %self.cfg.interface, error = %err, errors, "discovery capture read failed");
+                }
+                // Readable-with-error must not become a busy loop; a vanished interface is
+                // reopened by the accounting capture's logic, here we just retry.
+                std::thread::sleep(pause);
+                if let Ok(fresh) = open_discovery(&self.cfg) {
+                    self.handle = fresh.handle;
                 }
             }
         }

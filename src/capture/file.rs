@@ -377,6 +377,34 @@ impl FileSource {
             .unwrap_or(LinkType::Ethernet)
     }
 
+    /// The next record, as [`super::source::FileFeed`] hands it to the shared capture loop;
+    /// `Ok(None)` at the end, the reason as text where reading stopped early. A record of
+    /// another link type than `link` (a pcapng mixing interfaces) comes without its bytes: the
+    /// loop counts it as seen but not attributable, where replay lists it as skipped.
+    pub(super) fn next_packet(
+        &mut self,
+        link: LinkType,
+    ) -> Result<Option<super::source::RawPacket<'_>>, String> {
+        match self.reader.next() {
+            Next::Record {
+                ts,
+                wire_len,
+                linktype,
+                data,
+            } => Ok(Some(super::source::RawPacket {
+                ts_ns: ts,
+                wire_len,
+                data: if LinkType::from_dlt(linktype as i32) == Some(link) {
+                    data
+                } else {
+                    &[]
+                },
+            })),
+            Next::End => Ok(None),
+            Next::Stopped { at, stop } => Err(format!("{at}: {stop:?}")),
+        }
+    }
+
     /// Reads every record into `sink`, calling `after_batch` after each batch (replay uses it to
     /// take deltas while the file is read). Stops at the end of the file, or at a truncated tail,
     /// in which case everything before it has been delivered and the error says where it ended.

@@ -1,28 +1,24 @@
-//! Live capture from a network interface: opening the libpcap handle and the capture thread.
+//! Live capture from a network interface: opening the libpcap handle, and the interface's
+//! housekeeping while the shared capture loop ([`super::source`]) reads it.
 //!
-//! It owns the live pcap handle, the named OS thread that reads it, and the capture statistics
-//! (ours and the kernel's). The thread only reads, decodes into a reusable batch and hands the
-//! batch to a [`FrameSink`]: it must never log, allocate or block per packet, never touch the
-//! database or anything async, and must notice the stop flag within about [`POLL_TIMEOUT_MS`] even
-//! on a link where nothing ever arrives.
+//! It owns the live pcap handle and what keeps it usable: waiting for a missing interface,
+//! reopening one that vanished, following the default route, watching the link for gaps and
+//! copying the kernel's counters into [`CaptureStats`]. Reading, decoding and the stop flag are
+//! the loop's; nothing here runs per packet except [`PcapHandle`]'s read.
 
-use super::decode::{self, Frame, LinkType};
-use super::{BATCH, FrameSink};
+use super::FrameSink;
+use super::decode::LinkType;
+pub use super::source::POLL_TIMEOUT_MS;
+use super::source::{self, PacketReader, PacketSource, RawPacket, ReadError};
+use super::stats::{CaptureStats, log_stats};
 use crate::model::MacAddr;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use pcap::{Active, Capture};
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-
-/// How long one poll(2) waits for the handle to become readable: the bound on how late the loop
-/// notices `stop` on an idle link. A blocking pcap read with a timeout was seen never to return on
-/// an idle veth (TOOLCHAIN.md), so the loop never blocks anywhere but here.
-pub const POLL_TIMEOUT_MS: u16 = 100;
-/// Batches read after a stop request to empty the kernel's queue (256 frames each).
-const FINAL_DRAIN_BATCHES: usize = 4096;
 
 /// How often the kernel's counters (pcap_stats) are copied into [`CaptureStats`].
 const PCAP_STATS_REFRESH: Duration = Duration::from_secs(1);
@@ -208,15 +204,88 @@ fn interface_state(iface: &str) -> InterfaceState {
 }
 
 /// An opened, activated, non-blocking live capture that no thread reads yet, or one still
-/// waiting for its interface.
+/// waiting for its interface. As a [`PacketSource`] it also keeps the interface's housekeeping:
+/// reopening, following the default route, watching the link, the kernel's counters.
 pub struct LiveCapture {
     /// `None` while the interface is missing (not yet there, vanished) or down at open.
-    cap: Option<Capture<Active>>,
+    handle: Option<PcapHandle>,
     link: LinkType,
     /// Kept to reopen the interface if it vanishes and comes back; `interface` is the name
     /// captured on now (it changes when the interface is followed elsewhere).
     cfg: LiveConfig,
     follow: Follow,
+    kernel: KernelCounters,
+    gaps: GapWatch,
+    last_refresh: Instant,
+    last_log: Instant,
+    last_reopen: Instant,
+    last_route_check: Instant,
+    last_link_check: Instant,
+    last_wait_log: Instant,
+}
+
+/// An activated non-blocking libpcap handle and the interface it is bound to: the reading part
+/// shared by the accounting, discovery and Wi-Fi monitor captures.
+pub(super) struct PcapHandle {
+    pub(super) cap: Capture<Active>,
+    iface: String,
+    /// The interface's index when the handle was opened. A read error while the name has
+    /// another index, or none, means the handle's interface is gone: that, asked of the kernel,
+    /// is what makes an error [`ReadError::Vanished`] (libpcap's message text is not parsed).
+    ifindex: Option<u32>,
+}
+
+impl PcapHandle {
+    pub(super) fn new(cap: Capture<Active>, iface: &str) -> PcapHandle {
+        PcapHandle {
+            cap,
+            iface: iface.to_string(),
+            ifindex: nix::net::if_::if_nametoindex(iface).ok(),
+        }
+    }
+}
+
+/// Types a read error on `iface` (see [`PcapHandle::ifindex`]). `any` is libpcap's pseudo-device,
+/// unknown to the kernel, so it never vanishes.
+fn read_error(iface: &str, ifindex: Option<u32>, message: String) -> ReadError {
+    let now = nix::net::if_::if_nametoindex(iface).ok();
+    if iface != "any" && (now.is_none() || now != ifindex) {
+        ReadError::Vanished {
+            iface: iface.to_string(),
+        }
+    } else {
+        ReadError::Failed {
+            iface: iface.to_string(),
+            message,
+        }
+    }
+}
+
+impl PacketReader for PcapHandle {
+    /// poll(2) on the handle; EINTR counts as "nothing yet" so that a signal only makes the loop
+    /// check `stop` sooner.
+    fn wait_readable(&mut self) -> Result<bool, ReadError> {
+        let mut fds = [PollFd::new(self.cap.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(POLL_TIMEOUT_MS)) {
+            Ok(n) => Ok(n > 0),
+            Err(nix::errno::Errno::EINTR) => Ok(false),
+            Err(err) => Err(read_error(&self.iface, self.ifindex, err.to_string())),
+        }
+    }
+
+    #[inline]
+    fn next_packet(&mut self) -> Result<Option<RawPacket<'_>>, ReadError> {
+        match self.cap.next_packet() {
+            Ok(p) => Ok(Some(RawPacket {
+                ts_ns: timeval_ns(&p.header.ts),
+                wire_len: p.header.len,
+                data: p.data,
+            })),
+            // In non-blocking mode this is libpcap's "nothing buffered right now".
+            Err(pcap::Error::TimeoutExpired) => Ok(None),
+            Err(err) => Err(read_error(&self.iface, self.ifindex, err.to_string())),
+        }
+    }
 }
 
 impl std::fmt::Debug for LiveCapture {
@@ -284,12 +353,12 @@ pub fn open(cfg: &LiveConfig) -> Result<LiveCapture, CaptureError> {
         promiscuous = cfg.promiscuous,
         "live capture opened"
     );
-    Ok(LiveCapture {
-        cap: Some(cap),
+    Ok(LiveCapture::new(
+        Some(PcapHandle::new(cap, iface)),
         link,
-        cfg: cfg.clone(),
-        follow: Follow::Name,
-    })
+        cfg.clone(),
+        Follow::Name,
+    ))
 }
 
 /// Which interface `follow` points at now: the configured name while it exists, else the one
@@ -318,12 +387,7 @@ pub fn open_following(cfg: &LiveConfig, follow: Follow) -> Result<LiveCapture, C
             iface = %cfg.interface,
             "{why}: waiting for it; capture starts as soon as it is there (the wait is shown on /system)"
         );
-        LiveCapture {
-            cap: None,
-            link: LinkType::Ethernet,
-            cfg,
-            follow: follow.clone(),
-        }
+        LiveCapture::new(None, LinkType::Ethernet, cfg, follow.clone())
     };
     let Some(name) = resolve(&cfg.interface, &follow) else {
         return Ok(waiting(
@@ -349,167 +413,6 @@ pub fn open_following(cfg: &LiveConfig, follow: Follow) -> Result<LiveCapture, C
         }
         Err(e) => Err(e),
     }
-}
-
-/// Counters the capture thread publishes; readable from any thread at any time.
-///
-/// Our own counters are published once per batch (not per frame) to keep atomics off the per-packet
-/// path; the kernel's (pcap_stats) are refreshed about once a second.
-#[derive(Debug, Default)]
-pub struct CaptureStats {
-    frames_seen: AtomicU64,
-    frames_decoded: AtomicU64,
-    frames_undecodable: AtomicU64,
-    wire_bytes_seen: AtomicU64,
-    read_errors: AtomicU64,
-    pcap_received: AtomicU64,
-    pcap_dropped: AtomicU64,
-    pcap_if_dropped: AtomicU64,
-    link_gaps: AtomicU64,
-    link_gap_millis: AtomicU64,
-    link_down_since: AtomicU64,
-    /// No handle: the interface is missing (not there yet, or vanished) and waited for.
-    waiting: AtomicBool,
-    /// The interface captured on (or waited for) now; empty while following a default route
-    /// that does not exist yet. Written only when it changes, never on the packet path.
-    interface: Mutex<String>,
-}
-
-/// What the capture is doing, for the health page, the API and the service status.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CaptureState {
-    Capturing {
-        iface: String,
-    },
-    /// The interface is missing; `iface` is empty while no default route names one.
-    Waiting {
-        iface: String,
-    },
-    /// The interface exists but is down or has no carrier, since this moment (epoch seconds).
-    LinkDown {
-        iface: String,
-        since: i64,
-    },
-}
-
-impl std::fmt::Display for CaptureState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CaptureState::Capturing { iface } => write!(f, "capturing on {iface}"),
-            CaptureState::Waiting { iface } if iface.is_empty() => {
-                write!(f, "waiting for a default route to pick the interface from")
-            }
-            CaptureState::Waiting { iface } => write!(f, "waiting for interface {iface}"),
-            CaptureState::LinkDown { iface, since } => write!(
-                f,
-                "link down on {iface} since {}: its traffic is not counted",
-                jiff::Timestamp::from_second(*since)
-                    .map(|t| t.to_string())
-                    .unwrap_or_else(|_| since.to_string())
-            ),
-        }
-    }
-}
-
-/// A plain copy of [`CaptureStats`] at one moment.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct CaptureStatsSnapshot {
-    /// Frames read from the handle.
-    pub frames_seen: u64,
-    /// Frames that became a [`Frame`] and went to the sink.
-    pub frames_decoded: u64,
-    /// Frames without a readable link-layer source: counted here, attributed to nobody.
-    pub frames_undecodable: u64,
-    /// Sum of the wire length of every frame seen.
-    pub wire_bytes_seen: u64,
-    /// Errors libpcap returned while reading (the interface went down, disappeared...).
-    pub read_errors: u64,
-    /// pcap_stats `ps_recv`: frames the kernel passed to the capture socket.
-    pub pcap_received: u64,
-    /// pcap_stats `ps_drop`: frames the kernel dropped because the capture ring was full.
-    pub pcap_dropped: u64,
-    /// pcap_stats `ps_ifdrop`: frames the interface or its driver dropped.
-    pub pcap_if_dropped: u64,
-    /// Times the interface went down, lost its carrier or vanished: gaps in the counts, since
-    /// whatever crossed the wire meanwhile was never seen.
-    pub link_gaps: u64,
-    /// Total length of the gaps that have ended, in milliseconds.
-    pub link_gap_millis: u64,
-    /// While a gap lasts: when it began, seconds since the epoch.
-    pub link_down_since: Option<i64>,
-}
-
-impl CaptureStats {
-    /// The interface captured on (or waited for) now.
-    pub fn interface(&self) -> String {
-        self.interface
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    fn set_interface(&self, iface: &str) {
-        let mut cur = self
-            .interface
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if *cur != iface {
-            *cur = iface.to_string();
-        }
-    }
-
-    /// Whether the capture has no handle and waits for its interface.
-    pub fn is_waiting(&self) -> bool {
-        self.waiting.load(Ordering::Relaxed)
-    }
-
-    pub fn state(&self) -> CaptureState {
-        let iface = self.interface();
-        if self.is_waiting() {
-            return CaptureState::Waiting { iface };
-        }
-        match self.snapshot().link_down_since {
-            Some(since) => CaptureState::LinkDown { iface, since },
-            None => CaptureState::Capturing { iface },
-        }
-    }
-
-    pub fn snapshot(&self) -> CaptureStatsSnapshot {
-        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        CaptureStatsSnapshot {
-            frames_seen: r(&self.frames_seen),
-            frames_decoded: r(&self.frames_decoded),
-            frames_undecodable: r(&self.frames_undecodable),
-            wire_bytes_seen: r(&self.wire_bytes_seen),
-            read_errors: r(&self.read_errors),
-            pcap_received: r(&self.pcap_received),
-            pcap_dropped: r(&self.pcap_dropped),
-            pcap_if_dropped: r(&self.pcap_if_dropped),
-            link_gaps: r(&self.link_gaps),
-            link_gap_millis: r(&self.link_gap_millis),
-            link_down_since: match r(&self.link_down_since) {
-                0 => None,
-                t => i64::try_from(t).ok(),
-            },
-        }
-    }
-}
-
-fn log_stats(iface: &str, s: &CaptureStatsSnapshot, msg: &'static str) {
-    tracing::info!(
-        iface,
-        frames_seen = s.frames_seen,
-        frames_decoded = s.frames_decoded,
-        frames_undecodable = s.frames_undecodable,
-        wire_bytes_seen = s.wire_bytes_seen,
-        read_errors = s.read_errors,
-        pcap_received = s.pcap_received,
-        pcap_dropped = s.pcap_dropped,
-        pcap_if_dropped = s.pcap_if_dropped,
-        link_gaps = s.link_gaps,
-        link_gap_millis = s.link_gap_millis,
-        "{msg}"
-    );
 }
 
 /// libpcap's counters are 32-bit and wrap (after ~4 billion frames, hours at line rate); this keeps
@@ -622,170 +525,45 @@ fn link_usable(iface: &str) -> Option<bool> {
 }
 
 impl LiveCapture {
+    fn new(
+        handle: Option<PcapHandle>,
+        link: LinkType,
+        cfg: LiveConfig,
+        follow: Follow,
+    ) -> LiveCapture {
+        let now = Instant::now();
+        LiveCapture {
+            handle,
+            link,
+            cfg,
+            follow,
+            kernel: KernelCounters::default(),
+            gaps: GapWatch::default(),
+            last_refresh: now,
+            last_log: now,
+            last_reopen: now,
+            last_route_check: now,
+            last_link_check: now,
+            last_wait_log: now,
+        }
+    }
+
     pub fn link_type(&self) -> LinkType {
         self.link
     }
 
-    pub fn interface(&self) -> &str {
-        &self.cfg.interface
-    }
-
-    /// Whether the interface is still waited for (see [`open_following`]).
-    pub fn is_waiting(&self) -> bool {
-        self.cap.is_none()
-    }
-
-    /// Starts the capture thread, named `capture-<iface>` (or `capture` while following a
-    /// default route that is not there yet). It runs until `stop` is set, then logs the final
-    /// statistics and returns; join the handle to wait for it.
+    /// Starts the capture thread (see [`source::spawn`]).
     pub fn spawn(
         self,
         sink: Box<dyn FrameSink>,
         stop: Arc<AtomicBool>,
     ) -> std::io::Result<(JoinHandle<()>, Arc<CaptureStats>)> {
-        let stats = Arc::new(CaptureStats::default());
-        stats.set_interface(&self.cfg.interface);
-        stats.waiting.store(self.cap.is_none(), Ordering::Relaxed);
-        let thread_stats = Arc::clone(&stats);
-        let name = match self.cfg.interface.as_str() {
-            "" => "capture".to_string(),
-            i => format!("capture-{i}"),
-        };
-        let handle = std::thread::Builder::new()
-            .name(name)
-            .spawn(move || self.run(sink, &stop, &thread_stats))?;
-        Ok((handle, stats))
-    }
-
-    fn run(mut self, mut sink: Box<dyn FrameSink>, stop: &AtomicBool, stats: &CaptureStats) {
-        // Allocated once for the thread's life; summaries are written into it in place.
-        let mut batch = vec![Frame::EMPTY; BATCH];
-        let mut kernel = KernelCounters::default();
-        let mut last_refresh = Instant::now();
-        let mut last_log = Instant::now();
-        let mut last_error_log: Option<Instant> = None;
-        // No handle (`self.cap` None): the interface is not there yet, or it vanished (USB adapter
-        // unplugged, bridge recreated) and the old handle, bound to the old ifindex, was dropped.
-        // It is looked for again every REOPEN_INTERVAL, by name, MAC or default route.
-        let mut last_reopen = Instant::now();
-        let mut last_route_check = Instant::now();
-        let mut iface = self.cfg.interface.clone();
-        let mut gaps = GapWatch::default();
-        let mut last_link_check = Instant::now();
-        let mut last_wait_log = Instant::now();
-
-        while !stop.load(Ordering::Relaxed) {
-            if self.cap.is_none() {
-                std::thread::sleep(Duration::from_millis(POLL_TIMEOUT_MS.into()));
-                if last_reopen.elapsed() >= REOPEN_INTERVAL {
-                    last_reopen = Instant::now();
-                    if self.reopen(&mut kernel, stats) {
-                        iface = self.cfg.interface.clone();
-                    } else if last_wait_log.elapsed() >= WAIT_LOG_INTERVAL {
-                        last_wait_log = Instant::now();
-                        tracing::warn!(state = %stats.state(), "capture still waiting for its interface: nothing is counted meanwhile");
-                    }
-                }
-            } else {
-                let error = match self.wait_readable() {
-                    Ok(true) => self.drain(&mut batch, sink.as_mut(), stop, stats).err(),
-                    Ok(false) => None,
-                    Err(err) => Some(err.to_string()),
-                };
-                if let Some(error) = error {
-                    stats.read_errors.fetch_add(1, Ordering::Relaxed);
-                    if error.contains("disappeared")
-                        || matches!(interface_state(&iface), InterfaceState::Missing)
-                    {
-                        tracing::warn!(
-                            iface,
-                            error,
-                            "capture interface disappeared; it is reopened when it (or its replacement) comes back"
-                        );
-                        self.cap = None;
-                        stats.waiting.store(true, Ordering::Relaxed);
-                        last_reopen = Instant::now();
-                    } else {
-                        log_read_error(&iface, &mut last_error_log, &error);
-                        // The handle may stay readable-with-error; do not spin on it.
-                        std::thread::sleep(Duration::from_millis(POLL_TIMEOUT_MS.into()));
-                    }
-                }
-            }
-            let now = Instant::now();
-            if let Follow::DefaultRoute(route) = self.follow
-                && self.cap.is_some()
-                && now.duration_since(last_route_check) >= ROUTE_CHECK_INTERVAL
-            {
-                last_route_check = now;
-                if let Some(moved) = route().filter(|r| *r != iface) {
-                    tracing::warn!(from = %iface, to = %moved, "the default route moved to another interface: capture follows it");
-                    self.cap = None;
-                    if self.reopen(&mut kernel, stats) {
-                        iface = self.cfg.interface.clone();
-                    } else {
-                        stats.waiting.store(true, Ordering::Relaxed);
-                    }
-                }
-            }
-            if now.duration_since(last_link_check) >= LINK_CHECK_INTERVAL {
-                last_link_check = now;
-                let usable = if self.cap.is_none() {
-                    Some(false)
-                } else {
-                    link_usable(&iface)
-                };
-                gaps.observe(
-                    &iface,
-                    usable,
-                    now,
-                    jiff::Timestamp::now().as_second(),
-                    stats,
-                );
-            }
-            if self.cap.is_some() && now.duration_since(last_refresh) >= PCAP_STATS_REFRESH {
-                last_refresh = now;
-                self.refresh_kernel_stats(&mut kernel, stats);
-            }
-            if now.duration_since(last_log) >= self.cfg.stats_log_interval {
-                last_log = now;
-                log_stats(&iface, &stats.snapshot(), "capture statistics");
-            }
-        }
-        if self.cap.is_some() {
-            // Frames the kernel queued before the stop request are counted, not dropped: a
-            // clean stop must account for everything that crossed the wire before it. Bounded,
-            // so a flood cannot keep a stopping process alive.
-            for _ in 0..FINAL_DRAIN_BATCHES {
-                if !matches!(
-                    self.drain(&mut batch, sink.as_mut(), stop, stats),
-                    Ok(false)
-                ) {
-                    break;
-                }
-            }
-            self.refresh_kernel_stats(&mut kernel, stats);
-        }
-        log_stats(&iface, &stats.snapshot(), "capture stopped");
-    }
-
-    /// Waits up to [`POLL_TIMEOUT_MS`] for the handle to have something to read. EINTR counts as
-    /// "nothing yet" so that a signal only makes the loop check `stop` sooner.
-    fn wait_readable(&self) -> Result<bool, nix::errno::Errno> {
-        let Some(cap) = &self.cap else {
-            return Ok(false);
-        };
-        let mut fds = [PollFd::new(cap.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::from(POLL_TIMEOUT_MS)) {
-            Ok(n) => Ok(n > 0),
-            Err(nix::errno::Errno::EINTR) => Ok(false),
-            Err(err) => Err(err),
-        }
+        source::spawn(Box::new(self), sink, stop)
     }
 
     /// Opens the interface `follow` points at now (the same name, the one with the MAC, or the
     /// default route's) with the original settings, in this thread's namespace.
-    fn reopen(&mut self, kernel: &mut KernelCounters, stats: &CaptureStats) -> bool {
+    fn reopen(&mut self) -> bool {
         let Some(name) = resolve(&self.cfg.interface, &self.follow) else {
             tracing::debug!("no default route yet");
             return false;
@@ -794,17 +572,15 @@ impl LiveCapture {
             interface: name,
             ..self.cfg.clone()
         };
-        stats.set_interface(&cfg.interface);
         match open(&cfg) {
             Ok(fresh) => {
                 if cfg.interface != self.cfg.interface && !self.cfg.interface.is_empty() {
                     tracing::warn!(from = %self.cfg.interface, to = %cfg.interface, "capture interface replaced: now capturing on the new one");
                 }
-                self.cap = fresh.cap;
+                self.handle = fresh.handle;
                 self.link = fresh.link;
                 self.cfg = cfg;
-                kernel.restart();
-                stats.waiting.store(false, Ordering::Relaxed);
+                self.kernel.restart();
                 tracing::info!(iface = %self.cfg.interface, "capture resumed");
                 true
             }
@@ -816,76 +592,11 @@ impl LiveCapture {
         }
     }
 
-    /// Reads until libpcap has nothing left, handing over a batch whenever it fills. Checks `stop`
-    /// between batches so a flood cannot hold the thread past a stop request. Returns whether the
-    /// buffer was emptied (false: stopped with frames possibly left), or libpcap's read error.
-    fn drain(
-        &mut self,
-        batch: &mut [Frame],
-        sink: &mut dyn FrameSink,
-        stop: &AtomicBool,
-        stats: &CaptureStats,
-    ) -> Result<bool, String> {
-        let Some(cap) = self.cap.as_mut() else {
-            return Ok(true);
-        };
-        loop {
-            let mut n = 0;
-            let mut undecodable = 0u64;
-            let mut wire_bytes = 0u64;
-            let mut end: Option<Option<String>> = None;
-            while n + (undecodable as usize) < batch.len() {
-                match cap.next_packet() {
-                    Ok(p) => {
-                        let h = p.header;
-                        let ts = timeval_ns(&h.ts);
-                        wire_bytes += u64::from(h.len);
-                        if decode::decode_into(self.link, ts, p.data, h.len, &mut batch[n]) {
-                            n += 1;
-                        } else {
-                            undecodable += 1;
-                        }
-                    }
-                    // In non-blocking mode this is libpcap's "nothing buffered right now".
-                    Err(pcap::Error::TimeoutExpired) => {
-                        end = Some(None);
-                        break;
-                    }
-                    Err(err) => {
-                        end = Some(Some(err.to_string()));
-                        break;
-                    }
-                }
-            }
-            if n > 0 {
-                sink.ingest(&batch[..n]);
-            }
-            let seen = n as u64 + undecodable;
-            if seen > 0 {
-                stats.frames_seen.fetch_add(seen, Ordering::Relaxed);
-                stats.frames_decoded.fetch_add(n as u64, Ordering::Relaxed);
-                stats
-                    .frames_undecodable
-                    .fetch_add(undecodable, Ordering::Relaxed);
-                stats
-                    .wire_bytes_seen
-                    .fetch_add(wire_bytes, Ordering::Relaxed);
-            }
-            match end {
-                Some(None) => return Ok(true),
-                Some(Some(error)) => return Err(error),
-                None => {}
-            }
-            if stop.load(Ordering::Relaxed) {
-                return Ok(false);
-            }
-        }
-    }
-
-    fn refresh_kernel_stats(&mut self, k: &mut KernelCounters, stats: &CaptureStats) {
+    fn refresh_kernel_stats(&mut self, stats: &CaptureStats) {
         // Failure here is transient or harmless (the counters just stay stale); the next
         // refresh tries again, and read errors are reported by the read path.
-        if let Some(Ok(s)) = self.cap.as_mut().map(|c| c.stats()) {
+        let k = &mut self.kernel;
+        if let Some(Ok(s)) = self.handle.as_mut().map(|h| h.cap.stats()) {
             stats
                 .pcap_received
                 .store(k.received.update(s.received), Ordering::Relaxed);
@@ -899,6 +610,98 @@ impl LiveCapture {
     }
 }
 
+impl PacketReader for LiveCapture {
+    fn wait_readable(&mut self) -> Result<bool, ReadError> {
+        match self.handle.as_mut() {
+            Some(h) => h.wait_readable(),
+            None => Ok(false),
+        }
+    }
+
+    #[inline]
+    fn next_packet(&mut self) -> Result<Option<RawPacket<'_>>, ReadError> {
+        match self.handle.as_mut() {
+            Some(h) => h.next_packet(),
+            None => Ok(None),
+        }
+    }
+}
+
+impl PacketSource for LiveCapture {
+    fn interface(&self) -> &str {
+        &self.cfg.interface
+    }
+
+    fn link(&self) -> LinkType {
+        self.link
+    }
+
+    /// Whether the interface is still waited for (see [`open_following`]).
+    fn is_waiting(&self) -> bool {
+        self.handle.is_none()
+    }
+
+    /// No handle: the interface is not there yet, or it vanished (USB adapter unplugged, bridge
+    /// recreated) and the old handle, bound to the old ifindex, was dropped. It is looked for
+    /// again every REOPEN_INTERVAL, by name, MAC or default route. With a handle: the default
+    /// route is followed, the link watched and the kernel's counters copied.
+    fn tend(&mut self, stats: &CaptureStats) {
+        let now = Instant::now();
+        if self.handle.is_none() && now.duration_since(self.last_reopen) >= REOPEN_INTERVAL {
+            self.last_reopen = now;
+            if !self.reopen() && now.duration_since(self.last_wait_log) >= WAIT_LOG_INTERVAL {
+                self.last_wait_log = now;
+                tracing::warn!(state = %stats.state(), "capture still waiting for its interface: nothing is counted meanwhile");
+            }
+        }
+        if let Follow::DefaultRoute(route) = self.follow
+            && self.handle.is_some()
+            && now.duration_since(self.last_route_check) >= ROUTE_CHECK_INTERVAL
+        {
+            self.last_route_check = now;
+            if let Some(moved) = route().filter(|r| *r != self.cfg.interface) {
+                tracing::warn!(from = %self.cfg.interface, to = %moved, "the default route moved to another interface: capture follows it");
+                self.handle = None;
+                self.reopen();
+            }
+        }
+        if now.duration_since(self.last_link_check) >= LINK_CHECK_INTERVAL {
+            self.last_link_check = now;
+            let usable = if self.handle.is_none() {
+                Some(false)
+            } else {
+                link_usable(&self.cfg.interface)
+            };
+            self.gaps.observe(
+                &self.cfg.interface,
+                usable,
+                now,
+                jiff::Timestamp::now().as_second(),
+                stats,
+            );
+        }
+        if self.handle.is_some() && now.duration_since(self.last_refresh) >= PCAP_STATS_REFRESH {
+            self.last_refresh = now;
+            self.refresh_kernel_stats(stats);
+        }
+        if now.duration_since(self.last_log) >= self.cfg.stats_log_interval {
+            self.last_log = now;
+            log_stats(&self.cfg.interface, &stats.snapshot(), "capture statistics");
+        }
+    }
+
+    fn lose(&mut self) {
+        self.handle = None;
+        self.last_reopen = Instant::now();
+    }
+
+    fn finish(&mut self, stats: &CaptureStats) {
+        if self.handle.is_some() {
+            self.refresh_kernel_stats(stats);
+        }
+    }
+}
+
 /// Capture timestamp in ns since the epoch. libpcap's default precision is microseconds.
 // time_t and suseconds_t are i64 on 64-bit Linux but i32 on 32-bit ARM (Pi OS armhf), so the
 // conversions are needed there even though clippy sees them as no-ops here.
@@ -908,16 +711,6 @@ pub(super) fn timeval_ns(tv: &nix::libc::timeval) -> i64 {
     i64::from(tv.tv_sec)
         .saturating_mul(1_000_000_000)
         .saturating_add(i64::from(tv.tv_usec).saturating_mul(1_000))
-}
-
-/// At most one read-error line every ten seconds: an interface that stays down must not flood the
-/// journal, yet the first error is reported at once.
-fn log_read_error(iface: &str, last: &mut Option<Instant>, error: &str) {
-    let now = Instant::now();
-    if last.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10)) {
-        *last = Some(now);
-        tracing::warn!(iface, error, "capture read failed; retrying");
-    }
 }
 
 #[cfg(test)]

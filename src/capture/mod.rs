@@ -2,7 +2,8 @@
 //!
 //! This module owns libpcap (the only user of the `pcap` crate): opening live interfaces and
 //! capture files, reading records, and turning them into [`decode::Frame`] summaries that it hands,
-//! a batch at a time, to a [`FrameSink`] that `app` wires to the meter. It must never touch the
+//! a batch at a time, to a [`FrameSink`] that `app` wires to the meter. Whatever the frames come
+//! from is a [`PacketSource`] read by the one loop of [`source`]. It must never touch the
 //! database or anything async. The discovery handle ([`discovery_source`]) is separate and
 //! filtered, so accounting never reads payloads; the only frames sent are the sweep's, through
 //! its send-only handle.
@@ -15,9 +16,13 @@ pub mod monitor;
 pub mod pcapfile;
 pub mod pcapng;
 pub mod radiotap;
+pub mod source;
+pub mod stats;
 
 pub use decode::{Frame, LinkType};
-pub use live::{CaptureError, CaptureStats, CaptureStatsSnapshot, LiveCapture, LiveConfig};
+pub use live::{CaptureError, LiveCapture, LiveConfig};
+pub use source::{PacketSource, ReadError};
+pub use stats::{CaptureState, CaptureStats, CaptureStatsSnapshot};
 
 /// Frames read in one go before the sink is called: large enough to amortise the sink's lock,
 /// small enough (a few KB of summaries) to stay in cache.

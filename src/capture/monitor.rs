@@ -9,11 +9,9 @@
 //! in packaging/lanmeter.toml), not done over nl80211 here.
 
 use super::ieee80211::{self, WifiFrame, WifiLink};
-use super::live::{CaptureError, LiveConfig, POLL_TIMEOUT_MS, link_name, open_handle};
+use super::live::{CaptureError, LiveConfig, PcapHandle, link_name, open_handle};
+use super::source::{self, POLL_TIMEOUT_MS, PacketReader};
 use super::{BATCH, WifiSink};
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use pcap::{Active, Capture};
-use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -26,7 +24,7 @@ pub const MONITOR_SNAPLEN: u32 = 1024;
 
 /// An opened monitor-mode capture that no thread reads yet.
 pub struct MonitorCapture {
-    cap: Capture<Active>,
+    handle: PcapHandle,
     link: WifiLink,
     iface: String,
 }
@@ -69,7 +67,7 @@ pub fn open(iface: &str, buffer_bytes: u32) -> Result<MonitorCapture, CaptureErr
     };
     tracing::info!(iface, link = ?link, snaplen = MONITOR_SNAPLEN, "Wi-Fi monitor capture opened");
     Ok(MonitorCapture {
-        cap,
+        handle: PcapHandle::new(cap, iface),
         link,
         iface: iface.to_string(),
     })
@@ -93,25 +91,37 @@ impl MonitorCapture {
     fn run(mut self, mut sink: Box<dyn WifiSink>, stop: &AtomicBool, stats: &MonitorStats) {
         let mut batch = vec![WifiFrame::EMPTY; BATCH];
         let mut warned = false;
+        let link = self.link;
+        let pause = Duration::from_millis(POLL_TIMEOUT_MS.into());
         while !stop.load(Ordering::Relaxed) {
-            let mut fds = [PollFd::new(self.cap.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, PollTimeout::from(POLL_TIMEOUT_MS)) {
-                Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
-                Ok(_) => {}
-                Err(_) => {
-                    std::thread::sleep(Duration::from_millis(POLL_TIMEOUT_MS.into()));
-                    continue;
-                }
-            }
-            if let Err(error) = self.drain(&mut batch, sink.as_mut(), stop, stats) {
+            let read = match self.handle.wait_readable() {
+                Ok(true) => source::drain(
+                    &mut self.handle,
+                    &mut batch,
+                    |p, f| ieee80211::decode_into(link, p.ts_ns, p.data, p.wire_len, f),
+                    |frames| sink.ingest(frames),
+                    |d| {
+                        stats.frames_seen.fetch_add(d.seen, Ordering::Relaxed);
+                        stats
+                            .frames_undecodable
+                            .fetch_add(d.seen - d.decoded, Ordering::Relaxed);
+                    },
+                    stop,
+                )
+                .map(drop),
+                Ok(false) => Ok(()),
+                Err(e) => Err(e),
+            };
+            if let Err(error) = read {
                 stats.read_errors.fetch_add(1, Ordering::Relaxed);
                 // One warning: an unplugged adapter must not flood the journal. The survey is
                 // optional, so accounting carries on either way.
                 if !warned {
                     warned = true;
-                    tracing::warn!(iface = %self.iface, error, "Wi-Fi monitor capture read failed; the survey pauses until the adapter works again");
+                    tracing::warn!(iface = %self.iface, error = %error, "Wi-Fi monitor capture read failed; the survey pauses until the adapter works again");
                 }
-                std::thread::sleep(Duration::from_millis(POLL_TIMEOUT_MS.into()));
+                // Readable-with-error must not become a busy loop.
+                std::thread::sleep(pause);
             }
         }
         tracing::info!(
@@ -120,58 +130,6 @@ impl MonitorCapture {
             undecodable = stats.frames_undecodable.load(Ordering::Relaxed),
             "Wi-Fi monitor capture stopped"
         );
-    }
-
-    fn drain(
-        &mut self,
-        batch: &mut [WifiFrame],
-        sink: &mut dyn WifiSink,
-        stop: &AtomicBool,
-        stats: &MonitorStats,
-    ) -> Result<(), String> {
-        loop {
-            let mut n = 0;
-            let mut bad = 0u64;
-            let mut end = None;
-            while n + (bad as usize) < batch.len() {
-                match self.cap.next_packet() {
-                    Ok(p) => {
-                        let h = p.header;
-                        // time_t/suseconds_t differ in width across targets (see live.rs).
-                        #[allow(clippy::useless_conversion)]
-                        let ts = i64::from(h.ts.tv_sec)
-                            .saturating_mul(1_000_000_000)
-                            .saturating_add(i64::from(h.ts.tv_usec).saturating_mul(1_000));
-                        if ieee80211::decode_into(self.link, ts, p.data, h.len, &mut batch[n]) {
-                            n += 1;
-                        } else {
-                            bad += 1;
-                        }
-                    }
-                    Err(pcap::Error::TimeoutExpired) => {
-                        end = Some(Ok(()));
-                        break;
-                    }
-                    Err(e) => {
-                        end = Some(Err(e.to_string()));
-                        break;
-                    }
-                }
-            }
-            if n > 0 {
-                sink.ingest(&batch[..n]);
-            }
-            stats
-                .frames_seen
-                .fetch_add(n as u64 + bad, Ordering::Relaxed);
-            stats.frames_undecodable.fetch_add(bad, Ordering::Relaxed);
-            if let Some(r) = end {
-                return r;
-            }
-            if stop.load(Ordering::Relaxed) {
-                return Ok(());
-            }
-        }
     }
 }
 

@@ -40,7 +40,7 @@ pub mod wifi;
 mod tests;
 
 pub use error::AppError;
-pub use state::{AppState, CaptureInfo, Clock};
+pub use state::{AppState, Clock};
 
 use axum::Router;
 use axum::routing::{MethodRouter, get, post};

@@ -94,14 +94,14 @@ pub struct OverviewPage {
 
 /// The capture-health line: frames per second on average, drops, or why there is no capture.
 pub fn capture_health(state: &AppState) -> (String, bool) {
-    match state.capture() {
-        Some(c) => {
-            let s = c.stats.snapshot();
+    let t = state.telemetry();
+    match t.capture().zip(t.capture_interface()) {
+        Some((s, interface)) => {
             let secs = state.running_secs().max(1);
             let dropped = s.pcap_dropped + s.pcap_if_dropped;
             let line = format!(
                 "Capturing on {}: {} frames ({:.0}/s on average), {} dropped{}",
-                c.interface,
+                interface,
                 s.frames_seen,
                 s.frames_seen as f64 / secs as f64,
                 dropped,

@@ -13,13 +13,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-/// What the pages show about packet capture: the interface and the capture thread's counters.
-#[derive(Clone)]
-pub struct CaptureInfo {
-    pub interface: String,
-    pub stats: Arc<crate::capture::live::CaptureStats>,
-}
-
 /// Idle connections kept for reuse; more concurrent requests open more and drop the extra.
 const POOL_KEEP: usize = 4;
 
@@ -78,8 +71,6 @@ pub struct Shared {
     /// Once an admin password exists it can be changed but never removed, so after the first
     /// `true` the database need not be asked again on every request.
     admin_exists: AtomicBool,
-    /// Set once the capture thread runs (after the web server started); unset in a demo.
-    capture: OnceLock<CaptureInfo>,
     /// The config file the settings page edits; unset when lanmeter runs without one.
     settings: OnceLock<Arc<crate::config::settings::Editor>>,
     /// The last meter reading, for the live rate (see [`super::live`]).
@@ -141,7 +132,6 @@ impl AppState {
             db_path: db_path.to_path_buf(),
             pool: Mutex::new(vec![store]),
             admin_exists: AtomicBool::new(false),
-            capture: OnceLock::new(),
             settings: OnceLock::new(),
             rate: Mutex::new(super::live::RateSampler::default()),
             demo: OnceLock::new(),
@@ -204,15 +194,6 @@ impl AppState {
     /// The editable config file, if lanmeter runs with one.
     pub fn settings(&self) -> Option<&Arc<crate::config::settings::Editor>> {
         self.0.settings.get()
-    }
-
-    /// Tells the pages about the running capture; only the first call counts.
-    pub fn set_capture(&self, info: CaptureInfo) {
-        let _ = self.0.capture.set(info);
-    }
-
-    pub fn capture(&self) -> Option<&CaptureInfo> {
-        self.0.capture.get()
     }
 
     /// Marks the data as synthetic, with a line the pages show; only the first call counts.

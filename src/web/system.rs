@@ -144,12 +144,12 @@ pub async fn page(
             ),
         ));
     }
-    let capture = match state.capture() {
-        Some(c) => {
-            let s = c.stats.snapshot();
+    let t = state.telemetry();
+    let capture = match t.capture() {
+        Some(s) => {
             vec![
-                ("State", c.stats.state().to_string()),
-                ("Interface", c.stats.interface()),
+                ("State", t.capture_state().unwrap_or_default()),
+                ("Interface", t.capture_interface().unwrap_or_default()),
                 ("Frames seen", s.frames_seen.to_string()),
                 ("Bytes seen (wire)", fmt_bytes(s.wire_bytes_seen)),
                 (
@@ -206,7 +206,7 @@ pub async fn page(
 }
 
 /// "none", or how many gaps, their total length, and whether one is going on now.
-fn fmt_gaps(s: &crate::capture::live::CaptureStatsSnapshot) -> String {
+fn fmt_gaps(s: &crate::capture::CaptureStatsSnapshot) -> String {
     if s.link_gaps == 0 {
         return "none".into();
     }

@@ -10,6 +10,7 @@ mod capture_files;
 mod cli_errors;
 mod corpus;
 mod daemon;
+mod daemon_in_process;
 mod damage;
 mod dashboard;
 mod devices;

@@ -45,11 +45,8 @@ pub fn capture_report(state: &AppState) -> CaptureReport {
         Some(s) => CaptureReport {
             running: true,
             state: state.telemetry().capture_state().unwrap_or_default(),
-            interface: state
-                .capture()
-                .map(|c| c.stats.interface())
-                .unwrap_or_default(),
-            waiting: state.capture().is_some_and(|c| c.stats.is_waiting()),
+            interface: state.telemetry().capture_interface().unwrap_or_default(),
+            waiting: state.telemetry().capture_waiting(),
             frames_seen: s.frames_seen,
             frames_decoded: s.frames_decoded,
             frames_undecodable: s.frames_undecodable,
