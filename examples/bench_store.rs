@@ -88,7 +88,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..Config::default()
     };
     let tz = cfg.time_zone();
-    let retention = lanmeter::daemon::retention(&cfg);
+    let retention = lanmeter::store::rollup::Retention::from_config(&cfg);
     let mut store = Store::open(&db)?;
     let mut rng = Rng(42);
     // 2025-01-01T00:00:00+01:00

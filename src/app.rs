@@ -670,14 +670,9 @@ fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             // are filed under the file's first trusted minute (crate::clock).
             let mut gate = crate::clock::ClockGate::new(crate::clock::CLOCK_FLOOR.as_second());
             let r = replay::replay(&args.file, &opts, |delta, _| {
-                crate::daemon::flush_gated(
-                    &mut flusher,
-                    delta,
-                    interval,
-                    &mut gate,
-                    crate::daemon::Stamping::File,
-                )
-                .map(drop)
+                flusher
+                    .flush_gated(delta, interval, &mut gate, crate::flush::Stamping::File)
+                    .map(drop)
             })
             .with_context(|| format!("replaying {}", args.file.display()))?
             .with_context(|| format!("writing to {}", db.display()))?;

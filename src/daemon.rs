@@ -15,9 +15,8 @@ use crate::capture::live::{self, Follow, LiveConfig};
 use crate::clock::{ClockGate, SystemClock};
 use crate::config::Config;
 use crate::discovery;
-use crate::flush::Flusher;
-use crate::meter::{Delta, Locality, Meter, MeterConfig, SharedMeter};
-use crate::model::MinuteUsage;
+use crate::flush::{Flusher, Stamping};
+use crate::meter::{Locality, Meter, MeterConfig, SharedMeter};
 use crate::store::Store;
 use crate::store::backup::{self, DbLock};
 use crate::store::health::SharedHealth;
@@ -34,18 +33,6 @@ const GATEWAY_RECHECK: Duration = Duration::from_secs(60);
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(300);
 /// Attempts at the final flush before giving up and saying how much could not be written.
 const FINAL_FLUSH_ATTEMPTS: u32 = 5;
-
-/// The retention horizons of the history, from the `keep_*` config keys.
-pub fn retention(cfg: &Config) -> Retention {
-    const DAY: i64 = 86_400;
-    let months = |n: u32| (n > 0).then_some(i64::from(n) * 31 * DAY);
-    Retention {
-        minutes: Some(i64::from(cfg.keep_minutes_days) * DAY),
-        hours: Some(i64::from(cfg.keep_hours_days) * DAY),
-        days: months(cfg.keep_days_months),
-        months: (cfg.keep_months_years > 0).then_some(i64::from(cfg.keep_months_years) * 366 * DAY),
-    }
-}
 
 /// A configuration reload on SIGHUP: the flag the signal sets, and how to read the
 /// configuration again (the file and environment, with the command line's overrides).
@@ -162,7 +149,7 @@ pub fn run(
     health.read_damage(&db);
     let mut flusher = Flusher::new(store);
     let tz = cfg.time_zone();
-    let mut retention = retention(&cfg);
+    let mut retention = Retention::from_config(&cfg);
     let clock = SystemClock::default();
     let mut gate = ClockGate::new(crate::clock::CLOCK_FLOOR.as_second());
     let mut backups = BackupSchedule::default();
@@ -285,7 +272,8 @@ pub fn run(
             let distrust = clock.distrust(now_s);
             let stamping =
                 Stamping::Live(distrust.is_none().then_some(now_s - now_s.rem_euclid(60)));
-            let result = flush_gated(flusher, &delta, interval, gate, stamping)
+            let result = flusher
+                .flush_gated(&delta, interval, gate, stamping)
                 .map(|s| telemetry.record_flush(s.duration));
             let was = telemetry.clock();
             match (&distrust, &was) {
@@ -370,7 +358,7 @@ pub fn run(
                         .into_iter()
                         .filter(|k| !RELOADABLE.contains(&k.as_str()))
                         .collect::<Vec<_>>();
-                    retention = self::retention(&new);
+                    retention = Retention::from_config(&new);
                     interval = Duration::from_secs(new.flush_interval_secs);
                     next_flush = now + interval;
                     if new.gateway.is_some() && new.gateway != cfg.gateway {
@@ -479,18 +467,13 @@ pub fn run(
     let stamping = Stamping::Live(trusted);
     let mut last_err = None;
     for attempt in 1..=FINAL_FLUSH_ATTEMPTS {
-        let result = flush_gated(
-            &mut flusher,
-            &std::mem::take(&mut delta),
-            interval,
-            &mut gate,
-            stamping,
-        )
-        .and_then(|_| {
-            // Stopping while the clock is still untrusted: stored as stamped rather than lost.
-            let (usage, seen) = gate.release_as_stamped();
-            flusher.flush(usage, seen)
-        });
+        let result = flusher
+            .flush_gated(&std::mem::take(&mut delta), interval, &mut gate, stamping)
+            .and_then(|_| {
+                // Stopping while the clock is still untrusted: stored as stamped rather than lost.
+                let (usage, seen) = gate.release_as_stamped();
+                flusher.flush(usage, seen)
+            });
         match result {
             Ok(_) => {
                 last_err = None;
@@ -649,70 +632,4 @@ fn nightly_backup(
         Ok(handle) => s.job = Some(handle),
         Err(e) => tracing::error!(error = %e, "cannot start the backup thread"),
     }
-}
-
-/// Which clock decides the minute a delta is filed under (see [`crate::clock`]).
-#[derive(Clone, Copy, Debug)]
-pub enum Stamping {
-    /// The frames' stamps, as they are (synthetic traffic, tests).
-    AsStamped,
-    /// Live: the current minute when the wall clock is trusted, `None` while it is not.
-    Live(Option<i64>),
-    /// A capture file: its own stamps decide which are trusted.
-    File,
-}
-
-/// Resolves a delta against its gateway (inferring one from the delta if none is known yet) and
-/// hands it to the flusher, "other" traffic included under [`crate::store::query::OTHER`].
-pub fn flush_delta(
-    flusher: &mut Flusher,
-    delta: &Delta,
-    interval: Duration,
-) -> Result<crate::flush::FlushStats, crate::store::StoreError> {
-    flush_gated(
-        flusher,
-        delta,
-        interval,
-        &mut ClockGate::default(),
-        Stamping::AsStamped,
-    )
-}
-
-/// [`flush_delta`], with the rows stamped before the clock was trusted held in `gate` and filed
-/// by `stamping`'s rule.
-pub fn flush_gated(
-    flusher: &mut Flusher,
-    delta: &Delta,
-    interval: Duration,
-    gate: &mut ClockGate,
-    stamping: Stamping,
-) -> Result<crate::flush::FlushStats, crate::store::StoreError> {
-    let gateway = delta.gateway.or_else(|| delta.infer_gateway());
-    let (mut usage, other) = delta.minute_usage(gateway);
-    usage.extend(other.into_iter().map(|(minute, o)| MinuteUsage {
-        mac: crate::store::query::OTHER,
-        minute,
-        counts: o.counts,
-    }));
-    let seen = delta.sightings(gateway);
-    let (usage, seen) = match stamping {
-        Stamping::AsStamped => (usage, seen),
-        Stamping::Live(trusted) => gate.admit_live(usage, seen, trusted),
-        Stamping::File => gate.admit_stamped(usage, seen),
-    };
-    let stats = flusher.flush(usage, seen)?;
-    if stats.duration > interval {
-        tracing::warn!(
-            took_ms = stats.duration.as_millis() as u64,
-            interval_secs = interval.as_secs(),
-            "a flush took longer than the flush interval: the database is slow (SD card?)"
-        );
-    }
-    tracing::debug!(
-        rows = stats.rows,
-        devices = stats.devices,
-        took_us = stats.duration.as_micros() as u64,
-        "flushed"
-    );
-    Ok(stats)
 }

@@ -1,10 +1,15 @@
-//! The flusher's bookkeeping: each flush interval's deltas go to the store as one transaction,
-//! and whatever could not be written stays pending, merged with later deltas, until it is.
+//! The one flush path: a meter delta becomes minute rows (gateway resolved, "other" traffic under
+//! [`crate::store::query::OTHER`], filed by the clock rule of [`Stamping`]), and each flush
+//! interval's rows go to the store as one transaction; whatever could not be written stays
+//! pending, merged with later deltas, until it is. The daemon, the demo and replay all flush
+//! through [`Flusher::flush_gated`] (or [`Flusher::flush_delta`]).
 //!
 //! It owns the writing [`Store`] and the pending buffer. It never drops counts: a failed write
 //! leaves everything pending and returns the error for the caller to log; the next call retries.
-//! It never touches the meter or the packet path (the caller drains the meter and hands the
-//! delta over), and it never sleeps or schedules: the interval timer belongs to `app`.
+//! It never touches the meter itself or the packet path (the caller drains the meter and hands
+//! the delta over), and it never sleeps or schedules: the interval timer belongs to the run.
+use crate::clock::ClockGate;
+use crate::meter::Delta;
 use crate::model::{Counts, MacAddr, MinuteUsage, Sighting};
 use crate::store::{Store, StoreError};
 use std::collections::HashMap;
@@ -199,6 +204,74 @@ impl Flusher {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+}
+
+/// Which clock decides the minute a delta is filed under (see [`crate::clock`]).
+#[derive(Clone, Copy, Debug)]
+pub enum Stamping {
+    /// The frames' stamps, as they are (synthetic traffic, tests).
+    AsStamped,
+    /// Live: the current minute when the wall clock is trusted, `None` while it is not.
+    Live(Option<i64>),
+    /// A capture file: its own stamps decide which are trusted.
+    File,
+}
+
+/// Delta → rows: what the daemon, the demo and replay all flush through.
+impl Flusher {
+    /// Resolves a delta against its gateway (inferring one from the delta if none is known yet) and
+    /// hands it to the flusher, "other" traffic included under [`crate::store::query::OTHER`].
+    pub fn flush_delta(
+        &mut self,
+        delta: &Delta,
+        interval: Duration,
+    ) -> Result<FlushStats, StoreError> {
+        self.flush_gated(
+            delta,
+            interval,
+            &mut ClockGate::default(),
+            Stamping::AsStamped,
+        )
+    }
+
+    /// [`Flusher::flush_delta`], with the rows stamped before the clock was trusted held in `gate` and filed
+    /// by `stamping`'s rule.
+    pub fn flush_gated(
+        &mut self,
+        delta: &Delta,
+        interval: Duration,
+        gate: &mut ClockGate,
+        stamping: Stamping,
+    ) -> Result<FlushStats, StoreError> {
+        let gateway = delta.gateway.or_else(|| delta.infer_gateway());
+        let (mut usage, other) = delta.minute_usage(gateway);
+        usage.extend(other.into_iter().map(|(minute, o)| MinuteUsage {
+            mac: crate::store::query::OTHER,
+            minute,
+            counts: o.counts,
+        }));
+        let seen = delta.sightings(gateway);
+        let (usage, seen) = match stamping {
+            Stamping::AsStamped => (usage, seen),
+            Stamping::Live(trusted) => gate.admit_live(usage, seen, trusted),
+            Stamping::File => gate.admit_stamped(usage, seen),
+        };
+        let stats = self.flush(usage, seen)?;
+        if stats.duration > interval {
+            tracing::warn!(
+                took_ms = stats.duration.as_millis() as u64,
+                interval_secs = interval.as_secs(),
+                "a flush took longer than the flush interval: the database is slow (SD card?)"
+            );
+        }
+        tracing::debug!(
+            rows = stats.rows,
+            devices = stats.devices,
+            took_us = stats.duration.as_micros() as u64,
+            "flushed"
+        );
+        Ok(stats)
     }
 }
 

@@ -311,7 +311,7 @@ pub fn build(
         ..MacFacts::default()
     });
 
-    let retention = crate::daemon::retention(cfg);
+    let retention = crate::store::rollup::Retention::from_config(cfg);
     let fine_from = now - i64::from(cfg.keep_minutes_days.max(1)) * 86_400;
     let mut day = start_day.clone();
     let mut spans: Vec<Vec<(i64, i64)>> = vec![Vec::new(); devices.len()];
@@ -563,7 +563,7 @@ fn live_loop(
     stop: &AtomicBool,
 ) -> Result<(), StoreError> {
     let tz = cfg.time_zone();
-    let retention = crate::daemon::retention(cfg);
+    let retention = crate::store::rollup::Retention::from_config(cfg);
     let mut flusher = Flusher::new(Store::open(db)?);
     let interval = Duration::from_secs(cfg.flush_interval_secs.max(1));
     let tick = Duration::from_millis(250);
@@ -645,7 +645,7 @@ fn live_loop(
         if t >= next_flush {
             next_flush = t + interval;
             let delta = meter.take_delta();
-            if let Err(e) = crate::daemon::flush_delta(&mut flusher, &delta, interval) {
+            if let Err(e) = flusher.flush_delta(&delta, interval) {
                 tracing::warn!(error = %e, "demo flush failed; retried next interval");
             }
         }
@@ -660,7 +660,7 @@ fn live_loop(
         }
     }
     let delta = meter.take_delta();
-    crate::daemon::flush_delta(&mut flusher, &delta, interval).map(|_| ())
+    flusher.flush_delta(&delta, interval).map(|_| ())
 }
 
 #[cfg(test)]

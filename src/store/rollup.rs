@@ -88,6 +88,19 @@ impl Retention {
         months: None,
     };
 
+    /// The horizons the `keep_*` settings ask for (0 months or years: kept forever).
+    pub fn from_config(cfg: &crate::config::Config) -> Retention {
+        const DAY: i64 = 86_400;
+        let months = |n: u32| (n > 0).then_some(i64::from(n) * 31 * DAY);
+        Retention {
+            minutes: Some(i64::from(cfg.keep_minutes_days) * DAY),
+            hours: Some(i64::from(cfg.keep_hours_days) * DAY),
+            days: months(cfg.keep_days_months),
+            months: (cfg.keep_months_years > 0)
+                .then_some(i64::from(cfg.keep_months_years) * 366 * DAY),
+        }
+    }
+
     fn horizon(&self, level: Period) -> Option<i64> {
         match level {
             Period::Minute => self.minutes,
