@@ -596,7 +596,7 @@ fn run_daemon(config: Option<&Path>, args: RunArgs) -> anyhow::Result<ExitCode> 
         inputs,
         file,
         stop,
-        Some(crate::daemon::Reload {
+        Some(crate::run::reload::Reload {
             requested: reload,
             load: Box::new(load),
         }),
@@ -692,7 +692,7 @@ fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             r
         }
     };
-    crate::discovery_run::fill_vendors(
+    crate::run::discovery::fill_vendors(
         &crate::discovery::vendor::OuiDb::system(),
         &mut result.discovered,
         &mut std::collections::HashSet::new(),
@@ -702,7 +702,7 @@ fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         let mut store =
             Store::open(db).with_context(|| format!("opening database {}", db.display()))?;
         store
-            .write_discovery(&result.discovered, window_ns, crate::discovery_run::guess)
+            .write_discovery(&result.discovered, window_ns, crate::run::discovery::guess)
             .with_context(|| format!("writing devices to {}", db.display()))?;
     }
     if !result.stats.skipped_links.is_empty() {

@@ -46,13 +46,14 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod discovery;
-pub mod discovery_run;
+
 pub mod flush;
 pub mod meter;
 pub mod model;
 pub mod mqtt;
 pub mod plan;
 pub mod replay;
+pub mod run;
 pub mod setup_code;
 pub mod store;
 pub mod survey;

@@ -1,0 +1,177 @@
+//! History maintenance and the nightly backup, on the daemon's schedule.
+//!
+//! Every [`MAINTENANCE_INTERVAL`] (and one flush interval after the start): closed hours are
+//! rolled up and retention applied on the flusher's connection, the damage record beside the
+//! database is reread, and the nightly backup is started on its own thread (with its own
+//! connection, so flushes go on) once the local clock reaches `backup_hour`.
+
+use super::{Ctx, Periodic};
+use crate::config::Config;
+use crate::flush::Flusher;
+use crate::store::backup;
+use crate::store::health::SharedHealth;
+use crate::store::rollup::Retention;
+use std::time::{Duration, Instant};
+
+/// How often the history maintenance (rollups, retention) and the nightly-backup clock are
+/// checked. Rollups only do work when an hour has closed, so this mostly costs one small read.
+const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(300);
+
+/// The schedule and the backup thread between rounds.
+pub struct Maintenance {
+    next: Instant,
+    tz: jiff::tz::TimeZone,
+    backups: BackupSchedule,
+}
+
+impl Maintenance {
+    /// The first round comes `first` after `now` (one flush interval: the history is rolled up
+    /// soon after a start, not five minutes later).
+    pub fn new(now: Instant, first: Duration, tz: jiff::tz::TimeZone) -> Maintenance {
+        Maintenance {
+            next: now + first,
+            tz,
+            backups: BackupSchedule::default(),
+        }
+    }
+}
+
+impl Periodic for Maintenance {
+    fn tick(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
+        if now < self.next {
+            return;
+        }
+        self.next = now + MAINTENANCE_INTERVAL;
+        maintain(
+            ctx.flusher,
+            &self.tz,
+            &Retention::from_config(ctx.cfg),
+            ctx.health,
+        );
+        ctx.health.read_damage(ctx.db);
+        if ctx.cfg.backup_keep > 0 {
+            nightly_backup(ctx.cfg, &self.tz, ctx.db, ctx.health, &mut self.backups);
+        }
+    }
+
+    /// A backup still being written is waited for: stopping must not leave half a file.
+    fn stop(&mut self) {
+        if let Some(job) = self.backups.job.take() {
+            // The handle of a finished backup stays here until the next maintenance round.
+            if !job.is_finished() {
+                tracing::info!("waiting for the nightly backup to finish");
+            }
+            let _ = job.join();
+        }
+    }
+}
+
+/// Rolls up closed hours and applies retention; failures are logged and retried next time
+/// (the minutes they need stay stored until a rollup has them).
+fn maintain(
+    flusher: &mut Flusher,
+    tz: &jiff::tz::TimeZone,
+    retention: &Retention,
+    health: &SharedHealth,
+) {
+    let now = jiff::Timestamp::now();
+    let started = Instant::now();
+    match flusher.store_mut().maintain(tz, retention, now.as_second()) {
+        Ok(r) => {
+            health.update(|h| h.last_maintenance = Some(now));
+            if r.rolled.iter().chain(&r.deleted).any(|&n| n > 0) {
+                tracing::info!(
+                    rolled_hours = r.rolled[0],
+                    rolled_days = r.rolled[1],
+                    rolled_months = r.rolled[2],
+                    deleted_minute_rows = r.deleted[0],
+                    deleted_hour_rows = r.deleted[1],
+                    deleted_day_rows = r.deleted[2],
+                    deleted_month_rows = r.deleted[3],
+                    ms = started.elapsed().as_millis() as u64,
+                    "history maintenance"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "history maintenance failed; retried later"),
+    }
+}
+
+/// When a failed nightly backup is tried again: soon enough to get one that night once space is
+/// freed, rarely enough that a full disk is not rewritten every maintenance round.
+const BACKUP_RETRY: jiff::SignedDuration = jiff::SignedDuration::from_hours(1);
+
+/// The nightly backup's state between maintenance rounds.
+#[derive(Default)]
+struct BackupSchedule {
+    /// The running backup thread; it returns whether the backup was written.
+    job: Option<std::thread::JoinHandle<bool>>,
+    /// The local date of the last backup written (or found already on disk).
+    done_day: Option<jiff::civil::Date>,
+    /// After a failure, no new attempt before this moment.
+    retry_after: Option<jiff::Timestamp>,
+}
+
+/// Starts the nightly backup on its own thread (with its own connection, so flushes go on)
+/// once the local clock reaches `backup_hour`, at most once a day; a failed one is tried again
+/// every [`BACKUP_RETRY`] until it is written.
+fn nightly_backup(
+    cfg: &Config,
+    tz: &jiff::tz::TimeZone,
+    db: &std::path::Path,
+    health: &SharedHealth,
+    s: &mut BackupSchedule,
+) {
+    if s.job.as_ref().is_some_and(|j| !j.is_finished()) {
+        return;
+    }
+    let now = jiff::Timestamp::now();
+    if let Some(done) = s.job.take() {
+        match done.join() {
+            Ok(true) => s.retry_after = None,
+            Ok(false) => {
+                s.done_day = None;
+                s.retry_after = now.checked_add(BACKUP_RETRY).ok();
+            }
+            Err(_) => tracing::error!("the backup thread panicked"),
+        }
+    }
+    let local = now.to_zoned(tz.clone());
+    let today = local.date();
+    if local.hour() < i8::try_from(cfg.backup_hour).unwrap_or(0)
+        || s.done_day == Some(today)
+        || s.retry_after.is_some_and(|t| now < t)
+    {
+        return;
+    }
+    s.done_day = Some(today);
+    let (db, dir, keep, health) = (
+        db.to_path_buf(),
+        cfg.backup_dir_path(),
+        cfg.backup_keep as usize,
+        health.clone(),
+    );
+    let spawned = std::thread::Builder::new()
+        .name("backup".into())
+        .spawn(move || match backup::nightly(&db, &dir, keep, today) {
+            Ok(written) => {
+                if let Some(path) = written {
+                    tracing::info!(backup = %path.display(), "nightly backup written");
+                    health.update(|h| {
+                        h.last_backup = Some((jiff::Timestamp::now(), path));
+                        h.last_backup_error = None;
+                    });
+                }
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, folder = %dir.display(), retry_in_minutes = BACKUP_RETRY.as_mins(), "nightly backup failed");
+                health.update(|h| h.last_backup_error = Some(e.to_string()));
+                false
+            }
+        });
+    match spawned {
+        Ok(handle) => s.job = Some(handle),
+        Err(e) => tracing::error!(error = %e, "cannot start the backup thread"),
+    }
+}
