@@ -421,10 +421,7 @@ fn run_token(config: Option<&Path>, args: crate::cli::TokenArgs) -> anyhow::Resu
         |t: i64| jiff::Timestamp::from_second(t).map_or_else(|_| t.to_string(), |t| t.to_string());
     match args.action {
         TokenAction::Create { name, role } => {
-            let name = name.trim();
-            if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
-                anyhow::bail!("a token name must be 1 to 64 characters without control characters");
-            }
+            let name = crate::auth::token_name(&name)?;
             let role = crate::auth::Role::parse(&role)
                 .ok_or_else(|| anyhow::anyhow!("role must be viewer or admin"))?;
             let (secret, digest, prefix) = crate::auth::new_api_token()?;

@@ -214,6 +214,35 @@ pub fn new_token() -> Result<String, AuthError> {
 /// scanners and people recognise one.
 pub const API_TOKEN_PREFIX: &str = "lm_";
 
+/// Longest API token name, in characters.
+pub const TOKEN_NAME_MAX: usize = 64;
+
+/// Why a token name was refused (the CLI and the API give the same rule).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TokenNameError {
+    #[error("a token name must not be empty: give it a name that says who uses it")]
+    Empty,
+    #[error("a token name is at most {TOKEN_NAME_MAX} characters: choose a shorter one")]
+    TooLong,
+    #[error("a token name must not contain control characters: choose a plain one")]
+    Control,
+}
+
+/// The one rule for API token names: trimmed, 1 to [`TOKEN_NAME_MAX`] characters, no control
+/// characters. Returns the trimmed name.
+pub fn token_name(raw: &str) -> Result<&str, TokenNameError> {
+    let name = raw.trim();
+    if name.is_empty() {
+        Err(TokenNameError::Empty)
+    } else if name.chars().count() > TOKEN_NAME_MAX {
+        Err(TokenNameError::TooLong)
+    } else if name.chars().any(char::is_control) {
+        Err(TokenNameError::Control)
+    } else {
+        Ok(name)
+    }
+}
+
 /// A fresh API token: (secret to show once, digest to store, first characters to list).
 pub fn new_api_token() -> Result<(String, String, String), AuthError> {
     let secret = format!("{API_TOKEN_PREFIX}{}", new_token()?);
@@ -473,6 +502,15 @@ impl LoginGate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_names_follow_one_rule() {
+        assert_eq!(token_name("  grafana \n"), Ok("grafana"));
+        assert_eq!(token_name(" \t "), Err(TokenNameError::Empty));
+        assert_eq!(token_name(&"é".repeat(64)), Ok("é".repeat(64).as_str()));
+        assert_eq!(token_name(&"é".repeat(65)), Err(TokenNameError::TooLong));
+        assert_eq!(token_name("a\u{7}b"), Err(TokenNameError::Control));
+    }
 
     #[test]
     fn the_gate_caps_checks_per_second_and_backs_off_the_account() {

@@ -3,10 +3,10 @@
 //! The crate map, one line per module (arrows in STYLE.md: `main → app → everything`):
 //! - [`config`]: the typed configuration: defaults, TOML file, `LANMETER_*` overrides, `validate()`.
 //! - [`model`]: plain domain types (MAC addresses, counters, timestamps).
-//! - [`capture`]: packet sources (live libpcap, capture files) and the pure frame decoder.
+//! - [`capture`]: packet sources (live libpcap, capture files, frames in memory) behind one
+//!   `PacketSource` seam and one capture loop, and the pure frame decoder.
 //! - [`discovery`]: who is on the LAN: route/gateway/prefix detection, passive learners (ARP,
 //!   DHCP, mDNS, NDP), the ARP sweep, OUI vendors, device type guess.
-//! - [`discovery_run`]: the live discovery threads (filtered capture, sweep, batch writer).
 //! - [`meter`]: the bounded per-MAC counter map the packet path writes into.
 //! - [`plan`]: the household data plan (pure): billing cycles, budgets, projection, calibration,
 //!   quotas and the plan/quota alert situations.
@@ -14,8 +14,12 @@
 //!   rollups and retention, history queries, export, backup/restore, storage health.
 //! - [`clock`]: clock sanity: traffic stamped before the clock is trusted is filed under the
 //!   first trusted minute.
-//! - [`flush`]: each flush interval's deltas into one store transaction, kept pending until written.
-//! - [`daemon`]: the live run: capture thread, periodic flush, clean stop on SIGTERM.
+//! - [`flush`]: the one flush path: a meter delta into minute rows and one store transaction,
+//!   kept pending until written (the daemon, the demo and replay all use it).
+//! - [`daemon`]: the live run's lifecycle: open its inputs, start the threads, tick the
+//!   schedules, stop them in order and flush what is left.
+//! - [`run`]: what the live run starts or schedules, one small type each: flushing, watchdog,
+//!   gateway recheck, maintenance and backups, SIGHUP reload, the discovery threads.
 //! - [`replay`]: capture files through the same decoder and meter, rendered as JSON or a table.
 //! - [`survey`]: the Wi-Fi survey from a monitor-mode adapter: access points, channels, probing
 //!   clients, and the channel recommendation.

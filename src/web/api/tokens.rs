@@ -22,7 +22,7 @@ use utoipa::ToSchema;
 /// `last_used_at` is written at most this often per token, so a scrape every few seconds is not
 /// a database write every few seconds.
 const TOUCH_EVERY_SECS: i64 = 60;
-const NAME_MAX: usize = 64;
+const NAME_MAX: usize = crate::auth::TOKEN_NAME_MAX;
 
 /// The token a request authenticated with (a request extension).
 #[derive(Clone, Debug)]
@@ -251,8 +251,17 @@ pub async fn create(
     token: Option<Extension<TokenUse>>,
     ApiJson(req): ApiJson<NewTokenRequest>,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
-    let name = super::clean_text("name", &req.name, NAME_MAX, false)?
-        .ok_or_else(|| ApiError::bad_request("invalid_body", "`name` must not be empty"))?;
+    use crate::auth::TokenNameError;
+    let name = crate::auth::token_name(&req.name)
+        .map_err(|e| {
+            let message = match e {
+                TokenNameError::Empty => "`name` must not be empty".to_string(),
+                TokenNameError::TooLong => format!("`name` is longer than {NAME_MAX} characters"),
+                TokenNameError::Control => "`name` contains control characters".to_string(),
+            };
+            ApiError::bad_request("invalid_body", message)
+        })?
+        .to_string();
     let role: Role = req.role.unwrap_or_default().into();
     let (secret, digest, prefix) =
         crate::auth::new_api_token().map_err(|e| ApiError::internal(e.to_string()))?;
