@@ -346,6 +346,9 @@ fn finish(
     }
 }
 
+/// One record: capture time in ns, wire length, captured bytes.
+pub(super) type Record<'a> = (i64, u32, &'a [u8]);
+
 /// An opened capture file.
 pub struct FileSource {
     path: PathBuf,
@@ -377,29 +380,26 @@ impl FileSource {
             .unwrap_or(LinkType::Ethernet)
     }
 
-    /// The next record, as [`super::source::FileFeed`] hands it to the shared capture loop;
-    /// `Ok(None)` at the end, the reason as text where reading stopped early. A record of
-    /// another link type than `link` (a pcapng mixing interfaces) comes without its bytes: the
-    /// loop counts it as seen but not attributable, where replay lists it as skipped.
-    pub(super) fn next_packet(
-        &mut self,
-        link: LinkType,
-    ) -> Result<Option<super::source::RawPacket<'_>>, String> {
+    /// The next record as (capture time in ns, wire length, captured bytes), for the shared
+    /// capture loop (`source::FileFeed`); `Ok(None)` at the end, the reason as text where reading
+    /// stopped early. A record of another link type than `link` (a pcapng mixing interfaces)
+    /// comes without its bytes: the loop counts it as seen but not attributable, where replay
+    /// lists it as skipped.
+    pub(super) fn next_record(&mut self, link: LinkType) -> Result<Option<Record<'_>>, String> {
         match self.reader.next() {
             Next::Record {
                 ts,
                 wire_len,
                 linktype,
                 data,
-            } => Ok(Some(super::source::RawPacket {
-                ts_ns: ts,
-                wire_len,
-                data: if LinkType::from_dlt(linktype as i32) == Some(link) {
+            } => {
+                let data: &[u8] = if LinkType::from_dlt(linktype as i32) == Some(link) {
                     data
                 } else {
                     &[]
-                },
-            })),
+                };
+                Ok(Some((ts, wire_len, data)))
+            }
             Next::End => Ok(None),
             Next::Stopped { at, stop } => Err(format!("{at}: {stop:?}")),
         }

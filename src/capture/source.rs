@@ -1,8 +1,8 @@
 //! The packet-source seam: one capture loop, whatever the frames come from.
 //!
 //! A [`PacketSource`] is anything that yields raw frames with their wire length: the live
-//! libpcap handle ([`super::live::LiveCapture`]), a capture file ([`super::file::FileSource`]),
-//! or frames fabricated in a test. [`spawn`] runs the one accounting loop over it: wait for
+//! libpcap handle (`live::LiveCapture`), a capture file ([`FileFeed`]), or frames held in
+//! memory ([`MemorySource`]). [`spawn`] runs the one accounting loop over it: wait for
 //! something to read, decode a batch in place, hand it to the [`FrameSink`], publish the
 //! counters in [`CaptureStats`], and react to typed read errors ([`ReadError`]). What only a live
 //! interface needs (reopening a vanished one, following the default route, watching the link,
@@ -352,8 +352,12 @@ impl PacketReader for FileFeed {
         if self.ended {
             return Ok(None);
         }
-        match self.file.next_packet(self.link) {
-            Ok(Some(p)) => Ok(Some(p)),
+        match self.file.next_record(self.link) {
+            Ok(Some((ts_ns, wire_len, data))) => Ok(Some(RawPacket {
+                ts_ns,
+                wire_len,
+                data,
+            })),
             Ok(None) => {
                 self.ended = true;
                 Ok(None)

@@ -2,7 +2,7 @@
 //! gaps in the link, and whether it waits for its interface.
 //!
 //! Written by the capture thread (once per batch, never per frame), read by anyone: the daemon's
-//! watchdog and status line, the alert probe and, through [`crate::telemetry`], the web pages and
+//! watchdog and status line, the alert probe and, through telemetry, the web pages and
 //! `/metrics`. It holds no handle and knows nothing of libpcap.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -1,5 +1,5 @@
-//! Everything the live run starts or schedules, one small type per job, so that
-//! [`crate::daemon::run`] reads as open → start → tick → stop in reverse, and a new background
+//! Everything the live run starts or schedules, one small type per job, so that the daemon's
+//! `run` reads as open → start → tick → stop in reverse, and a new background
 //! feature is one file here plus one line there.
 //!
 //! A job that keeps a schedule on the daemon's thread implements [`Periodic`]: the daemon's loop
