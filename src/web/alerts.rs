@@ -9,7 +9,7 @@
 use super::AppState;
 use super::error::AppError;
 use super::session::{self, Auth, Client, Layout};
-use crate::alerts::{links, mail::Mailer, render, webhook};
+use crate::alerts::{links, mail::Mailer, push, render, webhook};
 use crate::store::alerts::{AlertRow, OutboxRow};
 use askama::Template;
 use askama_web::WebTemplate;
@@ -439,6 +439,35 @@ pub async fn send_test_webhook(cfg: &crate::config::Config) -> Result<(bool, Str
                 Err(e) => (false, e.message),
             }
         }
+    })
+}
+
+/// Sends one test push on `channel` (one of [`push::CHANNELS`]) with `cfg` and says what
+/// happened: (sent, what happened).
+pub async fn send_test_push(
+    cfg: &crate::config::Config,
+    channel: &'static str,
+) -> Result<(bool, String), AppError> {
+    let name = push::label(channel);
+    let dashboard = render::dashboard_url(cfg);
+    let note = push::Note {
+        kind: "test".into(),
+        title: "lanmeter test message".into(),
+        message: format!("If you can read this, {name} alerts work."),
+        severity: crate::alerts::Severity::Info,
+        url: format!("{}/alerts", dashboard.trim_end_matches('/')),
+    };
+    let req = match push::request(channel, cfg, &note) {
+        Ok(r) => r,
+        Err(e) => return Ok((false, format!("Not sent: {e}."))),
+    };
+    let timeout = std::time::Duration::from_secs(cfg.delivery_timeout_secs);
+    let sent = tokio::task::spawn_blocking(move || push::send(channel, &req, timeout))
+        .await
+        .map_err(|e| AppError::internal(format!("push task failed: {e}")))?;
+    Ok(match sent {
+        Ok(()) => (true, format!("Sent: {name} accepted the test message.")),
+        Err(e) => (false, format!("Not sent: {}.", e.message)),
     })
 }
 

@@ -151,6 +151,7 @@ fn routes() -> Vec<(&'static str, Access, MethodRouter<AppState>)> {
             get(settings::page).post(settings::save),
         ),
         ("/settings/test", Access::Admin, post(settings::test)),
+        ("/settings/preset", Access::Admin, post(settings::preset)),
         ("/system", Access::Viewer, get(system::page)),
         ("/wifi", Access::Viewer, get(wifi::page)),
         ("/static/{file}", Access::Public, get(assets::serve)),
