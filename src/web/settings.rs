@@ -61,6 +61,14 @@ pub struct SettingsPage {
     /// After a test message: whether it was accepted, and what happened in words.
     pub tested: Option<(bool, String)>,
     pub presets: &'static [MailPreset],
+    /// Whether a viewer password exists (the accounts part of the page).
+    pub viewer_set: bool,
+    /// After a password change: whether it was done, and what happened in words.
+    pub account: Option<(bool, String)>,
+    /// A service manager brings lanmeter back after it exits (so the page may offer a restart).
+    pub can_restart: bool,
+    /// After "Restart now": what happens, in words.
+    pub restarting: Option<String>,
     /// After "Fill in" with a provider: the preset chosen (its fields are filled, not saved).
     pub preset: Option<&'static MailPreset>,
 }
@@ -296,6 +304,13 @@ async fn render(
         tested: None,
         presets: MAIL_PRESETS,
         preset: None,
+        viewer_set: state
+            .db(|s| s.password_hash(crate::auth::Role::Viewer))
+            .await?
+            .is_some(),
+        account: None,
+        can_restart: under_systemd(),
+        restarting: None,
     })
 }
 
@@ -517,5 +532,60 @@ pub async fn preset(
     }
     let mut page = render(&state, &auth, Some(&typed), &BTreeMap::new()).await?;
     page.preset = Some(p);
+    Ok(page.into_response())
+}
+
+/// Whether systemd runs this process as a service (it sets `INVOCATION_ID` for each start): only
+/// then does an exit come back, through the unit's `Restart=always`.
+fn under_systemd() -> bool {
+    std::env::var_os("INVOCATION_ID").is_some_and(|v| !v.is_empty())
+}
+
+impl SettingsPage {
+    /// Whether a saved setting waits for a restart to take effect.
+    pub fn restart_pending(&self) -> bool {
+        self.groups
+            .iter()
+            .any(|(_, fields, _)| fields.iter().any(|f| f.pending))
+    }
+}
+
+/// POST /settings/restart (admin): lanmeter stops the way `systemctl restart` would stop it (it
+/// sends itself SIGTERM, so the counts in memory are flushed first) and systemd starts it again
+/// (`Restart=always` in the unit). Refused when no service manager would bring it back.
+pub async fn restart(
+    State(state): State<AppState>,
+    Extension(auth): Extension<Auth>,
+    Client(client): Client,
+) -> Result<Response, AppError> {
+    let mut page = render(&state, &auth, None, &BTreeMap::new()).await?;
+    if !under_systemd() {
+        page.error = Some(
+            "lanmeter does not run as a systemd service here, so nothing would start it again: restart it the way you started it."
+                .into(),
+        );
+        return Ok((StatusCode::CONFLICT, page).into_response());
+    }
+    super::session::audit(
+        &state,
+        auth.actor(),
+        &client,
+        "restart",
+        "from the settings page".into(),
+    )
+    .await;
+    tracing::warn!(client = %client, "restart asked for from the settings page: stopping for systemd to start again");
+    // After the answer has left: the page tells the person what happens before the server goes.
+    tokio::spawn(async {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        if let Err(e) = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::SIGTERM)
+        {
+            tracing::error!(error = %e, "cannot stop for the restart");
+        }
+    });
+    page.restarting = Some(
+        "Restarting: lanmeter saves its counts, stops, and systemd starts it again within about 10 seconds. Reload this page then."
+            .into(),
+    );
     Ok(page.into_response())
 }
