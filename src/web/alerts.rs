@@ -65,6 +65,8 @@ pub struct AlertsPage {
     pub watch: Vec<WatchView>,
     pub email: String,
     pub webhook: String,
+    /// The phone push channels set up now (they take effect without a restart).
+    pub push: String,
     pub rules: Vec<(String, String)>,
     pub result: Option<(bool, String)>,
 }
@@ -171,6 +173,19 @@ async fn build(
         || "off (set webhook_url in the config file)".to_string(),
         |u| format!("{} ({:?})", webhook::redact(u), cfg.webhook_format).to_lowercase(),
     );
+    let running = state.settings().map(|ed| ed.live().get());
+    let live = running.as_deref().unwrap_or(cfg);
+    let on: Vec<&str> = push::CHANNELS
+        .into_iter()
+        .filter(|c| push::missing(c, live).is_none())
+        .map(push::label)
+        .collect();
+    let push = if on.is_empty() {
+        "none set up (ntfy, Gotify, Telegram, Pushover, Discord, Home Assistant: see Settings)"
+            .to_string()
+    } else {
+        on.join(", ")
+    };
     let onoff = |b: bool| if b { "on" } else { "off" }.to_string();
     let rules = vec![
         ("New device".into(), onoff(cfg.alert_new_device)),
@@ -233,6 +248,7 @@ async fn build(
         watch,
         email,
         webhook,
+        push,
         rules,
         result,
     })

@@ -581,6 +581,13 @@ fn ntfy_set_up_in_the_browser_sends_the_documented_request() {
             .unwrap()
             .contains("tk_secret_family")
     );
+    // The alerts page lists it among the channels in use, without a restart.
+    b.go(&format!("{base}/alerts"));
+    b.wait_for_path("/alerts");
+    assert_eq!(
+        b.js("return document.getElementById('push-channels').textContent"),
+        "ntfy"
+    );
 }
 
 /// E-mail from the settings page: a provider preset fills server, port and security and says
