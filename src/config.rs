@@ -142,6 +142,25 @@ pub const KEYS: &[&str] = &[
     "webhook_url",
     "webhook_format",
     "webhook_token",
+    "mail_alerts",
+    "webhook_alerts",
+    "ntfy_url",
+    "ntfy_token",
+    "ntfy_priority",
+    "ntfy_alerts",
+    "gotify_url",
+    "gotify_token",
+    "gotify_alerts",
+    "telegram_bot_token",
+    "telegram_chat_id",
+    "telegram_alerts",
+    "pushover_token",
+    "pushover_user",
+    "pushover_alerts",
+    "discord_webhook_url",
+    "discord_alerts",
+    "homeassistant_webhook_url",
+    "homeassistant_alerts",
     "outbox_retry_secs",
     "outbox_expire_hours",
     "weekly_summary",
@@ -157,7 +176,34 @@ pub const KEYS: &[&str] = &[
 ];
 
 /// Keys whose environment variable is a comma-separated list rather than one value.
-const LIST_KEYS: &[&str] = &["lan_prefixes", "mail_to", "web_host_names"];
+const LIST_KEYS: &[&str] = &[
+    "lan_prefixes",
+    "mail_to",
+    "web_host_names",
+    "mail_alerts",
+    "webhook_alerts",
+    "ntfy_alerts",
+    "gotify_alerts",
+    "telegram_alerts",
+    "pushover_alerts",
+    "discord_alerts",
+    "homeassistant_alerts",
+];
+
+/// The alert kinds a channel can be limited to (`ntfy_alerts = ["new_device", "plan"]`): a
+/// rule's name, or the family before its dot (`plan` for `plan.threshold`).
+pub const ALERT_KINDS: &[&str] = &[
+    "new_device",
+    "device_back",
+    "offline",
+    "unusual_usage",
+    "health",
+    "plan",
+    "quota",
+];
+
+/// The words ntfy takes for a priority; `auto` follows each alert's severity.
+pub const NTFY_PRIORITIES: &[&str] = &["auto", "min", "low", "default", "high", "urgent"];
 
 /// The effective configuration. Every key is optional in the file; see `packaging/lanmeter.toml`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -310,6 +356,37 @@ pub struct Config {
     pub webhook_format: WebhookFormat,
     /// Bearer token sent with webhook requests (redacted when printed).
     pub webhook_token: Option<Secret>,
+    /// Alert kinds e-mail gets ([`ALERT_KINDS`]); empty: every kind. The same for each channel.
+    pub mail_alerts: Vec<String>,
+    pub webhook_alerts: Vec<String>,
+    /// ntfy topic URL (`https://ntfy.sh/my-topic`); `None` = off.
+    pub ntfy_url: Option<String>,
+    /// ntfy access token, sent as a bearer token (a protected topic).
+    pub ntfy_token: Option<Secret>,
+    /// One of [`NTFY_PRIORITIES`].
+    pub ntfy_priority: String,
+    pub ntfy_alerts: Vec<String>,
+    /// Gotify server (`https://gotify.example.org`); `None` = off.
+    pub gotify_url: Option<String>,
+    /// Gotify application token.
+    pub gotify_token: Option<Secret>,
+    pub gotify_alerts: Vec<String>,
+    /// Telegram bot token from @BotFather.
+    pub telegram_bot_token: Option<Secret>,
+    /// The chat (a person, group or channel) the bot writes to.
+    pub telegram_chat_id: Option<String>,
+    pub telegram_alerts: Vec<String>,
+    /// Pushover application token.
+    pub pushover_token: Option<Secret>,
+    /// Pushover user or group key.
+    pub pushover_user: Option<Secret>,
+    pub pushover_alerts: Vec<String>,
+    /// Discord channel webhook URL (its path holds the webhook's token).
+    pub discord_webhook_url: Option<Secret>,
+    pub discord_alerts: Vec<String>,
+    /// Home Assistant webhook trigger URL (`http://homeassistant.local:8123/api/webhook/ID`).
+    pub homeassistant_webhook_url: Option<Secret>,
+    pub homeassistant_alerts: Vec<String>,
     /// First retry this many seconds after a failed delivery, doubling up to an hour.
     pub outbox_retry_secs: u64,
     /// A message not delivered after this many hours is given up, with its error shown.
@@ -409,6 +486,25 @@ impl Default for Config {
             webhook_url: None,
             webhook_format: WebhookFormat::Generic,
             webhook_token: None,
+            mail_alerts: Vec::new(),
+            webhook_alerts: Vec::new(),
+            ntfy_url: None,
+            ntfy_token: None,
+            ntfy_priority: "auto".into(),
+            ntfy_alerts: Vec::new(),
+            gotify_url: None,
+            gotify_token: None,
+            gotify_alerts: Vec::new(),
+            telegram_bot_token: None,
+            telegram_chat_id: None,
+            telegram_alerts: Vec::new(),
+            pushover_token: None,
+            pushover_user: None,
+            pushover_alerts: Vec::new(),
+            discord_webhook_url: None,
+            discord_alerts: Vec::new(),
+            homeassistant_webhook_url: None,
+            homeassistant_alerts: Vec::new(),
             outbox_retry_secs: 30,
             outbox_expire_hours: 48,
             weekly_summary: true,
@@ -662,6 +758,18 @@ fn hint(key: &str) -> String {
         "mail_to" => "use a list of addresses such as [\"me@example.org\"] (comma-separated in LANMETER_MAIL_TO)".into(),
         "webhook_url" => "use an http:// or https:// URL".into(),
         "webhook_format" => "use \"generic\", \"ntfy\", \"gotify\" or \"homeassistant\"".into(),
+        "mail_alerts" | "webhook_alerts" | "ntfy_alerts" | "gotify_alerts" | "telegram_alerts"
+        | "pushover_alerts" | "discord_alerts" | "homeassistant_alerts" => format!(
+            "use a list of alert kinds from {} (empty: every kind)",
+            ALERT_KINDS.join(", ")
+        ),
+        "ntfy_url" => "use the topic's URL such as \"https://ntfy.sh/my-household-alerts\"".into(),
+        "gotify_url" => "use the Gotify server's address such as \"https://gotify.example.org\"".into(),
+        "discord_webhook_url" => "use the channel webhook's URL (Server settings → Integrations → Webhooks → Copy Webhook URL)".into(),
+        "homeassistant_webhook_url" => "use the webhook trigger's URL such as \"http://homeassistant.local:8123/api/webhook/ID\"".into(),
+        "ntfy_priority" => format!("use one of {}", NTFY_PRIORITIES.join(", ")),
+        "telegram_chat_id" => "use the chat's number such as \"123456789\" (a group's starts with -) or a channel's @name".into(),
+        "ntfy_token" | "gotify_token" | "telegram_bot_token" | "pushover_token" | "pushover_user" => "use a string in double quotes".into(),
         "outbox_retry_secs" => range(&OUTBOX_RETRY_SECS, "seconds"),
         "outbox_expire_hours" => range(&OUTBOX_EXPIRE_HOURS, "hours"),
         "weekly_summary_weekday" => range(&WEEKDAY, "(1 = Monday, 7 = Sunday)"),
@@ -1024,6 +1132,61 @@ impl Config {
         )
     }
 
+    /// The phone push channels: URLs are http(s) (secret URLs are never quoted back), the
+    /// priority a word ntfy knows, and each channel's alert kinds known ones.
+    fn validate_push(&self) -> Result<(), ConfigError> {
+        let web = |u: &str| u.starts_with("http://") || u.starts_with("https://");
+        for (key, url) in [
+            ("ntfy_url", &self.ntfy_url),
+            ("gotify_url", &self.gotify_url),
+        ] {
+            if let Some(u) = url
+                && !web(u)
+            {
+                // The topic is as good as a password: only the start is shown.
+                let shown = format!("{}…", u.chars().take(8).collect::<String>());
+                return Err(invalid(key, &shown, "not an http:// or https:// URL"));
+            }
+        }
+        for (key, url) in [
+            ("discord_webhook_url", &self.discord_webhook_url),
+            ("homeassistant_webhook_url", &self.homeassistant_webhook_url),
+        ] {
+            if let Some(u) = url
+                && !web(u.expose())
+            {
+                return Err(invalid(key, &"(secret)", "not an http:// or https:// URL"));
+            }
+        }
+        if !NTFY_PRIORITIES.contains(&self.ntfy_priority.as_str()) {
+            return Err(invalid(
+                "ntfy_priority",
+                &self.ntfy_priority,
+                "not an ntfy priority",
+            ));
+        }
+        if let Some(c) = &self.telegram_chat_id
+            && (c.is_empty() || c.contains(char::is_whitespace))
+        {
+            return Err(invalid("telegram_chat_id", c, "not a chat id"));
+        }
+        for (key, kinds) in [
+            ("mail_alerts", &self.mail_alerts),
+            ("webhook_alerts", &self.webhook_alerts),
+            ("ntfy_alerts", &self.ntfy_alerts),
+            ("gotify_alerts", &self.gotify_alerts),
+            ("telegram_alerts", &self.telegram_alerts),
+            ("pushover_alerts", &self.pushover_alerts),
+            ("discord_alerts", &self.discord_alerts),
+            ("homeassistant_alerts", &self.homeassistant_alerts),
+        ] {
+            if let Some(k) = kinds.iter().find(|k| !ALERT_KINDS.contains(&k.as_str())) {
+                return Err(invalid(key, k, "not an alert kind"));
+            }
+        }
+        Ok(())
+    }
+
     fn validate_alerts(&self) -> Result<(), ConfigError> {
         check_range(
             "alert_interval_secs",
@@ -1103,6 +1266,7 @@ impl Config {
                 return Err(invalid(key, &shown, "not an http:// or https:// URL"));
             }
         }
+        self.validate_push()?;
         if let Some(h) = &self.smtp_host
             && (h.is_empty() || h.contains(char::is_whitespace) || h.contains('/'))
         {
@@ -1668,6 +1832,16 @@ timezone = "Europe/Berlin"
             mail_from: Some("a@example.org".into()),
             webhook_url: Some("http://x/".into()),
             webhook_token: Some(Secret::new("t")),
+            ntfy_url: Some("https://ntfy.sh/t".into()),
+            ntfy_token: Some(Secret::new("n")),
+            gotify_url: Some("https://g".into()),
+            gotify_token: Some(Secret::new("g")),
+            telegram_bot_token: Some(Secret::new("1:x")),
+            telegram_chat_id: Some("1".into()),
+            pushover_token: Some(Secret::new("p")),
+            pushover_user: Some(Secret::new("u")),
+            discord_webhook_url: Some(Secret::new("https://d")),
+            homeassistant_webhook_url: Some(Secret::new("http://h")),
             mqtt_host: Some("broker".into()),
             mqtt_username: Some("u".into()),
             mqtt_password: Some(Secret::new("m")),

@@ -28,7 +28,16 @@ pub fn backoff(base: i64, attempts: i64) -> i64 {
 }
 
 /// The channels a message can go out on, each worked by its own thread in `lanmeter run`.
-pub const CHANNELS: [&str; 2] = ["email", "webhook"];
+pub const CHANNELS: [&str; 8] = [
+    "email",
+    "webhook",
+    "ntfy",
+    "gotify",
+    "telegram",
+    "pushover",
+    "discord",
+    "homeassistant",
+];
 
 /// The ways out: an SMTP mailer (with the runtime it runs on) and the webhook token.
 pub struct Channels {
@@ -38,6 +47,9 @@ pub struct Channels {
     /// How long one webhook request may take (`delivery_timeout_secs`; the mailer has its own).
     pub webhook_timeout: std::time::Duration,
     pub rt: tokio::runtime::Runtime,
+    /// The push channels' settings, read at each send so a token or address fixed in Settings
+    /// applies to the messages still waiting; `None`: push messages wait, unsent.
+    pub push: Option<crate::config::settings::Live>,
 }
 
 /// What one pass did.
@@ -105,6 +117,25 @@ fn send(ch: &Channels, m: &OutboxRow) -> Result<(), Failure> {
             permanent: e.permanent,
             error: e.message,
         }),
+        other if super::push::CHANNELS.contains(&other) => {
+            let Some(live) = &ch.push else {
+                return Err(format!("{other} is not set up here; the message waits").into());
+            };
+            let note: super::push::Note = serde_json::from_str(
+                m.json_body.as_deref().unwrap_or(""),
+            )
+            .map_err(|e| Failure {
+                error: format!(
+                    "the stored message cannot be read ({e}): a lanmeter bug, please report it"
+                ),
+                permanent: true,
+            })?;
+            let req = super::push::request(other, &live.get(), &note)?;
+            super::push::send(other, &req, ch.webhook_timeout).map_err(|e| Failure {
+                permanent: e.permanent,
+                error: e.message,
+            })
+        }
         other => Err(format!("unknown channel {other}").into()),
     }
 }
@@ -227,6 +258,7 @@ mod tests {
             rt: tokio::runtime::Builder::new_current_thread()
                 .build()
                 .unwrap(),
+            push: None,
         };
         let clock = std::cell::Cell::new(0i64);
         let mut attempts_at = Vec::new();

@@ -9,6 +9,7 @@
 //! Time is passed in (Unix seconds) so every decision is tested without waiting. It never
 //! sends anything itself.
 
+use super::push::{self, Note};
 use super::render::{self, LinkCtx};
 use super::webhook::{self, Hook};
 use super::{AlertError, Condition, ConditionState};
@@ -28,6 +29,11 @@ pub struct Policy {
     pub tz: TimeZone,
     pub email: bool,
     pub webhook: Option<(String, WebhookFormat)>,
+    /// The push channels set up (see [`super::push::CHANNELS`]).
+    pub push: Vec<&'static str>,
+    /// Per channel (`email`, `webhook`, each push channel), the alert kinds it gets; a channel
+    /// not listed gets every kind.
+    pub kinds: Vec<(&'static str, Vec<String>)>,
     pub expire_secs: i64,
 }
 
@@ -41,12 +47,34 @@ impl Policy {
             tz: cfg.time_zone(),
             email,
             webhook: cfg.webhook_url.clone().map(|u| (u, cfg.webhook_format)),
+            push: push::CHANNELS
+                .into_iter()
+                .filter(|c| push::missing(c, cfg).is_none())
+                .collect(),
+            kinds: ["email", "webhook"]
+                .into_iter()
+                .chain(push::CHANNELS)
+                .map(|c| (c, push::kinds(c, cfg).to_vec()))
+                .filter(|(_, k)| !k.is_empty())
+                .collect(),
             expire_secs: cfg.outbox_expire_hours as i64 * 3600,
         }
     }
 
     fn any_channel(&self) -> bool {
-        self.email || self.webhook.is_some()
+        self.email || self.webhook.is_some() || !self.push.is_empty()
+    }
+
+    /// The part of `items` that `channel` gets (all of them unless it is limited to some kinds).
+    fn for_channel(&self, channel: &str, items: &[render::Item]) -> Vec<render::Item> {
+        match self.kinds.iter().find(|(c, _)| *c == channel) {
+            Some((_, k)) => items
+                .iter()
+                .filter(|i| push::wants(k, &i.rule))
+                .cloned()
+                .collect(),
+            None => items.to_vec(),
+        }
     }
 
     fn local(&self, now: i64) -> Option<jiff::Zoned> {
@@ -156,26 +184,50 @@ pub fn apply(
     Ok(out)
 }
 
-/// Outbox messages for `items` on every configured channel.
+/// One alert: its own words; several: a list of titles. With the highest severity.
+fn summary_of(items: &[render::Item]) -> (String, super::Severity) {
+    match items {
+        [one] => (one.body.clone(), render::severity_of(&one.severity)),
+        many => (
+            many.iter()
+                .map(|i| format!("• {}", i.title))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            many.iter()
+                .map(|i| render::severity_of(&i.severity))
+                .max()
+                .unwrap_or(super::Severity::Info),
+        ),
+    }
+}
+
+/// Outbox messages for `items` on every configured channel, each channel getting the alert
+/// kinds it asked for (no message when none of `items` is for it).
 fn messages(
     policy: &Policy,
     links: &LinkCtx,
     kind: &'static str,
     intro: &str,
     subject: &str,
-    items: &[render::Item],
+    all_items: &[render::Item],
     now: i64,
 ) -> Result<Vec<NewMessage>, AlertError> {
-    let ids: Vec<i64> = items.iter().map(|i| i.id).collect();
     let not_before = now;
     let expires_at = now + policy.expire_secs;
+    // A channel that gets only some of the items: one item is named by its own title.
+    let subject_for = |items: &[render::Item]| match items {
+        [one] if all_items.len() > 1 => one.title.clone(),
+        _ => subject.to_string(),
+    };
     let mut out = Vec::new();
-    if policy.email {
-        let m = render::alerts_mail(intro, subject, items, &links.dashboard)?;
+    let items = policy.for_channel("email", all_items);
+    if policy.email && !items.is_empty() {
+        let ids: Vec<i64> = items.iter().map(|i| i.id).collect();
+        let m = render::alerts_mail(intro, &subject_for(&items), &items, &links.dashboard)?;
         out.push(NewMessage {
             channel: "email",
             kind,
-            alert_ids: ids.clone(),
+            alert_ids: ids,
             subject: m.subject,
             text_body: m.text,
             html_body: Some(m.html),
@@ -184,39 +236,29 @@ fn messages(
             expires_at,
         });
     }
-    if let Some((url, format)) = &policy.webhook {
+    let items = policy.for_channel("webhook", all_items);
+    if let Some((url, format)) = &policy.webhook
+        && !items.is_empty()
+    {
+        let ids: Vec<i64> = items.iter().map(|i| i.id).collect();
         let alerts_page = links.url("/alerts");
-        // One alert: its own words; several: a list of titles.
-        let (message, sev, rule, subj, facts, ack) = match items {
+        let (message, sev) = summary_of(&items);
+        let (rule, subj, facts, ack) = match items.as_slice() {
             [one] => (
-                one.body.clone(),
-                render::severity_of(&one.severity),
                 Some(one.rule.as_str()),
                 Some(one.subject.as_str()),
                 one.facts.clone(),
                 one.ack_url.as_deref(),
             ),
-            many => (
-                many.iter()
-                    .map(|i| format!("• {}", i.title))
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-                many.iter()
-                    .map(|i| render::severity_of(&i.severity))
-                    .max()
-                    .unwrap_or(super::Severity::Info),
-                None,
-                None,
-                Vec::new(),
-                None,
-            ),
+            _ => (None, None, Vec::new(), None),
         };
+        let title = subject_for(&items);
         let (post_url, body) = webhook::body(
             *format,
             url,
             &Hook {
                 kind,
-                title: subject,
+                title: &title,
                 message: &message,
                 severity: sev,
                 alert_ids: &ids,
@@ -236,6 +278,37 @@ fn messages(
             text_body: message,
             html_body: None,
             json_body: Some(body.to_string()),
+            not_before,
+            expires_at,
+        });
+    }
+    for &channel in &policy.push {
+        let items = policy.for_channel(channel, all_items);
+        if items.is_empty() {
+            continue;
+        }
+        let (message, severity) = summary_of(&items);
+        let note = Note {
+            kind: kind.to_string(),
+            title: subject_for(&items),
+            message: message.clone(),
+            severity,
+            url: links.url("/alerts"),
+        };
+        out.push(NewMessage {
+            channel,
+            kind,
+            alert_ids: items.iter().map(|i| i.id).collect(),
+            // Only what the message says: the address and token are read at send time.
+            subject: note.title.clone(),
+            text_body: message,
+            html_body: None,
+            json_body: Some(
+                serde_json::to_string(&note).map_err(|e| AlertError::Render {
+                    what: "push",
+                    detail: e.to_string(),
+                })?,
+            ),
             not_before,
             expires_at,
         });
@@ -358,6 +431,8 @@ mod tests {
             tz: TimeZone::UTC,
             email: true,
             webhook: Some(("http://127.0.0.1:9/hook".into(), WebhookFormat::Generic)),
+            push: Vec::new(),
+            kinds: Vec::new(),
             expire_secs: 86_400,
         }
     }
@@ -396,6 +471,40 @@ mod tests {
         v.retain(|m| m.channel == "email");
         v.reverse();
         v
+    }
+
+    #[test]
+    fn several_channels_each_get_the_alert_kinds_they_asked_for() {
+        let (_d, mut s) = store();
+        let p = Policy {
+            push: vec!["ntfy", "telegram"],
+            kinds: vec![("telegram", vec!["new_device".into()])],
+            ..policy()
+        };
+        let l = links();
+        let now = 1_700_000_000;
+        apply(&s, &[cond("cam", ConditionState::Active)], now, &p, false).unwrap();
+        schedule(&mut s, &p, &l, now).unwrap();
+        let mut got: Vec<String> = s
+            .outbox_recent(100)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.channel)
+            .collect();
+        got.sort();
+        // An offline alert: not for Telegram, which only wants new devices.
+        assert_eq!(got, ["email", "ntfy", "webhook"]);
+        let ntfy = s
+            .outbox_recent(100)
+            .unwrap()
+            .into_iter()
+            .find(|m| m.channel == "ntfy")
+            .unwrap();
+        let note: push::Note = serde_json::from_str(ntfy.json_body.as_deref().unwrap()).unwrap();
+        assert_eq!(note.title, "cam offline");
+        assert_eq!(note.url, "http://lm:8080/alerts");
+        // No secret or address is stored: they are read when it is sent.
+        assert_eq!(ntfy.subject, "cam offline");
     }
 
     #[test]

@@ -37,16 +37,17 @@ pub mod engine;
 pub mod links;
 pub mod mail;
 pub mod plan_source;
+pub mod push;
 pub mod render;
 pub mod rules;
 pub mod run;
 pub mod summary;
 pub mod webhook;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// How urgent an alert is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Info,

@@ -16,6 +16,7 @@ use super::render::LinkCtx;
 use super::rules::{self, HealthInput, HealthLimits, NewDeviceFacts};
 use super::{AlertError, Condition, summary};
 use crate::config::Config;
+use crate::config::settings::Live;
 use crate::store::Store;
 use crate::store::discovery::DeviceRecord;
 use crate::store::health::SharedHealth;
@@ -82,7 +83,7 @@ pub fn spawn(
         .spawn(move || run(&cfg, &db, sources, &stop))
 }
 
-fn channels(cfg: &Config) -> Result<Channels, AlertError> {
+fn channels(cfg: &Config, live: Option<&Live>) -> Result<Channels, AlertError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -97,6 +98,8 @@ fn channels(cfg: &Config) -> Result<Channels, AlertError> {
         webhook_token: cfg.webhook_token.as_ref().map(|t| t.expose().to_string()),
         webhook_timeout: Duration::from_secs(cfg.delivery_timeout_secs),
         rt,
+        // Without the settings editor, the start-up configuration is the push settings.
+        push: Some(live.cloned().unwrap_or_else(|| Live::new(cfg.clone()))),
     })
 }
 
@@ -106,6 +109,7 @@ fn channels(cfg: &Config) -> Result<Channels, AlertError> {
 fn spawn_workers(
     cfg: &Config,
     db: &Path,
+    live: Option<&Live>,
     stop: &Arc<AtomicBool>,
 ) -> Vec<std::thread::JoinHandle<()>> {
     if let Err(e) = Mailer::from_config(cfg) {
@@ -113,11 +117,16 @@ fn spawn_workers(
     }
     let mut workers = Vec::new();
     for channel in deliver::CHANNELS {
-        let (cfg, db, stop) = (cfg.clone(), db.to_path_buf(), Arc::clone(stop));
+        let (cfg, db, stop, live) = (
+            cfg.clone(),
+            db.to_path_buf(),
+            Arc::clone(stop),
+            live.cloned(),
+        );
         let spawned = std::thread::Builder::new()
             .name(format!("outbox-{channel}"))
             .spawn(move || {
-                if let Err(e) = deliver_loop(&cfg, &db, channel, &stop) {
+                if let Err(e) = deliver_loop(&cfg, &db, live.as_ref(), channel, &stop) {
                     tracing::error!(channel, error = %e, "an outbox worker stopped: its messages wait until lanmeter restarts");
                 }
             });
@@ -135,10 +144,11 @@ fn spawn_workers(
 fn deliver_loop(
     cfg: &Config,
     db: &Path,
+    live: Option<&Live>,
     channel: &str,
     stop: &AtomicBool,
 ) -> Result<(), AlertError> {
-    let ch = channels(cfg)?;
+    let ch = channels(cfg, live)?;
     let mut store: Option<Store> = None;
     let mut next = Instant::now();
     while !stop.load(Ordering::Relaxed) {
@@ -170,7 +180,7 @@ fn deliver_loop(
 }
 
 fn run(cfg: &Config, db: &Path, mut sources: Sources, stop: &Arc<AtomicBool>) {
-    let workers = spawn_workers(cfg, db, stop);
+    let workers = spawn_workers(cfg, db, sources.live.as_ref(), stop);
     evaluate_loop(cfg, db, &mut sources, stop);
     for w in workers {
         if w.join().is_err() {

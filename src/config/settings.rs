@@ -92,7 +92,13 @@ pub const GROUPS: &[&str] = &[
     "Alert rules",
     "Quiet hours and digest",
     "E-mail",
-    "Phone push and webhook",
+    "Phone push: ntfy",
+    "Phone push: Gotify",
+    "Telegram",
+    "Pushover",
+    "Discord",
+    "Home Assistant webhook",
+    "Webhook (any receiver)",
     "Weekly summary",
     "Capture and network",
     "Discovery and Wi-Fi",
@@ -313,8 +319,152 @@ pub const SETTINGS: &[Setting] = &[
         false,
     ),
     s(
+        "mail_alerts",
+        "E-mail",
+        "Which alerts",
+        "Alert kinds e-mail gets, one per line (new_device, device_back, offline, unusual_usage, health, plan, quota); empty: all.",
+        List,
+        true,
+    ),
+    s(
+        "ntfy_url",
+        "Phone push: ntfy",
+        "Topic URL",
+        "The ntfy topic's address, such as https://ntfy.sh/a-long-private-name; subscribe to it in the ntfy app. Empty turns ntfy off.",
+        OptText,
+        true,
+    ),
+    s(
+        "ntfy_token",
+        "Phone push: ntfy",
+        "Access token",
+        "Only for a protected topic: an access token (tk_…) from the ntfy server's account page.",
+        Kind::Secret,
+        true,
+    ),
+    s(
+        "ntfy_priority",
+        "Phone push: ntfy",
+        "Priority",
+        "auto follows each alert's severity; urgent makes the phone ring through do-not-disturb.",
+        Kind::Choice(crate::config::NTFY_PRIORITIES),
+        true,
+    ),
+    s(
+        "ntfy_alerts",
+        "Phone push: ntfy",
+        "Which alerts",
+        "Alert kinds ntfy gets, one per line (new_device, device_back, offline, unusual_usage, health, plan, quota); empty: all.",
+        List,
+        true,
+    ),
+    s(
+        "gotify_url",
+        "Phone push: Gotify",
+        "Server",
+        "Your Gotify server's address; empty turns Gotify off.",
+        OptText,
+        true,
+    ),
+    s(
+        "gotify_token",
+        "Phone push: Gotify",
+        "Application token",
+        "In Gotify: Apps → Create application → its token.",
+        Kind::Secret,
+        true,
+    ),
+    s(
+        "gotify_alerts",
+        "Phone push: Gotify",
+        "Which alerts",
+        "Alert kinds Gotify gets, one per line (new_device, device_back, offline, unusual_usage, health, plan, quota); empty: all.",
+        List,
+        true,
+    ),
+    s(
+        "telegram_bot_token",
+        "Telegram",
+        "Bot token",
+        "Ask @BotFather in Telegram for /newbot; it answers with the token.",
+        Kind::Secret,
+        true,
+    ),
+    s(
+        "telegram_chat_id",
+        "Telegram",
+        "Chat id",
+        "Write to your bot once, then open api.telegram.org/bot<token>/getUpdates to read chat.id.",
+        OptText,
+        true,
+    ),
+    s(
+        "telegram_alerts",
+        "Telegram",
+        "Which alerts",
+        "Alert kinds Telegram gets, one per line (new_device, device_back, offline, unusual_usage, health, plan, quota); empty: all.",
+        List,
+        true,
+    ),
+    s(
+        "pushover_token",
+        "Pushover",
+        "Application token",
+        "On pushover.net: Create an Application/API Token.",
+        Kind::Secret,
+        true,
+    ),
+    s(
+        "pushover_user",
+        "Pushover",
+        "User key",
+        "Shown at the top right of your pushover.net dashboard.",
+        Kind::Secret,
+        true,
+    ),
+    s(
+        "pushover_alerts",
+        "Pushover",
+        "Which alerts",
+        "Alert kinds Pushover gets, one per line (new_device, device_back, offline, unusual_usage, health, plan, quota); empty: all.",
+        List,
+        true,
+    ),
+    s(
+        "discord_webhook_url",
+        "Discord",
+        "Webhook URL",
+        "In Discord: Server settings → Integrations → Webhooks → New webhook → Copy Webhook URL.",
+        Kind::Secret,
+        true,
+    ),
+    s(
+        "discord_alerts",
+        "Discord",
+        "Which alerts",
+        "Alert kinds Discord gets, one per line (new_device, device_back, offline, unusual_usage, health, plan, quota); empty: all.",
+        List,
+        true,
+    ),
+    s(
+        "homeassistant_webhook_url",
+        "Home Assistant webhook",
+        "Webhook URL",
+        "An automation with a Webhook trigger: http://homeassistant.local:8123/api/webhook/ID.",
+        Kind::Secret,
+        true,
+    ),
+    s(
+        "homeassistant_alerts",
+        "Home Assistant webhook",
+        "Which alerts",
+        "Alert kinds Home Assistant gets, one per line (new_device, device_back, offline, unusual_usage, health, plan, quota); empty: all.",
+        List,
+        true,
+    ),
+    s(
         "webhook_url",
-        "Phone push and webhook",
+        "Webhook (any receiver)",
         "Webhook URL",
         "An ntfy topic URL, Gotify server or Home Assistant webhook; empty turns it off.",
         OptText,
@@ -322,7 +472,7 @@ pub const SETTINGS: &[Setting] = &[
     ),
     s(
         "webhook_format",
-        "Phone push and webhook",
+        "Webhook (any receiver)",
         "Format",
         "The receiver's request shape.",
         Kind::Choice(&["generic", "ntfy", "gotify", "homeassistant"]),
@@ -330,11 +480,19 @@ pub const SETTINGS: &[Setting] = &[
     ),
     s(
         "webhook_token",
-        "Phone push and webhook",
+        "Webhook (any receiver)",
         "Token",
         "Bearer token sent with each request.",
         Kind::Secret,
         false,
+    ),
+    s(
+        "webhook_alerts",
+        "Webhook (any receiver)",
+        "Which alerts",
+        "Alert kinds the webhook gets, one per line (new_device, device_back, offline, unusual_usage, health, plan, quota); empty: all.",
+        List,
+        true,
     ),
     s(
         "weekly_summary",
@@ -600,6 +758,27 @@ pub fn copy_live(dst: &mut Config, src: &Config) {
     dst.weekly_summary = src.weekly_summary;
     dst.weekly_summary_weekday = src.weekly_summary_weekday;
     dst.weekly_summary_hour = src.weekly_summary_hour;
+    dst.mail_alerts.clone_from(&src.mail_alerts);
+    dst.webhook_alerts.clone_from(&src.webhook_alerts);
+    dst.ntfy_url.clone_from(&src.ntfy_url);
+    dst.ntfy_token.clone_from(&src.ntfy_token);
+    dst.ntfy_priority.clone_from(&src.ntfy_priority);
+    dst.ntfy_alerts.clone_from(&src.ntfy_alerts);
+    dst.gotify_url.clone_from(&src.gotify_url);
+    dst.gotify_token.clone_from(&src.gotify_token);
+    dst.gotify_alerts.clone_from(&src.gotify_alerts);
+    dst.telegram_bot_token.clone_from(&src.telegram_bot_token);
+    dst.telegram_chat_id.clone_from(&src.telegram_chat_id);
+    dst.telegram_alerts.clone_from(&src.telegram_alerts);
+    dst.pushover_token.clone_from(&src.pushover_token);
+    dst.pushover_user.clone_from(&src.pushover_user);
+    dst.pushover_alerts.clone_from(&src.pushover_alerts);
+    dst.discord_webhook_url.clone_from(&src.discord_webhook_url);
+    dst.discord_alerts.clone_from(&src.discord_alerts);
+    dst.homeassistant_webhook_url
+        .clone_from(&src.homeassistant_webhook_url);
+    dst.homeassistant_alerts
+        .clone_from(&src.homeassistant_alerts);
 }
 
 /// The configuration the running code reads at each use; the settings editor replaces the
@@ -872,6 +1051,13 @@ fn secret<'a>(cfg: &'a Config, key: &str) -> Option<&'a str> {
         "smtp_password" => cfg.smtp_password.as_ref(),
         "webhook_token" => cfg.webhook_token.as_ref(),
         "mqtt_password" => cfg.mqtt_password.as_ref(),
+        "ntfy_token" => cfg.ntfy_token.as_ref(),
+        "gotify_token" => cfg.gotify_token.as_ref(),
+        "telegram_bot_token" => cfg.telegram_bot_token.as_ref(),
+        "pushover_token" => cfg.pushover_token.as_ref(),
+        "pushover_user" => cfg.pushover_user.as_ref(),
+        "discord_webhook_url" => cfg.discord_webhook_url.as_ref(),
+        "homeassistant_webhook_url" => cfg.homeassistant_webhook_url.as_ref(),
         _ => None,
     }
     .map(super::Secret::expose)
@@ -1006,6 +1192,13 @@ mod tests {
             smtp_password: Some(super::super::Secret::new("a")),
             webhook_token: Some(super::super::Secret::new("b")),
             mqtt_password: Some(super::super::Secret::new("c")),
+            ntfy_token: Some(super::super::Secret::new("d")),
+            gotify_token: Some(super::super::Secret::new("e")),
+            telegram_bot_token: Some(super::super::Secret::new("f")),
+            pushover_token: Some(super::super::Secret::new("g")),
+            pushover_user: Some(super::super::Secret::new("h")),
+            discord_webhook_url: Some(super::super::Secret::new("http://i")),
+            homeassistant_webhook_url: Some(super::super::Secret::new("http://j")),
             ..Config::default()
         };
         for s in SETTINGS.iter().filter(|s| s.secret()) {
@@ -1026,7 +1219,7 @@ mod tests {
     #[test]
     fn live_marks_match_copy_live() {
         // A config that differs from the default in every live key (the one written below).
-        let text = "alert_new_device = false\nalert_new_device_learning_minutes = 5\nalert_offline_minutes = 7\nalert_absence_days = 9\nalert_unusual_usage = false\nalert_unusual_k = 3\nalert_unusual_min_mb = 11\nalert_unusual_weeks = 3\nalert_health = false\nalert_no_packets_minutes = 13\nalert_kernel_drop_percent = 5\nalert_disk_percent = 50\nalert_cpu_temp_c = 60\nalert_cooldown_minutes = 17\nquiet_hours_from = 22\nquiet_hours_to = 6\nalert_digest = true\nalert_digest_hour = 9\nweekly_summary = false\nweekly_summary_weekday = 3\nweekly_summary_hour = 10\n";
+        let text = "alert_new_device = false\nalert_new_device_learning_minutes = 5\nalert_offline_minutes = 7\nalert_absence_days = 9\nalert_unusual_usage = false\nalert_unusual_k = 3\nalert_unusual_min_mb = 11\nalert_unusual_weeks = 3\nalert_health = false\nalert_no_packets_minutes = 13\nalert_kernel_drop_percent = 5\nalert_disk_percent = 50\nalert_cpu_temp_c = 60\nalert_cooldown_minutes = 17\nquiet_hours_from = 22\nquiet_hours_to = 6\nalert_digest = true\nalert_digest_hour = 9\nweekly_summary = false\nweekly_summary_weekday = 3\nweekly_summary_hour = 10\nmail_alerts = [\"plan\"]\nwebhook_alerts = [\"plan\"]\nntfy_url = \"http://n/t\"\nntfy_token = \"t\"\nntfy_priority = \"high\"\nntfy_alerts = [\"plan\"]\ngotify_url = \"http://g\"\ngotify_token = \"t\"\ngotify_alerts = [\"plan\"]\ntelegram_bot_token = \"t\"\ntelegram_chat_id = \"1\"\ntelegram_alerts = [\"plan\"]\npushover_token = \"t\"\npushover_user = \"u\"\npushover_alerts = [\"plan\"]\ndiscord_webhook_url = \"http://d\"\ndiscord_alerts = [\"plan\"]\nhomeassistant_webhook_url = \"http://h\"\nhomeassistant_alerts = [\"plan\"]\n";
         let changed = Config::from_text(Some((Path::new("t.toml"), text)), []).unwrap();
         let mut running = Config::default();
         copy_live(&mut running, &changed);

@@ -431,6 +431,36 @@ CREATE TABLE plan_alerts_sent (
 ) STRICT;
 ";
 
+/// Phone push channels (issue 21): the outbox takes messages for ntfy, Gotify, Telegram,
+/// Pushover, Discord and Home Assistant too. SQLite cannot change a CHECK in place, so the
+/// table is rebuilt with its rows (nothing references it).
+const V_PUSH_CHANNELS: &str = "
+CREATE TABLE outbox_new (
+    id INTEGER PRIMARY KEY,
+    channel TEXT NOT NULL CHECK (channel IN ('email', 'webhook', 'ntfy', 'gotify', 'telegram',
+        'pushover', 'discord', 'homeassistant')),
+    kind TEXT NOT NULL,
+    alert_ids TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    text_body TEXT NOT NULL,
+    html_body TEXT,
+    json_body TEXT,
+    created_at INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    expires_at INTEGER NOT NULL,
+    delivered_at INTEGER,
+    failed_at INTEGER,
+    last_error TEXT
+) STRICT;
+INSERT INTO outbox_new SELECT id, channel, kind, alert_ids, subject, text_body, html_body,
+    json_body, created_at, next_attempt_at, attempts, expires_at, delivered_at, failed_at,
+    last_error FROM outbox;
+DROP TABLE outbox;
+ALTER TABLE outbox_new RENAME TO outbox;
+CREATE INDEX outbox_due ON outbox(next_attempt_at) WHERE delivered_at IS NULL AND failed_at IS NULL;
+";
+
 /// Every schema step, oldest first. The schema version of a fully migrated file is the length.
 pub(super) const MIGRATIONS: &[&str] = &[
     V1,
@@ -441,6 +471,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     V_ALERTS,
     API_TOKENS,
     V_PLAN,
+    V_PUSH_CHANNELS,
 ];
 
 pub(super) fn user_version(conn: &Connection) -> rusqlite::Result<i64> {

@@ -9,7 +9,7 @@
 use super::AppState;
 use super::error::AppError;
 use super::session::{self, Auth, Client, Layout};
-use crate::alerts::{links, mail::Mailer, render, webhook};
+use crate::alerts::{links, mail::Mailer, push, render, webhook};
 use crate::store::alerts::{AlertRow, OutboxRow};
 use askama::Template;
 use askama_web::WebTemplate;
@@ -65,6 +65,8 @@ pub struct AlertsPage {
     pub watch: Vec<WatchView>,
     pub email: String,
     pub webhook: String,
+    /// The phone push channels set up now (they take effect without a restart).
+    pub push: String,
     pub rules: Vec<(String, String)>,
     pub result: Option<(bool, String)>,
 }
@@ -171,6 +173,19 @@ async fn build(
         || "off (set webhook_url in the config file)".to_string(),
         |u| format!("{} ({:?})", webhook::redact(u), cfg.webhook_format).to_lowercase(),
     );
+    let running = state.settings().map(|ed| ed.live().get());
+    let live = running.as_deref().unwrap_or(cfg);
+    let on: Vec<&str> = push::CHANNELS
+        .into_iter()
+        .filter(|c| push::missing(c, live).is_none())
+        .map(push::label)
+        .collect();
+    let push = if on.is_empty() {
+        "none set up (ntfy, Gotify, Telegram, Pushover, Discord, Home Assistant: see Settings)"
+            .to_string()
+    } else {
+        on.join(", ")
+    };
     let onoff = |b: bool| if b { "on" } else { "off" }.to_string();
     let rules = vec![
         ("New device".into(), onoff(cfg.alert_new_device)),
@@ -233,6 +248,7 @@ async fn build(
         watch,
         email,
         webhook,
+        push,
         rules,
         result,
     })
@@ -439,6 +455,35 @@ pub async fn send_test_webhook(cfg: &crate::config::Config) -> Result<(bool, Str
                 Err(e) => (false, e.message),
             }
         }
+    })
+}
+
+/// Sends one test push on `channel` (one of [`push::CHANNELS`]) with `cfg` and says what
+/// happened: (sent, what happened).
+pub async fn send_test_push(
+    cfg: &crate::config::Config,
+    channel: &'static str,
+) -> Result<(bool, String), AppError> {
+    let name = push::label(channel);
+    let dashboard = render::dashboard_url(cfg);
+    let note = push::Note {
+        kind: "test".into(),
+        title: "lanmeter test message".into(),
+        message: format!("If you can read this, {name} alerts work."),
+        severity: crate::alerts::Severity::Info,
+        url: format!("{}/alerts", dashboard.trim_end_matches('/')),
+    };
+    let req = match push::request(channel, cfg, &note) {
+        Ok(r) => r,
+        Err(e) => return Ok((false, format!("Not sent: {e}."))),
+    };
+    let timeout = std::time::Duration::from_secs(cfg.delivery_timeout_secs);
+    let sent = tokio::task::spawn_blocking(move || push::send(channel, &req, timeout))
+        .await
+        .map_err(|e| AppError::internal(format!("push task failed: {e}")))?;
+    Ok(match sent {
+        Ok(()) => (true, format!("Sent: {name} accepted the test message.")),
+        Err(e) => (false, format!("Not sent: {}.", e.message)),
     })
 }
 

@@ -21,6 +21,8 @@ pub struct LoginPage {
     pub pre: String,
     pub next: String,
     pub error: Option<String>,
+    /// Whether a viewer password exists, so the page can say which logins there are.
+    pub viewer_set: bool,
 }
 
 #[derive(Deserialize)]
@@ -35,13 +37,18 @@ pub struct LoginForm {
     next: Option<String>,
 }
 
-fn page(pre: String, next: String, error: Option<String>) -> LoginPage {
+fn page(pre: String, next: String, error: Option<String>, viewer_set: bool) -> LoginPage {
     LoginPage {
         layout: Layout::new("Log in", "", None),
         pre,
         next,
         error,
+        viewer_set,
     }
+}
+
+async fn viewer_set(state: &AppState) -> Result<bool, AppError> {
+    Ok(state.db(|s| s.password_hash(Role::Viewer)).await?.is_some())
 }
 
 pub async fn form(
@@ -58,7 +65,7 @@ pub async fn form(
         return Ok(Redirect::to(&next).into_response());
     }
     let (pre, set) = session::pre_token(&state, &headers)?;
-    let mut r = page(pre, next, None).into_response();
+    let mut r = page(pre, next, None, viewer_set(&state).await?).into_response();
     if let Some(c) = set {
         r.headers_mut().insert(header::SET_COOKIE, c);
     }
@@ -195,10 +202,11 @@ pub async fn submit(
         return Ok(Redirect::to("/setup").into_response());
     }
     let next = session::safe_next(f.next.as_deref());
+    let viewer = viewer_set(&state).await?;
     let refuse =
         |status: StatusCode, msg: String, retry: Option<i64>| -> Result<Response, AppError> {
             let (pre, _) = session::pre_token(&state, &headers)?;
-            let mut r = page(pre, next.clone(), Some(msg)).into_response();
+            let mut r = page(pre, next.clone(), Some(msg), viewer).into_response();
             *r.status_mut() = status;
             if let Some(secs) = retry.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
                 r.headers_mut().insert(header::RETRY_AFTER, secs);

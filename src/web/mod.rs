@@ -12,6 +12,7 @@
 //! as admin-only, so a forgotten route fails closed. The web side never writes to the meter and
 //! reads it only through snapshots.
 
+pub mod accounts;
 pub mod alerts;
 pub mod api;
 pub mod assets;
@@ -151,6 +152,13 @@ fn routes() -> Vec<(&'static str, Access, MethodRouter<AppState>)> {
             get(settings::page).post(settings::save),
         ),
         ("/settings/test", Access::Admin, post(settings::test)),
+        ("/settings/preset", Access::Admin, post(settings::preset)),
+        ("/settings/restart", Access::Admin, post(settings::restart)),
+        (
+            "/settings/password",
+            Access::Admin,
+            post(accounts::set_password),
+        ),
         ("/system", Access::Viewer, get(system::page)),
         ("/wifi", Access::Viewer, get(wifi::page)),
         ("/static/{file}", Access::Public, get(assets::serve)),

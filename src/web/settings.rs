@@ -53,13 +53,105 @@ pub struct SettingsPage {
     pub layout: Layout,
     /// The config file shown, or `None` when lanmeter runs on built-in defaults.
     pub file: Option<String>,
-    pub groups: Vec<(&'static str, Vec<Field>)>,
+    /// Per group: its title, fields, and the channel its "save and send a test" button tries.
+    pub groups: Vec<(&'static str, Vec<Field>, Option<&'static str>)>,
     /// After a save: what changed, and whether any of it waits for a restart.
     pub saved: Option<(usize, bool)>,
     pub error: Option<String>,
     /// After a test message: whether it was accepted, and what happened in words.
     pub tested: Option<(bool, String)>,
+    pub presets: &'static [MailPreset],
+    /// Whether a viewer password exists (the accounts part of the page).
+    pub viewer_set: bool,
+    /// After a password change: whether it was done, and what happened in words.
+    pub account: Option<(bool, String)>,
+    /// A service manager brings lanmeter back after it exits (so the page may offer a restart).
+    pub can_restart: bool,
+    /// After "Restart now": what happens, in words.
+    pub restarting: Option<String>,
+    /// After "Fill in" with a provider: the preset chosen (its fields are filled, not saved).
+    pub preset: Option<&'static MailPreset>,
 }
+
+/// A mail provider's SMTP settings and where its users make an app password (the account's
+/// own password is refused by these providers, or should not be stored on a Pi).
+pub struct MailPreset {
+    pub id: &'static str,
+    pub name: &'static str,
+    pub host: &'static str,
+    pub port: u16,
+    pub security: &'static str,
+    /// Where to make the app password, in words a household can follow.
+    pub app_password: &'static str,
+}
+
+/// The providers offered on the settings page; "other" fills nothing.
+pub const MAIL_PRESETS: &[MailPreset] = &[
+    MailPreset {
+        id: "gmail",
+        name: "Gmail",
+        host: "smtp.gmail.com",
+        port: 587,
+        security: "starttls",
+        app_password: "Turn on 2-Step Verification, then make an app password at myaccount.google.com/apppasswords. Login: your full Gmail address.",
+    },
+    MailPreset {
+        id: "outlook",
+        name: "Outlook.com / Hotmail",
+        host: "smtp-mail.outlook.com",
+        port: 587,
+        security: "starttls",
+        app_password: "Turn on two-step verification at account.microsoft.com → Security, then Advanced security options → App passwords → Create a new app password. Login: your full address. (Work or school Microsoft 365 accounts no longer take passwords here.)",
+    },
+    MailPreset {
+        id: "icloud",
+        name: "iCloud Mail",
+        host: "smtp.mail.me.com",
+        port: 587,
+        security: "starttls",
+        app_password: "At account.apple.com → Sign-In and Security → App-Specific Passwords, make one for lanmeter. Login: your full iCloud address.",
+    },
+    MailPreset {
+        id: "yahoo",
+        name: "Yahoo Mail",
+        host: "smtp.mail.yahoo.com",
+        port: 465,
+        security: "tls",
+        app_password: "At login.yahoo.com → Account security → Generate app password (or Manage app passwords). Login: your full Yahoo address.",
+    },
+    MailPreset {
+        id: "fastmail",
+        name: "Fastmail",
+        host: "smtp.fastmail.com",
+        port: 465,
+        security: "tls",
+        app_password: "In Fastmail: Settings → Privacy & Security → Manage app passwords and access → New app password, with SMTP access. Login: your Fastmail address.",
+    },
+    MailPreset {
+        id: "gmx",
+        name: "GMX",
+        host: "mail.gmx.net",
+        port: 587,
+        security: "starttls",
+        app_password: "In GMX: E-Mail → Settings → POP3 & IMAP → allow access via POP3 and IMAP (sending uses the same switch). With two-factor authentication on, make an app password under Security. Login: your GMX address.",
+    },
+    MailPreset {
+        id: "webde",
+        name: "WEB.DE",
+        host: "smtp.web.de",
+        port: 587,
+        security: "starttls",
+        app_password: "In WEB.DE: E-Mail → Settings → POP3/IMAP retrieval → allow access via POP3 and IMAP. With two-factor authentication on, make an app password under Security. Login: your WEB.DE address.",
+    },
+    MailPreset {
+        id: "other",
+        name: "Other provider",
+        host: "",
+        port: 0,
+        security: "",
+        app_password: "Your provider's help pages name its SMTP server (often smtp.provider) and whether it needs an app password; port 587 with starttls works for most.",
+    },
+];
 
 /// A TOML value as the form shows it: strings bare, lists one item per line.
 fn form_text(v: &toml::Value) -> String {
@@ -100,7 +192,7 @@ fn fields(
     running: &Config,
     typed: Option<&BTreeMap<String, String>>,
     errors: &BTreeMap<String, String>,
-) -> Vec<(&'static str, Vec<Field>)> {
+) -> Vec<(&'static str, Vec<Field>, Option<&'static str>)> {
     cs::GROUPS
         .iter()
         .map(|g| {
@@ -135,9 +227,24 @@ fn fields(
                     }
                 })
                 .collect();
-            (*g, fs)
+            (*g, fs, test_channel(g))
         })
         .collect()
+}
+
+/// The notification channel a settings group sets up, for its test button.
+fn test_channel(group: &str) -> Option<&'static str> {
+    Some(match group {
+        "E-mail" => "email",
+        "Phone push: ntfy" => "ntfy",
+        "Phone push: Gotify" => "gotify",
+        "Telegram" => "telegram",
+        "Pushover" => "pushover",
+        "Discord" => "discord",
+        "Home Assistant webhook" => "homeassistant",
+        "Webhook (any receiver)" => "webhook",
+        _ => return None,
+    })
 }
 
 /// The running configuration: the live one where the daemon keeps it, else the start-up one.
@@ -195,6 +302,15 @@ async fn render(
         saved: None,
         error,
         tested: None,
+        presets: MAIL_PRESETS,
+        preset: None,
+        viewer_set: state
+            .db(|s| s.password_hash(crate::auth::Role::Viewer))
+            .await?
+            .is_some(),
+        account: None,
+        can_restart: under_systemd(),
+        restarting: None,
     })
 }
 
@@ -244,14 +360,28 @@ pub async fn save(
     Client(client): Client,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Result<Response, AppError> {
+    match save_form(&state, &auth, &client, form).await? {
+        Ok((page, _)) => Ok(page.into_response()),
+        Err(refused) => Ok(refused),
+    }
+}
+
+/// Saves the settings in `form`: the page after saving and the form as typed, or the response
+/// that shows why nothing was saved.
+async fn save_form(
+    state: &AppState,
+    auth: &Auth,
+    client: &str,
+    form: Vec<(String, String)>,
+) -> Result<Result<(SettingsPage, BTreeMap<String, String>), Response>, AppError> {
     // A checkbox sends a hidden "false" and, when ticked, "true" after it: the last one counts.
     let mut typed: BTreeMap<String, String> = BTreeMap::new();
     for (k, v) in form {
         typed.insert(k, v);
     }
-    let file_cfg = match read_file(&state).await {
+    let file_cfg = match read_file(state).await {
         Ok(Some((_, c))) => c,
-        _ => running(&state),
+        _ => running(state),
     };
     let mut changes: Vec<Change> = Vec::new();
     let mut errors = BTreeMap::new();
@@ -287,18 +417,18 @@ pub async fn save(
         }
     }
     let result = if errors.is_empty() {
-        apply(&state, auth.actor(), &client, changes).await
+        apply(state, auth.actor(), client, changes).await
     } else {
         Err(EditError::Refused(errors))
     };
     match result {
         Ok(done) => {
-            let mut page = render(&state, &auth, None, &BTreeMap::new()).await?;
+            let mut page = render(state, auth, None, &BTreeMap::new()).await?;
             page.saved = Some((done.len(), done.iter().any(|c| c.restart)));
-            Ok(page.into_response())
+            Ok(Ok((page, typed)))
         }
         Err(EditError::Refused(errors)) => {
-            let mut page = render(&state, &auth, Some(&typed), &errors).await?;
+            let mut page = render(state, auth, Some(&typed), &errors).await?;
             let labels: Vec<&str> = errors
                 .keys()
                 .map(|k| cs::setting(k).map_or(k.as_str(), |s| s.label))
@@ -307,44 +437,155 @@ pub async fn save(
                 "Nothing was saved. Please fix: {} (marked below).",
                 labels.join(", ")
             ));
-            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+            Ok(Err((StatusCode::UNPROCESSABLE_ENTITY, page).into_response()))
         }
         Err(e) => {
-            let mut page = render(&state, &auth, Some(&typed), &BTreeMap::new()).await?;
+            let mut page = render(state, auth, Some(&typed), &BTreeMap::new()).await?;
             page.error = Some(e.to_string());
             // The file cannot be read, parsed or written: the household fixes it, not the server.
-            Ok((StatusCode::CONFLICT, page).into_response())
+            Ok(Err((StatusCode::CONFLICT, page).into_response()))
         }
     }
 }
 
-#[derive(serde::Deserialize)]
-pub struct TestForm {
-    channel: String,
+/// Sends a test on `channel` with `cfg`: (sent, what happened), and the audit log's action.
+async fn send_test(
+    state: &AppState,
+    cfg: &Config,
+    channel: &str,
+) -> Result<(String, (bool, String)), AppError> {
+    Ok(match channel {
+        "email" => (
+            "test email".into(),
+            super::alerts::send_test_email(cfg, state.now()).await,
+        ),
+        "webhook" => (
+            "test webhook".into(),
+            super::alerts::send_test_webhook(cfg).await?,
+        ),
+        other => match crate::alerts::push::CHANNELS.iter().find(|c| **c == other) {
+            Some(c) => (
+                format!("test {c}"),
+                super::alerts::send_test_push(cfg, c).await?,
+            ),
+            None => return Err(AppError::BadRequest("unknown channel".into())),
+        },
+    })
 }
 
-/// POST /settings/test (admin): sends a test e-mail or webhook with the file's settings (so a
-/// channel just saved can be tried before a restart) and shows what happened.
+/// POST /settings/test (admin): sends a test message on one channel with the file's settings
+/// (so a channel just saved can be tried before a restart) and shows what happened. Sent from
+/// the settings form itself ("Save and send a test"), it saves the form first.
 pub async fn test(
     State(state): State<AppState>,
     Extension(auth): Extension<Auth>,
     Client(client): Client,
-    Form(form): Form<TestForm>,
+    Form(form): Form<Vec<(String, String)>>,
 ) -> Result<Response, AppError> {
-    let cfg = file_config(&state).await;
-    let (action, result) = match form.channel.as_str() {
-        "email" => (
-            "test email",
-            super::alerts::send_test_email(&cfg, state.now()).await,
-        ),
-        "webhook" => (
-            "test webhook",
-            super::alerts::send_test_webhook(&cfg).await?,
-        ),
-        _ => return Err(AppError::BadRequest("unknown channel".into())),
+    let Some(channel) = form
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "channel")
+        .map(|(_, v)| v.clone())
+    else {
+        return Err(AppError::BadRequest("no channel".into()));
     };
-    super::session::audit(&state, auth.actor(), &client, action, result.1.clone()).await;
+    let with_settings = form
+        .iter()
+        .any(|(k, _)| cs::setting(k).is_some() || k.ends_with("__clear"));
+    let saved = if with_settings {
+        match save_form(&state, &auth, &client, form).await? {
+            Ok((page, _)) => page.saved,
+            Err(refused) => return Ok(refused),
+        }
+    } else {
+        None
+    };
+    let cfg = file_config(&state).await;
+    let (action, result) = send_test(&state, &cfg, &channel).await?;
+    super::session::audit(&state, auth.actor(), &client, &action, result.1.clone()).await;
     let mut page = render(&state, &auth, None, &BTreeMap::new()).await?;
+    page.saved = saved;
     page.tested = Some(result);
+    Ok(page.into_response())
+}
+
+/// POST /settings/preset (admin): fills the mail server, port and security of the provider
+/// chosen in the form and says where to make its app password. Nothing is saved: the page
+/// comes back with the form as typed plus the provider's values, for "Save".
+pub async fn preset(
+    State(state): State<AppState>,
+    Extension(auth): Extension<Auth>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Result<Response, AppError> {
+    let mut typed: BTreeMap<String, String> = form.into_iter().collect();
+    let Some(p) = typed
+        .get("mail_preset")
+        .and_then(|id| MAIL_PRESETS.iter().find(|p| p.id == id))
+    else {
+        return Err(AppError::BadRequest("unknown mail provider".into()));
+    };
+    if !p.host.is_empty() {
+        typed.insert("smtp_host".into(), p.host.into());
+        typed.insert("smtp_port".into(), p.port.to_string());
+        typed.insert("smtp_security".into(), p.security.into());
+    }
+    let mut page = render(&state, &auth, Some(&typed), &BTreeMap::new()).await?;
+    page.preset = Some(p);
+    Ok(page.into_response())
+}
+
+/// Whether systemd runs this process as a service (it sets `INVOCATION_ID` for each start): only
+/// then does an exit come back, through the unit's `Restart=always`.
+fn under_systemd() -> bool {
+    std::env::var_os("INVOCATION_ID").is_some_and(|v| !v.is_empty())
+}
+
+impl SettingsPage {
+    /// Whether a saved setting waits for a restart to take effect.
+    pub fn restart_pending(&self) -> bool {
+        self.groups
+            .iter()
+            .any(|(_, fields, _)| fields.iter().any(|f| f.pending))
+    }
+}
+
+/// POST /settings/restart (admin): lanmeter stops the way `systemctl restart` would stop it (it
+/// sends itself SIGTERM, so the counts in memory are flushed first) and systemd starts it again
+/// (`Restart=always` in the unit). Refused when no service manager would bring it back.
+pub async fn restart(
+    State(state): State<AppState>,
+    Extension(auth): Extension<Auth>,
+    Client(client): Client,
+) -> Result<Response, AppError> {
+    let mut page = render(&state, &auth, None, &BTreeMap::new()).await?;
+    if !under_systemd() {
+        page.error = Some(
+            "lanmeter does not run as a systemd service here, so nothing would start it again: restart it the way you started it."
+                .into(),
+        );
+        return Ok((StatusCode::CONFLICT, page).into_response());
+    }
+    super::session::audit(
+        &state,
+        auth.actor(),
+        &client,
+        "restart",
+        "from the settings page".into(),
+    )
+    .await;
+    tracing::warn!(client = %client, "restart asked for from the settings page: stopping for systemd to start again");
+    // After the answer has left: the page tells the person what happens before the server goes.
+    tokio::spawn(async {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        if let Err(e) = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::SIGTERM)
+        {
+            tracing::error!(error = %e, "cannot stop for the restart");
+        }
+    });
+    page.restarting = Some(
+        "Restarting: lanmeter saves its counts, stops, and systemd starts it again within about 10 seconds. Reload this page then."
+            .into(),
+    );
     Ok(page.into_response())
 }

@@ -415,6 +415,7 @@ fn channels(
             .enable_all()
             .build()
             .unwrap(),
+        push: None,
     }
 }
 
@@ -447,7 +448,9 @@ fn after_a_long_wait(
 }
 
 /// A one-thread HTTP server: answers each request with the next status, reports each request.
-fn http_server(statuses: Vec<u16>) -> (String, std::sync::mpsc::Receiver<(String, String)>) {
+pub(crate) fn http_server(
+    statuses: Vec<u16>,
+) -> (String, std::sync::mpsc::Receiver<(String, String)>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     let (tx, rx) = std::sync::mpsc::channel();
@@ -493,6 +496,8 @@ fn webhook_delivers_the_json_body_after_a_failed_attempt() {
         tz: jiff::tz::TimeZone::UTC,
         email: false,
         webhook: Some((url.clone(), WebhookFormat::Generic)),
+        push: Vec::new(),
+        kinds: Vec::new(),
         expire_secs: 3600,
     };
     let links = LinkCtx {
@@ -590,6 +595,7 @@ fn a_webhook_refusing_the_request_fails_at_once_and_a_rate_limit_retries() {
             rt: tokio::runtime::Builder::new_current_thread()
                 .build()
                 .unwrap(),
+            push: None,
         };
         let now = 1_767_225_600;
         deliver::work(&mut store, &ch, || now, 30).unwrap();
@@ -777,4 +783,97 @@ fn a_hanging_webhook_does_not_hold_up_email() {
     assert_eq!(failed.status(), "retrying", "{failed:?}");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     thread.join().unwrap();
+}
+
+/// Alerts go to several channels at once through the durable outbox: an ntfy topic (documented
+/// header shape, retried after a 503) and a Home Assistant webhook, each its own real HTTP
+/// receiver; a Telegram channel limited to new devices gets nothing for an offline alert.
+#[test]
+fn push_channels_deliver_through_the_outbox_with_their_own_request_shapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("p.db")).unwrap();
+    let (ntfy, ntfy_requests) = http_server(vec![503, 200]);
+    let (ha, ha_requests) = http_server(vec![200]);
+    let cfg = Config {
+        ntfy_url: Some(ntfy.replace("/hook", "/family-alerts")),
+        ntfy_token: Some(lanmeter::config::Secret::new("tk_family")),
+        homeassistant_webhook_url: Some(lanmeter::config::Secret::new(
+            ha.replace("/hook", "/api/webhook/lanmeter-id"),
+        )),
+        telegram_bot_token: Some(lanmeter::config::Secret::new("1:x")),
+        telegram_chat_id: Some("42".into()),
+        telegram_alerts: vec!["new_device".into()],
+        ..Config::default()
+    };
+    let policy = Policy::from_config(&cfg, false);
+    assert_eq!(policy.push, ["ntfy", "telegram", "homeassistant"]);
+    let links = LinkCtx {
+        dashboard: "http://lanmeter.home:8080".into(),
+        secret: store.link_secret().unwrap(),
+        ack_secs: 86_400,
+        tz: jiff::tz::TimeZone::UTC,
+    };
+    let now = 1_767_225_600;
+    let cond = Condition {
+        rule: "offline".into(),
+        subject: "device:4".into(),
+        severity: Severity::Critical,
+        title: "Camera is offline".into(),
+        body: "Not heard for 20 minutes.".into(),
+        facts: vec![],
+        links: vec![],
+        state: ConditionState::Active,
+    };
+    engine::apply(&store, &[cond], now, &policy, false).unwrap();
+    engine::schedule(&mut store, &policy, &links, now).unwrap();
+    let mut queued: Vec<String> = store
+        .outbox_recent(10)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.channel)
+        .collect();
+    queued.sort();
+    assert_eq!(queued, ["homeassistant", "ntfy"]);
+    // Nothing secret is stored in the outbox: the token and the webhook id are read at send time.
+    for m in store.outbox_recent(10).unwrap() {
+        let all = format!("{} {} {:?}", m.subject, m.text_body, m.json_body);
+        assert!(
+            !all.contains("tk_family") && !all.contains("lanmeter-id"),
+            "{all}"
+        );
+    }
+    let ch = Channels {
+        push: Some(lanmeter::config::settings::Live::new(cfg)),
+        ..channels(None, None)
+    };
+    let first = deliver::work(&mut store, &ch, || now, 30).unwrap();
+    assert_eq!((first.delivered, first.failed_attempts), (1, 1));
+    let second = deliver::work(&mut store, &ch, || now + 30, 30).unwrap();
+    assert_eq!(second.delivered, 1);
+    for _ in 0..2 {
+        let (head, body) = ntfy_requests.recv_timeout(Duration::from_secs(10)).unwrap();
+        let h = head.to_ascii_lowercase();
+        assert!(head.starts_with("POST /family-alerts HTTP/1.1"), "{head}");
+        assert!(h.contains("title: camera is offline\r\n"), "{head}");
+        assert!(h.contains("priority: 5\r\n"), "{head}");
+        assert!(h.contains("authorization: bearer tk_family\r\n"), "{head}");
+        assert_eq!(body, "Not heard for 20 minutes.");
+    }
+    let (head, body) = ha_requests.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(
+        head.starts_with("POST /api/webhook/lanmeter-id HTTP/1.1"),
+        "{head}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (v["title"].as_str(), v["severity"].as_str()),
+        (Some("Camera is offline"), Some("critical"))
+    );
+    assert!(
+        store
+            .outbox_recent(10)
+            .unwrap()
+            .iter()
+            .all(|m| m.delivered_at.is_some())
+    );
 }

@@ -245,6 +245,14 @@ const CONFIG: &str = "# Our household's lanmeter.\n\n# Alerts: tell us about new
 
 /// `lanmeter demo --config FILE` on a free loopback port, logged in as admin in Chromium.
 fn demo_with_config(dir: &std::path::Path) -> (String, crate::browser::KillOnDrop) {
+    demo_with_config_env(dir, &[])
+}
+
+/// [`demo_with_config`] with extra environment variables for the process.
+fn demo_with_config_env(
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (String, crate::browser::KillOnDrop) {
     use std::io::BufRead;
     let pw = dir.join("pw");
     std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
@@ -260,6 +268,7 @@ fn demo_with_config(dir: &std::path::Path) -> (String, crate::browser::KillOnDro
         .arg("--admin-password-file")
         .arg(&pw)
         .env("TZ", "UTC")
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -318,7 +327,7 @@ fn settings_page_saves_to_the_file_shows_field_errors_and_hand_edits() {
     // A refused value: the error beside the field, the typed value kept, the file untouched.
     b.type_into("#alert_cpu_temp_c", "500");
     b.click("#alert_new_device");
-    b.click("#settings-form button[type=submit]");
+    b.click("#save-settings");
     wait_until("the field's error", || {
         b.js("return document.getElementById('alert_cpu_temp_c-error')?.textContent ?? null")
             .as_str()
@@ -347,7 +356,7 @@ fn settings_page_saves_to_the_file_shows_field_errors_and_hand_edits() {
     b.type_into("#alert_cpu_temp_c", "75");
     b.js("document.getElementById('alert_new_device').checked = false; return 0");
     b.type_into("#smtp_password", "app password 1");
-    b.click("#settings-form button[type=submit]");
+    b.click("#save-settings");
     wait_until("the saved note", || {
         b.js("return document.getElementById('saved')?.textContent ?? null")
             .as_str()
@@ -405,7 +414,8 @@ fn settings_page_saves_to_the_file_shows_field_errors_and_hand_edits() {
             let v = b.js("return [document.documentElement.scrollWidth, document.documentElement.clientWidth]");
             assert!(
                 v[0].as_i64() <= v[1].as_i64(),
-                "{size} scrolls sideways: {v}"
+                "{size} scrolls sideways: {v} {}",
+                b.js("return [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > document.documentElement.clientWidth + 1).slice(0, 5).map(e => e.tagName + '#' + e.id + '.' + e.className).join(' ')")
             );
             crate::dashboard::screenshot(&b, &format!("settings-{size}-{theme}"));
         }
@@ -508,4 +518,318 @@ fn mail_set_up_through_the_api_sends_a_test_message_to_a_real_smtp_server() {
     assert_eq!(outcome["sent"], false, "{outcome}");
     eprintln!("closed port: {}", outcome["message"]);
     assert!(!outcome["message"].as_str().unwrap().is_empty());
+}
+
+/// ntfy set up from the settings page against a real HTTP receiver on loopback: "Save and send
+/// a test" writes the settings (the token write-only) and the receiver gets the request ntfy
+/// documents: a POST to the topic's path, the message as the body, Title, Priority and the
+/// access token as a bearer Authorization header.
+#[test]
+fn ntfy_set_up_in_the_browser_sends_the_documented_request() {
+    use crate::browser::{Browser, wait_until};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("lanmeter.toml");
+    let (base, _demo) = demo_with_config(dir.path());
+    let (hook, requests) = crate::alerts::http_server(vec![200]);
+    let topic_url = hook.replace("/hook", "/family-alerts-x7");
+    let b = Browser::start();
+    crate::dashboard::resize(&b, 1280, 1000);
+    b.go(&format!("{base}/login?next=/settings"));
+    b.type_into("#password", PASSWORD);
+    b.click("#login button[type=submit]");
+    b.wait_for_path("/settings");
+    b.type_into("#ntfy_url", &topic_url);
+    b.type_into("#ntfy_token", "tk_secret_family");
+    b.js("document.getElementById('ntfy_priority').value = 'high'; return 0");
+    b.js("document.getElementById('save-test-ntfy').scrollIntoView(); return 0");
+    b.click("#save-test-ntfy");
+    let tested = wait_until("the test outcome", || {
+        b.js("return document.getElementById('tested')?.textContent ?? null")
+            .as_str()
+            .map(str::to_string)
+    });
+    assert!(tested.contains("Sent: ntfy accepted"), "{tested}");
+    let (head, body) = requests.recv_timeout(Duration::from_secs(10)).unwrap();
+    let h = head.to_ascii_lowercase();
+    assert!(
+        head.starts_with("POST /family-alerts-x7 HTTP/1.1\r\n"),
+        "{head}"
+    );
+    assert!(h.contains("\r\ntitle: lanmeter test message\r\n"), "{head}");
+    assert!(h.contains("\r\npriority: 4\r\n"), "{head}");
+    assert!(
+        h.contains("\r\nauthorization: bearer tk_secret_family\r\n"),
+        "{head}"
+    );
+    assert_eq!(body, "If you can read this, ntfy alerts work.");
+    // Saved in the file; on the page the token is only "set".
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.starts_with(CONFIG), "{text}");
+    assert!(
+        text.contains(&format!("ntfy_url = \"{topic_url}\"")),
+        "{text}"
+    );
+    assert!(text.contains("ntfy_priority = \"high\""), "{text}");
+    assert_eq!(
+        b.js("return document.getElementById('ntfy_token-state').textContent"),
+        "set"
+    );
+    assert!(!b.text().contains("tk_secret_family"));
+    assert!(
+        !b.js("return document.documentElement.outerHTML")
+            .as_str()
+            .unwrap()
+            .contains("tk_secret_family")
+    );
+    // The alerts page lists it among the channels in use, without a restart.
+    b.go(&format!("{base}/alerts"));
+    b.wait_for_path("/alerts");
+    assert_eq!(
+        b.js("return document.getElementById('push-channels').textContent"),
+        "ntfy"
+    );
+}
+
+/// E-mail from the settings page: a provider preset fills server, port and security and says
+/// where to make the app password (nothing saved yet); then a local server is typed in and
+/// "Save and send a test" delivers the test message to the real aiosmtpd, the outcome in words.
+#[test]
+fn mail_preset_fills_the_form_and_the_test_reaches_a_real_smtp_server() {
+    use crate::browser::{Browser, wait_until};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("lanmeter.toml");
+    let (base, _demo) = demo_with_config(dir.path());
+    let port = crate::browser::free_port();
+    let maildir = dir.path().join("maildir");
+    let _smtp = crate::alerts::start_smtp(None, &format!("127.0.0.1:{port}"), &maildir, None);
+    crate::alerts::wait_port(&format!("127.0.0.1:{port}"));
+    let b = Browser::start();
+    crate::dashboard::resize(&b, 1280, 1000);
+    b.go(&format!("{base}/login?next=/settings"));
+    b.type_into("#password", PASSWORD);
+    b.click("#login button[type=submit]");
+    b.wait_for_path("/settings");
+
+    b.js("document.getElementById('mail_preset').value = 'gmail'; document.getElementById('apply-preset').scrollIntoView(); return 0");
+    b.click("#apply-preset");
+    let note = wait_until("the provider's note", || {
+        b.js("return document.getElementById('preset-note')?.textContent ?? null")
+            .as_str()
+            .map(str::to_string)
+    });
+    assert!(note.contains("myaccount.google.com/apppasswords"), "{note}");
+    let value = |id: &str| b.js(&format!("return document.getElementById('{id}').value"));
+    assert_eq!(value("smtp_host"), "smtp.gmail.com");
+    assert_eq!(value("smtp_port"), "587");
+    assert_eq!(value("smtp_security"), "starttls");
+    assert_eq!(
+        std::fs::read_to_string(&config).unwrap(),
+        CONFIG,
+        "nothing saved yet"
+    );
+
+    // The household's own server instead (here: aiosmtpd on loopback).
+    b.type_into("#smtp_host", "127.0.0.1");
+    b.type_into("#smtp_port", &port.to_string());
+    b.js("document.getElementById('smtp_security').value = 'none'; return 0");
+    b.type_into("#mail_from", "lanmeter@home.test");
+    b.type_into("#mail_to", "parents@home.test");
+    b.js("document.getElementById('save-test-email').scrollIntoView(); return 0");
+    b.click("#save-test-email");
+    let tested = wait_until("the test outcome", || {
+        b.js("return document.getElementById('tested')?.textContent ?? null")
+            .as_str()
+            .map(str::to_string)
+    });
+    assert!(
+        tested.contains("Sent: the mail server accepted it")
+            && tested.contains("parents@home.test"),
+        "{tested}"
+    );
+    let mails = crate::alerts::wait_for("the test message", PATIENCE, || {
+        let m = crate::alerts::mails(&maildir);
+        (!m.is_empty()).then_some(m)
+    });
+    assert_eq!(mails[0]["to"], "parents@home.test");
+    assert!(
+        mails[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("email alerts work")
+    );
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains(&format!("smtp_port = {port}")), "{text}");
+    assert!(
+        text.contains("# Mail goes through the router."),
+        "comments kept: {text}"
+    );
+}
+
+/// Accounts from the settings page: the login page names both roles; an admin sets a viewer
+/// password (a wrong current admin password changes nothing); the viewer logs in, sees the
+/// settings without any form, and the server refuses the viewer's changes (page form and API
+/// PATCH, even with the session's CSRF token), leaving the file byte-identical. Changing the
+/// admin password ends every other session and keeps this browser logged in.
+#[test]
+fn viewer_password_from_the_page_and_the_viewer_cannot_change_anything() {
+    use crate::browser::{Browser, wait_until};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("lanmeter.toml");
+    let (base, _demo) = demo_with_config(dir.path());
+    let b = Browser::start();
+    crate::dashboard::resize(&b, 1280, 1000);
+    b.go(&format!("{base}/login?next=/settings"));
+    let roles = b.js("return document.getElementById('roles').textContent");
+    let roles = roles.as_str().unwrap();
+    assert!(
+        roles.contains("admin") && roles.contains("viewer") && roles.contains("none is set yet"),
+        "{roles}"
+    );
+    b.type_into("#password", PASSWORD);
+    b.click("#login button[type=submit]");
+    b.wait_for_path("/settings");
+    // The outcome of this submit, not the one still on the page from the last.
+    let outcome = |b: &Browser| {
+        wait_until("the account outcome", || {
+            b.js("return document.getElementById('account-outcome')?.textContent ?? null")
+                .as_str()
+                .map(str::to_string)
+        })
+    };
+    let viewer_pw = "kitchen table sunflower";
+    b.type_into("#viewer-current", "not the admin password");
+    b.type_into("#viewer-new", viewer_pw);
+    b.type_into("#viewer-confirm", viewer_pw);
+    b.js("document.getElementById('viewer-save').scrollIntoView({block: 'center'}); return 0");
+    b.js("document.getElementById('account-outcome')?.remove(); return 0");
+    b.click("#viewer-save");
+    let said = outcome(&b);
+    assert!(said.contains("current admin password is wrong"), "{said}");
+    b.type_into("#viewer-current", PASSWORD);
+    b.type_into("#viewer-new", viewer_pw);
+    b.type_into("#viewer-confirm", viewer_pw);
+    b.js("document.getElementById('viewer-save').scrollIntoView({block: 'center'}); return 0");
+    b.js("document.getElementById('account-outcome')?.remove(); return 0");
+    b.click("#viewer-save");
+    let said = outcome(&b);
+    assert!(
+        said.contains("Saved: the viewer password is changed"),
+        "{said}"
+    );
+    b.js("document.getElementById('accounts').scrollIntoView(); return 0");
+    crate::dashboard::screenshot(&b, "settings-accounts-desktop");
+
+    // The viewer: reads the settings, no form to change anything.
+    b.js("document.getElementById('logout').scrollIntoView({block: 'center'}); return 0");
+    b.click("#logout");
+    b.wait_for_path("/login");
+    b.type_into("#password", viewer_pw);
+    b.click("#login button[type=submit]");
+    b.wait_for_path("/");
+    b.go(&format!("{base}/settings"));
+    b.wait_for_path("/settings");
+    assert_eq!(
+        b.js("return document.getElementById('smtp_host').value"),
+        "fritz.box"
+    );
+    let absent = b.js("return ['save-settings', 'accounts', 'try', 'save-test-email', 'apply-preset', 'viewer-save']\
+        .filter(id => document.getElementById(id) !== null)");
+    assert_eq!(absent, json!([]), "a viewer sees controls to change things");
+    assert_eq!(
+        b.js("return document.querySelectorAll('#settings-form input:not([disabled]):not([type=hidden]), #settings-form select:not([disabled]), #settings-form textarea:not([disabled])').length"),
+        0
+    );
+    // Even sent by hand with the session's CSRF token, the server refuses the viewer's changes.
+    let statuses = b.js(
+        "const csrf = document.querySelector('form.logout input[name=csrf]').value;
+         return Promise.all([
+           fetch('/settings', {method: 'POST', headers: {'Content-Type': 'application/x-www-form-urlencoded'},
+                 body: 'csrf=' + encodeURIComponent(csrf) + '&alert_cpu_temp_c=60'}).then(r => r.status),
+           fetch('/api/v1/settings', {method: 'PATCH', headers: {'Content-Type': 'application/json', 'X-CSRF-Token': csrf},
+                 body: JSON.stringify({alert_cpu_temp_c: 60})}).then(r => r.status),
+           fetch('/settings/password', {method: 'POST', headers: {'Content-Type': 'application/x-www-form-urlencoded'},
+                 body: 'csrf=' + encodeURIComponent(csrf) + '&role=viewer&current=x&new=y&confirm=y'}).then(r => r.status),
+         ]);",
+    );
+    assert_eq!(statuses, json!([403, 403, 403]));
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), CONFIG);
+
+    // A second browser logged in as admin; the first logs in as admin and changes the admin
+    // password: the second browser's session ends, the first stays logged in.
+    let other = Browser::start();
+    other.go(&format!("{base}/login?next=/settings"));
+    other.type_into("#password", PASSWORD);
+    other.click("#login button[type=submit]");
+    other.wait_for_path("/settings");
+    b.js("document.getElementById('logout').scrollIntoView({block: 'center'}); return 0");
+    b.click("#logout");
+    b.wait_for_path("/login");
+    b.go(&format!("{base}/login?next=/settings"));
+    b.type_into("#password", PASSWORD);
+    b.click("#login button[type=submit]");
+    b.wait_for_path("/settings");
+    let new_admin = "lighthouse orbit marmalade";
+    b.type_into("#admin-current", PASSWORD);
+    b.type_into("#admin-new", new_admin);
+    b.type_into("#admin-confirm", new_admin);
+    b.js("document.getElementById('admin-save').scrollIntoView({block: 'center'}); return 0");
+    b.js("document.getElementById('account-outcome')?.remove(); return 0");
+    b.click("#admin-save");
+    let said = outcome(&b);
+    assert!(
+        said.contains("admin password is changed") && said.contains("1 other login(s) ended"),
+        "{said}"
+    );
+    b.go(&format!("{base}/settings"));
+    b.wait_for_path("/settings");
+    assert!(
+        b.js("return document.getElementById('save-settings') !== null")
+            .as_bool()
+            .unwrap()
+    );
+    other.go(&format!("{base}/settings"));
+    wait_until("the other browser to be logged out", || {
+        other.path().starts_with("/login").then_some(())
+    });
+}
+
+/// A setting that needs a restart: the page says so and offers one; "Restart lanmeter now"
+/// stops the process cleanly (as SIGTERM does), for systemd's `Restart=always` to start it again
+/// (here systemd's `INVOCATION_ID` is set by the test, and the exit is checked).
+#[test]
+fn a_setting_that_needs_a_restart_is_offered_one_and_the_service_exits_cleanly() {
+    use crate::browser::{Browser, wait_until};
+    let dir = tempfile::tempdir().unwrap();
+    let (base, mut demo) =
+        demo_with_config_env(dir.path(), &[("INVOCATION_ID", "0123456789abcdef")]);
+    let b = Browser::start();
+    crate::dashboard::resize(&b, 1280, 1000);
+    b.go(&format!("{base}/login?next=/settings"));
+    b.type_into("#password", PASSWORD);
+    b.click("#login button[type=submit]");
+    b.wait_for_path("/settings");
+    assert!(
+        b.js("return document.getElementById('restart') === null")
+            .as_bool()
+            .unwrap()
+    );
+    b.type_into("#smtp_host", "mail.home.test");
+    b.click("#save-settings");
+    wait_until("the saved note", || {
+        b.js("return document.getElementById('saved')?.textContent ?? null")
+            .as_str()
+            .map(str::to_string)
+    });
+    assert!(b.text().contains("waits for a restart"));
+    crate::dashboard::screenshot(&b, "settings-restart-desktop");
+    b.click("#restart-now");
+    let said = wait_until("the restarting note", || {
+        b.js("return document.getElementById('restarting')?.textContent ?? null")
+            .as_str()
+            .map(str::to_string)
+    });
+    assert!(said.contains("systemd starts it again"), "{said}");
+    let status =
+        crate::alerts::wait_for("lanmeter to exit", PATIENCE, || demo.0.try_wait().unwrap());
+    assert!(status.success(), "{status:?}");
 }

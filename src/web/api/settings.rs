@@ -213,6 +213,27 @@ pub async fn patch_settings(
 pub enum TestChannel {
     Email,
     Webhook,
+    Ntfy,
+    Gotify,
+    Telegram,
+    Pushover,
+    Discord,
+    Homeassistant,
+}
+
+impl TestChannel {
+    pub fn name(self) -> &'static str {
+        match self {
+            TestChannel::Email => "email",
+            TestChannel::Webhook => "webhook",
+            TestChannel::Ntfy => "ntfy",
+            TestChannel::Gotify => "gotify",
+            TestChannel::Telegram => "telegram",
+            TestChannel::Pushover => "pushover",
+            TestChannel::Discord => "discord",
+            TestChannel::Homeassistant => "homeassistant",
+        }
+    }
 }
 
 #[derive(serde::Deserialize, ToSchema)]
@@ -257,16 +278,14 @@ pub async fn test_notification(
     let (sent, message) = match req.channel {
         TestChannel::Email => crate::web::alerts::send_test_email(&cfg, state.now()).await,
         TestChannel::Webhook => crate::web::alerts::send_test_webhook(&cfg).await?,
+        push => crate::web::alerts::send_test_push(&cfg, push.name()).await?,
     };
     let actor = super::devices::actor(auth.as_deref(), token.as_deref());
     let client = auth
         .as_ref()
         .map_or("unknown".to_string(), |a| a.client.clone());
-    let action = match req.channel {
-        TestChannel::Email => "test email",
-        TestChannel::Webhook => "test webhook",
-    };
-    crate::web::session::audit(&state, &actor, &client, action, message.clone()).await;
+    let action = format!("test {}", req.channel.name());
+    crate::web::session::audit(&state, &actor, &client, &action, message.clone()).await;
     Ok(Json(TestOutcome {
         channel: req.channel,
         sent,
