@@ -576,3 +576,44 @@ fn a_zone_set_after_a_short_first_run_rebuilds_until_minutes_are_deleted() {
         "America/New_York"
     );
 }
+
+/// Rollups recorded as `UTC` serve queries in `Etc/UTC` (a Debian system zone) and in an
+/// unnamed zero-offset zone: the zone comparison folds UTC aliases, so history older than the
+/// minute retention is still counted (it used to be read from the minutes alone and vanish).
+#[test]
+fn utc_aliases_share_the_rollups_after_minutes_are_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("u.db")).unwrap();
+    let week = Retention {
+        minutes: Some(7 * 86_400),
+        ..Retention::FOREVER
+    };
+    every_minute(&mut store, "2024-07-01T00:00:00Z", "2024-07-02T00:00:00Z");
+    let utc = TimeZone::get("UTC").unwrap();
+    let later = "2024-07-20T00:00:00Z"
+        .parse::<Timestamp>()
+        .unwrap()
+        .as_second();
+    let r = store.maintain(&utc, &week, later).unwrap();
+    assert!(r.deleted[0] > 0, "the minutes are gone: {r:?}");
+    assert_eq!(store.history_state().unwrap().unwrap().zone, "UTC");
+    let etc = TimeZone::get("Etc/UTC").unwrap();
+    let unnamed = TimeZone::fixed(jiff::tz::Offset::UTC);
+    for tz in [&utc, &etc, &unnamed] {
+        let u = store
+            .usage(
+                &Selection::All,
+                tz,
+                "2024-06-30T00:00:00Z".parse().unwrap(),
+                ts(later),
+            )
+            .unwrap();
+        assert_eq!((u.active_minutes, u.exact), (1440, true), "{tz:?}");
+    }
+    // Maintenance in the alias neither rebuilds nor re-records the zone.
+    store.maintain(&etc, &week, later + 3600).unwrap();
+    assert_eq!(store.history_state().unwrap().unwrap().zone, "UTC");
+    let london = TimeZone::get("Europe/London").unwrap();
+    assert!(!super::rollup::same_zone("UTC", &london));
+    assert!(super::rollup::same_zone("Etc/UTC", &utc));
+}

@@ -168,7 +168,7 @@ impl Coverage {
     /// the minutes alone answer (exactly, as far back as they are kept).
     pub(crate) fn new(state: Option<&HistoryState>, tz: &TimeZone) -> Coverage {
         match state {
-            Some(s) if tz.iana_name() == Some(s.zone.as_str()) => Coverage {
+            Some(s) if super::rollup::same_zone(&s.zone, tz) => Coverage {
                 rolled: Period::ALL.map(|p| s.rolled(p)),
                 kept: Period::ALL.map(|p| s.kept(p)),
             },

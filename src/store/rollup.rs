@@ -121,6 +121,49 @@ pub(crate) fn zone_name(tz: &TimeZone) -> String {
     }
 }
 
+/// Names the tz database gives to plain UTC (no offset, no DST ever): `Etc/UTC` is what a
+/// Debian system zone reads as, `UTC` what a config or an unnamed zone records.
+const UTC_ALIASES: [&str; 18] = [
+    "UTC",
+    "Etc/UTC",
+    "UCT",
+    "Etc/UCT",
+    "Universal",
+    "Etc/Universal",
+    "Zulu",
+    "Etc/Zulu",
+    "GMT",
+    "Etc/GMT",
+    "GMT0",
+    "Etc/GMT0",
+    "GMT+0",
+    "Etc/GMT+0",
+    "GMT-0",
+    "Etc/GMT-0",
+    "Greenwich",
+    "Etc/Greenwich",
+];
+
+/// Whether rollups recorded in the zone named `recorded` have `tz`'s hour, day and month
+/// boundaries. Names are compared after folding the UTC aliases together, so a history rolled
+/// up as `UTC` is still read from its rollups when the system zone says `Etc/UTC` (it used to
+/// fall back to the minutes, and history older than the minute retention went missing).
+pub(crate) fn same_zone(recorded: &str, tz: &TimeZone) -> bool {
+    let canonical = |n: &str| -> String {
+        if UTC_ALIASES.iter().any(|a| a.eq_ignore_ascii_case(n)) {
+            "UTC".to_string()
+        } else {
+            n.to_string()
+        }
+    };
+    let name = match tz.iana_name() {
+        Some(n) => n.to_string(),
+        // zone_name records an unnamed zone as UTC; compare the same way without its warning.
+        None => "UTC".to_string(),
+    };
+    canonical(recorded) == canonical(&name)
+}
+
 fn time_err(path: &Path, zone: &str, at: i64, e: jiff::Error) -> StoreError {
     StoreError::Time {
         path: path.to_path_buf(),
@@ -322,7 +365,7 @@ impl Store {
         let wanted = zone_name(tz);
         let mut state = read_state(&tx).map_err(sql_err(path, op))?;
         if let Some(s) = &state
-            && s.zone != wanted
+            && !same_zone(&s.zone, tz)
         {
             if s.minute_kept == i64::MIN {
                 tracing::info!(from = %s.zone, to = %wanted, "time zone changed: rebuilding history rollups from the stored minutes");
