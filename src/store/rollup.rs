@@ -215,20 +215,32 @@ fn write_state(tx: &Transaction<'_>, s: &HistoryState) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// The counter columns of every usage table (minute, hour, day, month), in their order.
+pub(crate) const COUNTERS: &str = "frames_sent, frames_received, bytes_sent, bytes_received,
+    internet_upload_bytes, internet_download_bytes";
+
+/// The one conflict clause of every usage write: a row that exists gets the new counts ADDED
+/// (a minute arrives in several flushes, a late minute adds to a rolled-up bucket, a merge adds
+/// one device's history to another's), never overwritten. `key` is the conflicting key;
+/// `active` adds `active_minutes` too (the rollup levels have it, minutes do not).
+pub(crate) fn add_on_conflict(key: &str, active: bool) -> String {
+    let mut cols: Vec<&str> = COUNTERS.split(',').map(str::trim).collect();
+    if active {
+        cols.push("active_minutes");
+    }
+    let sets: Vec<String> = cols
+        .iter()
+        .map(|c| format!("{c} = {c} + excluded.{c}"))
+        .collect();
+    format!("ON CONFLICT ({key}) DO UPDATE SET {}", sets.join(", "))
+}
+
 /// Adds `counts` (and `active` minutes) to the row of `table` starting at `start`.
 fn add_rollup_sql(table: &str) -> String {
     format!(
-        "INSERT INTO {table} (start, device_id, frames_sent, frames_received, bytes_sent,
-            bytes_received, internet_upload_bytes, internet_download_bytes, active_minutes)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-         ON CONFLICT (start, device_id) DO UPDATE SET
-            frames_sent = frames_sent + excluded.frames_sent,
-            frames_received = frames_received + excluded.frames_received,
-            bytes_sent = bytes_sent + excluded.bytes_sent,
-            bytes_received = bytes_received + excluded.bytes_received,
-            internet_upload_bytes = internet_upload_bytes + excluded.internet_upload_bytes,
-            internet_download_bytes = internet_download_bytes + excluded.internet_download_bytes,
-            active_minutes = active_minutes + excluded.active_minutes"
+        "INSERT INTO {table} (start, device_id, {COUNTERS}, active_minutes)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) {}",
+        add_on_conflict("start, device_id", true)
     )
 }
 
@@ -242,19 +254,11 @@ fn roll_sql(from: Period, to: Period) -> String {
         "sum(active_minutes)"
     };
     format!(
-        "INSERT INTO {dst} (start, device_id, frames_sent, frames_received, bytes_sent,
-            bytes_received, internet_upload_bytes, internet_download_bytes, active_minutes)
+        "INSERT INTO {dst} (start, device_id, {COUNTERS}, active_minutes)
          SELECT ?1, device_id, sum(frames_sent), sum(frames_received), sum(bytes_sent),
             sum(bytes_received), sum(internet_upload_bytes), sum(internet_download_bytes), {active}
-         FROM {src} WHERE {key} >= ?1 AND {key} < ?2 GROUP BY device_id
-         ON CONFLICT (start, device_id) DO UPDATE SET
-            frames_sent = frames_sent + excluded.frames_sent,
-            frames_received = frames_received + excluded.frames_received,
-            bytes_sent = bytes_sent + excluded.bytes_sent,
-            bytes_received = bytes_received + excluded.bytes_received,
-            internet_upload_bytes = internet_upload_bytes + excluded.internet_upload_bytes,
-            internet_download_bytes = internet_download_bytes + excluded.internet_download_bytes,
-            active_minutes = active_minutes + excluded.active_minutes"
+         FROM {src} WHERE {key} >= ?1 AND {key} < ?2 GROUP BY device_id {}",
+        add_on_conflict("start, device_id", true)
     )
 }
 
