@@ -370,7 +370,9 @@ if web:
         f_med = med(first)
         verdict = "–"
         if scale_w and first and rs:
-            ok = max(f_med, med(p99)) * scale_w["conservative"] <= PAGE_BUDGET_MS and not bad_status
+            # A wrk run that completed no request has no latency to judge: it fails.
+            ok = (max(f_med, med(p99)) * scale_w["conservative"] <= PAGE_BUDGET_MS and not bad_status
+                  and all(x["rps"] > 0 for x in rs))
             judged += 1
             verdict = "PASS" if ok else "**FAIL**"
             if not ok:
