@@ -11,6 +11,9 @@
 # Knobs (defaults sized so a full run stays well under 30 minutes on 2 cores):
 #   FRAMES=10000000 RUNS=5 STORE_DAYS=365 WEB_RUNS=3 WEB_SECS=5 LIVE_SECS=10 PI=1 \
 #   OUT=bench-out REPORT=BENCHMARKS.md ./bench/run.sh
+# BENCH_PARTS=web,store (comma-separated: ingest memory store web live pi) runs only those parts;
+# the report then goes to $OUT/BENCHMARKS.partial.md (unless REPORT is given), leaves out the
+# parts not run, and takes the Pi time scale from the BENCHMARKS.md of the last full run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TARGET=${CARGO_TARGET_DIR:-target}
@@ -20,10 +23,24 @@ RUNS=${RUNS:-5}
 STORE_DAYS=${STORE_DAYS:-365}
 PI=${PI:-1}
 OUT=${OUT:-bench-out}
-REPORT=${REPORT:-BENCHMARKS.md}
+PARTS=${BENCH_PARTS:-}
+if [ -n "$PARTS" ]; then
+    REPORT=${REPORT:-$OUT/BENCHMARKS.partial.md}
+else
+    REPORT=${REPORT:-BENCHMARKS.md}
+fi
 mkdir -p "$OUT/raw"
 OUT=$(realpath "$OUT")
 : >"$OUT/parts.jsonl"
+# want PART: whether this run includes PART (every part when BENCH_PARTS is unset). A part not
+# run leaves no JSON, so stale results of an earlier run are removed first.
+want() {
+    [ -z "$PARTS" ] || [[ ",$PARTS," == *",$1,"* ]]
+}
+for p in ingest memory store web live pi; do
+    want "$p" || { [ "$p" = ingest ] && want memory; } || { [ "$p" = memory ] && want ingest; } ||
+        rm -f "$OUT/$p.json"
+done
 
 # part NAME: closes the previous part and opens NAME in parts.jsonl (wall time and load average at
 # both ends; the machine is shared, so the report shows what else was running).
@@ -43,10 +60,15 @@ part() {
 }
 
 part build
-cargo build --release --quiet --bin lanmeter --example read_floor --example bench_store
+if want ingest || want store; then
+    cargo build --release --quiet --bin lanmeter --example read_floor --example bench_store
+else
+    cargo build --release --quiet --bin lanmeter
+fi
 LM=$TARGET/release/lanmeter
 FLOOR=$TARGET/release/examples/read_floor
 
+if want ingest || want memory; then
 part inputs
 PCAP="$OUT/household-$FRAMES.pcap"
 FLOOD="$OUT/flood-$FLOOD_MACS.pcap"
@@ -76,6 +98,10 @@ measure() {
     done
 }
 
+fi
+
+# ingest.py writes ingest.json and memory.json together, so the two parts run together.
+if want ingest || want memory; then
 part ingest
 # The programs alternate run by run, so load from other jobs on the machine spreads over all of them.
 "$LM" replay "$PCAP" --json >"$OUT/raw/replay.json"
@@ -103,34 +129,48 @@ RUNS=$ALL_RUNS
 darkstat -r "$PCAP" --no-daemon --no-dns --chroot "$OUT/darkstat" --user root --export "$OUT/darkstat/darkstat.export" \
     2>"$OUT/raw/darkstat-export.err" || true
 
+fi
+
+if want ingest || want memory; then
 part memory
 measure flood "$LM" replay "$FLOOD" --json
 measure flood_quarter "$LM" replay "$FLOOD_QUARTER" --json
 measure house200 "$LM" replay "$HOUSE200" --json
 TARGET="$TARGET" python3 bench/ingest.py "$OUT" "$FRAMES" "$FLOOD_MACS" "$RUNS"
+fi
 
 # The history store: one simulated year of 200 devices with default retention, a flush of 1,000
 # active devices on it, and the heaviest queries.
+if want store; then
 part store
 "$TARGET/release/examples/bench_store" "$OUT/store" "$STORE_DAYS" >"$OUT/store.json"
+fi
 
 # The dashboard: overview and device page latency with 200 devices and a year of history.
+if want web; then
 part web
 ./bench/web.sh "$LM" "$OUT/web"
 cp "$OUT/web/web.json" "$OUT/web.json"
+fi
 
 # Live capture on a veth pair fed by tcpreplay, for lanmeter and darkstat, and start-up time.
+if want live; then
 part live
 LM="$LM" OUT="$OUT" ./bench/live.sh
+fi
 
 # The Raspberry Pi 4 projection: instructions per frame on arm64 and x86 under qemu.
+if want pi; then
 part pi
 if [ "$PI" = 1 ]; then
     OUT="$OUT" ./bench/pi.sh || echo "bench: the Pi instruction counts failed; report.py says so" >&2
 else
     echo '{"skipped": "PI=0"}' >"$OUT/pi.json"
 fi
+fi
 
 part end
-python3 bench/report.py "$OUT" >"$REPORT"
+# Written to a temporary file first: a partial run reads the last full report's Pi time scale.
+PI_SCALE_FROM=BENCHMARKS.md python3 bench/report.py "$OUT" >"$REPORT.tmp"
+mv "$REPORT.tmp" "$REPORT"
 cat "$REPORT"

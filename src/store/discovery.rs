@@ -235,42 +235,22 @@ fn add_presence(
 /// win; those it lacks are taken from `from`. Fails (and the caller's savepoint rolls back) if
 /// a table this module does not know still references `from`.
 fn merge_into(tx: &Connection, from: i64, into: i64, window: i64) -> rusqlite::Result<()> {
-    tx.execute(
-        "INSERT INTO usage_minute (device_id, minute, frames_sent, frames_received, bytes_sent,
-             bytes_received, internet_upload_bytes, internet_download_bytes)
-         SELECT ?2, minute, frames_sent, frames_received, bytes_sent, bytes_received,
-             internet_upload_bytes, internet_download_bytes FROM usage_minute WHERE device_id = ?1
-         ON CONFLICT (minute, device_id) DO UPDATE SET
-             frames_sent = frames_sent + excluded.frames_sent,
-             frames_received = frames_received + excluded.frames_received,
-             bytes_sent = bytes_sent + excluded.bytes_sent,
-             bytes_received = bytes_received + excluded.bytes_received,
-             internet_upload_bytes = internet_upload_bytes + excluded.internet_upload_bytes,
-             internet_download_bytes = internet_download_bytes + excluded.internet_download_bytes",
-        params![from, into],
-    )?;
-    tx.execute(
-        "DELETE FROM usage_minute WHERE device_id = ?1",
-        params![from],
-    )?;
-    // The rollup levels hold the same history at coarser grain: history follows the device
-    // at every level, or totals read from hours, days or months would keep the old identity.
-    for level in ["usage_hour", "usage_day", "usage_month"] {
+    // History follows the device at every level (the rollup levels hold the same history at
+    // coarser grain, so totals read from hours, days or months would keep the old identity).
+    // Moving rows between devices leaves every sum over all devices, the household aggregates
+    // included, unchanged (see rollup::totals).
+    use super::rollup::{COUNTERS, add_on_conflict};
+    for (level, key, active) in [
+        ("usage_minute", "minute", ""),
+        ("usage_hour", "start", ", active_minutes"),
+        ("usage_day", "start", ", active_minutes"),
+        ("usage_month", "start", ", active_minutes"),
+    ] {
         tx.execute(
             &format!(
-                "INSERT INTO {level} (start, device_id, frames_sent, frames_received, bytes_sent,
-                     bytes_received, internet_upload_bytes, internet_download_bytes, active_minutes)
-                 SELECT start, ?2, frames_sent, frames_received, bytes_sent, bytes_received,
-                     internet_upload_bytes, internet_download_bytes, active_minutes
-                 FROM {level} WHERE device_id = ?1
-                 ON CONFLICT (start, device_id) DO UPDATE SET
-                     frames_sent = frames_sent + excluded.frames_sent,
-                     frames_received = frames_received + excluded.frames_received,
-                     bytes_sent = bytes_sent + excluded.bytes_sent,
-                     bytes_received = bytes_received + excluded.bytes_received,
-                     internet_upload_bytes = internet_upload_bytes + excluded.internet_upload_bytes,
-                     internet_download_bytes = internet_download_bytes + excluded.internet_download_bytes,
-                     active_minutes = active_minutes + excluded.active_minutes"
+                "INSERT INTO {level} ({key}, device_id, {COUNTERS}{active})
+                 SELECT {key}, ?2, {COUNTERS}{active} FROM {level} WHERE device_id = ?1 {}",
+                add_on_conflict(&format!("{key}, device_id"), !active.is_empty())
             ),
             params![from, into],
         )?;

@@ -461,6 +461,57 @@ ALTER TABLE outbox_new RENAME TO outbox;
 CREATE INDEX outbox_due ON outbox(next_attempt_at) WHERE delivered_at IS NULL AND failed_at IS NULL;
 ";
 
+/// Schema step (issue 26): per-bucket sums over every device of each rollup level, kept by the
+/// rollups themselves (`rollup::totals`), so a household or all-devices total, series or heatmap
+/// reads one row per bucket instead of one per device and bucket, and a device's own rows are
+/// found by point lookups on the buckets listed here (`store::query`). The household is the
+/// total minus the gateway's rows (the gateway flag can change; the sums need not). Existing
+/// history is summed in here once.
+const V_TOTALS: &str = "
+CREATE TABLE total_hour (
+    start INTEGER PRIMARY KEY,
+    frames_sent INTEGER NOT NULL,
+    frames_received INTEGER NOT NULL,
+    bytes_sent INTEGER NOT NULL,
+    bytes_received INTEGER NOT NULL,
+    internet_upload_bytes INTEGER NOT NULL,
+    internet_download_bytes INTEGER NOT NULL,
+    active_minutes INTEGER NOT NULL
+) STRICT;
+INSERT INTO total_hour (start, frames_sent, frames_received, bytes_sent, bytes_received, internet_upload_bytes, internet_download_bytes, active_minutes)
+    SELECT start, sum(frames_sent), sum(frames_received), sum(bytes_sent), sum(bytes_received),
+        sum(internet_upload_bytes), sum(internet_download_bytes), sum(active_minutes)
+    FROM usage_hour GROUP BY start;
+CREATE TABLE total_day (
+    start INTEGER PRIMARY KEY,
+    frames_sent INTEGER NOT NULL,
+    frames_received INTEGER NOT NULL,
+    bytes_sent INTEGER NOT NULL,
+    bytes_received INTEGER NOT NULL,
+    internet_upload_bytes INTEGER NOT NULL,
+    internet_download_bytes INTEGER NOT NULL,
+    active_minutes INTEGER NOT NULL
+) STRICT;
+INSERT INTO total_day (start, frames_sent, frames_received, bytes_sent, bytes_received, internet_upload_bytes, internet_download_bytes, active_minutes)
+    SELECT start, sum(frames_sent), sum(frames_received), sum(bytes_sent), sum(bytes_received),
+        sum(internet_upload_bytes), sum(internet_download_bytes), sum(active_minutes)
+    FROM usage_day GROUP BY start;
+CREATE TABLE total_month (
+    start INTEGER PRIMARY KEY,
+    frames_sent INTEGER NOT NULL,
+    frames_received INTEGER NOT NULL,
+    bytes_sent INTEGER NOT NULL,
+    bytes_received INTEGER NOT NULL,
+    internet_upload_bytes INTEGER NOT NULL,
+    internet_download_bytes INTEGER NOT NULL,
+    active_minutes INTEGER NOT NULL
+) STRICT;
+INSERT INTO total_month (start, frames_sent, frames_received, bytes_sent, bytes_received, internet_upload_bytes, internet_download_bytes, active_minutes)
+    SELECT start, sum(frames_sent), sum(frames_received), sum(bytes_sent), sum(bytes_received),
+        sum(internet_upload_bytes), sum(internet_download_bytes), sum(active_minutes)
+    FROM usage_month GROUP BY start;
+";
+
 /// Every schema step, oldest first. The schema version of a fully migrated file is the length.
 pub(super) const MIGRATIONS: &[&str] = &[
     V1,
@@ -472,6 +523,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     API_TOKENS,
     V_PLAN,
     V_PUSH_CHANNELS,
+    V_TOTALS,
 ];
 
 pub(super) fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
@@ -565,6 +617,9 @@ mod tests {
             "plan_calibrations",
             "quotas",
             "plan_alerts_sent",
+            "total_hour",
+            "total_day",
+            "total_month",
         ] {
             assert!(t.iter().any(|n| n == want), "{want} missing from {t:?}");
         }

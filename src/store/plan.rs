@@ -389,6 +389,36 @@ impl Store {
         tz: &TimeZone,
         now: Timestamp,
     ) -> Result<PlanReport, PlanReportError> {
+        self.plan_report_with(tz, now, true)
+    }
+
+    /// [`Store::plan_report`] without the past cycles (`past` is empty): what the overview's
+    /// plan card shows, read on every uncached overview.
+    pub fn plan_summary(
+        &self,
+        tz: &TimeZone,
+        now: Timestamp,
+    ) -> Result<PlanReport, PlanReportError> {
+        self.plan_report_with(tz, now, false)
+    }
+
+    /// The plan and its quotas with their use: what a device page shows of the plan.
+    pub fn quota_report(
+        &self,
+        tz: &TimeZone,
+        now: Timestamp,
+    ) -> Result<(Plan, Vec<QuotaStatus>), PlanReportError> {
+        let p = self.plan()?;
+        let quotas = self.quota_statuses(&p, tz, now)?;
+        Ok((p, quotas))
+    }
+
+    fn plan_report_with(
+        &self,
+        tz: &TimeZone,
+        now: Timestamp,
+        with_past: bool,
+    ) -> Result<PlanReport, PlanReportError> {
         let p = self.plan()?;
         let counted = p.counted;
         let household = Selection::Household;
@@ -419,7 +449,11 @@ impl Store {
             .map(|d| (d.date, d.used_bytes.unwrap_or(0)))
             .collect();
         let state = plan::plan_state(&status, &so_far);
-        let past = self.past_usage(&p, tz, now)?;
+        let past = if with_past {
+            self.past_usage(&p, tz, now)?
+        } else {
+            Vec::new()
+        };
         let quotas = self.quota_statuses(&p, tz, now)?;
         Ok(PlanReport {
             even_daily_share: plan::even_daily_share(&p, &cycle),

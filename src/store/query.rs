@@ -14,7 +14,7 @@
 //! gateway is infrastructure and "other" is not a device. This module never writes.
 use super::devices::mac_from_key;
 use super::period::{Period, bucket_secs};
-use super::rollup::{HistoryState, table};
+use super::rollup::{HistoryState, table, total_table};
 use super::{Store, StoreError, sql_err};
 use crate::model::{Counts, MacAddr};
 use jiff::Timestamp;
@@ -168,7 +168,7 @@ impl Coverage {
     /// the minutes alone answer (exactly, as far back as they are kept).
     pub(crate) fn new(state: Option<&HistoryState>, tz: &TimeZone) -> Coverage {
         match state {
-            Some(s) if tz.iana_name() == Some(s.zone.as_str()) => Coverage {
+            Some(s) if super::rollup::same_zone(&s.zone, tz) => Coverage {
                 rolled: Period::ALL.map(|p| s.rolled(p)),
                 kept: Period::ALL.map(|p| s.kept(p)),
             },
@@ -285,7 +285,13 @@ pub(crate) enum Group {
     Device,
 }
 
-fn row_sql(level: Period, sel: &Selection, group: Group) -> String {
+/// The longest minute segment a device selection reads by point lookups (one per minute of
+/// the segment): two weeks, past the minute retention. Longer ones (a history queried in a zone
+/// other than its rollups', before any rollup) scan the range instead.
+const MAX_MINUTE_LOOKUPS: i64 = 14 * 1440;
+
+fn row_sql(seg: &Segment, sel: &Selection, group: Group) -> String {
+    let level = seg.level;
     let (t, key) = table(level);
     let active = if level == Period::Minute {
         "1"
@@ -303,20 +309,75 @@ fn row_sql(level: Period, sel: &Selection, group: Group) -> String {
     let sums: Vec<String> = cols.iter().map(|c| format!("sum(u.{c})")).collect();
     let plain: Vec<String> = cols.iter().map(|c| format!("u.{c}")).collect();
     let cond = sel.sql();
+    let total = total_table(level);
+    // Sums over every device, or over all but the gateway, come from the totals the rollups
+    // keep: one row per bucket, whatever the number of devices.
+    match (sel, group, total) {
+        (Selection::All, Group::Bucket, Some(total)) => {
+            return format!(
+                "SELECT start, 0, 0, {}, active_minutes FROM {total}
+                 WHERE start >= ?1 AND start < ?2 ORDER BY start",
+                cols.join(", ")
+            );
+        }
+        (Selection::Household, Group::Bucket, Some(total)) => {
+            // Every stored row has at least one active minute, so the household has a row in
+            // a bucket iff its active minutes there are above zero: empty buckets stay out.
+            let diff: Vec<String> = cols
+                .iter()
+                .chain(&["active_minutes"])
+                .map(|c| format!("c.{c} - coalesce(sum(g.{c}), 0)"))
+                .collect();
+            return format!(
+                "SELECT c.start, 0, 0, {} FROM {total} c
+                 LEFT JOIN {t} g ON g.start = c.start
+                     AND g.device_id IN (SELECT id FROM devices WHERE is_gateway = 1)
+                 WHERE c.start >= ?1 AND c.start < ?2 GROUP BY c.start
+                 HAVING c.active_minutes - coalesce(sum(g.active_minutes), 0) > 0
+                 ORDER BY c.start",
+                diff.join(", ")
+            );
+        }
+        _ => {}
+    }
+    // Chosen devices' rows are found by a point lookup (bucket, device) per bucket that has any
+    // data, listed by the totals (minutes: every minute of the segment), so a device's history
+    // costs what it shows, not what the whole household stored in the range.
+    let (with, from) = match (sel, total) {
+        (Selection::Devices(_), Some(total)) => (
+            String::new(),
+            format!(
+                "{total} c CROSS JOIN {t} u ON u.{key} = c.start
+                 JOIN devices d ON d.id = u.device_id WHERE c.start >= ?1 AND c.start < ?2"
+            ),
+        ),
+        (Selection::Devices(_), None) if seg.to.saturating_sub(seg.from) <= MAX_MINUTE_LOOKUPS * 60 => (
+            "WITH RECURSIVE c(start) AS (SELECT ?1 UNION ALL SELECT start + 60 FROM c WHERE start + 60 < ?2) "
+                .to_string(),
+            format!(
+                "c CROSS JOIN {t} u ON u.{key} = c.start
+                 JOIN devices d ON d.id = u.device_id WHERE 1"
+            ),
+        ),
+        _ => (
+            String::new(),
+            format!(
+                "{t} u JOIN devices d ON d.id = u.device_id WHERE u.{key} >= ?1 AND u.{key} < ?2"
+            ),
+        ),
+    };
     match group {
         Group::BucketDevice => format!(
-            "SELECT u.{key}, d.mac, d.is_gateway, {}, {active} FROM {t} u JOIN devices d ON d.id = u.device_id
-             WHERE u.{key} >= ?1 AND u.{key} < ?2 AND {cond} ORDER BY u.{key}",
+            "{with}SELECT u.{key}, d.mac, d.is_gateway, {}, {active} FROM {from} AND {cond} ORDER BY u.{key}",
             plain.join(", ")
         ),
         Group::Bucket => format!(
-            "SELECT u.{key}, 0, 0, {}, sum({active}) FROM {t} u
-             WHERE u.{key} >= ?1 AND u.{key} < ?2 AND {cond} GROUP BY u.{key} ORDER BY u.{key}",
+            "{with}SELECT u.{key}, 0, 0, {}, sum({active}) FROM {from} AND {cond}
+             GROUP BY u.{key} ORDER BY u.{key}",
             sums.join(", ")
         ),
         Group::Device => format!(
-            "SELECT 0, d.mac, d.is_gateway, {}, sum({active}) FROM {t} u JOIN devices d ON d.id = u.device_id
-             WHERE u.{key} >= ?1 AND u.{key} < ?2 AND {cond} GROUP BY u.device_id",
+            "{with}SELECT 0, d.mac, d.is_gateway, {}, sum({active}) FROM {from} AND {cond} GROUP BY u.device_id",
             sums.join(", ")
         ),
     }
@@ -347,7 +408,7 @@ impl Store {
         let op = "reading usage history";
         let mut st = self
             .conn
-            .prepare_cached(&row_sql(seg.level, sel, group))
+            .prepare_cached(&row_sql(&seg, sel, group))
             .map_err(sql_err(path, op))?;
         let mut rows = st
             .query(rusqlite::params![seg.from, seg.to])
@@ -408,8 +469,10 @@ impl Store {
             exact: plan.exact,
             ..Usage::default()
         };
+        // Summed per bucket, not per device: household and all-device sums then come from the
+        // totals, one row per bucket.
         for seg in plan.segments {
-            self.for_each_row(seg, sel, Group::Device, |r| {
+            self.for_each_row(seg, sel, Group::Bucket, |r| {
                 u.counts.add(&r.counts);
                 u.active_minutes += r.active_minutes;
                 Ok::<(), QueryError>(())
@@ -615,8 +678,11 @@ impl Store {
             let (t, key) = table(level);
             let (lo, hi): (Option<i64>, Option<i64>) = self
                 .conn
+                // Two subqueries, not `min(), max()` in one: SQLite answers a lone min or max
+                // from the key's B-tree edge, but scans the whole table for the pair (this was
+                // most of the plan report's time on a year of history).
                 .query_row(
-                    &format!("SELECT min({key}), max({key}) FROM {t}"),
+                    &format!("SELECT (SELECT min({key}) FROM {t}), (SELECT max({key}) FROM {t})"),
                     [],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )

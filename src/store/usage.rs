@@ -8,17 +8,14 @@ use crate::model::{Counts, MacAddr, MinuteUsage, Sighting};
 use rusqlite::{TransactionBehavior, params};
 use std::collections::HashMap;
 
-const ADD_USAGE: &str = "
-INSERT INTO usage_minute (device_id, minute, frames_sent, frames_received, bytes_sent,
-                          bytes_received, internet_upload_bytes, internet_download_bytes)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-ON CONFLICT (minute, device_id) DO UPDATE SET
-    frames_sent = frames_sent + excluded.frames_sent,
-    frames_received = frames_received + excluded.frames_received,
-    bytes_sent = bytes_sent + excluded.bytes_sent,
-    bytes_received = bytes_received + excluded.bytes_received,
-    internet_upload_bytes = internet_upload_bytes + excluded.internet_upload_bytes,
-    internet_download_bytes = internet_download_bytes + excluded.internet_download_bytes";
+static ADD_USAGE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "INSERT INTO usage_minute (device_id, minute, {})
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) {}",
+        rollup::COUNTERS,
+        rollup::add_on_conflict("minute, device_id", false)
+    )
+});
 
 /// Sums per device first, in one pass over the usage table (its key leads with the minute,
 /// so a per-device join would scan it once per device), then attaches the devices.
@@ -116,7 +113,7 @@ impl Store {
         }
         {
             let mut add = tx
-                .prepare_cached(ADD_USAGE)
+                .prepare_cached(&ADD_USAGE)
                 .map_err(sql_err(path, "preparing the usage write"))?;
             for u in usage.iter().filter(|u| !u.counts.is_zero()) {
                 let id = match ids.get(&u.mac) {

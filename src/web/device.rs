@@ -146,15 +146,7 @@ async fn load(state: &AppState, id: i64) -> Result<DeviceView, AppError> {
         return Err(AppError::NotFound);
     };
     let inet = |c: &crate::model::Counts| c.internet_download_bytes + c.internet_upload_bytes;
-    let quotas = {
-        let r = super::plan::report(state).await?;
-        super::plan::quota_rows(&r)
-            .into_iter()
-            .zip(&r.quotas)
-            .filter(|(_, q)| q.covers.contains(&d.mac))
-            .map(|(row, _)| row)
-            .collect()
-    };
+    let quotas = super::plan::quotas_covering(state, d.mac).await?;
 
     // 24 hours of 5-minute bars, labelled every 6 hours on the local clock.
     let n = ((now + 1 - day_from) / FIVE + 1) as usize;

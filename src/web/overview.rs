@@ -37,7 +37,8 @@ pub struct PlanCard {
 const TOP_QUOTAS: usize = 3;
 
 async fn plan_card(state: &AppState) -> Result<PlanCard, AppError> {
-    let r = plan::report(state).await?;
+    // Past cycles are not shown here, so the summary leaves them out.
+    let r = plan::summary(state).await?;
     let s = &r.status;
     let (kind, line) = plan::state_line(&r);
     let mut quotas = plan::quota_rows(&r);

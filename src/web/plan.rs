@@ -41,6 +41,31 @@ pub(super) async fn report(state: &AppState) -> Result<PlanReport, AppError> {
         .map_err(|e| AppError::internal(e.to_string()))
 }
 
+/// The report without past cycles (the overview's plan card).
+pub(super) async fn summary(state: &AppState) -> Result<PlanReport, AppError> {
+    let tz = state.config().time_zone();
+    let now = now(state)?;
+    state
+        .db(move |s| Ok(s.plan_summary(&tz, now)))
+        .await?
+        .map_err(|e| AppError::internal(e.to_string()))
+}
+
+/// The rows of every quota that covers `mac` (a device page: its own, its owner's, its group's).
+pub(super) async fn quotas_covering(
+    state: &AppState,
+    mac: crate::model::MacAddr,
+) -> Result<Vec<QuotaRow>, AppError> {
+    let tz = state.config().time_zone();
+    let now = now(state)?;
+    let (p, mut quotas) = state
+        .db(move |s| Ok(s.quota_report(&tz, now)))
+        .await?
+        .map_err(|e| AppError::internal(e.to_string()))?;
+    quotas.retain(|q| q.covers.contains(&mac));
+    Ok(quota_rows_of(&p, &quotas))
+}
+
 pub(super) fn pct(p: f64) -> String {
     format!("{p:.0} %")
 }
@@ -267,7 +292,11 @@ pub fn state_line(r: &PlanReport) -> (&'static str, String) {
 }
 
 pub fn quota_rows(r: &PlanReport) -> Vec<QuotaRow> {
-    r.quotas
+    quota_rows_of(&r.plan, &r.quotas)
+}
+
+fn quota_rows_of(p: &Plan, quotas: &[plan::QuotaStatus]) -> Vec<QuotaRow> {
+    quotas
         .iter()
         .map(|q| QuotaRow {
             id: q.quota.id,
@@ -278,7 +307,7 @@ pub fn quota_rows(r: &PlanReport) -> Vec<QuotaRow> {
             limit: fmt_bytes(q.quota.limit_bytes),
             pct: pct(q.used_pct),
             bar: bar(q.used_pct),
-            level: plan::bar_level(q.used_pct, &r.plan.thresholds),
+            level: plan::bar_level(q.used_pct, &p.thresholds),
             reached: q.reached,
             devices: q.devices,
         })

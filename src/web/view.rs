@@ -332,12 +332,22 @@ async fn stored_household(state: &AppState, periods: Periods) -> Result<Arc<Stor
             let now = t(p.until_now());
             let today = s.usage_by_device(&tz, t(p.today), now)?.0;
             let cycle = s.usage_by_device(&tz, t(p.cycle.0), now)?.0;
-            let sel = crate::store::query::Selection::Household;
-            let mut totals = [0u64; 3];
-            for (i, from) in [p.today, p.week, p.cycle.0].into_iter().enumerate() {
-                let u = s.usage(&sel, &tz, t(from), now)?;
-                totals[i] = u.counts.internet_download_bytes + u.counts.internet_upload_bytes;
-            }
+            // Today's and the cycle's household totals are the non-gateway devices just read
+            // (the household selection is exactly those rows); only the week needs a reading.
+            let household = |v: &[DeviceUsage]| -> u64 {
+                v.iter().filter(|u| !u.is_gateway).map(internet).sum()
+            };
+            let week = s.usage(
+                &crate::store::query::Selection::Household,
+                &tz,
+                t(p.week),
+                now,
+            )?;
+            let totals = [
+                household(&today),
+                week.counts.internet_download_bytes + week.counts.internet_upload_bytes,
+                household(&cycle),
+            ];
             Ok(Stored {
                 periods: p,
                 generation,
