@@ -566,22 +566,15 @@ mod tests {
     fn a_missing_role_costs_a_hash_too() {
         let h = hash_password("correct horse battery").unwrap();
         assert!(verify_or_dummy("correct horse battery", Some(&h)));
-        let fastest = |phc: Option<&str>| {
-            (0..3)
-                .map(|_| {
-                    let t = std::time::Instant::now();
-                    verify_or_dummy("wrong horse battery", phc);
-                    t.elapsed()
-                })
-                .min()
-                .unwrap()
-        };
-        let (real, dummy) = (fastest(Some(&h)), fastest(None));
-        // Same argon2 parameters, so the same work; loose bounds, as the machine is shared.
-        assert!(
-            dummy * 4 > real && real * 4 > dummy,
-            "real {real:?}, dummy {dummy:?}"
-        );
+        assert!(!verify_or_dummy("correct horse battery", None));
+        // Equal work is a matter of equal argon2 parameters (algorithm, memory, passes, lanes):
+        // compared on the PHC strings rather than timed, as timings on a shared machine are noise.
+        let params = |phc: &str| phc.rsplitn(3, '$').nth(2).unwrap_or_default().to_owned();
+        assert!(h.starts_with("$argon2"), "{h}");
+        assert_eq!(params(dummy_hash()), params(&h));
+        // And the dummy is a real hash that a password is checked against, not a string that
+        // fails to parse (which would return at once).
+        assert!(argon2::PasswordHash::new(dummy_hash()).is_ok());
     }
 
     #[test]
