@@ -199,7 +199,7 @@ fn device_for(tx: &Connection, s: &Sighting) -> rusqlite::Result<i64> {
 
 /// Adds the span `[from, to]` to a device's presence, joining it with intervals less than
 /// `window` apart (before or after it, so out-of-order batches are fine).
-fn add_presence(
+pub(super) fn add_presence(
     tx: &Connection,
     id: i64,
     from: TimestampNs,
@@ -543,23 +543,33 @@ impl Store {
     }
 
     /// Merges device `from` into `into` (the user said they are one): MACs, usage, names,
-    /// addresses and presence follow; `into`'s user fields win.
+    /// addresses and presence follow; `into`'s user fields win. What the merge changes is kept
+    /// so that [`Store::undo_merge`] can split them again; returns that undo's id (`None` when
+    /// `from == into`, which changes nothing). `label` is what `from` was called, `now_ns` when.
     pub fn merge_devices(
         &mut self,
         from: i64,
         into: i64,
         window_ns: i64,
-    ) -> Result<(), StoreError> {
+        label: &str,
+        now_ns: i64,
+    ) -> Result<Option<i64>, StoreError> {
         let path = self.path.clone();
         let op = "merging devices";
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql_err(&path, op))?;
+        let mut undo = None;
         if from != into {
+            undo = Some(
+                super::undo::record_merge(&tx, from, into, label, now_ns)
+                    .map_err(sql_err(&path, op))?,
+            );
             merge_into(&tx, from, into, window_ns).map_err(sql_err(&path, op))?;
         }
-        tx.commit().map_err(sql_err(&path, op))
+        tx.commit().map_err(sql_err(&path, op))?;
+        Ok(undo)
     }
 
     /// Sets the user's fields of a device (as given: the web layer validates them).
@@ -1036,7 +1046,7 @@ mod tests {
             },
         )
         .unwrap();
-        st.merge_devices(ids[1], ids[0], WINDOW).unwrap();
+        st.merge_devices(ids[1], ids[0], WINDOW, "b", 0).unwrap();
         let list = st.list_devices().unwrap();
         assert_eq!(list.len(), 1);
         assert_eq!(list[0].macs.len(), 2);

@@ -37,6 +37,10 @@ pub struct DevicePage {
     pub layout: Layout,
     pub admin: bool,
     pub d: Arc<DeviceView>,
+    /// Merges into this device that can still be undone (admins only).
+    pub undos: Vec<crate::store::undo::MergeUndo>,
+    /// Why the last undo could not be done, if it could not.
+    pub undo_error: String,
 }
 
 /// Everything the device page shows, cached briefly per device (see [`view::CACHE_FOR`]).
@@ -103,10 +107,18 @@ pub async fn page(
             }
         }
     };
+    let admin = auth.role == crate::auth::Role::Admin;
+    let undos = if admin {
+        state.query(move |s| Ok(s.merge_undos(id)?)).await?
+    } else {
+        Vec::new()
+    };
     Ok(DevicePage {
-        admin: auth.role == crate::auth::Role::Admin,
+        admin,
         layout: Layout::new("Device", "devices", Some(&auth)),
         d,
+        undos,
+        undo_error: String::new(),
     })
 }
 
@@ -407,12 +419,13 @@ pub async fn merge(
     let window_ns = i64::try_from(state.config().presence_window_secs)
         .unwrap_or(300)
         .saturating_mul(1_000_000_000);
+    let now_ns = state.now().saturating_mul(1_000_000_000);
     let found = state
         .db_mut(move |s| {
             let (Some(a), Some(b)) = (s.device(from)?, s.device(id)?) else {
                 return Ok(None);
             };
-            s.merge_devices(from, id, window_ns)?;
+            s.merge_devices(from, id, window_ns, &view::label(&a), now_ns)?;
             Ok(Some((a.mac, b.mac)))
         })
         .await?;
@@ -429,6 +442,53 @@ pub async fn merge(
     )
     .await;
     Ok(Redirect::to(&format!("/devices/{id}")).into_response())
+}
+
+/// POST /devices/{id}/unmerge: field `undo` = a merge into this device to undo.
+pub async fn unmerge(
+    State(state): State<AppState>,
+    Extension(auth): Extension<Auth>,
+    Path(id): Path<i64>,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let f = fields(&body)?;
+    let undo: i64 = get(&f, "undo")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| AppError::BadRequest("Choose the merge to undo.".into()))?;
+    let window_ns = i64::try_from(state.config().presence_window_secs)
+        .unwrap_or(300)
+        .saturating_mul(1_000_000_000);
+    let outcome = state
+        .db_mut(move |s| {
+            // Only a merge into the device whose page this is.
+            if !s.merge_undos(id)?.iter().any(|u| u.id == undo) {
+                return Ok(crate::store::undo::Unmerge::Gone);
+            }
+            s.undo_merge(undo, window_ns)
+        })
+        .await?;
+    state.changed();
+    match outcome {
+        crate::store::undo::Unmerge::Split { from, into } => {
+            session::audit(
+                &state,
+                auth.actor(),
+                &auth.client,
+                "merge undone",
+                format!("{from} split off {into} again"),
+            )
+            .await;
+            Ok(Redirect::to(&format!("/devices/{from}")).into_response())
+        }
+        crate::store::undo::Unmerge::Gone => {
+            Ok(Redirect::to(&format!("/devices/{id}")).into_response())
+        }
+        crate::store::undo::Unmerge::Refused(why) => {
+            let mut page = page(State(state), Extension(auth), Path(id)).await?;
+            page.undo_error = format!("The merge cannot be undone: {why}.");
+            Ok((axum::http::StatusCode::CONFLICT, page).into_response())
+        }
+    }
 }
 
 /// One side of a merge as the confirmation names it.

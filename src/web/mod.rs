@@ -144,6 +144,11 @@ fn routes() -> Vec<(&'static str, Access, MethodRouter<AppState>)> {
         ("/devices/{id}/rename", Access::Admin, post(devices::rename)),
         ("/devices/{id}/known", Access::Admin, post(devices::known)),
         ("/devices/{id}/merge", Access::Admin, post(device::merge)),
+        (
+            "/devices/{id}/unmerge",
+            Access::Admin,
+            post(device::unmerge),
+        ),
         ("/people", Access::Viewer, get(people::page)),
         (
             "/settings",

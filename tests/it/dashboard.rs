@@ -17,6 +17,7 @@ const PASSWORD: &str = "correct horse battery";
 /// `lanmeter demo` on a free loopback port; killed when dropped.
 struct Demo {
     base: String,
+    db: PathBuf,
     _proc: KillOnDrop,
     _dir: tempfile::TempDir,
 }
@@ -57,6 +58,7 @@ impl Demo {
         std::thread::spawn(move || for _ in lines {});
         Demo {
             base: url.trim_end_matches('/').to_string(),
+            db: dir.path().join("demo.db"),
             _proc: proc,
             _dir: dir,
         }
@@ -691,6 +693,29 @@ fn merge_asks_for_confirmation_naming_both_devices() {
     b.wait_for_path("/devices");
     assert_eq!(total(), "26", "cancel merged anyway");
 
+    // Every device's history up to today's midnight (the demo keeps adding traffic now).
+    let export = || {
+        let midnight = jiff::Timestamp::now().as_second().div_euclid(86_400) * 86_400;
+        let to = jiff::Timestamp::from_second(midnight).unwrap().to_string();
+        let out = crate::hermetic(&mut Command::new(crate::LANMETER))
+            .args([
+                "export", "--period", "hour", "--format", "csv", "--to", &to, "--db",
+            ])
+            .arg(&demo.db)
+            .env("TZ", "UTC")
+            .env("RUST_LOG", "off")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let before = export();
+    assert!(before.lines().count() > 100, "{before}");
+
     start_merge();
     b.click("#merge-confirm button[type=submit]");
     b.wait_for_path(&format!("/devices/{printer}"));
@@ -698,4 +723,34 @@ fn merge_asks_for_confirmation_naming_both_devices() {
     b.wait_for_path("/devices");
     assert_eq!(total(), "25");
     assert!(!b.text().contains("Anna's iPhone"));
+    assert_ne!(export(), before, "the merge moved no history");
+
+    // The printer's page offers the undo; it gives back both devices exactly.
+    b.go(&format!("{base}/devices/{printer}"));
+    b.element("form.undo");
+    assert!(
+        b.text()
+            .contains("Anna's iPhone was merged into this device")
+    );
+    screenshot(&b, "merge-undo-offer-desktop");
+    b.click("form.undo button[type=submit]");
+    b.wait_for_path(&format!("/devices/{anna}"));
+    assert_eq!(
+        b.js("return document.getElementById('device-name').textContent"),
+        "Anna's iPhone"
+    );
+    assert_eq!(
+        export(),
+        before,
+        "undo did not restore both histories exactly"
+    );
+    b.go(&format!("{base}/devices"));
+    b.wait_for_path("/devices");
+    assert_eq!(total(), "26");
+    b.go(&format!("{base}/devices/{printer}"));
+    b.element("#device-name");
+    assert_eq!(
+        b.js("return document.querySelectorAll('form.undo').length"),
+        0
+    );
 }
