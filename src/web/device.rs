@@ -16,7 +16,7 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::Extension;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use std::sync::Arc;
 
@@ -41,11 +41,114 @@ pub struct DevicePage {
     pub undos: Vec<crate::store::undo::MergeUndo>,
     /// Why the last undo could not be done, if it could not.
     pub undo_error: String,
+    /// The chosen range's use, chart and download links.
+    pub r: RangeView,
+}
+
+/// The device's internet use in the range chosen in the URL.
+pub struct RangeView {
+    pub chosen: super::range::Chosen,
+    /// Internet bytes (download + upload), raw and in words.
+    pub bytes: u64,
+    pub total: String,
+    pub down: String,
+    pub up: String,
+    pub chart: String,
+}
+
+/// The device's use in `chosen`, with bars per hour or day whose tooltips give each value.
+pub async fn range_view(
+    state: &AppState,
+    mac: crate::model::MacAddr,
+    mut chosen: super::range::Chosen,
+) -> Result<RangeView, AppError> {
+    let tz = state.config().time_zone();
+    let tzq = tz.clone();
+    let period = chosen.bucket();
+    let (from, to) = (chosen.from, chosen.to);
+    let (usage, series, extent) = state
+        .query(move |s| {
+            let sel = Selection::device(mac);
+            let u = s.usage(
+                &sel,
+                &tzq,
+                view::ts(from).map_err(|_| range_err())?,
+                view::ts(to).map_err(|_| range_err())?,
+            )?;
+            let series = s.usage_series(
+                &sel,
+                &tzq,
+                view::ts(from).map_err(|_| range_err())?,
+                view::ts(to).map_err(|_| range_err())?,
+                Some(period),
+            )?;
+            Ok((u, series, s.data_extent()?))
+        })
+        .await?;
+    chosen.mark_partial(extent.map(|e| e.0), &tz);
+    let c = &usage.counts;
+    let mut bars = Vec::new();
+    let mut z = view::ts(from)?.to_zoned(tz.clone());
+    let step = match period {
+        Period::Hour => jiff::Span::new().hours(1),
+        _ => jiff::Span::new().days(1),
+    };
+    let mut i = 0usize;
+    while z.timestamp().as_second() < to && bars.len() < 400 {
+        let start = z.timestamp();
+        let pt = series.points.iter().find(|p| p.start == start);
+        let hourly = period == Period::Hour;
+        let label = if hourly {
+            (z.hour() % 6 == 0).then(|| format!("{:02}:00", z.hour()))
+        } else {
+            (i % 7 == 0).then(|| z.strftime("%-d %b").to_string())
+        };
+        bars.push(Bar {
+            label,
+            down: pt.map_or(0, |p| p.counts.internet_download_bytes),
+            up: pt.map_or(0, |p| p.counts.internet_upload_bytes),
+            when: Some(if hourly {
+                z.strftime("%a %H:00").to_string()
+            } else {
+                z.strftime("%a %-d %b").to_string()
+            }),
+        });
+        z = z
+            .checked_add(step)
+            .map_err(|e| AppError::internal(format!("calendar: {e}")))?;
+        i += 1;
+    }
+    let chart = charts::bars(
+        "Internet use in the chosen range",
+        if period == Period::Hour {
+            "per hour"
+        } else {
+            "per day"
+        },
+        &bars,
+    );
+    let bytes = c.internet_download_bytes + c.internet_upload_bytes;
+    Ok(RangeView {
+        chosen,
+        bytes,
+        total: fmt_bytes(bytes),
+        down: fmt_bytes(c.internet_download_bytes),
+        up: fmt_bytes(c.internet_upload_bytes),
+        chart,
+    })
+}
+
+fn range_err() -> crate::store::query::QueryError {
+    crate::store::query::QueryError::EmptyRange {
+        from: jiff::Timestamp::UNIX_EPOCH,
+        to: jiff::Timestamp::UNIX_EPOCH,
+    }
 }
 
 /// Everything the device page shows, cached briefly per device (see [`view::CACHE_FOR`]).
 pub struct DeviceView {
     pub id: i64,
+    pub mac: crate::model::MacAddr,
     pub label: String,
     pub icon: &'static str,
     pub kind: String,
@@ -89,6 +192,7 @@ pub async fn page(
     State(state): State<AppState>,
     Extension(auth): Extension<Auth>,
     Path(id): Path<i64>,
+    Query(rq): Query<super::range::RangeQuery>,
 ) -> Result<DevicePage, AppError> {
     let generation = state.generation();
     let cached = state.device_cache(id, generation);
@@ -107,6 +211,9 @@ pub async fn page(
             }
         }
     };
+    let plan = state.db(|s| s.plan()).await?;
+    let chosen = rq.resolve(state.now(), &state.config().time_zone(), &plan)?;
+    let r = range_view(&state, d.mac, chosen).await?;
     let admin = auth.role == crate::auth::Role::Admin;
     let undos = if admin {
         state.query(move |s| Ok(s.merge_undos(id)?)).await?
@@ -119,6 +226,7 @@ pub async fn page(
         d,
         undos,
         undo_error: String::new(),
+        r,
     })
 }
 
@@ -181,6 +289,7 @@ async fn load(state: &AppState, id: i64) -> Result<DeviceView, AppError> {
     for (i, b) in bars.iter_mut().enumerate() {
         let at = day_from + i as i64 * FIVE;
         let z = view::ts(at)?.to_zoned(tz.clone());
+        b.when = Some(z.strftime("%H:%M").to_string());
         if z.minute() == 0 && z.hour() % 6 == 0 {
             b.label = Some(format!("{:02}:00", z.hour()));
         }
@@ -204,6 +313,7 @@ async fn load(state: &AppState, id: i64) -> Result<DeviceView, AppError> {
             label: (i % 7 == 0).then(|| day.strftime("%-d %b").to_string()),
             down: pt.map_or(0, |p| p.counts.internet_download_bytes),
             up: pt.map_or(0, |p| p.counts.internet_upload_bytes),
+            when: Some(day.strftime("%a %-d %b").to_string()),
         });
         day = day
             .checked_add(jiff::Span::new().days(1))
@@ -275,6 +385,7 @@ async fn load(state: &AppState, id: i64) -> Result<DeviceView, AppError> {
     others.sort_by_key(|o| o.label.to_lowercase());
     Ok(DeviceView {
         id,
+        mac: d.mac,
         label: view::label(&d),
         icon: view::icon(d.device_type()),
         kind: d.device_type().unwrap_or("unknown type").to_string(),
@@ -484,7 +595,13 @@ pub async fn unmerge(
             Ok(Redirect::to(&format!("/devices/{id}")).into_response())
         }
         crate::store::undo::Unmerge::Refused(why) => {
-            let mut page = page(State(state), Extension(auth), Path(id)).await?;
+            let mut page = page(
+                State(state),
+                Extension(auth),
+                Path(id),
+                Query(super::range::RangeQuery::default()),
+            )
+            .await?;
             page.undo_error = format!("The merge cannot be undone: {why}.");
             Ok((axum::http::StatusCode::CONFLICT, page).into_response())
         }

@@ -19,6 +19,7 @@ pub mod audit;
 pub mod charts;
 pub mod device;
 pub mod devices;
+pub mod download;
 pub mod error;
 pub mod guard;
 pub mod hosts;
@@ -27,6 +28,7 @@ pub mod login;
 pub mod overview;
 pub mod people;
 pub mod plan;
+pub mod range;
 pub mod session;
 pub mod settings;
 pub mod setup;
@@ -136,6 +138,26 @@ fn routes() -> Vec<(&'static str, Access, MethodRouter<AppState>)> {
         ("/live", Access::Viewer, get(live::fragment)),
         ("/devices", Access::Viewer, get(devices::page)),
         ("/devices/bulk", Access::Admin, post(devices::bulk)),
+        (
+            "/devices/usage.csv",
+            Access::Viewer,
+            get(download::devices_csv),
+        ),
+        (
+            "/devices/usage.json",
+            Access::Viewer,
+            get(download::devices_json),
+        ),
+        (
+            "/devices/{id}/usage.csv",
+            Access::Viewer,
+            get(download::device_csv),
+        ),
+        (
+            "/devices/{id}/usage.json",
+            Access::Viewer,
+            get(download::device_json),
+        ),
         (
             "/devices/{id}",
             Access::Viewer,
