@@ -43,6 +43,15 @@ pub struct DevicePage {
     pub undo_error: String,
     /// The chosen range's use, chart and download links.
     pub r: RangeView,
+    /// The edit form was just saved (the page says so next to the form).
+    pub saved: bool,
+}
+
+/// `?saved=1` after the edit form's redirect.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct SavedFlag {
+    #[serde(default)]
+    pub saved: String,
 }
 
 /// The device's internet use in the range chosen in the URL.
@@ -181,6 +190,9 @@ pub struct DeviceView {
     pub ignored: bool,
     pub types: &'static [&'static str],
     pub others: Vec<Other>,
+    /// Every person and group already named (for the edit form's suggestions).
+    pub people: Vec<String>,
+    pub groups: Vec<String>,
     /// Every quota that applies: the device's own, its owner's and its group's.
     pub quotas: Vec<super::plan::QuotaRow>,
 }
@@ -193,6 +205,7 @@ pub async fn page(
     Extension(auth): Extension<Auth>,
     Path(id): Path<i64>,
     Query(rq): Query<super::range::RangeQuery>,
+    Query(flag): Query<SavedFlag>,
 ) -> Result<DevicePage, AppError> {
     let generation = state.generation();
     let cached = state.device_cache(id, generation);
@@ -227,6 +240,7 @@ pub async fn page(
         undos,
         undo_error: String::new(),
         r,
+        saved: flag.saved == "1",
     })
 }
 
@@ -372,9 +386,22 @@ async fn load(state: &AppState, id: i64) -> Result<DeviceView, AppError> {
         )
     };
     // The merge choices come from the shared household read, not another pass over every device.
-    let mut others: Vec<Other> = view::household(state)
-        .await?
-        .rows
+    let rows = view::household(state).await?.rows;
+    // The people and groups to choose from, each once whatever its case.
+    let names = |f: fn(&view::DeviceRow) -> &String| -> Vec<String> {
+        let mut v: Vec<String> = rows
+            .iter()
+            .map(f)
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .collect();
+        v.sort_by_key(|s| s.to_lowercase());
+        v.dedup_by(|a, b| a.to_lowercase() == b.to_lowercase());
+        v
+    };
+    let people = names(|r| &r.owner);
+    let groups = names(|r| &r.group);
+    let mut others: Vec<Other> = rows
         .into_iter()
         .filter(|o| o.id != id && !o.gateway)
         .map(|o| Other {
@@ -454,6 +481,8 @@ async fn load(state: &AppState, id: i64) -> Result<DeviceView, AppError> {
         ignored: d.user.ignored,
         types: view::TYPES,
         others,
+        people,
+        groups,
         quotas,
     })
 }
@@ -505,7 +534,8 @@ pub async fn save(
     })
     .await?;
     session::audit(&state, auth.actor(), &auth.client, "device edited", detail).await;
-    Ok(Redirect::to(&format!("/devices/{id}")).into_response())
+    // Back at the form (not the top of the page), which says it saved.
+    Ok(Redirect::to(&format!("/devices/{id}?saved=1#edit-card")).into_response())
 }
 
 /// POST /devices/{id}/merge: field `from` = the device whose MACs and history move into this one.
@@ -600,6 +630,7 @@ pub async fn unmerge(
                 Extension(auth),
                 Path(id),
                 Query(super::range::RangeQuery::default()),
+                Query(SavedFlag::default()),
             )
             .await?;
             page.undo_error = format!("The merge cannot be undone: {why}.");

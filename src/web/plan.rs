@@ -314,6 +314,9 @@ pub async fn page(
             }
         )
     };
+    // A cycle that began before the kept history is only partly counted: say so.
+    let history_from = state.query(|s| Ok(s.data_extent()?)).await?.map(|e| e.0);
+    let tz = state.config().time_zone();
     let past = r
         .past
         .iter()
@@ -325,6 +328,14 @@ pub async fn page(
                 (c.offset_bytes != 0)
                     .then(|| format!("calibrated {}", signed_bytes(c.offset_bytes))),
                 (!c.exact).then(|| "partly outside the kept history".to_string()),
+                history_from
+                    .filter(|h| *h > c.cycle.start.as_second() && *h < c.cycle.end.as_second())
+                    .map(|h| {
+                        format!(
+                            "partial: the history starts {}",
+                            super::view::fmt_local(h, &tz)
+                        )
+                    }),
             ]
             .into_iter()
             .flatten()

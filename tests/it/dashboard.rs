@@ -916,4 +916,45 @@ fn range_picker_yesterday_equals_export_and_downloads_add_up() {
         b.js("return document.getElementById('range-label').textContent"),
         "Today"
     );
+
+    // The plan's past cycle began before the demo's 21 days of history: it says so.
+    b.go(&format!("{base}/plan"));
+    b.element("#past");
+    let past = b.js("return document.getElementById('past').innerText");
+    assert!(
+        past.as_str()
+            .unwrap()
+            .contains("partial: the history starts"),
+        "{past}"
+    );
+
+    // People are chosen from the existing ones; "anna" typed joins "Anna"; the form says
+    // "Saved." where it is.
+    b.go(&format!("{base}/devices/{leo}"));
+    b.element("#people-list");
+    let people =
+        b.js("return [...document.querySelectorAll('#people-list option')].map(o => o.value)");
+    assert!(
+        people.as_array().unwrap().contains(&json!("Anna")),
+        "{people}"
+    );
+    assert_eq!(
+        b.js("return document.getElementById('owner').getAttribute('list')"),
+        "people-list"
+    );
+    b.type_into("#owner", "anna");
+    b.click("#edit button[type=submit]");
+    wait_until("the saved page", || {
+        b.path().contains("saved=1").then_some(())
+    });
+    b.element("#saved");
+    assert_eq!(
+        b.js("return document.getElementById('owner').value"),
+        "Anna"
+    );
+    assert_eq!(
+        b.js("return document.getElementById('saved').getBoundingClientRect().top < window.innerHeight"),
+        true,
+        "the saved note is not in view"
+    );
 }
