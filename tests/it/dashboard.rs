@@ -958,3 +958,30 @@ fn range_picker_yesterday_equals_export_and_downloads_add_up() {
         "the saved note is not in view"
     );
 }
+
+/// The demo runs the real alert engine: its Alerts page lists the plan past its allowance,
+/// the quotas reached and the newcomer, and nothing else from the stored history is "new".
+#[test]
+fn demo_alerts_page_lists_plan_quota_and_new_device_alerts() {
+    let demo = Demo::start();
+    let b = Browser::start();
+    let base = &demo.base;
+    resize(&b, 1280, 1000);
+    login(&b, base);
+    let text = wait_until("the demo's alerts", || {
+        b.go(&format!("{base}/alerts"));
+        b.element("main h1");
+        let t = b.text();
+        (t.contains("Data allowance used up")
+            && t.contains("Leo reached its data quota")
+            && t.contains("the kids reached its data quota")
+            && t.contains("New device on the network: ESP_9F21C4"))
+        .then_some(t)
+    });
+    assert_eq!(
+        text.matches("New device on the network").count(),
+        1,
+        "only the newcomer is new: {text}"
+    );
+    screenshot(&b, "alerts-demo-desktop");
+}
