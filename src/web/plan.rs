@@ -430,6 +430,11 @@ impl PlanForm {
     pub fn parse(&self) -> Result<Plan, String> {
         let allowance_bytes = match self.allowance_gb.trim() {
             "" => None,
+            t if t.starts_with('-') && parse_gb(&t[1..]).is_some() => {
+                return Err(format!(
+                    "Allowance: '{t}' must be positive (a number of GB); leave it empty for unlimited."
+                ));
+            }
             t => Some(parse_gb(t).ok_or_else(|| {
                 format!("Allowance: '{t}' is not a number of GB; leave it empty for unlimited.")
             })?),
@@ -448,9 +453,18 @@ impl PlanForm {
                     .trim()
                     .parse()
                     .map_err(|_| "Cycle length: give a number of days from 1 to 366.")?,
-                anchor: self.anchor.trim().parse().map_err(|_| {
-                    "First day of a cycle: give a date such as 2026-03-05.".to_string()
-                })?,
+                anchor: {
+                    let d: jiff::civil::Date = self.anchor.trim().parse().map_err(|_| {
+                        "First day of a cycle: give a date such as 2026-03-05.".to_string()
+                    })?;
+                    // A far-off anchor puts every cycle's arithmetic at the calendar's edge.
+                    if d.year() < 2000 || d.year() > 2100 {
+                        return Err(format!(
+                            "First day of a cycle: {d} is too far off; give a date between 2000 and 2100."
+                        ));
+                    }
+                    d
+                },
             },
             _ => return Err("Choose how the billing cycle repeats.".into()),
         };
