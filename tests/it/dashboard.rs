@@ -985,3 +985,52 @@ fn demo_alerts_page_lists_plan_quota_and_new_device_alerts() {
     );
     screenshot(&b, "alerts-demo-desktop");
 }
+
+/// Pictures of every page at desktop (1280 px) and phone (390 px) width, light and dark, into
+/// target/screenshots/docs/ (`scripts/screenshots.sh` copies them to docs/screenshots). Each
+/// page must render its heading without console errors.
+#[test]
+fn docs_screenshots_of_every_page() {
+    let demo = Demo::start();
+    let b = Browser::start();
+    let base = &demo.base;
+    resize(&b, 1280, 1000);
+    login(&b, base);
+    b.go(&format!("{base}/devices"));
+    b.wait_for_path("/devices");
+    let leo = row_with(&b, "Leo's iPhone")
+        .trim_start_matches("device-")
+        .to_string();
+    let dir = screenshots_dir().join("docs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let pages = [
+        ("overview", "/".to_string()),
+        ("devices", "/devices".to_string()),
+        ("device", format!("/devices/{leo}")),
+        ("people", "/people".to_string()),
+        ("plan", "/plan".to_string()),
+        ("quotas", "/plan/quotas".to_string()),
+        ("plan-settings", "/plan/settings".to_string()),
+        ("alerts", "/alerts".to_string()),
+        ("wifi", "/wifi".to_string()),
+        ("system", "/system".to_string()),
+        ("settings", "/settings".to_string()),
+    ];
+    for (size, w, h) in [("1280", 1280, 1400), ("390", 390, 1600)] {
+        resize(&b, w, h);
+        for scheme in ["light", "dark"] {
+            color_scheme(&b, scheme);
+            for (name, path) in &pages {
+                b.go(&format!("{base}{path}"));
+                b.wait_for_path(path);
+                b.element("main h1");
+                let v = b.cmd("GET", "/screenshot", None).unwrap();
+                let png = base64_decode(v.as_str().unwrap());
+                assert!(png.starts_with(b"\x89PNG"));
+                std::fs::write(dir.join(format!("{name}-{size}-{scheme}.png")), png).unwrap();
+            }
+        }
+    }
+    let errors = console_errors(&b);
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+}
