@@ -173,7 +173,7 @@ fn run_demo(config: Option<&Path>, args: DemoArgs) -> anyhow::Result<ExitCode> {
         ..MeterConfig::default()
     }));
     let state = crate::web::AppState::new(cfg.clone(), &args.db, Some(meter.clone()))?;
-    // The demo has no alert thread: its settings page edits the file given with --config.
+    // The demo's settings page edits the file given with --config.
     if let Some(path) = config {
         state.set_settings(Arc::new(crate::config::settings::Editor::new(
             path.to_path_buf(),
@@ -193,6 +193,8 @@ fn run_demo(config: Option<&Path>, args: DemoArgs) -> anyhow::Result<ExitCode> {
     ));
     let web = crate::web::spawn(listener, state, stop.clone(), None)
         .context("starting the web server")?;
+    let alerts = crate::demo::alerts::spawn(&demo, &cfg, &args.db, args.days, stop.clone())
+        .context("starting the demo's alerts")?;
     let traffic = dashboard::spawn_live(demo, meter, args.db.clone(), cfg.clone(), stop.clone())
         .context("starting the synthetic traffic")?;
     let host = if url_addr.ip().is_unspecified() {
@@ -218,6 +220,7 @@ fn run_demo(config: Option<&Path>, args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     let _ = web.join();
     let _ = traffic.join();
+    let _ = alerts.join();
     Ok(ExitCode::SUCCESS)
 }
 

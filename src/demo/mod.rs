@@ -9,6 +9,7 @@
 //! [`dashboard`] reuses the same household (catalogue and rhythm) for `lanmeter demo`: a
 //! database with history, and synthetic traffic through the real meter for a live dashboard.
 
+pub mod alerts;
 pub mod dashboard;
 mod frames;
 mod household;

@@ -199,7 +199,7 @@ fn device_for(tx: &Connection, s: &Sighting) -> rusqlite::Result<i64> {
 
 /// Adds the span `[from, to]` to a device's presence, joining it with intervals less than
 /// `window` apart (before or after it, so out-of-order batches are fine).
-fn add_presence(
+pub(super) fn add_presence(
     tx: &Connection,
     id: i64,
     from: TimestampNs,
@@ -523,27 +523,58 @@ impl Store {
     }
 
     /// Merges device `from` into `into` (the user said they are one): MACs, usage, names,
-    /// addresses and presence follow; `into`'s user fields win.
+    /// addresses and presence follow; `into`'s user fields win. What the merge changes is kept
+    /// so that [`Store::undo_merge`] can split them again; returns that undo's id (`None` when
+    /// `from == into`, which changes nothing). `label` is what `from` was called, `now_ns` when.
     pub fn merge_devices(
         &mut self,
         from: i64,
         into: i64,
         window_ns: i64,
-    ) -> Result<(), StoreError> {
+        label: &str,
+        now_ns: i64,
+    ) -> Result<Option<i64>, StoreError> {
         let path = self.path.clone();
         let op = "merging devices";
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql_err(&path, op))?;
+        let mut undo = None;
         if from != into {
+            undo = Some(
+                super::undo::record_merge(&tx, from, into, label, now_ns)
+                    .map_err(sql_err(&path, op))?,
+            );
             merge_into(&tx, from, into, window_ns).map_err(sql_err(&path, op))?;
         }
-        tx.commit().map_err(sql_err(&path, op))
+        tx.commit().map_err(sql_err(&path, op))?;
+        Ok(undo)
     }
 
-    /// Sets the user's fields of a device (as given: the web layer validates them).
+    /// Sets the user's fields of a device (as given: the web layer validates them). A person or
+    /// group that differs from an existing one only in case takes the existing spelling (the
+    /// one most other devices use), so "grandma" joins "Grandma" instead of becoming another.
     pub fn set_user_fields(&mut self, id: i64, u: &UserFields) -> Result<(), StoreError> {
+        let spelt = |col: &str, v: &Option<String>| -> rusqlite::Result<Option<String>> {
+            let Some(v) = v else { return Ok(None) };
+            let found: Option<String> = self
+                .conn
+                .query_row(
+                    &format!(
+                        "SELECT {col} FROM devices WHERE {col} = ?1 COLLATE NOCASE AND id != ?2
+                         GROUP BY {col} ORDER BY count(*) DESC, {col} LIMIT 1"
+                    ),
+                    params![v, id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(Some(found.unwrap_or_else(|| v.clone())))
+        };
+        let owner =
+            spelt("owner", &u.owner).map_err(sql_err(&self.path, "saving device fields"))?;
+        let group =
+            spelt("device_group", &u.group).map_err(sql_err(&self.path, "saving device fields"))?;
         self.conn
             .execute(
                 "UPDATE devices SET name = ?2, owner = ?3, device_group = ?4, type_override = ?5,
@@ -551,8 +582,8 @@ impl Store {
                 params![
                     id,
                     u.name,
-                    u.owner,
-                    u.group,
+                    owner,
+                    group,
                     u.type_override,
                     u.notes,
                     u.known,
@@ -1001,6 +1032,48 @@ mod tests {
     }
 
     #[test]
+    fn a_person_or_group_typed_in_another_case_joins_the_existing_one() {
+        let (_d, mut st) = store();
+        let macs = [
+            "dc:a6:32:00:00:01",
+            "dc:a6:32:00:00:02",
+            "dc:a6:32:00:00:03",
+        ];
+        let f: Vec<MacFacts> = macs.iter().map(|m| facts(mac(m), S)).collect();
+        st.write_discovery(&f, WINDOW, no_guess).unwrap();
+        let ids: Vec<i64> = st.list_devices().unwrap().iter().map(|d| d.id).collect();
+        let set = |st: &mut Store, id: i64, owner: &str, group: &str| {
+            st.set_user_fields(
+                id,
+                &UserFields {
+                    owner: Some(owner.into()),
+                    group: Some(group.into()),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        };
+        set(&mut st, ids[0], "Grandma", "Smart home");
+        set(&mut st, ids[1], "grandma", "SMART HOME");
+        // The only device with a spelling may change it.
+        set(&mut st, ids[2], "Leo", "kids");
+        set(&mut st, ids[2], "leo", "Kids");
+        let list = st.list_devices().unwrap();
+        let got: Vec<(Option<&str>, Option<&str>)> = list
+            .iter()
+            .map(|d| (d.user.owner.as_deref(), d.user.group.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Some("Grandma"), Some("Smart home")),
+                (Some("Grandma"), Some("Smart home")),
+                (Some("leo"), Some("Kids")),
+            ]
+        );
+    }
+
+    #[test]
     fn user_merge_moves_history_and_keeps_the_targets_fields() {
         let (_d, mut st) = store();
         let a = mac("dc:a6:32:00:00:01");
@@ -1016,7 +1089,7 @@ mod tests {
             },
         )
         .unwrap();
-        st.merge_devices(ids[1], ids[0], WINDOW).unwrap();
+        st.merge_devices(ids[1], ids[0], WINDOW, "b", 0).unwrap();
         let list = st.list_devices().unwrap();
         assert_eq!(list.len(), 1);
         assert_eq!(list[0].macs.len(), 2);

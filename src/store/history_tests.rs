@@ -750,7 +750,9 @@ fn totals_equal_the_level_rows_over_random_ranges_zones_merges_and_deletes() {
             .into_iter()
             .map(|d| (d.mac, d.id))
             .collect();
-        store.merge_devices(ids[&mac(3)], ids[&mac(4)], 0).unwrap();
+        store
+            .merge_devices(ids[&mac(3)], ids[&mac(4)], 0, "merged", 0)
+            .unwrap();
         compared += check(&store, &mut rng, "after a merge");
         let tx = store.conn.unchecked_transaction().unwrap();
         super::rollup::remove_device_history(&tx, ids[&mac(1)]).unwrap();

@@ -512,6 +512,23 @@ INSERT INTO total_month (start, frames_sent, frames_received, bytes_sent, bytes_
     FROM usage_month GROUP BY start;
 ";
 
+/// What a merge changed, kept so it can be undone (store/undo.rs): the merged device's id, the
+/// survivor's, the name shown in the offer, and a JSON copy of the rows. `history` is the
+/// history watermarks when it was taken: a copy from before they moved can no longer be
+/// applied exactly and is dropped at the next merge.
+const V_DEVICE_UNDO: &str = "
+CREATE TABLE device_undo (
+    id INTEGER PRIMARY KEY,
+    device_id INTEGER NOT NULL,
+    into_id INTEGER NOT NULL,
+    label TEXT,
+    created_at_ns INTEGER NOT NULL,
+    history TEXT NOT NULL,
+    snapshot TEXT NOT NULL
+) STRICT;
+CREATE INDEX device_undo_into ON device_undo(into_id);
+";
+
 /// Every schema step, oldest first. The schema version of a fully migrated file is the length.
 pub(super) const MIGRATIONS: &[&str] = &[
     V1,
@@ -524,6 +541,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     V_PLAN,
     V_PUSH_CHANNELS,
     V_TOTALS,
+    V_DEVICE_UNDO,
 ];
 
 pub(super) fn user_version(conn: &Connection) -> rusqlite::Result<i64> {

@@ -23,6 +23,7 @@ pub mod rollup;
 pub mod survey;
 pub mod today;
 pub mod tokens;
+pub mod undo;
 pub mod usage;
 
 #[cfg(test)]

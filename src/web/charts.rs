@@ -15,12 +15,25 @@ const RIGHT: f64 = 8.0;
 const TOP: f64 = 12.0;
 const BOTTOM: f64 = 40.0;
 
-/// One bar: its x-axis label (shown only where `label` is set) and bytes down/up.
+/// One bar: its x-axis label (shown only where `label` is set) and bytes down/up. `when` names
+/// its bucket ("Thu 4 Dec", "14:05") for the tooltip that gives its value on hover or tap.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Bar {
     pub label: Option<String>,
     pub down: u64,
     pub up: u64,
+    pub when: Option<String>,
+}
+
+/// "Thu 4 Dec: 1.20 GB (1.10 GB down, 100 MB up)": a bar's value in words.
+fn tip(when: &str, b: &Bar) -> String {
+    use super::view::fmt_bytes;
+    format!(
+        "{when}: {} ({} down, {} up)",
+        fmt_bytes(b.down + b.up),
+        fmt_bytes(b.down),
+        fmt_bytes(b.up)
+    )
 }
 
 /// A "nice" axis maximum ≥ `v` (1, 2, 2.5 or 5 × 10^n) and the unit to label it in.
@@ -85,6 +98,16 @@ pub fn bars(title: &str, per: &str, bars: &[Bar]) -> String {
         let hd = plot_h * b.down as f64 / top;
         let hu = plot_h * b.up as f64 / top;
         let base = TOP + plot_h;
+        // A full-height transparent target per bar carries the tooltip, so a short bar (or an
+        // empty bucket) still tells its value on hover or tap.
+        if let Some(w) = &b.when {
+            let _ = write!(
+                s,
+                r#"<g class="bar"><title>{}</title><rect class="hit" x="{:.1}" y="{TOP}" width="{slot:.1}" height="{plot_h:.1}"/>"#,
+                escape_label(&tip(w, b)),
+                LEFT + slot * i as f64
+            );
+        }
         if hd > 0.0 {
             let _ = write!(
                 s,
@@ -98,6 +121,9 @@ pub fn bars(title: &str, per: &str, bars: &[Bar]) -> String {
                 r#"<rect class="up" x="{x:.1}" y="{:.1}" width="{bw:.1}" height="{hu:.1}"/>"#,
                 base - hd - hu
             );
+        }
+        if b.when.is_some() {
+            s.push_str("</g>");
         }
         if let Some(l) = &b.label {
             let cx = LEFT + slot * (i as f64 + 0.5);
@@ -256,6 +282,7 @@ mod tests {
                     label: Some("<b>".into()),
                     down: 900_000_000,
                     up: 100_000_000,
+                    when: None,
                 },
                 Bar::default(),
             ],
@@ -264,6 +291,21 @@ mod tests {
         assert!(svg.contains("GB per 5 min"));
         assert!(svg.contains("&lt;b&gt;") && !svg.contains("<b>"));
         assert_eq!(svg.matches("<rect").count(), 2);
+        // With `when`, each bar tells its value in a tooltip.
+        let svg = bars(
+            "x",
+            "per day",
+            &[Bar {
+                down: 1_100_000_000,
+                up: 100_000_000,
+                when: Some("Thu 4 Dec".into()),
+                ..Bar::default()
+            }],
+        );
+        assert!(
+            svg.contains("<title>Thu 4 Dec: 1.20 GB (1.10 GB down, 100 MB up)</title>"),
+            "{svg}"
+        );
         let heat = heatmap("Busy hours", &[[1; 24]; 7]);
         assert_eq!(heat.matches("class=\"h10\"").count(), 168);
         let tl = timeline("Online", 0, 100, &[(10, 20)], &[(50, "x".into())]);

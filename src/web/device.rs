@@ -16,7 +16,7 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::Extension;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use std::sync::Arc;
 
@@ -37,11 +37,127 @@ pub struct DevicePage {
     pub layout: Layout,
     pub admin: bool,
     pub d: Arc<DeviceView>,
+    /// Merges into this device that can still be undone (admins only).
+    pub undos: Vec<crate::store::undo::MergeUndo>,
+    /// Why the last undo could not be done, if it could not.
+    pub undo_error: String,
+    /// The chosen range's use, chart and download links.
+    pub r: RangeView,
+    /// The edit form was just saved (the page says so next to the form).
+    pub saved: bool,
+}
+
+/// `?saved=1` after the edit form's redirect.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct SavedFlag {
+    #[serde(default)]
+    pub saved: String,
+}
+
+/// The device's internet use in the range chosen in the URL.
+pub struct RangeView {
+    pub chosen: super::range::Chosen,
+    /// Internet bytes (download + upload), raw and in words.
+    pub bytes: u64,
+    pub total: String,
+    pub down: String,
+    pub up: String,
+    pub chart: String,
+}
+
+/// The device's use in `chosen`, with bars per hour or day whose tooltips give each value.
+pub async fn range_view(
+    state: &AppState,
+    mac: crate::model::MacAddr,
+    mut chosen: super::range::Chosen,
+) -> Result<RangeView, AppError> {
+    let tz = state.config().time_zone();
+    let tzq = tz.clone();
+    let period = chosen.bucket();
+    let (from, to) = (chosen.from, chosen.to);
+    let (usage, series, extent) = state
+        .query(move |s| {
+            let sel = Selection::device(mac);
+            let u = s.usage(
+                &sel,
+                &tzq,
+                view::ts(from).map_err(|_| range_err())?,
+                view::ts(to).map_err(|_| range_err())?,
+            )?;
+            let series = s.usage_series(
+                &sel,
+                &tzq,
+                view::ts(from).map_err(|_| range_err())?,
+                view::ts(to).map_err(|_| range_err())?,
+                Some(period),
+            )?;
+            Ok((u, series, s.data_extent()?))
+        })
+        .await?;
+    chosen.mark_partial(extent.map(|e| e.0), &tz);
+    let c = &usage.counts;
+    let mut bars = Vec::new();
+    let mut z = view::ts(from)?.to_zoned(tz.clone());
+    let step = match period {
+        Period::Hour => jiff::Span::new().hours(1),
+        _ => jiff::Span::new().days(1),
+    };
+    let mut i = 0usize;
+    while z.timestamp().as_second() < to && bars.len() < 400 {
+        let start = z.timestamp();
+        let pt = series.points.iter().find(|p| p.start == start);
+        let hourly = period == Period::Hour;
+        let label = if hourly {
+            (z.hour() % 6 == 0).then(|| format!("{:02}:00", z.hour()))
+        } else {
+            (i % 7 == 0).then(|| z.strftime("%-d %b").to_string())
+        };
+        bars.push(Bar {
+            label,
+            down: pt.map_or(0, |p| p.counts.internet_download_bytes),
+            up: pt.map_or(0, |p| p.counts.internet_upload_bytes),
+            when: Some(if hourly {
+                z.strftime("%a %H:00").to_string()
+            } else {
+                z.strftime("%a %-d %b").to_string()
+            }),
+        });
+        z = z
+            .checked_add(step)
+            .map_err(|e| AppError::internal(format!("calendar: {e}")))?;
+        i += 1;
+    }
+    let chart = charts::bars(
+        "Internet use in the chosen range",
+        if period == Period::Hour {
+            "per hour"
+        } else {
+            "per day"
+        },
+        &bars,
+    );
+    let bytes = c.internet_download_bytes + c.internet_upload_bytes;
+    Ok(RangeView {
+        chosen,
+        bytes,
+        total: fmt_bytes(bytes),
+        down: fmt_bytes(c.internet_download_bytes),
+        up: fmt_bytes(c.internet_upload_bytes),
+        chart,
+    })
+}
+
+fn range_err() -> crate::store::query::QueryError {
+    crate::store::query::QueryError::EmptyRange {
+        from: jiff::Timestamp::UNIX_EPOCH,
+        to: jiff::Timestamp::UNIX_EPOCH,
+    }
 }
 
 /// Everything the device page shows, cached briefly per device (see [`view::CACHE_FOR`]).
 pub struct DeviceView {
     pub id: i64,
+    pub mac: crate::model::MacAddr,
     pub label: String,
     pub icon: &'static str,
     pub kind: String,
@@ -74,6 +190,9 @@ pub struct DeviceView {
     pub ignored: bool,
     pub types: &'static [&'static str],
     pub others: Vec<Other>,
+    /// Every person and group already named (for the edit form's suggestions).
+    pub people: Vec<String>,
+    pub groups: Vec<String>,
     /// Every quota that applies: the device's own, its owner's and its group's.
     pub quotas: Vec<super::plan::QuotaRow>,
 }
@@ -85,6 +204,8 @@ pub async fn page(
     State(state): State<AppState>,
     Extension(auth): Extension<Auth>,
     Path(id): Path<i64>,
+    Query(rq): Query<super::range::RangeQuery>,
+    Query(flag): Query<SavedFlag>,
 ) -> Result<DevicePage, AppError> {
     let generation = state.generation();
     let cached = state.device_cache(id, generation);
@@ -103,10 +224,23 @@ pub async fn page(
             }
         }
     };
+    let plan = state.db(|s| s.plan()).await?;
+    let chosen = rq.resolve(state.now(), &state.config().time_zone(), &plan)?;
+    let r = range_view(&state, d.mac, chosen).await?;
+    let admin = auth.role == crate::auth::Role::Admin;
+    let undos = if admin {
+        state.query(move |s| Ok(s.merge_undos(id)?)).await?
+    } else {
+        Vec::new()
+    };
     Ok(DevicePage {
-        admin: auth.role == crate::auth::Role::Admin,
+        admin,
         layout: Layout::new("Device", "devices", Some(&auth)),
         d,
+        undos,
+        undo_error: String::new(),
+        r,
+        saved: flag.saved == "1",
     })
 }
 
@@ -161,6 +295,7 @@ async fn load(state: &AppState, id: i64) -> Result<DeviceView, AppError> {
     for (i, b) in bars.iter_mut().enumerate() {
         let at = day_from + i as i64 * FIVE;
         let z = view::ts(at)?.to_zoned(tz.clone());
+        b.when = Some(z.strftime("%H:%M").to_string());
         if z.minute() == 0 && z.hour() % 6 == 0 {
             b.label = Some(format!("{:02}:00", z.hour()));
         }
@@ -184,6 +319,7 @@ async fn load(state: &AppState, id: i64) -> Result<DeviceView, AppError> {
             label: (i % 7 == 0).then(|| day.strftime("%-d %b").to_string()),
             down: pt.map_or(0, |p| p.counts.internet_download_bytes),
             up: pt.map_or(0, |p| p.counts.internet_upload_bytes),
+            when: Some(day.strftime("%a %-d %b").to_string()),
         });
         day = day
             .checked_add(jiff::Span::new().days(1))
@@ -242,9 +378,22 @@ async fn load(state: &AppState, id: i64) -> Result<DeviceView, AppError> {
         )
     };
     // The merge choices come from the shared household read, not another pass over every device.
-    let mut others: Vec<Other> = view::household(state)
-        .await?
-        .rows
+    let rows = view::household(state).await?.rows;
+    // The people and groups to choose from, each once whatever its case.
+    let names = |f: fn(&view::DeviceRow) -> &String| -> Vec<String> {
+        let mut v: Vec<String> = rows
+            .iter()
+            .map(f)
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .collect();
+        v.sort_by_key(|s| s.to_lowercase());
+        v.dedup_by(|a, b| a.to_lowercase() == b.to_lowercase());
+        v
+    };
+    let people = names(|r| &r.owner);
+    let groups = names(|r| &r.group);
+    let mut others: Vec<Other> = rows
         .into_iter()
         .filter(|o| o.id != id && !o.gateway)
         .map(|o| Other {
@@ -255,6 +404,7 @@ async fn load(state: &AppState, id: i64) -> Result<DeviceView, AppError> {
     others.sort_by_key(|o| o.label.to_lowercase());
     Ok(DeviceView {
         id,
+        mac: d.mac,
         label: view::label(&d),
         icon: view::icon(d.device_type()),
         kind: d.device_type().unwrap_or("unknown type").to_string(),
@@ -323,6 +473,8 @@ async fn load(state: &AppState, id: i64) -> Result<DeviceView, AppError> {
         ignored: d.user.ignored,
         types: view::TYPES,
         others,
+        people,
+        groups,
         quotas,
     })
 }
@@ -374,7 +526,8 @@ pub async fn save(
     })
     .await?;
     session::audit(&state, auth.actor(), &auth.client, "device edited", detail).await;
-    Ok(Redirect::to(&format!("/devices/{id}")).into_response())
+    // Back at the form (not the top of the page), which says it saved.
+    Ok(Redirect::to(&format!("/devices/{id}?saved=1#edit-card")).into_response())
 }
 
 /// POST /devices/{id}/merge: field `from` = the device whose MACs and history move into this one.
@@ -399,12 +552,13 @@ pub async fn merge(
     let window_ns = i64::try_from(state.config().presence_window_secs)
         .unwrap_or(300)
         .saturating_mul(1_000_000_000);
+    let now_ns = state.now().saturating_mul(1_000_000_000);
     let found = state
         .db_mut(move |s| {
             let (Some(a), Some(b)) = (s.device(from)?, s.device(id)?) else {
                 return Ok(None);
             };
-            s.merge_devices(from, id, window_ns)?;
+            s.merge_devices(from, id, window_ns, &view::label(&a), now_ns)?;
             Ok(Some((a.mac, b.mac)))
         })
         .await?;
@@ -421,6 +575,60 @@ pub async fn merge(
     )
     .await;
     Ok(Redirect::to(&format!("/devices/{id}")).into_response())
+}
+
+/// POST /devices/{id}/unmerge: field `undo` = a merge into this device to undo.
+pub async fn unmerge(
+    State(state): State<AppState>,
+    Extension(auth): Extension<Auth>,
+    Path(id): Path<i64>,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let f = fields(&body)?;
+    let undo: i64 = get(&f, "undo")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| AppError::BadRequest("Choose the merge to undo.".into()))?;
+    let window_ns = i64::try_from(state.config().presence_window_secs)
+        .unwrap_or(300)
+        .saturating_mul(1_000_000_000);
+    let outcome = state
+        .db_mut(move |s| {
+            // Only a merge into the device whose page this is.
+            if !s.merge_undos(id)?.iter().any(|u| u.id == undo) {
+                return Ok(crate::store::undo::Unmerge::Gone);
+            }
+            s.undo_merge(undo, window_ns)
+        })
+        .await?;
+    state.changed();
+    match outcome {
+        crate::store::undo::Unmerge::Split { from, into } => {
+            session::audit(
+                &state,
+                auth.actor(),
+                &auth.client,
+                "merge undone",
+                format!("{from} split off {into} again"),
+            )
+            .await;
+            Ok(Redirect::to(&format!("/devices/{from}")).into_response())
+        }
+        crate::store::undo::Unmerge::Gone => {
+            Ok(Redirect::to(&format!("/devices/{id}")).into_response())
+        }
+        crate::store::undo::Unmerge::Refused(why) => {
+            let mut page = page(
+                State(state),
+                Extension(auth),
+                Path(id),
+                Query(super::range::RangeQuery::default()),
+                Query(SavedFlag::default()),
+            )
+            .await?;
+            page.undo_error = format!("The merge cannot be undone: {why}.");
+            Ok((axum::http::StatusCode::CONFLICT, page).into_response())
+        }
+    }
 }
 
 /// One side of a merge as the confirmation names it.

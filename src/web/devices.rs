@@ -9,6 +9,7 @@
 
 use super::AppState;
 use super::error::AppError;
+use super::range::{Chosen, RangeQuery};
 use super::session::{self, Auth, Layout};
 use super::view::{self, DeviceRow};
 use askama::Template;
@@ -32,9 +33,16 @@ pub struct Filter {
     pub filter: String,
     #[serde(default)]
     pub group: String,
-    /// "name" (default), "today", "cycle", "seen"
+    /// "name" (default), "today" (the chosen range), "cycle", "seen"
     #[serde(default)]
     pub sort: String,
+    /// The range of the use column (see [`super::range`]); empty means today.
+    #[serde(default)]
+    pub range: String,
+    #[serde(default)]
+    pub from: String,
+    #[serde(default)]
+    pub to: String,
 }
 
 impl Filter {
@@ -61,11 +69,15 @@ impl Filter {
             sort: by.to_string(),
             ..self.clone()
         };
+        let custom = f.range == "custom";
         let pairs = [
             ("q", f.q.as_str()),
             ("filter", f.filter.as_str()),
             ("group", f.group.as_str()),
             ("sort", f.sort.as_str()),
+            ("range", f.range.as_str()),
+            ("from", if custom { f.from.as_str() } else { "" }),
+            ("to", if custom { f.to.as_str() } else { "" }),
         ];
         let kept: Vec<(&str, &str)> = pairs.into_iter().filter(|(_, v)| !v.is_empty()).collect();
         format!(
@@ -73,11 +85,47 @@ impl Filter {
             serde_urlencoded::to_string(kept).unwrap_or_default()
         )
     }
+
+    pub fn range_query(&self) -> RangeQuery {
+        RangeQuery {
+            range: self.range.clone(),
+            from: self.from.clone(),
+            to: self.to.clone(),
+        }
+    }
+}
+
+/// Resolves the range of `q` and puts each row's internet use in it into `in_range` (rows
+/// already hold today's, live counts included, so today needs no query).
+pub async fn apply_range(
+    state: &AppState,
+    rows: &mut [DeviceRow],
+    q: &RangeQuery,
+) -> Result<Chosen, AppError> {
+    let tz = state.config().time_zone();
+    let plan = state.db(|s| s.plan()).await?;
+    let mut chosen = q.resolve(state.now(), &tz, &plan)?;
+    if chosen.key == "today" {
+        return Ok(chosen);
+    }
+    let (from, to) = (view::ts(chosen.from)?, view::ts(chosen.to)?);
+    let tzq = tz.clone();
+    let (usage, extent) = state
+        .query(move |s| Ok((s.usage_by_device(&tzq, from, to)?.0, s.data_extent()?)))
+        .await?;
+    chosen.mark_partial(extent.map(|e| e.0), &tz);
+    for r in rows.iter_mut() {
+        r.in_range_label = chosen.label.to_lowercase();
+        r.in_range = usage.iter().find(|u| u.mac == r.mac).map_or(0, |u| {
+            u.counts.internet_download_bytes + u.counts.internet_upload_bytes
+        });
+    }
+    Ok(chosen)
 }
 
 pub fn sort_rows(rows: &mut [DeviceRow], by: &str) {
     match by {
-        "today" => rows.sort_by_key(|r| std::cmp::Reverse(r.today)),
+        "today" => rows.sort_by_key(|r| std::cmp::Reverse(r.in_range)),
         "cycle" => rows.sort_by_key(|r| std::cmp::Reverse(r.cycle)),
         "seen" => rows.sort_by_key(|r| std::cmp::Reverse(r.last_seen_s)),
         _ => rows.sort_by_key(|r| r.label.to_lowercase()),
@@ -97,6 +145,8 @@ pub struct DevicesPage {
     pub groups: Vec<String>,
     pub admin: bool,
     pub unknown: usize,
+    /// The range of the use column.
+    pub chosen: Chosen,
 }
 
 #[derive(Template, WebTemplate)]
@@ -128,6 +178,7 @@ pub async fn page(
         .filter(|r| !r.known && !r.gateway && !r.ignored)
         .count();
     let mut rows: Vec<DeviceRow> = h.rows.into_iter().filter(|r| f.keeps(r)).collect();
+    let chosen = apply_range(&state, &mut rows, &f.range_query()).await?;
     sort_rows(&mut rows, &f.sort);
     // The router is listed last, apart, and never counted (see `DeviceRow::is_device`).
     rows.sort_by_key(|r| r.gateway);
@@ -141,6 +192,7 @@ pub async fn page(
         total,
         groups,
         unknown,
+        chosen,
     })
 }
 
@@ -219,13 +271,26 @@ pub async fn update(
     found.ok_or(AppError::NotFound)
 }
 
-async fn row_response(state: &AppState, auth: &Auth, id: i64) -> Result<Response, AppError> {
+/// The row of `id` again, its use column in the range the list shows (htmx sends the list's
+/// filter form along with the row's own fields).
+async fn row_response(
+    state: &AppState,
+    auth: &Auth,
+    id: i64,
+    fields: &[(String, String)],
+) -> Result<Response, AppError> {
     let h = view::household(state).await?;
-    let r = h
+    let mut r = h
         .rows
         .into_iter()
         .find(|r| r.id == id)
         .ok_or(AppError::NotFound)?;
+    let q = RangeQuery {
+        range: get(fields, "range").unwrap_or("").to_string(),
+        from: get(fields, "from").unwrap_or("").to_string(),
+        to: get(fields, "to").unwrap_or("").to_string(),
+    };
+    apply_range(state, std::slice::from_mut(&mut r), &q).await?;
     Ok(RowPartial {
         r,
         admin: auth.role == crate::auth::Role::Admin,
@@ -302,7 +367,7 @@ async fn respond(
     if get(fields, "back") == Some("device") {
         return Ok(Redirect::to(&format!("/devices/{id}")).into_response());
     }
-    row_response(state, auth, id).await
+    row_response(state, auth, id, fields).await
 }
 
 /// POST /devices/bulk: fields `id` (repeated) and `action` = "known" or "ignore".

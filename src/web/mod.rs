@@ -20,6 +20,7 @@ pub mod audit;
 pub mod charts;
 pub mod device;
 pub mod devices;
+pub mod download;
 pub mod error;
 pub mod guard;
 pub mod hosts;
@@ -28,6 +29,7 @@ pub mod login;
 pub mod overview;
 pub mod people;
 pub mod plan;
+pub mod range;
 pub mod session;
 pub mod settings;
 pub mod setup;
@@ -138,6 +140,26 @@ fn routes() -> Vec<(&'static str, Access, MethodRouter<AppState>)> {
         ("/devices", Access::Viewer, get(devices::page)),
         ("/devices/bulk", Access::Admin, post(devices::bulk)),
         (
+            "/devices/usage.csv",
+            Access::Viewer,
+            get(download::devices_csv),
+        ),
+        (
+            "/devices/usage.json",
+            Access::Viewer,
+            get(download::devices_json),
+        ),
+        (
+            "/devices/{id}/usage.csv",
+            Access::Viewer,
+            get(download::device_csv),
+        ),
+        (
+            "/devices/{id}/usage.json",
+            Access::Viewer,
+            get(download::device_json),
+        ),
+        (
             "/devices/{id}",
             Access::Viewer,
             get(device::page).post(device::save),
@@ -145,6 +167,11 @@ fn routes() -> Vec<(&'static str, Access, MethodRouter<AppState>)> {
         ("/devices/{id}/rename", Access::Admin, post(devices::rename)),
         ("/devices/{id}/known", Access::Admin, post(devices::known)),
         ("/devices/{id}/merge", Access::Admin, post(device::merge)),
+        (
+            "/devices/{id}/unmerge",
+            Access::Admin,
+            post(device::unmerge),
+        ),
         ("/people", Access::Viewer, get(people::page)),
         (
             "/settings",

@@ -30,15 +30,19 @@ pub struct PeoplePage {
 }
 
 fn buckets(rows: &[DeviceRow], key: impl Fn(&DeviceRow) -> &str, none: &str) -> Vec<Bucket> {
-    let mut by: BTreeMap<String, Vec<DeviceRow>> = BTreeMap::new();
+    // "grandma" and "Grandma" are one person: keyed case-insensitively, shown as first spelt.
+    let mut by: BTreeMap<String, (String, Vec<DeviceRow>)> = BTreeMap::new();
     for r in rows {
         let k = key(r);
         let k = if k.is_empty() { none } else { k };
-        by.entry(k.to_string()).or_default().push(r.clone());
+        by.entry(k.to_lowercase())
+            .or_insert_with(|| (k.to_string(), Vec::new()))
+            .1
+            .push(r.clone());
     }
     let total: u64 = rows.iter().map(|r| r.cycle).sum();
     let mut out: Vec<(u64, Bucket)> = by
-        .into_iter()
+        .into_values()
         .map(|(name, mut devices)| {
             devices.sort_by_key(|r| std::cmp::Reverse(r.cycle));
             let today: u64 = devices.iter().map(|r| r.today).sum();

@@ -343,6 +343,9 @@ pub async fn page(
             }
         )
     };
+    // A cycle that began before the kept history is only partly counted: say so.
+    let history_from = state.query(|s| Ok(s.data_extent()?)).await?.map(|e| e.0);
+    let tz = state.config().time_zone();
     let past = r
         .past
         .iter()
@@ -354,6 +357,14 @@ pub async fn page(
                 (c.offset_bytes != 0)
                     .then(|| format!("calibrated {}", signed_bytes(c.offset_bytes))),
                 (!c.exact).then(|| "partly outside the kept history".to_string()),
+                history_from
+                    .filter(|h| *h > c.cycle.start.as_second() && *h < c.cycle.end.as_second())
+                    .map(|h| {
+                        format!(
+                            "partial: the history starts {}",
+                            super::view::fmt_local(h, &tz)
+                        )
+                    }),
             ]
             .into_iter()
             .flatten()
@@ -448,6 +459,11 @@ impl PlanForm {
     pub fn parse(&self) -> Result<Plan, String> {
         let allowance_bytes = match self.allowance_gb.trim() {
             "" => None,
+            t if t.starts_with('-') && parse_gb(&t[1..]).is_some() => {
+                return Err(format!(
+                    "Allowance: '{t}' must be positive (a number of GB); leave it empty for unlimited."
+                ));
+            }
             t => Some(parse_gb(t).ok_or_else(|| {
                 format!("Allowance: '{t}' is not a number of GB; leave it empty for unlimited.")
             })?),
@@ -466,9 +482,18 @@ impl PlanForm {
                     .trim()
                     .parse()
                     .map_err(|_| "Cycle length: give a number of days from 1 to 366.")?,
-                anchor: self.anchor.trim().parse().map_err(|_| {
-                    "First day of a cycle: give a date such as 2026-03-05.".to_string()
-                })?,
+                anchor: {
+                    let d: jiff::civil::Date = self.anchor.trim().parse().map_err(|_| {
+                        "First day of a cycle: give a date such as 2026-03-05.".to_string()
+                    })?;
+                    // A far-off anchor puts every cycle's arithmetic at the calendar's edge.
+                    if d.year() < 2000 || d.year() > 2100 {
+                        return Err(format!(
+                            "First day of a cycle: {d} is too far off; give a date between 2000 and 2100."
+                        ));
+                    }
+                    d
+                },
             },
             _ => return Err("Choose how the billing cycle repeats.".into()),
         };

@@ -242,6 +242,10 @@ pub struct DeviceRow {
     pub first_seen: String,
     pub today: u64,
     pub cycle: u64,
+    /// Internet bytes in the range the devices list shows (today unless another is chosen).
+    pub in_range: u64,
+    /// What that range is called on a phone's card ("today", "yesterday").
+    pub in_range_label: String,
     pub known: bool,
     pub ignored: bool,
     pub gateway: bool,
@@ -269,6 +273,9 @@ impl DeviceRow {
     }
     pub fn today_fmt(&self) -> String {
         fmt_bytes(self.today)
+    }
+    pub fn in_range_fmt(&self) -> String {
+        fmt_bytes(self.in_range)
     }
     pub fn cycle_fmt(&self) -> String {
         fmt_bytes(self.cycle)
@@ -445,6 +452,8 @@ pub async fn household(state: &AppState) -> Result<Household, AppError> {
             first_seen: fmt_ago(d.first_seen_ns / 1_000_000_000, periods.now),
             today: today_by.get(&d.mac).map_or(0, |x| x.0) + pending,
             cycle: cycle_by.get(&d.mac).map_or(0, |x| x.0) + pending,
+            in_range: today_by.get(&d.mac).map_or(0, |x| x.0) + pending,
+            in_range_label: "today".into(),
             known: d.user.known,
             ignored: d.user.ignored,
             gateway: d.is_gateway,

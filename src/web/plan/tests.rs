@@ -504,3 +504,23 @@ fn gb_fields() {
     assert_eq!(gb_field(1_500_000_000), "1.5");
     assert_eq!(gb_field(500 * GB), "500");
 }
+
+#[test]
+fn a_negative_allowance_and_a_far_off_anchor_are_refused_in_words() {
+    let form = |allowance: &str, anchor: &str| PlanForm {
+        allowance_gb: allowance.into(),
+        cycle_kind: "every".into(),
+        every_days: "30".into(),
+        anchor: anchor.into(),
+        counted: Counted::default().as_str().into(),
+        thresholds: "80, 100".into(),
+        ..PlanForm::default()
+    };
+    let e = form("-500", "2026-03-05").parse().unwrap_err();
+    assert!(e.contains("must be positive"), "{e}");
+    let e = form("abc", "2026-03-05").parse().unwrap_err();
+    assert!(e.contains("not a number"), "{e}");
+    let e = form("500", "9999-12-31").parse().unwrap_err();
+    assert!(e.contains("too far off"), "{e}");
+    assert!(form("500", "2026-03-05").parse().is_ok());
+}
