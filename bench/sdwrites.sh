@@ -119,12 +119,15 @@ EOF
         sleep 0.2
     done
     [ -n "$PID" ] || { cat "$TMP/daemon.log" >&2; exit 1; }
+    PIDS+=("$PID")
     ip netns exec "$NS_TX" tcpreplay -q -i "$IF_TX" --pps "$SD_PPS" --loop 0 "$PCAP" >/dev/null 2>&1 &
     PIDS+=("$!")
     REPLAY=$!
-    # Start-up (first rounds, discovery learning every device at once) is not part of the
-    # steady day.
-    sleep "${SD_WARMUP:-120}"
+    # Start-up is not part of the steady day: the first flush, discovery learning every device
+    # at once, and the alerts announcing the replayed household's devices (new to the history
+    # database) once, at the first alert round after that flush. So the warm-up outlasts the
+    # flush interval (5 minutes by default) by two alert rounds.
+    sleep "${SD_WARMUP:-420}"
     sync -f "$MNT"
     T0=$(date +%s.%N)
     S0=$(sectors_written)
