@@ -40,6 +40,10 @@ def mb(kb):
 
 # What was found when a budget failed, keyed by budget id (see BUDGETS below): cause, next step.
 CAUSES = {
+    "sd_writes": "the measured window is the first WAL cycle after a start, where every commit's fsync also "
+                 "journals block allocation (~40 KB of ext4 share per fsync, as much as the data); discovery "
+                 "rewrites every active device each batch. Next: measure past the first checkpoint (WAL reused), "
+                 "then write only changed discovery facts (issue 26)",
 }
 
 # Raspberry Pi 4 assumptions (Cortex-A72, 4 cores, 1.5 GHz; the budget is per core).
