@@ -98,7 +98,7 @@ names = {
 }
 ingest = {"frames": frames, "pcap_bytes": os.path.getsize(glob.glob(f"{out}/household-{frames}.pcap")[0]),
           "programs": {n: dict(label=label, **runs_of(n)) for n, label in names.items()
-                       if os.path.exists(f"{raw}/{n}.txt")}}
+                       if glob.glob(f"{raw}/{n}.txt") or glob.glob(f"{raw}/{n}.[0-9]*.txt")}}
 
 # Per-host totals side by side. lanmeter counts per MAC (frame length on the wire); darkstat per IP
 # address (remembering the last MAC it saw for it). darkstat's hosts are summed per MAC to meet.

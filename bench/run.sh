@@ -8,6 +8,7 @@
 #   dashboard         bench/web.sh -> web.json
 #   live + start-up   bench/live.sh (network namespaces, tcpreplay) -> live.json
 #   Pi projection     bench/pi.sh (arm64 build, instruction counts under qemu) -> pi.json
+#   SD-card writes    bench/sdwrites.sh, only with SD=1 -> sdwrites-current.json
 # Knobs (defaults sized so a full run stays well under 30 minutes on 2 cores):
 #   FRAMES=10000000 RUNS=5 STORE_DAYS=365 WEB_RUNS=3 WEB_SECS=5 LIVE_SECS=10 PI=1 \
 #   OUT=bench-out REPORT=BENCHMARKS.md ./bench/run.sh
@@ -167,6 +168,13 @@ if [ "$PI" = 1 ]; then
 else
     echo '{"skipped": "PI=0"}' >"$OUT/pi.json"
 fi
+fi
+
+# SD-card writes per day by cause (bench/sdwrites.sh, about 40 minutes for both households, so
+# only with SD=1). Without it the report shows the reference runs kept in bench/sdwrites-*.json.
+if [ "${SD:-0}" = 1 ]; then
+    part sdwrites
+    LM="$LM" OUT="$OUT" SD_LABEL=current ./bench/sdwrites.sh
 fi
 
 part end

@@ -800,7 +800,14 @@ fn run_survey_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     if collector.refused > 0 {
         tracing::warn!(
             refused = collector.refused,
-            "more access points, clients or channel minutes than the survey keeps: the excess was dropped (a beacon or probe flood?)"
+            "more access points or clients than the survey keeps: the excess was dropped (a beacon or probe flood?)"
+        );
+    }
+    if collector.refused_cells > 0 {
+        tracing::warn!(
+            refused = collector.refused_cells,
+            kept = crate::survey::MAX_CHANNEL_CELLS,
+            "more channel minutes than one survey replay keeps (a day of hopping over 64 channels): frames after that are missing from frames_heard; split the capture with editcap -i 86400"
         );
     }
     let survey = match &args.db {

@@ -419,7 +419,10 @@ impl Default for Config {
             promiscuous: true,
             snaplen: 128,
             buffer_mib: 16,
-            flush_interval_secs: 10,
+            // Five minutes: what a power cut may lose (the durability promise, docs/DURABILITY.md)
+            // and what keeps SD-card writes within budget (BENCHMARKS.md, "SD-card writes": at
+            // 10 s the flusher and discovery commits wrote over 1 GB a day).
+            flush_interval_secs: 300,
             max_devices: 4096,
             lan_prefixes: Vec::new(),
             gateway: None,
@@ -1501,7 +1504,7 @@ mod tests {
         assert!(c.promiscuous);
         assert_eq!(c.snaplen, 128);
         assert_eq!(c.buffer_mib, 16);
-        assert_eq!(c.flush_interval_secs, 10);
+        assert_eq!(c.flush_interval_secs, 300);
         assert_eq!(c.max_devices, 4096);
         assert!(c.lan_prefixes.is_empty());
         assert_eq!(c.gateway, None);

@@ -577,6 +577,40 @@ fn a_zone_set_after_a_short_first_run_rebuilds_until_minutes_are_deleted() {
     );
 }
 
+/// Issue 26 (SD-card writes): a maintenance round with nothing to roll up or delete commits
+/// nothing, so it costs the card no WAL page and no fsync; one that rolls an hour still writes.
+#[test]
+fn a_maintenance_round_with_nothing_to_do_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("quiet.db");
+    let wal = dir.path().join("quiet.db-wal");
+    let mut store = Store::open(&db).unwrap();
+    let week = Retention {
+        minutes: Some(7 * 86_400),
+        ..Retention::FOREVER
+    };
+    every_minute(&mut store, "2024-07-01T03:00:00Z", "2024-07-01T05:00:00Z");
+    let now = "2024-07-01T05:01:00Z"
+        .parse::<Timestamp>()
+        .unwrap()
+        .as_second();
+    store.maintain(&TimeZone::UTC, &week, now).unwrap();
+    let size = || std::fs::metadata(&wal).unwrap().len();
+    let before = size();
+    for round in 1..=3 {
+        store
+            .maintain(&TimeZone::UTC, &week, now + 300 * round)
+            .unwrap();
+    }
+    assert_eq!(size(), before, "quiet rounds appended WAL frames");
+    // An hour closes: the rollup and its state row are written.
+    every_minute(&mut store, "2024-07-01T05:00:00Z", "2024-07-01T05:02:00Z");
+    let grown = size();
+    let r = store.maintain(&TimeZone::UTC, &week, now + 3_600).unwrap();
+    assert_eq!(r.rolled[0], 1, "{r:?}");
+    assert!(size() > grown);
+}
+
 /// Rollups recorded as `UTC` serve queries in `Etc/UTC` (a Debian system zone) and in an
 /// unnamed zero-offset zone: the zone comparison folds UTC aliases, so history older than the
 /// minute retention is still counted (it used to be read from the minutes alone and vanish).

@@ -544,6 +544,9 @@ impl Store {
                 tracing::warn!(recorded = %s.zone, configured = %wanted, minutes_stored_since = %since, "time zone changed, but retention (keep_minutes_days) already deleted the minutes before {since}, so the hours, days and months cannot be rebuilt in the new zone: history keeps the recorded zone's day and month boundaries");
             }
         }
+        // The row is rewritten only when it changes: a rewrite is a commit and an fsync, which
+        // every maintenance round (5 minutes) would otherwise cost the SD card (docs/DURABILITY.md).
+        let stored = state.clone();
         let mut state = match state {
             Some(s) => s,
             None => {
@@ -590,7 +593,9 @@ impl Store {
             }
             upto = *done;
         }
-        write_state(&tx, &state).map_err(sql_err(path, op))?;
+        if stored.as_ref() != Some(&state) {
+            write_state(&tx, &state).map_err(sql_err(path, op))?;
+        }
         tx.commit().map_err(sql_err(path, op))?;
         Ok(rolled)
     }
@@ -614,6 +619,7 @@ impl Store {
             // Nothing rolled up yet, so nothing may be deleted.
             return Ok([0; 4]);
         };
+        let stored = state.clone();
         let tz = zone_of(path, &state.zone)?;
         let z = state.zone.clone();
         let mut deleted = [0; 4];
@@ -660,7 +666,9 @@ impl Store {
                 Period::Month => state.month_kept = cut,
             }
         }
-        write_state(&tx, &state).map_err(sql_err(path, op))?;
+        if state != stored {
+            write_state(&tx, &state).map_err(sql_err(path, op))?;
+        }
         tx.commit().map_err(sql_err(path, op))?;
         Ok(deleted)
     }

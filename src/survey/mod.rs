@@ -18,15 +18,27 @@ use std::sync::{Arc, Mutex};
 
 pub use recommend::{Recommendation, recommend};
 
-/// Access points kept per collection interval. A home hears tens; thousands is a beacon flood.
-pub const MAX_APS: usize = 2048;
-/// Clients kept per collection interval (phones randomize their MACs, so this grows fast).
-pub const MAX_CLIENTS: usize = 4096;
+/// A flood is a rate: new access points first heard in one minute of capture time. A home hears
+/// tens in total; a beacon flood (mdk4, a fuzzer) makes hundreds a second.
+pub const MAX_NEW_APS_PER_MINUTE: u32 = 256;
+/// New probing clients first heard in one minute. Phones that use a fresh randomized MAC per
+/// scan make a few a minute on a busy street (a day-long capture of 26,177 probe requests held
+/// about 6,000 addresses); a probe flood makes thousands a second.
+pub const MAX_NEW_CLIENTS_PER_MINUTE: u32 = 1024;
+/// Access points kept per collection interval, whatever the rate: a memory bound for a replayed
+/// capture (one interval for the whole file) of days of a slow flood. About 2 KB each with a
+/// day of signal minutes.
+pub const MAX_APS: usize = 8192;
+/// Clients kept per collection interval, whatever the rate (about 100 bytes each).
+pub const MAX_CLIENTS: usize = 65_536;
 /// SSIDs remembered per probing client.
 pub const MAX_SSIDS_PER_CLIENT: usize = 16;
-/// (minute, frequency) cells per collection interval: 60 channels for a whole day of minutes
-/// would be more than any flush interval holds.
-pub const MAX_CHANNEL_CELLS: usize = 8192;
+/// (minute, frequency) cells per collection interval. Live, an interval is one flush (a few
+/// minutes); a replay is one interval for the whole file, and a day-long capture of a radio
+/// hopping over 64 channels (every 2.4 GHz and 5 GHz 20 MHz channel) fits: 1,440 × 64 cells,
+/// about 7 MB. Only frequencies that are an 802.11 channel get a cell, so a flood of frames with
+/// made-up frequencies cannot fill it faster than the clock advances.
+pub const MAX_CHANNEL_CELLS: usize = 1440 * 64;
 
 /// Signal samples of one AP in one minute.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -149,13 +161,23 @@ pub struct Collector {
     /// Keyed by (minute, frequency heard).
     pub channels: HashMap<(i64, u16), ChannelCell>,
     pub clients: HashMap<MacAddr, Client>,
-    /// Frames decoded; frames whose records were refused for a bound.
+    /// Frames decoded; frames whose AP or client was refused because [`MAX_APS`] or
+    /// [`MAX_CLIENTS`] was reached (a beacon or probe flood).
     pub frames: u64,
     pub refused: u64,
+    /// Frames not counted in channel occupancy because [`MAX_CHANNEL_CELLS`] was reached (a
+    /// replayed capture longer than a day of channel hopping), so `frames_heard` is short by
+    /// exactly this many.
+    pub refused_cells: u64,
     /// Access points whose name and security so far come only from frames whose element list
     /// ran past the frame: the first well-formed frame replaces them, and a malformed one never
     /// overrides a well-formed one.
     unsound: std::collections::HashSet<MacAddr>,
+    /// The minute of capture time the two rates below count in, and the new APs and clients
+    /// first heard in it (frames arrive in time order; a frame from another minute starts over).
+    rate_minute: i64,
+    new_aps: u32,
+    new_clients: u32,
 }
 
 impl Collector {
@@ -170,14 +192,18 @@ impl Collector {
     pub fn add(&mut self, f: &WifiFrame) {
         self.frames += 1;
         let minute = minute_of(f.ts);
-        if let Some(freq) = f.heard_mhz {
+        if minute != self.rate_minute {
+            (self.rate_minute, self.new_aps, self.new_clients) = (minute, 0, 0);
+        }
+        // A frequency that is no 802.11 channel has no row in the report: no cell either.
+        if let Some(freq) = f.heard_mhz.filter(|&mhz| Band::of_freq(mhz).is_some()) {
             let n = self.channels.len();
             match self.channels.get_mut(&(minute, freq)) {
                 Some(c) => c.merge(&cell_of(f)),
                 None if n < MAX_CHANNEL_CELLS => {
                     self.channels.insert((minute, freq), cell_of(f));
                 }
-                None => self.refused += 1,
+                None => self.refused_cells += 1,
             }
         }
         // A frame whose checksum failed has unreliable addresses and elements.
@@ -192,15 +218,17 @@ impl Collector {
     }
 
     fn add_ap(&mut self, f: &WifiFrame, minute: i64) {
-        // Group addresses are never a BSS; a zero BSSID is a corrupt frame.
-        if f.bssid.is_group() || f.bssid == MacAddr([0; 6]) {
+        // A zero BSSID is a corrupt frame. A group BSSID is kept (ACCOUNTING.md §2, "group
+        // source addresses"): both modes count what was sent under the address it carried.
+        if f.bssid == MacAddr([0; 6]) {
             return;
         }
         if !self.aps.contains_key(&f.bssid) {
-            if self.aps.len() >= MAX_APS {
+            if self.aps.len() >= MAX_APS || self.new_aps >= MAX_NEW_APS_PER_MINUTE {
                 self.refused += 1;
                 return;
             }
+            self.new_aps += 1;
             self.aps.insert(
                 f.bssid,
                 Ap {
@@ -272,14 +300,17 @@ impl Collector {
     }
 
     fn add_probe(&mut self, f: &WifiFrame) {
-        let Some(mac) = f.transmitter.filter(|m| !m.is_group()) else {
+        // A group transmitter address is kept, as Ethernet replay keeps a group source
+        // (ACCOUNTING.md §2, "group source addresses").
+        let Some(mac) = f.transmitter else {
             return;
         };
         if !self.clients.contains_key(&mac) {
-            if self.clients.len() >= MAX_CLIENTS {
+            if self.clients.len() >= MAX_CLIENTS || self.new_clients >= MAX_NEW_CLIENTS_PER_MINUTE {
                 self.refused += 1;
                 return;
             }
+            self.new_clients += 1;
             self.clients.insert(
                 mac,
                 Client {

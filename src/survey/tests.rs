@@ -71,7 +71,9 @@ fn probes_channels_and_bad_checksums() {
 #[test]
 fn floods_are_bounded() {
     let mut c = Collector::new();
-    for i in 0..(MAX_APS as u32 + 10) {
+    // A flood within one minute: the rate bound refuses what exceeds it.
+    let n = MAX_NEW_CLIENTS_PER_MINUTE + 10;
+    for i in 0..n {
         let mut f = frame(Kind::Beacon, 0, b"flood", 0, -50);
         f.bssid = MacAddr::from_u64(0x0011_2200_0000 + u64::from(i));
         c.add(&f);
@@ -82,13 +84,77 @@ fn floods_are_bounded() {
             c.add(&p);
         }
     }
-    assert_eq!(c.aps.len(), MAX_APS);
-    assert_eq!(c.refused, 10);
+    assert_eq!(c.aps.len() as u32, MAX_NEW_APS_PER_MINUTE);
+    assert_eq!(c.clients.len() as u32, MAX_NEW_CLIENTS_PER_MINUTE);
+    assert_eq!(
+        c.refused,
+        u64::from(n - MAX_NEW_APS_PER_MINUTE) + 10 * 20,
+        "each refused frame counts"
+    );
     assert!(
         c.clients
             .values()
             .all(|cl| cl.ssids.len() == MAX_SSIDS_PER_CLIENT)
     );
+    // A slow flood over many minutes stops at the memory bound.
+    let mut c = Collector::new();
+    for i in 0..(MAX_APS as u32 + 10) {
+        let mut f = frame(Kind::Beacon, 0, b"slow", i64::from(i / 200) * 60, -50);
+        f.bssid = MacAddr::from_u64(0x0011_2200_0000 + u64::from(i));
+        c.add(&f);
+    }
+    assert_eq!((c.aps.len(), c.refused), (MAX_APS, 10));
+}
+
+#[test]
+fn a_day_of_channel_hopping_is_counted_exactly_and_only_then_bounded() {
+    let mut c = Collector::new();
+    let freqs: Vec<u16> = (1..=13u16)
+        .map(|n| 2407 + 5 * n)
+        .chain((0..25u16).map(|i| 5180 + 20 * i))
+        .chain((0..26u16).map(|i| 5955 + 20 * i))
+        .collect();
+    assert_eq!(freqs.len(), 64);
+    let mut sent = 0u64;
+    for minute in 0..1440i64 {
+        for (k, &mhz) in freqs.iter().enumerate() {
+            let mut p = frame(Kind::ProbeRequest, 0, b"", minute * 60 + k as i64 % 60, -60);
+            p.heard_mhz = Some(mhz);
+            c.add(&p);
+            sent += 1;
+        }
+    }
+    let heard: u64 = c.survey().channels.iter().map(|ch| ch.frames_heard).sum();
+    assert_eq!((c.refused, c.refused_cells), (0, 0));
+    assert_eq!(
+        heard, sent,
+        "every frame heard on a channel is in frames_heard"
+    );
+    // Beyond a day of 64 channels: refused and counted, never silently short.
+    let mut p = frame(Kind::ProbeRequest, 0, b"", 1440 * 60, -60);
+    p.heard_mhz = Some(2412);
+    c.add(&p);
+    assert_eq!(c.refused_cells, 1);
+    // A frequency that is no channel takes no cell (and would have no report row).
+    let mut odd = frame(Kind::ProbeRequest, 0, b"", 0, -60);
+    odd.heard_mhz = Some(2413);
+    c.add(&odd);
+    assert_eq!(c.refused_cells, 1);
+    assert_eq!(c.channels.len(), MAX_CHANNEL_CELLS);
+}
+
+#[test]
+fn group_source_addresses_are_kept_as_ethernet_replay_keeps_them() {
+    let mut c = Collector::new();
+    let group = MacAddr([0x01, 0x00, 0x5e, 0, 0, 0xfb]);
+    let mut p = frame(Kind::ProbeRequest, 0, b"cafe", 0, -60);
+    p.transmitter = Some(group);
+    c.add(&p);
+    let mut b = frame(Kind::Beacon, 0, b"odd", 0, -60);
+    b.bssid = MacAddr([0x03, 0, 0, 0, 0, 1]);
+    c.add(&b);
+    assert_eq!(c.clients[&group].probes, 1);
+    assert_eq!(c.aps[&MacAddr([0x03, 0, 0, 0, 0, 1])].beacons, 1);
 }
 
 #[test]

@@ -445,3 +445,26 @@ fn linux_cooked_capture_counts_the_capturing_hosts_internet_traffic() {
         "{me}"
     );
 }
+
+/// ACCOUNTING.md §2, group source addresses: a frame whose source MAC has the group bit (IEEE 802
+/// forbids it: such a frame is forged or corrupt) is counted as sent by that address, as tshark
+/// counts it; the survey keeps such a probing client too (tests/it/survey.rs, the day of probes).
+#[test]
+fn a_group_source_address_is_counted_as_sent_like_any_other() {
+    require_tshark();
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = std::fs::read(corpus(ETHER)).unwrap();
+    // The first record's source MAC (bytes 6..12 of its frame) becomes 01:00:5e:00:00:fb.
+    let src = 24 + 16 + 6;
+    b[src..src + 6].copy_from_slice(&[0x01, 0x00, 0x5e, 0x00, 0x00, 0xfb]);
+    let p = dir.path().join("group-source.pcap");
+    std::fs::write(&p, b).unwrap();
+    let ours = tallies(&p);
+    let group = &ours["01:00:5e:00:00:fb"];
+    assert_eq!(group.frames_sent, 1, "{group:?}");
+    let tshark = run_tshark(&p).unwrap();
+    assert_eq!(
+        endpoint_diffs(&ours, &tshark.endpoints),
+        Vec::<String>::new()
+    );
+}

@@ -791,6 +791,21 @@ fn built_capture_matches_tshark_reads_back_from_the_database_and_shows_names_ine
             .starts_with("move the 2.4 GHz radio from channel 6 to channel")
     );
 
+    // One stray byte after the last record (a capture stopped mid-write): the same survey, a
+    // warning, exit 0, because every complete record was read.
+    let stray = dir.path().join("stray.pcap");
+    let mut b = std::fs::read(&pcap).unwrap();
+    b.push(0xd4);
+    std::fs::write(&stray, b).unwrap();
+    let (cut, out) = survey_json(&stray, &["--ssid", "home"]);
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning") && err.contains("ends early"),
+        "{err}"
+    );
+    assert_eq!(cut, v);
+
     // Through the database: the same document.
     let db = dir.path().join("survey.db");
     let (from_db, _) = survey_json(&pcap, &["--ssid", "home", "--db", db.to_str().unwrap()]);
@@ -826,4 +841,172 @@ fn survey_of_an_ethernet_capture_says_radiotap_is_needed() {
         "{msg}"
     );
     assert_eq!(msg.trim().lines().count(), 1, "{msg}");
+}
+
+// ---- A day of channel hopping: the survey's bounds measured against a probe-heavy capture. ----
+
+/// A radio hopping every 500 ms over the 13 channels of 2.4 GHz and the 25 of 5 GHz, as
+/// airodump-ng and Kismet do by default.
+fn hop_freqs() -> Vec<u16> {
+    (1..=13u16)
+        .map(|n| 2407 + 5 * n)
+        .chain([36u16, 40, 44, 48, 52, 56, 60, 64].map(|n| 5000 + 5 * n))
+        .chain((100..=144u16).step_by(4).map(|n| 5000 + 5 * n))
+        .chain((149..=165u16).step_by(4).map(|n| 5000 + 5 * n))
+        .collect()
+}
+
+/// The shape of the day-long capture issue 23 was reported with (26,177 frames over 24 hours,
+/// almost all probe requests, no flood), made here because such a capture holds the MACs of
+/// strangers' phones and cannot be published. Deterministic (a fixed LCG), realistic where the
+/// bounds care: traffic follows the day (quiet at night, busy in the evening), phones scan in
+/// bursts and most use a new randomized MAC per scan, some use their vendor MAC for the day,
+/// a few neighbour APs answer, a few frames have a bad FCS, and a handful carry a group source
+/// address (a corrupt or forged frame, kept by both modes). Returns (microseconds, frame).
+fn probe_day() -> Vec<(u64, Vec<u8>)> {
+    const FRAMES: usize = 26_177;
+    const DAY_S: u64 = 86_400;
+    let start_s = 1_767_225_600u64; // 2026-01-01T00:00:00Z
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |n: u64| {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 33) % n
+    };
+    let freqs = hop_freqs();
+    let nets: Vec<Vec<u8>> = (0..30)
+        .map(|i| format!("net-{i:02}").into_bytes())
+        .collect();
+    let vendor = |i: u64| [0x3c, 0x22, 0xfb, 0x40, (i >> 8) as u8, i as u8];
+    let mut frames = Vec::with_capacity(FRAMES);
+    while frames.len() < FRAMES {
+        // Scan bursts: hour weights follow a household day (0 at 3-5 am, highest 18-22).
+        let hour = loop {
+            let h = next(24);
+            let w = [
+                2, 1, 1, 0, 0, 1, 3, 6, 8, 7, 6, 6, 7, 6, 6, 7, 8, 9, 10, 10, 10, 9, 6, 4,
+            ][h as usize];
+            if next(10) < w {
+                break h;
+            }
+        };
+        let burst_us = (hour * 3600 + next(3600)) * 1_000_000 + next(1_000_000);
+        let sa = match next(100) {
+            0..=59 => {
+                let mut m = [0u8; 6];
+                for b in &mut m {
+                    *b = next(256) as u8;
+                }
+                m[0] = (m[0] | 0x02) & 0xfe; // a fresh randomized MAC per scan
+                m
+            }
+            60..=98 => vendor(next(150)),
+            _ => [0x01, 0x00, 0x5e, 0x7f, 0, next(4) as u8],
+        };
+        let ssid = if next(3) == 0 {
+            nets[next(30) as usize].clone()
+        } else {
+            Vec::new()
+        };
+        // The monitor hears the burst on the channel it happens to listen on: 1-4 frames.
+        for k in 0..=next(4) {
+            let t = burst_us + k * 20_000;
+            let freq = freqs[((t / 500_000) % freqs.len() as u64) as usize];
+            let bad = next(200) == 0;
+            let dbm = -40 - next(50) as i8;
+            let f = if next(30) == 0 {
+                // A neighbour AP answers on the channel heard.
+                let ap = [0x00, 0x1a, 0x2b, 0x3c, 0x50, next(6) as u8];
+                let mut e = el(0, &nets[ap[5] as usize]);
+                e.extend(rsn(&[2]));
+                mgmt(Style::Plain, 5, freq, dbm, ap, true, &e, true, bad)
+            } else {
+                mgmt(
+                    Style::Plain,
+                    4,
+                    freq,
+                    dbm,
+                    sa,
+                    false,
+                    &el(0, &ssid),
+                    true,
+                    bad,
+                )
+            };
+            frames.push((start_s * 1_000_000 + t, f));
+        }
+    }
+    frames.truncate(FRAMES);
+    frames.sort_by_key(|(t, _)| *t);
+    assert!(frames.last().unwrap().0 < (start_s + DAY_S) * 1_000_000 + 1_000_000);
+    frames
+}
+
+fn write_pcap_at(path: &Path, frames: &[(u64, Vec<u8>)]) {
+    let mut b = Vec::new();
+    b.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    b.extend_from_slice(&2u16.to_le_bytes());
+    b.extend_from_slice(&4u16.to_le_bytes());
+    b.extend_from_slice(&[0; 8]);
+    b.extend_from_slice(&65535u32.to_le_bytes());
+    b.extend_from_slice(&127u32.to_le_bytes());
+    for (us, f) in frames {
+        b.extend_from_slice(&((us / 1_000_000) as u32).to_le_bytes());
+        b.extend_from_slice(&((us % 1_000_000) as u32).to_le_bytes());
+        b.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        b.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        b.extend_from_slice(f);
+    }
+    std::fs::write(path, b).unwrap();
+}
+
+#[test]
+fn a_day_of_channel_hopping_probes_is_no_flood_and_every_frame_is_heard() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("probe-day.pcap");
+    let frames = probe_day();
+    write_pcap_at(&pcap, &frames);
+    let (v, out) = survey_json(&pcap, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        !stderr.contains("flood") && !stderr.contains("refused"),
+        "a day of probes is no flood: {stderr}"
+    );
+
+    // Frames per frequency, from tshark's radiotap reading.
+    let t = Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(&pcap)
+        .args(["-T", "fields", "-e", "radiotap.channel.freq"])
+        .output()
+        .expect("tshark");
+    let mut want: BTreeMap<u64, u64> = BTreeMap::new();
+    for l in String::from_utf8_lossy(&t.stdout).lines() {
+        *want
+            .entry(l.trim().parse().expect("a frequency"))
+            .or_default() += 1;
+    }
+    assert_eq!(want.values().sum::<u64>(), 26_177);
+    assert_eq!(want.len(), hop_freqs().len(), "every hopped channel heard");
+    let got: BTreeMap<u64, u64> = v["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["frames_heard"].as_u64().unwrap() > 0)
+        .map(|c| {
+            (
+                c["freq_mhz"].as_u64().unwrap(),
+                c["frames_heard"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got, want, "frames_heard per channel, exact");
+
+    // Access points and probing clients, group sources included, as tshark lists them.
+    let ours = ours(&v);
+    assert_eq!(ours, oracle(&tshark_rows(&pcap)));
+    assert!(ours.clients.len() > 2_000, "{}", ours.clients.len());
+    assert!(ours.clients.iter().any(|(m, _)| m.starts_with("01:00:5e")));
 }
