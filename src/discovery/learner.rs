@@ -11,7 +11,7 @@ use super::wire;
 use crate::capture::LinkType;
 use crate::model::{MacAddr, TimestampNs};
 use crate::store::discovery::MacFacts;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 const MAX_ADDRESSES: usize = 16;
@@ -157,6 +157,11 @@ impl Learner {
 
     pub fn is_empty(&self) -> bool {
         self.macs.is_empty()
+    }
+
+    /// Whether the batch holds a MAC outside `known` (a device the writer has not stored yet).
+    pub fn has_unknown(&self, known: &HashSet<MacAddr>) -> bool {
+        self.macs.keys().any(|m| !known.contains(m))
     }
 
     /// What was refused since the last take because the batch was full.

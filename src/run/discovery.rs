@@ -29,6 +29,16 @@ const MAX_BATCH_MACS: usize = 4096;
 /// Vendors already looked up, so the registry is read only for new MACs; cleared when full.
 const VENDOR_CACHE: usize = 4096;
 
+/// A MAC the writer has not stored yet is written within this long, whatever the flush interval:
+/// the new-device alert and its name wait on the device's row, and a household should hear about
+/// a newcomer in seconds, not at the next 5-minute batch. Steady households add no MACs, so this
+/// costs the SD card nothing between arrivals (docs/DURABILITY.md).
+const NEWCOMER_WRITE: Duration = Duration::from_secs(10);
+
+/// Bound on the MACs remembered as written (a MAC flood must not grow it without limit; past it
+/// the set starts again, costing at most one early write).
+const WRITTEN_MAX: usize = 65_536;
+
 /// The learner behind a std Mutex: the capture thread holds it for one frame's parse, the
 /// writer for one `take`; neither ever waits on I/O while holding it.
 type SharedLearner = Arc<Mutex<Learner>>;
@@ -213,11 +223,24 @@ fn writer(
     let mut looked_up = HashSet::new();
     let mut pending: Vec<MacFacts> = Vec::new();
     let mut next = Instant::now() + interval;
+    let mut written: HashSet<MacAddr> = HashSet::new();
+    let mut next_look = Instant::now() + NEWCOMER_WRITE;
     loop {
         let stopping = stop.load(Ordering::Relaxed);
-        if !stopping && Instant::now() < next {
-            std::thread::sleep(sweep::STOP_CHECK);
-            continue;
+        let now = Instant::now();
+        if !stopping && now < next {
+            if now < next_look {
+                std::thread::sleep(sweep::STOP_CHECK);
+                continue;
+            }
+            next_look = now + NEWCOMER_WRITE;
+            let newcomer = learner
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .has_unknown(&written);
+            if !newcomer {
+                continue;
+            }
         }
         next = Instant::now() + interval;
         let (mut batch, dropped) = {
@@ -240,6 +263,10 @@ fn writer(
             match store.write_discovery(&pending, window_ns, guess) {
                 Ok(w) => {
                     tracing::debug!(devices = w.devices, merged = w.merged, "discovery written");
+                    if written.len() + pending.len() > WRITTEN_MAX {
+                        written.clear();
+                    }
+                    written.extend(pending.iter().map(|f| f.mac));
                     pending.clear();
                 }
                 Err(e) => {

@@ -161,8 +161,10 @@ fn outbox_survives_a_restart_and_delivers_every_alert_once_with_a_working_ack_li
     );
     std::fs::write(&config, text).unwrap();
 
+    // The flush interval is left at its default (5 minutes): discovery writes a newcomer within
+    // seconds all the same, so the new-device alerts below come well inside PATIENCE.
     // SMTP is down (nothing listens on 2525 in the namespace): the new devices queue.
-    let mut d = Daemon::start(&p, &config, &db);
+    let mut d = Daemon::start_default_flush(&p, &config, &db);
     // B asks for A's address (ARP), so discovery learns both devices' IPs for the message.
     crate::netns::run(&[
         "ip",

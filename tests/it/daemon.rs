@@ -44,6 +44,21 @@ impl Daemon {
 
     /// [`Daemon::start`] with `--interface iface`, or none (the default route's interface).
     pub(crate) fn start_on(p: &NetnsPair, config: &Path, db: &Path, iface: Option<&str>) -> Daemon {
+        Daemon::start_flushing(p, config, db, iface, Some("1"))
+    }
+
+    /// [`Daemon::start`] keeping the product's own flush interval (5 minutes), as installed.
+    pub(crate) fn start_default_flush(p: &NetnsPair, config: &Path, db: &Path) -> Daemon {
+        Daemon::start_flushing(p, config, db, Some(&p.a_if), None)
+    }
+
+    fn start_flushing(
+        p: &NetnsPair,
+        config: &Path,
+        db: &Path,
+        iface: Option<&str>,
+        flush_secs: Option<&str>,
+    ) -> Daemon {
         let mut cmd = Command::new("ip");
         // `ip netns exec` execs the command, so the child's pid is lanmeter's own: signals sent
         // to it reach lanmeter, not a wrapper.
@@ -54,9 +69,12 @@ impl Daemon {
             cmd.args(["--interface", i]);
         }
         cmd.arg("--db").arg(db);
-        let mut child = hermetic(&mut cmd)
+        let cmd = hermetic(&mut cmd);
+        if let Some(secs) = flush_secs {
             // An override through the environment, as a systemd drop-in would set it.
-            .env("LANMETER_FLUSH_INTERVAL_SECS", "1")
+            cmd.env("LANMETER_FLUSH_INTERVAL_SECS", secs);
+        }
+        let mut child = cmd
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
