@@ -289,7 +289,7 @@ struct Threads {
     capture_running: Arc<AtomicBool>,
     alerts: JoinHandle<()>,
     discovery: Option<DiscoveryRun>,
-    wifi: Option<crate::survey::live::LiveSurvey>,
+    wifi: Option<crate::run::survey::LiveSurvey>,
     mqtt: Option<crate::mqtt::MqttRun>,
 }
 
@@ -361,7 +361,7 @@ fn start(
     // Discovery captures on the same interface: it starts once that interface is there.
     let discovery = (cfg.discovery && !o.waiting_at_start)
         .then(|| DiscoveryRun::start(cfg, &o.iface, db.clone(), stop.clone()));
-    let wifi = crate::survey::live::start(cfg, &db, stop.clone());
+    let wifi = crate::run::survey::start(cfg, &db, stop.clone());
     let mqtt = crate::mqtt::MqttRun::start(cfg, db.clone(), stop.clone());
     tracing::info!(
         interface = %o.iface,
