@@ -290,7 +290,7 @@ struct Threads {
     alerts: JoinHandle<()>,
     discovery: Option<DiscoveryRun>,
     wifi: Option<crate::run::survey::LiveSurvey>,
-    mqtt: Option<crate::mqtt::MqttRun>,
+    mqtt: Option<crate::run::mqtt::MqttRun>,
 }
 
 /// Starts the web server, the capture thread, the alert thread, discovery (once its interface
@@ -362,7 +362,7 @@ fn start(
     let discovery = (cfg.discovery && !o.waiting_at_start)
         .then(|| DiscoveryRun::start(cfg, &o.iface, db.clone(), stop.clone()));
     let wifi = crate::run::survey::start(cfg, &db, stop.clone());
-    let mqtt = crate::mqtt::MqttRun::start(cfg, db.clone(), stop.clone());
+    let mqtt = crate::run::mqtt::MqttRun::start(cfg, db.clone(), stop.clone());
     tracing::info!(
         interface = %o.iface,
         gateway = %o.meter.with(|m| m.gateway()).map(|g| g.to_string()).unwrap_or_else(|| "not yet known".into()),
