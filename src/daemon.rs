@@ -345,7 +345,7 @@ fn start(
                 pcap_dropped: s.pcap_dropped,
             }
         });
-        crate::alerts::run::spawn(
+        crate::run::alerts::spawn(
             cfg.clone(),
             db.clone(),
             crate::alerts::run::Sources {
