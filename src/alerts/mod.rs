@@ -6,7 +6,7 @@
 //! with backoff, expiry); [`mail`] (the only lettre user) and [`webhook`] send; [`render`] writes
 //! the messages (askama templates in `templates/emails/`); [`links`] signs acknowledge links;
 //! [`run`] is what the alert thread evaluates (facts, rules, engine; the threads themselves
-//! start in `crate::run::alerts`) and [`summary`] the weekly summary;
+//! start in `run::alerts`) and [`summary`] the weekly summary;
 //! [`plan_source`] turns the data plan's and quotas' due alerts into conditions.
 //!
 //! It must never touch the capture path: it reads the database (its own connection, on its own
