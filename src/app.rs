@@ -8,7 +8,6 @@ use crate::cli::{
     PasswdArgs, ReplayArgs, RestoreArgs, RunArgs, UnlockArgs,
 };
 use crate::config::Config;
-use crate::flush::Flusher;
 use crate::replay::{self, ReplayOptions};
 use crate::store::Store;
 use anyhow::Context;
@@ -649,47 +648,15 @@ fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("replaying {}", args.file.display()))?
         .unwrap_or_else(|e| match e {}),
         Some(db) => {
-            // Minute rows are written as the file is read, so the gateway must be known before
-            // the first one: without --gateway a first pass finds it.
-            if opts.gateway.is_none() {
-                // A pipe can be read only once: keep a copy of it for the two passes.
-                if !crate::capture::file::is_rereadable(&args.file) {
-                    let copy = spool(&args.file)?;
-                    let mut args = args;
-                    args.file = copy.path().to_owned();
-                    return run_replay(args);
-                }
-                opts.gateway = replay::infer_gateway(&args.file, &opts)
-                    .with_context(|| format!("replaying {}", args.file.display()))?;
+            // Without --gateway replay reads the file twice, and a pipe can be read only once:
+            // keep a copy of it for the two passes.
+            if opts.gateway.is_none() && !crate::capture::file::is_rereadable(&args.file) {
+                let copy = spool(&args.file)?;
+                let mut args = args;
+                args.file = copy.path().to_owned();
+                return run_replay(args);
             }
-            let store =
-                Store::open(db).with_context(|| format!("opening database {}", db.display()))?;
-            let mut flusher = Flusher::new(store);
-            let interval = std::time::Duration::from_secs(10);
-            // Frames stamped before the clock could be right (a Pi booted without its time)
-            // are filed under the file's first trusted minute (crate::clock).
-            let mut gate = crate::clock::ClockGate::new(crate::clock::CLOCK_FLOOR.as_second());
-            let r = replay::replay(&args.file, &opts, |delta, _| {
-                flusher
-                    .flush_gated(delta, interval, &mut gate, crate::flush::Stamping::File)
-                    .map(drop)
-            })
-            .with_context(|| format!("replaying {}", args.file.display()))?
-            .with_context(|| format!("writing to {}", db.display()))?;
-            let (usage, seen) = gate.release_as_stamped();
-            flusher
-                .flush(usage, seen)
-                .with_context(|| format!("writing to {}", db.display()))?;
-            // Roll the replayed minutes up in the system's zone (what `export` uses without a
-            // config), so exports of long captures read hour and day rows.
-            flusher
-                .store_mut()
-                .roll_up(
-                    &jiff::tz::TimeZone::system(),
-                    jiff::Timestamp::now().as_second(),
-                )
-                .with_context(|| format!("rolling up history in {}", db.display()))?;
-            r
+            replay::replay_into(&args.file, &mut opts, db)?
         }
     };
     crate::run::discovery::fill_vendors(

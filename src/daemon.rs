@@ -289,8 +289,8 @@ struct Threads {
     capture_running: Arc<AtomicBool>,
     alerts: JoinHandle<()>,
     discovery: Option<DiscoveryRun>,
-    wifi: Option<crate::survey::live::LiveSurvey>,
-    mqtt: Option<crate::mqtt::MqttRun>,
+    wifi: Option<crate::run::survey::LiveSurvey>,
+    mqtt: Option<crate::run::mqtt::MqttRun>,
 }
 
 /// Starts the web server, the capture thread, the alert thread, discovery (once its interface
@@ -345,7 +345,7 @@ fn start(
                 pcap_dropped: s.pcap_dropped,
             }
         });
-        crate::alerts::run::spawn(
+        crate::run::alerts::spawn(
             cfg.clone(),
             db.clone(),
             crate::alerts::run::Sources {
@@ -361,8 +361,8 @@ fn start(
     // Discovery captures on the same interface: it starts once that interface is there.
     let discovery = (cfg.discovery && !o.waiting_at_start)
         .then(|| DiscoveryRun::start(cfg, &o.iface, db.clone(), stop.clone()));
-    let wifi = crate::survey::live::start(cfg, &db, stop.clone());
-    let mqtt = crate::mqtt::MqttRun::start(cfg, db.clone(), stop.clone());
+    let wifi = crate::run::survey::start(cfg, &db, stop.clone());
+    let mqtt = crate::run::mqtt::MqttRun::start(cfg, db.clone(), stop.clone());
     tracing::info!(
         interface = %o.iface,
         gateway = %o.meter.with(|m| m.gateway()).map(|g| g.to_string()).unwrap_or_else(|| "not yet known".into()),

@@ -19,8 +19,10 @@
 //! - [`daemon`]: the live run's lifecycle: open its inputs, start the threads, tick the
 //!   schedules, stop them in order and flush what is left.
 //! - [`run`]: what the live run starts or schedules, one small type each: flushing, watchdog,
-//!   gateway recheck, maintenance and backups, SIGHUP reload, the discovery threads.
-//! - [`replay`]: capture files through the same decoder and meter, rendered as JSON or a table.
+//!   gateway recheck, maintenance and backups, SIGHUP reload, the discovery, Wi-Fi survey and
+//!   MQTT threads.
+//! - [`replay`]: capture files through the same decoder and meter, rendered as JSON or a table,
+//!   or written into a database through the same flush path.
 //! - [`survey`]: the Wi-Fi survey from a monitor-mode adapter: access points, channels, probing
 //!   clients, and the channel recommendation.
 //! - [`demo`]: the synthetic household capture generator and its expected per-MAC totals.
@@ -32,7 +34,8 @@
 //!   API and `/metrics`.
 //! - [`visible`]: the one display rule for device-supplied text (bidi, invisible, control
 //!   characters spelled out), applied by every template's escaper.
-//! - [`mqtt`]: Home Assistant over MQTT: discovery configs and state messages on their own thread.
+//! - [`mqtt`]: Home Assistant over MQTT: discovery configs and state messages (the session; its
+//!   threads are started in `run`).
 //! - [`web`]: the web UI and its gate (axum + askama live only there): sessions, CSRF, pages.
 //! - [`system`]: the host around lanmeter: systemd notify/watchdog, `lanmeter doctor`'s checks.
 //! - [`cli`]: command-line definitions; [`app`]: wiring, lifecycle and exit codes.

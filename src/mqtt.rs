@@ -2,9 +2,9 @@
 //! device's usage today, current rate and online state and for the household's billing cycle,
 //! then their values every `mqtt_interval_secs`.
 //!
-//! The only user of rumqttc. Two threads: one drives the connection (rumqttc reconnects when
-//! polled again; we add the backoff), one reads the database on its OWN connection and
-//! publishes. It never touches the meter or the capture path, and never writes the database.
+//! The only user of rumqttc. Two loops, each run on a thread of its own by `run::mqtt`: the
+//! [`Driver`] polls the connection (rumqttc reconnects when polled again; we add the backoff),
+//! the [`Publisher`] reads the database on its OWN connection and publishes. It never touches the meter or the capture path, and never writes the database.
 //! After every (re)connect the discovery configs are sent again, so a broker that lost its
 //! retained messages (restarted without persistence) learns the sensors anew.
 
@@ -30,120 +30,97 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// Requests queued towards the connection thread; one round is a few per device.
 const QUEUE: usize = 4096;
 
-/// The running MQTT threads.
-pub struct MqttRun {
-    publisher: std::thread::JoinHandle<()>,
+/// The connection side of an MQTT session: polled on a thread of its own by [`Driver::run`].
+pub struct Driver {
+    connection: Connection,
+    /// `host:port`, for the log lines.
+    target: String,
+    /// Bumped on every ConnAck: the publisher re-sends discovery when it changes.
+    sessions: Arc<AtomicU64>,
+    connected: Arc<AtomicBool>,
 }
 
-impl MqttRun {
-    /// Starts the threads when `mqtt_host` is set; `None` when MQTT is off or a thread cannot
-    /// start (logged: MQTT is an extra, the daemon runs on without it).
-    pub fn start(cfg: &Config, db: PathBuf, stop: Arc<AtomicBool>) -> Option<MqttRun> {
-        let host = cfg.mqtt_host.clone()?;
-        let client_id = format!("lanmeter-{}", std::process::id());
-        let mut opts = MqttOptions::new(client_id, host.clone(), cfg.mqtt_port);
-        opts.set_keep_alive(Duration::from_secs(15));
-        opts.set_clean_session(true);
-        if let Some(user) = &cfg.mqtt_username {
-            let pass = cfg
-                .mqtt_password
-                .as_ref()
-                .map(|p| p.expose().to_string())
-                .unwrap_or_default();
-            opts.set_credentials(user.clone(), pass);
-        }
-        let (client, connection) = Client::new(opts, QUEUE);
-        // Bumped on every ConnAck: the publisher re-sends discovery when it changes.
-        let sessions = Arc::new(AtomicU64::new(0));
-        let connected = Arc::new(AtomicBool::new(false));
-        let conn = {
-            let (sessions, connected, stop) = (sessions.clone(), connected.clone(), stop.clone());
-            let target = format!("{host}:{}", cfg.mqtt_port);
-            std::thread::Builder::new()
-                .name("mqtt-conn".into())
-                .spawn(move || drive(connection, &sessions, &connected, &stop, &target))
-        };
-        if let Err(e) = conn {
-            tracing::error!(error = %e, "cannot start the MQTT connection thread; MQTT is off");
-            return None;
-        }
-        let publisher = Publisher {
-            client,
-            db,
-            tz: cfg.time_zone(),
-            prefix: cfg.mqtt_prefix.clone(),
-            interval: Duration::from_secs(cfg.mqtt_interval_secs),
-            presence_window_ns: i64::try_from(cfg.presence_window_secs)
-                .unwrap_or(i64::MAX / 1_000_000_000)
-                .saturating_mul(1_000_000_000),
-            announced: HashSet::new(),
-        };
-        match std::thread::Builder::new()
-            .name("mqtt".into())
-            .spawn(move || publisher.run(&sessions, &connected, &stop))
-        {
-            Ok(publisher) => {
-                tracing::info!(broker = %host, "Home Assistant MQTT discovery on");
-                Some(MqttRun { publisher })
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot start the MQTT thread; MQTT is off");
-                None
-            }
-        }
+/// The connection and the publisher for `cfg`, when `mqtt_host` is set; `None` when MQTT is off.
+/// Nothing connects until the [`Driver`] runs (the threads are started by `run::mqtt`).
+pub fn setup(cfg: &Config, db: PathBuf) -> Option<(Driver, Publisher)> {
+    let host = cfg.mqtt_host.clone()?;
+    let client_id = format!("lanmeter-{}", std::process::id());
+    let mut opts = MqttOptions::new(client_id, host.clone(), cfg.mqtt_port);
+    opts.set_keep_alive(Duration::from_secs(15));
+    opts.set_clean_session(true);
+    if let Some(user) = &cfg.mqtt_username {
+        let pass = cfg
+            .mqtt_password
+            .as_ref()
+            .map(|p| p.expose().to_string())
+            .unwrap_or_default();
+        opts.set_credentials(user.clone(), pass);
     }
-
-    /// Waits for the publisher (it stops on the stop flag and disconnects). The connection
-    /// thread is not joined: it may sit in a connect attempt to an unreachable broker for a few
-    /// seconds, and ends by itself once the client is gone.
-    pub fn join(self) {
-        if self.publisher.join().is_err() {
-            tracing::error!("the MQTT thread panicked");
-        }
-    }
+    let (client, connection) = Client::new(opts, QUEUE);
+    let sessions = Arc::new(AtomicU64::new(0));
+    let connected = Arc::new(AtomicBool::new(false));
+    let driver = Driver {
+        connection,
+        target: format!("{host}:{}", cfg.mqtt_port),
+        sessions: sessions.clone(),
+        connected: connected.clone(),
+    };
+    let publisher = Publisher {
+        client,
+        db,
+        tz: cfg.time_zone(),
+        prefix: cfg.mqtt_prefix.clone(),
+        interval: Duration::from_secs(cfg.mqtt_interval_secs),
+        presence_window_ns: i64::try_from(cfg.presence_window_secs)
+            .unwrap_or(i64::MAX / 1_000_000_000)
+            .saturating_mul(1_000_000_000),
+        announced: HashSet::new(),
+        sessions,
+        connected,
+    };
+    Some((driver, publisher))
 }
 
-/// Polls the connection for as long as a client exists; after an error waits with backoff
-/// before the next poll (which reconnects).
-fn drive(
-    mut connection: Connection,
-    sessions: &AtomicU64,
-    connected: &AtomicBool,
-    stop: &AtomicBool,
-    target: &str,
-) {
-    let mut backoff = BACKOFF_FIRST;
-    loop {
-        match connection.recv() {
-            // Every client handle is gone: the publisher has stopped.
-            Err(_) => return,
-            Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => {
-                tracing::info!(broker = %target, "connected to the MQTT broker");
-                backoff = BACKOFF_FIRST;
-                connected.store(true, Ordering::Relaxed);
-                sessions.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                connected.store(false, Ordering::Relaxed);
-                if stop.load(Ordering::Relaxed) {
-                    return;
+impl Driver {
+    /// Polls the connection for as long as a client exists; after an error waits with backoff
+    /// before the next poll (which reconnects).
+    pub fn run(mut self, stop: &AtomicBool) {
+        let (sessions, connected, target) = (&self.sessions, &self.connected, &self.target);
+        let mut backoff = BACKOFF_FIRST;
+        loop {
+            match self.connection.recv() {
+                // Every client handle is gone: the publisher has stopped.
+                Err(_) => return,
+                Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => {
+                    tracing::info!(broker = %target, "connected to the MQTT broker");
+                    backoff = BACKOFF_FIRST;
+                    connected.store(true, Ordering::Relaxed);
+                    sessions.fetch_add(1, Ordering::Relaxed);
                 }
-                tracing::warn!(broker = %target, error = %e, retry_in_secs = backoff.as_secs(), "MQTT broker unreachable; retrying");
-                let until = Instant::now() + backoff;
-                while Instant::now() < until {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    connected.store(false, Ordering::Relaxed);
                     if stop.load(Ordering::Relaxed) {
                         return;
                     }
-                    std::thread::sleep(Duration::from_millis(100));
+                    tracing::warn!(broker = %target, error = %e, retry_in_secs = backoff.as_secs(), "MQTT broker unreachable; retrying");
+                    let until = Instant::now() + backoff;
+                    while Instant::now() < until {
+                        if stop.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
                 }
-                backoff = (backoff * 2).min(BACKOFF_MAX);
             }
         }
     }
 }
 
-struct Publisher {
+/// The publishing side: reads the database on its own connection and sends discovery configs
+/// and states, on a thread of its own ([`Publisher::run`]).
+pub struct Publisher {
     client: Client,
     db: PathBuf,
     tz: jiff::tz::TimeZone,
@@ -152,10 +129,16 @@ struct Publisher {
     presence_window_ns: i64,
     /// Devices whose discovery was already sent in this session.
     announced: HashSet<MacAddr>,
+    /// Shared with the [`Driver`]: its connect count and whether it is connected now.
+    sessions: Arc<AtomicU64>,
+    connected: Arc<AtomicBool>,
 }
 
 impl Publisher {
-    fn run(mut self, sessions: &AtomicU64, connected: &AtomicBool, stop: &AtomicBool) {
+    /// Publishes every interval (and at once after each new connection) until `stop`, then
+    /// disconnects, which ends the [`Driver`].
+    pub fn run(mut self, stop: &AtomicBool) {
+        let (sessions, connected) = (self.sessions.clone(), self.connected.clone());
         let mut store: Option<Store> = None;
         let mut session_seen = 0;
         let mut next = Instant::now();

@@ -5,14 +5,17 @@
 //! accounting is the meter's, so replay and live capture cannot disagree.
 
 use crate::capture::file::{FileError, FileSource, ReadStats};
+use crate::clock::{CLOCK_FLOOR, ClockGate};
 use crate::discovery::learner::Learner;
+use crate::flush::{Flusher, Stamping};
 use crate::meter::{Delta, DeviceTotals, Locality, Meter, MeterConfig, Other, Totals};
 use crate::model::{Counts, IpPrefix, MacAddr, rfc3339};
 use crate::store::discovery::MacFacts;
+use crate::store::{Store, StoreError};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Replay takes a delta once this many minute segments are waiting, bounding memory on long
 /// captures the same way the flush interval bounds it live.
@@ -109,6 +112,90 @@ pub fn replay<E>(
         truncated,
         discovered: learner.into_inner().take(),
     }))
+}
+
+/// What stops a replay into a database (`replay --db`). The causes are boxed: a store error is
+/// large, and this is returned once per replay.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("replaying {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: Box<FileError>,
+    },
+    #[error("opening database {}", db.display())]
+    Open {
+        db: PathBuf,
+        #[source]
+        source: Box<StoreError>,
+    },
+    #[error("writing to {}", db.display())]
+    Write {
+        db: PathBuf,
+        #[source]
+        source: Box<StoreError>,
+    },
+    #[error("rolling up history in {}", db.display())]
+    RollUp {
+        db: PathBuf,
+        #[source]
+        source: Box<StoreError>,
+    },
+}
+
+/// `replay --db`: replays `path` and writes its minutes into the database at `db` through the
+/// same flush path as the live run, then rolls them up. Minute rows are written as the file is
+/// read, so the gateway must be known before the first one: without one in `opts` a first pass
+/// finds it (and sets it), so `path` must then be readable twice
+/// ([`crate::capture::file::is_rereadable`]).
+pub fn replay_into(
+    path: &Path,
+    opts: &mut ReplayOptions,
+    db: &Path,
+) -> Result<ReplayResult, ReplayError> {
+    let read = |source| ReplayError::Read {
+        path: path.to_path_buf(),
+        source: Box::new(source),
+    };
+    let write = |source| ReplayError::Write {
+        db: db.to_path_buf(),
+        source: Box::new(source),
+    };
+    if opts.gateway.is_none() {
+        opts.gateway = infer_gateway(path, opts).map_err(read)?;
+    }
+    let store = Store::open(db).map_err(|source| ReplayError::Open {
+        db: db.to_path_buf(),
+        source: Box::new(source),
+    })?;
+    let mut flusher = Flusher::new(store);
+    let interval = std::time::Duration::from_secs(10);
+    // Frames stamped before the clock could be right (a Pi booted without its time) are filed
+    // under the file's first trusted minute (crate::clock).
+    let mut gate = ClockGate::new(CLOCK_FLOOR.as_second());
+    let r = replay(path, opts, |delta, _| {
+        flusher
+            .flush_gated(delta, interval, &mut gate, Stamping::File)
+            .map(drop)
+    })
+    .map_err(read)?
+    .map_err(write)?;
+    let (usage, seen) = gate.release_as_stamped();
+    flusher.flush(usage, seen).map_err(write)?;
+    // Roll the replayed minutes up in the system's zone (what `export` uses without a config),
+    // so exports of long captures read hour and day rows.
+    flusher
+        .store_mut()
+        .roll_up(
+            &jiff::tz::TimeZone::system(),
+            jiff::Timestamp::now().as_second(),
+        )
+        .map_err(|source| ReplayError::RollUp {
+            db: db.to_path_buf(),
+            source: Box::new(source),
+        })?;
+    Ok(r)
 }
 
 /// Fills `hostname`, `vendor` and extra addresses of the JSON rows from what discovery learned.

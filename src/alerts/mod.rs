@@ -5,7 +5,8 @@
 //! writes alerts and outbox messages through the store; [`deliver`] works the outbox (retries
 //! with backoff, expiry); [`mail`] (the only lettre user) and [`webhook`] send; [`render`] writes
 //! the messages (askama templates in `templates/emails/`); [`links`] signs acknowledge links;
-//! [`run`] is the alert thread of `lanmeter run` and [`summary`] the weekly summary;
+//! [`run`] is what the alert thread evaluates (facts, rules, engine; the threads themselves
+//! start in `run::alerts`) and [`summary`] the weekly summary;
 //! [`plan_source`] turns the data plan's and quotas' due alerts into conditions.
 //!
 //! It must never touch the capture path: it reads the database (its own connection, on its own

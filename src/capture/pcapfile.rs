@@ -4,7 +4,8 @@
 //! It owns the classic format only: the four magic numbers (micro/nanosecond, either byte
 //! order), the link type field and 16-byte record headers, read from a large buffer with no copy
 //! per record. It follows libpcap's rules for what a record may be, so replay counts exactly what
-//! libpcap (and tshark) would. pcapng is [`super::pcapng`]'s; both share [`ByteStream`].
+//! libpcap (and tshark) would. pcapng has its own reader (`pcapng.rs`), built on this
+//! one's [`ByteStream`].
 
 use std::fs::File;
 use std::io::Read;

@@ -43,7 +43,7 @@ pub fn spawn(
         s.set_alert_state("device_events_cursor", &(id - 1).to_string())?;
     }
     drop(s);
-    Ok(crate::alerts::run::spawn(
+    Ok(crate::run::alerts::spawn(
         cfg.clone(),
         db.to_path_buf(),
         crate::alerts::run::Sources {

@@ -4,16 +4,19 @@
 //!
 //! A job that keeps a schedule on the daemon's thread implements [`Periodic`]: the daemon's loop
 //! calls [`Periodic::tick`] about every 100 ms and the job decides whether it is due. A job that
-//! needs a thread of its own starts it and keeps its handle (`discovery`; the web server, the
-//! alert, MQTT and Wi-Fi survey threads are started by their features). The pure logic stays in
+//! needs a thread of its own starts it and keeps its handle (`alerts`, `discovery`, `mqtt`, the
+//! Wi-Fi `survey`; the web server is started by the daemon). The pure logic stays in
 //! the feature folders (`store`, `discovery`, `alerts`, ...): nothing here parses, counts or
 //! decides anything but when.
 
+pub mod alerts;
 pub mod discovery;
 pub mod flushing;
 pub mod gateway;
 pub mod maintenance;
+pub mod mqtt;
 pub mod reload;
+pub mod survey;
 pub mod watchdog;
 
 use crate::config::Config;

@@ -3,6 +3,7 @@
 //!
 //! Writes happen only inside the flush transaction ([`super::Store::write_flush`]); this module
 //! never opens a transaction of its own.
+use super::identity::{mac_key, touch_linked_mac};
 use crate::model::{Counts, MacAddr, Sighting, TimestampNs};
 use rusqlite::{OptionalExtension, Transaction, params};
 
@@ -29,20 +30,10 @@ ON CONFLICT (mac) DO UPDATE SET
     is_gateway = is_gateway OR excluded.is_gateway
 RETURNING id";
 
-/// The stored form of a MAC: `MacAddr::to_u64` uses 48 bits, so the cast to i64 is lossless.
-pub(super) fn mac_key(mac: MacAddr) -> i64 {
-    mac.to_u64() as i64
-}
-
-/// Inverse of [`mac_key`]; only the low 48 bits are meaningful.
-pub(super) fn mac_from_key(key: i64) -> MacAddr {
-    MacAddr::from_u64(key as u64)
-}
-
 pub(super) fn upsert_sighting(tx: &Transaction<'_>, s: &Sighting) -> rusqlite::Result<i64> {
     // A MAC linked to another device (a rotated private address, a user merge) counts for
-    // that device: see store::discovery.
-    if let Some(id) = super::discovery::touch_linked_mac(tx, s)? {
+    // that device: see store::identity.
+    if let Some(id) = touch_linked_mac(tx, s)? {
         return Ok(id);
     }
     tx.prepare_cached(UPSERT_DEVICE)?.query_row(

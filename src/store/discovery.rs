@@ -8,7 +8,7 @@
 //! Every write is one transaction per batch, never per packet. It must never interpret a
 //! device-supplied string: they arrive escaped and are stored and returned as they are.
 
-use super::devices::{mac_from_key, mac_key};
+use super::identity::{mac_from_key, mac_key, touch_linked_mac};
 use super::{Store, StoreError, sql_err};
 use crate::model::{MacAddr, Sighting, TimestampNs};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -160,27 +160,6 @@ pub struct DeviceEvent {
     pub kind: String,
     pub at_ns: TimestampNs,
     pub detail: Option<String>,
-}
-
-/// When `s.mac` already belongs to a device, records the sighting against it and returns its
-/// id; `None` for a MAC never seen (the caller inserts it). Used by the flush path too.
-pub(super) fn touch_linked_mac(tx: &Connection, s: &Sighting) -> rusqlite::Result<Option<i64>> {
-    let id: Option<i64> = tx
-        .prepare_cached("SELECT device_id FROM device_macs WHERE mac = ?1")?
-        .query_row(params![mac_key(s.mac)], |r| r.get(0))
-        .optional()?;
-    let Some(id) = id else { return Ok(None) };
-    tx.prepare_cached(
-        "UPDATE devices SET first_seen_ns = min(first_seen_ns, ?2),
-             last_seen_ns = max(last_seen_ns, ?3), is_gateway = is_gateway OR ?4 WHERE id = ?1",
-    )?
-    .execute(params![id, s.first_seen, s.last_seen, s.is_gateway])?;
-    tx.prepare_cached(
-        "UPDATE device_macs SET first_seen_ns = min(first_seen_ns, ?2),
-             last_seen_ns = max(last_seen_ns, ?3) WHERE mac = ?1",
-    )?
-    .execute(params![mac_key(s.mac), s.first_seen, s.last_seen])?;
-    Ok(Some(id))
 }
 
 fn device_for(tx: &Connection, s: &Sighting) -> rusqlite::Result<i64> {

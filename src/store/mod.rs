@@ -15,6 +15,7 @@ pub mod devices;
 pub mod discovery;
 pub mod export;
 pub mod health;
+mod identity;
 mod migrations;
 pub mod period;
 pub mod plan;

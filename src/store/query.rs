@@ -12,7 +12,7 @@
 //! ff:ff:ff:ff:ff:ff): that is real household traffic whose device could not be kept apart
 //! (a full counter map), and an ISP counts it against the plan. Top-N lists exclude both: the
 //! gateway is infrastructure and "other" is not a device. This module never writes.
-use super::devices::mac_from_key;
+use super::identity::{mac_from_key, mac_key};
 use super::period::{Period, bucket_secs};
 use super::rollup::{HistoryState, table, total_table};
 use super::{Store, StoreError, sql_err};
@@ -50,10 +50,7 @@ impl Selection {
                 "u.device_id IN (SELECT id FROM devices WHERE is_gateway = 0)".to_string()
             }
             Selection::Devices(macs) => {
-                let keys: Vec<String> = macs
-                    .iter()
-                    .map(|m| super::devices::mac_key(*m).to_string())
-                    .collect();
+                let keys: Vec<String> = macs.iter().map(|m| mac_key(*m).to_string()).collect();
                 format!(
                     "u.device_id IN (SELECT id FROM devices WHERE mac IN ({}))",
                     if keys.is_empty() {

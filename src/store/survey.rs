@@ -7,7 +7,7 @@
 //! is kept losslessly and only ever shown through its safe display form. It never touches the
 //! accounting tables.
 
-use super::devices::{mac_from_key, mac_key};
+use super::identity::{mac_from_key, mac_key};
 use super::{Store, StoreError, sql_err};
 use crate::capture::ieee80211::{Band, Channel, Security, Ssid};
 use crate::model::TimestampNs;

@@ -1,7 +1,7 @@
 //! Read-only usage sums for the web pages: each device's counters since a point in time.
 //!
 //! Plain reads on the caller's connection; never writes and never holds a transaction open.
-use super::{Store, StoreError, devices, sql_err, usage::counts_at};
+use super::{Store, StoreError, identity, sql_err, usage::counts_at};
 use crate::model::{Counts, MacAddr};
 
 const USAGE_SINCE: &str = "
@@ -33,7 +33,7 @@ impl Store {
         let rows = st
             .query_map([from_minute], |row| {
                 Ok(UsageSince {
-                    mac: devices::mac_from_key(row.get(0)?),
+                    mac: identity::mac_from_key(row.get(0)?),
                     is_gateway: row.get(1)?,
                     counts: counts_at(row, 2)?,
                 })

@@ -156,7 +156,7 @@ impl Store {
         let rows = st
             .query_map([], |row| {
                 Ok(DeviceTotals {
-                    mac: devices::mac_from_key(row.get(0)?),
+                    mac: super::identity::mac_from_key(row.get(0)?),
                     first_seen_ns: row.get(1)?,
                     last_seen_ns: row.get(2)?,
                     is_gateway: row.get(3)?,

@@ -6,7 +6,6 @@
 //! the store's range query all return, with its JSON form. [`recommend`] turns a survey into a
 //! channel recommendation. It never touches the database, the capture handle or the accounting
 //! meter: the survey and byte accounting share nothing.
-pub mod live;
 pub mod recommend;
 
 use crate::capture::WifiSink;

@@ -208,16 +208,16 @@ pub async fn page(
     Query(flag): Query<SavedFlag>,
 ) -> Result<DevicePage, AppError> {
     let generation = state.generation();
-    let cached = state.device_cache(id, generation);
+    let cached = state.caches().device(id, generation);
     let d = match cached {
         Some((at, d)) if at.elapsed() < view::CACHE_FOR => d,
         cached => {
-            let refresh = state.try_refresh(super::state::CacheKind::Device);
+            let refresh = state.caches().refresh_device();
             match (refresh, cached) {
                 (None, Some((_, d))) => d,
                 (refresh, _) => {
                     let d = Arc::new(load(&state, id).await?);
-                    state.set_device_cache(id, generation, Arc::clone(&d));
+                    state.caches().set_device(id, generation, Arc::clone(&d));
                     drop(refresh);
                     d
                 }

@@ -17,6 +17,7 @@ pub mod alerts;
 pub mod api;
 pub mod assets;
 pub mod audit;
+mod cache;
 pub mod charts;
 pub mod device;
 pub mod devices;

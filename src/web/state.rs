@@ -80,35 +80,9 @@ pub struct Shared {
     started: std::time::Instant,
     /// Bumped by every change made through the web side, so cached reads never hide it.
     generation: std::sync::atomic::AtomicU64,
-    /// A std Mutex: held only to swap an `Arc`, never across an await.
-    household: Mutex<Option<Arc<super::view::Stored>>>,
-    /// Device pages by id: (when, generation, page data). A std Mutex, held only for a lookup.
-    devices: Mutex<std::collections::HashMap<i64, DeviceEntry>>,
-    /// One refresh at a time per cache (household, device pages): the other requests meanwhile
-    /// get the previous reading instead of all querying the database at once.
-    refreshing: [AtomicBool; 2],
+    /// The household and device pages' cached reads (see [`super::cache`]).
+    caches: super::cache::PageCaches,
 }
-
-/// Which cache a refresh is for.
-#[derive(Clone, Copy)]
-pub(super) enum CacheKind {
-    Household = 0,
-    Device = 1,
-}
-
-/// Held while one request refreshes a cache; dropping it lets the next one try.
-pub(super) struct Refresh<'a>(&'a AtomicBool);
-
-impl Drop for Refresh<'_> {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
-    }
-}
-
-type DeviceEntry = (std::time::Instant, u64, Arc<super::device::DeviceView>);
-
-/// Device pages kept at most; more are dropped all at once (they are rebuilt in milliseconds).
-const DEVICE_CACHE_MAX: usize = 64;
 
 impl AppState {
     /// Opens (creating and migrating if needed) the database once, so a bad path fails here
@@ -137,9 +111,7 @@ impl AppState {
             demo: OnceLock::new(),
             started: std::time::Instant::now(),
             generation: std::sync::atomic::AtomicU64::new(0),
-            household: Mutex::new(None),
-            devices: Mutex::new(std::collections::HashMap::new()),
-            refreshing: [AtomicBool::new(false), AtomicBool::new(false)],
+            caches: Default::default(),
         })))
     }
 
@@ -214,49 +186,9 @@ impl AppState {
         self.0.generation.load(Ordering::Relaxed)
     }
 
-    pub(super) fn household_cache(&self) -> Option<Arc<super::view::Stored>> {
-        self.0
-            .household
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    pub(super) fn set_household_cache(&self, s: Arc<super::view::Stored>) {
-        *self.0.household.lock().unwrap_or_else(|p| p.into_inner()) = Some(s);
-    }
-
-    /// The right to refresh `kind`, unless another request is refreshing it now.
-    pub(super) fn try_refresh(&self, kind: CacheKind) -> Option<Refresh<'_>> {
-        let flag = &self.0.refreshing[kind as usize];
-        flag.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .ok()
-            .map(|_| Refresh(flag))
-    }
-
-    /// A device page read less than [`super::view::STALE_MAX`] ago with no change since, and when.
-    pub(super) fn device_cache(
-        &self,
-        id: i64,
-        generation: u64,
-    ) -> Option<(std::time::Instant, Arc<super::device::DeviceView>)> {
-        let map = self.0.devices.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(&id)
-            .filter(|(at, g, _)| *g == generation && at.elapsed() < super::view::STALE_MAX)
-            .map(|(at, _, d)| (*at, Arc::clone(d)))
-    }
-
-    pub(super) fn set_device_cache(
-        &self,
-        id: i64,
-        generation: u64,
-        d: Arc<super::device::DeviceView>,
-    ) {
-        let mut map = self.0.devices.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= DEVICE_CACHE_MAX {
-            map.clear();
-        }
-        map.insert(id, (std::time::Instant::now(), generation, d));
+    /// The pages' cached reads; [`AppState::generation`] says whether one is still current.
+    pub(super) fn caches(&self) -> &super::cache::PageCaches {
+        &self.0.caches
     }
 
     /// Seconds since the web state was created (the service's uptime, near enough).

@@ -314,7 +314,7 @@ pub const STALE_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn stored_household(state: &AppState, periods: Periods) -> Result<Arc<Stored>, AppError> {
     let generation = state.generation();
-    let cached = state.household_cache().filter(|c| {
+    let cached = state.caches().household().filter(|c| {
         c.generation == generation
             && c.periods.today == periods.today
             && c.periods.week == periods.week
@@ -325,7 +325,7 @@ async fn stored_household(state: &AppState, periods: Periods) -> Result<Arc<Stor
     {
         return Ok(Arc::clone(c));
     }
-    let refresh = state.try_refresh(super::state::CacheKind::Household);
+    let refresh = state.caches().refresh_household();
     if refresh.is_none()
         && let Some(c) = cached.filter(|c| c.at.elapsed() < STALE_MAX)
     {
@@ -367,7 +367,7 @@ async fn stored_household(state: &AppState, periods: Periods) -> Result<Arc<Stor
         })
         .await?;
     let stored = Arc::new(stored);
-    state.set_household_cache(Arc::clone(&stored));
+    state.caches().set_household(Arc::clone(&stored));
     drop(refresh);
     Ok(stored)
 }

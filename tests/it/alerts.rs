@@ -755,7 +755,7 @@ fn a_hanging_webhook_does_not_hold_up_email() {
         ..smtp_config(port)
     };
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let thread = lanmeter::alerts::run::spawn(
+    let thread = lanmeter::run::alerts::spawn(
         cfg,
         db.clone(),
         lanmeter::alerts::run::Sources::default(),

@@ -2,10 +2,11 @@
 //! [`LIMIT_MAX`], newest first) and acknowledging one alert (admins), with the same store
 //! call and audit entry as the /alerts page. It never creates, resolves or sends alerts.
 
-use super::devices::{LIMIT_DEFAULT, LIMIT_MAX, actor};
+use super::devices::{LIMIT_DEFAULT, LIMIT_MAX};
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery};
 use super::time_s;
+use super::tokens::actor;
 use crate::store::alerts::{AlertFilter, AlertRow};
 use crate::web::AppState;
 use crate::web::session::{self, Auth};

@@ -4,6 +4,7 @@
 
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::tokens::actor;
 use super::{clean_text, time_ns};
 use crate::store::discovery::{DeviceRecord, UserFields};
 use crate::web::AppState;
@@ -353,15 +354,6 @@ impl DevicePatch {
             u.ignored = i;
         }
         Ok(u)
-    }
-}
-
-/// Who made a change, for the audit log.
-pub(crate) fn actor(auth: Option<&Auth>, token: Option<&super::tokens::TokenUse>) -> String {
-    match (token, auth) {
-        (Some(t), _) => format!("token {}", t.name),
-        (None, Some(a)) => a.actor().to_string(),
-        (None, None) => "anonymous".to_string(),
     }
 }
 

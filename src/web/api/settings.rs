@@ -185,7 +185,7 @@ pub async fn patch_settings(
     if !errors.is_empty() {
         return Err(refused(errors));
     }
-    let actor = super::devices::actor(auth.as_deref(), token.as_deref());
+    let actor = super::tokens::actor(auth.as_deref(), token.as_deref());
     let client = auth
         .as_ref()
         .map_or("unknown".to_string(), |a| a.client.clone());
@@ -280,7 +280,7 @@ pub async fn test_notification(
         TestChannel::Webhook => crate::web::alerts::send_test_webhook(&cfg).await?,
         push => crate::web::alerts::send_test_push(&cfg, push.name()).await?,
     };
-    let actor = super::devices::actor(auth.as_deref(), token.as_deref());
+    let actor = super::tokens::actor(auth.as_deref(), token.as_deref());
     let client = auth
         .as_ref()
         .map_or("unknown".to_string(), |a| a.client.clone());

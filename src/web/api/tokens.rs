@@ -31,6 +31,15 @@ pub struct TokenUse {
     pub name: String,
 }
 
+/// Who made a change, for the audit log.
+pub(crate) fn actor(auth: Option<&Auth>, token: Option<&TokenUse>) -> String {
+    match (token, auth) {
+        (Some(t), _) => format!("token {}", t.name),
+        (None, Some(a)) => a.actor().to_string(),
+        (None, None) => "anonymous".to_string(),
+    }
+}
+
 /// Unknown or revoked tokens counted per client address in windows of this many seconds.
 pub const UNKNOWN_WINDOW_SECS: i64 = 60;
 /// Unknown tokens one address may present per window; beyond it, token requests from that
@@ -265,7 +274,7 @@ pub async fn create(
     let role: Role = req.role.unwrap_or_default().into();
     let (secret, digest, prefix) =
         crate::auth::new_api_token().map_err(|e| ApiError::internal(e.to_string()))?;
-    let actor = super::devices::actor(auth.as_deref(), token.as_deref());
+    let actor = actor(auth.as_deref(), token.as_deref());
     let client = auth
         .as_ref()
         .map_or("unknown".to_string(), |a| a.client.clone());
@@ -339,7 +348,7 @@ pub async fn revoke(
              token, the web session or `lanmeter token revoke`.",
         ));
     }
-    let actor = super::devices::actor(auth.as_deref(), token.as_deref());
+    let actor = actor(auth.as_deref(), token.as_deref());
     let client = auth
         .as_ref()
         .map_or("unknown".to_string(), |a| a.client.clone());

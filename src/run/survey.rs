@@ -1,4 +1,4 @@
-//! The live survey: the monitor-mode capture thread feeding a shared [`Collector`], drained
+//! The live Wi-Fi survey: the monitor-mode capture thread feeding a shared [`Collector`], drained
 //! into the database once per flush interval on the daemon's thread.
 //!
 //! It owns the survey's own database connection (WAL lets it sit beside the accounting
@@ -6,10 +6,10 @@
 //! survey is optional: any failure to start it is logged with advice and the daemon goes on
 //! counting bytes. It never touches the accounting meter or its flusher.
 
-use super::{Collector, SharedCollector};
 use crate::capture::monitor::{self, MonitorStats};
 use crate::config::Config;
 use crate::store::Store;
+use crate::survey::{Collector, SharedCollector};
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Arc;

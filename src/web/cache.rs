@@ -1,0 +1,91 @@
+//! The page caches: the household's stored reading and device pages, reused for a moment so a
+//! burst of requests (htmx refreshes, several open tabs) does not query the database each time.
+//!
+//! They live here, beside the shared state that holds them, so the state itself need not know
+//! the pages' types. Whether a cached reading is still current (its generation, its age) is the
+//! page's decision, except for device pages, which are kept by id and dropped when stale.
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Which cache a refresh is for.
+#[derive(Clone, Copy)]
+enum CacheKind {
+    Household = 0,
+    Device = 1,
+}
+
+/// Held while one request refreshes a cache; dropping it lets the next one try.
+pub(super) struct Refresh<'a>(&'a AtomicBool);
+
+impl Drop for Refresh<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+type DeviceEntry = (std::time::Instant, u64, Arc<super::device::DeviceView>);
+
+/// Device pages kept at most; more are dropped all at once (they are rebuilt in milliseconds).
+const DEVICE_CACHE_MAX: usize = 64;
+
+#[derive(Default)]
+pub(super) struct PageCaches {
+    /// A std Mutex: held only to swap an `Arc`, never across an await.
+    household: Mutex<Option<Arc<super::view::Stored>>>,
+    /// Device pages by id: (when, generation, page data). A std Mutex, held only for a lookup.
+    devices: Mutex<std::collections::HashMap<i64, DeviceEntry>>,
+    /// One refresh at a time per cache (household, device pages): the other requests meanwhile
+    /// get the previous reading instead of all querying the database at once.
+    refreshing: [AtomicBool; 2],
+}
+
+impl PageCaches {
+    pub(super) fn household(&self) -> Option<Arc<super::view::Stored>> {
+        self.household
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(super) fn set_household(&self, s: Arc<super::view::Stored>) {
+        *self.household.lock().unwrap_or_else(|p| p.into_inner()) = Some(s);
+    }
+
+    /// The right to refresh the household reading, unless another request is refreshing it now.
+    pub(super) fn refresh_household(&self) -> Option<Refresh<'_>> {
+        self.try_refresh(CacheKind::Household)
+    }
+
+    /// The right to refresh a device page, unless another request is refreshing one now.
+    pub(super) fn refresh_device(&self) -> Option<Refresh<'_>> {
+        self.try_refresh(CacheKind::Device)
+    }
+
+    fn try_refresh(&self, kind: CacheKind) -> Option<Refresh<'_>> {
+        let flag = &self.refreshing[kind as usize];
+        flag.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .ok()
+            .map(|_| Refresh(flag))
+    }
+
+    /// A device page read less than [`super::view::STALE_MAX`] ago with no change since, and when.
+    pub(super) fn device(
+        &self,
+        id: i64,
+        generation: u64,
+    ) -> Option<(std::time::Instant, Arc<super::device::DeviceView>)> {
+        let map = self.devices.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&id)
+            .filter(|(at, g, _)| *g == generation && at.elapsed() < super::view::STALE_MAX)
+            .map(|(at, _, d)| (*at, Arc::clone(d)))
+    }
+
+    pub(super) fn set_device(&self, id: i64, generation: u64, d: Arc<super::device::DeviceView>) {
+        let mut map = self.devices.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= DEVICE_CACHE_MAX {
+            map.clear();
+        }
+        map.insert(id, (std::time::Instant::now(), generation, d));
+    }
+}
