@@ -9,6 +9,7 @@
 //! device-supplied string: they arrive escaped and are stored and returned as they are.
 
 use super::identity::{mac_from_key, mac_key, touch_linked_mac};
+use super::presence::add_presence;
 use super::{Store, StoreError, sql_err};
 use crate::model::{MacAddr, Sighting, TimestampNs};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -174,40 +175,6 @@ fn device_for(tx: &Connection, s: &Sighting) -> rusqlite::Result<i64> {
     .query_row(params![mac_key(s.mac), s.first_seen, s.last_seen], |r| {
         r.get(0)
     })
-}
-
-/// Adds the span `[from, to]` to a device's presence, joining it with intervals less than
-/// `window` apart (before or after it, so out-of-order batches are fine).
-pub(super) fn add_presence(
-    tx: &Connection,
-    id: i64,
-    from: TimestampNs,
-    to: TimestampNs,
-    window: i64,
-) -> rusqlite::Result<()> {
-    let (mut from, mut to) = (from.min(to), from.max(to));
-    // Every interval that touches [from - window, to + window] is absorbed into one.
-    let near: Vec<(i64, i64)> = tx
-        .prepare_cached(
-            "SELECT online_from_ns, last_seen_ns FROM presence
-             WHERE device_id = ?1 AND online_from_ns <= ?3 AND last_seen_ns >= ?2",
-        )?
-        .query_map(
-            params![id, from.saturating_sub(window), to.saturating_add(window)],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?
-        .collect::<Result<_, _>>()?;
-    for (f, l) in near {
-        from = from.min(f);
-        to = to.max(l);
-        tx.prepare_cached("DELETE FROM presence WHERE device_id = ?1 AND online_from_ns = ?2")?
-            .execute(params![id, f])?;
-    }
-    tx.prepare_cached(
-        "INSERT INTO presence (device_id, online_from_ns, last_seen_ns) VALUES (?1, ?2, ?3)",
-    )?
-    .execute(params![id, from, to])?;
-    Ok(())
 }
 
 /// Moves everything of device `from` to device `into` and deletes `from`. User fields of `into`

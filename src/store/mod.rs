@@ -19,6 +19,7 @@ mod identity;
 mod migrations;
 pub mod period;
 pub mod plan;
+mod presence;
 pub mod query;
 pub mod rollup;
 pub mod survey;

@@ -10,7 +10,7 @@
 //! refused (and the kept rows deleted at the next merge). In the daemon that is the next
 //! maintenance after an hour closes, which is the "at least until the next retention pass" the
 //! dashboard promises.
-use super::discovery::add_presence;
+use super::presence::add_presence;
 use super::{Store, StoreError, sql_err};
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};

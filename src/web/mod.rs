@@ -27,6 +27,7 @@ pub mod guard;
 pub mod hosts;
 pub mod live;
 pub mod login;
+pub mod notify;
 pub mod overview;
 pub mod people;
 pub mod plan;

@@ -457,16 +457,16 @@ async fn send_test(
     Ok(match channel {
         "email" => (
             "test email".into(),
-            super::alerts::send_test_email(cfg, state.now()).await,
+            super::notify::send_test_email(cfg, state.now()).await,
         ),
         "webhook" => (
             "test webhook".into(),
-            super::alerts::send_test_webhook(cfg).await?,
+            super::notify::send_test_webhook(cfg).await?,
         ),
         other => match crate::alerts::push::CHANNELS.iter().find(|c| **c == other) {
             Some(c) => (
                 format!("test {c}"),
-                super::alerts::send_test_push(cfg, c).await?,
+                super::notify::send_test_push(cfg, c).await?,
             ),
             None => return Err(AppError::BadRequest("unknown channel".into())),
         },

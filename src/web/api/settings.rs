@@ -276,9 +276,9 @@ pub async fn test_notification(
     // The file's settings, so a channel set up a moment ago can be tried before a restart.
     let cfg = crate::web::settings::file_config(&state).await;
     let (sent, message) = match req.channel {
-        TestChannel::Email => crate::web::alerts::send_test_email(&cfg, state.now()).await,
-        TestChannel::Webhook => crate::web::alerts::send_test_webhook(&cfg).await?,
-        push => crate::web::alerts::send_test_push(&cfg, push.name()).await?,
+        TestChannel::Email => crate::web::notify::send_test_email(&cfg, state.now()).await,
+        TestChannel::Webhook => crate::web::notify::send_test_webhook(&cfg).await?,
+        push => crate::web::notify::send_test_push(&cfg, push.name()).await?,
     };
     let actor = super::tokens::actor(auth.as_deref(), token.as_deref());
     let client = auth
