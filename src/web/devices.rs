@@ -219,7 +219,9 @@ pub fn multiline_field(
 }
 
 fn checked(v: &str, what: &str, max: usize, multiline: bool) -> Result<Option<String>, AppError> {
-    if v.len() > max {
+    // Characters, as the form's `maxlength` counts them (a byte limit refused 120 letters with
+    // accents the browser let through).
+    if v.chars().count() > max {
         return Err(AppError::BadRequest(format!(
             "The {what} is too long: at most {max} characters."
         )));
