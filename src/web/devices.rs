@@ -155,6 +155,9 @@ pub struct RowPartial {
     pub r: DeviceRow,
     pub admin: bool,
     pub layout: Layout,
+    /// The row's link takes the focus when htmx swaps the row in (`autofocus`), so an in-place
+    /// edit leaves the keyboard on the row it changed, not at the top of the page.
+    pub focus: bool,
 }
 
 pub async fn page(
@@ -297,6 +300,7 @@ async fn row_response(
         r,
         admin: auth.role == crate::auth::Role::Admin,
         layout: Layout::new("Devices", "devices", Some(auth)),
+        focus: true,
     }
     .into_response())
 }

@@ -1123,3 +1123,30 @@ async fn an_edit_over_the_length_limit_keeps_the_form_and_says_why_next_to_the_f
     let d = e.state.db(move |s| s.device(id)).await.unwrap().unwrap();
     assert_eq!(d.user.name.as_deref(), Some(accented.as_str()));
 }
+
+#[tokio::test]
+async fn an_inline_rename_answers_the_row_with_its_link_taking_the_focus() {
+    let e = env();
+    let (cookie, csrf) = e.admin().await;
+    let id = one_device(&e).await;
+    let r = e
+        .send(post_form(
+            &format!("/devices/{id}/rename"),
+            &cookie,
+            &[("csrf", &csrf), ("name", "Porch sensor")],
+        ))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let row = text(r).await;
+    assert!(
+        row.contains(&format!(
+            r#"<a class="dev" href="/devices/{id}" autofocus>"#
+        )),
+        "{row}"
+    );
+    assert!(row.contains("Porch sensor"));
+    // The full list focuses nothing by itself.
+    let list = text(e.send(get("/devices", Some(&cookie))).await).await;
+    assert!(list.contains(&format!(r#"href="/devices/{id}""#)), "{list}");
+    assert!(!list.contains("autofocus"), "{list}");
+}
