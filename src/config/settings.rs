@@ -591,6 +591,22 @@ pub const SETTINGS: &[Setting] = &[
         false,
     ),
     s(
+        "overage_price_per_gb",
+        "Time and history",
+        "Price per GB over the allowance",
+        "What the ISP charges per GB past the data plan's allowance, such as 0.50; empty: no price. The plan page then says what the overage costs.",
+        OptText,
+        false,
+    ),
+    s(
+        "currency",
+        "Time and history",
+        "Currency",
+        "Written after prices, such as € or USD.",
+        Text,
+        false,
+    ),
+    s(
         "timezone",
         "Time and history",
         "Time zone",

@@ -268,17 +268,37 @@ fn plan_line(p: &Plan, zone: &str) -> String {
     )
 }
 
-/// The plan's state in one sentence, and its kind (`exceeded`, `runs_out`, `on_track`,
+/// What the use over the allowance costs at `price` per GB (10^9 bytes, as ISPs bill): so far,
+/// and by the cycle's end at the projected pace (never less than so far).
+pub fn overage_line(over_bytes: u64, end_over_bytes: u64, price: f64, currency: &str) -> String {
+    let gb = |b: u64| b as f64 / 1e9;
+    let end = end_over_bytes.max(over_bytes);
+    format!(
+        "{:.1} GB over: about {:.2} {currency} so far, about {:.2} {currency} by the end of the cycle.",
+        gb(over_bytes),
+        gb(over_bytes) * price,
+        gb(end) * price
+    )
+}
+
+/// The plan's state in one sentence (with what the overage costs, when the plan is exceeded and
+/// `overage_price_per_gb` is set), and its kind (`exceeded`, `runs_out`, `on_track`,
 /// `unlimited`) for the page's colour: the same words on /plan and on the overview.
-pub fn state_line(r: &PlanReport) -> (&'static str, String) {
+pub fn state_line(r: &PlanReport, cfg: &crate::config::Config) -> (&'static str, String) {
     match &r.state {
-        plan::PlanState::Exceeded { on, over_bytes } => (
-            "exceeded",
-            format!(
+        plan::PlanState::Exceeded { on, over_bytes } => {
+            let mut line = format!(
                 "The allowance ran out on {on}: {} over it so far.",
                 fmt_bytes(*over_bytes)
-            ),
-        ),
+            );
+            if let (Some(price), Some(allowance)) = (cfg.overage_price(), r.status.allowance_bytes)
+            {
+                let end_over = r.status.projection.end_bytes.saturating_sub(allowance);
+                line.push(' ');
+                line.push_str(&overage_line(*over_bytes, end_over, price, &cfg.currency));
+            }
+            ("exceeded", line)
+        }
         plan::PlanState::RunsOut { on } => (
             "runs_out",
             format!("At this pace the allowance runs out on {on}."),
@@ -385,8 +405,8 @@ pub async fn page(
         used_pct: s.used_pct.map_or_else(String::new, pct),
         used_bar: s.used_pct.map_or(0, bar),
         used_level: s.used_pct.map_or("", |u| plan::bar_level(u, &s.thresholds)),
-        state: state_line(&r).0,
-        state_line: state_line(&r).1,
+        state: state_line(&r, state.config()).0,
+        state_line: state_line(&r, state.config()).1,
         elapsed_pct: pct(s.elapsed_pct),
         elapsed_bar: bar(s.elapsed_pct),
         today_used: fmt_bytes(s.today_bytes),
