@@ -577,3 +577,47 @@ async fn an_exceeded_plan_with_a_price_says_what_the_overage_costs_on_plan_and_o
     assert!(body.contains("over it so far."), "{body}");
     assert!(!body.contains("GB over: about"), "{body}");
 }
+
+#[tokio::test]
+async fn the_plan_form_sets_the_overage_price_in_the_config_file() {
+    let e = env();
+    let file = e._dir.path().join("lanmeter.toml");
+    std::fs::write(&file, "# the household's settings\n").unwrap();
+    let live = crate::config::settings::Live::new(e.state.config().clone());
+    e.state
+        .set_settings(std::sync::Arc::new(crate::config::settings::Editor::new(
+            file.clone(),
+            live,
+        )));
+    let (cookie, csrf) = e.session(Role::Admin);
+    let mut fields = settings_fields("5", "1");
+    fields.push(("overage_price", "-1"));
+    let (status, body, _) = e.post("/plan/settings", &cookie, &csrf, &fields).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body.contains("not a number of 0 or more"), "{body}");
+    assert!(
+        body.contains(r#"value="-1""#),
+        "the form keeps what was typed"
+    );
+    assert_eq!(e.store().plan().unwrap(), Plan::default(), "nothing saved");
+
+    fields.pop();
+    fields.push(("overage_price", "0.50"));
+    let (status, body, _) = e.post("/plan/settings", &cookie, &csrf, &fields).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains(r#"id="overage_price" name="overage_price" value="0.50""#));
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("overage_price_per_gb = \"0.50\""), "{text}");
+    assert!(text.contains("# the household's settings"), "{text}");
+    // At once on the plan page (11 GB of 5 used: 6 GB over at 0.50 €).
+    let (_, body, _) = e.get("/plan", &cookie).await;
+    assert!(body.contains("6.0 GB over: about 3.00 € so far"), "{body}");
+
+    // Emptied, the key goes.
+    fields.pop();
+    fields.push(("overage_price", ""));
+    let (status, _, _) = e.post("/plan/settings", &cookie, &csrf, &fields).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(!text.contains("overage_price_per_gb"), "{text}");
+}
