@@ -173,6 +173,8 @@ pub const KEYS: &[&str] = &[
     "mqtt_prefix",
     "mqtt_interval_secs",
     "delivery_timeout_secs",
+    "overage_price_per_gb",
+    "currency",
 ];
 
 /// Keys whose environment variable is a comma-separated list rather than one value.
@@ -410,6 +412,11 @@ pub struct Config {
     pub mqtt_interval_secs: u64,
     /// Seconds one SMTP or webhook attempt may take before it counts as failed and is retried.
     pub delivery_timeout_secs: u64,
+    /// What the ISP charges per GB (10^9 bytes) over the plan's allowance, as a decimal number in
+    /// a string ("0.50"); `None` means the plan has no overage price (or it is not known).
+    pub overage_price_per_gb: Option<String>,
+    /// Put after amounts of money ("6.20 €"): plain text.
+    pub currency: String,
 }
 
 impl Default for Config {
@@ -520,6 +527,8 @@ impl Default for Config {
             mqtt_prefix: "homeassistant".into(),
             mqtt_interval_secs: 30,
             delivery_timeout_secs: 15,
+            overage_price_per_gb: None,
+            currency: "€".into(),
         }
     }
 }
@@ -783,6 +792,8 @@ fn hint(key: &str) -> String {
         "mqtt_prefix" => "use Home Assistant's discovery prefix (\"homeassistant\" unless you changed it): letters, digits, '_', '-' or '/', no '+' or '#'".into(),
         "mqtt_interval_secs" => range(&MQTT_INTERVAL_SECS, "seconds"),
         "delivery_timeout_secs" => range(&DELIVERY_TIMEOUT_SECS, "seconds"),
+        "overage_price_per_gb" => "use a price in double quotes such as \"0.50\" (a point before the cents), or remove the key".into(),
+        "currency" => "use a short text in double quotes such as \"€\" or \"USD\"".into(),
         _ => format!("valid keys are {}", KEYS.join(", ")),
     }
 }
@@ -950,6 +961,12 @@ impl Config {
     }
 
     /// Checks ranges and values serde cannot: the errors say which key and what to write instead.
+    /// `overage_price_per_gb` as a number, if set and valid.
+    pub fn overage_price(&self) -> Option<f64> {
+        let p: f64 = self.overage_price_per_gb.as_deref()?.trim().parse().ok()?;
+        (p.is_finite() && p >= 0.0).then_some(p)
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         for name in &self.web_host_names {
             if split_host_port(name).is_none() {
@@ -1160,6 +1177,22 @@ impl Config {
             {
                 return Err(invalid(key, &"(secret)", "not an http:// or https:// URL"));
             }
+        }
+        if let Some(p) = &self.overage_price_per_gb
+            && self.overage_price().is_none()
+        {
+            return Err(invalid(
+                "overage_price_per_gb",
+                p,
+                "not a price of 0 or more with a point before the cents",
+            ));
+        }
+        if self.currency.chars().count() > 8 || self.currency.chars().any(char::is_control) {
+            return Err(invalid(
+                "currency",
+                &self.currency,
+                "not a short currency text (at most 8 characters)",
+            ));
         }
         if !NTFY_PRIORITIES.contains(&self.ntfy_priority.as_str()) {
             return Err(invalid(
@@ -1615,6 +1648,9 @@ timezone = "Europe/Berlin"
             &[],
         );
         c.unwrap();
+        let (c, _) = load_text("overage_price_per_gb = \"0.50\"\ncurrency = \"USD\"\n", &[]);
+        let c = c.unwrap();
+        assert_eq!((c.overage_price(), c.currency.as_str()), (Some(0.5), "USD"));
     }
 
     #[test]
@@ -1649,6 +1685,15 @@ timezone = "Europe/Berlin"
                 "timezone = \"Mars/Olympus\" is not valid: ",
             ),
             ("listen = \"8080\"", "listen = \"8080\" is not valid: "),
+            (
+                "overage_price_per_gb = \"-1\"",
+                "overage_price_per_gb = \"-1\" is not valid: not a price of 0 or more",
+            ),
+            (
+                "overage_price_per_gb = \"1,50\"",
+                "not a price of 0 or more with a point before the cents",
+            ),
+            ("currency = \"euros and cents\"", "at most 8 characters"),
             (
                 "lan_prefixes = [\"10.0.0.0/33\"]",
                 "'10.0.0.0/33' is not an IP prefix",
@@ -1848,6 +1893,7 @@ timezone = "Europe/Berlin"
             mqtt_host: Some("broker".into()),
             mqtt_username: Some("u".into()),
             mqtt_password: Some(Secret::new("m")),
+            overage_price_per_gb: Some("0.50".into()),
             ..Config::default()
         };
         let table = toml::Table::try_from(&full).unwrap();

@@ -591,6 +591,22 @@ pub const SETTINGS: &[Setting] = &[
         false,
     ),
     s(
+        "overage_price_per_gb",
+        "Time and history",
+        "Price per GB over the allowance",
+        "What the ISP charges per GB past the data plan's allowance, such as 0.50; empty: no price. The plan page then says what the overage costs.",
+        OptText,
+        true,
+    ),
+    s(
+        "currency",
+        "Time and history",
+        "Currency",
+        "Written after prices, such as € or USD.",
+        Text,
+        true,
+    ),
+    s(
         "timezone",
         "Time and history",
         "Time zone",
@@ -757,6 +773,8 @@ pub fn copy_live(dst: &mut Config, src: &Config) {
     dst.alert_digest_hour = src.alert_digest_hour;
     dst.weekly_summary = src.weekly_summary;
     dst.weekly_summary_weekday = src.weekly_summary_weekday;
+    dst.overage_price_per_gb = src.overage_price_per_gb.clone();
+    dst.currency = src.currency.clone();
     dst.weekly_summary_hour = src.weekly_summary_hour;
     dst.mail_alerts.clone_from(&src.mail_alerts);
     dst.webhook_alerts.clone_from(&src.webhook_alerts);
@@ -1219,7 +1237,7 @@ mod tests {
     #[test]
     fn live_marks_match_copy_live() {
         // A config that differs from the default in every live key (the one written below).
-        let text = "alert_new_device = false\nalert_new_device_learning_minutes = 5\nalert_offline_minutes = 7\nalert_absence_days = 9\nalert_unusual_usage = false\nalert_unusual_k = 3\nalert_unusual_min_mb = 11\nalert_unusual_weeks = 3\nalert_health = false\nalert_no_packets_minutes = 13\nalert_kernel_drop_percent = 5\nalert_disk_percent = 50\nalert_cpu_temp_c = 60\nalert_cooldown_minutes = 17\nquiet_hours_from = 22\nquiet_hours_to = 6\nalert_digest = true\nalert_digest_hour = 9\nweekly_summary = false\nweekly_summary_weekday = 3\nweekly_summary_hour = 10\nmail_alerts = [\"plan\"]\nwebhook_alerts = [\"plan\"]\nntfy_url = \"http://n/t\"\nntfy_token = \"t\"\nntfy_priority = \"high\"\nntfy_alerts = [\"plan\"]\ngotify_url = \"http://g\"\ngotify_token = \"t\"\ngotify_alerts = [\"plan\"]\ntelegram_bot_token = \"t\"\ntelegram_chat_id = \"1\"\ntelegram_alerts = [\"plan\"]\npushover_token = \"t\"\npushover_user = \"u\"\npushover_alerts = [\"plan\"]\ndiscord_webhook_url = \"http://d\"\ndiscord_alerts = [\"plan\"]\nhomeassistant_webhook_url = \"http://h\"\nhomeassistant_alerts = [\"plan\"]\n";
+        let text = "alert_new_device = false\nalert_new_device_learning_minutes = 5\nalert_offline_minutes = 7\nalert_absence_days = 9\nalert_unusual_usage = false\nalert_unusual_k = 3\nalert_unusual_min_mb = 11\nalert_unusual_weeks = 3\nalert_health = false\nalert_no_packets_minutes = 13\nalert_kernel_drop_percent = 5\nalert_disk_percent = 50\nalert_cpu_temp_c = 60\nalert_cooldown_minutes = 17\nquiet_hours_from = 22\nquiet_hours_to = 6\nalert_digest = true\nalert_digest_hour = 9\nweekly_summary = false\nweekly_summary_weekday = 3\nweekly_summary_hour = 10\nmail_alerts = [\"plan\"]\nwebhook_alerts = [\"plan\"]\nntfy_url = \"http://n/t\"\nntfy_token = \"t\"\nntfy_priority = \"high\"\nntfy_alerts = [\"plan\"]\ngotify_url = \"http://g\"\ngotify_token = \"t\"\ngotify_alerts = [\"plan\"]\ntelegram_bot_token = \"t\"\ntelegram_chat_id = \"1\"\ntelegram_alerts = [\"plan\"]\npushover_token = \"t\"\npushover_user = \"u\"\npushover_alerts = [\"plan\"]\ndiscord_webhook_url = \"http://d\"\ndiscord_alerts = [\"plan\"]\nhomeassistant_webhook_url = \"http://h\"\nhomeassistant_alerts = [\"plan\"]\noverage_price_per_gb = \"0.50\"\ncurrency = \"USD\"\n";
         let changed = Config::from_text(Some((Path::new("t.toml"), text)), []).unwrap();
         let mut running = Config::default();
         copy_live(&mut running, &changed);

@@ -45,6 +45,99 @@ pub struct DevicePage {
     pub r: RangeView,
     /// The edit form was just saved (the page says so next to the form).
     pub saved: bool,
+    /// What the edit form shows: the device's fields, or what was typed and why it was refused.
+    pub edit: EditForm,
+}
+
+/// The edit form's values, and for a refused save the reason next to each refused field.
+#[derive(Debug, Default)]
+pub struct EditForm {
+    pub name: String,
+    pub owner: String,
+    pub group: String,
+    pub kind: String,
+    pub notes: String,
+    pub known: bool,
+    pub ignored: bool,
+    /// (field id, reason) for each refused field.
+    pub errors: Vec<(&'static str, String)>,
+}
+
+impl EditForm {
+    fn of(d: &DeviceView) -> EditForm {
+        EditForm {
+            name: d.name.clone(),
+            owner: d.owner.clone(),
+            group: d.group.clone(),
+            kind: d.type_override.clone(),
+            notes: d.notes.clone(),
+            known: d.known,
+            ignored: d.ignored,
+            errors: Vec::new(),
+        }
+    }
+
+    /// Why `field` was refused, or "".
+    pub fn error(&self, field: &str) -> &str {
+        self.errors
+            .iter()
+            .find(|(f, _)| *f == field)
+            .map_or("", |(_, e)| e.as_str())
+    }
+
+    /// The values of a submitted form, each checked as the save checks it.
+    fn submitted(f: &[(String, String)]) -> (EditForm, Edited) {
+        let mut form = EditForm {
+            name: get(f, "name").unwrap_or("").to_string(),
+            owner: get(f, "owner").unwrap_or("").to_string(),
+            group: get(f, "group").unwrap_or("").to_string(),
+            kind: get(f, "type").unwrap_or("").to_string(),
+            notes: get(f, "notes").unwrap_or("").to_string(),
+            known: get(f, "known").is_some(),
+            ignored: get(f, "ignored").is_some(),
+            errors: Vec::new(),
+        };
+        let mut keep = |id: &'static str, r: Result<Option<String>, AppError>| match r {
+            Ok(v) => v,
+            Err(e) => {
+                let why = match e {
+                    AppError::BadRequest(m) => m,
+                    _ => "This value cannot be saved.".to_string(),
+                };
+                form.errors.push((id, why));
+                None
+            }
+        };
+        let mut kind = keep("type", field(Some(&form.kind), "type", MAX_FIELD));
+        if let Some(k) = &kind
+            && !view::TYPES.contains(&k.as_str())
+        {
+            kind = keep(
+                "type",
+                Err(AppError::BadRequest("Choose a type from the list.".into())),
+            );
+        }
+        let edited = Edited {
+            name: keep("name", field(Some(&form.name), "name", MAX_FIELD)),
+            owner: keep("owner", field(Some(&form.owner), "person", MAX_FIELD)),
+            group: keep("group", field(Some(&form.group), "group", MAX_FIELD)),
+            notes: keep(
+                "notes",
+                multiline_field(Some(&form.notes), "notes", MAX_NOTES),
+            ),
+            kind,
+        };
+        (form, edited)
+    }
+}
+
+/// The checked values of a saved edit form.
+struct Edited {
+    name: Option<String>,
+    owner: Option<String>,
+    group: Option<String>,
+    notes: Option<String>,
+    kind: Option<String>,
 }
 
 /// `?saved=1` after the edit form's redirect.
@@ -236,11 +329,12 @@ pub async fn page(
     Ok(DevicePage {
         admin,
         layout: Layout::new("Device", "devices", Some(&auth)),
-        d,
         undos,
         undo_error: String::new(),
         r,
         saved: flag.saved == "1",
+        edit: EditForm::of(&d),
+        d,
     })
 }
 
@@ -496,18 +590,28 @@ pub async fn save(
     body: Bytes,
 ) -> Result<Response, AppError> {
     let f = fields(&body)?;
-    let name = field(get(&f, "name"), "name", MAX_FIELD)?;
-    let owner = field(get(&f, "owner"), "person", MAX_FIELD)?;
-    let group = field(get(&f, "group"), "group", MAX_FIELD)?;
-    let notes = multiline_field(get(&f, "notes"), "notes", MAX_NOTES)?;
-    let kind = field(get(&f, "type"), "type", MAX_FIELD)?;
-    if let Some(k) = &kind
-        && !view::TYPES.contains(&k.as_str())
-    {
-        return Err(AppError::BadRequest("Choose a type from the list.".into()));
+    let (form, edited) = EditForm::submitted(&f);
+    if !form.errors.is_empty() {
+        // The page again, with what was typed and the reason next to each refused field.
+        let mut page = page(
+            State(state),
+            Extension(auth),
+            Path(id),
+            Query(super::range::RangeQuery::default()),
+            Query(SavedFlag::default()),
+        )
+        .await?;
+        page.edit = form;
+        return Ok((axum::http::StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
     }
-    let known = get(&f, "known").is_some();
-    let ignored = get(&f, "ignored").is_some();
+    let Edited {
+        name,
+        owner,
+        group,
+        notes,
+        kind,
+    } = edited;
+    let (known, ignored) = (form.known, form.ignored);
     let detail = format!(
         "{id}: name={:?} person={:?} group={:?} type={:?} known={known} ignored={ignored}",
         name.as_deref().unwrap_or(""),

@@ -155,6 +155,9 @@ pub struct RowPartial {
     pub r: DeviceRow,
     pub admin: bool,
     pub layout: Layout,
+    /// The row's link takes the focus when htmx swaps the row in (`autofocus`), so an in-place
+    /// edit leaves the keyboard on the row it changed, not at the top of the page.
+    pub focus: bool,
 }
 
 pub async fn page(
@@ -219,7 +222,9 @@ pub fn multiline_field(
 }
 
 fn checked(v: &str, what: &str, max: usize, multiline: bool) -> Result<Option<String>, AppError> {
-    if v.len() > max {
+    // Characters, as the form's `maxlength` counts them (a byte limit refused 120 letters with
+    // accents the browser let through).
+    if v.chars().count() > max {
         return Err(AppError::BadRequest(format!(
             "The {what} is too long: at most {max} characters."
         )));
@@ -295,6 +300,7 @@ async fn row_response(
         r,
         admin: auth.role == crate::auth::Role::Admin,
         layout: Layout::new("Devices", "devices", Some(auth)),
+        focus: true,
     }
     .into_response())
 }

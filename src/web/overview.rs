@@ -40,7 +40,8 @@ async fn plan_card(state: &AppState) -> Result<PlanCard, AppError> {
     // Past cycles are not shown here, so the summary leaves them out.
     let r = plan::summary(state).await?;
     let s = &r.status;
-    let (kind, line) = plan::state_line(&r);
+    // Running settings: a price changed in Settings shows at once.
+    let (kind, line) = plan::state_line(&r, &super::settings::running(state));
     let mut quotas = plan::quota_rows(&r);
     // The fullest first: what needs attention.
     let mut order: Vec<(f64, plan::QuotaRow)> = r

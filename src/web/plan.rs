@@ -268,17 +268,37 @@ fn plan_line(p: &Plan, zone: &str) -> String {
     )
 }
 
-/// The plan's state in one sentence, and its kind (`exceeded`, `runs_out`, `on_track`,
+/// What the use over the allowance costs at `price` per GB (10^9 bytes, as ISPs bill): so far,
+/// and by the cycle's end at the projected pace (never less than so far).
+pub fn overage_line(over_bytes: u64, end_over_bytes: u64, price: f64, currency: &str) -> String {
+    let gb = |b: u64| b as f64 / 1e9;
+    let end = end_over_bytes.max(over_bytes);
+    format!(
+        "{:.1} GB over: about {:.2} {currency} so far, about {:.2} {currency} by the end of the cycle.",
+        gb(over_bytes),
+        gb(over_bytes) * price,
+        gb(end) * price
+    )
+}
+
+/// The plan's state in one sentence (with what the overage costs, when the plan is exceeded and
+/// `overage_price_per_gb` is set), and its kind (`exceeded`, `runs_out`, `on_track`,
 /// `unlimited`) for the page's colour: the same words on /plan and on the overview.
-pub fn state_line(r: &PlanReport) -> (&'static str, String) {
+pub fn state_line(r: &PlanReport, cfg: &crate::config::Config) -> (&'static str, String) {
     match &r.state {
-        plan::PlanState::Exceeded { on, over_bytes } => (
-            "exceeded",
-            format!(
+        plan::PlanState::Exceeded { on, over_bytes } => {
+            let mut line = format!(
                 "The allowance ran out on {on}: {} over it so far.",
                 fmt_bytes(*over_bytes)
-            ),
-        ),
+            );
+            if let (Some(price), Some(allowance)) = (cfg.overage_price(), r.status.allowance_bytes)
+            {
+                let end_over = r.status.projection.end_bytes.saturating_sub(allowance);
+                line.push(' ');
+                line.push_str(&overage_line(*over_bytes, end_over, price, &cfg.currency));
+            }
+            ("exceeded", line)
+        }
         plan::PlanState::RunsOut { on } => (
             "runs_out",
             format!("At this pace the allowance runs out on {on}."),
@@ -346,6 +366,8 @@ pub async fn page(
     // A cycle that began before the kept history is only partly counted: say so.
     let history_from = state.query(|s| Ok(s.data_extent()?)).await?.map(|e| e.0);
     let tz = state.config().time_zone();
+    // Running settings: a price changed in Settings shows at once.
+    let line = state_line(&r, &super::settings::running(&state));
     let past = r
         .past
         .iter()
@@ -385,8 +407,8 @@ pub async fn page(
         used_pct: s.used_pct.map_or_else(String::new, pct),
         used_bar: s.used_pct.map_or(0, bar),
         used_level: s.used_pct.map_or("", |u| plan::bar_level(u, &s.thresholds)),
-        state: state_line(&r).0,
-        state_line: state_line(&r).1,
+        state: line.0,
+        state_line: line.1,
         elapsed_pct: pct(s.elapsed_pct),
         elapsed_bar: bar(s.elapsed_pct),
         today_used: fmt_bytes(s.today_bytes),
@@ -436,6 +458,10 @@ pub struct PlanForm {
     pub counted: String,
     #[serde(default)]
     pub thresholds: String,
+    /// `overage_price_per_gb` of the config file (empty: none), written through the settings
+    /// editor like the Settings page writes it; a form without the field leaves it as it is.
+    #[serde(default)]
+    pub overage_price: Option<String>,
 }
 
 impl PlanForm {
@@ -452,6 +478,7 @@ impl PlanForm {
             anchor: anchor.to_string(),
             counted: p.counted.as_str().to_string(),
             thresholds: plan::format_thresholds(&p.thresholds),
+            overage_price: None,
         }
     }
 
@@ -528,6 +555,8 @@ pub struct CalibrationRow {
 pub struct SettingsPage {
     pub layout: Layout,
     pub form: PlanForm,
+    /// Written after the price field.
+    pub currency: String,
     pub error: Option<String>,
     pub saved: bool,
     pub zone: String,
@@ -571,6 +600,7 @@ async fn settings_page(
     let r = report(state).await?;
     let tz = state.config().time_zone();
     let now = now(state)?;
+    let running = super::settings::running(state);
     let calibrations = r
         .calibrations
         .iter()
@@ -583,7 +613,11 @@ async fn settings_page(
         .collect();
     Ok(SettingsPage {
         layout: Layout::new("Data plan settings", "plan", Some(auth)),
-        form: form.unwrap_or_else(|| PlanForm::from_plan(&r.plan, r.status.today)),
+        form: form.unwrap_or_else(|| PlanForm {
+            overage_price: Some(running.overage_price_per_gb.clone().unwrap_or_default()),
+            ..PlanForm::from_plan(&r.plan, r.status.today)
+        }),
+        currency: running.currency,
         error,
         saved: false,
         zone: r.zone.clone(),
@@ -621,6 +655,37 @@ pub async fn save_settings(
             return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
         }
     };
+    // The price first: a refused price leaves the plan unchanged too.
+    let running = super::settings::running(&state).overage_price_per_gb;
+    let price = form.overage_price.as_deref().map_or_else(
+        || running.clone().unwrap_or_default(),
+        |p| p.trim().to_string(),
+    );
+    let priced = crate::config::Config {
+        overage_price_per_gb: (!price.is_empty()).then(|| price.clone()),
+        ..Default::default()
+    };
+    if !price.is_empty() && priced.overage_price().is_none() {
+        let msg = "The price per GB is not a number of 0 or more (such as 0.50).".to_string();
+        let page = settings_page(&state, &auth, Some(form), Some(msg)).await?;
+        return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
+    }
+    if priced.overage_price_per_gb != running {
+        let change = (
+            "overage_price_per_gb".to_string(),
+            priced.overage_price_per_gb.map(|p| p.as_str().into()),
+        );
+        if let Err(e) = super::settings::apply(&state, auth.actor(), &client, vec![change]).await {
+            let msg = match e {
+                crate::config::settings::EditError::Refused(why) => {
+                    why.into_values().collect::<Vec<_>>().join("; ")
+                }
+                e => e.to_string(),
+            };
+            let page = settings_page(&state, &auth, Some(form), Some(msg)).await?;
+            return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
+        }
+    }
     let at = state.now();
     let saved = p.clone();
     state.db(move |s| s.set_plan(&saved, at)).await?;

@@ -248,7 +248,7 @@ fn test_channel(group: &str) -> Option<&'static str> {
 }
 
 /// The running configuration: the live one where the daemon keeps it, else the start-up one.
-fn running(state: &AppState) -> Config {
+pub(super) fn running(state: &AppState) -> Config {
     match state.settings() {
         Some(ed) => (*ed.live().get()).clone(),
         None => state.config().clone(),

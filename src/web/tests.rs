@@ -1048,3 +1048,105 @@ async fn viewers_read_settings_without_inputs_and_cannot_change_the_file() {
         "alert_cpu_temp_c = \"hot\n"
     );
 }
+
+/// A device the discovery pipeline stored, as the edit form's tests need one: its id.
+async fn one_device(e: &Env) -> i64 {
+    let mac: crate::model::MacAddr = "3c:22:fb:00:00:01".parse().unwrap();
+    let at = T0 * 1_000_000_000;
+    e.state
+        .db_mut(move |s| {
+            let facts = crate::store::discovery::MacFacts {
+                mac,
+                spans: vec![(at, at)],
+                ..Default::default()
+            };
+            s.write_discovery(&[facts], 300_000_000_000, |_| None)?;
+            Ok(s.list_devices()?[0].id)
+        })
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_edit_over_the_length_limit_keeps_the_form_and_says_why_next_to_the_field() {
+    let e = env();
+    let (cookie, csrf) = e.admin().await;
+    let id = one_device(&e).await;
+    let path = format!("/devices/{id}");
+    let long_group = "g".repeat(121);
+    // 120 letters with accents are 240 bytes but 120 characters: the form's maxlength lets
+    // them through, so the server takes them too.
+    let accented = "é".repeat(120);
+    let r = e
+        .send(post_form(
+            &path,
+            &cookie,
+            &[
+                ("csrf", &csrf),
+                ("name", &accented),
+                ("owner", "Emma"),
+                ("group", &long_group),
+                ("notes", "on the landing"),
+                ("known", "1"),
+            ],
+        ))
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let page = text(r).await;
+    assert!(page.contains(r#"id="group-error""#), "{page}");
+    assert!(page.contains("The group is too long: at most 120 characters."));
+    assert!(
+        !page.contains(r#"id="name-error""#),
+        "the accented name is fine"
+    );
+    // What was typed is still there, the refused field included.
+    assert!(page.contains(&format!(r#"value="{accented}""#)));
+    assert!(page.contains(r#"value="Emma""#));
+    assert!(page.contains(&format!(r#"value="{long_group}""#)));
+    assert!(page.contains(">on the landing</textarea>"));
+    // Nothing was saved.
+    let d = e.state.db(move |s| s.device(id)).await.unwrap().unwrap();
+    assert_eq!(d.user.owner, None);
+    assert!(!d.user.known);
+
+    // The same form within the limits saves and goes back to the form.
+    let group = "g".repeat(120);
+    let r = e
+        .send(post_form(
+            &path,
+            &cookie,
+            &[("csrf", &csrf), ("name", &accented), ("group", &group)],
+        ))
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), format!("/devices/{id}?saved=1#edit-card"));
+    let d = e.state.db(move |s| s.device(id)).await.unwrap().unwrap();
+    assert_eq!(d.user.name.as_deref(), Some(accented.as_str()));
+}
+
+#[tokio::test]
+async fn an_inline_rename_answers_the_row_with_its_link_taking_the_focus() {
+    let e = env();
+    let (cookie, csrf) = e.admin().await;
+    let id = one_device(&e).await;
+    let r = e
+        .send(post_form(
+            &format!("/devices/{id}/rename"),
+            &cookie,
+            &[("csrf", &csrf), ("name", "Porch sensor")],
+        ))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let row = text(r).await;
+    assert!(
+        row.contains(&format!(
+            r#"<a class="dev" href="/devices/{id}" autofocus>"#
+        )),
+        "{row}"
+    );
+    assert!(row.contains("Porch sensor"));
+    // The full list focuses nothing by itself.
+    let list = text(e.send(get("/devices", Some(&cookie))).await).await;
+    assert!(list.contains(&format!(r#"href="/devices/{id}""#)), "{list}");
+    assert!(!list.contains("autofocus"), "{list}");
+}

@@ -286,6 +286,14 @@ fn filters_rename_and_hostile_names_in_headless_chromium() {
         ));
         (done == true).then_some(())
     });
+    // The keyboard stays on the renamed row (htmx focuses its `autofocus` link after the swap).
+    wait_until("the focus on the renamed row", || {
+        let focused = b.js(&format!(
+            "const a = document.activeElement;
+             return !!a && a.closest('tr') === document.getElementById('{row}')"
+        ));
+        (focused == true).then_some(())
+    });
     b.go(&format!("{base}/"));
     b.wait_for_path("/");
     let text = b.text();

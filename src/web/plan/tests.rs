@@ -30,6 +30,11 @@ fn mac(n: u64) -> crate::model::MacAddr {
 /// A household with 1 GB of downloads a day on one device from 2026-03-20 to 2026-04-10, the
 /// clock at 2026-04-11 12:00 UTC (mid-cycle of a calendar-month plan).
 fn env() -> Env {
+    env_with(Config::default())
+}
+
+/// [`env`] with other settings in `cfg`.
+fn env_with(cfg: Config) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("w.db");
     let now = "2026-04-11T12:00:00Z"
@@ -40,7 +45,7 @@ fn env() -> Env {
         timezone: Some("UTC".into()),
         // The name the requests here use (see web::hosts).
         web_host_names: vec!["lanmeter.test".into()],
-        ..Config::default()
+        ..cfg
     };
     let state = AppState::new(cfg, &path, None)
         .unwrap()
@@ -523,4 +528,96 @@ fn a_negative_allowance_and_a_far_off_anchor_are_refused_in_words() {
     let e = form("500", "9999-12-31").parse().unwrap_err();
     assert!(e.contains("too far off"), "{e}");
     assert!(form("500", "2026-03-05").parse().is_ok());
+}
+
+#[test]
+fn the_overage_costs_so_far_and_by_the_end_of_the_cycle() {
+    assert_eq!(
+        overage_line(12_400_000_000, 37_200_000_000, 0.5, "€"),
+        "12.4 GB over: about 6.20 € so far, about 18.60 € by the end of the cycle."
+    );
+    // A projection below what is already over (an offset applied today) never lowers the end.
+    assert_eq!(
+        overage_line(2 * GB, GB, 1.25, "USD"),
+        "2.0 GB over: about 2.50 USD so far, about 2.50 USD by the end of the cycle."
+    );
+}
+
+#[tokio::test]
+async fn an_exceeded_plan_with_a_price_says_what_the_overage_costs_on_plan_and_overview() {
+    let e = env_with(Config {
+        overage_price_per_gb: Some("0.50".into()),
+        currency: "CHF".into(),
+        ..Config::default()
+    });
+    let (cookie, csrf) = e.session(Role::Admin);
+    // 5 GB a month; April 1-11 used 11 GB at 1 GB a day: 6 GB over, and at that pace about
+    // 25 GB over by April 30.
+    let (status, body, _) = e
+        .post("/plan/settings", &cookie, &csrf, &settings_fields("5", "1"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, plan, _) = e.get("/plan", &cookie).await;
+    let (_, overview, _) = e.get("/", &cookie).await;
+    for body in [plan, overview] {
+        let start = body.find("id=\"plan-state\"").expect("the plan's state");
+        let line = &body[start..start + body[start..].find("</p>").unwrap()];
+        assert!(
+            line.contains("6.0 GB over: about 3.00 CHF so far, about 1"),
+            "{line}"
+        );
+        assert!(line.contains("CHF by the end of the cycle."), "{line}");
+    }
+    // Without a price the state says nothing of money.
+    let e = env();
+    let (cookie, csrf) = e.session(Role::Admin);
+    e.post("/plan/settings", &cookie, &csrf, &settings_fields("5", "1"))
+        .await;
+    let (_, body, _) = e.get("/plan", &cookie).await;
+    assert!(body.contains("over it so far."), "{body}");
+    assert!(!body.contains("GB over: about"), "{body}");
+}
+
+#[tokio::test]
+async fn the_plan_form_sets_the_overage_price_in_the_config_file() {
+    let e = env();
+    let file = e._dir.path().join("lanmeter.toml");
+    std::fs::write(&file, "# the household's settings\n").unwrap();
+    let live = crate::config::settings::Live::new(e.state.config().clone());
+    e.state
+        .set_settings(std::sync::Arc::new(crate::config::settings::Editor::new(
+            file.clone(),
+            live,
+        )));
+    let (cookie, csrf) = e.session(Role::Admin);
+    let mut fields = settings_fields("5", "1");
+    fields.push(("overage_price", "-1"));
+    let (status, body, _) = e.post("/plan/settings", &cookie, &csrf, &fields).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body.contains("not a number of 0 or more"), "{body}");
+    assert!(
+        body.contains(r#"value="-1""#),
+        "the form keeps what was typed"
+    );
+    assert_eq!(e.store().plan().unwrap(), Plan::default(), "nothing saved");
+
+    fields.pop();
+    fields.push(("overage_price", "0.50"));
+    let (status, body, _) = e.post("/plan/settings", &cookie, &csrf, &fields).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains(r#"id="overage_price" name="overage_price" value="0.50""#));
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("overage_price_per_gb = \"0.50\""), "{text}");
+    assert!(text.contains("# the household's settings"), "{text}");
+    // At once on the plan page (11 GB of 5 used: 6 GB over at 0.50 €).
+    let (_, body, _) = e.get("/plan", &cookie).await;
+    assert!(body.contains("6.0 GB over: about 3.00 € so far"), "{body}");
+
+    // Emptied, the key goes.
+    fields.pop();
+    fields.push(("overage_price", ""));
+    let (status, _, _) = e.post("/plan/settings", &cookie, &csrf, &fields).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(!text.contains("overage_price_per_gb"), "{text}");
 }
