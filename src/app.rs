@@ -510,7 +510,7 @@ fn run_devices(config: Option<&Path>, args: DevicesArgs) -> anyhow::Result<ExitC
     let cfg = load_config(config)?;
     let db = args.db.unwrap_or_else(|| cfg.database_path());
     let store = Store::open_read_only(&db)?;
-    let devices = store.list_devices()?;
+    let devices = store.list_devices_with_presence()?;
     let now = jiff::Timestamp::now().as_nanosecond() as i64;
     let window = (cfg.presence_window_secs as i64).saturating_mul(1_000_000_000);
     let out = if args.json {

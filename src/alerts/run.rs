@@ -108,7 +108,7 @@ pub(crate) fn evaluate(
     memory: &mut EvalMemory,
     now: i64,
 ) -> Result<(), AlertError> {
-    let devices = s.list_devices()?;
+    let devices = s.list_devices_with_presence()?;
     // Always run, so the cursor moves on while the rule is off: devices that joined meanwhile
     // are not announced in a burst when it is switched back on (it can change at run time).
     new_devices(s, cfg, policy, links, &devices, now)?;

@@ -553,18 +553,32 @@ impl Store {
         Ok(())
     }
 
-    /// Every device, ordered by id, with its MACs, names, addresses and services.
+    /// Every device, ordered by id, with its MACs, names, addresses and services; `presence` is
+    /// left empty (every page reads this list, none of them the intervals: see
+    /// [`Store::list_devices_with_presence`]).
     pub fn list_devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
-        self.devices_where(None)
+        self.devices_where(None, false)
     }
 
-    /// One device with everything [`Store::list_devices`] gives for it; `None` if there is no
-    /// such id (it was merged into another, or never existed).
+    /// [`Store::list_devices`] with each device's last [`PRESENCE_LISTED`] online intervals.
+    pub fn list_devices_with_presence(&self) -> Result<Vec<DeviceRecord>, StoreError> {
+        self.devices_where(None, true)
+    }
+
+    /// One device with everything [`Store::list_devices_with_presence`] gives for it; `None`
+    /// if there is no such id (it was merged into another, or never existed).
     pub fn device(&self, id: i64) -> Result<Option<DeviceRecord>, StoreError> {
-        Ok(self.devices_where(Some(id))?.pop())
+        Ok(self.devices_where(Some(id), true)?.pop())
     }
 
-    fn devices_where(&self, only: Option<i64>) -> Result<Vec<DeviceRecord>, StoreError> {
+    /// The devices (all, or the one `only`) with their facts. Each fact table is read in one
+    /// query for all devices, ordered by device: a page's first view reads 200 devices in four
+    /// scans instead of 800 point lookups.
+    fn devices_where(
+        &self,
+        only: Option<i64>,
+        with_presence: bool,
+    ) -> Result<Vec<DeviceRecord>, StoreError> {
         let path = self.path.as_path();
         let op = "listing devices";
         let e = sql_err(path, op);
@@ -607,88 +621,109 @@ impl Store {
             })
             .and_then(|rows| rows.collect::<Result<_, _>>())
             .map_err(sql_err(path, op))?;
-        for d in &mut devices {
-            let id = d.id;
-            d.macs = self
-                .conn
-                .prepare_cached(
-                    "SELECT mac, first_seen_ns, last_seen_ns FROM device_macs
-                     WHERE device_id = ?1 ORDER BY first_seen_ns",
-                )
-                .and_then(|mut st| {
-                    st.query_map(params![id], |r| {
-                        let mac = mac_from_key(r.get(0)?);
-                        Ok(DeviceMac {
-                            mac,
-                            randomized: mac.is_locally_administered(),
-                            first_seen_ns: r.get(1)?,
-                            last_seen_ns: r.get(2)?,
-                        })
-                    })?
-                    .collect()
-                })
-                .map_err(sql_err(path, op))?;
-            d.hostnames = self
-                .conn
-                .prepare_cached(
-                    "SELECT name, source, first_seen_ns, last_seen_ns FROM device_hostnames
-                     WHERE device_id = ?1 ORDER BY last_seen_ns DESC, source, name",
-                )
-                .and_then(|mut st| {
-                    st.query_map(params![id], |r| {
-                        Ok(HostnameRecord {
-                            name: r.get(0)?,
-                            source: r.get(1)?,
-                            first_seen_ns: r.get(2)?,
-                            last_seen_ns: r.get(3)?,
-                        })
-                    })?
-                    .collect()
-                })
-                .map_err(sql_err(path, op))?;
-            let addrs: Vec<(String, i64, i64)> = self
-                .conn
-                .prepare_cached(
-                    "SELECT addr, first_seen_ns, last_seen_ns FROM device_addresses
-                     WHERE device_id = ?1 ORDER BY last_seen_ns DESC, addr",
-                )
-                .and_then(|mut st| {
-                    st.query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        // Devices are ordered by id: a fact row finds its device by binary search.
+        let slot = |devices: &mut [DeviceRecord], id: i64| -> Option<usize> {
+            devices.binary_search_by_key(&id, |d| d.id).ok()
+        };
+        let filter = if only.is_some() {
+            "WHERE device_id = ?1"
+        } else {
+            "WHERE ?1 IS NULL"
+        };
+        let e = || sql_err(path, op);
+        let mut st = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT device_id, mac, first_seen_ns, last_seen_ns FROM device_macs {filter}
+                 ORDER BY device_id, first_seen_ns"
+            ))
+            .map_err(e())?;
+        let mut rows = st.query(params![only]).map_err(e())?;
+        while let Some(r) = rows.next().map_err(e())? {
+            let Some(i) = slot(&mut devices, r.get(0).map_err(e())?) else {
+                continue;
+            };
+            let mac = mac_from_key(r.get(1).map_err(e())?);
+            devices[i].macs.push(DeviceMac {
+                mac,
+                randomized: mac.is_locally_administered(),
+                first_seen_ns: r.get(2).map_err(e())?,
+                last_seen_ns: r.get(3).map_err(e())?,
+            });
+        }
+        let mut st = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT device_id, name, source, first_seen_ns, last_seen_ns FROM device_hostnames
+                 {filter} ORDER BY device_id, last_seen_ns DESC, source, name"
+            ))
+            .map_err(e())?;
+        let mut rows = st.query(params![only]).map_err(e())?;
+        while let Some(r) = rows.next().map_err(e())? {
+            let Some(i) = slot(&mut devices, r.get(0).map_err(e())?) else {
+                continue;
+            };
+            devices[i].hostnames.push(HostnameRecord {
+                name: r.get(1).map_err(e())?,
+                source: r.get(2).map_err(e())?,
+                first_seen_ns: r.get(3).map_err(e())?,
+                last_seen_ns: r.get(4).map_err(e())?,
+            });
+        }
+        let mut st = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT device_id, addr, first_seen_ns, last_seen_ns FROM device_addresses
+                 {filter} ORDER BY device_id, last_seen_ns DESC, addr"
+            ))
+            .map_err(e())?;
+        let mut rows = st.query(params![only]).map_err(e())?;
+        while let Some(r) = rows.next().map_err(e())? {
+            let Some(i) = slot(&mut devices, r.get(0).map_err(e())?) else {
+                continue;
+            };
+            let addr: String = r.get(1).map_err(e())?;
+            // An address this version cannot parse (written by a newer one) is left out.
+            if let Ok(addr) = addr.parse() {
+                devices[i].addresses.push(AddressRecord {
+                    addr,
+                    first_seen_ns: r.get(2).map_err(e())?,
+                    last_seen_ns: r.get(3).map_err(e())?,
+                });
+            }
+        }
+        let mut st = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT device_id, service FROM device_services {filter}
+                 ORDER BY device_id, service"
+            ))
+            .map_err(e())?;
+        let mut rows = st.query(params![only]).map_err(e())?;
+        while let Some(r) = rows.next().map_err(e())? {
+            let Some(i) = slot(&mut devices, r.get(0).map_err(e())?) else {
+                continue;
+            };
+            devices[i].services.push(r.get(1).map_err(e())?);
+        }
+        if with_presence {
+            for d in &mut devices {
+                let mut presence: Vec<(i64, i64)> = self
+                    .conn
+                    .prepare_cached(
+                        "SELECT online_from_ns, last_seen_ns FROM presence WHERE device_id = ?1
+                         ORDER BY online_from_ns DESC LIMIT ?2",
+                    )
+                    .and_then(|mut st| {
+                        st.query_map(params![d.id, PRESENCE_LISTED as i64], |r| {
+                            Ok((r.get(0)?, r.get(1)?))
+                        })?
                         .collect()
-                })
-                .map_err(sql_err(path, op))?;
-            d.addresses = addrs
-                .into_iter()
-                .filter_map(|(a, f, l)| {
-                    Some(AddressRecord {
-                        addr: a.parse().ok()?,
-                        first_seen_ns: f,
-                        last_seen_ns: l,
                     })
-                })
-                .collect();
-            d.services = self
-                .conn
-                .prepare_cached(
-                    "SELECT service FROM device_services WHERE device_id = ?1 ORDER BY service",
-                )
-                .and_then(|mut st| st.query_map(params![id], |r| r.get(0))?.collect())
-                .map_err(sql_err(path, op))?;
-            let mut presence: Vec<(i64, i64)> = self
-                .conn
-                .prepare_cached(
-                    "SELECT online_from_ns, last_seen_ns FROM presence WHERE device_id = ?1
-                     ORDER BY online_from_ns DESC LIMIT ?2",
-                )
-                .and_then(|mut st| {
-                    st.query_map(params![id, PRESENCE_LISTED as i64], |r| {
-                        Ok((r.get(0)?, r.get(1)?))
-                    })?
-                    .collect()
-                })
-                .map_err(sql_err(path, op))?;
-            presence.reverse();
-            d.presence = presence;
+                    .map_err(e())?;
+                presence.reverse();
+                d.presence = presence;
+            }
         }
         Ok(devices)
     }
