@@ -1,4 +1,5 @@
-//! The page caches: the household's stored reading and device pages, reused for a moment so a
+//! The page caches: the household's stored reading, the plan summary and device pages, reused
+//! for a moment so a
 //! burst of requests (htmx refreshes, several open tabs) does not query the database each time.
 //!
 //! They live here, beside the shared state that holds them, so the state itself need not know
@@ -25,6 +26,7 @@ impl Drop for Refresh<'_> {
 }
 
 type DeviceEntry = (std::time::Instant, u64, Arc<super::device::DeviceView>);
+type PlanEntry = (std::time::Instant, u64, Arc<crate::store::plan::PlanReport>);
 
 /// Device pages kept at most; more are dropped all at once (they are rebuilt in milliseconds).
 const DEVICE_CACHE_MAX: usize = 64;
@@ -33,6 +35,8 @@ const DEVICE_CACHE_MAX: usize = 64;
 pub(super) struct PageCaches {
     /// A std Mutex: held only to swap an `Arc`, never across an await.
     household: Mutex<Option<Arc<super::view::Stored>>>,
+    /// The plan summary the overview's plan card shows: (when, generation, report).
+    plan: Mutex<Option<PlanEntry>>,
     /// Device pages by id: (when, generation, page data). A std Mutex, held only for a lookup.
     devices: Mutex<std::collections::HashMap<i64, DeviceEntry>>,
     /// One refresh at a time per cache (household, device pages): the other requests meanwhile
@@ -50,6 +54,24 @@ impl PageCaches {
 
     pub(super) fn set_household(&self, s: Arc<super::view::Stored>) {
         *self.household.lock().unwrap_or_else(|p| p.into_inner()) = Some(s);
+    }
+
+    /// The plan summary read less than [`super::view::CACHE_FOR`] ago with no change since.
+    pub(super) fn plan_summary(
+        &self,
+        generation: u64,
+    ) -> Option<Arc<crate::store::plan::PlanReport>> {
+        self.plan
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .filter(|(at, g, _)| *g == generation && at.elapsed() < super::view::CACHE_FOR)
+            .map(|(_, _, r)| Arc::clone(r))
+    }
+
+    pub(super) fn set_plan_summary(&self, generation: u64, r: Arc<crate::store::plan::PlanReport>) {
+        *self.plan.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((std::time::Instant::now(), generation, r));
     }
 
     /// The right to refresh the household reading, unless another request is refreshing it now.

@@ -42,13 +42,26 @@ pub(super) async fn report(state: &AppState) -> Result<PlanReport, AppError> {
 }
 
 /// The report without past cycles (the overview's plan card).
-pub(super) async fn summary(state: &AppState) -> Result<PlanReport, AppError> {
+/// The plan summary of the overview's plan card, reused for [`super::view::CACHE_FOR`] like the
+/// household reading (every overview request read it: the quotas' usage alone is a few
+/// milliseconds); a change to the plan or its quotas on this server bumps the generation.
+pub(super) async fn summary(state: &AppState) -> Result<std::sync::Arc<PlanReport>, AppError> {
+    let generation = state.generation();
+    if let Some(r) = state.caches().plan_summary(generation) {
+        return Ok(r);
+    }
     let tz = state.config().time_zone();
     let now = now(state)?;
+    let r = std::sync::Arc::new(
+        state
+            .db(move |s| Ok(s.plan_summary(&tz, now)))
+            .await?
+            .map_err(|e| AppError::internal(e.to_string()))?,
+    );
     state
-        .db(move |s| Ok(s.plan_summary(&tz, now)))
-        .await?
-        .map_err(|e| AppError::internal(e.to_string()))
+        .caches()
+        .set_plan_summary(generation, std::sync::Arc::clone(&r));
+    Ok(r)
 }
 
 /// The rows of every quota that covers `mac` (a device page: its own, its owner's, its group's).
@@ -689,6 +702,7 @@ pub async fn save_settings(
     let at = state.now();
     let saved = p.clone();
     state.db(move |s| s.set_plan(&saved, at)).await?;
+    state.changed();
     let detail = plan_line(&p, state.config().time_zone().iana_name().unwrap_or(""));
     audit(&state, auth.actor(), &client, "plan changed", detail).await;
     let mut page = settings_page(&state, &auth, None, None).await?;
@@ -789,6 +803,7 @@ pub async fn calibrate(
             created_at: now,
         };
         state.db(move |s| s.add_calibration(&cal)).await?;
+        state.changed();
         audit(
             &state,
             auth.actor(),
@@ -954,6 +969,7 @@ pub async fn save_quota(
     state
         .db(move |s| s.upsert_quota(&subject, period, limit, at))
         .await?;
+    state.changed();
     audit(&state, auth.actor(), &client, "quota set", detail).await;
     Ok(Redirect::to("/plan/quotas").into_response())
 }
@@ -980,6 +996,7 @@ pub async fn delete_quota(
             "That quota no longer exists; reload the page.".into(),
         ));
     }
+    state.changed();
     audit(
         &state,
         auth.actor(),
