@@ -517,8 +517,9 @@ if sd_runs:
     w("the `-shm` file's page writeback). Per day: the window scaled to 24 h, the nightly backup once, history")
     w("maintenance per hour closed in the window × 24, checkpoints one per 1,000 WAL frames of the day (a checkpoint's\n"
       "cost as measured in the window, or ≈ estimated from the one at the clean stop, scaled by frames: an upper\n"
-      "bound). The window is the first WAL cycle after a start, when every commit also allocates blocks: the\n"
-      "filesystem share is an upper bound too. MB = 10^6 bytes.")
+      "bound). WAL \"steady\": the WAL file already at its usual size (a daemon that has run for a few hours\n"
+      "overwrites the blocks it has); \"first\": the first WAL cycle after a start, when every commit also\n"
+      "allocates blocks (an upper bound for the filesystem share). MB = 10^6 bytes.")
     w("")
     causes = []
     for r in sd_runs:
@@ -527,8 +528,8 @@ if sd_runs:
                 c = c.removesuffix(", estimated")
                 if c not in causes:
                     causes.append(c)
-    w("| policy | devices | frames/s | window | database | " + " | ".join(causes) + " | fsyncs per day | **MB per day** |")
-    w("|---|---|---|---|---|" + "---|" * len(causes) + "---|---|")
+    w("| policy | devices | frames/s | window | WAL | database | " + " | ".join(causes) + " | fsyncs per day | **MB per day** |")
+    w("|---|---|---|---|---|---|" + "---|" * len(causes) + "---|---|")
     for r in sd_runs:
         for h in r["households"]:
             cells = []
@@ -537,7 +538,7 @@ if sd_runs:
                 est = c + ", estimated" in h["causes"]
                 cells.append("–" if x is None else f"{'≈ ' if est else ''}{x['per_day_bytes'] / 1e6:.1f}")
             syncs = sum(x.get("per_day_syncs", 0) for x in h["causes"].values())
-            w(f"| {r['label']} | {h['devices']} | {h['pps']:,} | {h['window_s'] / 60:.0f} min "
+            w(f"| {r['label']} | {h['devices']} | {h['pps']:,} | {h['window_s'] / 60:.0f} min | {h.get('wal', 'first')} "
               f"| {h['db_bytes'] / 1e6:.1f} MB | " + " | ".join(cells) + f" | {syncs:,} | **{h['per_day_bytes'] / 1e6:.1f}** |")
     w("")
     for r in sd_runs:

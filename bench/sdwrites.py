@@ -3,6 +3,7 @@ bytes written per cause and per day (JSON on stdout).
 
 usage: sdwrites.py STRACE_LOG DAEMON_LOG THREADS STATE_DIR PID T0 T1 SECTORS0 SECTORS1
                    WRITE_BYTES0 WRITE_BYTES1 DEVICES PPS BACKUP_BYTES BACKUPS_PER_DAY DB_BYTES CONFIG
+                   [WAL: steady | first]
 """
 
 import json
@@ -11,7 +12,8 @@ import sys
 from datetime import datetime
 
 (log, dlog, threads, state, pid, t0, t1, s0, s1, w0, w1, devices, pps, backup_bytes, backups_per_day, db_bytes,
- config) = sys.argv[1:]
+ config, *rest) = sys.argv[1:]
+wal = rest[0] if rest else "first"
 pid, t0, t1 = int(pid), float(t0), float(t1)
 mount = state.rsplit("/", 1)[0]
 secs = t1 - t0
@@ -140,7 +142,7 @@ causes["nightly backup (measured apart, block device)"] = {
     "per_day_bytes": round(int(backup_bytes) * float(backups_per_day)), "per_day_syncs": 0}
 print(json.dumps({
     "devices": int(devices), "pps": int(pps), "window_s": round(secs, 1), "backups_per_day": float(backups_per_day),
-    "config": config, "db_bytes": int(db_bytes), "device_bytes": device_bytes,
+    "config": config, "wal": wal, "db_bytes": int(db_bytes), "device_bytes": device_bytes,
     "process_write_bytes": int(w1) - int(w0), "hours_closed": hours_closed,
     "per_day_bytes": sum(c["per_day_bytes"] for c in causes.values()),
     "causes": causes,

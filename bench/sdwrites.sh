@@ -20,9 +20,14 @@
 # (block-device bytes minus all of the above: ext4 journal, metadata, the -shm file's page
 # writeback). Per-day figures scale the window. The nightly backup is turned off in the window and
 # measured on its own after it (`lanmeter backup`, the nightly's code path, on the same card),
-# counted SD_BACKUPS_PER_DAY times. The window starts after SD_WARMUP seconds, with the WAL still
-# growing from the daemon's start (every commit then allocates blocks): the first WAL cycle after a
-# start, the most expensive one, so per-day figures are an upper bound.
+# counted SD_BACKUPS_PER_DAY times. The window starts after SD_WARMUP seconds.
+# The WAL file: SQLite reuses it from its start after each checkpoint and never shrinks it (no
+# journal_size_limit), so a daemon that has run for a few hours overwrites blocks the file already
+# has, while the first WAL cycle after a start (hours at the default 5-minute flush) appends and
+# allocates with every commit. SD_WAL=steady (the default) measures the usual state: before the
+# start the card's WAL is grown to its steady size (a 2 MB scratch table written and dropped by the
+# sqlite3 shell with persist_wal, so the file stays), and the daemon writes its log from the
+# start of that file. SD_WAL=first measures the first cycle after a start instead.
 #
 # Writes $OUT/sdwrites-$SD_LABEL.json; bench/report.py puts every sdwrites-*.json in BENCHMARKS.md.
 #   LM=target/release/lanmeter SD_LABEL=after SD_SECS=900 SD_DEVICES="25 200" SD_PPS=1000 \
@@ -40,6 +45,8 @@ SD_CONFIG=${SD_CONFIG:-}
 SD_FRAMES=${SD_FRAMES:-600000}
 # Backups per day the policy under test takes (the nightly backup: 1).
 SD_BACKUPS_PER_DAY=${SD_BACKUPS_PER_DAY:-1}
+SD_WAL=${SD_WAL:-steady}
+case "$SD_WAL" in steady | first) ;; *) echo "SD_WAL must be steady or first" >&2; exit 2 ;; esac
 mkdir -p "$OUT"
 OUT=$(realpath "$OUT")
 
@@ -95,6 +102,17 @@ for D in $SD_DEVICES; do
     mount -o noatime "$LOOP" "$MNT"
     mkdir -p "$MNT/state/backups"
     cp "$HIST" "$MNT/state/lanmeter.db"
+    if [ "$SD_WAL" = steady ]; then
+        sqlite3 "$MNT/state/lanmeter.db" >/dev/null <<'SQL'
+.filectrl persist_wal 1
+PRAGMA journal_mode=WAL;
+PRAGMA wal_autocheckpoint=0;
+CREATE TABLE sd_wal_warmup(b BLOB);
+INSERT INTO sd_wal_warmup VALUES (zeroblob(2000000));
+DROP TABLE sd_wal_warmup;
+SQL
+        [ -s "$MNT/state/lanmeter.db-wal" ] || { echo "sdwrites: the WAL was not kept" >&2; exit 1; }
+    fi
     cat >"$TMP/lanmeter.toml" <<EOF
 interface = "$IF_RX"
 state_dir = "$MNT/state"
@@ -150,7 +168,7 @@ EOF
     sync -f "$MNT"
     B1=$(sectors_written)
     python3 bench/sdwrites.py "$TMP/strace.log" "$TMP/daemon.log" "$TMP/threads.txt" "$MNT/state" "$PID" \
-        "$T0" "$T1" "$S0" "$S1" "$W0" "$W1" "$D" "$SD_PPS" "$(( (B1 - B0) * 512 ))" "$SD_BACKUPS_PER_DAY" "$DBSIZE" "$SD_CONFIG" >"$TMP/result-$D.json"
+        "$T0" "$T1" "$S0" "$S1" "$W0" "$W1" "$D" "$SD_PPS" "$(( (B1 - B0) * 512 ))" "$SD_BACKUPS_PER_DAY" "$DBSIZE" "$SD_CONFIG" "$SD_WAL" >"$TMP/result-$D.json"
     RESULTS+=("$TMP/result-$D.json")
     mkdir -p "$OUT/raw"
     gzip -c "$TMP/strace.log" >"$OUT/raw/sdwrites-$SD_LABEL-$D.strace.gz"
