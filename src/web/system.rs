@@ -51,9 +51,15 @@ pub async fn page(
     })
     .await
     .map_err(|e| AppError::internal(format!("reading the host: {e}")))?;
-    let (levels, schema) = state
-        .db(|s| Ok((s.level_rows()?, s.schema_version()?)))
-        .await?;
+    let levels = match state.caches().level_rows() {
+        Some(n) => n,
+        None => {
+            let n = state.db(|s| s.level_rows()).await?;
+            state.caches().set_level_rows(n);
+            n
+        }
+    };
+    let schema = state.db(|s| s.schema_version()).await?;
     let pct = |a: u64, b: u64| {
         if b == 0 {
             0.0
