@@ -290,7 +290,12 @@ impl Tally {
     pub fn observe(&mut self, frames: &[Frame], own: Option<MacAddr>, gateway: Option<MacAddr>) {
         self.frames += frames.len() as u64;
         for f in frames {
-            let Dest::Unicast(dst) = f.dst else { continue };
+            // Linux cooked capture (`any`) marks frames to this host instead of naming its MAC.
+            let (dst, to_us) = match f.dst {
+                Dest::Unicast(dst) => (Some(dst), false),
+                Dest::CaptureHost { .. } => (None, true),
+                _ => continue,
+            };
             if self.last == Some((f.src, f.dst)) {
                 continue;
             }
@@ -303,6 +308,10 @@ impl Tally {
                 if set.len() < MAX_MACS {
                     set.insert(m);
                 }
+            };
+            let Some(dst) = dst.filter(|_| !to_us) else {
+                add(&mut self.talking_to_us, f.src);
+                continue;
             };
             if ours(dst) {
                 add(&mut self.talking_to_us, f.src);
@@ -591,7 +600,7 @@ mod tests {
             frame(c, own), // c talks to us
             Frame {
                 src: MacAddr(b),
-                dst: Dest::Broadcast,
+                dst: Dest::Group,
                 ..Frame::EMPTY
             },
         ];

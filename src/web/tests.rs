@@ -283,7 +283,7 @@ async fn setup_refuses_weak_passwords_then_sets_admin_once_and_signs_in() {
         "a used code is deleted"
     );
     assert_eq!(ok.status(), StatusCode::SEE_OTHER);
-    assert_eq!(location(&ok), "/");
+    assert_eq!(location(&ok), "/welcome", "on to the first-run wizard");
     let session = set_cookie(&ok, session::SESSION_COOKIE).unwrap();
     let overview = e
         .send(get(
