@@ -140,7 +140,9 @@ pub struct Verdict {
     pub sees_household: bool,
     /// One sentence for a household: where the Pi is and what that means.
     pub headline: String,
-    /// What was observed, with its numbers.
+    /// What the Pi saw, in household words with its numbers.
+    pub explanation: String,
+    /// What was observed, in the terms of networking (the doctor's line).
     pub summary: String,
     /// What to do, in one line (the doctor's "fix"), when something should change.
     pub fix: Option<String>,
@@ -184,6 +186,7 @@ pub fn verdict(o: &Observed) -> Verdict {
             setup: Setup::BridgePort,
             sees_household: false,
             headline: "The Pi listens on one port of a bridge, so it misses part of the household's traffic.".into(),
+            explanation: format!("It listens on {iface}, one of the connections the Pi bridges together; traffic on the others passes it by. Choose the bridge itself (usually br0) as the interface in Settings."),
             summary: format!("{iface} is a port of a bridge: it carries only part of the bridged traffic"),
             fix: Some(format!("capture on the bridge itself (`interface = \"br0\"`, see `ls /sys/class/net/{iface}/brport/bridge -l`)")),
             remedies: Vec::new(),
@@ -212,6 +215,10 @@ pub fn verdict(o: &Observed) -> Verdict {
             setup,
             sees_household: true,
             headline: headline.into(),
+            explanation: format!(
+                "In {during} it saw {} sending traffic that was not to or from the Pi: the household's own traffic, which lanmeter counts.",
+                devices(v.third_party_macs)
+            ),
             summary: format!(
                 "saw {} other devices' unicast traffic in {during} (traffic neither to nor from this machine; {} frames): {topology}",
                 count(v.third_party_macs),
@@ -226,6 +233,10 @@ pub fn verdict(o: &Observed) -> Verdict {
             sees_household: true,
             headline: "The Pi is your household's router: the devices' traffic passes through it."
                 .into(),
+            explanation: format!(
+                "In {during}, {} sent their traffic through the Pi, which lanmeter counts.",
+                devices(v.talking_to_us_macs)
+            ),
             summary: format!(
                 "this machine routes: {} sent it traffic in {during}; it counts what it forwards",
                 devices(v.talking_to_us_macs)
@@ -238,6 +249,9 @@ pub fn verdict(o: &Observed) -> Verdict {
             setup: Setup::Silent,
             sees_household: false,
             headline: "The Pi has heard nothing on its network connection yet.".into(),
+            explanation: format!(
+                "Nothing at all arrived on {iface} in {during}: check its cable or Wi-Fi, and that the interface in Settings is the one connected to your network."
+            ),
             summary: format!("in {during} {iface} carried no frames at all"),
             fix: Some(format!(
                 "check the cable or Wi-Fi of {iface}, and that `interface` in the settings names the connection to the household"
@@ -256,6 +270,13 @@ pub fn verdict(o: &Observed) -> Verdict {
             headline:
                 "The Pi only sees its own traffic: lanmeter would count the Pi and nothing else."
                     .into(),
+            explanation: format!(
+                "In {during} everything it saw was to or from the Pi itself, or sent to every device at once; {} talked to the Pi directly (such as the computer showing this page). The other devices' traffic goes straight to the router and passes the Pi by.",
+                match v.talking_to_us_macs {
+                    0 => "no other device".to_string(),
+                    n => devices(n),
+                }
+            ),
             summary: format!(
                 "in {during} {iface} carried only this machine's own traffic ({} frames; {} other devices talked to it directly, broadcasts aside)",
                 v.frames, v.talking_to_us_macs
@@ -444,6 +465,10 @@ mod tests {
             mirror.headline,
             "The Pi is on a mirror port (or a hub): it sees the household's traffic."
         );
+        assert_eq!(
+            mirror.explanation,
+            "In 5 s it saw 3 other devices sending traffic that was not to or from the Pi: the household's own traffic, which lanmeter counts."
+        );
         assert!(
             mirror.summary.starts_with(
                 "saw 3 other devices' unicast traffic in 5 s (traffic neither to nor from this machine; 100 frames)"
@@ -485,6 +510,10 @@ mod tests {
             "The Pi is your household's router: the devices' traffic passes through it."
         );
         assert_eq!(
+            router.explanation,
+            "In 5 s, 4 other devices sent their traffic through the Pi, which lanmeter counts."
+        );
+        assert_eq!(
             router.summary,
             "this machine routes: 4 other devices sent it traffic in 5 s; it counts what it forwards"
         );
@@ -502,6 +531,7 @@ mod tests {
         assert_eq!(port.setup, Setup::BridgePort);
         assert!(!port.sees_household);
         assert!(port.headline.contains("one port of a bridge"));
+        assert!(port.explanation.contains("usually br0"));
         assert!(port.fix.unwrap().contains("interface = \"br0\""));
 
         let alone = Visibility {
@@ -549,6 +579,11 @@ mod tests {
         assert_eq!(
             silent.headline,
             "The Pi has heard nothing on its network connection yet."
+        );
+        assert!(
+            silent
+                .explanation
+                .starts_with("Nothing at all arrived on eth0 in 5 s")
         );
         assert_eq!(silent.remedies.len(), 3);
     }

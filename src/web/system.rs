@@ -29,7 +29,8 @@ pub struct SystemPage {
 pub struct PlacementCard {
     pub ok: bool,
     pub headline: String,
-    pub summary: String,
+    /// In household words.
+    pub explanation: String,
     /// The three set-ups (title, how), when the Pi does not see the household's traffic.
     pub remedies: Vec<(&'static str, &'static str)>,
     /// The numbers behind the verdict.
@@ -45,7 +46,7 @@ impl PlacementCard {
             return PlacementCard {
                 ok: false,
                 headline: "This server does not capture, so it cannot tell where it sits.".into(),
-                summary: String::new(),
+                explanation: String::new(),
                 remedies: Vec::new(),
                 facts: Vec::new(),
                 doc,
@@ -70,11 +71,12 @@ impl PlacementCard {
             ),
             ("The Pi is a bridge", yes(o.placement.is_bridge)),
             ("A port of a bridge", yes(o.placement.is_bridge_port)),
+            ("In networking terms", v.summary),
         ];
         PlacementCard {
             ok: v.sees_household,
             headline: v.headline,
-            summary: v.summary,
+            explanation: v.explanation,
             remedies: v.remedies.iter().map(|r| (r.title, r.how)).collect(),
             facts,
             doc,

@@ -223,7 +223,9 @@ pub struct VisibilityReport {
     pub sees_household: bool,
     /// One sentence for a household.
     pub headline: String,
-    /// What was observed, with its numbers.
+    /// What the Pi saw, in household words with its numbers.
+    pub explanation: String,
+    /// What was observed, in networking terms (the line `lanmeter doctor` prints).
     pub summary: String,
     /// What to change, in one line, when something should change.
     pub fix: Option<String>,
@@ -268,6 +270,7 @@ pub fn visibility_report(state: &AppState) -> VisibilityReport {
             setup: "unknown".into(),
             sees_household: false,
             headline: "This server does not capture, so there is nothing to judge.".into(),
+            explanation: String::new(),
             summary: String::new(),
             fix: None,
             remedies: Vec::new(),
@@ -288,6 +291,7 @@ pub fn visibility_report(state: &AppState) -> VisibilityReport {
         setup: v.setup.as_str().into(),
         sees_household: v.sees_household,
         headline: v.headline,
+        explanation: v.explanation,
         summary: v.summary,
         fix: v.fix,
         remedies: v
