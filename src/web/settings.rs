@@ -460,25 +460,45 @@ pub(super) async fn save_typed(
     }
 }
 
+/// Settings groups as the first-run wizard shows them.
+pub(super) struct Groups {
+    /// The groups asked for: title, fields, test channel.
+    pub shown: Vec<(&'static str, Vec<Field>, Option<&'static str>)>,
+    /// The file can be edited (lanmeter runs with one).
+    pub editable: bool,
+    /// A saved setting (of any group) waits for a restart to take effect.
+    pub restart_pending: bool,
+    /// A service manager brings lanmeter back after it exits (so a restart may be offered).
+    pub can_restart: bool,
+}
+
 /// The settings groups titled `titles` as fields with the file's values (or as typed, with
-/// their errors), and whether the file can be edited at all: for the first-run wizard.
+/// their errors): for the first-run wizard.
 pub(super) async fn groups(
     state: &AppState,
     titles: &[&str],
     typed: Option<&BTreeMap<String, String>>,
     errors: &BTreeMap<String, String>,
-) -> (Vec<(&'static str, Vec<Field>, Option<&'static str>)>, bool) {
+) -> Groups {
     let run = running(state);
     let (cfg, editable) = match read_file(state).await {
         Ok(Some((_, c))) => (c, true),
         Ok(None) => (run.clone(), false),
         Err(_) => (run.clone(), false),
     };
-    let gs = fields(&cfg, &run, typed, errors)
-        .into_iter()
-        .filter(|(t, _, _)| titles.contains(t))
-        .collect();
-    (gs, editable)
+    let all = fields(&cfg, &run, typed, errors);
+    let restart_pending = all
+        .iter()
+        .any(|(_, fields, _)| fields.iter().any(|f| f.pending));
+    Groups {
+        shown: all
+            .into_iter()
+            .filter(|(t, _, _)| titles.contains(t))
+            .collect(),
+        editable,
+        restart_pending,
+        can_restart: under_systemd(),
+    }
 }
 
 /// Sends a test on `channel` with `cfg`: (sent, what happened), and the audit log's action.

@@ -45,6 +45,10 @@ pub struct WelcomePage {
     pub tested: Option<(bool, String)>,
     /// Step 2 saved.
     pub plan_saved: bool,
+    /// Saved settings (mail, for one) wait for a restart to take effect.
+    pub restart_pending: bool,
+    /// A service manager brings lanmeter back, so the restart button is offered.
+    pub can_restart: bool,
 }
 
 impl WelcomePage {
@@ -79,7 +83,7 @@ async fn render(
     errors: &BTreeMap<String, String>,
 ) -> Result<WelcomePage, AppError> {
     let (form, currency, zone) = super::plan::plan_form(state).await?;
-    let (groups, edit) = super::settings::groups(state, &NOTIFY_GROUPS, typed, errors).await;
+    let g = super::settings::groups(state, &NOTIFY_GROUPS, typed, errors).await;
     Ok(WelcomePage {
         layout: Layout::new("Welcome", "", Some(auth)),
         step: step.clamp(1, 4),
@@ -88,8 +92,10 @@ async fn render(
         currency,
         zone,
         error: None,
-        groups,
-        edit,
+        groups: g.shown,
+        edit: g.editable,
+        restart_pending: g.restart_pending,
+        can_restart: g.can_restart,
         presets: MAIL_PRESETS,
         preset: None,
         tested: None,

@@ -44,6 +44,38 @@ fn api(ns: &str, token: &str, method: &str, body: Option<&Value>) -> (u16, Value
     )
 }
 
+/// An admin password (as after first-run setup, so tokens are accepted) and an admin API token
+/// for `db`, made with the real CLI.
+pub(crate) fn admin_token(db: &std::path::Path) -> String {
+    let mut passwd = hermetic(&mut Command::new(LANMETER))
+        .args(["passwd", "--db"])
+        .arg(db)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut passwd.stdin.take().unwrap(),
+        b"correct horse battery\n",
+    )
+    .unwrap();
+    assert!(passwd.wait().unwrap().success());
+    let out = hermetic(&mut Command::new(LANMETER))
+        .args([
+            "token",
+            "create",
+            "settings test",
+            "--role",
+            "admin",
+            "--db",
+        ])
+        .arg(db)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 fn setting<'a>(all: &'a Value, key: &str) -> &'a Value {
     all["settings"]
         .as_array()
@@ -89,36 +121,7 @@ fn settings_api_edits_the_file_and_the_running_alert_rules() {
          # The household wants to hear about new devices.\nalert_new_device = true # on\n",
     );
     std::fs::write(&config, &text).unwrap();
-    // An admin password exists (as after first-run setup), so tokens are accepted.
-    let mut passwd = hermetic(&mut Command::new(LANMETER))
-        .args(["passwd", "--db"])
-        .arg(&db)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(
-        &mut passwd.stdin.take().unwrap(),
-        b"correct horse battery\n",
-    )
-    .unwrap();
-    assert!(passwd.wait().unwrap().success());
-    let token = {
-        let out = hermetic(&mut Command::new(LANMETER))
-            .args([
-                "token",
-                "create",
-                "settings test",
-                "--role",
-                "admin",
-                "--db",
-            ])
-            .arg(&db)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    };
+    let token = admin_token(&db);
     let mut d = Daemon::start(&p, &config, &db);
 
     // Read: value, default, restart flag, secret as set/unset only.

@@ -164,6 +164,10 @@ fn wizard_after_setup_tells_where_sets_the_plan_and_mails_a_test() {
     b.click("#save-notify");
     b.wait_for_path("/welcome?step=4");
     assert!(b.text().contains("You're set"), "{}", b.text());
+    assert!(
+        text_of(&b, "restart-note").contains("takes effect when lanmeter restarts"),
+        "mail settings wait for a restart"
+    );
     b.click("#finish");
     b.wait_for_path("/");
 
@@ -177,6 +181,14 @@ fn wizard_after_setup_tells_where_sets_the_plan_and_mails_a_test() {
         report["plan"]["allowance_bytes"].as_u64(),
         Some(250_000_000_000),
         "{report}"
+    );
+
+    // The System page gives the same verdict.
+    b.go(&format!("{}/system", _demo.base));
+    b.wait_for_path("/system");
+    assert_eq!(
+        text_of(&b, "verdict").trim_start_matches(['✓', ' ']),
+        api_verdict["headline"].as_str().unwrap()
     );
 
     // Every step fits a phone, light and dark.
