@@ -62,7 +62,7 @@ impl WelcomePage {
     }
 
     pub fn steps(&self) -> [(u8, &'static str); 3] {
-        [(1, "Where"), (2, "Data plan"), (3, "Notifications")]
+        [(1, "Where"), (2, "Plan"), (3, "Notifications")]
     }
 }
 
