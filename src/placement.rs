@@ -1,6 +1,7 @@
 //! Where the Pi sits and whether it sees the household's traffic: one verdict, in household
-//! words, for `lanmeter doctor` (a few seconds of listening), the running daemon (everything it
-//! captured since it started), the System page, the first-run wizard and `GET /api/v1/visibility`.
+//! words, for `lanmeter doctor` (a few seconds of listening) and the running daemon (what it
+//! captured in the last 30 to 60 minutes: the System page, the first-run wizard and
+//! `GET /api/v1/visibility`).
 //!
 //! The evidence is simple: unicast frames that are neither from nor to this machine prove that
 //! the capture sees other devices' conversations (a bridge, a mirror port or a hub); devices
@@ -23,6 +24,9 @@ pub const INSTALL_DOC: &str = "/usr/share/doc/lanmeter/INSTALL.md";
 /// At most this many MACs are remembered per kind: a household has far fewer, and a flood of
 /// random source MACs must not grow memory (the count then reads "at least this many").
 const MAX_MACS: usize = 1024;
+/// The running daemon judges by the last one to two of these: a Pi moved (or a mirror port
+/// switched off) shows in the verdict within this long, without a restart.
+pub const WINDOW: Duration = Duration::from_secs(30 * 60);
 
 /// What the capture observed, reduced to what the verdict needs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -352,14 +356,32 @@ impl Tally {
             talking_to_us_macs: self.talking_to_us.len(),
         }
     }
+
+    /// What this tally and an earlier one saw together (a device in both counts once).
+    fn with(&self, earlier: Option<&Tally>) -> Visibility {
+        let Some(e) = earlier else {
+            return self.seen();
+        };
+        let union = |a: &HashSet<MacAddr>, b: &HashSet<MacAddr>| a.union(b).count();
+        Visibility {
+            frames: self.frames + e.frames,
+            third_party_macs: union(&self.third_party, &e.third_party),
+            talking_to_us_macs: union(&self.talking_to_us, &e.talking_to_us),
+        }
+    }
 }
 
 #[derive(Debug)]
 struct Watched {
     interface: String,
     own: Option<MacAddr>,
+    /// The start of what the verdict covers: the previous window's start, or the current's.
     since: Instant,
+    /// The start of the current window.
+    current_since: Instant,
     tally: Tally,
+    /// The window before the current one.
+    previous: Option<Tally>,
     /// Fixed facts (the demo) instead of the host's /sys.
     placement: Option<Placement>,
 }
@@ -373,11 +395,14 @@ impl Watch {
     /// Watches `interface`, whose own MAC is `own`; `placement` fixes the facts instead of
     /// reading them from the host (a demo has no interface of its own).
     pub fn new(interface: &str, own: Option<MacAddr>, placement: Option<Placement>) -> Watch {
+        let now = Instant::now();
         Watch(Arc::new(Mutex::new(Watched {
             interface: interface.to_string(),
             own,
-            since: Instant::now(),
+            since: now,
+            current_since: now,
             tally: Tally::default(),
+            previous: None,
             placement,
         })))
     }
@@ -394,22 +419,35 @@ impl Watch {
         w.interface = interface.to_string();
         w.own = own;
         w.since = Instant::now();
+        w.current_since = w.since;
         w.tally = Tally::default();
+        w.previous = None;
     }
 
     pub fn observe(&self, frames: &[Frame], gateway: Option<MacAddr>) {
+        self.observe_at(frames, gateway, Instant::now());
+    }
+
+    /// [`Watch::observe`] at `now`: a window of [`WINDOW`] ended makes the current tally the
+    /// previous one, so the verdict covers the last one to two windows.
+    fn observe_at(&self, frames: &[Frame], gateway: Option<MacAddr>, now: Instant) {
         let mut w = self.lock();
+        if now.saturating_duration_since(w.current_since) >= WINDOW {
+            w.previous = Some(std::mem::take(&mut w.tally));
+            w.since = w.current_since;
+            w.current_since = now;
+        }
         let own = w.own;
         w.tally.observe(frames, own, gateway);
     }
 
-    /// What was seen since the watch started, with the interface's facts read now.
+    /// What was seen in the last one or two windows, with the interface's facts read now.
     pub fn observed(&self, promiscuous: bool) -> Observed {
         let w = self.lock();
         Observed {
             interface: w.interface.clone(),
             listened: w.since.elapsed(),
-            seen: w.tally.seen(),
+            seen: w.tally.with(w.previous.as_ref()),
             placement: w
                 .placement
                 .unwrap_or_else(|| Placement::read(&w.interface, promiscuous)),
@@ -648,6 +686,37 @@ mod tests {
                 talking_to_us_macs: 1,
             }
         );
+    }
+
+    /// A Pi taken off a mirror port: after two windows of its own traffic only, the verdict
+    /// says so without a restart; within them, both windows count (a device seen in both once).
+    #[test]
+    fn the_watch_judges_by_the_last_windows() {
+        let (own, gw, a, b) = (
+            [2, 0, 0, 0, 0, 1],
+            [2, 0, 0, 0, 0, 9],
+            [2, 0, 0, 0, 0, 0xa],
+            [2, 0, 0, 0, 0, 0xb],
+        );
+        let w = Watch::new("eth0", Some(MacAddr(own)), Some(Placement::default()));
+        let t0 = Instant::now();
+        let gateway = Some(MacAddr(gw));
+        w.observe_at(&[frame(a, gw), frame(b, gw)], gateway, t0);
+        w.observe_at(&[frame(a, gw)], gateway, t0 + WINDOW);
+        let o = w.observed(true);
+        assert_eq!(o.seen.third_party_macs, 2, "{o:?}");
+        assert_eq!(o.seen.frames, 3);
+        assert_eq!(verdict(&o).setup, Setup::Mirror);
+        w.observe_at(&[frame(own, gw), frame(gw, own)], gateway, t0 + WINDOW * 2);
+        assert_eq!(
+            w.observed(true).seen.third_party_macs,
+            1,
+            "a, in the previous window"
+        );
+        w.observe_at(&[frame(own, gw)], gateway, t0 + WINDOW * 3);
+        let o = w.observed(true);
+        assert_eq!(o.seen.third_party_macs, 0);
+        assert_eq!(verdict(&o).setup, Setup::OnlyItself);
     }
 
     #[test]

@@ -209,7 +209,8 @@ pub struct RemedyReport {
 }
 
 /// Where the Pi sits and whether it sees the household's traffic: the verdict of
-/// `lanmeter doctor`, made from what the running capture saw since it started.
+/// `lanmeter doctor`, made from what the running capture saw in the last 30 to 60 minutes
+/// (since it started, at first).
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct VisibilityReport {
     /// False when this server captures nothing (no running daemon): nothing to judge.
@@ -233,7 +234,7 @@ pub struct VisibilityReport {
     pub remedies: Vec<RemedyReport>,
     /// The interface captured on.
     pub interface: String,
-    /// How long the capture has been listening on it, in seconds.
+    /// How long the verdict's observations cover, in seconds (at most an hour).
     pub listened_seconds: f64,
     pub frames: u64,
     /// Other devices seen in unicast traffic neither to nor from this machine (nor from the
