@@ -55,7 +55,10 @@ impl PlacementCard {
         let yes = |b: bool| if b { "yes" } else { "no" }.to_string();
         let facts = vec![
             ("Listening on", o.interface.clone()),
-            ("Observed over the last", crate::placement::spoken(o.listened)),
+            (
+                "Observed over the last",
+                crate::placement::spoken(o.listened),
+            ),
             ("Frames", o.seen.frames.to_string()),
             (
                 "Other devices seen talking (not to or from the Pi)",
