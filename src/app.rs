@@ -190,12 +190,30 @@ fn run_demo(config: Option<&Path>, args: DemoArgs) -> anyhow::Result<ExitCode> {
         "Demo household: synthetic traffic, {} days of history. Nothing here is real.",
         args.days
     ));
+    let telemetry = state.telemetry().clone();
     let web = crate::web::spawn(listener, state, stop.clone(), None)
         .context("starting the web server")?;
     let alerts = crate::demo::alerts::spawn(&demo, &cfg, &args.db, args.days, stop.clone())
         .context("starting the demo's alerts")?;
-    let traffic = dashboard::spawn_live(demo, meter, args.db.clone(), cfg.clone(), stop.clone())
-        .context("starting the synthetic traffic")?;
+    // The demo's "Pi" listens as on a mirror port: it sees every device talk to the router.
+    let watch = crate::placement::Watch::new(
+        "demo",
+        None,
+        Some(crate::placement::Placement {
+            promiscuous: true,
+            ..Default::default()
+        }),
+    );
+    telemetry.set_visibility(watch.clone());
+    let traffic = dashboard::spawn_live(
+        demo,
+        meter,
+        watch,
+        args.db.clone(),
+        cfg.clone(),
+        stop.clone(),
+    )
+    .context("starting the synthetic traffic")?;
     let host = if url_addr.ip().is_unspecified() {
         "localhost".to_string()
     } else {

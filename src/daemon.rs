@@ -279,6 +279,23 @@ fn open(cfg: &Config, inputs: Inputs) -> anyhow::Result<Opened> {
     })
 }
 
+/// The capture thread's sink: the meter counts each batch, then the placement tally looks at it
+/// with the gateway the meter knows now (it may be learned or changed while running).
+struct MeterAndWatch {
+    meter: SharedMeter,
+    watch: crate::placement::Watch,
+}
+
+impl crate::capture::FrameSink for MeterAndWatch {
+    fn ingest(&mut self, frames: &[crate::capture::Frame]) {
+        let gateway = self.meter.with(|m| {
+            m.ingest_batch(frames);
+            m.gateway()
+        });
+        self.watch.observe(frames, gateway);
+    }
+}
+
 /// The threads a run started, joined by [`Threads::join`] in a fixed order.
 struct Threads {
     web: JoinHandle<()>,
@@ -327,9 +344,18 @@ fn start(
     let web = crate::web::spawn(listener, web_state, stop.clone(), tls)
         .context("starting the web server thread")?;
     let source = o.capture.take().context("the capture was taken")?;
-    let (capture, stats) =
-        crate::capture::source::spawn(source, Box::new(o.meter.clone()), stop.clone())
-            .context("starting the capture thread")?;
+    // The placement verdict (System page, wizard, API) from the same frames the meter counts.
+    let own = (!o.waiting_at_start)
+        .then(|| live::interface_mac(&o.iface))
+        .flatten();
+    let watch = crate::placement::Watch::new(&o.iface, own, None);
+    telemetry.set_visibility(watch.clone());
+    let sink = MeterAndWatch {
+        meter: o.meter.clone(),
+        watch,
+    };
+    let (capture, stats) = crate::capture::source::spawn(source, Box::new(sink), stop.clone())
+        .context("starting the capture thread")?;
     telemetry.set_capture(Arc::clone(&stats));
     // The alert thread sees capture only through this copy of a few counters and a flag the
     // loop keeps current; it never touches the meter or the capture thread.
@@ -419,6 +445,9 @@ fn follow_interface(cfg: &Config, o: &mut Opened, t: &mut Threads, stop: &Arc<At
         return false;
     }
     o.iface = current;
+    if let Some(w) = t.telemetry.visibility() {
+        w.restart(&o.iface, live::interface_mac(&o.iface));
+    }
     for p in discovery::interface_prefixes(&o.iface) {
         o.meter.with(|m| m.add_local_prefix(p));
     }

@@ -8,6 +8,8 @@
 //! - [`discovery`]: who is on the LAN: route/gateway/prefix detection, passive learners (ARP,
 //!   DHCP, mDNS, NDP), the ARP sweep, OUI vendors, device type guess.
 //! - [`meter`]: the bounded per-MAC counter map the packet path writes into.
+//! - [`placement`]: where the Pi sits and whether it sees the household's traffic: the one
+//!   visibility verdict (doctor, daemon, System page, wizard, API) and the tally behind it.
 //! - [`plan`]: the household data plan (pure): billing cycles, budgets, projection, calibration,
 //!   quotas and the plan/quota alert situations.
 //! - [`store`]: the SQLite database (the only rusqlite user): migrations, devices, minute usage,
@@ -58,6 +60,7 @@ pub mod flush;
 pub mod meter;
 pub mod model;
 pub mod mqtt;
+pub mod placement;
 pub mod plan;
 pub mod replay;
 pub mod run;

@@ -77,6 +77,8 @@ struct Inner {
     config: std::sync::Mutex<ConfigStatus>,
     /// Why the clock is not trusted (traffic held meanwhile), `None` while it is.
     clock: std::sync::Mutex<Option<ClockStatus>>,
+    /// What the capture saw of other devices, for the placement verdict (set once it runs).
+    visibility: OnceLock<crate::placement::Watch>,
 }
 
 /// The outcome of the last configuration reload (SIGHUP).
@@ -171,6 +173,16 @@ impl Telemetry {
     /// Whether the capture waits for its interface (false when nothing captures).
     pub fn capture_waiting(&self) -> bool {
         self.0.capture.get().is_some_and(|s| s.is_waiting())
+    }
+
+    /// Publishes the tally the capture thread (or the demo's traffic) feeds (the first call wins).
+    pub fn set_visibility(&self, watch: crate::placement::Watch) {
+        let _ = self.0.visibility.set(watch);
+    }
+
+    /// The tally behind the placement verdict, `None` when nothing captures.
+    pub fn visibility(&self) -> Option<&crate::placement::Watch> {
+        self.0.visibility.get()
     }
 
     /// When this handle was made (the daemon's start).

@@ -41,6 +41,8 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/plan/calibrate", FORM),
     ("POST", "/plan/quotas", FORM),
     ("POST", "/plan/quotas/delete", FORM),
+    ("POST", "/welcome/plan", FORM),
+    ("POST", "/welcome/notify", FORM),
     ("POST", "/devices/bulk", FORM),
     ("POST", "/devices/{id}", FORM),
     ("POST", "/devices/{id}/rename", FORM),

@@ -537,11 +537,13 @@ const REMOTES: [[u8; 4]; 4] = [
     [104, 16, 132, 229],
 ];
 
-/// Feeds synthetic frames for `demo`'s devices into `meter` four times a second and flushes the
-/// meter into `db` every `cfg.flush_interval_secs`, as the daemon does, until `stop` is set.
+/// Feeds synthetic frames for `demo`'s devices into `meter` (and the placement `watch`, as the
+/// daemon's capture does) four times a second and flushes the meter into `db` every
+/// `cfg.flush_interval_secs`, as the daemon does, until `stop` is set.
 pub fn spawn_live(
     demo: Demo,
     meter: SharedMeter,
+    watch: crate::placement::Watch,
     db: std::path::PathBuf,
     cfg: Config,
     stop: Arc<AtomicBool>,
@@ -549,7 +551,7 @@ pub fn spawn_live(
     std::thread::Builder::new()
         .name("demo-traffic".into())
         .spawn(move || {
-            if let Err(e) = live_loop(&demo, &meter, &db, &cfg, &stop) {
+            if let Err(e) = live_loop(&demo, &meter, &watch, &db, &cfg, &stop) {
                 tracing::error!(error = %e, "the demo's synthetic traffic stopped");
             }
         })
@@ -558,6 +560,7 @@ pub fn spawn_live(
 fn live_loop(
     demo: &Demo,
     meter: &SharedMeter,
+    watch: &crate::placement::Watch,
     db: &std::path::Path,
     cfg: &Config,
     stop: &AtomicBool,
@@ -641,6 +644,7 @@ fn live_loop(
             }
         }
         meter.with(|m| m.ingest_batch(&frames));
+        watch.observe(&frames, Some(demo.gateway));
         let t = Instant::now();
         if t >= next_flush {
             next_flush = t + interval;

@@ -8,17 +8,15 @@
 //! verdicts are pure functions of observed facts, so they are tested without a network.
 
 use crate::capture::live::{self, LiveConfig};
-use crate::capture::{FrameSink, decode::Dest};
 use crate::config::Config;
 use crate::discovery;
 use crate::model::MacAddr;
 use crate::store::Store;
-use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Linux capability numbers (linux/capability.h) of the two the capture needs.
@@ -31,8 +29,6 @@ const DISK_FAIL_BYTES: u64 = 20 * 1024 * 1024;
 /// A clock before this is certainly unset (a Pi has no RTC and may boot at its last saved time or
 /// 1970 until NTP answers); history written then lands in the wrong days.
 const CLOCK_FLOOR_UNIX: i64 = 1_735_689_600; // 2025-01-01T00:00:00Z
-/// Where a person finds the topology how-tos once the package is installed.
-const DOCS: &str = "/usr/share/doc/lanmeter/INSTALL.md";
 
 #[derive(Clone, Debug)]
 pub struct DoctorOptions {
@@ -304,65 +300,8 @@ fn check_discovery(cfg: &Config, iface: &str, gateway: Option<&discovery::Gatewa
     }
 }
 
-/// What the listening period observed, reduced to what the verdict needs.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Visibility {
-    pub frames: u64,
-    /// Unicast frames neither from nor to this machine (nor from the gateway): proof that the
-    /// capture sees other devices' conversations (a bridge, mirror port or hub).
-    pub third_party_macs: usize,
-    /// Other devices (not the gateway) that sent unicast frames to this machine: the household's
-    /// traffic when this machine routes, else just someone talking to it (an SSH session).
-    pub talking_to_us_macs: usize,
-}
-
-/// Facts about where the interface sits, for the topology guess.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Placement {
-    pub is_bridge: bool,
-    pub is_bridge_port: bool,
-    pub forwarding: bool,
-    pub promiscuous: bool,
-}
-
-/// What the capture thread collects while the doctor listens.
-#[derive(Default)]
-struct Seen {
-    frames: u64,
-    third_party: HashSet<MacAddr>,
-    talking_to_us: HashSet<MacAddr>,
-}
-
-struct VisibilitySink {
-    own: Option<MacAddr>,
-    gateway: Option<MacAddr>,
-    seen: Arc<Mutex<Seen>>,
-}
-
-impl FrameSink for VisibilitySink {
-    fn ingest(&mut self, frames: &[crate::capture::Frame]) {
-        // A poisoned lock means the reader panicked; the doctor then reports what it has.
-        let Ok(mut seen) = self.seen.lock() else {
-            return;
-        };
-        seen.frames += frames.len() as u64;
-        for f in frames {
-            let Dest::Unicast(dst) = f.dst else { continue };
-            let ours = |m: MacAddr| Some(m) == self.own;
-            if ours(f.src) || Some(f.src) == self.gateway {
-                continue;
-            }
-            if ours(dst) {
-                seen.talking_to_us.insert(f.src);
-            } else {
-                seen.third_party.insert(f.src);
-                if Some(dst) != self.gateway {
-                    seen.third_party.insert(dst);
-                }
-            }
-        }
-    }
-}
+use crate::placement::{Observed, TallySink, Watch};
+pub use crate::placement::{Placement, Visibility};
 
 fn check_visibility(
     cfg: &Config,
@@ -381,11 +320,10 @@ fn check_visibility(
         Ok(c) => c,
         Err(e) => return Finding::new(C, Status::Fail, format!("cannot capture: {e}")),
     };
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let sink = VisibilitySink {
-        own: interface_mac(iface),
+    let watch = Watch::new(iface, interface_mac(iface), None);
+    let sink = TallySink {
+        watch: watch.clone(),
         gateway,
-        seen: Arc::clone(&seen),
     };
     let stop = Arc::new(AtomicBool::new(false));
     let thread = match capture.spawn(Box::new(sink), Arc::clone(&stop)) {
@@ -400,79 +338,34 @@ fn check_visibility(
     };
     std::thread::sleep(listen);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let _ = thread.join();
-    let v = match seen.lock() {
-        Ok(s) => Visibility {
-            frames: s.frames,
-            third_party_macs: s.third_party.len(),
-            talking_to_us_macs: s.talking_to_us.len(),
-        },
-        Err(_) => {
-            return Finding::new(C, Status::Warn, "the capture thread failed while listening");
-        }
-    };
-    let sys = |p: String| {
-        std::fs::read_to_string(p)
-            .map(|s| s.trim() == "1")
-            .unwrap_or(false)
-    };
-    let placement = Placement {
-        is_bridge: Path::new(&format!("/sys/class/net/{iface}/bridge")).exists(),
-        is_bridge_port: Path::new(&format!("/sys/class/net/{iface}/brport")).exists(),
-        forwarding: sys("/proc/sys/net/ipv4/ip_forward".into())
-            || sys(format!("/proc/sys/net/ipv6/conf/{iface}/forwarding")),
-        promiscuous: cfg.promiscuous,
-    };
-    visibility_verdict(iface, listen, &v, placement)
+    if thread.join().is_err() {
+        return Finding::new(C, Status::Warn, "the capture thread failed while listening");
+    }
+    let observed = watch.observed(cfg.promiscuous);
+    visibility_verdict(iface, listen, &observed.seen, observed.placement)
 }
 
-/// The verdict on what the capture can see, with the likely topology and, when it sees only this
-/// machine's own traffic, how to place the Pi so that it sees the household's.
+/// The placement verdict ([`crate::placement::verdict`], the one the daemon's System page and
+/// API give too) as a doctor finding: listened for `listen`, without a router coverage figure.
 pub fn visibility_verdict(iface: &str, listen: Duration, v: &Visibility, p: Placement) -> Finding {
     const C: &str = "traffic visibility";
-    let secs = listen.as_secs_f64();
-    if p.is_bridge_port {
-        return Finding::new(C, Status::Warn, format!("{iface} is a port of a bridge: it carries only part of the bridged traffic"))
-            .fix(format!("capture on the bridge itself (`interface = \"br0\"`, see `ls /sys/class/net/{iface}/brport/bridge -l`)"));
-    }
-    if v.third_party_macs > 0 {
-        let topology = if p.is_bridge {
-            "this machine bridges the LAN (access point or bridge in front of the router)"
-        } else if p.forwarding {
-            "this machine routes and also sees frames between other devices"
-        } else {
-            "a switch mirror port or a hub delivers other devices' frames"
-        };
-        return Finding::new(
-            C,
-            Status::Ok,
-            format!(
-                "saw {} other devices' unicast traffic in {secs:.0} s ({} frames): {topology}",
-                v.third_party_macs, v.frames
-            ),
-        );
-    }
-    if p.forwarding && v.talking_to_us_macs > 0 {
-        return Finding::new(
-            C,
-            Status::Ok,
-            format!(
-                "this machine routes: {} devices sent it traffic in {secs:.0} s; it counts what it forwards",
-                v.talking_to_us_macs
-            ),
-        );
-    }
-    let promisc = if p.promiscuous {
-        ""
+    let verdict = crate::placement::verdict(&Observed {
+        interface: iface.to_string(),
+        listened: listen,
+        seen: v.clone(),
+        placement: p,
+        coverage: None,
+    });
+    let status = if verdict.sees_household {
+        Status::Ok
     } else {
-        " (and `promiscuous = false` in the config hides other devices' frames even on a mirror port: set it to true)"
+        Status::Warn
     };
-    Finding::new(
-        C,
-        Status::Warn,
-        format!("in {secs:.0} s {iface} carried only this machine's own traffic ({} frames; {} other devices talked to it directly, broadcasts aside): lanmeter would count this machine and nothing else", v.frames, v.talking_to_us_macs),
-    )
-    .fix(format!("put this machine where the household's traffic passes: as the Wi-Fi access point or bridge in front of the router, as the router, or on a switch port that mirrors the router's port{promisc}; exact commands in {DOCS}"))
+    let f = Finding::new(C, status, verdict.summary);
+    match verdict.fix {
+        Some(fix) => f.fix(fix),
+        None => f,
+    }
 }
 
 /// A receive offload named by `ethtool -k` and whether it is on and changeable.

@@ -39,6 +39,7 @@ pub mod state;
 pub mod system;
 pub mod tls;
 pub mod view;
+pub mod welcome;
 pub mod wifi;
 
 #[cfg(test)]
@@ -189,6 +190,10 @@ fn routes() -> Vec<(&'static str, Access, MethodRouter<AppState>)> {
             post(accounts::set_password),
         ),
         ("/system", Access::Viewer, get(system::page)),
+        // The first-run wizard (setup leads there; Settings links to it).
+        ("/welcome", Access::Admin, get(welcome::page)),
+        ("/welcome/plan", Access::Admin, post(welcome::save_plan)),
+        ("/welcome/notify", Access::Admin, post(welcome::save_notify)),
         ("/wifi", Access::Viewer, get(wifi::page)),
         ("/static/{file}", Access::Public, get(assets::serve)),
     ]

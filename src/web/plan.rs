@@ -661,15 +661,30 @@ pub async fn save_settings(
     Client(client): Client,
     Form(form): Form<PlanForm>,
 ) -> Result<Response, AppError> {
+    if let Err(msg) = save_plan(&state, &auth, &client, &form).await? {
+        let page = settings_page(&state, &auth, Some(form), Some(msg)).await?;
+        return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
+    }
+    let mut page = settings_page(&state, &auth, None, None).await?;
+    page.saved = true;
+    Ok(page.into_response())
+}
+
+/// Saves the plan of `form` (and its price through the settings editor), audited: `Err` with
+/// the message for the household when a field is refused (nothing is saved then). The plan
+/// settings page and the first-run wizard both save through here.
+pub(super) async fn save_plan(
+    state: &AppState,
+    auth: &Auth,
+    client: &str,
+    form: &PlanForm,
+) -> Result<Result<(), String>, AppError> {
     let p = match form.parse() {
         Ok(p) => p,
-        Err(msg) => {
-            let page = settings_page(&state, &auth, Some(form), Some(msg)).await?;
-            return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
-        }
+        Err(msg) => return Ok(Err(msg)),
     };
     // The price first: a refused price leaves the plan unchanged too.
-    let running = super::settings::running(&state).overage_price_per_gb;
+    let running = super::settings::running(state).overage_price_per_gb;
     let price = form.overage_price.as_deref().map_or_else(
         || running.clone().unwrap_or_default(),
         |p| p.trim().to_string(),
@@ -679,24 +694,22 @@ pub async fn save_settings(
         ..Default::default()
     };
     if !price.is_empty() && priced.overage_price().is_none() {
-        let msg = "The price per GB is not a number of 0 or more (such as 0.50).".to_string();
-        let page = settings_page(&state, &auth, Some(form), Some(msg)).await?;
-        return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
+        return Ok(Err(
+            "The price per GB is not a number of 0 or more (such as 0.50).".to_string(),
+        ));
     }
     if priced.overage_price_per_gb != running {
         let change = (
             "overage_price_per_gb".to_string(),
             priced.overage_price_per_gb.map(|p| p.as_str().into()),
         );
-        if let Err(e) = super::settings::apply(&state, auth.actor(), &client, vec![change]).await {
-            let msg = match e {
+        if let Err(e) = super::settings::apply(state, auth.actor(), client, vec![change]).await {
+            return Ok(Err(match e {
                 crate::config::settings::EditError::Refused(why) => {
                     why.into_values().collect::<Vec<_>>().join("; ")
                 }
                 e => e.to_string(),
-            };
-            let page = settings_page(&state, &auth, Some(form), Some(msg)).await?;
-            return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
+            }));
         }
     }
     let at = state.now();
@@ -704,10 +717,20 @@ pub async fn save_settings(
     state.db(move |s| s.set_plan(&saved, at)).await?;
     state.changed();
     let detail = plan_line(&p, state.config().time_zone().iana_name().unwrap_or(""));
-    audit(&state, auth.actor(), &client, "plan changed", detail).await;
-    let mut page = settings_page(&state, &auth, None, None).await?;
-    page.saved = true;
-    Ok(page.into_response())
+    audit(state, auth.actor(), client, "plan changed", detail).await;
+    Ok(Ok(()))
+}
+
+/// The plan form filled from the stored plan and the running price, with the currency and
+/// the zone the form names (for the first-run wizard).
+pub(super) async fn plan_form(state: &AppState) -> Result<(PlanForm, String, String), AppError> {
+    let r = report(state).await?;
+    let running = super::settings::running(state);
+    let form = PlanForm {
+        overage_price: Some(running.overage_price_per_gb.clone().unwrap_or_default()),
+        ..PlanForm::from_plan(&r.plan, r.status.today)
+    };
+    Ok((form, running.currency, r.zone.clone()))
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -233,7 +233,7 @@ fn fields(
 }
 
 /// The notification channel a settings group sets up, for its test button.
-fn test_channel(group: &str) -> Option<&'static str> {
+pub(super) fn test_channel(group: &str) -> Option<&'static str> {
     Some(match group {
         "E-mail" => "email",
         "Phone push: ntfy" => "ntfy",
@@ -379,6 +379,43 @@ async fn save_form(
     for (k, v) in form {
         typed.insert(k, v);
     }
+    let result = save_typed(state, auth.actor(), client, &typed).await;
+    match result {
+        Ok(done) => {
+            let mut page = render(state, auth, None, &BTreeMap::new()).await?;
+            page.saved = Some((done.len(), done.iter().any(|c| c.restart)));
+            Ok(Ok((page, typed)))
+        }
+        Err(EditError::Refused(errors)) => {
+            let mut page = render(state, auth, Some(&typed), &errors).await?;
+            let labels: Vec<&str> = errors
+                .keys()
+                .map(|k| cs::setting(k).map_or(k.as_str(), |s| s.label))
+                .collect();
+            page.error = Some(format!(
+                "Nothing was saved. Please fix: {} (marked below).",
+                labels.join(", ")
+            ));
+            Ok(Err((StatusCode::UNPROCESSABLE_ENTITY, page).into_response()))
+        }
+        Err(e) => {
+            let mut page = render(state, auth, Some(&typed), &BTreeMap::new()).await?;
+            page.error = Some(e.to_string());
+            // The file cannot be read, parsed or written: the household fixes it, not the server.
+            Ok(Err((StatusCode::CONFLICT, page).into_response()))
+        }
+    }
+}
+
+/// Saves the settings of a submitted form (`typed`, one value per key): only fields whose value
+/// differs from the file's are written, all or nothing, audited. The Settings page and the
+/// first-run wizard save through here.
+pub(super) async fn save_typed(
+    state: &AppState,
+    actor: &str,
+    client: &str,
+    typed: &BTreeMap<String, String>,
+) -> Result<Vec<Changed>, EditError> {
     let file_cfg = match read_file(state).await {
         Ok(Some((_, c))) => c,
         _ => running(state),
@@ -416,40 +453,56 @@ async fn save_form(
             }
         }
     }
-    let result = if errors.is_empty() {
-        apply(state, auth.actor(), client, changes).await
+    if errors.is_empty() {
+        apply(state, actor, client, changes).await
     } else {
         Err(EditError::Refused(errors))
+    }
+}
+
+/// Settings groups as the first-run wizard shows them.
+pub(super) struct Groups {
+    /// The groups asked for: title, fields, test channel.
+    pub shown: Vec<(&'static str, Vec<Field>, Option<&'static str>)>,
+    /// The file can be edited (lanmeter runs with one).
+    pub editable: bool,
+    /// A saved setting (of any group) waits for a restart to take effect.
+    pub restart_pending: bool,
+    /// A service manager brings lanmeter back after it exits (so a restart may be offered).
+    pub can_restart: bool,
+}
+
+/// The settings groups titled `titles` as fields with the file's values (or as typed, with
+/// their errors): for the first-run wizard.
+pub(super) async fn groups(
+    state: &AppState,
+    titles: &[&str],
+    typed: Option<&BTreeMap<String, String>>,
+    errors: &BTreeMap<String, String>,
+) -> Groups {
+    let run = running(state);
+    let (cfg, editable) = match read_file(state).await {
+        Ok(Some((_, c))) => (c, true),
+        Ok(None) => (run.clone(), false),
+        Err(_) => (run.clone(), false),
     };
-    match result {
-        Ok(done) => {
-            let mut page = render(state, auth, None, &BTreeMap::new()).await?;
-            page.saved = Some((done.len(), done.iter().any(|c| c.restart)));
-            Ok(Ok((page, typed)))
-        }
-        Err(EditError::Refused(errors)) => {
-            let mut page = render(state, auth, Some(&typed), &errors).await?;
-            let labels: Vec<&str> = errors
-                .keys()
-                .map(|k| cs::setting(k).map_or(k.as_str(), |s| s.label))
-                .collect();
-            page.error = Some(format!(
-                "Nothing was saved. Please fix: {} (marked below).",
-                labels.join(", ")
-            ));
-            Ok(Err((StatusCode::UNPROCESSABLE_ENTITY, page).into_response()))
-        }
-        Err(e) => {
-            let mut page = render(state, auth, Some(&typed), &BTreeMap::new()).await?;
-            page.error = Some(e.to_string());
-            // The file cannot be read, parsed or written: the household fixes it, not the server.
-            Ok(Err((StatusCode::CONFLICT, page).into_response()))
-        }
+    let all = fields(&cfg, &run, typed, errors);
+    let restart_pending = all
+        .iter()
+        .any(|(_, fields, _)| fields.iter().any(|f| f.pending));
+    Groups {
+        shown: all
+            .into_iter()
+            .filter(|(t, _, _)| titles.contains(t))
+            .collect(),
+        editable,
+        restart_pending,
+        can_restart: under_systemd(),
     }
 }
 
 /// Sends a test on `channel` with `cfg`: (sent, what happened), and the audit log's action.
-async fn send_test(
+pub(super) async fn send_test(
     state: &AppState,
     cfg: &Config,
     channel: &str,

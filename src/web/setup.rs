@@ -1,5 +1,6 @@
-//! GET/POST /setup: the first-run page that sets the admin password. Once an admin password
-//! exists it only redirects to /login; changing the password later is `lanmeter passwd` (shell).
+//! GET/POST /setup: the first-run page that sets the admin password, then leads to the
+//! first-run wizard (/welcome). Once an admin password exists it only redirects to /login;
+//! changing the password later is `lanmeter passwd` (shell).
 //!
 //! It needs the one-time setup code (see `crate::setup_code`), typed or carried in the link
 //! (`/setup?code=…`); a wrong code counts as a failed login for the throttle, and the code is
@@ -198,7 +199,8 @@ pub async fn submit(
     tracing::info!(client = %client, "admin password set through the setup page");
     let old = session::cookie(&headers, session::SESSION_COOKIE).map(auth::token_digest);
     let cookie = session::start(&state, Role::Admin, &client, old).await?;
-    let mut r = Redirect::to("/").into_response();
+    // On to the first-run wizard: where the Pi is, the plan, notifications (each skippable).
+    let mut r = Redirect::to("/welcome").into_response();
     r.headers_mut().insert(header::SET_COOKIE, cookie);
     Ok(r)
 }

@@ -22,6 +22,69 @@ pub struct SystemPage {
     pub damage: Vec<String>,
     /// The newest good backup to restore, or why there is none.
     pub damage_offer: String,
+    pub placement: PlacementCard,
+}
+
+/// The placement verdict as the System page and the wizard show it.
+pub struct PlacementCard {
+    pub ok: bool,
+    pub headline: String,
+    /// In household words.
+    pub explanation: String,
+    /// The three set-ups (title, how), when the Pi does not see the household's traffic.
+    pub remedies: Vec<(&'static str, &'static str)>,
+    /// The numbers behind the verdict.
+    pub facts: Vec<(&'static str, String)>,
+    pub doc: &'static str,
+}
+
+impl PlacementCard {
+    /// The running capture's verdict (or, when nothing captures, a card that says so).
+    pub fn of(state: &AppState) -> PlacementCard {
+        let doc = crate::placement::INSTALL_DOC;
+        let Some((o, v)) = super::api::system::placement(state) else {
+            return PlacementCard {
+                ok: false,
+                headline: "This server does not capture, so it cannot tell where it sits.".into(),
+                explanation: String::new(),
+                remedies: Vec::new(),
+                facts: Vec::new(),
+                doc,
+            };
+        };
+        let yes = |b: bool| if b { "yes" } else { "no" }.to_string();
+        let facts = vec![
+            ("Listening on", o.interface.clone()),
+            (
+                "Observed over the last",
+                crate::placement::spoken(o.listened),
+            ),
+            ("Frames", o.seen.frames.to_string()),
+            (
+                "Other devices seen talking (not to or from the Pi)",
+                o.seen.third_party_macs.to_string(),
+            ),
+            (
+                "Devices sending their traffic to the Pi",
+                o.seen.talking_to_us_macs.to_string(),
+            ),
+            (
+                "The Pi forwards traffic (router)",
+                yes(o.placement.forwarding),
+            ),
+            ("The Pi is a bridge", yes(o.placement.is_bridge)),
+            ("A port of a bridge", yes(o.placement.is_bridge_port)),
+            ("In networking terms", v.summary),
+        ];
+        PlacementCard {
+            ok: v.sees_household,
+            headline: v.headline,
+            explanation: v.explanation,
+            remedies: v.remedies.iter().map(|r| (r.title, r.how)).collect(),
+            facts,
+            doc,
+        }
+    }
 }
 
 fn file_len(p: &std::path::Path) -> u64 {
@@ -202,6 +265,7 @@ pub async fn page(
         ("Schema version", schema.to_string()),
     ];
     Ok(SystemPage {
+        placement: PlacementCard::of(&state),
         layout: Layout::new("System", "system", Some(&auth)),
         rows,
         capture,

@@ -283,7 +283,7 @@ async fn setup_refuses_weak_passwords_then_sets_admin_once_and_signs_in() {
         "a used code is deleted"
     );
     assert_eq!(ok.status(), StatusCode::SEE_OTHER);
-    assert_eq!(location(&ok), "/");
+    assert_eq!(location(&ok), "/welcome", "on to the first-run wizard");
     let session = set_cookie(&ok, session::SESSION_COOKIE).unwrap();
     let overview = e
         .send(get(
@@ -1149,4 +1149,59 @@ async fn an_inline_rename_answers_the_row_with_its_link_taking_the_focus() {
     let list = text(e.send(get("/devices", Some(&cookie))).await).await;
     assert!(list.contains(&format!(r#"href="/devices/{id}""#)), "{list}");
     assert!(!list.contains("autofocus"), "{list}");
+}
+
+/// A Pi that sees only its own traffic: the System page and the wizard's first step say so in
+/// the verdict's words and list the three set-ups of INSTALL.md; without a capture they say
+/// there is nothing to judge.
+#[tokio::test]
+async fn system_page_and_wizard_tell_a_pi_that_sees_only_itself_where_to_go() {
+    use crate::capture::Frame;
+    use crate::capture::decode::Dest;
+    use crate::model::MacAddr;
+    use crate::placement::{Placement, Watch};
+    let e = env();
+    let (cookie, _) = e.admin().await;
+    let page = text(e.send(get("/system", Some(&cookie))).await).await;
+    assert!(
+        page.contains("This server does not capture, so it cannot tell where it sits."),
+        "{page}"
+    );
+    let (own, router, laptop) = (
+        MacAddr([2, 0, 0, 0, 0, 1]),
+        MacAddr([2, 0, 0, 0, 0, 0x99]),
+        MacAddr([2, 0, 0, 0, 0, 0x42]),
+    );
+    let watch = Watch::new(
+        "eth0",
+        Some(own),
+        Some(Placement {
+            promiscuous: true,
+            ..Default::default()
+        }),
+    );
+    let frame = |src, dst| Frame {
+        src,
+        dst: Dest::Unicast(dst),
+        wire_len: 100,
+        ..Frame::EMPTY
+    };
+    watch.observe(
+        &[frame(own, router), frame(router, own), frame(laptop, own)],
+        Some(router),
+    );
+    e.state.telemetry().set_visibility(watch);
+    for path in ["/system", "/welcome"] {
+        let page = text(e.send(get(path, Some(&cookie))).await).await;
+        for want in [
+            "The Pi only sees its own traffic: lanmeter would count the Pi and nothing else.",
+            "1 other device talked to the Pi directly",
+            "Make the Pi your Wi-Fi access point",
+            "Make the Pi the router",
+            "Use a switch with a mirror port",
+            crate::placement::INSTALL_DOC,
+        ] {
+            assert!(page.contains(want), "{path}: no {want:?} in {page}");
+        }
+    }
 }

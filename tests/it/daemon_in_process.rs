@@ -232,6 +232,21 @@ fn daemon_in_process_web_answers_on_the_listener_it_was_handed() {
     );
     assert_eq!(capture["interface"], "household.pcap", "{capture}");
     assert_eq!(capture["running"], true, "{capture}");
+    // The placement verdict from the same frames: the household's devices talk to the router,
+    // none of them to this machine, as a mirror port sees them.
+    let (status, body) = get(d.port, "/api/v1/visibility", Some(&token));
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["available"], true, "{v}");
+    assert_eq!(v["setup"], "mirror", "{v}");
+    assert_eq!(v["sees_household"], true, "{v}");
+    assert_eq!(v["frames"].as_u64(), Some(expected.frames), "{v}");
+    assert_eq!(
+        v["other_devices_seen"].as_u64(),
+        Some(12),
+        "the generator's 12 household devices (GenOptions::devices), the router aside: {v}"
+    );
+    assert!(v["remedies"].as_array().unwrap().is_empty(), "{v}");
     d.stop();
     // Stopped: nothing answers on that port any more.
     assert!(TcpStream::connect(("127.0.0.1", d.port)).is_err());

@@ -6,60 +6,36 @@
 //! target/screenshots/); the other acts (filters, inline rename showing up on the overview, and a
 //! device named `<img src=x onerror=alert(1)>` staying text with no script run).
 
-use crate::browser::{Browser, KillOnDrop, free_port, wait_until};
+use crate::browser::{Browser, DemoOptions, DemoServer, wait_until};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 const PASSWORD: &str = "correct horse battery";
 
-/// `lanmeter demo` on a free loopback port; killed when dropped.
+/// `lanmeter demo` on a free loopback port (the shared [`DemoServer`]); killed when dropped.
 struct Demo {
     base: String,
     db: PathBuf,
-    _proc: KillOnDrop,
+    _server: DemoServer,
     _dir: tempfile::TempDir,
 }
 
 impl Demo {
     fn start() -> Demo {
         let dir = tempfile::tempdir().unwrap();
-        let pw = dir.path().join("pw");
-        std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
-        let port = free_port();
-        let mut cmd = Command::new(crate::LANMETER);
-        crate::hermetic(&mut cmd);
-        let mut child = cmd
-            .args(["demo", "--days", "21", "--listen"])
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--db")
-            .arg(dir.path().join("demo.db"))
-            .arg("--admin-password-file")
-            .arg(&pw)
-            .env("TZ", "UTC")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let out = child.stdout.take().unwrap();
-        let proc = KillOnDrop(child);
-        let mut lines = BufReader::new(out).lines();
-        let url = loop {
-            let line = lines
-                .next()
-                .expect("lanmeter demo ended before serving")
-                .unwrap();
-            if let Some(rest) = line.strip_prefix("dashboard: ") {
-                break rest.split_whitespace().next().unwrap().to_string();
-            }
-        };
-        // Keep reading stdout so the child never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        let server = DemoServer::start(
+            dir.path(),
+            DemoOptions {
+                days: 21,
+                admin_password: Some(PASSWORD),
+                ..DemoOptions::default()
+            },
+        );
         Demo {
-            base: url.trim_end_matches('/').to_string(),
+            base: server.base.clone(),
             db: dir.path().join("demo.db"),
-            _proc: proc,
+            _server: server,
             _dir: dir,
         }
     }
@@ -341,7 +317,7 @@ fn filters_rename_and_hostile_names_in_headless_chromium() {
 }
 
 /// Switches the page's `prefers-color-scheme` through the DevTools protocol.
-fn color_scheme(b: &Browser, scheme: &str) {
+pub(crate) fn color_scheme(b: &Browser, scheme: &str) {
     b.cmd(
         "POST",
         "/goog/cdp/execute",

@@ -112,3 +112,118 @@ fn doctor_sees_frames_between_other_devices_as_on_a_mirror_port() {
     );
     assert!(line.contains("mirror port"), "{text}");
 }
+
+/// `GET /api/v1/visibility` of the daemon listening on 127.0.0.1:8080 in `ns`.
+fn visibility(p: &NetnsPair, token: &str) -> serde_json::Value {
+    let out = p.exec(
+        &p.a,
+        &[
+            "curl",
+            "-sf",
+            "-H",
+            &format!("Authorization: Bearer {token}"),
+            "http://127.0.0.1:8080/api/v1/visibility",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The running daemon gives the doctor's verdict from what its own capture saw: on a link
+/// with only its own traffic (B pings it) it says the Pi sees only itself and offers the three
+/// set-ups; once another device's unicast frames to a third MAC arrive, as on a mirror port, it
+/// says it sees them. No restart in between: the tally is the live capture's.
+#[test]
+fn the_running_daemon_tells_where_it_sits_from_its_own_capture() {
+    use crate::daemon::{Daemon, setup};
+    let dir = tempfile::tempdir().unwrap();
+    let (p, config, db) = setup(dir.path(), 60);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("listen = \"127.0.0.1:8080\"\ndiscovery = false\n");
+    std::fs::write(&config, text).unwrap();
+    let token = crate::settings::admin_token(&db);
+    let mut d = Daemon::start(&p, &config, &db);
+    let a_ip = p.a_ip.to_string();
+    let out = crate::daemon::ping(&p, &["-c", "5", "-i", "0.1"], &a_ip);
+    assert!(out.status.success(), "{out:?}");
+    let alone = crate::alerts::wait_for(
+        "B's pings in the tally",
+        std::time::Duration::from_secs(20),
+        || {
+            let v = visibility(&p, &token);
+            (v["devices_talking_to_this_machine"] == 1).then_some(v)
+        },
+    );
+    assert_eq!(alone["available"], true, "{alone}");
+    assert_eq!(alone["setup"], "only_itself", "{alone}");
+    assert_eq!(alone["sees_household"], false, "{alone}");
+    assert_eq!(alone["other_devices_seen"], 0, "{alone}");
+    assert_eq!(alone["interface"], p.a_if.as_str(), "{alone}");
+    let remedies: Vec<&str> = alone["remedies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        remedies,
+        [
+            "Make the Pi your Wi-Fi access point",
+            "Make the Pi the router",
+            "Use a switch with a mirror port"
+        ],
+        "{alone}"
+    );
+    assert!(
+        alone["explanation"]
+            .as_str()
+            .unwrap()
+            .contains("1 other device talked to the Pi directly"),
+        "{alone}"
+    );
+
+    // B now sends unicast frames to a MAC that is not A's: A receives them as a mirror port would.
+    let ghost = format!(
+        "{}.{}.{}.77",
+        p.b_ip.octets()[0],
+        p.b_ip.octets()[1],
+        p.b_ip.octets()[2]
+    );
+    let out = p.exec(
+        &p.b,
+        &[
+            "ip",
+            "neigh",
+            "add",
+            &ghost,
+            "lladdr",
+            "02:00:5e:10:20:31",
+            "dev",
+            &p.b_if,
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    p.exec(
+        &p.b,
+        &[
+            "sh",
+            "-c",
+            &format!("ping -c 5 -i 0.1 -W 1 -q {ghost}; true"),
+        ],
+    );
+    let mirror = crate::alerts::wait_for(
+        "the ghost's frames in the tally",
+        std::time::Duration::from_secs(20),
+        || {
+            let v = visibility(&p, &token);
+            (v["setup"] == "mirror").then_some(v)
+        },
+    );
+    assert_eq!(mirror["sees_household"], true, "{mirror}");
+    assert_eq!(mirror["other_devices_seen"], 2, "B and the ghost: {mirror}");
+    assert!(
+        mirror["remedies"].as_array().unwrap().is_empty(),
+        "{mirror}"
+    );
+    d.stop();
+}

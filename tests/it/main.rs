@@ -28,6 +28,7 @@ mod security;
 mod settings;
 mod survey;
 mod web_cli;
+mod welcome;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

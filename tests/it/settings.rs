@@ -44,6 +44,38 @@ fn api(ns: &str, token: &str, method: &str, body: Option<&Value>) -> (u16, Value
     )
 }
 
+/// An admin password (as after first-run setup, so tokens are accepted) and an admin API token
+/// for `db`, made with the real CLI.
+pub(crate) fn admin_token(db: &std::path::Path) -> String {
+    let mut passwd = hermetic(&mut Command::new(LANMETER))
+        .args(["passwd", "--db"])
+        .arg(db)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut passwd.stdin.take().unwrap(),
+        b"correct horse battery\n",
+    )
+    .unwrap();
+    assert!(passwd.wait().unwrap().success());
+    let out = hermetic(&mut Command::new(LANMETER))
+        .args([
+            "token",
+            "create",
+            "settings test",
+            "--role",
+            "admin",
+            "--db",
+        ])
+        .arg(db)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 fn setting<'a>(all: &'a Value, key: &str) -> &'a Value {
     all["settings"]
         .as_array()
@@ -89,36 +121,7 @@ fn settings_api_edits_the_file_and_the_running_alert_rules() {
          # The household wants to hear about new devices.\nalert_new_device = true # on\n",
     );
     std::fs::write(&config, &text).unwrap();
-    // An admin password exists (as after first-run setup), so tokens are accepted.
-    let mut passwd = hermetic(&mut Command::new(LANMETER))
-        .args(["passwd", "--db"])
-        .arg(&db)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(
-        &mut passwd.stdin.take().unwrap(),
-        b"correct horse battery\n",
-    )
-    .unwrap();
-    assert!(passwd.wait().unwrap().success());
-    let token = {
-        let out = hermetic(&mut Command::new(LANMETER))
-            .args([
-                "token",
-                "create",
-                "settings test",
-                "--role",
-                "admin",
-                "--db",
-            ])
-            .arg(&db)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    };
+    let token = admin_token(&db);
     let mut d = Daemon::start(&p, &config, &db);
 
     // Read: value, default, restart flag, secret as set/unset only.
@@ -244,7 +247,7 @@ const PASSWORD: &str = "correct horse battery";
 const CONFIG: &str = "# Our household's lanmeter.\n\n# Alerts: tell us about new devices.\nalert_new_device = true\n\n# Mail goes through the router.\nsmtp_host = \"fritz.box\" # the router's relay\nsmtp_security = \"none\"\n";
 
 /// `lanmeter demo --config FILE` on a free loopback port, logged in as admin in Chromium.
-fn demo_with_config(dir: &std::path::Path) -> (String, crate::browser::KillOnDrop) {
+fn demo_with_config(dir: &std::path::Path) -> (String, crate::browser::DemoServer) {
     demo_with_config_env(dir, &[])
 }
 
@@ -252,38 +255,18 @@ fn demo_with_config(dir: &std::path::Path) -> (String, crate::browser::KillOnDro
 fn demo_with_config_env(
     dir: &std::path::Path,
     env: &[(&str, &str)],
-) -> (String, crate::browser::KillOnDrop) {
-    use std::io::BufRead;
-    let pw = dir.join("pw");
-    std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
+) -> (String, crate::browser::DemoServer) {
     std::fs::write(dir.join("lanmeter.toml"), CONFIG).unwrap();
-    let port = crate::browser::free_port();
-    let mut child = hermetic(&mut Command::new(LANMETER))
-        .arg("--config")
-        .arg(dir.join("lanmeter.toml"))
-        .args(["demo", "--days", "2", "--listen"])
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--db")
-        .arg(dir.join("demo.db"))
-        .arg("--admin-password-file")
-        .arg(&pw)
-        .env("TZ", "UTC")
-        .envs(env.iter().copied())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let proc = crate::browser::KillOnDrop(child);
-    let mut lines = std::io::BufReader::new(out).lines();
-    loop {
-        let line = lines.next().expect("lanmeter demo ended").unwrap();
-        if line.starts_with("dashboard: ") {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    (format!("http://127.0.0.1:{port}"), proc)
+    let demo = crate::browser::DemoServer::start(
+        dir,
+        crate::browser::DemoOptions {
+            days: 2,
+            config: Some(&dir.join("lanmeter.toml")),
+            admin_password: Some(PASSWORD),
+            env,
+        },
+    );
+    (demo.base.clone(), demo)
 }
 
 fn dark(b: &crate::browser::Browser, on: bool) {
@@ -829,7 +812,8 @@ fn a_setting_that_needs_a_restart_is_offered_one_and_the_service_exits_cleanly()
             .map(str::to_string)
     });
     assert!(said.contains("systemd starts it again"), "{said}");
-    let status =
-        crate::alerts::wait_for("lanmeter to exit", PATIENCE, || demo.0.try_wait().unwrap());
+    let status = crate::alerts::wait_for("lanmeter to exit", PATIENCE, || {
+        demo.proc.0.try_wait().unwrap()
+    });
     assert!(status.success(), "{status:?}");
 }

@@ -93,6 +93,12 @@ pub fn table() -> Vec<Operation> {
         op("/api/v1/presence", Method::GET, Viewer, get(presence::list)),
         op("/api/v1/system", Method::GET, Viewer, get(system::health)),
         op("/api/v1/capture", Method::GET, Viewer, get(system::capture)),
+        op(
+            "/api/v1/visibility",
+            Method::GET,
+            Viewer,
+            get(system::visibility),
+        ),
         op("/api/v1/plan", Method::GET, Viewer, get(plan::report)),
         op("/api/v1/alerts", Method::GET, Viewer, get(alerts::list)),
         op(
@@ -199,6 +205,7 @@ impl utoipa::Modify for Security {
         presence::list,
         system::health,
         system::capture,
+        system::visibility,
         plan::report,
         alerts::list,
         alerts::acknowledge,

@@ -200,3 +200,132 @@ pub async fn health(State(state): State<AppState>) -> Result<Json<SystemReport>,
 pub async fn capture(State(state): State<AppState>) -> Json<CaptureReport> {
     Json(capture_report(&state))
 }
+
+/// One of the three set-ups in which the Pi sees the household's traffic.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct RemedyReport {
+    pub title: String,
+    pub how: String,
+}
+
+/// Where the Pi sits and whether it sees the household's traffic: the verdict of
+/// `lanmeter doctor`, made from what the running capture saw in the last 30 to 60 minutes
+/// (since it started, at first).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct VisibilityReport {
+    /// False when this server captures nothing (no running daemon): nothing to judge.
+    pub available: bool,
+    /// The likely set-up: `mirror` (a switch's mirror port or a hub), `bridge` (this machine
+    /// bridges the LAN: Wi-Fi access point), `router` (this machine routes), `bridge_port` (a
+    /// port of a bridge: part of the traffic only), `only_itself` (its own traffic only),
+    /// `silent` (no frames yet); `unknown` when not available.
+    pub setup: String,
+    /// Whether lanmeter counts the household's traffic from here, not only its own.
+    pub sees_household: bool,
+    /// One sentence for a household.
+    pub headline: String,
+    /// What the Pi saw, in household words with its numbers.
+    pub explanation: String,
+    /// What was observed, in networking terms (the line `lanmeter doctor` prints).
+    pub summary: String,
+    /// What to change, in one line, when something should change.
+    pub fix: Option<String>,
+    /// The set-ups of docs/INSTALL.md, when the Pi does not see the household's traffic.
+    pub remedies: Vec<RemedyReport>,
+    /// The interface captured on.
+    pub interface: String,
+    /// How long the verdict's observations cover, in seconds (at most an hour).
+    pub listened_seconds: f64,
+    pub frames: u64,
+    /// Other devices seen in unicast traffic neither to nor from this machine (nor from the
+    /// router): proof that the capture sees the household's conversations.
+    pub other_devices_seen: u64,
+    /// Other devices (not the router) that sent unicast traffic to this machine.
+    pub devices_talking_to_this_machine: u64,
+    pub is_bridge: bool,
+    pub is_bridge_port: bool,
+    /// This machine forwards IP packets (routes).
+    pub forwarding: bool,
+    pub promiscuous: bool,
+    /// The share (0–1) of the bytes the router itself counted that lanmeter saw too; absent
+    /// while the router's own counters are not known.
+    pub coverage: Option<f64>,
+}
+
+/// The verdict from the running capture's tally, `None` when this server captures nothing.
+pub fn placement(
+    state: &AppState,
+) -> Option<(crate::placement::Observed, crate::placement::Verdict)> {
+    let o = state
+        .telemetry()
+        .visibility()?
+        .observed(state.config().promiscuous);
+    let v = crate::placement::verdict(&o);
+    Some((o, v))
+}
+
+pub fn visibility_report(state: &AppState) -> VisibilityReport {
+    let Some((o, v)) = placement(state) else {
+        return VisibilityReport {
+            available: false,
+            setup: "unknown".into(),
+            sees_household: false,
+            headline: "This server does not capture, so there is nothing to judge.".into(),
+            explanation: String::new(),
+            summary: String::new(),
+            fix: None,
+            remedies: Vec::new(),
+            interface: String::new(),
+            listened_seconds: 0.0,
+            frames: 0,
+            other_devices_seen: 0,
+            devices_talking_to_this_machine: 0,
+            is_bridge: false,
+            is_bridge_port: false,
+            forwarding: false,
+            promiscuous: state.config().promiscuous,
+            coverage: None,
+        };
+    };
+    VisibilityReport {
+        available: true,
+        setup: v.setup.as_str().into(),
+        sees_household: v.sees_household,
+        headline: v.headline,
+        explanation: v.explanation,
+        summary: v.summary,
+        fix: v.fix,
+        remedies: v
+            .remedies
+            .iter()
+            .map(|r| RemedyReport {
+                title: r.title.into(),
+                how: r.how.into(),
+            })
+            .collect(),
+        interface: o.interface,
+        listened_seconds: o.listened.as_secs_f64(),
+        frames: o.seen.frames,
+        other_devices_seen: o.seen.third_party_macs as u64,
+        devices_talking_to_this_machine: o.seen.talking_to_us_macs as u64,
+        is_bridge: o.placement.is_bridge,
+        is_bridge_port: o.placement.is_bridge_port,
+        forwarding: o.placement.forwarding,
+        promiscuous: o.placement.promiscuous,
+        coverage: o.coverage,
+    }
+}
+
+/// GET /api/v1/visibility
+#[utoipa::path(
+    get,
+    path = "/api/v1/visibility",
+    tag = "system",
+    responses(
+        (status = 200, description = "Where the Pi sits and whether it sees the household's traffic", body = VisibilityReport),
+        (status = 401, description = "Not logged in and no valid token", body = super::ErrorBody),
+    )
+)]
+pub async fn visibility(State(state): State<AppState>) -> Json<VisibilityReport> {
+    Json(visibility_report(&state))
+}
