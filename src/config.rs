@@ -61,7 +61,7 @@ const OUTBOX_RETRY_SECS: RangeInclusive<u64> = 1..=3_600;
 const OUTBOX_EXPIRE_HOURS: RangeInclusive<u64> = 1..=720;
 const DELIVERY_TIMEOUT_SECS: RangeInclusive<u64> = 1..=300;
 const MQTT_INTERVAL_SECS: RangeInclusive<u64> = 5..=3_600;
-const REMOTE_WRITE_INTERVAL_SECS: RangeInclusive<u64> = 10..=3_600;
+const REMOTE_WRITE_INTERVAL_SECS: RangeInclusive<u64> = 1..=3_600;
 /// A site name is a label value on every exported series: short, one line.
 const MAX_SITE_CHARS: usize = 64;
 const WEEKDAY: RangeInclusive<u8> = 1..=7;
