@@ -426,6 +426,13 @@ fn two_sites(dir: &Path) -> (Central, Receiver, Vec<Site>) {
     for (name, seed) in [("north", "3"), ("south", "5")] {
         let mut s = Site::new(name, dir, &mut c, &vm);
         s.replay(seed);
+        // Owners as a device's page sets them: the per-person panel has people to sum.
+        let out = Command::new("sqlite3")
+            .arg(&s.db)
+            .arg("UPDATE devices SET owner = CASE id % 3 WHEN 0 THEN 'Ann' WHEN 1 THEN 'Bob' END")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
         s.start();
         sites.push(s);
     }
@@ -468,6 +475,173 @@ fn two_sites_central_per_device_totals_equal_each_sites_export() {
         );
     }
     eprintln!("two sites test took {:?}", started.elapsed());
+}
+
+/// The devices table as (MAC text, owner, is_gateway).
+fn devices(db: &Path) -> Vec<(String, Option<String>, bool)> {
+    let out = Command::new("sqlite3")
+        .arg("-separator")
+        .arg("|")
+        .arg(db)
+        .arg("SELECT mac, coalesce(owner, ''), is_gateway FROM devices")
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('|').collect();
+            let mac = lanmeter::model::MacAddr::from_u64(f[0].parse().unwrap()).to_string();
+            (
+                (mac),
+                (!f[1].is_empty()).then(|| f[1].to_string()),
+                f[2] == "1",
+            )
+        })
+        .collect()
+}
+
+/// Every PromQL query of the shipped Grafana dashboard, with Grafana's variables filled in as
+/// for "all sites" over a range that holds the whole history, evaluated by VictoriaMetrics:
+/// each panel's numbers must be the ones computed from the sites' own exports.
+#[test]
+fn dashboard_queries_give_the_sites_numbers() {
+    let started = Instant::now();
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("grafana/lanmeter.json"),
+    )
+    .unwrap();
+    let dash: Value = serde_json::from_str(&text).unwrap();
+    let vars = dash["templating"]["list"].as_array().unwrap();
+    assert!(
+        vars.iter()
+            .any(|v| v["name"] == "site" && v["multi"] == true),
+        "a multi-value site picker"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (_c, vm, mut sites) = two_sites(dir.path());
+    // What each panel must show, per site, from the site's export and devices.
+    let mut household = BTreeMap::new();
+    let mut internet = BTreeMap::new();
+    let mut top = BTreeMap::new();
+    let mut people: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for s in &mut sites {
+        s.daemon.take().unwrap().stop();
+        let cursor = s.cursor().unwrap();
+        let devs = devices(&s.db);
+        let mut per_device = Vec::new();
+        let mut want = BTreeMap::new();
+        for (mac, minutes) in s.export() {
+            let mut t = [0u64; 6];
+            for (_, v) in minutes.range(..=cursor) {
+                for i in 0..6 {
+                    t[i] += v[i];
+                }
+            }
+            want.insert(mac.clone(), t);
+            let (_, owner, gateway) = devs.iter().find(|d| d.0 == mac).cloned().unwrap();
+            if !gateway {
+                *household.entry(s.name.clone()).or_insert(0) += t[0] + t[1];
+                *internet.entry(s.name.clone()).or_insert(0) += t[4] + t[5];
+            }
+            if let Some(o) = owner {
+                *people.entry((s.name.clone(), o)).or_insert(0) += t[0] + t[1];
+            }
+            per_device.push(t[0] + t[1]);
+        }
+        // Everything sent is searchable before the panels are asked.
+        want.retain(|_, v| v.iter().any(|&x| x > 0));
+        assert_eq!(settled(|| central(&vm, &s.name, None), &want), want);
+        per_device.sort_unstable_by(|a, b| b.cmp(a));
+        per_device.truncate(10);
+        top.insert(s.name.clone(), per_device);
+    }
+    assert!(people.len() >= 4, "two people in each site: {people:?}");
+    let by_site = |rows: &[(Value, f64)]| -> BTreeMap<String, u64> {
+        rows.iter()
+            .map(|(m, v)| {
+                assert!(v.fract() == 0.0, "{v}");
+                (m["site"].as_str().unwrap().to_string(), *v as u64)
+            })
+            .collect()
+    };
+    let mut checked = 0;
+    for panel in dash["panels"].as_array().unwrap() {
+        let title = panel["title"].as_str().unwrap();
+        for t in panel["targets"].as_array().unwrap() {
+            let expr = t["expr"].as_str().unwrap();
+            assert!(
+                expr.contains("$site"),
+                "{title}: every query follows the site picker"
+            );
+            let q = expr
+                .replace("$site", "(north|south)")
+                .replace("$__range", "400d")
+                .replace("$__interval", "400d");
+            let rows = vm.query(&q, None);
+            let got = by_site(&rows);
+            match (title, t["refId"].as_str().unwrap()) {
+                ("Household usage per site" | "Household total per site", _) => {
+                    assert_eq!(got, household, "{title}: {q}")
+                }
+                ("Internet vs local per site", "A") => assert_eq!(got, internet, "{title}: {q}"),
+                ("Internet vs local per site", "B") => {
+                    let local: BTreeMap<String, u64> = household
+                        .iter()
+                        .map(|(s, h)| (s.clone(), h - internet[s]))
+                        .collect();
+                    assert_eq!(got, local, "{title}: {q}");
+                }
+                ("Top devices per site", _) => {
+                    let mut per: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+                    for (m, v) in &rows {
+                        per.entry(m["site"].as_str().unwrap().to_string())
+                            .or_default()
+                            .push(*v as u64);
+                    }
+                    for v in per.values_mut() {
+                        v.sort_unstable_by(|a, b| b.cmp(a));
+                    }
+                    assert_eq!(per, top, "{title}: {q}");
+                }
+                ("Per-person totals", _) => {
+                    let got: BTreeMap<(String, String), u64> = rows
+                        .iter()
+                        .map(|(m, v)| {
+                            let k = |l: &str| m[l].as_str().unwrap().to_string();
+                            ((k("site"), k("person")), *v as u64)
+                        })
+                        .collect();
+                    assert_eq!(got, people, "{title}: {q}");
+                }
+                ("Capture coverage", _) => {
+                    assert_eq!(
+                        got,
+                        [("north".into(), 1), ("south".into(), 1)].into(),
+                        "{title}"
+                    )
+                }
+                ("Packets dropped before counting", _) => {
+                    assert_eq!(
+                        got,
+                        [("north".into(), 0), ("south".into(), 0)].into(),
+                        "{title}"
+                    )
+                }
+                ("Remote-write backlog", _) => {
+                    assert_eq!(got.len(), 2, "{title}: {rows:?}");
+                    assert!(got.values().all(|&s| s <= 130), "{title}: {got:?}");
+                }
+                (other, r) => panic!("no expected numbers for panel {other:?} query {r}"),
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 9, "{checked} queries");
+    eprintln!(
+        "{checked} dashboard queries gave the expected numbers (household {household:?}), {:?}",
+        started.elapsed()
+    );
 }
 
 /// Live capture with the receiver stopped for at least one whole closed minute, then started
