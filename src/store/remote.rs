@@ -146,3 +146,34 @@ impl Store {
             .map_err(sql_err(&path, "recording what remote write sent"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_and_series_belong_to_one_receiver() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("r.db")).unwrap();
+        let a = "http://a:8428/api/v1/write";
+        assert_eq!(s.remote_cursor(a).unwrap(), None);
+        let sent = [SentSeries {
+            series: 0,
+            labels: "home".into(),
+            counts: Counts {
+                bytes_sent: 5,
+                ..Counts::default()
+            },
+        }];
+        s.save_remote(a, 600, &sent).unwrap();
+        assert_eq!(s.remote_cursor(a).unwrap(), Some(600));
+        assert_eq!(s.remote_series(a).unwrap(), sent);
+        // Another receiver has nothing yet: it gets the whole history again.
+        let b = "http://b:9090/api/v1/write";
+        assert_eq!(s.remote_cursor(b).unwrap(), None);
+        assert!(s.remote_series(b).unwrap().is_empty());
+        s.save_remote(a, 660, &[]).unwrap();
+        assert_eq!(s.remote_cursor(a).unwrap(), Some(660));
+        assert!(s.remote_series(a).unwrap().is_empty());
+    }
+}
