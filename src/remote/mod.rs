@@ -424,6 +424,48 @@ mod tests {
     }
 
     #[test]
+    fn health_is_one_sample_per_series_at_now_with_the_site() {
+        let h = Health {
+            capture_up: true,
+            packets: 42,
+            kernel_dropped: 3,
+            interface_dropped: 0,
+            flush_failures: 0,
+            backlog_secs: 65,
+        };
+        let series = health_series("flat 2", 1_000, &h);
+        let value = |name: &str, extra: Option<(&str, &str)>| {
+            series
+                .iter()
+                .find(|s| {
+                    s.labels.contains(&("__name__".into(), name.into()))
+                        && extra.is_none_or(|(k, v)| s.labels.contains(&(k.into(), v.into())))
+                })
+                .map(|s| {
+                    assert!(s.labels.contains(&("site".into(), "flat 2".into())));
+                    assert_eq!(s.samples.len(), 1);
+                    s.samples[0]
+                })
+        };
+        assert_eq!(value("lanmeter_capture_up", None), Some((1_000, 1.0)));
+        assert_eq!(
+            value("lanmeter_capture_packets_total", None),
+            Some((1_000, 42.0))
+        );
+        assert_eq!(
+            value(
+                "lanmeter_capture_dropped_packets_total",
+                Some(("where", "kernel"))
+            ),
+            Some((1_000, 3.0))
+        );
+        assert_eq!(
+            value("lanmeter_remote_write_backlog_seconds", None),
+            Some((1_000, 65.0))
+        );
+    }
+
+    #[test]
     fn nothing_to_send_gives_no_series() {
         let b = build("home", &[dev(1, "a", false)], &[], &[], None);
         assert!(b.series.is_empty() && b.samples == 0);
