@@ -1717,6 +1717,34 @@ timezone = "Europe/Berlin"
     }
 
     #[test]
+    fn site_defaults_to_the_host_name_and_remote_write_keys_are_checked() {
+        let host = nix::unistd::gethostname().unwrap().into_string().unwrap();
+        assert_eq!(Config::default().site_name(), host);
+        let (c, _) = load_text("site = \" flat 2 \"\n", &[]);
+        assert_eq!(c.unwrap().site_name(), "flat 2");
+        for (text, key) in [
+            ("site = \"\"", "site"),
+            ("site = \"a\\nb\"", "site"),
+            ("remote_write_url = \"10.8.0.1:8428\"", "remote_write_url"),
+            (
+                "remote_write_interval_secs = 0",
+                "remote_write_interval_secs",
+            ),
+        ] {
+            let (c, _) = load_text(text, &[]);
+            let e = c.unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
+        let (c, _) = load_text(
+            "remote_write_url = \"https://mimir.example.org/api/v1/push\"\nremote_write_token = \"t\"\n",
+            &[],
+        );
+        let c = c.unwrap();
+        assert_eq!(c.remote_write_token.unwrap().expose(), "t");
+        assert_eq!(c.remote_write_interval_secs, 60);
+    }
+
+    #[test]
     fn invalid_values_name_key_and_reason() {
         let cases = [
             (
