@@ -159,12 +159,13 @@ impl Job {
                 health_sent = true;
             }
             let body = remote::proto::body(&batch.series);
-            match remote::send::send(&self.receiver, &body) {
-                Ok(()) => {}
+            let refused = match remote::send::send(&self.receiver, &body) {
+                Ok(()) => false,
                 Err(e @ SendError::Refused { .. }) => {
                     // Sending the same samples again cannot help: they are skipped (the running
                     // totals carry on, so later samples still hold every byte).
                     tracing::error!(error = %e, through = end, "remote write: samples refused; going on after them");
+                    true
                 }
                 Err(SendError::NotNow(message)) => {
                     if !self.failing {
@@ -173,7 +174,7 @@ impl Job {
                     self.failing = true;
                     return Ok(());
                 }
-            }
+            };
             s.save_remote(&url, end, &batch.sent)?;
             let n = rows
                 .iter()
@@ -181,7 +182,7 @@ impl Job {
                 .collect::<std::collections::BTreeSet<_>>()
                 .len();
             minutes_sent += n;
-            if first || self.failing || n > 1 {
+            if !refused && (first || self.failing || n > 1) {
                 tracing::info!(
                     minutes = n,
                     samples = batch.samples,

@@ -140,6 +140,15 @@ impl Receiver {
     }
 
     fn start(&mut self) {
+        self.launch(false);
+    }
+
+    /// Starts Prometheus with the configuration file a test wrote.
+    fn start_keeping_config(&mut self) {
+        self.launch(true);
+    }
+
+    fn launch(&mut self, keep_config: bool) {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.ns]);
         match self.kind {
@@ -159,11 +168,13 @@ impl Receiver {
             Kind::Prometheus => {
                 let conf = self.data.join("prometheus.yml");
                 // Minutes sent late are older than Prometheus' head block accepts in order.
-                std::fs::write(
-                    &conf,
-                    "storage:\n  tsdb:\n    out_of_order_time_window: 1d\n",
-                )
-                .unwrap();
+                if !keep_config {
+                    std::fs::write(
+                        &conf,
+                        "storage:\n  tsdb:\n    out_of_order_time_window: 1d\n",
+                    )
+                    .unwrap();
+                }
                 cmd.arg("prometheus")
                     .arg(format!("--config.file={}", conf.display()))
                     .arg(format!(
@@ -745,4 +756,48 @@ fn outage_is_backfilled_minute_by_minute_victoriametrics() {
 #[test]
 fn live_capture_reaches_prometheus_minute_by_minute() {
     outage_is_backfilled_minute_by_minute(Kind::Prometheus, false);
+}
+
+/// What docs/MULTISITE.md says of Prometheus: without `out_of_order_time_window` it refuses
+/// months-old minutes (HTTP 400) once its head holds recent samples. lanmeter then says so in the
+/// log, names the setting, and goes on after them instead of resending them for ever.
+#[test]
+fn prometheus_without_out_of_order_window_refuses_old_minutes_and_lanmeter_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Central::new();
+    let mut r = Receiver::new(Kind::Prometheus, &c, dir.path());
+    // No out-of-order window: the receiver as Debian's package configures it.
+    std::fs::write(r.data.join("prometheus.yml"), "").unwrap();
+    r.stop();
+    r.start_keeping_config();
+    // A first site puts recent samples into Prometheus' head (its health, at once).
+    let mut recent = Site::new("recent", dir.path(), &mut c, &r);
+    recent.start();
+    wait_until("a recent sample in Prometheus", PATIENCE, || {
+        !r.query("lanmeter_capture_up{site=\"recent\"}", None)
+            .is_empty()
+    });
+    // A second site turns remote write on with months-old history.
+    let mut old = Site::new("old", dir.path(), &mut c, &r);
+    old.replay("9");
+    old.start();
+    let d = old.daemon.as_mut().unwrap();
+    let line = d.wait_for_log("samples refused", PATIENCE);
+    assert!(
+        line.contains("HTTP 400") && line.contains("out_of_order_time_window"),
+        "{line}"
+    );
+    let last = *old.export().values().flat_map(|m| m.keys()).max().unwrap();
+    wait_until("the cursor past the refused minutes", PATIENCE, || {
+        old.cursor().is_some_and(|c| c >= last)
+    });
+    // Nothing of the old minutes is there, and the site's health still arrives.
+    assert!(
+        r.query("lanmeter_device_bytes_total{site=\"old\"} > 0", None)
+            .is_empty()
+    );
+    wait_until("the old site's health", PATIENCE, || {
+        !r.query("lanmeter_capture_up{site=\"old\"}", None)
+            .is_empty()
+    });
 }
