@@ -61,6 +61,9 @@ const OUTBOX_RETRY_SECS: RangeInclusive<u64> = 1..=3_600;
 const OUTBOX_EXPIRE_HOURS: RangeInclusive<u64> = 1..=720;
 const DELIVERY_TIMEOUT_SECS: RangeInclusive<u64> = 1..=300;
 const MQTT_INTERVAL_SECS: RangeInclusive<u64> = 5..=3_600;
+const REMOTE_WRITE_INTERVAL_SECS: RangeInclusive<u64> = 1..=3_600;
+/// A site name is a label value on every exported series: short, one line.
+const MAX_SITE_CHARS: usize = 64;
 const WEEKDAY: RangeInclusive<u8> = 1..=7;
 const WEB_HEADER_TIMEOUT_SECS: RangeInclusive<u64> = 1..=300;
 /// Below systemd's default soft limit of 1024 open files, which the unit keeps, with room for
@@ -175,6 +178,10 @@ pub const KEYS: &[&str] = &[
     "delivery_timeout_secs",
     "overage_price_per_gb",
     "currency",
+    "site",
+    "remote_write_url",
+    "remote_write_token",
+    "remote_write_interval_secs",
 ];
 
 /// Keys whose environment variable is a comma-separated list rather than one value.
@@ -417,6 +424,16 @@ pub struct Config {
     pub overage_price_per_gb: Option<String>,
     /// Put after amounts of money ("6.20 €"): plain text.
     pub currency: String,
+    /// This installation's name among several homes, the `site` label on everything exported;
+    /// `None` means the host name ([`Config::site_name`]).
+    pub site: Option<String>,
+    /// A Prometheus remote-write receiver (VictoriaMetrics, Prometheus, Mimir, Thanos); `None`
+    /// turns remote write off.
+    pub remote_write_url: Option<String>,
+    /// Sent as a bearer token to the receiver (redacted when printed).
+    pub remote_write_token: Option<Secret>,
+    /// Seconds between pushes (each push sends every closed minute not sent yet).
+    pub remote_write_interval_secs: u64,
 }
 
 impl Default for Config {
@@ -529,6 +546,10 @@ impl Default for Config {
             delivery_timeout_secs: 15,
             overage_price_per_gb: None,
             currency: "€".into(),
+            site: None,
+            remote_write_url: None,
+            remote_write_token: None,
+            remote_write_interval_secs: 60,
         }
     }
 }
@@ -794,6 +815,10 @@ fn hint(key: &str) -> String {
         "delivery_timeout_secs" => range(&DELIVERY_TIMEOUT_SECS, "seconds"),
         "overage_price_per_gb" => "use a price in double quotes such as \"0.50\" (a point before the cents), or remove the key".into(),
         "currency" => "use a short text in double quotes such as \"€\" or \"USD\"".into(),
+        "site" => format!("use a short name for this home in double quotes such as \"grandparents\" (at most {MAX_SITE_CHARS} characters, one line), or remove the key to use the host name"),
+        "remote_write_url" => "use the receiver's remote-write URL such as \"http://10.8.0.1:8428/api/v1/write\" (VictoriaMetrics) or \"http://prometheus:9090/api/v1/write\", or remove the key to turn remote write off".into(),
+        "remote_write_token" => "use a string in double quotes".into(),
+        "remote_write_interval_secs" => range(&REMOTE_WRITE_INTERVAL_SECS, "seconds"),
         _ => format!("valid keys are {}", KEYS.join(", ")),
     }
 }
@@ -1152,6 +1177,45 @@ impl Config {
         )
     }
 
+    /// The site name and the remote-write receiver (issue 28).
+    fn validate_remote_write(&self) -> Result<(), ConfigError> {
+        if let Some(site) = &self.site
+            && (site.trim().is_empty()
+                || site.chars().count() > MAX_SITE_CHARS
+                || site.chars().any(char::is_control))
+        {
+            return Err(invalid("site", site, "not a short one-line name"));
+        }
+        if let Some(u) = &self.remote_write_url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            // A hosted receiver's URL may hold a tenant or key: only the start is shown.
+            let shown = format!("{}…", u.chars().take(8).collect::<String>());
+            return Err(invalid(
+                "remote_write_url",
+                &shown,
+                "not an http:// or https:// URL",
+            ));
+        }
+        check_range(
+            "remote_write_interval_secs",
+            self.remote_write_interval_secs,
+            &REMOTE_WRITE_INTERVAL_SECS,
+        )
+    }
+
+    /// The `site` label: the configured name, else this machine's host name, else "lanmeter".
+    pub fn site_name(&self) -> String {
+        if let Some(s) = &self.site {
+            return s.trim().to_string();
+        }
+        nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "lanmeter".into())
+    }
+
     /// The phone push channels: URLs are http(s) (secret URLs are never quoted back), the
     /// priority a word ntfy knows, and each channel's alert kinds known ones.
     fn validate_push(&self) -> Result<(), ConfigError> {
@@ -1312,6 +1376,7 @@ impl Config {
             return Err(invalid("smtp_port", &0, "port 0 is not a port"));
         }
         self.validate_mqtt()?;
+        self.validate_remote_write()?;
         for a in self.mail_to.iter().chain(&self.mail_from) {
             let ok = a.rsplit_once('@').is_some_and(|(l, d)| {
                 !l.is_empty() && !d.is_empty() && !a.contains(char::is_whitespace)
@@ -1654,6 +1719,34 @@ timezone = "Europe/Berlin"
     }
 
     #[test]
+    fn site_defaults_to_the_host_name_and_remote_write_keys_are_checked() {
+        let host = nix::unistd::gethostname().unwrap().into_string().unwrap();
+        assert_eq!(Config::default().site_name(), host);
+        let (c, _) = load_text("site = \" flat 2 \"\n", &[]);
+        assert_eq!(c.unwrap().site_name(), "flat 2");
+        for (text, key) in [
+            ("site = \"\"", "site"),
+            ("site = \"a\\nb\"", "site"),
+            ("remote_write_url = \"10.8.0.1:8428\"", "remote_write_url"),
+            (
+                "remote_write_interval_secs = 0",
+                "remote_write_interval_secs",
+            ),
+        ] {
+            let (c, _) = load_text(text, &[]);
+            let e = c.unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
+        let (c, _) = load_text(
+            "remote_write_url = \"https://mimir.example.org/api/v1/push\"\nremote_write_token = \"t\"\n",
+            &[],
+        );
+        let c = c.unwrap();
+        assert_eq!(c.remote_write_token.unwrap().expose(), "t");
+        assert_eq!(c.remote_write_interval_secs, 60);
+    }
+
+    #[test]
     fn invalid_values_name_key_and_reason() {
         let cases = [
             (
@@ -1894,6 +1987,9 @@ timezone = "Europe/Berlin"
             mqtt_username: Some("u".into()),
             mqtt_password: Some(Secret::new("m")),
             overage_price_per_gb: Some("0.50".into()),
+            site: Some("home".into()),
+            remote_write_url: Some("http://central:8428/api/v1/write".into()),
+            remote_write_token: Some(Secret::new("r")),
             ..Config::default()
         };
         let table = toml::Table::try_from(&full).unwrap();

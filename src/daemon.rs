@@ -308,6 +308,7 @@ struct Threads {
     discovery: Option<DiscoveryRun>,
     wifi: Option<crate::run::survey::LiveSurvey>,
     mqtt: Option<crate::run::mqtt::MqttRun>,
+    remote: Option<crate::run::remote::RemoteWrite>,
 }
 
 /// Starts the web server, the capture thread, the alert thread, discovery (once its interface
@@ -389,6 +390,13 @@ fn start(
         .then(|| DiscoveryRun::start(cfg, &o.iface, db.clone(), stop.clone()));
     let wifi = crate::run::survey::start(cfg, &db, stop.clone());
     let mqtt = crate::run::mqtt::MqttRun::start(cfg, db.clone(), stop.clone());
+    let remote = crate::run::remote::RemoteWrite::start(
+        cfg,
+        db.clone(),
+        telemetry.clone(),
+        capture_running.clone(),
+        stop.clone(),
+    );
     tracing::info!(
         interface = %o.iface,
         gateway = %o.meter.with(|m| m.gateway()).map(|g| g.to_string()).unwrap_or_else(|| "not yet known".into()),
@@ -409,6 +417,7 @@ fn start(
         discovery,
         wifi,
         mqtt,
+        remote,
     })
 }
 
@@ -431,6 +440,9 @@ impl Threads {
         }
         if let Some(m) = self.mqtt {
             m.join();
+        }
+        if let Some(r) = self.remote {
+            r.join();
         }
         self.discovery
     }

@@ -38,6 +38,8 @@
 //!   characters spelled out), applied by every template's escaper.
 //! - [`mqtt`]: Home Assistant over MQTT: discovery configs and state messages (the session; its
 //!   threads are started in `run`).
+//! - [`remote`]: Prometheus remote write: series built from the minute history with a `site`
+//!   label, the protobuf + snappy request, the one POST (its thread is started in `run`).
 //! - [`web`]: the web UI and its gate (axum + askama live only there): sessions, CSRF, pages.
 //! - [`system`]: the host around lanmeter: systemd notify/watchdog, `lanmeter doctor`'s checks.
 //! - [`cli`]: command-line definitions; [`app`]: wiring, lifecycle and exit codes.
@@ -62,6 +64,7 @@ pub mod model;
 pub mod mqtt;
 pub mod placement;
 pub mod plan;
+pub mod remote;
 pub mod replay;
 pub mod run;
 pub mod setup_code;

@@ -105,6 +105,7 @@ pub const GROUPS: &[&str] = &[
     "Time and history",
     "Web access",
     "Home Assistant (MQTT)",
+    "Many homes",
 ];
 
 /// Every setting a household would change, in page order within its group. Paths, listen
@@ -742,6 +743,38 @@ pub const SETTINGS: &[Setting] = &[
         Text,
         false,
     ),
+    s(
+        "site",
+        "Many homes",
+        "Site name",
+        "This home's name in a central Grafana (the site label); empty means the host name.",
+        OptText,
+        false,
+    ),
+    s(
+        "remote_write_url",
+        "Many homes",
+        "Remote-write receiver",
+        "Prometheus remote-write URL of VictoriaMetrics, Prometheus or Mimir; empty turns it off.",
+        OptText,
+        false,
+    ),
+    s(
+        "remote_write_token",
+        "Many homes",
+        "Receiver token",
+        "Sent as a bearer token; empty sends none.",
+        Kind::Secret,
+        false,
+    ),
+    s(
+        "remote_write_interval_secs",
+        "Many homes",
+        "Push every (seconds)",
+        "Closed minutes not sent yet go out this often.",
+        Int,
+        false,
+    ),
 ];
 
 /// The setting of `key`, if it is editable.
@@ -1076,6 +1109,7 @@ fn secret<'a>(cfg: &'a Config, key: &str) -> Option<&'a str> {
         "pushover_user" => cfg.pushover_user.as_ref(),
         "discord_webhook_url" => cfg.discord_webhook_url.as_ref(),
         "homeassistant_webhook_url" => cfg.homeassistant_webhook_url.as_ref(),
+        "remote_write_token" => cfg.remote_write_token.as_ref(),
         _ => None,
     }
     .map(super::Secret::expose)
@@ -1217,6 +1251,7 @@ mod tests {
             pushover_user: Some(super::super::Secret::new("h")),
             discord_webhook_url: Some(super::super::Secret::new("http://i")),
             homeassistant_webhook_url: Some(super::super::Secret::new("http://j")),
+            remote_write_token: Some(super::super::Secret::new("k")),
             ..Config::default()
         };
         for s in SETTINGS.iter().filter(|s| s.secret()) {

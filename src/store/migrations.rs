@@ -529,6 +529,28 @@ CREATE TABLE device_undo (
 CREATE INDEX device_undo_into ON device_undo(into_id);
 ";
 
+/// Prometheus remote write (issue 28): how far the history has been sent to the receiver at
+/// `url` (`sent_through`: the start of the last minute sent, UTC seconds) and, per series, the
+/// labels it was started with and the running totals sent so far. `series` is a device id, or
+/// 0 for the household. A different `url` is a new receiver: everything is sent again.
+const V_REMOTE_WRITE: &str = "
+CREATE TABLE remote_write_cursor (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    url TEXT NOT NULL,
+    sent_through INTEGER NOT NULL
+) STRICT;
+CREATE TABLE remote_write_series (
+    series INTEGER PRIMARY KEY,
+    labels TEXT NOT NULL,
+    frames_sent INTEGER NOT NULL,
+    frames_received INTEGER NOT NULL,
+    bytes_sent INTEGER NOT NULL,
+    bytes_received INTEGER NOT NULL,
+    internet_upload_bytes INTEGER NOT NULL,
+    internet_download_bytes INTEGER NOT NULL
+) STRICT;
+";
+
 /// Every schema step, oldest first. The schema version of a fully migrated file is the length.
 pub(super) const MIGRATIONS: &[&str] = &[
     V1,
@@ -542,6 +564,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     V_PUSH_CHANNELS,
     V_TOTALS,
     V_DEVICE_UNDO,
+    V_REMOTE_WRITE,
 ];
 
 pub(super) fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
@@ -638,6 +661,8 @@ mod tests {
             "total_hour",
             "total_day",
             "total_month",
+            "remote_write_cursor",
+            "remote_write_series",
         ] {
             assert!(t.iter().any(|n| n == want), "{want} missing from {t:?}");
         }

@@ -21,6 +21,7 @@ pub mod period;
 pub mod plan;
 mod presence;
 pub mod query;
+pub mod remote;
 pub mod rollup;
 pub mod survey;
 pub mod today;

@@ -630,13 +630,16 @@ fn metrics_pass_promtool_and_a_prometheus_server_scrapes_a_device_counter() {
     }
 
     // The outbox depth and alert counts of the two alerts Server::start stored.
+    // Every sample carries the site label last; no `site` key is set, so it is the host name.
+    let site = nix::unistd::gethostname().unwrap().into_string().unwrap();
     for line in [
-        "lanmeter_outbox_messages{state=\"pending\"} 1",
-        "lanmeter_outbox_messages{state=\"failed\"} 0",
-        "lanmeter_alerts{state=\"open\",severity=\"warning\"} 1",
-        "lanmeter_alerts{state=\"open\",severity=\"critical\"} 1",
-        "lanmeter_alerts{state=\"resolved\",severity=\"info\"} 0",
+        "lanmeter_outbox_messages{state=\"pending\",SITE} 1",
+        "lanmeter_outbox_messages{state=\"failed\",SITE} 0",
+        "lanmeter_alerts{state=\"open\",severity=\"warning\",SITE} 1",
+        "lanmeter_alerts{state=\"open\",severity=\"critical\",SITE} 1",
+        "lanmeter_alerts{state=\"resolved\",severity=\"info\",SITE} 0",
     ] {
+        let line = line.replace("SITE", &format!("site=\"{site}\""));
         assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
     }
 
@@ -876,13 +879,15 @@ fn the_daemon_publishes_capture_counters_and_flush_durations() {
         "a flushed device counter in /metrics",
         Box::new(|| {
             let text = String::from_utf8(get("/metrics").unwrap().body).unwrap();
+            // The site label comes last on every sample.
             let dev = format!(
-                "lanmeter_device_bytes_total{{mac=\"{b_mac}\",name=\"\",direction=\"sent\"}}"
+                "lanmeter_device_bytes_total{{mac=\"{b_mac}\",name=\"\",direction=\"sent\",site="
             );
             sample(&text, &dev).is_some_and(|v| v >= 10.0 * 98.0)
-                && sample(&text, "lanmeter_capture_up ") == Some(1.0)
-                && sample(&text, "lanmeter_capture_packets_total ").is_some_and(|v| v >= 20.0)
-                && sample(&text, "lanmeter_flush_duration_seconds_count ").is_some_and(|v| v >= 1.0)
+                && sample(&text, "lanmeter_capture_up{site=") == Some(1.0)
+                && sample(&text, "lanmeter_capture_packets_total{site=").is_some_and(|v| v >= 20.0)
+                && sample(&text, "lanmeter_flush_duration_seconds_count{site=")
+                    .is_some_and(|v| v >= 1.0)
         }),
     );
     let sys = get("/api/v1/system").unwrap().json();

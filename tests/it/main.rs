@@ -21,6 +21,7 @@ mod history;
 mod household;
 mod live;
 mod mqtt;
+mod multisite;
 mod netns;
 mod pi_realities;
 mod plan;

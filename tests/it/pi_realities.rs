@@ -191,7 +191,9 @@ fn an_interface_that_appears_after_the_start_is_waited_for_and_captured() {
         &["curl", "-sf", &format!("http://127.0.0.1:{PORT}/metrics")],
     );
     assert!(
-        String::from_utf8_lossy(&metrics.stdout).contains("\nlanmeter_capture_up 0\n"),
+        String::from_utf8_lossy(&metrics.stdout)
+            .lines()
+            .any(|l| l.starts_with("lanmeter_capture_up{site=\"") && l.ends_with("\"} 0")),
         "{metrics:?}"
     );
     std::thread::sleep(Duration::from_secs(late));

@@ -34,8 +34,9 @@ pub fn label(v: &str) -> String {
     out
 }
 
-/// A metric family being written: HELP and TYPE once, then samples.
-struct Out(String);
+/// A metric family being written: HELP and TYPE once, then samples. Every sample carries the
+/// `site` label (the second field) last, so one Prometheus can scrape several homes.
+struct Out(String, String);
 
 impl Out {
     fn family(&mut self, name: &str, kind: &str, help: &str) {
@@ -44,17 +45,11 @@ impl Out {
 
     fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
         self.0.push_str(name);
-        if !labels.is_empty() {
-            self.0.push('{');
-            for (i, (k, v)) in labels.iter().enumerate() {
-                if i > 0 {
-                    self.0.push(',');
-                }
-                let _ = write!(self.0, "{k}=\"{}\"", label(v));
-            }
-            self.0.push('}');
+        self.0.push('{');
+        for (k, v) in labels {
+            let _ = write!(self.0, "{k}=\"{}\",", label(v));
         }
-        let _ = writeln!(self.0, " {value}");
+        let _ = writeln!(self.0, "site=\"{}\"}} {value}", label(&self.1));
     }
 }
 
@@ -162,7 +157,10 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
     let stored = state
         .db(move |s| read_stored(s, &tz, max, now_ns, window_ns))
         .await?;
-    let mut o = Out(String::with_capacity(4096 + stored.devices.len() * 400));
+    let mut o = Out(
+        String::with_capacity(4096 + stored.devices.len() * 400),
+        state.config().site_name(),
+    );
 
     o.family(
         "lanmeter_build_info",
