@@ -291,6 +291,7 @@ struct Threads {
     discovery: Option<DiscoveryRun>,
     wifi: Option<crate::run::survey::LiveSurvey>,
     mqtt: Option<crate::run::mqtt::MqttRun>,
+    internet: Option<crate::run::internet::InternetRun>,
 }
 
 /// Starts the web server, the capture thread, the alert thread, discovery (once its interface
@@ -308,10 +309,12 @@ fn start(
         _ => None,
     };
     let telemetry = Telemetry::new(o.health.clone());
+    let internet_now = crate::internet::SharedNow::default();
     let web_state = crate::web::AppState::new(cfg.clone(), &db, Some(o.meter.clone()))
         .with_context(|| format!("opening database {} for the web side", db.display()))?
         .with_tls(tls.is_some())
-        .with_telemetry(telemetry.clone());
+        .with_telemetry(telemetry.clone())
+        .with_internet(internet_now.clone());
     // The running configuration the alert thread rereads; the settings editor updates it.
     let live = crate::config::settings::Live::new(cfg.clone());
     if let Some(path) = file {
@@ -363,6 +366,7 @@ fn start(
         .then(|| DiscoveryRun::start(cfg, &o.iface, db.clone(), stop.clone()));
     let wifi = crate::run::survey::start(cfg, &db, stop.clone());
     let mqtt = crate::run::mqtt::MqttRun::start(cfg, db.clone(), stop.clone());
+    let internet = crate::run::internet::start(cfg, &db, internet_now, stop.clone());
     tracing::info!(
         interface = %o.iface,
         gateway = %o.meter.with(|m| m.gateway()).map(|g| g.to_string()).unwrap_or_else(|| "not yet known".into()),
@@ -383,6 +387,7 @@ fn start(
         discovery,
         wifi,
         mqtt,
+        internet,
     })
 }
 
@@ -405,6 +410,9 @@ impl Threads {
         }
         if let Some(m) = self.mqtt {
             m.join();
+        }
+        if let Some(i) = self.internet {
+            i.join();
         }
         self.discovery
     }

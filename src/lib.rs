@@ -34,6 +34,8 @@
 //!   API and `/metrics`.
 //! - [`visible`]: the one display rule for device-supplied text (bidi, invisible, control
 //!   characters spelled out), applied by every template's escaper.
+//! - [`internet`]: internet quality from active probes: round classification, the outage log,
+//!   per-minute loss and latency (the sockets in `internet::probe`, the thread in `run`).
 //! - [`mqtt`]: Home Assistant over MQTT: discovery configs and state messages (the session; its
 //!   threads are started in `run`).
 //! - [`web`]: the web UI and its gate (axum + askama live only there): sessions, CSRF, pages.
@@ -55,6 +57,7 @@ pub mod demo;
 pub mod discovery;
 
 pub mod flush;
+pub mod internet;
 pub mod meter;
 pub mod model;
 pub mod mqtt;
