@@ -8,6 +8,7 @@
 //! schedule in `run::internet`, the tables in `store::internet`.
 
 pub mod probe;
+pub mod report;
 pub mod wire;
 
 use std::collections::BTreeMap;

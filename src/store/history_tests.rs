@@ -817,7 +817,7 @@ fn the_migration_sums_existing_rollups_into_the_totals() {
         fill(&mut store, &mut rng, &tz, 1_711_000_000, 30 * 86_400);
         store.roll_up(&tz, 1_711_000_000 + 40 * 86_400).unwrap();
         // As a database of the schema before the totals: the totals step and the steps after
-        // it (merge undo's table) not applied yet.
+        // it (merge undo's table, the internet probes' tables) not applied yet.
         let totals_step = super::migrations::MIGRATIONS
             .iter()
             .position(|m| m.contains("CREATE TABLE total_hour"))
@@ -826,7 +826,8 @@ fn the_migration_sums_existing_rollups_into_the_totals() {
             .conn
             .execute_batch(&format!(
                 "DROP TABLE total_hour; DROP TABLE total_day; DROP TABLE total_month;
-                 DROP TABLE device_undo; PRAGMA user_version = {totals_step};"
+                 DROP TABLE device_undo; DROP TABLE internet_minute; DROP TABLE internet_outage;
+                 PRAGMA user_version = {totals_step};"
             ))
             .unwrap();
     }
