@@ -520,3 +520,6 @@ pub async fn report_csv(
         s,
     ))
 }
+
+#[cfg(test)]
+mod tests;
