@@ -354,7 +354,13 @@ fn start(
             crate::alerts::run::Sources {
                 probe: Some(probe),
                 health: o.health.clone(),
-                extra: vec![crate::alerts::plan_source::source(cfg.time_zone())],
+                extra: vec![
+                    crate::alerts::plan_source::source(cfg.time_zone()),
+                    crate::alerts::internet_source::source(
+                        crate::alerts::internet_source::Limits::from_config(cfg),
+                        cfg.time_zone(),
+                    ),
+                ],
                 live: Some(live),
             },
             stop.clone(),
