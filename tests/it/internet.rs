@@ -230,6 +230,7 @@ impl Daemon {
         let mut child: Child = hermetic(&mut cmd)
             .env("LANMETER_INTERNET_PROBE_INTERVAL_SECS", "1")
             .env("LANMETER_FLUSH_INTERVAL_SECS", "1")
+            .env("LANMETER_ALERT_INTERVAL_SECS", "1")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -298,6 +299,19 @@ fn wait_for_outages(
         assert!(Instant::now() < deadline, "outages never matched: {o:?}");
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// (rule, title) of every alert the engine recorded.
+fn alerts(db: &Path) -> Vec<(String, String)> {
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .unwrap();
+    let mut q = c
+        .prepare("SELECT rule, title FROM alerts ORDER BY id")
+        .unwrap();
+    q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
 }
 
 fn secs(o: &StoredOutage) -> f64 {
@@ -433,7 +447,31 @@ fn upstream_down_60_s() {
     let o = wait_for_outages(&t.db(), Duration::from_secs(15), |o| {
         o.iter().all(|o| o.outage.end_ns.is_some()) && !o.is_empty()
     });
+    // The alert engine: the outage went on as an active alert, and once back it is announced
+    // with its duration.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let alerts = loop {
+        let a = alerts(&t.db());
+        if a.iter().any(|(r, _)| r == "internet.outage") {
+            break a;
+        }
+        assert!(Instant::now() < deadline, "no internet.outage alert: {a:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
     d.stop();
+    eprintln!("alerts: {alerts:?}");
+    assert!(
+        alerts
+            .iter()
+            .any(|(r, t)| r == "internet.down" && t.starts_with("Internet down since")),
+        "{alerts:?}"
+    );
+    assert!(
+        alerts
+            .iter()
+            .any(|(r, t)| r == "internet.outage" && t.starts_with("The internet was down for ")),
+        "{alerts:?}"
+    );
     eprintln!(
         "upstream down {down_for:.1} s: outages {:?}",
         o.iter()
