@@ -205,7 +205,8 @@ pub fn latency_chart(
     outages: &[Outage],
     ticks: &[(i64, String)],
 ) -> String {
-    let (w, h, left, right, top, bottom) = (960.0, 220.0, 56.0, 8.0, 10.0, 30.0);
+    // The bar charts' width: labels stay readable when a phone scales the chart down.
+    let (w, h, left, right, top, bottom) = (480.0, 220.0, 44.0, 8.0, 10.0, 30.0);
     let pw = w - left - right;
     let ph = h - top - bottom;
     let top_ms = points
