@@ -8,7 +8,7 @@ use crate::model::{IpPrefix, MacAddr};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
@@ -65,6 +65,14 @@ const REMOTE_WRITE_INTERVAL_SECS: RangeInclusive<u64> = 1..=3_600;
 /// A site name is a label value on every exported series: short, one line.
 const MAX_SITE_CHARS: usize = 64;
 const WEEKDAY: RangeInclusive<u8> = 1..=7;
+/// 0 turns the internet probes off.
+const INTERNET_PROBE_INTERVAL_SECS: RangeInclusive<u64> = 0..=3_600;
+const INTERNET_PROBE_PINGS: RangeInclusive<u32> = 1..=20;
+/// Two targets are enough to tell one host's trouble from the internet's.
+const MAX_INTERNET_TARGETS: usize = 4;
+const ALERT_INTERNET_PERCENT: RangeInclusive<u32> = 0..=100;
+const ALERT_INTERNET_LATENCY_MS: RangeInclusive<u32> = 0..=60_000;
+const ALERT_INTERNET_SUSTAINED_MINUTES: RangeInclusive<u32> = 1..=1_440;
 const WEB_HEADER_TIMEOUT_SECS: RangeInclusive<u64> = 1..=300;
 /// Below systemd's default soft limit of 1024 open files, which the unit keeps, with room for
 /// the database, capture handles and outgoing connections.
@@ -182,6 +190,15 @@ pub const KEYS: &[&str] = &[
     "remote_write_url",
     "remote_write_token",
     "remote_write_interval_secs",
+    "internet_probe_interval_secs",
+    "internet_probe_pings",
+    "internet_targets",
+    "internet_dns_name",
+    "internet_dns_servers",
+    "alert_internet_down",
+    "alert_internet_loss_percent",
+    "alert_internet_latency_ms",
+    "alert_internet_sustained_minutes",
 ];
 
 /// Keys whose environment variable is a comma-separated list rather than one value.
@@ -197,6 +214,8 @@ const LIST_KEYS: &[&str] = &[
     "pushover_alerts",
     "discord_alerts",
     "homeassistant_alerts",
+    "internet_targets",
+    "internet_dns_servers",
 ];
 
 /// The alert kinds a channel can be limited to (`ntfy_alerts = ["new_device", "plan"]`): a
@@ -209,6 +228,7 @@ pub const ALERT_KINDS: &[&str] = &[
     "health",
     "plan",
     "quota",
+    "internet",
 ];
 
 /// The words ntfy takes for a priority; `auto` follows each alert's severity.
@@ -434,6 +454,24 @@ pub struct Config {
     pub remote_write_token: Option<Secret>,
     /// Seconds between pushes (each push sends every closed minute not sent yet).
     pub remote_write_interval_secs: u64,
+    /// Seconds between internet probe rounds; 0 turns the probes off.
+    pub internet_probe_interval_secs: u64,
+    /// Echo requests per address per round.
+    pub internet_probe_pings: u32,
+    /// Internet hosts pinged each round (IPv4 addresses).
+    pub internet_targets: Vec<Ipv4Addr>,
+    /// The name resolved each round.
+    pub internet_dns_name: String,
+    /// Resolvers asked and pinged; empty means the system's (resolv.conf, systemd-resolved).
+    pub internet_dns_servers: Vec<IpAddr>,
+    /// Alert when the internet, the router or DNS was down (sent when it is back).
+    pub alert_internet_down: bool,
+    /// Alert when internet packet loss stays above this percent (0: off).
+    pub alert_internet_loss_percent: u32,
+    /// Alert when the internet's median latency stays above this many ms (0: off).
+    pub alert_internet_latency_ms: u32,
+    /// How long loss or latency must stay above its threshold before the alert.
+    pub alert_internet_sustained_minutes: u32,
 }
 
 impl Default for Config {
@@ -550,6 +588,17 @@ impl Default for Config {
             remote_write_url: None,
             remote_write_token: None,
             remote_write_interval_secs: 60,
+            internet_probe_interval_secs: 10,
+            internet_probe_pings: 3,
+            // Two anycast resolvers run by different organisations: one host's trouble is not
+            // taken for the internet's.
+            internet_targets: vec![Ipv4Addr::new(1, 1, 1, 1), Ipv4Addr::new(9, 9, 9, 9)],
+            internet_dns_name: "example.com".into(),
+            internet_dns_servers: Vec::new(),
+            alert_internet_down: true,
+            alert_internet_loss_percent: 5,
+            alert_internet_latency_ms: 200,
+            alert_internet_sustained_minutes: 10,
         }
     }
 }
@@ -819,6 +868,15 @@ fn hint(key: &str) -> String {
         "remote_write_url" => "use the receiver's remote-write URL such as \"http://10.8.0.1:8428/api/v1/write\" (VictoriaMetrics) or \"http://prometheus:9090/api/v1/write\", or remove the key to turn remote write off".into(),
         "remote_write_token" => "use a string in double quotes".into(),
         "remote_write_interval_secs" => range(&REMOTE_WRITE_INTERVAL_SECS, "seconds"),
+        "internet_probe_interval_secs" => range(&INTERNET_PROBE_INTERVAL_SECS, "seconds (0 turns the probes off)"),
+        "internet_probe_pings" => range(&INTERNET_PROBE_PINGS, "echo requests per address"),
+        "internet_targets" => format!("use a list of up to {MAX_INTERNET_TARGETS} IPv4 addresses such as [\"1.1.1.1\", \"9.9.9.9\"]"),
+        "internet_dns_name" => "use a host name such as \"example.com\"".into(),
+        "internet_dns_servers" => "use a list of resolver addresses such as [\"192.168.1.1\"], or [] for the system's".into(),
+        "alert_internet_down" => "use true or false".into(),
+        "alert_internet_loss_percent" => range(&ALERT_INTERNET_PERCENT, "percent (0 turns the rule off)"),
+        "alert_internet_latency_ms" => range(&ALERT_INTERNET_LATENCY_MS, "ms (0 turns the rule off)"),
+        "alert_internet_sustained_minutes" => range(&ALERT_INTERNET_SUSTAINED_MINUTES, "minutes"),
         _ => format!("valid keys are {}", KEYS.join(", ")),
     }
 }
@@ -1147,7 +1205,48 @@ impl Config {
             &PRESENCE_WINDOW_SECS,
         )?;
         self.validate_alerts()?;
+        self.validate_internet()?;
         Ok(())
+    }
+
+    /// The internet probes' keys (issue 27).
+    fn validate_internet(&self) -> Result<(), ConfigError> {
+        check_range(
+            "internet_probe_interval_secs",
+            self.internet_probe_interval_secs,
+            &INTERNET_PROBE_INTERVAL_SECS,
+        )?;
+        check_range(
+            "internet_probe_pings",
+            self.internet_probe_pings,
+            &INTERNET_PROBE_PINGS,
+        )?;
+        if self.internet_targets.len() > MAX_INTERNET_TARGETS {
+            return Err(invalid(
+                "internet_targets",
+                &self.internet_targets.len(),
+                "too many targets",
+            ));
+        }
+        let n = &self.internet_dns_name;
+        if crate::internet::wire::dns_query(0, n).is_none() || n.contains(char::is_whitespace) {
+            return Err(invalid("internet_dns_name", n, "not a host name"));
+        }
+        check_range(
+            "alert_internet_loss_percent",
+            self.alert_internet_loss_percent,
+            &ALERT_INTERNET_PERCENT,
+        )?;
+        check_range(
+            "alert_internet_latency_ms",
+            self.alert_internet_latency_ms,
+            &ALERT_INTERNET_LATENCY_MS,
+        )?;
+        check_range(
+            "alert_internet_sustained_minutes",
+            self.alert_internet_sustained_minutes,
+            &ALERT_INTERNET_SUSTAINED_MINUTES,
+        )
     }
 
     /// The alert and delivery keys (issue 7).

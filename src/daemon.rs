@@ -309,6 +309,7 @@ struct Threads {
     wifi: Option<crate::run::survey::LiveSurvey>,
     mqtt: Option<crate::run::mqtt::MqttRun>,
     remote: Option<crate::run::remote::RemoteWrite>,
+    internet: Option<crate::run::internet::InternetRun>,
 }
 
 /// Starts the web server, the capture thread, the alert thread, discovery (once its interface
@@ -326,10 +327,12 @@ fn start(
         _ => None,
     };
     let telemetry = Telemetry::new(o.health.clone());
+    let internet_now = crate::internet::SharedNow::default();
     let web_state = crate::web::AppState::new(cfg.clone(), &db, Some(o.meter.clone()))
         .with_context(|| format!("opening database {} for the web side", db.display()))?
         .with_tls(tls.is_some())
-        .with_telemetry(telemetry.clone());
+        .with_telemetry(telemetry.clone())
+        .with_internet(internet_now.clone());
     // The running configuration the alert thread rereads; the settings editor updates it.
     let live = crate::config::settings::Live::new(cfg.clone());
     if let Some(path) = file {
@@ -378,7 +381,13 @@ fn start(
             crate::alerts::run::Sources {
                 probe: Some(probe),
                 health: o.health.clone(),
-                extra: vec![crate::alerts::plan_source::source(cfg.time_zone())],
+                extra: vec![
+                    crate::alerts::plan_source::source(cfg.time_zone()),
+                    crate::alerts::internet_source::source(
+                        crate::alerts::internet_source::Limits::from_config(cfg),
+                        cfg.time_zone(),
+                    ),
+                ],
                 live: Some(live),
             },
             stop.clone(),
@@ -397,6 +406,7 @@ fn start(
         capture_running.clone(),
         stop.clone(),
     );
+    let internet = crate::run::internet::start(cfg, &db, internet_now, stop.clone());
     tracing::info!(
         interface = %o.iface,
         gateway = %o.meter.with(|m| m.gateway()).map(|g| g.to_string()).unwrap_or_else(|| "not yet known".into()),
@@ -418,6 +428,7 @@ fn start(
         wifi,
         mqtt,
         remote,
+        internet,
     })
 }
 
@@ -443,6 +454,9 @@ impl Threads {
         }
         if let Some(r) = self.remote {
             r.join();
+        }
+        if let Some(i) = self.internet {
+            i.join();
         }
         self.discovery
     }

@@ -36,6 +36,8 @@
 //!   API and `/metrics`.
 //! - [`visible`]: the one display rule for device-supplied text (bidi, invisible, control
 //!   characters spelled out), applied by every template's escaper.
+//! - [`internet`]: internet quality from active probes: round classification, the outage log,
+//!   per-minute loss and latency (the sockets in `internet::probe`, the thread in `run`).
 //! - [`mqtt`]: Home Assistant over MQTT: discovery configs and state messages (the session; its
 //!   threads are started in `run`).
 //! - [`remote`]: Prometheus remote write: series built from the minute history with a `site`
@@ -59,6 +61,7 @@ pub mod demo;
 pub mod discovery;
 
 pub mod flush;
+pub mod internet;
 pub mod meter;
 pub mod model;
 pub mod mqtt;

@@ -7,7 +7,8 @@
 //! the messages (askama templates in `templates/emails/`); [`links`] signs acknowledge links;
 //! [`run`] is what the alert thread evaluates (facts, rules, engine; the threads themselves
 //! start in `run::alerts`) and [`summary`] the weekly summary;
-//! [`plan_source`] turns the data plan's and quotas' due alerts into conditions.
+//! [`plan_source`] turns the data plan's and quotas' due alerts into conditions;
+//! [`internet_source`] the internet probes' outages, loss and latency.
 //!
 //! It must never touch the capture path: it reads the database (its own connection, on its own
 //! thread) and a copy of the capture counters the daemon hands it.
@@ -35,6 +36,7 @@
 
 pub mod deliver;
 pub mod engine;
+pub mod internet_source;
 pub mod links;
 pub mod mail;
 pub mod plan_source;

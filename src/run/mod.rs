@@ -13,6 +13,7 @@ pub mod alerts;
 pub mod discovery;
 pub mod flushing;
 pub mod gateway;
+pub mod internet;
 pub mod maintenance;
 pub mod mqtt;
 pub mod reload;

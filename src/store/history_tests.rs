@@ -817,7 +817,7 @@ fn the_migration_sums_existing_rollups_into_the_totals() {
         fill(&mut store, &mut rng, &tz, 1_711_000_000, 30 * 86_400);
         store.roll_up(&tz, 1_711_000_000 + 40 * 86_400).unwrap();
         // As a database of the schema before the totals: the totals step and the steps after
-        // it (merge undo's table, remote write's tables) not applied yet.
+        // it (merge undo's table, remote write's and the internet probes' tables) not applied yet.
         let totals_step = super::migrations::MIGRATIONS
             .iter()
             .position(|m| m.contains("CREATE TABLE total_hour"))
@@ -827,7 +827,8 @@ fn the_migration_sums_existing_rollups_into_the_totals() {
             .execute_batch(&format!(
                 "DROP TABLE total_hour; DROP TABLE total_day; DROP TABLE total_month;
                  DROP TABLE device_undo; DROP TABLE remote_write_cursor;
-                 DROP TABLE remote_write_series; PRAGMA user_version = {totals_step};"
+                 DROP TABLE remote_write_series; DROP TABLE internet_minute;
+                 DROP TABLE internet_outage; PRAGMA user_version = {totals_step};"
             ))
             .unwrap();
     }

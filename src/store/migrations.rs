@@ -551,6 +551,45 @@ CREATE TABLE remote_write_series (
 ) STRICT;
 ";
 
+/// Internet quality (issue 27): one row per minute of active probing (round states, loss and
+/// latency per group: gateway, resolvers, internet targets; DNS resolution) and one row per
+/// outage (`end_ns` NULL while it lasts; `last_ns` the last time it was seen going on, which
+/// closes it when the daemon stopped during it). Minutes are Unix seconds at the minute's start.
+const V_INTERNET: &str = "
+CREATE TABLE internet_minute (
+    minute INTEGER PRIMARY KEY,
+    rounds INTEGER NOT NULL,
+    up INTEGER NOT NULL,
+    internet_down INTEGER NOT NULL,
+    lan_down INTEGER NOT NULL,
+    dns_down INTEGER NOT NULL,
+    gw_sent INTEGER NOT NULL,
+    gw_received INTEGER NOT NULL,
+    gw_median_us INTEGER,
+    gw_p95_us INTEGER,
+    res_sent INTEGER NOT NULL,
+    res_received INTEGER NOT NULL,
+    res_median_us INTEGER,
+    res_p95_us INTEGER,
+    net_sent INTEGER NOT NULL,
+    net_received INTEGER NOT NULL,
+    net_median_us INTEGER,
+    net_p95_us INTEGER,
+    dns_queries INTEGER NOT NULL,
+    dns_failures INTEGER NOT NULL,
+    dns_median_us INTEGER
+) STRICT;
+
+CREATE TABLE internet_outage (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    start_ns INTEGER NOT NULL,
+    end_ns INTEGER,
+    last_ns INTEGER NOT NULL
+) STRICT;
+CREATE INDEX internet_outage_start ON internet_outage(start_ns);
+";
+
 /// Every schema step, oldest first. The schema version of a fully migrated file is the length.
 pub(super) const MIGRATIONS: &[&str] = &[
     V1,
@@ -565,6 +604,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     V_TOTALS,
     V_DEVICE_UNDO,
     V_REMOTE_WRITE,
+    V_INTERNET,
 ];
 
 pub(super) fn user_version(conn: &Connection) -> rusqlite::Result<i64> {

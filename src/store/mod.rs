@@ -16,6 +16,7 @@ pub mod discovery;
 pub mod export;
 pub mod health;
 mod identity;
+pub mod internet;
 mod migrations;
 pub mod period;
 pub mod plan;

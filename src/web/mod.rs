@@ -25,6 +25,7 @@ pub mod download;
 pub mod error;
 pub mod guard;
 pub mod hosts;
+pub mod internet;
 pub mod live;
 pub mod login;
 pub mod notify;
@@ -195,6 +196,13 @@ fn routes() -> Vec<(&'static str, Access, MethodRouter<AppState>)> {
         ("/welcome/plan", Access::Admin, post(welcome::save_plan)),
         ("/welcome/notify", Access::Admin, post(welcome::save_notify)),
         ("/wifi", Access::Viewer, get(wifi::page)),
+        ("/internet", Access::Viewer, get(internet::page)),
+        ("/internet/report", Access::Viewer, get(internet::report)),
+        (
+            "/internet/report.csv",
+            Access::Viewer,
+            get(internet::report_csv),
+        ),
         ("/static/{file}", Access::Public, get(assets::serve)),
     ]
     .into_iter()

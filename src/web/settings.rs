@@ -161,7 +161,9 @@ fn form_text(v: &toml::Value) -> String {
             .iter()
             .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string))
             .collect::<Vec<_>>()
-            .join("\n"),
+            // Commas, not newlines: the display rule spells a newline out as `\u{000a}`, which
+            // would come back from the form as part of the value (the form splits on both).
+            .join(", "),
         other => other.to_string(),
     }
 }

@@ -63,6 +63,9 @@ pub struct Shared {
     /// Capture counters, flush durations and storage health the daemon publishes (empty when
     /// the server runs without a daemon).
     pub telemetry: crate::telemetry::Telemetry,
+    /// The internet probes' "now" (issue 27), kept by the probe thread; `None` without a daemon
+    /// or with the probes off (the page then reads the last stored minute).
+    pub internet: Option<crate::internet::SharedNow>,
     /// Unknown API tokens per client address, for the guard's log-once-and-throttle.
     pub unknown_tokens: super::api::tokens::UnknownTokens,
     db_path: PathBuf,
@@ -102,6 +105,7 @@ impl AppState {
             hosts,
             login_gate: crate::auth::LoginGate::default(),
             telemetry: crate::telemetry::Telemetry::default(),
+            internet: None,
             unknown_tokens: Default::default(),
             db_path: db_path.to_path_buf(),
             pool: Mutex::new(vec![store]),
@@ -139,6 +143,18 @@ impl AppState {
             shared.telemetry = telemetry;
         }
         self
+    }
+
+    /// The probe thread's shared "now". Call before cloning the state.
+    pub fn with_internet(mut self, now: crate::internet::SharedNow) -> AppState {
+        if let Some(shared) = Arc::get_mut(&mut self.0) {
+            shared.internet = Some(now);
+        }
+        self
+    }
+
+    pub fn internet_now(&self) -> Option<crate::internet::Now> {
+        self.0.internet.as_ref().map(|n| n.get())
     }
 
     pub fn unknown_tokens(&self) -> &super::api::tokens::UnknownTokens {

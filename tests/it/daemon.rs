@@ -262,7 +262,7 @@ pub(crate) fn setup(dir: &Path, stats_secs: u64) -> (NetnsPair, PathBuf, PathBuf
         &config,
         format!(
             "# written by the daemon integration test\nstate_dir = {:?}\nstats_log_interval_secs = {stats_secs}\n\
-             # The link must carry only the test's traffic: no ARP sweep.\narp_sweep_interval_secs = 0\n",
+             # The link must carry only the test's traffic: no ARP sweep, no internet probes.\narp_sweep_interval_secs = 0\ninternet_probe_interval_secs = 0\n",
             dir.display().to_string()
         ),
     )

@@ -1018,3 +1018,108 @@ fn docs_screenshots_of_every_page() {
     let errors = console_errors(&b);
     assert!(errors.is_empty(), "console errors: {errors:?}");
 }
+
+/// The Internet page (issue 27) with a day of probe minutes and two outages, written through
+/// the store as the probe thread writes them: it fits a 390 px phone in light and dark, its
+/// SVG labels stay readable, and the printable report and the CSV answer. Screenshots go to
+/// target/screenshots/internet-*.png.
+#[test]
+fn internet_page_fits_a_390_px_phone_in_light_and_dark() {
+    use lanmeter::internet::{Group, MinuteRow, Outage, OutageEvent, State};
+    let demo = Demo::start();
+    let now = jiff::Timestamp::now().as_second();
+    let ns = 1_000_000_000i64;
+    let rows: Vec<MinuteRow> = (1..=1440)
+        .map(|k| {
+            let minute = (now / 60 - k) * 60;
+            // Slower and lossier in the evening hours, as a congested line would be.
+            let evening = (minute / 3600) % 24 >= 19;
+            MinuteRow {
+                minute,
+                rounds: 6,
+                up: 6,
+                gateway: Group {
+                    sent: 18,
+                    received: 18,
+                    median_us: Some(450),
+                    p95_us: Some(900),
+                },
+                internet: Group {
+                    sent: 36,
+                    received: if evening { 33 } else { 36 },
+                    median_us: Some(if evening { 48_000 } else { 21_000 }),
+                    p95_us: Some(if evening { 190_000 } else { 35_000 }),
+                },
+                dns_queries: 6,
+                dns_median_us: Some(3_000),
+                ..MinuteRow::default()
+            }
+        })
+        .collect();
+    let o1 = Outage {
+        kind: State::InternetDown,
+        start_ns: (now - 5 * 3600) * ns,
+        end_ns: None,
+    };
+    let o2 = Outage {
+        kind: State::LanDown,
+        start_ns: (now - 2 * 3600) * ns,
+        end_ns: None,
+    };
+    lanmeter::store::Store::open(&demo.db)
+        .unwrap()
+        .write_internet(
+            &rows,
+            &[
+                OutageEvent::Opened(o1),
+                OutageEvent::Closed(Outage {
+                    end_ns: Some(o1.start_ns + 754 * ns),
+                    ..o1
+                }),
+                OutageEvent::Opened(o2),
+                OutageEvent::Closed(Outage {
+                    end_ns: Some(o2.start_ns + 61 * ns),
+                    ..o2
+                }),
+            ],
+            None,
+        )
+        .unwrap();
+    let b = Browser::start();
+    let base = &demo.base;
+    resize(&b, 1280, 1000);
+    login(&b, base);
+    for (size, w) in [("1280", 1280), ("390", 390)] {
+        resize(&b, w, 2200);
+        for scheme in ["light", "dark"] {
+            color_scheme(&b, scheme);
+            b.go(&format!("{base}/internet"));
+            b.wait_for_path("/internet");
+            b.element("#report-card");
+            let text = b.js("return document.querySelector('main').innerText");
+            let text = text.as_str().unwrap();
+            assert!(
+                text.contains("internet down") && text.contains("router or LAN down"),
+                "{text}"
+            );
+            assert!(text.contains("Evenings 19–23 h"), "{text}");
+            if size == "390" {
+                no_sideways_scroll(&b, "/internet");
+                let small = small_labels(&b);
+                assert!(small.len() <= 2, "unreadable chart labels: {small:?}");
+            }
+            screenshot(&b, &format!("internet-{size}-{scheme}"));
+        }
+    }
+    b.go(&format!("{base}/internet/report"));
+    b.element("#report-outages");
+    no_sideways_scroll(&b, "/internet/report");
+    let csv = fetch(&b, &format!("{base}/internet/report.csv"));
+    assert!(csv.starts_with("field,value\nmonth,"), "{csv}");
+    assert!(
+        csv.contains("\ninternet_down,") && csv.contains("\nlan_down,"),
+        "{csv}"
+    );
+    let errors = console_errors(&b);
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+}

@@ -19,6 +19,7 @@ mod doctor;
 mod hardening;
 mod history;
 mod household;
+mod internet;
 mod live;
 mod mqtt;
 mod multisite;
@@ -55,14 +56,19 @@ pub fn pcap_corpus() -> PathBuf {
 }
 
 /// Clears what a developer's shell could leak into a child `lanmeter` and change what a test
-/// sees: `LANMETER_*` overrides of config keys, the log filter and journald detection.
+/// sees: `LANMETER_*` overrides of config keys, the log filter and journald detection; and
+/// turns the internet probes off (see below).
 pub fn hermetic(cmd: &mut Command) -> &mut Command {
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("LANMETER_") {
             cmd.env_remove(&k);
         }
     }
-    cmd.env_remove("RUST_LOG").env_remove("JOURNAL_STREAM")
+    // No internet probes unless a test asks for them: a daemon in the host's own namespace
+    // would otherwise ping the real gateway and internet hosts.
+    cmd.env_remove("RUST_LOG")
+        .env_remove("JOURNAL_STREAM")
+        .env("LANMETER_INTERNET_PROBE_INTERVAL_SECS", "0")
 }
 
 /// Sends the library's logs to the test output (shown with `--nocapture` or on failure);

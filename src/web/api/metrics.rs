@@ -451,10 +451,115 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
         o.sample("lanmeter_alerts", &[("state", st), ("severity", sev)], n);
     }
 
+    internet(&mut o, &state, now_ns).await?;
+
     let mut r = o.0.into_response();
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
     Ok(r)
+}
+
+/// The internet probes (issue 27): the state and the last full minute from the probe thread
+/// (absent without one), outages from the database.
+async fn internet(o: &mut Out, state: &AppState, now_ns: i64) -> Result<(), ApiError> {
+    use crate::internet::State as S;
+    let live = state.internet_now();
+    let last = match live.as_ref().and_then(|n| n.last_minute.clone()) {
+        Some(m) => Some(m),
+        None => state.db(|s| s.internet_last_minute()).await?,
+    };
+    let outages = state.db(|s| s.internet_outages(0, i64::MAX)).await?;
+    if let Some(n) = live.as_ref().filter(|n| n.state.is_some()) {
+        o.family(
+            "lanmeter_internet_state",
+            "gauge",
+            "1 for the connection's state in the last probe round (up, internet_down, lan_down, dns_down, unknown).",
+        );
+        let current = n.outage.map(|o| o.kind).or(n.state);
+        for st in [S::Up, S::InternetDown, S::LanDown, S::DnsDown, S::Unknown] {
+            let v = u8::from(current == Some(st));
+            o.sample("lanmeter_internet_state", &[("state", st.as_str())], v);
+        }
+        o.family(
+            "lanmeter_internet_echo_requests_total",
+            "counter",
+            "ICMP echo requests the probes sent, and the replies they got, since start.",
+        );
+        o.sample(
+            "lanmeter_internet_echo_requests_total",
+            &[("result", "sent")],
+            n.sent,
+        );
+        o.sample(
+            "lanmeter_internet_echo_requests_total",
+            &[("result", "answered")],
+            n.received,
+        );
+    }
+    if let Some(m) = last {
+        o.family(
+            "lanmeter_internet_latency_seconds",
+            "gauge",
+            "Round-trip time in the last full minute by target group (internet, gateway) and quantile.",
+        );
+        for (group, g) in [("internet", m.internet), ("gateway", m.gateway)] {
+            for (q, v) in [("0.5", g.median_us), ("0.95", g.p95_us)] {
+                if let Some(us) = v {
+                    o.sample(
+                        "lanmeter_internet_latency_seconds",
+                        &[("target", group), ("quantile", q)],
+                        float(f64::from(us) / 1e6),
+                    );
+                }
+            }
+        }
+        o.family(
+            "lanmeter_internet_loss_ratio",
+            "gauge",
+            "Share of echo requests lost in the last full minute by target group.",
+        );
+        for (group, g) in [("internet", m.internet), ("gateway", m.gateway)] {
+            if let Some(l) = g.loss_percent() {
+                o.sample(
+                    "lanmeter_internet_loss_ratio",
+                    &[("target", group)],
+                    float(l / 100.0),
+                );
+            }
+        }
+    }
+    let per_kind: Vec<(&str, usize, f64)> = [S::InternetDown, S::LanDown, S::DnsDown]
+        .into_iter()
+        .map(|kind| {
+            let of_kind: Vec<_> = outages.iter().filter(|x| x.outage.kind == kind).collect();
+            let ns: i64 = of_kind
+                .iter()
+                .map(|x| (x.outage.end_ns.unwrap_or(now_ns) - x.outage.start_ns).max(0))
+                .sum();
+            (kind.as_str(), of_kind.len(), ns as f64 / 1e9)
+        })
+        .collect();
+    o.family(
+        "lanmeter_internet_outages_total",
+        "counter",
+        "Outages in the stored log by kind (internet_down, lan_down, dns_down).",
+    );
+    for (kind, n, _) in &per_kind {
+        o.sample("lanmeter_internet_outages_total", &[("kind", kind)], n);
+    }
+    o.family(
+        "lanmeter_internet_outage_seconds_total",
+        "counter",
+        "Seconds of outage in the stored log by kind (an ongoing one up to now).",
+    );
+    for (kind, _, secs) in &per_kind {
+        o.sample(
+            "lanmeter_internet_outage_seconds_total",
+            &[("kind", kind)],
+            float(*secs),
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ pub mod alerts;
 pub mod devices;
 pub mod error;
 pub mod extract;
+pub mod internet;
 pub mod metrics;
 pub mod plan;
 pub mod presence;
@@ -100,6 +101,24 @@ pub fn table() -> Vec<Operation> {
             get(system::visibility),
         ),
         op("/api/v1/plan", Method::GET, Viewer, get(plan::report)),
+        op(
+            "/api/v1/internet/now",
+            Method::GET,
+            Viewer,
+            get(internet::now),
+        ),
+        op(
+            "/api/v1/internet/minutes",
+            Method::GET,
+            Viewer,
+            get(internet::minutes),
+        ),
+        op(
+            "/api/v1/internet/outages",
+            Method::GET,
+            Viewer,
+            get(internet::outages),
+        ),
         op("/api/v1/alerts", Method::GET, Viewer, get(alerts::list)),
         op(
             "/api/v1/alerts/{id}/acknowledge",
@@ -207,6 +226,9 @@ impl utoipa::Modify for Security {
         system::capture,
         system::visibility,
         plan::report,
+        internet::now,
+        internet::minutes,
+        internet::outages,
         alerts::list,
         alerts::acknowledge,
         settings::get_settings,
@@ -231,7 +253,7 @@ impl utoipa::Modify for Security {
     security(("token" = []), ("session" = [])),
     tags(
         (name = "devices"), (name = "usage"), (name = "system"), (name = "plan"),
-        (name = "alerts"), (name = "settings"), (name = "tokens"), (name = "meta")
+        (name = "internet"), (name = "alerts"), (name = "settings"), (name = "tokens"), (name = "meta")
     )
 )]
 pub struct ApiDoc;

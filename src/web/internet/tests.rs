@@ -1,0 +1,246 @@
+//! The Internet page, its report and CSV, the API and `/metrics` through
+//! `router(state).oneshot(..)` on a real SQLite file, filled through the store API exactly as
+//! the probe thread writes it.
+use super::*;
+use crate::auth::Role;
+use crate::config::Config;
+use crate::internet::{Group, OutageEvent, SharedNow};
+use crate::store::Store;
+use crate::store::auth::SessionRow;
+use crate::web::{Clock, router};
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+const HOST: &str = "lanmeter.test:8080";
+/// 2026-04-11T20:00:00Z, in the evening busy hours (UTC here).
+const NOW: i64 = 1_775_937_600;
+
+struct Env {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    state: AppState,
+}
+
+fn env(now: Option<SharedNow>) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("i.db");
+    let cfg = Config {
+        timezone: Some("UTC".into()),
+        web_host_names: vec!["lanmeter.test".into()],
+        ..Config::default()
+    };
+    let mut state = AppState::new(cfg, &path, None)
+        .unwrap()
+        .with_clock(Clock::manual(NOW));
+    if let Some(n) = now {
+        state = state.with_internet(n);
+    }
+    Store::open(&path)
+        .unwrap()
+        .set_password(Role::Admin, "not-a-real-hash", NOW)
+        .unwrap();
+    Env {
+        _dir: dir,
+        path,
+        state,
+    }
+}
+
+impl Env {
+    async fn get(&self, path: &str) -> (StatusCode, String, String) {
+        let token = format!("{:0>64}", "viewer");
+        Store::open(&self.path)
+            .unwrap()
+            .insert_session(&SessionRow {
+                id_digest: crate::auth::token_digest(&token),
+                role: Role::Viewer,
+                csrf: "csrf-viewer".into(),
+                created_at: NOW,
+                last_seen: NOW,
+                client: "192.168.1.9".into(),
+            })
+            .ok();
+        let mut b = Request::builder()
+            .method("GET")
+            .uri(path)
+            .header(header::HOST, HOST)
+            .header(header::COOKIE, format!("lm_session={token}"));
+        let addr: std::net::SocketAddr = "192.168.1.9:5000".parse().unwrap();
+        b.extensions_mut()
+            .unwrap()
+            .insert(axum::extract::ConnectInfo(addr));
+        let r = router(self.state.clone())
+            .oneshot(b.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = r.status();
+        let ctype = r
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let body = r.into_body().collect().await.unwrap().to_bytes();
+        (status, ctype, String::from_utf8(body.to_vec()).unwrap())
+    }
+}
+
+fn minute(m: i64, median_ms: u32, sent: u32, received: u32) -> MinuteRow {
+    MinuteRow {
+        minute: m,
+        rounds: 6,
+        up: 6,
+        gateway: Group {
+            sent: 18,
+            received: 18,
+            median_us: Some(400),
+            p95_us: Some(600),
+        },
+        internet: Group {
+            sent,
+            received,
+            median_us: Some(median_ms * 1000),
+            p95_us: Some(median_ms * 4000),
+        },
+        dns_queries: 6,
+        dns_median_us: Some(2_000),
+        ..MinuteRow::default()
+    }
+}
+
+/// Four hours of minutes before NOW (evening: 48 ms, afternoon: 20 ms) and an hour-long
+/// internet outage within them (17:00–18:00).
+fn fill(path: &std::path::Path) {
+    let mut rows = Vec::new();
+    for k in 1..=240 {
+        let m = (NOW / 60 - k) * 60;
+        let ms = if k <= 60 { 48 } else { 20 };
+        rows.push(minute(m, ms, 36, 35));
+    }
+    let start = (NOW - 3 * 3600) * NS;
+    let o = Outage {
+        kind: NetState::InternetDown,
+        start_ns: start,
+        end_ns: None,
+    };
+    Store::open(path)
+        .unwrap()
+        .write_internet(
+            &rows,
+            &[
+                OutageEvent::Opened(o),
+                OutageEvent::Closed(Outage {
+                    end_ns: Some(start + 3600 * NS),
+                    ..o
+                }),
+            ],
+            None,
+        )
+        .unwrap();
+}
+
+#[tokio::test]
+async fn page_shows_now_charts_outages_busy_hours_and_the_card() {
+    let live = SharedNow::default();
+    live.update(|n| {
+        n.state = Some(NetState::Up);
+        n.at_ns = Some(NOW * NS);
+    });
+    let e = env(Some(live));
+    fill(&e.path);
+    let (status, _, body) = e.get("/internet").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body.contains(r#"<span class="net-state ok">up</span>"#),
+        "{body}"
+    );
+    assert!(body.contains("48.0 ms (p95 192.0 ms)"), "{body}");
+    assert!(body.contains("href=\"/internet\" aria-current=\"page\""));
+    assert_eq!(body.matches(r#"<svg class="chart net""#).count(), 2);
+    assert!(body.contains(r#"class="outage""#));
+    assert!(body.contains("<td>internet down</td>"), "{body}");
+    assert!(body.contains("1 h"), "{body}");
+    assert!(
+        body.contains("Evenings 19–23 h (last 30 days): median 48.0 ms, p95 192.0 ms, loss 2.8 %."),
+        "{body}"
+    );
+    assert!(body.contains("Report card 2026-04"));
+    assert!(body.contains("href=\"/internet/report.csv?month=2026-04\""));
+}
+
+#[tokio::test]
+async fn report_csv_and_bad_months() {
+    let e = env(None);
+    fill(&e.path);
+    let (status, _, body) = e.get("/internet/report?month=2026-04").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("Internet connection report 2026-04"));
+    // 240 monitored minutes, of which the outage takes 60: 75 %.
+    assert!(body.contains("<dd>75.000 %</dd>"), "{body}");
+    let (status, ctype, csv) = e.get("/internet/report.csv?month=2026-04").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(ctype.starts_with("text/csv"), "{ctype}");
+    assert!(
+        csv.starts_with("field,value\nmonth,2026-04\nmonitored_seconds,14400\n"),
+        "{csv}"
+    );
+    assert!(csv.contains("internet_down_seconds,3600\n"), "{csv}");
+    assert!(
+        csv.contains("internet_down,2026-04-11 17:00,2026-04-11 18:00,3600\n"),
+        "{csv}"
+    );
+    // Another month: nothing measured.
+    let (_, _, csv) = e.get("/internet/report.csv?month=2026-03").await;
+    assert!(
+        csv.contains("monitored_seconds,0\nuptime_percent,\n"),
+        "{csv}"
+    );
+    let (status, _, _) = e.get("/internet/report.csv?month=April").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn api_and_metrics() {
+    let live = SharedNow::default();
+    let open = Outage {
+        kind: NetState::DnsDown,
+        start_ns: (NOW - 30) * NS,
+        end_ns: None,
+    };
+    live.update(|n| {
+        n.state = Some(NetState::DnsDown);
+        n.outage = Some(open);
+        n.sent = 100;
+        n.received = 90;
+    });
+    let e = env(Some(live));
+    fill(&e.path);
+    let (status, _, body) = e.get("/api/v1/internet/now").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["state"], "dns_down");
+    assert_eq!(v["outage"]["duration_seconds"], 30.0);
+    assert_eq!(v["last_minute"]["internet_median_ms"], 48.0);
+    let (_, _, body) = e.get("/api/v1/internet/minutes").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["minutes"].as_array().unwrap().len(), 240);
+    let (_, _, body) = e.get("/api/v1/internet/outages").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["outages"][0]["kind"], "internet_down");
+    assert_eq!(v["outages"][0]["duration_seconds"], 3600.0);
+    let (_, _, m) = e.get("/metrics").await;
+    // Every series ends with the site label (the host name by default): compared without it.
+    let site = format!(",site=\"{}\"", crate::config::Config::default().site_name());
+    let m = m.replace(&site, "");
+    for line in [
+        "lanmeter_internet_state{state=\"dns_down\"} 1",
+        "lanmeter_internet_state{state=\"up\"} 0",
+        "lanmeter_internet_echo_requests_total{result=\"answered\"} 90",
+        "lanmeter_internet_latency_seconds{target=\"internet\",quantile=\"0.5\"} 0.048",
+        "lanmeter_internet_outages_total{kind=\"internet_down\"} 1",
+        "lanmeter_internet_outage_seconds_total{kind=\"internet_down\"} 3600",
+    ] {
+        assert!(m.contains(line), "{line} missing:\n{m}");
+    }
+}
