@@ -291,6 +291,7 @@ struct Threads {
     discovery: Option<DiscoveryRun>,
     wifi: Option<crate::run::survey::LiveSurvey>,
     mqtt: Option<crate::run::mqtt::MqttRun>,
+    router: Option<crate::run::router::RouterRun>,
 }
 
 /// Starts the web server, the capture thread, the alert thread, discovery (once its interface
@@ -351,7 +352,14 @@ fn start(
             crate::alerts::run::Sources {
                 probe: Some(probe),
                 health: o.health.clone(),
-                extra: vec![crate::alerts::plan_source::source(cfg.time_zone())],
+                extra: vec![
+                    crate::alerts::plan_source::source(cfg.time_zone()),
+                    crate::alerts::coverage_source::source(
+                        cfg.time_zone(),
+                        cfg.coverage_alert_percent,
+                        Some(live.clone()),
+                    ),
+                ],
                 live: Some(live),
             },
             stop.clone(),
@@ -363,6 +371,7 @@ fn start(
         .then(|| DiscoveryRun::start(cfg, &o.iface, db.clone(), stop.clone()));
     let wifi = crate::run::survey::start(cfg, &db, stop.clone());
     let mqtt = crate::run::mqtt::MqttRun::start(cfg, db.clone(), stop.clone());
+    let router = crate::run::router::RouterRun::start(cfg, db.clone(), stop.clone());
     tracing::info!(
         interface = %o.iface,
         gateway = %o.meter.with(|m| m.gateway()).map(|g| g.to_string()).unwrap_or_else(|| "not yet known".into()),
@@ -383,6 +392,7 @@ fn start(
         discovery,
         wifi,
         mqtt,
+        router,
     })
 }
 
@@ -405,6 +415,9 @@ impl Threads {
         }
         if let Some(m) = self.mqtt {
             m.join();
+        }
+        if let Some(r) = self.router {
+            r.join();
         }
         self.discovery
     }

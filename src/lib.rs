@@ -60,6 +60,7 @@ pub mod model;
 pub mod mqtt;
 pub mod plan;
 pub mod replay;
+pub mod router;
 pub mod run;
 pub mod setup_code;
 pub mod store;

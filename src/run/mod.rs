@@ -16,6 +16,7 @@ pub mod gateway;
 pub mod maintenance;
 pub mod mqtt;
 pub mod reload;
+pub mod router;
 pub mod survey;
 pub mod watchdog;
 

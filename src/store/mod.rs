@@ -22,6 +22,7 @@ pub mod plan;
 mod presence;
 pub mod query;
 pub mod rollup;
+pub mod router;
 pub mod survey;
 pub mod today;
 pub mod tokens;
