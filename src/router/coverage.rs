@@ -66,6 +66,58 @@ pub fn coverage(
     ))
 }
 
+/// Local midnight of `now`'s day in `tz` to `now`: "today" on the overview.
+pub fn today(tz: &TimeZone, now: i64) -> Option<(Timestamp, Timestamp)> {
+    let to = Timestamp::from_second(now).ok()?;
+    let from = to.to_zoned(tz.clone()).start_of_day().ok()?.timestamp();
+    (from < to).then_some((from, to))
+}
+
+/// Today's coverage (see [`today`]); `None` in the first second of a day.
+pub fn coverage_today(
+    store: &Store,
+    tz: &TimeZone,
+    now: i64,
+) -> Result<Option<CoverageReport>, QueryError> {
+    match today(tz, now) {
+        Some((from, to)) => coverage(store, tz, from, to).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The overview's sentence for today's coverage: the figure, or why there is none while the
+/// router is read; `None` when the router is not read at all (nothing to say).
+pub fn overview_line(
+    report: Option<&CoverageReport>,
+    status: Option<&super::RouterStatus>,
+) -> Option<String> {
+    let status = status?;
+    if status.state == "stuck" {
+        return status.message.clone();
+    }
+    let r = report?;
+    match r.percent {
+        Some(p) => Some(format!(
+            "lanmeter saw {p:.0} % of the internet traffic your router counted today."
+        )),
+        None if status.state == "ok" => r
+            .reason
+            .clone()
+            .map(|why| format!("Coverage today: {why}.")),
+        None => status
+            .message
+            .clone()
+            .map(|m| format!("The router's counters are not read: {m}")),
+    }
+}
+
+/// The router poller's last status as stored (`None` before its first poll or when unreadable).
+pub fn status(store: &Store) -> Result<Option<super::RouterStatus>, crate::store::StoreError> {
+    Ok(store
+        .router_status()?
+        .and_then(|(_, json)| serde_json::from_str(&json).ok()))
+}
+
 /// The figures from the two sums (pure, for the tests and the callers that have them).
 pub fn report(
     (from, to): (Timestamp, Timestamp),
@@ -116,6 +168,27 @@ mod tests {
             Timestamp::from_second(0).unwrap(),
             Timestamp::from_second(3600).unwrap(),
         )
+    }
+
+    #[test]
+    fn the_overview_says_the_figure_or_why_not() {
+        let ok = crate::router::RouterStatus {
+            state: "ok".into(),
+            ..Default::default()
+        };
+        let router = RouterUsage {
+            bytes_up: 10_000_000,
+            bytes_down: 90_000_000,
+            polls: 360,
+            stuck_polls: 0,
+            exact: true,
+        };
+        let r = report(range(), (9_000_000, 88_000_000), router, true);
+        assert_eq!(
+            overview_line(Some(&r), Some(&ok)).unwrap(),
+            "lanmeter saw 97 % of the internet traffic your router counted today."
+        );
+        assert_eq!(overview_line(Some(&r), None), None);
     }
 
     #[test]

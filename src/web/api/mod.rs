@@ -18,6 +18,7 @@
 //! fields, tokens, alert acknowledgements and audit entries.
 
 pub mod alerts;
+pub mod coverage;
 pub mod devices;
 pub mod error;
 pub mod extract;
@@ -127,6 +128,12 @@ pub fn table() -> Vec<Operation> {
             Admin,
             delete(tokens::revoke),
         ),
+        op(
+            "/api/v1/coverage",
+            Method::GET,
+            Viewer,
+            get(coverage::coverage),
+        ),
         op("/metrics", Method::GET, Viewer, get(metrics::metrics)),
     ]
 }
@@ -199,6 +206,7 @@ impl utoipa::Modify for Security {
         presence::list,
         system::health,
         system::capture,
+        coverage::coverage,
         plan::report,
         alerts::list,
         alerts::acknowledge,
