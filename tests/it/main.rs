@@ -24,6 +24,7 @@ mod mqtt;
 mod netns;
 mod pi_realities;
 mod plan;
+mod router;
 mod security;
 mod settings;
 mod survey;
