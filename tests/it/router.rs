@@ -406,6 +406,7 @@ fn a_byte_counter_frozen_while_packets_flow_is_reported_stuck() {
     let net = topology();
     // A broken router: its agent reports ifHCOutOctets of the WAN frozen at 2^32 - 1 (as
     // several routers do with their UPnP counters) while the packet counters keep moving.
+    // snmpd's `override` takes no counter64 type; a frozen Counter32 is just as broken.
     let index = String::from_utf8(
         net.p
             .exec(&net.p.b, &["cat", "/sys/class/net/wan/ifindex"])
@@ -417,7 +418,7 @@ fn a_byte_counter_frozen_while_packets_flow_is_reported_stuck() {
         &net.p.b,
         net.p.b_ip,
         &format!(
-            "override .1.3.6.1.2.1.31.1.1.1.10.{} counter64 4294967295\n",
+            "override .1.3.6.1.2.1.31.1.1.1.10.{} counter 4294967295\n",
             index.trim()
         ),
     );
