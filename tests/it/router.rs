@@ -469,11 +469,12 @@ fn coverage_of_a_capture_that_sees_half_the_clients_matches_the_kernel() {
     let config = write_config(
         dir.path(),
         &format!(
-            "router_source = \"snmp\"\nrouter_snmp_host = \"{}\"\n",
+            "router_source = \"snmp\"\nrouter_snmp_host = \"{}\"\nlisten = \"127.0.0.1:{WEB_PORT}\"\nanyone_on_lan_may_view = true\n",
             net.p.b_ip
         ),
     );
     let db = dir.path().join("x.db");
+    admin_password(&db);
     let d = Daemon::start(&net.p, &config, &db);
     wait_status(&d, &db, Duration::from_secs(20), "ok", |s| {
         s.state == "ok" && s.baseline_bytes_up.is_some()
@@ -521,4 +522,71 @@ fn coverage_of_a_capture_that_sees_half_the_clients_matches_the_kernel() {
         r.percent_down.unwrap()
     );
     assert!((truth_up - 75.0).abs() < 2.0 && (truth_down - 50.0).abs() < 2.0);
+
+    // The same figures through the API, /metrics and the overview of the running daemon.
+    let api = curl(&net.p, "/api/v1/coverage");
+    let v: serde_json::Value = serde_json::from_str(&api).unwrap();
+    let up = v["percent_up"].as_f64().unwrap();
+    assert!((up - truth_up).abs() <= 1.0, "{api}");
+    assert_eq!(v["router"]["source"], "snmp", "{api}");
+    let metrics = curl(&net.p, "/metrics");
+    assert!(
+        metrics.contains("lanmeter_coverage_ratio{direction=\"up\"} 0.7")
+            && metrics.contains("lanmeter_router_up{source=\"snmp\"} 1"),
+        "{metrics}"
+    );
+    let overview = curl(&net.p, "/");
+    assert!(
+        overview.contains("lanmeter saw ")
+            && overview.contains("% of the internet traffic your router counted today."),
+        "{overview}"
+    );
+}
+
+/// Sets the admin password with `lanmeter passwd`, so the dashboard is past its first-run setup.
+fn admin_password(db: &Path) {
+    use std::io::Write;
+    let mut passwd = crate::hermetic(&mut Command::new(crate::LANMETER))
+        .args(["passwd", "--db"])
+        .arg(db)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    passwd
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"correct horse battery\n")
+        .unwrap();
+    assert!(passwd.wait().unwrap().success());
+}
+
+/// The daemon's web port in the coverage test (inside its own namespace).
+const WEB_PORT: u16 = 18_424;
+
+/// GET `path` from the daemon in the LAN namespace (anyone on the LAN may view).
+fn curl(p: &NetnsPair, path: &str) -> String {
+    let out = p.exec(
+        &p.a,
+        &[
+            "curl",
+            "-sf",
+            "--max-time",
+            "10",
+            &format!("http://127.0.0.1:{WEB_PORT}{path}"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "curl {path}: {out:?} {}",
+        String::from_utf8_lossy(
+            &p.exec(
+                &p.a,
+                &["curl", "-s", &format!("http://127.0.0.1:{WEB_PORT}{path}")]
+            )
+            .stdout
+        )
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
