@@ -535,6 +535,11 @@ fn coverage_of_a_capture_that_sees_half_the_clients_matches_the_kernel() {
             && metrics.contains("lanmeter_router_up{source=\"snmp\"} 1"),
         "{metrics}"
     );
+    let system = curl(&net.p, "/system");
+    assert!(
+        system.contains("Router counters and coverage") && system.contains("id=\"coverage-days\""),
+        "{system}"
+    );
     let overview = curl(&net.p, "/");
     assert!(
         overview.contains("lanmeter saw ")
