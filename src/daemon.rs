@@ -357,6 +357,7 @@ fn start(
                     crate::alerts::coverage_source::source(
                         cfg.time_zone(),
                         cfg.coverage_alert_percent,
+                        2 * cfg.flush_interval_secs,
                         Some(live.clone()),
                     ),
                 ],

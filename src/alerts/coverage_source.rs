@@ -16,17 +16,22 @@ use jiff::tz::TimeZone;
 pub const WINDOW_SECS: i64 = 3600;
 
 /// A source for `run::Sources::extra`; the threshold is reread from `live` when given.
-pub fn source(tz: TimeZone, threshold: u32, live: Option<Live>) -> Source {
+/// `lag_secs` ends the window that far back: the router's bytes are stored every poll, the
+/// devices' only at each flush, so the newest minutes would otherwise look uncovered.
+pub fn source(tz: TimeZone, threshold: u32, lag_secs: u64, live: Option<Live>) -> Source {
+    let lag = i64::try_from(lag_secs).unwrap_or(i64::MAX / 4);
     Box::new(move |store: &Store, now: i64| {
-        let threshold = live
-            .as_ref()
-            .map_or(threshold, |l| l.get().coverage_alert_percent);
-        if threshold == 0 {
+        // Part of the health rule: `alert_health = false` silences it with the others.
+        let (threshold, health_on) = live.as_ref().map_or((threshold, true), |l| {
+            let c = l.get();
+            (c.coverage_alert_percent, c.alert_health)
+        });
+        if threshold == 0 || !health_on {
             return Vec::new();
         }
         let (Ok(from), Ok(to)) = (
-            Timestamp::from_second(now - WINDOW_SECS),
-            Timestamp::from_second(now),
+            Timestamp::from_second(now - lag - WINDOW_SECS),
+            Timestamp::from_second(now - lag),
         ) else {
             return Vec::new();
         };

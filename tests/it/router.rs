@@ -469,7 +469,7 @@ fn coverage_of_a_capture_that_sees_half_the_clients_matches_the_kernel() {
     let config = write_config(
         dir.path(),
         &format!(
-            "router_source = \"snmp\"\nrouter_snmp_host = \"{}\"\nlisten = \"127.0.0.1:{WEB_PORT}\"\nanyone_on_lan_may_view = true\n",
+            "router_source = \"snmp\"\nrouter_snmp_host = \"{}\"\nlisten = \"127.0.0.1:{WEB_PORT}\"\nanyone_on_lan_may_view = true\nalert_interval_secs = 1\n",
             net.p.b_ip
         ),
     );
@@ -534,6 +534,33 @@ fn coverage_of_a_capture_that_sees_half_the_clients_matches_the_kernel() {
         metrics.contains("lanmeter_coverage_ratio{direction=\"up\"} 0.7")
             && metrics.contains("lanmeter_router_up{source=\"snmp\"} 1"),
         "{metrics}"
+    );
+    // The last hour's coverage (62 % both ways) is under the default 80 %: the health alert.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let alert = loop {
+        let list: serde_json::Value =
+            serde_json::from_str(&curl(&net.p, "/api/v1/alerts?state=open")).unwrap();
+        if let Some(a) = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["rule"] == "health" && a["subject"] == "coverage")
+        {
+            break a.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no coverage alert: {list}\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert!(
+        alert["title"]
+            .as_str()
+            .unwrap()
+            .contains("% of the internet traffic your router counted in the last hour"),
+        "{alert}"
     );
     let system = curl(&net.p, "/system");
     assert!(
