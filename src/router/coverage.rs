@@ -73,14 +73,21 @@ pub fn today(tz: &TimeZone, now: i64) -> Option<(Timestamp, Timestamp)> {
     (from < to).then_some((from, to))
 }
 
-/// Today's coverage (see [`today`]); `None` in the first second of a day.
+/// Today's coverage (see [`today`]) up to `lag_secs` ago: the router's bytes are stored at
+/// every poll, the devices' only at each flush, so the newest minutes are left out (pass two
+/// flush intervals); `None` while that leaves nothing of today.
 pub fn coverage_today(
     store: &Store,
     tz: &TimeZone,
     now: i64,
+    lag_secs: u64,
 ) -> Result<Option<CoverageReport>, QueryError> {
-    match today(tz, now) {
-        Some((from, to)) => coverage(store, tz, from, to).map(Some),
+    let lagged = now - i64::try_from(lag_secs).unwrap_or(0);
+    match today(tz, now).filter(|(from, _)| from.as_second() < lagged) {
+        Some((from, _)) => {
+            let to = Timestamp::from_second(lagged).unwrap_or(from);
+            coverage(store, tz, from, to).map(Some)
+        }
         None => Ok(None),
     }
 }

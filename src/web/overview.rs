@@ -172,10 +172,11 @@ pub async fn page(
     let (health, health_bad) = capture_health(&state);
     let coverage = {
         let now = state.now();
+        let lag = 2 * state.config().flush_interval_secs;
         let tz = tz.clone();
         state
             .db(move |s| {
-                let report = crate::router::coverage::coverage_today(s, &tz, now)
+                let report = crate::router::coverage::coverage_today(s, &tz, now, lag)
                     .ok()
                     .flatten();
                 let status = crate::router::coverage::status(s)?;

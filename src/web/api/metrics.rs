@@ -465,12 +465,14 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
 async fn router_metrics(o: &mut Out, state: &AppState) -> Result<(), ApiError> {
     let tz = state.config().time_zone();
     let now = state.now();
+    let lag = 2 * state.config().flush_interval_secs;
     let (status, today) = state
         .db(move |s| {
-            let today = crate::router::coverage::coverage_today(s, &tz, now).unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "metrics: cannot compute today's coverage");
-                None
-            });
+            let today =
+                crate::router::coverage::coverage_today(s, &tz, now, lag).unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "metrics: cannot compute today's coverage");
+                    None
+                });
             Ok((crate::router::coverage::status(s)?, today))
         })
         .await?;
