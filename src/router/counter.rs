@@ -72,6 +72,8 @@ pub struct Tracker {
     prev: Option<Reading>,
     /// The source printed a value above 2³² − 1: its "32-bit" counters are really wider.
     wide: bool,
+    /// The last reading looked frozen (bytes still, packets moved), per direction (up, down).
+    suspect: [bool; 2],
 }
 
 impl Tracker {
@@ -106,23 +108,51 @@ impl Tracker {
         let Some(p) = self.prev.replace(r) else {
             return Step::default();
         };
-        let (bytes_up, up) = delta(
-            (p.bytes_up, r.bytes_up),
-            p.packets_up.zip(r.packets_up),
-            width,
-            elapsed,
+        let (bytes_up, up) = self.confirm(
+            0,
+            delta(
+                (p.bytes_up, r.bytes_up),
+                p.packets_up.zip(r.packets_up),
+                width,
+                elapsed,
+            ),
         );
-        let (bytes_down, down) = delta(
-            (p.bytes_down, r.bytes_down),
-            p.packets_down.zip(r.packets_down),
-            width,
-            elapsed,
+        let (bytes_down, down) = self.confirm(
+            1,
+            delta(
+                (p.bytes_down, r.bytes_down),
+                p.packets_down.zip(r.packets_down),
+                width,
+                elapsed,
+            ),
         );
         Step {
             bytes_up,
             bytes_down,
             up,
             down,
+        }
+    }
+}
+
+impl Tracker {
+    /// A frozen-looking byte counter is reported stuck only at a known cap or on the second
+    /// reading in a row: the counters are read one SOAP call (or one SNMP binding) apart, so a
+    /// frame that arrives between the byte and the packet read looks frozen once.
+    fn confirm(&mut self, dir: usize, (bytes, ev): (u64, Option<Event>)) -> (u64, Option<Event>) {
+        match ev {
+            Some(Event::Stuck { at }) => {
+                let seen_before = std::mem::replace(&mut self.suspect[dir], true);
+                if seen_before || STUCK_VALUES.contains(&at) {
+                    (bytes, ev)
+                } else {
+                    (bytes, None)
+                }
+            }
+            other => {
+                self.suspect[dir] = false;
+                (bytes, other)
+            }
         }
     }
 }
@@ -264,6 +294,15 @@ mod tests {
             // The idle direction (packets still too) is not stuck.
             assert_eq!(s.down, None);
         }
+        // A frozen value that is not a known cap: stuck from the second such reading on; a
+        // single one is a frame that arrived between the byte and the packet reads.
+        t.forget();
+        t.update(r32(1_000, 10, 100, 100), 0.0);
+        assert!(!t.update(r32(1_000, 10, 101, 100), 10.0).stuck());
+        assert!(!t.update(r32(1_060, 10, 101, 100), 10.0).stuck());
+        assert!(!t.update(r32(1_060, 10, 150, 100), 10.0).stuck());
+        let s = t.update(r32(1_060, 10, 190, 100), 10.0);
+        assert_eq!(s.up, Some(Event::Stuck { at: 1_060 }));
         // An idle line is not stuck.
         t.forget();
         t.update(r32(5, 5, 1, 1), 0.0);

@@ -339,7 +339,10 @@ fn start_snmpd(dir: &Path, router_ns: &str, addr: Ipv4Addr, extra: &str) -> Kill
     let conf = dir.join("snmpd.conf");
     std::fs::write(
         &conf,
-        format!("agentAddress udp:{addr}:161\nrocommunity public default\n{extra}"),
+        format!(
+            "agentAddress udp:{addr}:161\nrocommunity public default\n[snmp] persistentDir {}\n{extra}",
+            dir.display()
+        ),
     )
     .unwrap();
     let child = Command::new("ip")
