@@ -11,7 +11,7 @@ CARGO ?= cargo
 # python3-venv (schemathesis) for the API tests, mosquitto (+ clients) as the real MQTT broker,
 # wireshark-common (mergecap, editcap) for the capture-file tests, faketime and sqlite3 for the
 # damaged-database tests.
-TEST_DEBS := libpcap-dev pkg-config tshark tcpdump iproute2 iputils-ping iperf3 util-linux ieee-data udhcpc chromium chromium-driver python3-aiosmtpd curl openssl prometheus python3-venv mosquitto mosquitto-clients wireshark-common faketime sqlite3 gzip victoria-metrics dnsmasq-base
+TEST_DEBS := libpcap-dev pkg-config tshark tcpdump iproute2 iputils-ping iperf3 util-linux ieee-data udhcpc chromium chromium-driver python3-aiosmtpd curl openssl prometheus python3-venv mosquitto mosquitto-clients wireshark-common faketime sqlite3 gzip victoria-metrics dnsmasq-base miniupnpd-nftables snmpd
 # bench: the peers (darkstat, tcpdump, tcpreplay), wrk for the dashboard, qemu-user (unlike
 # qemu-user-static it loads TCG plugins) and gcc for the Pi instruction counts (bench/pi.sh).
 BENCH_DEBS := $(TEST_DEBS) darkstat tcpreplay time python3 wrk qemu-user gcc

@@ -73,6 +73,10 @@ const MAX_INTERNET_TARGETS: usize = 4;
 const ALERT_INTERNET_PERCENT: RangeInclusive<u32> = 0..=100;
 const ALERT_INTERNET_LATENCY_MS: RangeInclusive<u32> = 0..=60_000;
 const ALERT_INTERNET_SUSTAINED_MINUTES: RangeInclusive<u32> = 1..=1_440;
+/// UPnP's 32-bit counters wrap every 34 s at 1 Gbit/s: at most 10 s between polls.
+const ROUTER_POLL_SECS: RangeInclusive<u64> = 1..=10;
+/// 0 turns the coverage alert off.
+const COVERAGE_ALERT_PERCENT: RangeInclusive<u32> = 0..=100;
 const WEB_HEADER_TIMEOUT_SECS: RangeInclusive<u64> = 1..=300;
 /// Below systemd's default soft limit of 1024 open files, which the unit keeps, with room for
 /// the database, capture handles and outgoing connections.
@@ -199,6 +203,12 @@ pub const KEYS: &[&str] = &[
     "alert_internet_loss_percent",
     "alert_internet_latency_ms",
     "alert_internet_sustained_minutes",
+    "router_source",
+    "router_snmp_host",
+    "router_snmp_community",
+    "router_snmp_interface",
+    "router_poll_secs",
+    "coverage_alert_percent",
 ];
 
 /// Keys whose environment variable is a comma-separated list rather than one value.
@@ -472,6 +482,37 @@ pub struct Config {
     pub alert_internet_latency_ms: u32,
     /// How long loss or latency must stay above its threshold before the alert.
     pub alert_internet_sustained_minutes: u32,
+    /// Where the router's own WAN byte counters are read from (issue 24).
+    pub router_source: RouterSource,
+    /// SNMP agent of the router (`host` or `host:port`); SNMP is only tried when it is set.
+    pub router_snmp_host: Option<String>,
+    /// SNMP v2c community; `None` means "public".
+    pub router_snmp_community: Option<Secret>,
+    /// The router's WAN interface as its SNMP agent names it (ifDescr or ifName).
+    pub router_snmp_interface: String,
+    /// Seconds between reads of the router's counters.
+    pub router_poll_secs: u64,
+    /// A health alert when lanmeter saw less than this share of the router's internet bytes
+    /// for an hour; 0 turns it off.
+    pub coverage_alert_percent: u32,
+}
+
+/// Where the router's WAN counters come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouterSource {
+    /// SNMP when a host is configured, else UPnP IGD found by SSDP (AVM's 64-bit counters when
+    /// the router is a FRITZ!Box).
+    Auto,
+    Upnp,
+    /// The FRITZ!Box's IGD at the gateway's port 49000 (`GetAddonInfos`, 64-bit counters).
+    Tr064,
+    Snmp,
+    Off,
+}
+
+impl RouterSource {
+    pub const NAMES: &'static [&'static str] = &["auto", "upnp", "tr064", "snmp", "off"];
 }
 
 impl Default for Config {
@@ -599,6 +640,12 @@ impl Default for Config {
             alert_internet_loss_percent: 5,
             alert_internet_latency_ms: 200,
             alert_internet_sustained_minutes: 10,
+            router_source: RouterSource::Auto,
+            router_snmp_host: None,
+            router_snmp_community: None,
+            router_snmp_interface: "wan".into(),
+            router_poll_secs: 10,
+            coverage_alert_percent: 80,
         }
     }
 }
@@ -877,6 +924,12 @@ fn hint(key: &str) -> String {
         "alert_internet_loss_percent" => range(&ALERT_INTERNET_PERCENT, "percent (0 turns the rule off)"),
         "alert_internet_latency_ms" => range(&ALERT_INTERNET_LATENCY_MS, "ms (0 turns the rule off)"),
         "alert_internet_sustained_minutes" => range(&ALERT_INTERNET_SUSTAINED_MINUTES, "minutes"),
+        "router_source" => "use \"auto\", \"upnp\", \"tr064\", \"snmp\" or \"off\"".into(),
+        "router_snmp_host" => "use the router's address or host name, with :port if not 161, such as \"192.168.1.1\", or remove the key".into(),
+        "router_snmp_community" => "use the router's read-only SNMP community in double quotes (often \"public\")".into(),
+        "router_snmp_interface" => "use the WAN interface's name as the router's SNMP agent lists it (ifDescr or ifName), such as \"wan\", \"pppoe-wan\" or \"eth0.2\"".into(),
+        "router_poll_secs" => range(&ROUTER_POLL_SECS, "seconds"),
+        "coverage_alert_percent" => range(&COVERAGE_ALERT_PERCENT, "percent (0 turns the alert off)"),
         _ => format!("valid keys are {}", KEYS.join(", ")),
     }
 }
@@ -1315,6 +1368,31 @@ impl Config {
             .unwrap_or_else(|| "lanmeter".into())
     }
 
+    /// The router counter keys (issue 24).
+    fn validate_router(&self) -> Result<(), ConfigError> {
+        if let Some(h) = &self.router_snmp_host
+            && (h.is_empty() || h.contains(char::is_whitespace) || h.contains('/'))
+        {
+            return Err(invalid("router_snmp_host", h, "not a host name or address"));
+        }
+        if self.router_source == RouterSource::Snmp && self.router_snmp_host.is_none() {
+            return Err(invalid(
+                "router_snmp_host",
+                &"(not set)",
+                "router_source = \"snmp\" needs it",
+            ));
+        }
+        if self.router_snmp_interface.is_empty() {
+            return Err(invalid("router_snmp_interface", &"\"\"", "empty"));
+        }
+        check_range("router_poll_secs", self.router_poll_secs, &ROUTER_POLL_SECS)?;
+        check_range(
+            "coverage_alert_percent",
+            self.coverage_alert_percent,
+            &COVERAGE_ALERT_PERCENT,
+        )
+    }
+
     /// The phone push channels: URLs are http(s) (secret URLs are never quoted back), the
     /// priority a word ntfy knows, and each channel's alert kinds known ones.
     fn validate_push(&self) -> Result<(), ConfigError> {
@@ -1476,6 +1554,7 @@ impl Config {
         }
         self.validate_mqtt()?;
         self.validate_remote_write()?;
+        self.validate_router()?;
         for a in self.mail_to.iter().chain(&self.mail_from) {
             let ok = a.rsplit_once('@').is_some_and(|(l, d)| {
                 !l.is_empty() && !d.is_empty() && !a.contains(char::is_whitespace)
@@ -2089,6 +2168,8 @@ timezone = "Europe/Berlin"
             site: Some("home".into()),
             remote_write_url: Some("http://central:8428/api/v1/write".into()),
             remote_write_token: Some(Secret::new("r")),
+            router_snmp_host: Some("192.168.1.1".into()),
+            router_snmp_community: Some(Secret::new("public")),
             ..Config::default()
         };
         let table = toml::Table::try_from(&full).unwrap();

@@ -310,6 +310,7 @@ struct Threads {
     mqtt: Option<crate::run::mqtt::MqttRun>,
     remote: Option<crate::run::remote::RemoteWrite>,
     internet: Option<crate::run::internet::InternetRun>,
+    router: Option<crate::run::router::RouterRun>,
 }
 
 /// Starts the web server, the capture thread, the alert thread, discovery (once its interface
@@ -387,6 +388,12 @@ fn start(
                         crate::alerts::internet_source::Limits::from_config(cfg),
                         cfg.time_zone(),
                     ),
+                    crate::alerts::coverage_source::source(
+                        cfg.time_zone(),
+                        cfg.coverage_alert_percent,
+                        2 * cfg.flush_interval_secs,
+                        Some(live.clone()),
+                    ),
                 ],
                 live: Some(live),
             },
@@ -407,6 +414,7 @@ fn start(
         stop.clone(),
     );
     let internet = crate::run::internet::start(cfg, &db, internet_now, stop.clone());
+    let router = crate::run::router::RouterRun::start(cfg, db.clone(), stop.clone());
     tracing::info!(
         interface = %o.iface,
         gateway = %o.meter.with(|m| m.gateway()).map(|g| g.to_string()).unwrap_or_else(|| "not yet known".into()),
@@ -429,6 +437,7 @@ fn start(
         mqtt,
         remote,
         internet,
+        router,
     })
 }
 
@@ -457,6 +466,9 @@ impl Threads {
         }
         if let Some(i) = self.internet {
             i.join();
+        }
+        if let Some(r) = self.router {
+            r.join();
         }
         self.discovery
     }

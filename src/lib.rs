@@ -21,8 +21,10 @@
 //! - [`daemon`]: the live run's lifecycle: open its inputs, start the threads, tick the
 //!   schedules, stop them in order and flush what is left.
 //! - [`run`]: what the live run starts or schedules, one small type each: flushing, watchdog,
-//!   gateway recheck, maintenance and backups, SIGHUP reload, the discovery, Wi-Fi survey and
-//!   MQTT threads.
+//!   gateway recheck, maintenance and backups, SIGHUP reload, the discovery, Wi-Fi survey,
+//!   MQTT and router-counter threads.
+//! - [`router`]: the router's own WAN counters (UPnP IGD by SSDP, FRITZ!Box `GetAddonInfos`,
+//!   SNMP IF-MIB), wraps, resets and stuck counters, and the coverage figure.
 //! - [`replay`]: capture files through the same decoder and meter, rendered as JSON or a table,
 //!   or written into a database through the same flush path.
 //! - [`survey`]: the Wi-Fi survey from a monitor-mode adapter: access points, channels, probing
@@ -69,6 +71,7 @@ pub mod placement;
 pub mod plan;
 pub mod remote;
 pub mod replay;
+pub mod router;
 pub mod run;
 pub mod setup_code;
 pub mod store;

@@ -34,6 +34,7 @@
 //! engine.apply(&mut store, &conds, now)?;   // or push them into `run::Sources::extra`
 //! ```
 
+pub mod coverage_source;
 pub mod deliver;
 pub mod engine;
 pub mod internet_source;

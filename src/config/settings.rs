@@ -107,6 +107,7 @@ pub const GROUPS: &[&str] = &[
     "Home Assistant (MQTT)",
     "Many homes",
     "Internet quality",
+    "Router counters",
 ];
 
 /// Every setting a household would change, in page order within its group. Paths, listen
@@ -848,6 +849,54 @@ pub const SETTINGS: &[Setting] = &[
         Int,
         false,
     ),
+    s(
+        "router_source",
+        "Router counters",
+        "Read the router's counters",
+        "auto finds the router by UPnP (or SNMP when a host is set); off stops reading it.",
+        Kind::Choice(crate::config::RouterSource::NAMES),
+        false,
+    ),
+    s(
+        "router_snmp_host",
+        "Router counters",
+        "SNMP host",
+        "The router's address when it has an SNMP agent; empty means no SNMP.",
+        OptText,
+        false,
+    ),
+    s(
+        "router_snmp_community",
+        "Router counters",
+        "SNMP community",
+        "The read-only community (v2c); empty means \"public\".",
+        Kind::Secret,
+        false,
+    ),
+    s(
+        "router_snmp_interface",
+        "Router counters",
+        "SNMP WAN interface",
+        "The WAN interface's name on the router, such as wan, pppoe-wan or eth0.2.",
+        Text,
+        false,
+    ),
+    s(
+        "router_poll_secs",
+        "Router counters",
+        "Read every (seconds)",
+        "1 to 10 seconds: the router's 32-bit counters wrap quickly on fast lines.",
+        Int,
+        false,
+    ),
+    s(
+        "coverage_alert_percent",
+        "Router counters",
+        "Coverage alert below (%)",
+        "Alert when lanmeter saw less than this share of the router's internet traffic for an hour; 0 turns it off.",
+        Int,
+        true,
+    ),
 ];
 
 /// The setting of `key`, if it is editable.
@@ -868,6 +917,7 @@ pub fn copy_live(dst: &mut Config, src: &Config) {
     dst.alert_unusual_min_mb = src.alert_unusual_min_mb;
     dst.alert_unusual_weeks = src.alert_unusual_weeks;
     dst.alert_health = src.alert_health;
+    dst.coverage_alert_percent = src.coverage_alert_percent;
     dst.alert_no_packets_minutes = src.alert_no_packets_minutes;
     dst.alert_kernel_drop_percent = src.alert_kernel_drop_percent;
     dst.alert_disk_percent = src.alert_disk_percent;
@@ -1183,6 +1233,7 @@ fn secret<'a>(cfg: &'a Config, key: &str) -> Option<&'a str> {
         "discord_webhook_url" => cfg.discord_webhook_url.as_ref(),
         "homeassistant_webhook_url" => cfg.homeassistant_webhook_url.as_ref(),
         "remote_write_token" => cfg.remote_write_token.as_ref(),
+        "router_snmp_community" => cfg.router_snmp_community.as_ref(),
         _ => None,
     }
     .map(super::Secret::expose)
@@ -1325,6 +1376,7 @@ mod tests {
             discord_webhook_url: Some(super::super::Secret::new("http://i")),
             homeassistant_webhook_url: Some(super::super::Secret::new("http://j")),
             remote_write_token: Some(super::super::Secret::new("k")),
+            router_snmp_community: Some(super::super::Secret::new("l")),
             ..Config::default()
         };
         for s in SETTINGS.iter().filter(|s| s.secret()) {
@@ -1345,7 +1397,7 @@ mod tests {
     #[test]
     fn live_marks_match_copy_live() {
         // A config that differs from the default in every live key (the one written below).
-        let text = "alert_new_device = false\nalert_new_device_learning_minutes = 5\nalert_offline_minutes = 7\nalert_absence_days = 9\nalert_unusual_usage = false\nalert_unusual_k = 3\nalert_unusual_min_mb = 11\nalert_unusual_weeks = 3\nalert_health = false\nalert_no_packets_minutes = 13\nalert_kernel_drop_percent = 5\nalert_disk_percent = 50\nalert_cpu_temp_c = 60\nalert_cooldown_minutes = 17\nquiet_hours_from = 22\nquiet_hours_to = 6\nalert_digest = true\nalert_digest_hour = 9\nweekly_summary = false\nweekly_summary_weekday = 3\nweekly_summary_hour = 10\nmail_alerts = [\"plan\"]\nwebhook_alerts = [\"plan\"]\nntfy_url = \"http://n/t\"\nntfy_token = \"t\"\nntfy_priority = \"high\"\nntfy_alerts = [\"plan\"]\ngotify_url = \"http://g\"\ngotify_token = \"t\"\ngotify_alerts = [\"plan\"]\ntelegram_bot_token = \"t\"\ntelegram_chat_id = \"1\"\ntelegram_alerts = [\"plan\"]\npushover_token = \"t\"\npushover_user = \"u\"\npushover_alerts = [\"plan\"]\ndiscord_webhook_url = \"http://d\"\ndiscord_alerts = [\"plan\"]\nhomeassistant_webhook_url = \"http://h\"\nhomeassistant_alerts = [\"plan\"]\noverage_price_per_gb = \"0.50\"\ncurrency = \"USD\"\n";
+        let text = "alert_new_device = false\nalert_new_device_learning_minutes = 5\nalert_offline_minutes = 7\nalert_absence_days = 9\nalert_unusual_usage = false\nalert_unusual_k = 3\nalert_unusual_min_mb = 11\nalert_unusual_weeks = 3\nalert_health = false\nalert_no_packets_minutes = 13\nalert_kernel_drop_percent = 5\nalert_disk_percent = 50\nalert_cpu_temp_c = 60\nalert_cooldown_minutes = 17\nquiet_hours_from = 22\nquiet_hours_to = 6\nalert_digest = true\nalert_digest_hour = 9\nweekly_summary = false\nweekly_summary_weekday = 3\nweekly_summary_hour = 10\nmail_alerts = [\"plan\"]\nwebhook_alerts = [\"plan\"]\nntfy_url = \"http://n/t\"\nntfy_token = \"t\"\nntfy_priority = \"high\"\nntfy_alerts = [\"plan\"]\ngotify_url = \"http://g\"\ngotify_token = \"t\"\ngotify_alerts = [\"plan\"]\ntelegram_bot_token = \"t\"\ntelegram_chat_id = \"1\"\ntelegram_alerts = [\"plan\"]\npushover_token = \"t\"\npushover_user = \"u\"\npushover_alerts = [\"plan\"]\ndiscord_webhook_url = \"http://d\"\ndiscord_alerts = [\"plan\"]\nhomeassistant_webhook_url = \"http://h\"\nhomeassistant_alerts = [\"plan\"]\noverage_price_per_gb = \"0.50\"\ncurrency = \"USD\"\ncoverage_alert_percent = 50\n";
         let changed = Config::from_text(Some((Path::new("t.toml"), text)), []).unwrap();
         let mut running = Config::default();
         copy_live(&mut running, &changed);

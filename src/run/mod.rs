@@ -18,6 +18,7 @@ pub mod maintenance;
 pub mod mqtt;
 pub mod reload;
 pub mod remote;
+pub mod router;
 pub mod survey;
 pub mod watchdog;
 

@@ -828,7 +828,9 @@ fn the_migration_sums_existing_rollups_into_the_totals() {
                 "DROP TABLE total_hour; DROP TABLE total_day; DROP TABLE total_month;
                  DROP TABLE device_undo; DROP TABLE remote_write_cursor;
                  DROP TABLE remote_write_series; DROP TABLE internet_minute;
-                 DROP TABLE internet_outage; PRAGMA user_version = {totals_step};"
+                 DROP TABLE internet_outage; DROP TABLE router_minute; DROP TABLE router_hour;
+                 DROP TABLE router_day; DROP TABLE router_month; DROP TABLE router_state;
+                 PRAGMA user_version = {totals_step};"
             ))
             .unwrap();
     }

@@ -590,6 +590,46 @@ CREATE TABLE internet_outage (
 CREATE INDEX internet_outage_start ON internet_outage(start_ns);
 ";
 
+/// Schema step (issue 24): the router's own WAN bytes per minute, beside the devices' history
+/// and rolled up with it (hour, day and month rows on the same watermarks, deleted with the same
+/// retention: `rollup`), and the poller's last status. `polls` counts the readings that went
+/// into a row, `stuck_polls` those in which a byte counter was stuck (nothing counted then).
+const V_ROUTER: &str = "
+CREATE TABLE router_minute (
+    minute INTEGER PRIMARY KEY,
+    bytes_up INTEGER NOT NULL,
+    bytes_down INTEGER NOT NULL,
+    polls INTEGER NOT NULL,
+    stuck_polls INTEGER NOT NULL
+) STRICT;
+CREATE TABLE router_hour (
+    start INTEGER PRIMARY KEY,
+    bytes_up INTEGER NOT NULL,
+    bytes_down INTEGER NOT NULL,
+    polls INTEGER NOT NULL,
+    stuck_polls INTEGER NOT NULL
+) STRICT;
+CREATE TABLE router_day (
+    start INTEGER PRIMARY KEY,
+    bytes_up INTEGER NOT NULL,
+    bytes_down INTEGER NOT NULL,
+    polls INTEGER NOT NULL,
+    stuck_polls INTEGER NOT NULL
+) STRICT;
+CREATE TABLE router_month (
+    start INTEGER PRIMARY KEY,
+    bytes_up INTEGER NOT NULL,
+    bytes_down INTEGER NOT NULL,
+    polls INTEGER NOT NULL,
+    stuck_polls INTEGER NOT NULL
+) STRICT;
+CREATE TABLE router_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    updated_at INTEGER NOT NULL,
+    status TEXT NOT NULL
+) STRICT;
+";
+
 /// Every schema step, oldest first. The schema version of a fully migrated file is the length.
 pub(super) const MIGRATIONS: &[&str] = &[
     V1,
@@ -605,6 +645,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     V_DEVICE_UNDO,
     V_REMOTE_WRITE,
     V_INTERNET,
+    V_ROUTER,
 ];
 
 pub(super) fn user_version(conn: &Connection) -> rusqlite::Result<i64> {

@@ -24,6 +24,7 @@ mod presence;
 pub mod query;
 pub mod remote;
 pub mod rollup;
+pub mod router;
 pub mod survey;
 pub mod today;
 pub mod tokens;

@@ -432,7 +432,7 @@ impl Store {
         Ok(())
     }
 
-    fn plan_range(
+    pub(crate) fn plan_range(
         &self,
         tz: &TimeZone,
         from: Timestamp,

@@ -196,7 +196,7 @@ pub(crate) fn same_zone(recorded: &str, tz: &TimeZone) -> bool {
     canonical(recorded) == canonical(&name)
 }
 
-fn time_err(path: &Path, zone: &str, at: i64, e: jiff::Error) -> StoreError {
+pub(super) fn time_err(path: &Path, zone: &str, at: i64, e: jiff::Error) -> StoreError {
     StoreError::Time {
         path: path.to_path_buf(),
         zone: zone.to_string(),
@@ -205,7 +205,7 @@ fn time_err(path: &Path, zone: &str, at: i64, e: jiff::Error) -> StoreError {
     }
 }
 
-fn zone_of(path: &Path, name: &str) -> Result<TimeZone, StoreError> {
+pub(super) fn zone_of(path: &Path, name: &str) -> Result<TimeZone, StoreError> {
     TimeZone::get(name).map_err(|e| time_err(path, name, 0, e))
 }
 
@@ -533,6 +533,7 @@ impl Store {
                 tx.execute_batch(
                     "DELETE FROM usage_hour; DELETE FROM usage_day; DELETE FROM usage_month;
                      DELETE FROM total_hour; DELETE FROM total_day; DELETE FROM total_month;
+                     DELETE FROM router_hour; DELETE FROM router_day; DELETE FROM router_month;
                      DELETE FROM history_state;",
                 )
                 .map_err(sql_err(path, op))?;
@@ -551,7 +552,13 @@ impl Store {
             Some(s) => s,
             None => {
                 let first: Option<i64> = tx
-                    .query_row("SELECT min(minute) FROM usage_minute", [], |r| r.get(0))
+                    .query_row(
+                        // The router's minutes count too: they may start before any device's.
+                        "SELECT min(m) FROM (SELECT min(minute) AS m FROM usage_minute
+                         UNION ALL SELECT min(minute) FROM router_minute)",
+                        [],
+                        |r| r.get(0),
+                    )
                     .map_err(sql_err(path, op))?;
                 let base = first.unwrap_or(now);
                 let z = wanted.as_str();
@@ -589,6 +596,7 @@ impl Store {
             let to = floor(coarse, upto, &ztz, path, &z)?;
             if to > *done {
                 rolled[i] = roll_level(&tx, path, &z, &ztz, (fine, coarse), (*done, to))?;
+                super::router::roll_level(&tx, path, &z, &ztz, (fine, coarse), (*done, to))?;
                 *done = to;
             }
             upto = *done;
@@ -653,6 +661,13 @@ impl Store {
                 )
                 .map_err(sql_err(path, op))?;
             }
+            // The router's rows of the level go with the same cut-off (lasting as long).
+            let (router, router_key) = super::router::table(level);
+            tx.execute(
+                &format!("DELETE FROM {router} WHERE {router_key} < ?1"),
+                params![cut],
+            )
+            .map_err(sql_err(path, op))?;
             // The watermark records that rows were removed: a pass that found nothing to delete
             // (a young history) leaves it, so a time zone set later can still rebuild the rollups
             // from every minute (issue 25: the first pass used to block that for good).

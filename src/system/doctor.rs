@@ -139,6 +139,7 @@ pub fn run(cfg: &Config, opts: &DoctorOptions) -> Report {
     r.findings.push(check_clock());
     r.findings.push(check_time_zone(cfg));
     r.findings.push(check_port(cfg));
+    r.findings.push(check_coverage(cfg));
     r
 }
 
@@ -731,6 +732,68 @@ pub fn port_owner_verdict(listen: std::net::SocketAddr, owners: &[PortOwner]) ->
     };
     Finding::new(C, Status::Warn, format!("{listen} is in use by {who}"))
         .fix(format!("stop that program, or choose another `listen` port in /etc/lanmeter/lanmeter.toml (`sudo ss -ltnp 'sport = :{}'` shows who listens)", listen.port()))
+}
+
+/// The share of the router's internet bytes the daemon saw over the last 24 hours (issue 24),
+/// from what the running daemon stored; read-only like the database check.
+fn check_coverage(cfg: &Config) -> Finding {
+    const C: &str = "coverage";
+    if cfg.router_source == crate::config::RouterSource::Off {
+        return Finding::new(
+            C,
+            Status::Skip,
+            "router_source = \"off\": the router's counters are not read",
+        );
+    }
+    let path = cfg.database_path();
+    let Ok(store) = Store::open_read_only(&path) else {
+        return Finding::new(
+            C,
+            Status::Skip,
+            "no database to read the router's counters from yet",
+        );
+    };
+    let status = match crate::router::coverage::status(&store) {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            return Finding::new(
+                C,
+                Status::Skip,
+                "the daemon has not read the router's counters yet",
+            )
+            .fix(
+                "switch on UPnP (or SNMP) on the router, see docs/INSTALL.md \"Router counters\"",
+            );
+        }
+        Err(e) => return Finding::new(C, Status::Skip, e.to_string()),
+    };
+    let now = jiff::Timestamp::now();
+    let from = now - jiff::SignedDuration::from_secs(86_400);
+    let report = match crate::router::coverage::coverage(&store, &cfg.time_zone(), from, now) {
+        Ok(r) => r,
+        Err(e) => return Finding::new(C, Status::Skip, e.to_string()),
+    };
+    match report.percent {
+        Some(p) if p >= f64::from(cfg.coverage_alert_percent) => Finding::new(
+            C,
+            Status::Ok,
+            format!("lanmeter saw {p:.0} % of the internet traffic the router counted in the last 24 hours"),
+        ),
+        Some(p) => Finding::new(
+            C,
+            Status::Warn,
+            format!("lanmeter saw only {p:.0} % of the internet traffic the router counted in the last 24 hours"),
+        )
+        .fix("place the Pi where it sees the household's traffic (access point or bridge, router, or mirror port: docs/INSTALL.md)"),
+        None => Finding::new(
+            C,
+            Status::Warn,
+            report
+                .reason
+                .or(status.message)
+                .unwrap_or_else(|| "no coverage figure".into()),
+        ),
+    }
 }
 
 #[cfg(test)]

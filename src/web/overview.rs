@@ -91,6 +91,8 @@ pub struct OverviewPage {
     pub new_devices: Vec<DeviceRow>,
     pub health: String,
     pub health_bad: bool,
+    /// "lanmeter saw 97 % of the internet traffic your router counted today." (issue 24).
+    pub coverage: Option<String>,
     pub demo: Option<String>,
 }
 
@@ -168,6 +170,23 @@ pub async fn page(
     new_devices.sort_by_key(|r| std::cmp::Reverse(r.first_seen_s));
     new_devices.truncate(NEW_SHOWN);
     let (health, health_bad) = capture_health(&state);
+    let coverage = {
+        let now = state.now();
+        let lag = 2 * state.config().flush_interval_secs;
+        let tz = tz.clone();
+        state
+            .db(move |s| {
+                let report = crate::router::coverage::coverage_today(s, &tz, now, lag)
+                    .ok()
+                    .flatten();
+                let status = crate::router::coverage::status(s)?;
+                Ok(crate::router::coverage::overview_line(
+                    report.as_ref(),
+                    status.as_ref(),
+                ))
+            })
+            .await?
+    };
     let (c0, c1) = h.periods.cycle;
     Ok(OverviewPage {
         layout: Layout::new("Overview", "overview", Some(&auth)),
@@ -189,6 +208,7 @@ pub async fn page(
         new_devices,
         health,
         health_bad,
+        coverage,
         demo: state.demo().map(str::to_string),
     })
 }

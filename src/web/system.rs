@@ -23,6 +23,9 @@ pub struct SystemPage {
     /// The newest good backup to restore, or why there is none.
     pub damage_offer: String,
     pub placement: PlacementCard,
+    /// The router's counters (issue 24): facts, and coverage per day (label, text, bar).
+    pub router: Vec<(&'static str, String)>,
+    pub coverage_days: Vec<(String, String, String)>,
 }
 
 /// The placement verdict as the System page and the wizard show it.
@@ -264,15 +267,102 @@ pub async fn page(
         ),
         ("Schema version", schema.to_string()),
     ];
+    let (router, coverage_days) = router_section(&state).await?;
     Ok(SystemPage {
         placement: PlacementCard::of(&state),
         layout: Layout::new("System", "system", Some(&auth)),
+        router,
+        coverage_days,
         rows,
         capture,
         storage,
         damage,
         damage_offer,
     })
+}
+
+/// Days shown in the System page's coverage chart.
+const COVERAGE_DAYS: i64 = 14;
+
+/// The router poller's status and the coverage of each of the last days.
+async fn router_section(
+    state: &AppState,
+) -> Result<(Vec<(&'static str, String)>, Vec<(String, String, String)>), AppError> {
+    let tz = state.config().time_zone();
+    // The devices' bytes reach the database at each flush, the router's at each poll.
+    let now = state.now() - i64::try_from(2 * state.config().flush_interval_secs).unwrap_or(0);
+    let source = state.config().router_source;
+    let (status, days) = state
+        .db(move |s| {
+            let status = crate::router::coverage::status(s)?;
+            let mut days = Vec::new();
+            if let Some((mut from, to)) = crate::router::coverage::today(&tz, now) {
+                let mut to = to;
+                for _ in 0..COVERAGE_DAYS {
+                    if let Ok(r) = crate::router::coverage::coverage(s, &tz, from, to)
+                        && r.router_polls > 0
+                    {
+                        let day = from.to_zoned(tz.clone()).date().to_string();
+                        days.push((day, r));
+                    }
+                    to = from;
+                    match from
+                        .to_zoned(tz.clone())
+                        .yesterday()
+                        .and_then(|z| z.start_of_day())
+                    {
+                        Ok(z) => from = z.timestamp(),
+                        Err(_) => break,
+                    }
+                }
+            }
+            Ok((status, days))
+        })
+        .await?;
+    let mut facts: Vec<(&'static str, String)> =
+        vec![("Source setting", format!("{source:?}").to_lowercase())];
+    if let Some(st) = status {
+        facts.push(("State", st.state.clone()));
+        if let Some(r) = &st.router {
+            facts.push((
+                "Router",
+                format!("{} ({})", r, st.source.as_deref().unwrap_or("")),
+            ));
+        }
+        if let Some(m) = &st.message {
+            facts.push(("Note", m.clone()));
+        }
+        facts.push((
+            "Counted since start",
+            format!(
+                "{} up, {} down",
+                fmt_bytes(st.counted_bytes_up),
+                fmt_bytes(st.counted_bytes_down)
+            ),
+        ));
+        facts.push((
+            "Counter events",
+            format!(
+                "{} wraps, {} resets, {} stuck readings",
+                st.wraps, st.resets, st.stuck_polls
+            ),
+        ));
+    }
+    let days = days
+        .into_iter()
+        .map(|(day, r)| {
+            let text = match r.percent {
+                Some(p) => format!(
+                    "{p:.0} % (router {} · lanmeter {})",
+                    fmt_bytes(r.router_bytes_up + r.router_bytes_down),
+                    fmt_bytes(r.lanmeter_bytes_up + r.lanmeter_bytes_down)
+                ),
+                None => r.reason.unwrap_or_default(),
+            };
+            (day, text, super::charts::share(r.percent.unwrap_or(0.0)))
+        })
+        .collect();
+    Ok((facts, days))
 }
 
 /// "none", or how many gaps, their total length, and whether one is going on now.

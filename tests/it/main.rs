@@ -26,6 +26,7 @@ mod multisite;
 mod netns;
 mod pi_realities;
 mod plan;
+mod router;
 mod security;
 mod settings;
 mod survey;

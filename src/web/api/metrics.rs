@@ -452,6 +452,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
     }
 
     internet(&mut o, &state, now_ns).await?;
+    router_metrics(&mut o, &state).await?;
 
     let mut r = o.0.into_response();
     r.headers_mut()
@@ -558,6 +559,85 @@ async fn internet(o: &mut Out, state: &AppState, now_ns: i64) -> Result<(), ApiE
             &[("kind", kind)],
             float(*secs),
         );
+    }
+    Ok(())
+}
+
+/// The router's counters (issue 24) and today's coverage.
+async fn router_metrics(o: &mut Out, state: &AppState) -> Result<(), ApiError> {
+    let tz = state.config().time_zone();
+    let now = state.now();
+    let lag = 2 * state.config().flush_interval_secs;
+    let (status, today) = state
+        .db(move |s| {
+            let today =
+                crate::router::coverage::coverage_today(s, &tz, now, lag).unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "metrics: cannot compute today's coverage");
+                    None
+                });
+            Ok((crate::router::coverage::status(s)?, today))
+        })
+        .await?;
+    let Some(st) = status else {
+        return Ok(());
+    };
+    let source = st.source.as_deref().unwrap_or("");
+    o.family(
+        "lanmeter_router_up",
+        "gauge",
+        "1 while the router's WAN counters are read and usable (0: searching, unreachable or stuck).",
+    );
+    o.sample(
+        "lanmeter_router_up",
+        &[("source", source)],
+        u8::from(st.state == "ok"),
+    );
+    o.family(
+        "lanmeter_router_wan_bytes_total",
+        "counter",
+        "Bytes the router counted on its WAN interface since lanmeter started reading it (direction=up: sent to the internet).",
+    );
+    o.sample(
+        "lanmeter_router_wan_bytes_total",
+        &[("direction", "up")],
+        st.counted_bytes_up,
+    );
+    o.sample(
+        "lanmeter_router_wan_bytes_total",
+        &[("direction", "down")],
+        st.counted_bytes_down,
+    );
+    o.family(
+        "lanmeter_router_counter_events_total",
+        "counter",
+        "Oddities of the router's counters: event=wrap (32-bit wrap), reset (restart), stuck (a poll with a frozen byte counter).",
+    );
+    for (ev, n) in [
+        ("wrap", st.wraps),
+        ("reset", st.resets),
+        ("stuck", st.stuck_polls),
+    ] {
+        o.sample("lanmeter_router_counter_events_total", &[("event", ev)], n);
+    }
+    if let Some(c) = today {
+        o.family(
+            "lanmeter_coverage_ratio",
+            "gauge",
+            "Today's internet bytes lanmeter counted for the devices ÷ the router's WAN bytes (absent when it cannot be said).",
+        );
+        for (dir, p) in [
+            ("up", c.percent_up),
+            ("down", c.percent_down),
+            ("both", c.percent),
+        ] {
+            if let Some(p) = p {
+                o.sample(
+                    "lanmeter_coverage_ratio",
+                    &[("direction", dir)],
+                    float(p / 100.0),
+                );
+            }
+        }
     }
     Ok(())
 }

@@ -18,6 +18,7 @@
 //! fields, tokens, alert acknowledgements and audit entries.
 
 pub mod alerts;
+pub mod coverage;
 pub mod devices;
 pub mod error;
 pub mod extract;
@@ -152,6 +153,12 @@ pub fn table() -> Vec<Operation> {
             Admin,
             delete(tokens::revoke),
         ),
+        op(
+            "/api/v1/coverage",
+            Method::GET,
+            Viewer,
+            get(coverage::coverage),
+        ),
         op("/metrics", Method::GET, Viewer, get(metrics::metrics)),
     ]
 }
@@ -225,6 +232,7 @@ impl utoipa::Modify for Security {
         system::health,
         system::capture,
         system::visibility,
+        coverage::coverage,
         plan::report,
         internet::now,
         internet::minutes,
