@@ -239,7 +239,7 @@ pub fn build(
 }
 
 /// The capture and storage health pushed with each round, as of now.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Health {
     pub capture_up: bool,
     pub packets: u64,
@@ -248,6 +248,10 @@ pub struct Health {
     pub flush_failures: u32,
     /// Seconds between the end of the last minute the receiver has and now.
     pub backlog_secs: i64,
+    /// Today's coverage (lanmeter's internet bytes ÷ the router's), as a ratio, per direction;
+    /// `None` without router counters.
+    pub coverage_up: Option<f64>,
+    pub coverage_down: Option<f64>,
 }
 
 /// The health gauges and process counters of one round, stamped `now_ms`.
@@ -288,6 +292,15 @@ pub fn health_series(site: &str, now_ms: i64, h: &Health) -> Vec<TimeSeries> {
             h.backlog_secs as f64,
         ),
     ]
+    .into_iter()
+    .chain(
+        [("up", h.coverage_up), ("down", h.coverage_down)]
+            .into_iter()
+            .filter_map(|(dir, r)| {
+                r.map(|r| one("lanmeter_coverage_ratio", Some(("direction", dir)), r))
+            }),
+    )
+    .collect()
 }
 
 #[cfg(test)]
@@ -432,6 +445,8 @@ mod tests {
             interface_dropped: 0,
             flush_failures: 0,
             backlog_secs: 65,
+            coverage_up: Some(0.75),
+            coverage_down: None,
         };
         let series = health_series("flat 2", 1_000, &h);
         let value = |name: &str, extra: Option<(&str, &str)>| {
@@ -462,6 +477,15 @@ mod tests {
         assert_eq!(
             value("lanmeter_remote_write_backlog_seconds", None),
             Some((1_000, 65.0))
+        );
+        // Coverage only in the direction that has a figure.
+        assert_eq!(
+            value("lanmeter_coverage_ratio", Some(("direction", "up"))),
+            Some((1_000, 0.75))
+        );
+        assert_eq!(
+            value("lanmeter_coverage_ratio", Some(("direction", "down"))),
+            None
         );
     }
 

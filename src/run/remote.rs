@@ -26,6 +26,10 @@ struct Job {
     capture_running: Arc<AtomicBool>,
     /// Whether the last round failed to reach the receiver (logged once per outage).
     failing: bool,
+    /// For today's coverage (the router's counters): the zone of "today" and how far back
+    /// today ends (two flush intervals, as on the overview).
+    tz: jiff::tz::TimeZone,
+    coverage_lag_secs: u64,
 }
 
 impl RemoteWrite {
@@ -54,6 +58,8 @@ impl RemoteWrite {
             telemetry,
             capture_running,
             failing: false,
+            tz: cfg.time_zone(),
+            coverage_lag_secs: 2 * cfg.flush_interval_secs,
         };
         let shown = crate::alerts::webhook::redact(&job.receiver.url);
         let site = job.site.clone();
@@ -154,7 +160,7 @@ impl Job {
                 batch.series.extend(remote::health_series(
                     &self.site,
                     now_ms(),
-                    &self.health(closed),
+                    &self.health(s, closed),
                 ));
                 health_sent = true;
             }
@@ -196,7 +202,7 @@ impl Job {
         }
         if !health_sent && !stop.load(Ordering::Relaxed) {
             let series =
-                remote::health_series(&self.site, now_ms(), &self.health(after.unwrap_or(0)));
+                remote::health_series(&self.site, now_ms(), &self.health(s, after.unwrap_or(0)));
             match remote::send::send(&self.receiver, &remote::proto::body(&series)) {
                 Ok(()) => self.failing = false,
                 Err(e) => {
@@ -212,10 +218,23 @@ impl Job {
     }
 
     /// The health of this round; `through` is the last minute the receiver has.
-    fn health(&self, through: i64) -> Health {
+    fn health(&self, s: &Store, through: i64) -> Health {
         let cap = self.telemetry.capture().unwrap_or_default();
         let storage = self.telemetry.health().snapshot();
+        // Today's coverage when the router's counters are read; none otherwise (or unreadable:
+        // the counters still go out).
+        let coverage = crate::router::coverage::coverage_today(
+            s,
+            &self.tz,
+            now_ms() / 1000,
+            self.coverage_lag_secs,
+        )
+        .ok()
+        .flatten();
+        let ratio = |p: Option<f64>| p.map(|p| p / 100.0);
         Health {
+            coverage_up: ratio(coverage.as_ref().and_then(|c| c.percent_up)),
+            coverage_down: ratio(coverage.as_ref().and_then(|c| c.percent_down)),
             capture_up: self.capture_running.load(Ordering::Relaxed),
             packets: cap.frames_seen,
             kernel_dropped: cap.pcap_dropped,
