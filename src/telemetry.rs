@@ -79,6 +79,9 @@ struct Inner {
     clock: std::sync::Mutex<Option<ClockStatus>>,
     /// What the capture saw of other devices, for the placement verdict (set once it runs).
     visibility: OnceLock<crate::placement::Watch>,
+    /// Today's coverage (0–1, both directions) from the router thread's last write; `None`
+    /// while the router's counters give no figure.
+    coverage: std::sync::Mutex<Option<f64>>,
 }
 
 /// The outcome of the last configuration reload (SIGHUP).
@@ -183,6 +186,15 @@ impl Telemetry {
     /// The tally behind the placement verdict, `None` when nothing captures.
     pub fn visibility(&self) -> Option<&crate::placement::Watch> {
         self.0.visibility.get()
+    }
+
+    pub fn set_coverage(&self, c: Option<f64>) {
+        *self.0.coverage.lock().unwrap_or_else(|p| p.into_inner()) = c;
+    }
+
+    /// Today's coverage for the placement verdict, as the router thread last computed it.
+    pub fn coverage(&self) -> Option<f64> {
+        *self.0.coverage.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// When this handle was made (the daemon's start).

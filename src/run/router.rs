@@ -24,14 +24,19 @@ pub struct RouterRun {
 
 impl RouterRun {
     /// Starts the thread unless `router_source` is "off"; `None` then or when it cannot start.
-    pub fn start(cfg: &Config, db: PathBuf, stop: Arc<AtomicBool>) -> Option<RouterRun> {
+    pub fn start(
+        cfg: &Config,
+        db: PathBuf,
+        telemetry: crate::telemetry::Telemetry,
+        stop: Arc<AtomicBool>,
+    ) -> Option<RouterRun> {
         if cfg.router_source == RouterSource::Off {
             return None;
         }
         let cfg = cfg.clone();
         match std::thread::Builder::new()
             .name("router".into())
-            .spawn(move || Poller::new(cfg, db).run(&stop))
+            .spawn(move || Poller::new(cfg, db, telemetry).run(&stop))
         {
             Ok(thread) => Some(RouterRun { thread }),
             Err(e) => {
@@ -65,6 +70,8 @@ fn host_of(identity: &str) -> &str {
 struct Poller {
     cfg: Config,
     db: PathBuf,
+    /// Where today's coverage goes for the placement verdict (System page, wizard, API).
+    telemetry: crate::telemetry::Telemetry,
     store: Option<Store>,
     conn: Option<Connection>,
     /// The router the tracker's baseline belongs to.
@@ -81,10 +88,11 @@ struct Poller {
 }
 
 impl Poller {
-    fn new(cfg: Config, db: PathBuf) -> Poller {
+    fn new(cfg: Config, db: PathBuf, telemetry: crate::telemetry::Telemetry) -> Poller {
         Poller {
             cfg,
             db,
+            telemetry,
             store: None,
             conn: None,
             router_host: None,
@@ -270,6 +278,21 @@ impl Poller {
             Ok(()) => {
                 self.last_write = Some(now);
                 self.pending.clear();
+                // Today's share, for the verdict; "today" ends two flush intervals back, as on
+                // the overview (the devices' bytes reach the database only at each flush).
+                let today = crate::router::coverage::coverage_today(
+                    store,
+                    &self.cfg.time_zone(),
+                    now_secs(),
+                    2 * self.cfg.flush_interval_secs,
+                );
+                self.telemetry.set_coverage(
+                    today
+                        .ok()
+                        .flatten()
+                        .and_then(|c| c.percent)
+                        .map(|p| p / 100.0),
+                );
             }
             // Kept for the next write; a locked database (a backup) is rare and brief. A
             // database that stays unwritable would grow this by one entry a minute.

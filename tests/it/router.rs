@@ -543,6 +543,14 @@ fn coverage_of_a_capture_that_sees_half_the_clients_matches_the_kernel() {
             .lines()
             .any(|l| l.starts_with("lanmeter_router_up{source=\"snmp\",site=") && l.ends_with(" 1"))
     });
+    // The placement verdict (System page, wizard, API) carries the same share, both ways.
+    let both = v["percent"].as_f64().unwrap() / 100.0;
+    curl_until(&net.p, "/api/v1/visibility", |b| {
+        serde_json::from_str::<serde_json::Value>(b)
+            .ok()
+            .and_then(|v| v["coverage"].as_f64())
+            .is_some_and(|c| (c - both).abs() <= 0.01)
+    });
     // The last hour's coverage (62 % both ways) is under the default 80 %: the health alert.
     let deadline = Instant::now() + Duration::from_secs(15);
     let alert = loop {

@@ -256,10 +256,11 @@ pub struct VisibilityReport {
 pub fn placement(
     state: &AppState,
 ) -> Option<(crate::placement::Observed, crate::placement::Verdict)> {
-    let o = state
+    let mut o = state
         .telemetry()
         .visibility()?
         .observed(state.config().promiscuous);
+    o.coverage = state.telemetry().coverage();
     let v = crate::placement::verdict(&o);
     Some((o, v))
 }
