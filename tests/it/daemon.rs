@@ -70,6 +70,10 @@ impl Daemon {
         }
         cmd.arg("--db").arg(db);
         let cmd = hermetic(&mut cmd);
+        if std::fs::read_to_string(config).is_ok_and(|c| c.contains("router_source")) {
+            // The test asks for the router's counters: hermetic() turned them off.
+            cmd.env_remove("LANMETER_ROUTER_SOURCE");
+        }
         if let Some(secs) = flush_secs {
             // An override through the environment, as a systemd drop-in would set it.
             cmd.env("LANMETER_FLUSH_INTERVAL_SECS", secs);
@@ -262,7 +266,7 @@ pub(crate) fn setup(dir: &Path, stats_secs: u64) -> (NetnsPair, PathBuf, PathBuf
         &config,
         format!(
             "# written by the daemon integration test\nstate_dir = {:?}\nstats_log_interval_secs = {stats_secs}\n\
-             # The link must carry only the test's traffic: no ARP sweep, no internet probes.\narp_sweep_interval_secs = 0\ninternet_probe_interval_secs = 0\n",
+             # The link must carry only the test's traffic: no ARP sweep, no internet probes, no router search.\narp_sweep_interval_secs = 0\ninternet_probe_interval_secs = 0\nrouter_source = \"off\"\n",
             dir.display().to_string()
         ),
     )

@@ -53,8 +53,8 @@ impl InProcess {
             &config,
             format!(
                 "# written by the in-process daemon test\nstate_dir = {:?}\nflush_interval_secs = 1\n\
-                 # Nothing live: no discovery capture, no sweep, no internet probes (this runs in the host's\n\
-                 # own namespace).\ndiscovery = false\narp_sweep_interval_secs = 0\ninternet_probe_interval_secs = 0\n\
+                 # Nothing live: no discovery capture, no sweep, no internet probes, no router search (this runs in the host's\n\
+                 # own namespace).\ndiscovery = false\narp_sweep_interval_secs = 0\ninternet_probe_interval_secs = 0\nrouter_source = \"off\"\n\
                  gateway = \"{}\"\n",
                 dir.display().to_string(),
                 expected.gateway

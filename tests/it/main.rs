@@ -66,10 +66,13 @@ pub fn hermetic(cmd: &mut Command) -> &mut Command {
         }
     }
     // No internet probes unless a test asks for them: a daemon in the host's own namespace
-    // would otherwise ping the real gateway and internet hosts.
+    // would otherwise ping the real gateway and internet hosts. No router search either (its
+    // SSDP queries are frames on the captured interface, which tests count exactly); a test
+    // that names `router_source` in its config gets it (`daemon::Daemon` lifts this).
     cmd.env_remove("RUST_LOG")
         .env_remove("JOURNAL_STREAM")
         .env("LANMETER_INTERNET_PROBE_INTERVAL_SECS", "0")
+        .env("LANMETER_ROUTER_SOURCE", "off")
 }
 
 /// Sends the library's logs to the test output (shown with `--nocapture` or on failure);
