@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 /// Searching again after a failure: soon at first, then at most every minute.
 const RETRY_MIN: Duration = Duration::from_secs(5);
 const RETRY_MAX: Duration = Duration::from_secs(60);
+/// An unchanged status with no readings to go with it is written this often.
+const IDLE_STATUS_WRITE: Duration = Duration::from_secs(3600);
 
 pub struct RouterRun {
     thread: std::thread::JoinHandle<()>,
@@ -253,7 +255,14 @@ impl Poller {
             let minute = now_secs().div_euclid(60) * 60;
             self.pending.entry(minute).or_default().add(p);
         }
-        let every = Duration::from_secs(self.cfg.flush_interval_secs);
+        // With nothing read (no router found, or it is unreachable) an unchanged status is
+        // written only hourly: a commit every flush interval for the same sentence would cost
+        // the SD card as much as the devices' own history (docs/DURABILITY.md).
+        let every = if self.pending.is_empty() {
+            IDLE_STATUS_WRITE
+        } else {
+            Duration::from_secs(self.cfg.flush_interval_secs)
+        };
         let due = self
             .last_write
             .is_none_or(|t| now.duration_since(t) >= every);
