@@ -134,7 +134,8 @@ impl Store {
             )
             .optional()
             .map_err(sql_err(&self.path, op))?;
-        let Some((allowance, kind, start_day, every_days, anchor, counted, thresholds, source)) = row
+        let Some((allowance, kind, start_day, every_days, anchor, counted, thresholds, source)) =
+            row
         else {
             return Ok(Plan::default());
         };
@@ -517,7 +518,10 @@ impl Store {
         if p.source == PlanSource::Router {
             // A few dozen days at most (a cycle, the projection's history): one sum each.
             let mut out = HashMap::new();
-            for d in from.series(jiff::Span::new().days(1)).take_while(|d| *d < to) {
+            for d in from
+                .series(jiff::Span::new().days(1))
+                .take_while(|d| *d < to)
+            {
                 let next = d.tomorrow().map_err(|e| PlanError::Time {
                     zone: tz.iana_name().unwrap_or("(unnamed)").to_string(),
                     at: d.to_string(),

@@ -10,7 +10,8 @@ use super::error::AppError;
 use super::session::{Auth, Client, Layout, audit};
 use super::view::fmt_bytes;
 use crate::plan::{
-    self, Calibration, Counted, CycleRule, HD_VIDEO_BYTES_PER_HOUR, Plan, PlanSource, QuotaPeriod, QuotaSubject,
+    self, Calibration, Counted, CycleRule, HD_VIDEO_BYTES_PER_HOUR, Plan, PlanSource, QuotaPeriod,
+    QuotaSubject,
 };
 use crate::store::plan::{DayBar, PlanReport};
 use askama::Template;
