@@ -478,6 +478,17 @@ fn coverage_of_a_capture_that_sees_half_the_clients_matches_the_kernel() {
     );
     let db = dir.path().join("x.db");
     admin_password(&db);
+    // The household's plan counts what the router counts (the capture misses a client).
+    Store::open(&db)
+        .unwrap()
+        .set_plan(
+            &lanmeter::plan::Plan {
+                source: lanmeter::plan::PlanSource::Router,
+                ..lanmeter::plan::Plan::default()
+            },
+            0,
+        )
+        .unwrap();
     let d = Daemon::start(&net.p, &config, &db);
     wait_status(&d, &db, Duration::from_secs(20), "ok", |s| {
         s.state == "ok" && s.baseline_bytes_up.is_some()
@@ -525,6 +536,33 @@ fn coverage_of_a_capture_that_sees_half_the_clients_matches_the_kernel() {
         r.percent_down.unwrap()
     );
     assert!((truth_up - 75.0).abs() < 2.0 && (truth_down - 50.0).abs() < 2.0);
+
+    // The plan counts the router's WAN bytes, which are exactly the kernel's: the cycle so far,
+    // today and today's bar (only this test's traffic crossed the new WAN veth).
+    let wan = k.tx_bytes + k.rx_bytes;
+    let plan: serde_json::Value = serde_json::from_str(&curl(&net.p, "/api/v1/plan")).unwrap();
+    let today = plan["status"]["today"].as_str().unwrap();
+    let bar = plan["days"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["date"] == today)
+        .unwrap();
+    assert_eq!(plan["plan"]["source"], "router", "{plan}");
+    assert_eq!(
+        (
+            plan["status"]["used_bytes"].as_u64(),
+            plan["status"]["today_bytes"].as_u64(),
+            bar["used_bytes"].as_u64()
+        ),
+        (Some(wan), Some(wan), Some(wan)),
+        "{plan}"
+    );
+    assert!(r.lanmeter_bytes_up + r.lanmeter_bytes_down < wan * 7 / 10);
+    eprintln!(
+        "plan test: /api/v1/plan used {wan} bytes = the kernel's WAN tx+rx; the devices' sum was {}",
+        r.lanmeter_bytes_up + r.lanmeter_bytes_down
+    );
 
     // The same figures through the API, /metrics and the overview of the running daemon.
     let api = curl(&net.p, "/api/v1/coverage");
