@@ -26,6 +26,8 @@ const FRAME: u64 = PAYLOAD as u64 + 8 + 20 + 14;
 const MAC_WAN_PEER: &str = "02:00:5e:cb:00:01";
 const MAC_WAN_ROUTER: &str = "02:00:5e:cb:00:02";
 const MAC_HIDDEN: &str = "02:00:5e:0a:fa:01";
+/// The LAN device heard only by its broadcasts in the coverage test.
+const MAC_QUIET: &str = "02:00:5e:0a:fb:01";
 const MAC_HIDDEN_ROUTER: &str = "02:00:5e:0a:fa:02";
 
 /// Namespaces this module adds to a [`NetnsPair`], deleted on drop.
@@ -495,6 +497,50 @@ fn coverage_of_a_capture_that_sees_half_the_clients_matches_the_kernel() {
     });
     let k0 = net.p.kernel_counters(&net.p.b, "wan");
     let h0 = net.p.kernel_counters(&net.p.b, "lan2");
+    // A device on the LAN whose conversations pass the capture by: it is heard only by its
+    // broadcasts (a macvlan of the router's LAN port pinging a broadcast address nobody
+    // answers), never a unicast frame to it.
+    ip(&[
+        "-n",
+        &net.p.b,
+        "link",
+        "add",
+        "link",
+        &net.p.b_if,
+        "name",
+        "quiet0",
+        "address",
+        MAC_QUIET,
+        "type",
+        "macvlan",
+        "mode",
+        "bridge",
+    ]);
+    ip(&[
+        "-n",
+        &net.p.b,
+        "addr",
+        "add",
+        "10.251.0.1/24",
+        "dev",
+        "quiet0",
+    ]);
+    ip(&["-n", &net.p.b, "link", "set", "quiet0", "up"]);
+    // No answer: ping exits non-zero, and that is the point.
+    let _ = net.p.exec(
+        &net.p.b,
+        &[
+            "ping",
+            "-b",
+            "-c",
+            "3",
+            "-i",
+            "0.2",
+            "-I",
+            "quiet0",
+            "10.251.0.255",
+        ],
+    );
     // The captured client and the hidden one (behind the router's other port) both use the
     // internet, in different proportions each way.
     blast(&net.p, &net.p.a, WAN_PEER, 600);
@@ -570,6 +616,17 @@ fn coverage_of_a_capture_that_sees_half_the_clients_matches_the_kernel() {
     let up = v["percent_up"].as_f64().unwrap();
     assert!((up - truth_up).abs() <= 1.0, "{api}");
     assert_eq!(v["router"]["source"], "snmp", "{api}");
+    // Only the broadcasting device is not visible from where the Pi is (the client the capture
+    // sees received its answers; the hidden one behind lan2 was never heard at all).
+    curl_until(&net.p, "/api/v1/coverage", |b| {
+        serde_json::from_str::<serde_json::Value>(b)
+            .ok()
+            .and_then(|v| v["not_visible"].as_array().cloned())
+            .is_some_and(|l| l.len() == 1 && l[0]["mac"] == MAC_QUIET)
+    });
+    curl_until(&net.p, "/system", |p| {
+        p.contains("Not visible from where the Pi is (today)") && p.contains(MAC_QUIET)
+    });
     // "Today" on these pages ends two flush intervals back (2 s here) at minute granularity:
     // right after a minute boundary the traffic's minute is not in it yet.
     // Every series ends with the site label (the host name by default).
