@@ -130,6 +130,14 @@ impl Counted {
         }
     }
 
+    /// The counted part of the router's WAN bytes (sent, received).
+    pub fn router_bytes(self, up: u64, down: u64) -> u64 {
+        match self {
+            Counted::Download => down,
+            Counted::UploadAndDownload => down.saturating_add(up),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Counted::Download => "download",
@@ -149,6 +157,40 @@ impl Counted {
         match self {
             Counted::Download => "downloads only",
             Counted::UploadAndDownload => "uploads and downloads",
+        }
+    }
+}
+
+/// Whose bytes the plan counts: the sum over the devices lanmeter saw, or the router's own WAN
+/// counters (right even where capture sees only part of the household; `crate::router`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanSource {
+    #[default]
+    Devices,
+    Router,
+}
+
+impl PlanSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlanSource::Devices => "devices",
+            PlanSource::Router => "router",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<PlanSource> {
+        match s.trim() {
+            "devices" => Some(PlanSource::Devices),
+            "router" => Some(PlanSource::Router),
+            _ => None,
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            PlanSource::Devices => "as lanmeter saw the devices",
+            PlanSource::Router => "as the router counted on its WAN interface",
         }
     }
 }
@@ -197,6 +239,8 @@ pub struct Plan {
     pub allowance_bytes: Option<u64>,
     pub cycle: CycleRule,
     pub counted: Counted,
+    /// Whose bytes are counted (quotas always count the devices').
+    pub source: PlanSource,
     /// % of the allowance at which an alert is sent, ascending.
     pub thresholds: Vec<u16>,
 }
@@ -207,6 +251,7 @@ impl Default for Plan {
             allowance_bytes: None,
             cycle: CycleRule::default(),
             counted: Counted::default(),
+            source: PlanSource::default(),
             thresholds: DEFAULT_THRESHOLDS.to_vec(),
         }
     }

@@ -165,6 +165,58 @@ pub fn report(
     r
 }
 
+/// A device heard on the LAN (it sent broadcasts: ARP, DHCP, mDNS) to which not one unicast
+/// frame was seen: its conversations pass the Pi by ("not visible from where the Pi is").
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct UnseenDevice {
+    pub mac: String,
+    /// The name given, else a host name it announced; `null` when it has neither.
+    pub name: Option<String>,
+    /// Frames it sent in the range (broadcasts and multicasts, for the most part).
+    pub frames_sent: u64,
+}
+
+/// The devices of `devices` that sent in the range but received no unicast frame in it (the
+/// router and ignored devices left out), by MAC. Pure: `usage` is per MAC, as stored.
+pub fn unseen(
+    devices: &[crate::store::discovery::DeviceRecord],
+    usage: &[crate::store::query::DeviceUsage],
+) -> Vec<UnseenDevice> {
+    let by_mac: std::collections::HashMap<_, _> = usage.iter().map(|u| (u.mac, u.counts)).collect();
+    let mut out: Vec<UnseenDevice> = devices
+        .iter()
+        .filter(|d| !d.is_gateway && !d.user.ignored)
+        .filter_map(|d| {
+            let macs = std::iter::once(d.mac).chain(d.macs.iter().map(|m| m.mac));
+            let mut seen = std::collections::HashSet::new();
+            let (sent, received) = macs
+                .filter(|m| seen.insert(*m))
+                .filter_map(|m| by_mac.get(&m))
+                .fold((0, 0), |(s, r), c| {
+                    (s + c.frames_sent, r + c.frames_received)
+                });
+            (sent > 0 && received == 0).then(|| UnseenDevice {
+                mac: d.mac.to_string(),
+                name: d.display_name().map(str::to_string),
+                frames_sent: sent,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.mac.cmp(&b.mac));
+    out
+}
+
+/// [`unseen`] over `[from, to)` from the store.
+pub fn not_visible(
+    store: &Store,
+    tz: &TimeZone,
+    from: Timestamp,
+    to: Timestamp,
+) -> Result<Vec<UnseenDevice>, QueryError> {
+    let (usage, _) = store.usage_by_device(tz, from, to)?;
+    Ok(unseen(&store.list_devices()?, &usage))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,5 +286,80 @@ mod tests {
             ..RouterUsage::default()
         };
         assert!(report(range(), (5, 5), quiet, true).percent.is_none());
+    }
+
+    /// In a real store: a device that only broadcast (an ARP, a DHCP request) is listed; one
+    /// that also received a unicast frame is not, nor the router, nor an ignored device, nor a
+    /// device outside the range.
+    #[test]
+    fn devices_heard_but_never_sent_a_unicast_frame_are_not_visible() {
+        use crate::model::{Counts, MinuteUsage, Sighting};
+        use crate::store::usage::tests::mac;
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("v.db")).unwrap();
+        let tz = TimeZone::UTC;
+        let t = 1_765_000_800;
+        let talk = |sent: u64, received: u64| Counts {
+            frames_sent: sent,
+            frames_received: received,
+            bytes_sent: sent * 60,
+            bytes_received: received * 1500,
+            ..Counts::default()
+        };
+        // 1 talks; 2 only broadcasts; 3 broadcasts and receives a unicast frame an hour later;
+        // 4 is ignored; 90 is the router; 5 only broadcast the day before.
+        let rows = [
+            (1, t, talk(10, 12)),
+            (2, t, talk(3, 0)),
+            (2, t + 60, talk(2, 0)),
+            (3, t, talk(4, 0)),
+            (3, t + 3600, talk(0, 1)),
+            (4, t, talk(1, 0)),
+            (90, t, talk(50, 0)),
+            (5, t - 86_400, talk(1, 0)),
+        ];
+        let usage: Vec<MinuteUsage> = rows
+            .iter()
+            .map(|&(n, minute, counts)| MinuteUsage {
+                mac: mac(n),
+                minute,
+                counts,
+            })
+            .collect();
+        let seen: Vec<Sighting> = [1, 2, 3, 4, 5, 90]
+            .map(|n| Sighting {
+                mac: mac(n),
+                first_seen: (t - 86_400) * 1_000_000_000,
+                last_seen: t * 1_000_000_000,
+                is_gateway: n == 90,
+            })
+            .to_vec();
+        store.write_flush(&usage, &seen).unwrap();
+        let four = store
+            .list_devices()
+            .unwrap()
+            .into_iter()
+            .find(|d| d.mac == mac(4))
+            .unwrap();
+        let mut user = four.user.clone();
+        user.ignored = true;
+        store.set_user_fields(four.id, &user).unwrap();
+        let at = |s: i64| Timestamp::from_second(s).unwrap();
+        let hidden = not_visible(&store, &tz, at(t), at(t + 7200)).unwrap();
+        assert_eq!(
+            hidden,
+            vec![UnseenDevice {
+                mac: mac(2).to_string(),
+                name: None,
+                frames_sent: 5,
+            }]
+        );
+        // Within the first hour device 3 had not received anything yet.
+        let first_hour: Vec<String> = not_visible(&store, &tz, at(t), at(t + 3600))
+            .unwrap()
+            .into_iter()
+            .map(|d| d.mac)
+            .collect();
+        assert_eq!(first_hour, [mac(2).to_string(), mac(3).to_string()]);
     }
 }

@@ -817,7 +817,8 @@ fn the_migration_sums_existing_rollups_into_the_totals() {
         fill(&mut store, &mut rng, &tz, 1_711_000_000, 30 * 86_400);
         store.roll_up(&tz, 1_711_000_000 + 40 * 86_400).unwrap();
         // As a database of the schema before the totals: the totals step and the steps after
-        // it (merge undo's table, remote write's and the internet probes' tables) not applied yet.
+        // it (merge undo's table, remote write's and the internet probes' tables, the router's
+        // tables, the plan's source column) not applied yet.
         let totals_step = super::migrations::MIGRATIONS
             .iter()
             .position(|m| m.contains("CREATE TABLE total_hour"))
@@ -830,6 +831,7 @@ fn the_migration_sums_existing_rollups_into_the_totals() {
                  DROP TABLE remote_write_series; DROP TABLE internet_minute;
                  DROP TABLE internet_outage; DROP TABLE router_minute; DROP TABLE router_hour;
                  DROP TABLE router_day; DROP TABLE router_month; DROP TABLE router_state;
+                 ALTER TABLE plan_settings DROP COLUMN source;
                  PRAGMA user_version = {totals_step};"
             ))
             .unwrap();

@@ -630,6 +630,13 @@ CREATE TABLE router_state (
 ) STRICT;
 ";
 
+/// Schema step (issue 24): whose bytes the data plan counts, the devices' (as before) or the
+/// router's WAN counters.
+const V_PLAN_SOURCE: &str = "
+ALTER TABLE plan_settings ADD COLUMN source TEXT NOT NULL DEFAULT 'devices'
+    CHECK (source IN ('devices', 'router'));
+";
+
 /// Every schema step, oldest first. The schema version of a fully migrated file is the length.
 pub(super) const MIGRATIONS: &[&str] = &[
     V1,
@@ -646,6 +653,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     V_REMOTE_WRITE,
     V_INTERNET,
     V_ROUTER,
+    V_PLAN_SOURCE,
 ];
 
 pub(super) fn user_version(conn: &Connection) -> rusqlite::Result<i64> {

@@ -14,7 +14,7 @@ use super::{Store, StoreError, sql_err};
 use crate::model::MacAddr;
 use crate::plan::{
     self, AlertState, Calibration, Counted, Cycle, CycleRule, DayUsage, Plan, PlanAlert, PlanError,
-    PlanStatus, Quota, QuotaPeriod, QuotaStatus, QuotaSubject,
+    PlanSource, PlanStatus, Quota, QuotaPeriod, QuotaStatus, QuotaSubject,
 };
 use jiff::Timestamp;
 use jiff::civil::Date;
@@ -111,11 +111,12 @@ impl Store {
             Option<String>,
             String,
             String,
+            String,
         );
         let row: Option<Row> = self
             .conn
             .query_row(
-                "SELECT allowance_bytes, cycle_kind, start_day, every_days, anchor_date, counted, thresholds
+                "SELECT allowance_bytes, cycle_kind, start_day, every_days, anchor_date, counted, thresholds, source
                  FROM plan_settings WHERE id = 1",
                 [],
                 |r| {
@@ -127,12 +128,14 @@ impl Store {
                         r.get(4)?,
                         r.get(5)?,
                         r.get(6)?,
+                        r.get(7)?,
                     ))
                 },
             )
             .optional()
             .map_err(sql_err(&self.path, op))?;
-        let Some((allowance, kind, start_day, every_days, anchor, counted, thresholds)) = row
+        let Some((allowance, kind, start_day, every_days, anchor, counted, thresholds, source)) =
+            row
         else {
             return Ok(Plan::default());
         };
@@ -154,6 +157,7 @@ impl Store {
             allowance_bytes: allowance.map(i64::unsigned_abs),
             cycle,
             counted: Counted::parse(&counted).ok_or_else(|| bad("counted"))?,
+            source: PlanSource::parse(&source).ok_or_else(|| bad("source"))?,
             thresholds: plan::parse_thresholds(&thresholds).map_err(|_| bad("thresholds"))?,
         })
     }
@@ -169,8 +173,8 @@ impl Store {
         self.conn
             .execute(
                 "INSERT OR REPLACE INTO plan_settings
-                 (id, allowance_bytes, cycle_kind, start_day, every_days, anchor_date, counted, thresholds, updated_at)
-                 VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                 (id, allowance_bytes, cycle_kind, start_day, every_days, anchor_date, counted, thresholds, updated_at, source)
+                 VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
                     p.allowance_bytes.map(to_i64),
                     kind,
@@ -179,7 +183,8 @@ impl Store {
                     anchor,
                     p.counted.as_str(),
                     plan::format_thresholds(&p.thresholds),
-                    now
+                    now,
+                    p.source.as_str()
                 ],
             )
             .map_err(sql_err(&self.path, "saving the data plan"))?;
@@ -383,6 +388,28 @@ impl Store {
         Ok((counted.bytes(&u.counts), u.exact))
     }
 
+    /// The household's usage over `[from, to)` as `p` counts it: the devices' internet bytes
+    /// or, with [`PlanSource::Router`], the router's WAN bytes; and whether exact. The plan's
+    /// used bytes, today's bytes, the day bars, past cycles and calibrations all read this.
+    pub fn plan_usage(
+        &self,
+        p: &Plan,
+        tz: &TimeZone,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<(u64, bool), QueryError> {
+        match p.source {
+            PlanSource::Devices => {
+                self.counted_usage(p.counted, &Selection::Household, tz, from, to)
+            }
+            PlanSource::Router if from >= to => Ok((0, true)),
+            PlanSource::Router => {
+                let r = self.router_usage(tz, from, to)?;
+                Ok((p.counted.router_bytes(r.bytes_up, r.bytes_down), r.exact))
+            }
+        }
+    }
+
     /// The plan, its current cycle and quotas with everything measured, at `now` in `tz`.
     pub fn plan_report(
         &self,
@@ -420,15 +447,12 @@ impl Store {
         with_past: bool,
     ) -> Result<PlanReport, PlanReportError> {
         let p = self.plan()?;
-        let counted = p.counted;
-        let household = Selection::Household;
         let cycle = plan::cycle_containing(&p, now, tz)?;
         let today = now.to_zoned(tz.clone()).date();
         let today_start = plan::day_start(today, tz)?;
-        let (measured, exact) = self.counted_usage(counted, &household, tz, cycle.start, now)?;
-        let (today_bytes, _) =
-            self.counted_usage(counted, &household, tz, today_start.max(cycle.start), now)?;
-        let recent = self.recent_days(counted, tz, today)?;
+        let (measured, exact) = self.plan_usage(&p, tz, cycle.start, now)?;
+        let (today_bytes, _) = self.plan_usage(&p, tz, today_start.max(cycle.start), now)?;
+        let recent = self.recent_days(&p, tz, today)?;
         let calibrations = self.calibrations(cycle.start.as_second(), cycle.end.as_second())?;
         let offset = plan::offset_for(&cycle, &calibrations);
         let status = plan::status(plan::StatusInput {
@@ -442,7 +466,7 @@ impl Store {
             recent: &recent,
             exact,
         })?;
-        let days = self.day_bars(counted, tz, &cycle, today, today_bytes, &status)?;
+        let days = self.day_bars(&p, tz, &cycle, today, today_bytes, &status)?;
         let so_far: Vec<(Date, u64)> = days
             .iter()
             .take_while(|d| d.date <= today)
@@ -482,7 +506,7 @@ impl Store {
     /// Counted usage per local day from `from` up to (not including) `to`, by date.
     fn daily(
         &self,
-        counted: Counted,
+        p: &Plan,
         tz: &TimeZone,
         from: Date,
         to: Date,
@@ -491,6 +515,24 @@ impl Store {
         if a >= b {
             return Ok(HashMap::new());
         }
+        if p.source == PlanSource::Router {
+            // A few dozen days at most (a cycle, the projection's history): one sum each.
+            let mut out = HashMap::new();
+            for d in from
+                .series(jiff::Span::new().days(1))
+                .take_while(|d| *d < to)
+            {
+                let next = d.tomorrow().map_err(|e| PlanError::Time {
+                    zone: tz.iana_name().unwrap_or("(unnamed)").to_string(),
+                    at: d.to_string(),
+                    detail: e.to_string(),
+                })?;
+                let (start, end) = (plan::day_start(d, tz)?, plan::day_start(next, tz)?);
+                out.insert(d, self.plan_usage(p, tz, start, end)?.0);
+            }
+            return Ok(out);
+        }
+        let counted = p.counted;
         let series = self.usage_series(
             &Selection::Household,
             tz,
@@ -513,7 +555,7 @@ impl Store {
     /// The complete days before `today` the projection looks at.
     fn recent_days(
         &self,
-        counted: Counted,
+        p: &Plan,
         tz: &TimeZone,
         today: Date,
     ) -> Result<Vec<DayUsage>, PlanReportError> {
@@ -525,7 +567,7 @@ impl Store {
                 at: today.to_string(),
                 detail: e.to_string(),
             })?;
-        let by_day = self.daily(counted, tz, from, today)?;
+        let by_day = self.daily(p, tz, from, today)?;
         let first = self.history_first_day(tz)?;
         Ok(from
             .series(jiff::Span::new().days(1))
@@ -542,14 +584,14 @@ impl Store {
 
     fn day_bars(
         &self,
-        counted: Counted,
+        p: &Plan,
         tz: &TimeZone,
         cycle: &Cycle,
         today: Date,
         today_bytes: u64,
         status: &PlanStatus,
     ) -> Result<Vec<DayBar>, PlanReportError> {
-        let by_day = self.daily(counted, tz, cycle.first_day, today.min(cycle.last_day))?;
+        let by_day = self.daily(p, tz, cycle.first_day, today.min(cycle.last_day))?;
         let first = self.history_first_day(tz)?;
         let projected: HashMap<Date, u64> = status.projection.per_day.iter().copied().collect();
         Ok(cycle
@@ -592,12 +634,21 @@ impl Store {
         };
         let cals = self.calibrations(oldest.start.as_second(), newest.end.as_second())?;
         let ranges: Vec<(Timestamp, Timestamp)> = cycles.iter().map(|c| (c.start, c.end)).collect();
-        let usage = self.usage_per_cycle(&Selection::Household, tz, &ranges)?;
+        let usage: Vec<(u64, bool)> = match p.source {
+            PlanSource::Devices => self
+                .usage_per_cycle(&Selection::Household, tz, &ranges)?
+                .into_iter()
+                .map(|u| (p.counted.bytes(&u.counts), u.exact))
+                .collect(),
+            PlanSource::Router => ranges
+                .iter()
+                .map(|(from, to)| self.plan_usage(p, tz, *from, (*to).min(now)))
+                .collect::<Result<_, _>>()?,
+        };
         Ok(cycles
             .into_iter()
             .zip(usage)
-            .map(|(c, u)| {
-                let measured = p.counted.bytes(&u.counts);
+            .map(|(c, (measured, exact))| {
                 let offset = plan::offset_for(&c, &cals);
                 let used = plan::apply_offset(measured, offset);
                 CycleUsage {
@@ -606,7 +657,7 @@ impl Store {
                     measured_bytes: measured,
                     offset_bytes: offset,
                     used_bytes: used,
-                    exact: u.exact,
+                    exact,
                 }
             })
             .collect())
@@ -659,11 +710,12 @@ impl std::fmt::Display for PlanReport {
         let p = &self.plan;
         writeln!(
             f,
-            "plan:      {}, {}, counting {}, time zone {}",
+            "plan:      {}, {}, counting {} {}, time zone {}",
             p.allowance_bytes
                 .map_or_else(|| "unlimited".to_string(), |a| format!("{} a cycle", gb(a))),
             p.cycle,
             p.counted.describe(),
+            p.source.describe(),
             self.zone
         )?;
         writeln!(

@@ -10,10 +10,10 @@ use super::error::AppError;
 use super::session::{Auth, Client, Layout, audit};
 use super::view::fmt_bytes;
 use crate::plan::{
-    self, Calibration, Counted, CycleRule, HD_VIDEO_BYTES_PER_HOUR, Plan, QuotaPeriod, QuotaSubject,
+    self, Calibration, Counted, CycleRule, HD_VIDEO_BYTES_PER_HOUR, Plan, PlanSource, QuotaPeriod,
+    QuotaSubject,
 };
 use crate::store::plan::{DayBar, PlanReport};
-use crate::store::query::Selection;
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Extension;
@@ -275,9 +275,10 @@ fn plan_line(p: &Plan, zone: &str) -> String {
         |a| format!("{} a cycle", fmt_bytes(a)),
     );
     format!(
-        "{allowance}, {}, counting {}, time zone {zone}",
+        "{allowance}, {}, counting {} {}, time zone {zone}",
         p.cycle,
-        p.counted.describe()
+        p.counted.describe(),
+        p.source.describe()
     )
 }
 
@@ -469,6 +470,9 @@ pub struct PlanForm {
     pub anchor: String,
     #[serde(default)]
     pub counted: String,
+    /// "devices" or "router"; a form without the field (an older page) counts the devices.
+    #[serde(default)]
+    pub source: String,
     #[serde(default)]
     pub thresholds: String,
     /// `overage_price_per_gb` of the config file (empty: none), written through the settings
@@ -490,6 +494,7 @@ impl PlanForm {
             every_days: every_days.to_string(),
             anchor: anchor.to_string(),
             counted: p.counted.as_str().to_string(),
+            source: p.source.as_str().to_string(),
             thresholds: plan::format_thresholds(&p.thresholds),
             overage_price: None,
         }
@@ -541,6 +546,11 @@ impl PlanForm {
             allowance_bytes,
             cycle,
             counted: Counted::parse(&self.counted).ok_or("Choose what your provider counts.")?,
+            source: match self.source.trim() {
+                "" => PlanSource::Devices,
+                s => PlanSource::parse(s)
+                    .ok_or("Choose whose bytes to count: the devices' or the router's.")?,
+            },
             thresholds: plan::parse_thresholds(&self.thresholds).map_err(|e| e.to_string())?,
         };
         p.validate().map_err(|e| e.to_string())?;
@@ -588,6 +598,7 @@ impl SettingsPage {
         match field {
             "cycle_kind" => self.form.cycle_kind == value,
             "counted" => self.form.counted == value,
+            "source" => self.form.source == value,
             _ => false,
         }
     }
@@ -804,14 +815,9 @@ pub async fn calibrate(
             ),
         );
     }
-    let (from, counted) = (cycle.start, p.counted);
+    let from = cycle.start;
     let measured = state
-        .db(move |s| {
-            Ok(
-                s.counted_usage(counted, &Selection::Household, &tz, from, at)
-                    .map(|(b, _)| b),
-            )
-        })
+        .db(move |s| Ok(s.plan_usage(&p, &tz, from, at).map(|(b, _)| b)))
         .await?
         .map_err(|e| AppError::internal(e.to_string()))?;
     let offset = plan::calibration_offset(reported, measured);

@@ -292,9 +292,15 @@ async fn router_section(
     // The devices' bytes reach the database at each flush, the router's at each poll.
     let now = state.now() - i64::try_from(2 * state.config().flush_interval_secs).unwrap_or(0);
     let source = state.config().router_source;
-    let (status, days) = state
+    let (status, days, unseen) = state
         .db(move |s| {
             let status = crate::router::coverage::status(s)?;
+            let unseen = match crate::router::coverage::today(&tz, now) {
+                Some((from, to)) => {
+                    crate::router::coverage::not_visible(s, &tz, from, to).unwrap_or_default()
+                }
+                None => Vec::new(),
+            };
             let mut days = Vec::new();
             if let Some((mut from, to)) = crate::router::coverage::today(&tz, now) {
                 let mut to = to;
@@ -316,11 +322,28 @@ async fn router_section(
                     }
                 }
             }
-            Ok((status, days))
+            Ok((status, days, unseen))
         })
         .await?;
     let mut facts: Vec<(&'static str, String)> =
         vec![("Source setting", format!("{source:?}").to_lowercase())];
+    if !unseen.is_empty() {
+        // Heard today (ARP, DHCP, mDNS) but never a unicast frame to them: a few names say
+        // more than a count, and the API has the whole list.
+        const LISTED: usize = 8;
+        let mut names: Vec<String> = unseen
+            .iter()
+            .take(LISTED)
+            .map(|d| match &d.name {
+                Some(n) => format!("{n} ({})", d.mac),
+                None => d.mac.clone(),
+            })
+            .collect();
+        if unseen.len() > LISTED {
+            names.push(format!("and {} more", unseen.len() - LISTED));
+        }
+        facts.push(("Not visible from where the Pi is (today)", names.join(", ")));
+    }
     if let Some(st) = status {
         facts.push(("State", st.state.clone()));
         if let Some(r) = &st.router {

@@ -57,6 +57,7 @@ impl WelcomePage {
         match field {
             "cycle_kind" => self.form.cycle_kind == value,
             "counted" => self.form.counted == value,
+            "source" => self.form.source == value,
             _ => false,
         }
     }

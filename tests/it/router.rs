@@ -26,6 +26,8 @@ const FRAME: u64 = PAYLOAD as u64 + 8 + 20 + 14;
 const MAC_WAN_PEER: &str = "02:00:5e:cb:00:01";
 const MAC_WAN_ROUTER: &str = "02:00:5e:cb:00:02";
 const MAC_HIDDEN: &str = "02:00:5e:0a:fa:01";
+/// The LAN device heard only by its broadcasts in the coverage test.
+const MAC_QUIET: &str = "02:00:5e:0a:fb:01";
 const MAC_HIDDEN_ROUTER: &str = "02:00:5e:0a:fa:02";
 
 /// Namespaces this module adds to a [`NetnsPair`], deleted on drop.
@@ -478,12 +480,69 @@ fn coverage_of_a_capture_that_sees_half_the_clients_matches_the_kernel() {
     );
     let db = dir.path().join("x.db");
     admin_password(&db);
+    // The household's plan counts what the router counts (the capture misses a client).
+    Store::open(&db)
+        .unwrap()
+        .set_plan(
+            &lanmeter::plan::Plan {
+                source: lanmeter::plan::PlanSource::Router,
+                ..lanmeter::plan::Plan::default()
+            },
+            0,
+        )
+        .unwrap();
     let d = Daemon::start(&net.p, &config, &db);
     wait_status(&d, &db, Duration::from_secs(20), "ok", |s| {
         s.state == "ok" && s.baseline_bytes_up.is_some()
     });
     let k0 = net.p.kernel_counters(&net.p.b, "wan");
     let h0 = net.p.kernel_counters(&net.p.b, "lan2");
+    // A device on the LAN whose conversations pass the capture by: it is heard only by its
+    // broadcasts (a macvlan of the router's LAN port pinging a broadcast address nobody
+    // answers), never a unicast frame to it.
+    ip(&[
+        "-n",
+        &net.p.b,
+        "link",
+        "add",
+        "link",
+        &net.p.b_if,
+        "name",
+        "quiet0",
+        "address",
+        MAC_QUIET,
+        "type",
+        "macvlan",
+        "mode",
+        "bridge",
+    ]);
+    ip(&[
+        "-n",
+        &net.p.b,
+        "addr",
+        "add",
+        "10.251.0.1/24",
+        "dev",
+        "quiet0",
+    ]);
+    ip(&["-n", &net.p.b, "link", "set", "quiet0", "up"]);
+    // No answer: ping exits non-zero after its 1 s deadline, and that is the point.
+    let _ = net.p.exec(
+        &net.p.b,
+        &[
+            "ping",
+            "-b",
+            "-c",
+            "3",
+            "-i",
+            "0.2",
+            "-w",
+            "1",
+            "-I",
+            "quiet0",
+            "10.251.0.255",
+        ],
+    );
     // The captured client and the hidden one (behind the router's other port) both use the
     // internet, in different proportions each way.
     blast(&net.p, &net.p.a, WAN_PEER, 600);
@@ -526,12 +585,50 @@ fn coverage_of_a_capture_that_sees_half_the_clients_matches_the_kernel() {
     );
     assert!((truth_up - 75.0).abs() < 2.0 && (truth_down - 50.0).abs() < 2.0);
 
+    // The plan counts the router's WAN bytes, which are exactly the kernel's: the cycle so far,
+    // today and today's bar (only this test's traffic crossed the new WAN veth).
+    let wan = k.tx_bytes + k.rx_bytes;
+    let plan: serde_json::Value = serde_json::from_str(&curl(&net.p, "/api/v1/plan")).unwrap();
+    let today = plan["status"]["today"].as_str().unwrap();
+    let bar = plan["days"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["date"] == today)
+        .unwrap();
+    assert_eq!(plan["plan"]["source"], "router", "{plan}");
+    assert_eq!(
+        (
+            plan["status"]["used_bytes"].as_u64(),
+            plan["status"]["today_bytes"].as_u64(),
+            bar["used_bytes"].as_u64()
+        ),
+        (Some(wan), Some(wan), Some(wan)),
+        "{plan}"
+    );
+    assert!(r.lanmeter_bytes_up + r.lanmeter_bytes_down < wan * 7 / 10);
+    eprintln!(
+        "plan test: /api/v1/plan used {wan} bytes = the kernel's WAN tx+rx; the devices' sum was {}",
+        r.lanmeter_bytes_up + r.lanmeter_bytes_down
+    );
+
     // The same figures through the API, /metrics and the overview of the running daemon.
     let api = curl(&net.p, "/api/v1/coverage");
     let v: serde_json::Value = serde_json::from_str(&api).unwrap();
     let up = v["percent_up"].as_f64().unwrap();
     assert!((up - truth_up).abs() <= 1.0, "{api}");
     assert_eq!(v["router"]["source"], "snmp", "{api}");
+    // Only the broadcasting device is not visible from where the Pi is (the client the capture
+    // sees received its answers; the hidden one behind lan2 was never heard at all).
+    curl_until(&net.p, "/api/v1/coverage", |b| {
+        serde_json::from_str::<serde_json::Value>(b)
+            .ok()
+            .and_then(|v| v["not_visible"].as_array().cloned())
+            .is_some_and(|l| l.len() == 1 && l[0]["mac"] == MAC_QUIET)
+    });
+    curl_until(&net.p, "/system", |p| {
+        p.contains("Not visible from where the Pi is (today)") && p.contains(MAC_QUIET)
+    });
     // "Today" on these pages ends two flush intervals back (2 s here) at minute granularity:
     // right after a minute boundary the traffic's minute is not in it yet.
     // Every series ends with the site label (the host name by default).

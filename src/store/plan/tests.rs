@@ -103,6 +103,7 @@ fn default_plan_then_settings_round_trip() {
         allowance_bytes: Some(500_000_000_000),
         cycle: CycleRule::Monthly { start_day: 31 },
         counted: Counted::Download,
+        source: PlanSource::Router,
         thresholds: vec![80, 100],
     };
     w.store.set_plan(&p, 1).unwrap();
@@ -114,6 +115,7 @@ fn default_plan_then_settings_round_trip() {
             anchor: date(2026, 1, 3),
         },
         counted: Counted::UploadAndDownload,
+        source: PlanSource::Devices,
         thresholds: vec![],
     };
     w.store.set_plan(&p, 2).unwrap();
@@ -164,6 +166,100 @@ fn changing_the_cycle_rereads_past_cycles_from_history() {
         assert_eq!(bars, cur, "{rule:?}");
         assert_eq!(r.days.len() as i64, r.status.cycle.days());
     }
+}
+
+/// With `source = router` the plan counts the router's WAN minutes, never the devices': the
+/// cycle so far, today, every day bar, past cycles and a calibration equal sums of the router
+/// minutes written (some written after the roll-up, so they go through to the rolled rows).
+#[test]
+fn router_source_counts_the_routers_wan_bytes() {
+    let mut w = world();
+    let now = ts("2026-04-09T18:00:00Z");
+    // Every 3 hours from 2026-01-20 to 2026-04-10, with bytes that differ per minute.
+    let mut router = Vec::new();
+    let mut t = ts("2026-01-20T00:00:00Z").as_second();
+    let mut k = 0u64;
+    while t < ts("2026-04-10T00:00:00Z").as_second() {
+        k += 1;
+        router.push((t, 3 * MB + k * 1_001, 40 * MB + k * 7_919));
+        t += 3 * 3600;
+    }
+    let minutes: Vec<(i64, crate::store::router::RouterMinute)> = router
+        .iter()
+        .map(|&(t, up, down)| {
+            (
+                t,
+                crate::store::router::RouterMinute {
+                    bytes_up: up,
+                    bytes_down: down,
+                    polls: 6,
+                    stuck_polls: 0,
+                },
+            )
+        })
+        .collect();
+    w.store.add_router_minutes(&minutes, "{}", 1).unwrap();
+    let oracle = |counted: Counted, from: Timestamp, to: Timestamp| -> u64 {
+        router
+            .iter()
+            .filter(|(t, _, _)| *t >= from.as_second() && *t < to.as_second())
+            .map(|&(_, up, down)| counted.router_bytes(up, down))
+            .sum()
+    };
+    for counted in [Counted::UploadAndDownload, Counted::Download] {
+        let p = Plan {
+            allowance_bytes: Some(100_000 * MB),
+            cycle: CycleRule::Monthly { start_day: 15 },
+            counted,
+            source: PlanSource::Router,
+            ..Plan::default()
+        };
+        w.store.set_plan(&p, 1).unwrap();
+        let r = w.store.plan_report(&w.tz, now).unwrap();
+        let s = &r.status;
+        let want = oracle(counted, s.cycle.start, now);
+        assert!(want > 0 && want != w.oracle(counted, &[1, 2], s.cycle.start, now));
+        assert_eq!(s.measured_bytes, want, "{counted:?}");
+        assert_eq!(s.used_bytes, want);
+        assert_eq!(
+            s.today_bytes,
+            oracle(counted, ts("2026-04-08T22:00:00Z"), now)
+        );
+        for d in &r.days {
+            let start = plan::day_start(d.date, &w.tz).unwrap();
+            let end = plan::day_start(d.date.tomorrow().unwrap(), &w.tz).unwrap();
+            match d.used_bytes {
+                Some(b) => assert_eq!(b, oracle(counted, start, end.min(now)), "{}", d.date),
+                None => assert!(start >= now, "{}", d.date),
+            }
+        }
+        let bars: u64 = r.days.iter().filter_map(|d| d.used_bytes).sum();
+        assert_eq!(bars, want);
+        // Past cycles (Feb 15 to Mar 15 is wholly inside the router's minutes).
+        let feb = r
+            .past
+            .iter()
+            .find(|c| c.cycle.first_day == date(2026, 2, 15))
+            .unwrap();
+        assert_eq!(
+            feb.measured_bytes,
+            oracle(counted, feb.cycle.start, feb.cycle.end)
+        );
+        // A calibration measures the same way.
+        let at = ts("2026-04-01T09:30:00Z");
+        assert_eq!(
+            w.store.plan_usage(&p, &w.tz, s.cycle.start, at).unwrap(),
+            (oracle(counted, s.cycle.start, at), true)
+        );
+    }
+    // Back to the devices: the devices' sums again.
+    let p = Plan::default();
+    w.store.set_plan(&p, 2).unwrap();
+    let r = w.store.plan_report(&w.tz, now).unwrap();
+    assert_eq!(
+        r.status.measured_bytes,
+        w.oracle(p.counted, &[1, 2], r.status.cycle.start, now)
+    );
 }
 
 #[test]

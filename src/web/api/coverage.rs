@@ -28,6 +28,9 @@ pub struct CoverageAnswer {
     pub coverage: CoverageReport,
     /// The router poller's last status (absent before its first poll or with router_source = "off").
     pub router: Option<RouterStatus>,
+    /// Devices heard on the LAN in the range (ARP, DHCP, mDNS) to which no unicast frame was
+    /// seen: not visible from where the Pi is.
+    pub not_visible: Vec<coverage::UnseenDevice>,
 }
 
 /// GET /api/v1/coverage
@@ -52,15 +55,22 @@ pub async fn coverage(
         .map_or(86_400, |(f, t)| t.as_second() - f.as_second())
         .max(1);
     let (from, to) = super::range(&state, q.from.as_deref(), q.to.as_deref(), span)?;
-    let (report, router) = state
-        .db(move |s| Ok((coverage::coverage(s, &tz, from, to), coverage::status(s)?)))
+    let (report, router, unseen) = state
+        .db(move |s| {
+            Ok((
+                coverage::coverage(s, &tz, from, to),
+                coverage::status(s)?,
+                coverage::not_visible(s, &tz, from, to),
+            ))
+        })
         .await?;
-    let report = report.map_err(|e| match e {
+    let bad = |e| match e {
         QueryError::Store(s) => ApiError::internal(s.to_string()),
         other => ApiError::bad_request("invalid_range", other.to_string()),
-    })?;
+    };
     Ok(Json(CoverageAnswer {
-        coverage: report,
+        coverage: report.map_err(bad)?,
         router,
+        not_visible: unseen.map_err(bad)?,
     }))
 }

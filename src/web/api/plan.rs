@@ -23,6 +23,15 @@ pub enum Counted {
     UploadAndDownload,
 }
 
+/// Whose bytes the plan counts: the devices' internet bytes as lanmeter saw them, or the
+/// router's WAN counters (right even when the Pi sees only part of the household).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanSource {
+    Devices,
+    Router,
+}
+
 /// How the billing cycle repeats.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -40,6 +49,8 @@ pub struct PlanSettings {
     pub allowance_bytes: Option<u64>,
     pub cycle: PlanCycleRule,
     pub counted: Counted,
+    /// Whose bytes are counted (quotas always count the devices').
+    pub source: PlanSource,
     /// % of the allowance at which an alert is sent, ascending.
     pub thresholds: Vec<u16>,
 }
@@ -77,7 +88,7 @@ pub struct PlanStatus {
     pub allowance_bytes: Option<u64>,
     pub counted: Counted,
     pub thresholds: Vec<u16>,
-    /// What lanmeter counted in the cycle so far.
+    /// What was counted in the cycle so far (by the devices or the router: `plan.source`).
     pub measured_bytes: u64,
     /// The calibration offset in force for this cycle.
     pub offset_bytes: i64,
@@ -228,6 +239,10 @@ impl From<PlanReport> for PlanReportView {
                     },
                 },
                 counted: counted(r.plan.counted),
+                source: match r.plan.source {
+                    plan::PlanSource::Devices => PlanSource::Devices,
+                    plan::PlanSource::Router => PlanSource::Router,
+                },
                 thresholds: r.plan.thresholds,
             },
             zone: r.zone,

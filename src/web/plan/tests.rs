@@ -621,3 +621,35 @@ async fn the_plan_form_sets_the_overage_price_in_the_config_file() {
     let text = std::fs::read_to_string(&file).unwrap();
     assert!(!text.contains("overage_price_per_gb"), "{text}");
 }
+
+#[tokio::test]
+async fn the_plan_can_count_what_the_router_counts() {
+    let e = env();
+    let (cookie, csrf) = e.session(Role::Admin);
+    let (_, page, _) = e.get("/plan/settings", &cookie).await;
+    assert!(
+        page.contains("name=\"source\" value=\"devices\" checked"),
+        "the devices by default: {page}"
+    );
+    let mut fields = settings_fields("100", "1");
+    fields.push(("source", "router"));
+    let (status, body, _) = e.post("/plan/settings", &cookie, &csrf, &fields).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(e.store().plan().unwrap().source, PlanSource::Router);
+    let (_, page, _) = e.get("/plan/settings", &cookie).await;
+    assert!(
+        page.contains("name=\"source\" value=\"router\" checked"),
+        "{page}"
+    );
+    let (_, plan, _) = e.get("/plan", &cookie).await;
+    assert!(
+        plan.contains("counting downloads only as the router counted on its WAN interface"),
+        "{plan}"
+    );
+    let mut fields = settings_fields("100", "1");
+    fields.push(("source", "modem"));
+    let (status, body, _) = e.post("/plan/settings", &cookie, &csrf, &fields).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body.contains("Choose whose bytes to count"), "{body}");
+    assert_eq!(e.store().plan().unwrap().source, PlanSource::Router);
+}
