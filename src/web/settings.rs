@@ -574,6 +574,17 @@ pub async fn preset(
     Form(form): Form<Vec<(String, String)>>,
 ) -> Result<Response, AppError> {
     let mut typed: BTreeMap<String, String> = form.into_iter().collect();
+    let p = apply_mail_preset(&mut typed)?;
+    let mut page = render(&state, &auth, Some(&typed), &BTreeMap::new()).await?;
+    page.preset = Some(p);
+    Ok(page.into_response())
+}
+
+/// Fills the mail server, port and security of the provider chosen in `typed` ("other" fills
+/// nothing) and returns the provider: the Settings page and the wizard's notification step.
+pub(super) fn apply_mail_preset(
+    typed: &mut BTreeMap<String, String>,
+) -> Result<&'static MailPreset, AppError> {
     let Some(p) = typed
         .get("mail_preset")
         .and_then(|id| MAIL_PRESETS.iter().find(|p| p.id == id))
@@ -585,9 +596,7 @@ pub async fn preset(
         typed.insert("smtp_port".into(), p.port.to_string());
         typed.insert("smtp_security".into(), p.security.into());
     }
-    let mut page = render(&state, &auth, Some(&typed), &BTreeMap::new()).await?;
-    page.preset = Some(p);
-    Ok(page.into_response())
+    Ok(p)
 }
 
 /// Whether systemd runs this process as a service (it sets `INVOCATION_ID` for each start): only

@@ -148,17 +148,7 @@ pub async fn save_notify(
     let action = typed.remove("action").unwrap_or_default();
     let test = typed.remove("test");
     if action == "preset" {
-        let Some(p) = typed
-            .get("mail_preset")
-            .and_then(|id| MAIL_PRESETS.iter().find(|p| p.id == id))
-        else {
-            return Err(AppError::BadRequest("unknown mail provider".into()));
-        };
-        if !p.host.is_empty() {
-            typed.insert("smtp_host".into(), p.host.into());
-            typed.insert("smtp_port".into(), p.port.to_string());
-            typed.insert("smtp_security".into(), p.security.into());
-        }
+        let p = super::settings::apply_mail_preset(&mut typed)?;
         let mut page = render(&state, &auth, 3, Some(&typed), &BTreeMap::new()).await?;
         page.preset = Some(p);
         return Ok(page.into_response());
