@@ -631,6 +631,17 @@ CREATE TABLE router_state (
 ";
 
 /// Every schema step, oldest first. The schema version of a fully migrated file is the length.
+/// Schema step (issue 27): passive latency, the household's TCP handshakes to the internet per
+/// minute (count, median and 95th percentile of SYN to SYN-ACK), pruned with `internet_minute`.
+const V_PASSIVE: &str = "
+CREATE TABLE passive_minute (
+    minute INTEGER PRIMARY KEY,
+    handshakes INTEGER NOT NULL,
+    median_us INTEGER,
+    p95_us INTEGER
+) STRICT;
+";
+
 pub(super) const MIGRATIONS: &[&str] = &[
     V1,
     V_HISTORY,
@@ -646,6 +657,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     V_REMOTE_WRITE,
     V_INTERNET,
     V_ROUTER,
+    V_PASSIVE,
 ];
 
 pub(super) fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
