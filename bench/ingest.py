@@ -92,6 +92,7 @@ names = {
     "tcpdump": "tcpdump -r FILE -w /dev/null",
     "replay": "lanmeter replay --json (gateway inferred)",
     "replay_gw": "lanmeter replay --json --gateway MAC",
+    "replay_nopassive": "lanmeter replay --json --no-passive-latency (passive latency off)",
     "darkstat": "darkstat -r FILE",
     "tcpdump_ng": "tcpdump -r FILE.pcapng -w /dev/null (libpcap's pcapng reader)",
     "replay_ng": "lanmeter replay --json on the same frames as pcapng",

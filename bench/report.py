@@ -129,6 +129,12 @@ if ing:
           f"tcpdump {frames / c['tcpdump_ng'] / 1e6:.2f} M, so replay reads pcapng "
           f"{c['tcpdump_ng'] / c['replay_ng']:.2f}× as fast as libpcap does (replay read pcapng through libpcap before).")
         w("")
+    if "replay_nopassive" in c:
+        cost = (c["replay"] / c["replay_nopassive"] - 1) * 100
+        w(f"Passive latency (TCP handshake timing, issue 27): {frames / c['replay'] / 1e6:.2f} M frames per CPU-second "
+          f"on, {frames / c['replay_nopassive'] / 1e6:.2f} M off: it costs {cost:+.1f} % CPU per frame "
+          f"(median CPU {c['replay']:.2f} s vs {c['replay_nopassive']:.2f} s).")
+        w("")
     pct = c["floor"] / c["replay"] * 100
     pct_gw = c["floor"] / c["replay_gw"] * 100
     budget["ingest_floor"] = (f"{pct:.0f} % of the bare loop's frames per CPU-second (with --gateway: {pct_gw:.0f} %; "

@@ -655,6 +655,7 @@ fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         lan: args.lan.clone(),
         gateway: args.gateway,
         max_devices: args.max_devices,
+        passive_latency: !args.no_passive_latency,
         presence_window_ns: (Config::default().presence_window_secs as i64)
             .saturating_mul(1_000_000_000),
     };

@@ -232,6 +232,9 @@ pub struct ReplayArgs {
     /// Bound on MACs tracked per minute before the least active are folded into "other".
     #[arg(long, value_name = "N", default_value_t = crate::meter::DEFAULT_MAX_DEVICES)]
     pub max_devices: usize,
+    /// Do not time TCP handshakes (passive latency); the benchmark's "off" row.
+    #[arg(long)]
+    pub no_passive_latency: bool,
     /// Read an 802.11 capture (radiotap, from a monitor-mode interface) and print the Wi-Fi
     /// survey as JSON: access points, channels, probing clients, channel recommendation. With
     /// --db the survey is stored and the printed JSON is read back from the database.

@@ -203,6 +203,7 @@ pub const KEYS: &[&str] = &[
     "alert_internet_loss_percent",
     "alert_internet_latency_ms",
     "alert_internet_sustained_minutes",
+    "passive_latency",
     "router_source",
     "router_snmp_host",
     "router_snmp_community",
@@ -482,6 +483,8 @@ pub struct Config {
     pub alert_internet_latency_ms: u32,
     /// How long loss or latency must stay above its threshold before the alert.
     pub alert_internet_sustained_minutes: u32,
+    /// Time TCP handshakes to the internet from captured frames (passive latency).
+    pub passive_latency: bool,
     /// Where the router's own WAN byte counters are read from (issue 24).
     pub router_source: RouterSource,
     /// SNMP agent of the router (`host` or `host:port`); SNMP is only tried when it is set.
@@ -640,6 +643,7 @@ impl Default for Config {
             alert_internet_loss_percent: 5,
             alert_internet_latency_ms: 200,
             alert_internet_sustained_minutes: 10,
+            passive_latency: true,
             router_source: RouterSource::Auto,
             router_snmp_host: None,
             router_snmp_community: None,
@@ -924,6 +928,7 @@ fn hint(key: &str) -> String {
         "alert_internet_loss_percent" => range(&ALERT_INTERNET_PERCENT, "percent (0 turns the rule off)"),
         "alert_internet_latency_ms" => range(&ALERT_INTERNET_LATENCY_MS, "ms (0 turns the rule off)"),
         "alert_internet_sustained_minutes" => range(&ALERT_INTERNET_SUSTAINED_MINUTES, "minutes"),
+        "passive_latency" => "use true or false".into(),
         "router_source" => "use \"auto\", \"upnp\", \"tr064\", \"snmp\" or \"off\"".into(),
         "router_snmp_host" => "use the router's address or host name, with :port if not 161, such as \"192.168.1.1\", or remove the key".into(),
         "router_snmp_community" => "use the router's read-only SNMP community in double quotes (often \"public\")".into(),

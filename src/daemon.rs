@@ -265,6 +265,7 @@ fn open(cfg: &Config, inputs: Inputs) -> anyhow::Result<Opened> {
         max_devices: cfg.max_devices,
         gateway,
         locality,
+        passive_latency: cfg.passive_latency,
     }));
     Ok(Opened {
         _lock: lock,

@@ -258,6 +258,13 @@ impl Flusher {
             Stamping::File => gate.admit_stamped(usage, seen),
         };
         let stats = self.flush(usage, seen)?;
+        // Passive latency rows carry the frames' own minutes; while the clock is not trusted
+        // those minutes are wrong, and a latency sample is not worth holding back for later.
+        if !delta.passive.is_empty() && !matches!(stamping, Stamping::Live(None)) {
+            if let Err(e) = self.store.write_passive(&delta.passive) {
+                tracing::warn!(error = %e, "passive latency minutes were not written");
+            }
+        }
         if stats.duration > interval {
             tracing::warn!(
                 took_ms = stats.duration.as_millis() as u64,

@@ -9,6 +9,7 @@
 
 use crate::capture::FrameSink;
 use crate::capture::decode::{Dest, Frame, IpPair};
+use crate::internet::passive::{Handshakes, PassiveMinute, PassiveStats};
 use crate::model::{Counts, IpPrefix, MacAddr, MinuteUsage, Sighting, TimestampNs, minute_of};
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
@@ -141,6 +142,8 @@ pub struct MeterConfig {
     pub max_devices: usize,
     pub gateway: Option<MacAddr>,
     pub locality: Locality,
+    /// Time TCP handshakes to the internet (issue 27's passive latency).
+    pub passive_latency: bool,
 }
 
 impl Default for MeterConfig {
@@ -149,6 +152,7 @@ impl Default for MeterConfig {
             max_devices: DEFAULT_MAX_DEVICES,
             gateway: None,
             locality: Locality::default(),
+            passive_latency: true,
         }
     }
 }
@@ -289,6 +293,8 @@ pub struct Delta {
     /// The gateway the meter was counting against while these frames arrived (None: unknown,
     /// per-peer bytes were kept so that it can be chosen now).
     pub gateway: Option<MacAddr>,
+    /// Passive handshake latency per minute: finished minutes and the current one so far.
+    pub passive: Vec<PassiveMinute>,
 }
 
 impl Delta {
@@ -430,6 +436,8 @@ pub struct Meter {
     /// Scratch space for eviction, kept to avoid reallocating on every eviction pass.
     scratch: Vec<(u64, u64)>,
     evictions: u64,
+    /// Pending SYNs and handshake latency histograms; `None` when switched off.
+    passive: Option<Box<Handshakes>>,
 }
 
 impl Meter {
@@ -447,6 +455,7 @@ impl Meter {
             cache: EMPTY_CACHE,
             scratch: Vec::new(),
             evictions: 0,
+            passive: cfg.passive_latency.then(|| Box::new(Handshakes::new())),
         }
     }
 
@@ -477,6 +486,11 @@ impl Meter {
     /// Total entries evicted into "other" since start (for the warning and for metrics).
     pub fn evictions(&self) -> u64 {
         self.evictions
+    }
+
+    /// What passive latency saw since start (`None` when switched off).
+    pub fn passive_stats(&self) -> Option<PassiveStats> {
+        self.passive.as_ref().map(|p| p.stats())
     }
 
     /// Minute segments waiting to be taken (replay takes a delta when this grows).
@@ -517,6 +531,7 @@ impl Meter {
         Delta {
             segments,
             gateway: self.gateway.map(MacAddr::from_u64),
+            passive: self.passive.as_mut().map(|p| p.take()).unwrap_or_default(),
         }
     }
 
@@ -578,6 +593,12 @@ impl Meter {
                 self.locality.is_local_v6(dst),
             ),
         };
+
+        if f.tcp.is_some() {
+            if let Some(p) = self.passive.as_mut() {
+                p.observe(f, src_local, dst_local);
+            }
+        }
 
         let ts = f.ts;
         let gateway = self.gateway;
@@ -1006,6 +1027,7 @@ mod tests {
             ethertype: 0x0800,
             ip,
             arp: None,
+            tcp: None,
             ra_prefixes: [(0, 0); MAX_RA_PREFIXES],
         }
     }

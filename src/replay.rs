@@ -25,6 +25,8 @@ pub struct ReplayOptions {
     pub lan: Vec<IpPrefix>,
     pub gateway: Option<MacAddr>,
     pub max_devices: usize,
+    /// Time TCP handshakes to the internet (passive latency).
+    pub passive_latency: bool,
     /// The presence window for discovery (ns): sightings closer than this are one interval.
     pub presence_window_ns: i64,
 }
@@ -53,6 +55,7 @@ pub fn replay<E>(
         max_devices: opts.max_devices,
         gateway: opts.gateway,
         locality: Locality::new(opts.lan.iter().copied()),
+        passive_latency: opts.passive_latency,
     });
     let mut totals = Totals::new(opts.max_devices);
     let mut failed: Option<E> = None;

@@ -850,6 +850,14 @@ pub const SETTINGS: &[Setting] = &[
         false,
     ),
     s(
+        "passive_latency",
+        "Internet quality",
+        "Passive latency",
+        "Time devices' TCP handshakes to the internet from captured frames (takes effect at restart).",
+        Bool,
+        false,
+    ),
+    s(
         "router_source",
         "Router counters",
         "Read the router's counters",

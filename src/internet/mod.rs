@@ -7,6 +7,7 @@
 //! [`MinuteAgg`] folds rounds into [`MinuteRow`]s. The sockets live in [`probe`], the
 //! schedule in `run::internet`, the tables in `store::internet`.
 
+pub mod passive;
 pub mod probe;
 pub mod report;
 pub mod wire;

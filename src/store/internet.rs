@@ -7,6 +7,7 @@
 //! for the 30-day chart and the monthly report.
 
 use super::{Store, StoreError, sql_err};
+use crate::internet::passive::PassiveMinute;
 use crate::internet::{Group, MinuteRow, Outage, OutageEvent, State};
 use rusqlite::{OptionalExtension, params};
 
@@ -176,6 +177,10 @@ impl Store {
         self.conn
             .execute("DELETE FROM internet_minute WHERE minute < ?1", [minute])
             .and_then(|_| {
+                self.conn
+                    .execute("DELETE FROM passive_minute WHERE minute < ?1", [minute])
+            })
+            .and_then(|_| {
                 self.conn.execute(
                     "DELETE FROM internet_outage WHERE end_ns IS NOT NULL AND end_ns < ?1",
                     [minute.saturating_mul(1_000_000_000)],
@@ -196,6 +201,51 @@ impl Store {
         q.query_map([from, to], minute_row)
             .and_then(|r| r.collect())
             .map_err(sql_err(&self.path, "reading internet minutes"))
+    }
+
+    /// Writes passive-latency minutes; a minute written again (the current minute, at each
+    /// flush until it is over) is replaced by its fuller summary.
+    pub fn write_passive(&mut self, rows: &[PassiveMinute]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(sql_err(&path, "starting the passive latency write"))?;
+        {
+            let mut ins = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO passive_minute (minute, handshakes, median_us, p95_us) \
+                     VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(sql_err(&path, "preparing the passive latency write"))?;
+            for r in rows {
+                ins.execute(params![r.minute, r.handshakes, r.median_us, r.p95_us])
+                    .map_err(sql_err(&path, "writing a passive latency minute"))?;
+            }
+        }
+        tx.commit()
+            .map_err(sql_err(&path, "committing the passive latency write"))
+    }
+
+    /// Passive-latency minutes with `from <= minute < to` (Unix seconds), oldest first.
+    pub fn passive_minutes(&self, from: i64, to: i64) -> Result<Vec<PassiveMinute>, StoreError> {
+        let mut q = self
+            .conn
+            .prepare_cached(
+                "SELECT minute, handshakes, median_us, p95_us FROM passive_minute \
+                 WHERE minute >= ?1 AND minute < ?2 ORDER BY minute",
+            )
+            .map_err(sql_err(&self.path, "reading passive latency"))?;
+        q.query_map([from, to], |r| {
+            Ok(PassiveMinute {
+                minute: r.get(0)?,
+                handshakes: r.get(1)?,
+                median_us: r.get(2)?,
+                p95_us: r.get(3)?,
+            })
+        })
+        .and_then(|r| r.collect())
+        .map_err(sql_err(&self.path, "reading passive latency"))
     }
 
     /// The newest probe minute.

@@ -637,6 +637,17 @@ ALTER TABLE plan_settings ADD COLUMN source TEXT NOT NULL DEFAULT 'devices'
     CHECK (source IN ('devices', 'router'));
 ";
 
+/// Schema step (issue 27): passive latency, the household's TCP handshakes to the internet per
+/// minute (count, median and 95th percentile of SYN to SYN-ACK), pruned with `internet_minute`.
+const V_PASSIVE: &str = "
+CREATE TABLE passive_minute (
+    minute INTEGER PRIMARY KEY,
+    handshakes INTEGER NOT NULL,
+    median_us INTEGER,
+    p95_us INTEGER
+) STRICT;
+";
+
 /// Every schema step, oldest first. The schema version of a fully migrated file is the length.
 pub(super) const MIGRATIONS: &[&str] = &[
     V1,
@@ -654,6 +665,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     V_INTERNET,
     V_ROUTER,
     V_PLAN_SOURCE,
+    V_PASSIVE,
 ];
 
 pub(super) fn user_version(conn: &Connection) -> rusqlite::Result<i64> {

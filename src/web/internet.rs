@@ -66,6 +66,8 @@ pub struct InternetPage {
     pub loss: String,
     pub gateway: String,
     pub dns: String,
+    /// Passive latency of the newest minute with TCP handshakes (last 10 minutes).
+    pub passive: String,
     pub day_chart: String,
     pub month_chart: String,
     pub outages: Vec<OutageRow>,
@@ -346,15 +348,27 @@ pub async fn page(
     let now = state.now();
     let tz = state.config().time_zone();
     let from30 = now - 30 * DAY;
-    let (rows, outages) = state
+    let (rows, outages, passive) = state
         .db(move |s| {
             Ok((
                 s.internet_minutes(from30, now + 60)?,
                 s.internet_outages(from30 * NS, (now + 60) * NS)?,
+                s.passive_minutes(now - 600, now + 60)?,
             ))
         })
         .await?;
     let outages: Vec<Outage> = outages.into_iter().map(|o| o.outage).collect();
+    let passive = match passive.last() {
+        Some(p) => format!(
+            "median {}, p95 {} over {} handshakes (minute of {})",
+            ms(p.median_us.map(|v| v as f64 / 1e3)),
+            ms(p.p95_us.map(|v| v as f64 / 1e3)),
+            p.handshakes,
+            fmt_local(p.minute, &tz)
+        ),
+        None if !state.config().passive_latency => "off (passive_latency = false)".into(),
+        None => "no TCP handshake to the internet in the last 10 minutes".into(),
+    };
     let live = state.internet_now();
     let last = live
         .as_ref()
@@ -431,6 +445,7 @@ pub async fn page(
                 }
             },
         ),
+        passive,
         day_chart: latency_chart(
             "Internet latency, last 24 hours",
             day_from,

@@ -74,6 +74,18 @@ pub struct Minutes {
     pub from: String,
     pub to: String,
     pub minutes: Vec<MinuteJson>,
+    /// Passive latency: the household's TCP handshakes to the internet (SYN to SYN-ACK) per
+    /// minute with at least one, oldest first.
+    pub passive: Vec<PassiveJson>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PassiveJson {
+    /// Start of the minute, Unix seconds.
+    pub minute: i64,
+    pub handshakes: i64,
+    pub median_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -167,11 +179,22 @@ pub async fn minutes(
 ) -> Result<Json<Minutes>, ApiError> {
     let (from, to) = super::range(&state, q.from.as_deref(), q.to.as_deref(), 86_400)?;
     let (f, t) = (from.as_second(), to.as_second());
-    let rows = state.db(move |s| s.internet_minutes(f, t)).await?;
+    let (rows, passive) = state
+        .db(move |s| Ok((s.internet_minutes(f, t)?, s.passive_minutes(f, t)?)))
+        .await?;
     Ok(Json(Minutes {
         from: from.to_string(),
         to: to.to_string(),
         minutes: rows.iter().map(minute_json).collect(),
+        passive: passive
+            .iter()
+            .map(|p| PassiveJson {
+                minute: p.minute,
+                handshakes: p.handshakes,
+                median_ms: p.median_us.map(|v| v as f64 / 1e3),
+                p95_ms: p.p95_us.map(|v| v as f64 / 1e3),
+            })
+            .collect(),
     }))
 }
 
