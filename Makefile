@@ -71,12 +71,23 @@ run-capture: build
 # Then the Debian package is built, installed, run, upgraded and purged on this machine
 # (package-test, root). Between them the fuzz smoke runs every fuzz target briefly (fuzz-smoke).
 # The last line sums every test binary's result, the fuzz targets and the package checks.
-test: check-cargo deps-test
+#
+# The package's release build (minutes of CPU on 2 cores) runs in the background at the lowest CPU
+# priority while the test binaries run: most of the integration tests' time is spent waiting
+# (for minutes to close, for probes, for a browser), and `nice -n 19` gives the tests the CPU
+# whenever they want it. Cargo does not hold its build lock while test binaries run. The package
+# test waits for that build and fails with its log if it failed.
+test: check-cargo deps-test check-cargo-deb deps-deb-test
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) test --all-targets --no-run
+	rm -f target/deb-build.rc
+	(nice -n 19 $(MAKE) --no-print-directory deb >target/deb-build.log 2>&1; echo $$? >target/deb-build.rc) &
 	set -o pipefail; $(CARGO) test --all-targets 2>&1 | tee target/test.log
 	set -o pipefail; CARGO_TARGET_DIR=$(TARGET_DIR) ./tests/fresh-clone.sh 2>&1 | tee target/fresh-clone.log
 	set -o pipefail; $(MAKE) --no-print-directory fuzz-smoke 2>&1 | tee target/fuzz-smoke.log
+	@while [ ! -f target/deb-build.rc ]; do sleep 2; done; \
+	if [ "$$(cat target/deb-build.rc)" != 0 ]; then tail -30 target/deb-build.log; echo "make deb failed (target/deb-build.log)"; exit 1; fi
 	set -o pipefail; $(MAKE) --no-print-directory package-test 2>&1 | tee target/package-test.log
 	@awk '/^test result:/ { p += $$4; f += $$6; i += $$8 } /^(package|fuzz): [0-9]+ passed, [0-9]+ failed/ { p += $$2; f += $$4 } END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, i }' target/test.log target/fresh-clone.log target/fuzz-smoke.log target/package-test.log
 
