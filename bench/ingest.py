@@ -93,6 +93,8 @@ names = {
     "replay": "lanmeter replay --json (gateway inferred)",
     "replay_gw": "lanmeter replay --json --gateway MAC",
     "replay_nopassive": "lanmeter replay --json --no-passive-latency (passive latency off)",
+    "replay_hs": "lanmeter replay --json, household with a handshake per web request (passive latency on)",
+    "replay_hs_nopassive": "lanmeter replay --json --no-passive-latency, the same household with handshakes",
     "darkstat": "darkstat -r FILE",
     "tcpdump_ng": "tcpdump -r FILE.pcapng -w /dev/null (libpcap's pcapng reader)",
     "replay_ng": "lanmeter replay --json on the same frames as pcapng",
@@ -130,6 +132,10 @@ try:
 except (OSError, ValueError) as e:
     cmp["error"] = f"darkstat --export with -r gave no usable file: {e}"
 ingest["per_host"] = cmp
+try:
+    ingest["handshakes"] = {"frames": frames, "syns": int(open(f"{raw}/handshakes.count").read())}
+except (OSError, ValueError):
+    pass
 json.dump(ingest, open(f"{out}/ingest.json", "w"), indent=1)
 
 memory = {"runs": runs, "flood_macs": flood, "inputs": {

@@ -133,7 +133,17 @@ if ing:
         cost = (c["replay"] / c["replay_nopassive"] - 1) * 100
         w(f"Passive latency (TCP handshake timing, issue 27): {frames / c['replay'] / 1e6:.2f} M frames per CPU-second "
           f"on, {frames / c['replay_nopassive'] / 1e6:.2f} M off: it costs {cost:+.1f} % CPU per frame "
-          f"(median CPU {c['replay']:.2f} s vs {c['replay_nopassive']:.2f} s).")
+          f"(median CPU {c['replay']:.2f} s vs {c['replay_nopassive']:.2f} s) on the household above, whose "
+          f"flows are all established (no SYN to time).")
+        w("")
+    if "replay_hs" in c and "replay_hs_nopassive" in c:
+        cost = (c["replay_hs"] / c["replay_hs_nopassive"] - 1) * 100
+        syns = ing.get("handshakes", {}).get("syns")
+        share = f"{syns:,} handshakes, one per {frames / syns:.0f} frames" if syns else "handshakes"
+        w(f"Passive latency where there are handshakes to time (the same household with a new connection before "
+          f"every web request, `lanmeter generate --handshakes 100`: {share}): "
+          f"{frames / c['replay_hs'] / 1e6:.2f} M frames per CPU-second on, {frames / c['replay_hs_nopassive'] / 1e6:.2f} M "
+          f"off: it costs {cost:+.1f} % CPU per frame (median CPU {c['replay_hs']:.2f} s vs {c['replay_hs_nopassive']:.2f} s).")
         w("")
     pct = c["floor"] / c["replay"] * 100
     pct_gw = c["floor"] / c["replay_gw"] * 100

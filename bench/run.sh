@@ -83,8 +83,12 @@ PCAPNG="$OUT/household-$FRAMES.pcapng"
 [ -f "$FLOOD" ] || "$LM" generate "$FLOOD" --flood-macs "$FLOOD_MACS" --frames "$FLOOD_MACS" --seed 2 >/dev/null
 [ -f "$FLOOD_QUARTER" ] || "$LM" generate "$FLOOD_QUARTER" --flood-macs $((FLOOD_MACS / 4)) --frames $((FLOOD_MACS / 4)) --seed 3 >/dev/null
 [ -f "$HOUSE200" ] || "$LM" generate "$HOUSE200" --frames 2000000 --devices 200 --seed 4 >/dev/null
+# The household with a new TCP connection (SYN, SYN-ACK) before every web request: passive
+# latency on vs off where it has handshakes to time (the household above has none).
+HANDS="$OUT/handshakes-$FRAMES.pcap"
+[ -f "$HANDS" ] || "$LM" generate "$HANDS" --frames "$FRAMES" --seed 1 --handshakes 100 >/dev/null
 # Warm the page cache so every program reads from memory, not disk.
-cat "$PCAP" "$PCAPNG" "$FLOOD" "$FLOOD_QUARTER" "$HOUSE200" >/dev/null
+cat "$PCAP" "$PCAPNG" "$FLOOD" "$FLOOD_QUARTER" "$HOUSE200" "$HANDS" >/dev/null
 
 # measure NAME CMD...: RUNS runs; raw/NAME.txt gets "wall_s user_s sys_s max_rss_kb" per run and
 # raw/NAME.cmd the command as run.
@@ -111,7 +115,7 @@ rm -rf "$OUT/darkstat" && mkdir -p "$OUT/darkstat"
 ALL_RUNS=$RUNS
 RUNS=1
 for n in $(seq "$ALL_RUNS"); do
-    for name in floor tcpdump replay replay_gw replay_nopassive darkstat tcpdump_ng replay_ng; do
+    for name in ${INGEST_ROWS:-floor tcpdump replay replay_gw replay_nopassive replay_hs replay_hs_nopassive darkstat tcpdump_ng replay_ng}; do
         case $name in
             floor) cmd=("$FLOOR" "$PCAP") ;;
             tcpdump) cmd=(tcpdump -r "$PCAP" -w /dev/null) ;;
@@ -120,12 +124,16 @@ for n in $(seq "$ALL_RUNS"); do
             replay) cmd=("$LM" replay "$PCAP" --json) ;;
             replay_gw) cmd=("$LM" replay "$PCAP" --json --gateway "$GW") ;;
             replay_nopassive) cmd=("$LM" replay "$PCAP" --json --no-passive-latency) ;;
+            replay_hs) cmd=("$LM" replay "$HANDS" --json) ;;
+            replay_hs_nopassive) cmd=("$LM" replay "$HANDS" --json --no-passive-latency) ;;
             darkstat) cmd=(darkstat -r "$PCAP" --no-daemon --no-dns --chroot "$OUT/darkstat" --user root) ;;
         esac
         measure "$name.$n" "${cmd[@]}"
     done
 done
 RUNS=$ALL_RUNS
+# How many handshakes the passive rows had to time (pure SYNs; each is answered).
+tcpdump -r "$HANDS" -nn 'tcp[13] == 2' 2>/dev/null | wc -l >"$OUT/raw/handshakes.count"
 # darkstat's per-host totals of the same file, for the byte-basis comparison (untimed run). With -r it
 # neither chroots nor drops privileges, so the export path is taken as given.
 darkstat -r "$PCAP" --no-daemon --no-dns --chroot "$OUT/darkstat" --user root --export "$OUT/darkstat/darkstat.export" \

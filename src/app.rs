@@ -561,6 +561,7 @@ fn run_generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
         duration_secs: args.duration_secs,
         devices: args.devices,
         snaplen: args.snaplen,
+        handshake_percent: args.handshakes,
         ..Default::default()
     };
     let expected = demo::write_household_pcap(&args.file, &opts)?;

@@ -294,6 +294,11 @@ pub struct GenerateArgs {
     /// Seconds the capture spans, with a day/night rhythm.
     #[arg(long, default_value_t = 86_400)]
     pub duration_secs: u64,
+    /// Percentage (0 to 100) of web requests that open a new TCP connection (SYN, SYN-ACK)
+    /// first: the handshakes passive latency times. 0 writes the same file as before the option
+    /// existed.
+    #[arg(long, value_name = "PERCENT", default_value_t = 0)]
+    pub handshakes: u32,
     /// Write the totals the generator kept (ACCOUNTING.md §4 JSON shape) to this file.
     #[arg(long, value_name = "FILE")]
     pub expected: Option<PathBuf>,

@@ -260,8 +260,12 @@ impl Flusher {
         let stats = self.flush(usage, seen)?;
         // Passive latency rows carry the frames' own minutes; while the clock is not trusted
         // those minutes are wrong, and a latency sample is not worth holding back for later.
-        if !delta.passive.is_empty() && !matches!(stamping, Stamping::Live(None)) {
-            if let Err(e) = self.store.write_passive(&delta.passive) {
+        let passive = !delta.passive.is_empty() || !delta.passive_devices.is_empty();
+        if passive && !matches!(stamping, Stamping::Live(None)) {
+            if let Err(e) = self
+                .store
+                .write_passive(&delta.passive, &delta.passive_devices)
+            {
                 tracing::warn!(error = %e, "passive latency minutes were not written");
             }
         }

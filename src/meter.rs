@@ -9,7 +9,7 @@
 
 use crate::capture::FrameSink;
 use crate::capture::decode::{Dest, Frame, IpPair};
-use crate::internet::passive::{Handshakes, PassiveMinute, PassiveStats};
+use crate::internet::passive::{DeviceHour, Handshakes, PassiveMinute, PassiveStats};
 use crate::model::{Counts, IpPrefix, MacAddr, MinuteUsage, Sighting, TimestampNs, minute_of};
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
@@ -295,6 +295,8 @@ pub struct Delta {
     pub gateway: Option<MacAddr>,
     /// Passive handshake latency per minute: finished minutes and the current one so far.
     pub passive: Vec<PassiveMinute>,
+    /// Passive latency per device and hour since the last delta.
+    pub passive_devices: Vec<DeviceHour>,
 }
 
 impl Delta {
@@ -532,6 +534,11 @@ impl Meter {
             segments,
             gateway: self.gateway.map(MacAddr::from_u64),
             passive: self.passive.as_mut().map(|p| p.take()).unwrap_or_default(),
+            passive_devices: self
+                .passive
+                .as_mut()
+                .map(|p| p.take_devices())
+                .unwrap_or_default(),
         }
     }
 

@@ -1337,6 +1337,8 @@ struct Gen {
     tpls: Vec<Tpl>,
     k: u64,
     n: u64,
+    /// [`GenOptions::handshake_percent`] as a probability.
+    handshakes: f64,
 }
 
 impl Gen {
@@ -1408,11 +1410,34 @@ impl Gen {
         Ok(())
     }
 
+    /// A new connection on flow `p`: the SYN (header only) and the SYN-ACK acknowledging it,
+    /// each one sequence number on, so that the flow's next segments carry on from there.
+    fn handshake(&mut self, p: Pair) -> Result<(), GenError> {
+        for (t, flags) in [(p.fwd, 0x02u8), (p.rev, 0x12)] {
+            let Patch::Ip {
+                tcp_at: Some(at), ..
+            } = self.tpls[t].patch
+            else {
+                return Ok(());
+            };
+            let flag_at = at as usize + 13;
+            self.tpls[t].bytes[flag_at] = flags;
+            self.emit(t, 0)?;
+            self.tpls[t].bytes[flag_at] = 0x18;
+            // SYN and SYN-ACK count one in the sequence space: the peer's ack is one on.
+            self.tpls[t].last_payload = 1;
+        }
+        Ok(())
+    }
+
     fn run(&mut self, h: &Household, act: Act, dev: usize) -> Result<(), GenError> {
         let f = &h.flows[dev - 1];
         match act {
             Act::Web => {
                 let p = f.web[self.rng.below(3) as usize];
+                if self.handshakes > 0.0 && self.rng.chance(self.handshakes) {
+                    self.handshake(p)?;
+                }
                 if self.rng.chance(0.3) {
                     let len = self.small(p.fwd, 200, 900);
                     self.emit(p.fwd, len)?;
@@ -1681,6 +1706,12 @@ fn validate(opts: &GenOptions) -> Result<(), GenError> {
     if opts.duration_secs == 0 {
         return bad("duration_secs is 0; give the capture at least one second".into());
     }
+    if opts.handshake_percent > 100 {
+        return bad(format!(
+            "handshake_percent is {}; give a percentage from 0 to 100",
+            opts.handshake_percent
+        ));
+    }
     if !(MIN_SNAPLEN..=262_144).contains(&opts.snaplen) {
         return bad(format!(
             "snaplen is {}; choose between {MIN_SNAPLEN} (headers only) and 262144",
@@ -1710,6 +1741,7 @@ pub(super) fn generate(path: &Path, opts: &GenOptions) -> Result<Expected, GenEr
         tpls,
         k: 0,
         n: opts.frames,
+        handshakes: f64::from(opts.handshake_percent) / 100.0,
     };
     preamble(&mut g, &household)?;
     let h = &household;

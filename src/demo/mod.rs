@@ -45,6 +45,10 @@ pub struct GenOptions {
     pub snaplen: u32,
     /// Household devices, the router not included (1..=[`MAX_DEVICES`]).
     pub devices: usize,
+    /// Percentage (0..=100) of web requests that open a new connection: a SYN and SYN-ACK
+    /// before the request, for passive latency (issue 27). 0, the default, writes the same bytes
+    /// as before the option existed (no random number is drawn for it).
+    pub handshake_percent: u32,
 }
 
 impl Default for GenOptions {
@@ -56,6 +60,7 @@ impl Default for GenOptions {
             duration_secs: 86_400,
             snaplen: 128,
             devices: 25,
+            handshake_percent: 0,
         }
     }
 }

@@ -603,3 +603,39 @@ fn zero_frames_is_an_empty_capture() {
     assert_eq!(read_pcap(&path).recs.len(), 0);
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 24);
 }
+
+/// `handshakes` adds SYN / SYN-ACK pairs that the passive latency tracker pairs up, every one
+/// of them, and the expected totals still add up to the file.
+#[test]
+fn handshakes_option_writes_handshakes_passive_latency_pairs() {
+    use crate::internet::passive::Handshakes;
+    use crate::meter::Locality;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.pcap");
+    let opts = GenOptions {
+        handshake_percent: 50,
+        ..small_opts(30_000)
+    };
+    let e = write_household_pcap(&path, &opts).unwrap();
+    let p = read_pcap(&path);
+    assert_eq!(
+        e.devices.values().map(|d| d.counts.bytes_sent).sum::<u64>(),
+        p.recs.iter().map(|r| u64::from(r.len)).sum::<u64>()
+    );
+    let loc = Locality::new(e.lan_prefixes.iter().copied());
+    let mut h = Handshakes::new();
+    for r in &p.recs {
+        let f = decode(LinkType::Ethernet, r.ts_ns, &r.data, r.len).unwrap();
+        h.observe_frame(&f, &loc);
+    }
+    let s = h.stats();
+    assert!(s.syns > 100, "{s:?}");
+    // The file may end between a SYN and its SYN-ACK.
+    assert!(s.samples + 1 >= s.syns, "{s:?}");
+    assert_eq!(s.evicted, 0);
+    let bad = GenOptions {
+        handshake_percent: 101,
+        ..small_opts(10)
+    };
+    assert!(write_household_pcap(&dir.path().join("x.pcap"), &bad).is_err());
+}

@@ -8,7 +8,7 @@
 
 use crate::capture::decode::{Frame, IpPair, Tcp};
 use crate::meter::Locality;
-use crate::model::{TimestampNs, minute_of};
+use crate::model::{MacAddr, TimestampNs, minute_of};
 use std::hash::BuildHasher;
 
 /// Pending SYNs remembered at most (a household opens a few hundred connections a second at
@@ -54,7 +54,7 @@ fn bucket_mid(b: usize) -> u64 {
     low + ((1u64 << level) >> 1)
 }
 
-/// One minute of handshake latencies.
+/// One minute (or, per device, one hour) of handshake latencies.
 #[derive(Clone)]
 pub struct Histogram {
     pub minute: i64,
@@ -106,6 +106,48 @@ impl Histogram {
         None
     }
 
+    /// Adds another histogram's counts (the same buckets, any period).
+    pub fn merge(&mut self, other: &Histogram) {
+        for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
+            *a = a.saturating_add(*b);
+        }
+        self.n += other.n;
+    }
+
+    /// The non-empty buckets as LEB128 varint pairs (gap from the previous bucket, count): a
+    /// device's hour of handshakes spreads over a few dozen buckets, so tens of bytes, and
+    /// hours stored this way can be merged exactly later (a median of medians could not).
+    pub fn to_sparse(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut prev = 0usize;
+        for (b, &c) in self.counts.iter().enumerate() {
+            if c > 0 {
+                varint(&mut out, (b - prev) as u64);
+                varint(&mut out, c as u64);
+                prev = b;
+            }
+        }
+        out
+    }
+
+    /// Adds counts encoded by [`Histogram::to_sparse`]; `false` (and nothing added past the
+    /// damage) when the bytes are not such an encoding.
+    pub fn add_sparse(&mut self, mut bytes: &[u8]) -> bool {
+        let mut b = 0usize;
+        while !bytes.is_empty() {
+            let (Some(gap), Some(c)) = (read_varint(&mut bytes), read_varint(&mut bytes)) else {
+                return false;
+            };
+            b = b.saturating_add(gap as usize);
+            let (Some(slot), Ok(c)) = (self.counts.get_mut(b), u32::try_from(c)) else {
+                return false;
+            };
+            *slot = slot.saturating_add(c);
+            self.n += c as u64;
+        }
+        true
+    }
+
     pub fn summary(&self) -> PassiveMinute {
         PassiveMinute {
             minute: self.minute,
@@ -114,6 +156,27 @@ impl Histogram {
             p95_us: self.quantile_us(0.95).map(|v| v as i64),
         }
     }
+}
+
+fn varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn read_varint(bytes: &mut &[u8]) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&b, rest) = bytes.split_first()?;
+        *bytes = rest;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
 }
 
 /// What is stored per minute: the household's handshakes and their median and 95th percentile.
@@ -134,6 +197,26 @@ pub struct PassiveStats {
     pub evicted: u64,
     /// Handshakes whose SYN was sent again: which copy was answered is unknown (Karn's rule).
     pub retransmitted: u64,
+    /// Samples not kept per device because every device slot was taken (the household's
+    /// distribution still has them).
+    pub device_overflow: u64,
+}
+
+/// Device slots between two takes (one per device and hour with a handshake). The flusher
+/// takes every few minutes, so this is the number of devices making connections to the
+/// internet in one flush interval; past it the samples count for the household only.
+pub const DEVICE_SLOTS: usize = 64;
+
+/// One device's handshakes in one hour, since the last take: what the flusher folds into the
+/// device's stored hour.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceHour {
+    pub mac: MacAddr,
+    /// Start of the hour, Unix seconds.
+    pub hour: i64,
+    pub handshakes: u64,
+    /// The histogram in [`Histogram::to_sparse`] form.
+    pub buckets: Vec<u8>,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -144,8 +227,18 @@ struct Pending {
     server: u128,
     ports: u32,
     seq: u32,
+    /// The SYN's source MAC (the device), as [`MacAddr::to_u64`]: taken from the SYN rather
+    /// than the SYN-ACK because a router capturing on both sides sees the SYN-ACK first with
+    /// its own WAN MAC as destination.
+    mac: u64,
     /// The SYN was seen again later: no sample from this handshake.
     ambiguous: bool,
+}
+
+/// A device slot: `mac` 0 is free (no real MAC is all zeros); `hist.minute` holds the hour.
+struct DeviceSlot {
+    mac: u64,
+    hist: Histogram,
 }
 
 /// The SYN table and the per-minute histograms.
@@ -154,6 +247,8 @@ pub struct Handshakes {
     key: u64,
     current: Histogram,
     finished: Vec<Histogram>,
+    /// Allocated once; emptied at each take.
+    devices: Box<[DeviceSlot]>,
     stats: PassiveStats,
 }
 
@@ -172,6 +267,12 @@ impl Handshakes {
             key,
             current: Histogram::new(i64::MIN),
             finished: Vec::new(),
+            devices: (0..DEVICE_SLOTS)
+                .map(|_| DeviceSlot {
+                    mac: 0,
+                    hist: Histogram::new(0),
+                })
+                .collect(),
             stats: PassiveStats::default(),
         }
     }
@@ -216,14 +317,14 @@ impl Handshakes {
         };
         if t.flags & (Tcp::ACK | Tcp::RST) == 0 {
             if src_local {
-                self.syn(f.ts, src, dst, t);
+                self.syn(f.ts, src, dst, t, f.src.to_u64());
             }
         } else if t.flags & Tcp::ACK != 0 && dst_local {
             self.syn_ack(f.ts, dst, src, t);
         }
     }
 
-    fn syn(&mut self, ts: TimestampNs, client: u128, server: u128, t: Tcp) {
+    fn syn(&mut self, ts: TimestampNs, client: u128, server: u128, t: Tcp, mac: u64) {
         self.stats.syns += 1;
         let ports = (t.src_port as u32) << 16 | t.dst_port as u32;
         let set = self.set_of(client, server, ports) * WAYS;
@@ -262,6 +363,7 @@ impl Handshakes {
             server,
             ports,
             seq: t.seq,
+            mac,
             ambiguous: false,
         };
     }
@@ -279,7 +381,7 @@ impl Handshakes {
         }) else {
             return;
         };
-        let (syn_ts, ambiguous) = (p.ts, p.ambiguous);
+        let (syn_ts, ambiguous, mac) = (p.ts, p.ambiguous, p.mac);
         *p = Pending::default();
         if ambiguous || ts < syn_ts {
             return;
@@ -291,8 +393,35 @@ impl Handshakes {
                 self.finished.push(done);
             }
         }
-        self.current.add(((ts - syn_ts) / 1_000) as u64);
+        let us = ((ts - syn_ts) / 1_000) as u64;
+        self.current.add(us);
         self.stats.samples += 1;
+        self.device_sample(mac, minute - minute.rem_euclid(3600), us);
+    }
+
+    /// Adds a sample to the device's slot for the hour, taking a free slot if it has none.
+    fn device_sample(&mut self, mac: u64, hour: i64, us: u64) {
+        let mut free = None;
+        for (i, d) in self.devices.iter_mut().enumerate() {
+            if d.mac == mac && d.hist.minute == hour {
+                d.hist.add(us);
+                return;
+            }
+            if d.mac == 0 && free.is_none() {
+                free = Some(i);
+                // Slots fill from the front and are emptied all at once: none is used after.
+                break;
+            }
+        }
+        match free {
+            Some(i) => {
+                let d = &mut self.devices[i];
+                d.mac = mac;
+                d.hist.minute = hour;
+                d.hist.add(us);
+            }
+            None => self.stats.device_overflow += 1,
+        }
     }
 
     /// Finished minutes (moved out) and the current one so far (copied): the flusher writes each
@@ -304,13 +433,33 @@ impl Handshakes {
         }
         out
     }
+
+    /// Each device's samples since the last call, per hour (moved out: the store adds them to
+    /// what it has for that device and hour).
+    pub fn take_devices(&mut self) -> Vec<DeviceHour> {
+        let mut out = Vec::new();
+        for d in self.devices.iter_mut() {
+            if d.mac == 0 {
+                break;
+            }
+            out.push(DeviceHour {
+                mac: MacAddr::from_u64(d.mac),
+                hour: d.hist.minute,
+                handshakes: d.hist.n,
+                buckets: d.hist.to_sparse(),
+            });
+            d.mac = 0;
+            d.hist.counts.fill(0);
+            d.hist.n = 0;
+        }
+        out
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::capture::decode::{Dest, LinkType, decode};
-    use crate::model::MacAddr;
 
     const DEV: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
     const GW: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
@@ -496,5 +645,74 @@ mod tests {
                 assert!(err <= 1.0 / 32.0, "{us}: {mid}");
             }
         }
+    }
+
+    #[test]
+    fn devices_get_their_own_hour_from_the_syn_s_mac() {
+        let loc = Locality::default();
+        let mut h = Handshakes::new();
+        // Device DEV: 10 and 30 ms; another device (MAC ..0b, same IP for the test): 50 ms.
+        h.observe_frame(&syn(T0, 1, 1), &loc);
+        h.observe_frame(&syn_ack(T0 + 10 * MS, 1, 2), &loc);
+        h.observe_frame(&syn(T0 + MS, 2, 1), &loc);
+        h.observe_frame(&syn_ack(T0 + 31 * MS, 2, 2), &loc);
+        let mut other = syn(T0 + 2 * MS, 3, 1);
+        other.src = MacAddr([0x02, 0, 0, 0, 0, 0x0b]);
+        h.observe_frame(&other, &loc);
+        // The SYN-ACK's destination MAC is not what attributes it (a router's WAN copy).
+        h.observe_frame(&syn_ack(T0 + 52 * MS, 3, 2), &loc);
+        let mut rows = h.take_devices();
+        rows.sort_by_key(|r| r.mac.to_u64());
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        let hour = T0 / 1_000_000_000 / 3600 * 3600;
+        assert_eq!((rows[0].mac, rows[0].hour), (MacAddr(DEV), hour));
+        assert_eq!(rows[0].handshakes, 2);
+        assert_eq!(rows[1].handshakes, 1);
+        let mut back = Histogram::new(hour);
+        assert!(back.add_sparse(&rows[0].buckets));
+        assert_eq!(back.count(), 2);
+        let med = back.quantile_us(0.5).unwrap();
+        assert!((9_700..=10_300).contains(&med), "median {med}");
+        let p95 = back.quantile_us(0.95).unwrap();
+        assert!((29_000..=31_000).contains(&p95), "p95 {p95}");
+        // Taken means moved out.
+        assert!(h.take_devices().is_empty());
+    }
+
+    #[test]
+    fn device_slots_are_bounded_and_the_household_keeps_every_sample() {
+        let loc = Locality::default();
+        let mut h = Handshakes::new();
+        let n = DEVICE_SLOTS as u16 + 10;
+        for i in 0..n {
+            let mut f = syn(T0 + i as i64 * MS, 1000 + i, 1);
+            f.src = MacAddr([0x02, 0, 0, 0, (i >> 8) as u8, i as u8 + 1]);
+            h.observe_frame(&f, &loc);
+            h.observe_frame(&syn_ack(T0 + i as i64 * MS + 5 * MS, 1000 + i, 2), &loc);
+        }
+        assert_eq!(h.take_devices().len(), DEVICE_SLOTS);
+        assert_eq!(h.stats().device_overflow, 10);
+        assert_eq!(h.take()[0].handshakes, n as i64);
+        assert_eq!(h.devices.len(), DEVICE_SLOTS);
+    }
+
+    #[test]
+    fn sparse_histograms_round_trip_and_refuse_garbage() {
+        let mut a = Histogram::new(0);
+        for us in [0u64, 5, 40_000, 40_100, 1_000_000, 60_000_000] {
+            a.add(us);
+        }
+        a.add(40_000);
+        let bytes = a.to_sparse();
+        let mut b = Histogram::new(0);
+        assert!(b.add_sparse(&bytes));
+        assert_eq!(b.counts, a.counts);
+        assert_eq!(b.count(), 7);
+        b.merge(&a);
+        assert_eq!(b.count(), 14);
+        assert_eq!(b.quantile_us(0.5), a.quantile_us(0.5));
+        // A truncated varint, and a bucket past the end.
+        assert!(!Histogram::new(0).add_sparse(&[0x80]));
+        assert!(!Histogram::new(0).add_sparse(&[0xff, 0x7f, 1]));
     }
 }

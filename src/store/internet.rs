@@ -7,9 +7,43 @@
 //! for the 30-day chart and the monthly report.
 
 use super::{Store, StoreError, sql_err};
-use crate::internet::passive::PassiveMinute;
+use crate::internet::passive::{DeviceHour, Histogram, PassiveMinute};
 use crate::internet::{Group, MinuteRow, Outage, OutageEvent, State};
 use rusqlite::{OptionalExtension, params};
+
+/// A device's passive latency: per hour, and over the hours asked (`total.minute` is the
+/// range's start).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DevicePassive {
+    pub hours: Vec<PassiveMinute>,
+    pub total: PassiveMinute,
+}
+
+/// Adds a device's new samples to its stored hour (one row per MAC and hour).
+fn add_device_hour(tx: &rusqlite::Transaction<'_>, d: &DeviceHour) -> rusqlite::Result<()> {
+    let mac = super::identity::mac_key(d.mac);
+    let old: Option<Vec<u8>> = tx
+        .prepare_cached("SELECT buckets FROM passive_device_hour WHERE mac = ?1 AND hour = ?2")?
+        .query_row(params![mac, d.hour], |r| r.get(0))
+        .optional()?;
+    let mut h = Histogram::new(d.hour);
+    if let Some(old) = old {
+        if !h.add_sparse(&old) {
+            tracing::warn!(mac = %d.mac, hour = d.hour, "a stored passive latency histogram was unreadable; the hour starts again");
+            h = Histogram::new(d.hour);
+        }
+    }
+    if !h.add_sparse(&d.buckets) {
+        return Ok(());
+    }
+    let s = h.summary();
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO passive_device_hour (mac, hour, handshakes, median_us, p95_us, buckets) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![mac, d.hour, s.handshakes, s.median_us, s.p95_us, h.to_sparse()])?;
+    Ok(())
+}
 
 const MINUTE_COLUMNS: &str = "minute, rounds, up, internet_down, lan_down, dns_down, \
     gw_sent, gw_received, gw_median_us, gw_p95_us, res_sent, res_received, res_median_us, res_p95_us, \
@@ -181,6 +215,10 @@ impl Store {
                     .execute("DELETE FROM passive_minute WHERE minute < ?1", [minute])
             })
             .and_then(|_| {
+                self.conn
+                    .execute("DELETE FROM passive_device_hour WHERE hour < ?1", [minute])
+            })
+            .and_then(|_| {
                 self.conn.execute(
                     "DELETE FROM internet_outage WHERE end_ns IS NOT NULL AND end_ns < ?1",
                     [minute.saturating_mul(1_000_000_000)],
@@ -204,8 +242,13 @@ impl Store {
     }
 
     /// Writes passive-latency minutes; a minute written again (the current minute, at each
-    /// flush until it is over) is replaced by its fuller summary.
-    pub fn write_passive(&mut self, rows: &[PassiveMinute]) -> Result<(), StoreError> {
+    /// flush until it is over) is replaced by its fuller summary. Each device's new samples
+    /// are added to what its hour already holds.
+    pub fn write_passive(
+        &mut self,
+        rows: &[PassiveMinute],
+        devices: &[DeviceHour],
+    ) -> Result<(), StoreError> {
         let path = self.path.clone();
         let tx = self
             .conn
@@ -221,6 +264,10 @@ impl Store {
             for r in rows {
                 ins.execute(params![r.minute, r.handshakes, r.median_us, r.p95_us])
                     .map_err(sql_err(&path, "writing a passive latency minute"))?;
+            }
+            for d in devices {
+                add_device_hour(&tx, d)
+                    .map_err(sql_err(&path, "writing a device's passive latency"))?;
             }
         }
         tx.commit()
@@ -246,6 +293,55 @@ impl Store {
         })
         .and_then(|r| r.collect())
         .map_err(sql_err(&self.path, "reading passive latency"))
+    }
+
+    /// A device's passive latency (every MAC it owns) per hour with `from <= hour < to` (Unix
+    /// seconds, oldest first), and all those hours together.
+    pub fn passive_device(
+        &self,
+        device_id: i64,
+        from: i64,
+        to: i64,
+    ) -> Result<DevicePassive, StoreError> {
+        let path = &self.path;
+        let mut q = self
+            .conn
+            .prepare_cached(
+                "SELECT hour, buckets FROM passive_device_hour \
+                 WHERE mac IN (SELECT mac FROM device_macs WHERE device_id = ?1) \
+                 AND hour >= ?2 AND hour < ?3 ORDER BY hour",
+            )
+            .map_err(sql_err(path, "reading a device's passive latency"))?;
+        let rows = q
+            .query_map(params![device_id, from, to], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })
+            .and_then(|r| r.collect::<Result<Vec<_>, _>>())
+            .map_err(sql_err(path, "reading a device's passive latency"))?;
+        let mut all = Histogram::new(from);
+        let mut hours = Vec::new();
+        let mut hour = Histogram::new(i64::MIN);
+        for (start, buckets) in rows {
+            // Several MACs of one device have one row each for the same hour.
+            if start != hour.minute {
+                if hour.count() > 0 {
+                    hours.push(hour.summary());
+                }
+                hour = Histogram::new(start);
+            }
+            let mut h = Histogram::new(start);
+            if h.add_sparse(&buckets) {
+                hour.merge(&h);
+                all.merge(&h);
+            }
+        }
+        if hour.count() > 0 {
+            hours.push(hour.summary());
+        }
+        Ok(DevicePassive {
+            hours,
+            total: all.summary(),
+        })
     }
 
     /// The newest probe minute.
@@ -362,5 +458,80 @@ mod tests {
         s.prune_internet(100).unwrap();
         assert_eq!(s.internet_minutes(0, 1_000).unwrap(), [minute(120, 31_000)]);
         assert_eq!(s.internet_outages(0, i64::MAX).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn device_hours_add_up_follow_a_merge_and_are_pruned() {
+        use crate::model::{MacAddr, Sighting};
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("p.db")).unwrap();
+        let (a, b): (MacAddr, MacAddr) = (
+            "dc:a6:32:00:00:01".parse().unwrap(),
+            "da:00:00:00:00:02".parse().unwrap(),
+        );
+        let seen = |mac| Sighting {
+            mac,
+            first_seen: 1_000_000_000,
+            last_seen: 1_000_000_000,
+            is_gateway: false,
+        };
+        s.write_flush(&[], &[seen(a), seen(b)]).unwrap();
+        let ids: Vec<i64> = s.list_devices().unwrap().iter().map(|d| d.id).collect();
+        let hour = |mac, start, ms: &[u64]| {
+            let mut h = Histogram::new(start);
+            for m in ms {
+                h.add(m * 1000);
+            }
+            DeviceHour {
+                mac,
+                hour: start,
+                handshakes: h.count(),
+                buckets: h.to_sparse(),
+            }
+        };
+        // Two flushes into A's first hour add up (10, 20 then 30 ms), then a second hour.
+        s.write_passive(&[], &[hour(a, 3600, &[10, 20])]).unwrap();
+        s.write_passive(&[], &[hour(a, 3600, &[30]), hour(a, 7200, &[40])])
+            .unwrap();
+        s.write_passive(&[], &[hour(b, 3600, &[100])]).unwrap();
+        let p = s.passive_device(ids[0], 0, 10_000).unwrap();
+        assert_eq!(p.hours.len(), 2);
+        assert_eq!(p.hours[0].handshakes, 3);
+        let med = p.hours[0].median_us.unwrap();
+        assert!((19_500..=20_500).contains(&med), "{med}");
+        assert_eq!(p.total.handshakes, 4);
+        // B merged into A: A's first hour now holds both MACs' handshakes, merged exactly.
+        s.merge_devices(ids[1], ids[0], 0, "b", 0).unwrap();
+        let p = s.passive_device(ids[0], 0, 10_000).unwrap();
+        assert_eq!(p.hours[0].handshakes, 4);
+        assert_eq!(p.total.handshakes, 5);
+        let p95 = p.total.p95_us.unwrap();
+        assert!((97_000..=103_000).contains(&p95), "{p95}");
+        assert_eq!(
+            s.passive_device(ids[0], 7200, 7201)
+                .unwrap()
+                .total
+                .handshakes,
+            1
+        );
+        s.prune_internet(7200).unwrap();
+        assert_eq!(
+            s.passive_device(ids[0], 0, 10_000)
+                .unwrap()
+                .total
+                .handshakes,
+            1
+        );
+        // Deleting the device's history removes its MACs' latency too.
+        let tx = s.conn.transaction().unwrap();
+        crate::store::rollup::remove_device_history(&tx, ids[0]).unwrap();
+        tx.commit().unwrap();
+        assert_eq!(
+            s.passive_device(ids[0], 0, 10_000)
+                .unwrap()
+                .total
+                .handshakes,
+            0
+        );
     }
 }

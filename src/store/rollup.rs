@@ -460,6 +460,11 @@ pub(crate) fn remove_device_history(
         "DELETE FROM usage_minute WHERE device_id = ?1",
         params![device_id],
     )?;
+    // Passive latency is kept by MAC (so a merge moves it with the MACs): the device's MACs'.
+    tx.execute(
+        "DELETE FROM passive_device_hour WHERE mac IN (SELECT mac FROM device_macs WHERE device_id = ?1)",
+        params![device_id],
+    )?;
     Ok(())
 }
 

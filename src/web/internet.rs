@@ -9,6 +9,7 @@ use super::AppState;
 use super::error::AppError;
 use super::session::{Auth, Layout};
 use super::view::{fmt_duration, fmt_local};
+use crate::internet::passive::PassiveMinute;
 use crate::internet::report::{Quality, ReportCard, in_hours};
 use crate::internet::{MinuteRow, Outage, State as NetState};
 use askama::Template;
@@ -204,6 +205,7 @@ pub fn latency_chart(
     from: i64,
     to: i64,
     points: &[(i64, Quality)],
+    passive: &[(i64, f64)],
     outages: &[Outage],
     ticks: &[(i64, String)],
 ) -> String {
@@ -214,6 +216,7 @@ pub fn latency_chart(
     let top_ms = points
         .iter()
         .filter_map(|(_, q)| q.p95_ms)
+        .chain(passive.iter().map(|(_, v)| *v))
         .fold(10.0, f64::max);
     let ymax = [
         10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0,
@@ -273,12 +276,19 @@ pub fn latency_chart(
             );
         }
     }
-    for (class, pick) in [("p95", 1usize), ("median", 0)] {
+    let series = |pick: usize| -> Vec<(i64, Option<f64>)> {
+        match pick {
+            0 => points.iter().map(|(t, q)| (*t, q.median_ms)).collect(),
+            1 => points.iter().map(|(t, q)| (*t, q.p95_ms)).collect(),
+            _ => passive.iter().map(|(t, v)| (*t, Some(*v))).collect(),
+        }
+    };
+    for (class, pick) in [("p95", 1usize), ("median", 0), ("passive", 2)] {
         let mut d = String::new();
         let mut last: Option<i64> = None;
         let gap = (to - from) / 100;
-        for (t, q) in points {
-            let Some(v) = (if pick == 0 { q.median_ms } else { q.p95_ms }) else {
+        for (t, v) in series(pick) {
+            let Some(v) = v else {
                 last = None;
                 continue;
             };
@@ -287,8 +297,8 @@ pub fn latency_chart(
             } else {
                 'M'
             };
-            let _ = write!(d, "{cmd}{:.1},{:.1} ", x(*t), y(v));
-            last = Some(*t);
+            let _ = write!(d, "{cmd}{:.1},{:.1} ", x(t), y(v));
+            last = Some(t);
         }
         if !d.is_empty() {
             let _ = write!(s, r#"<path class="{class}" fill="none" d="{d}"/>"#);
@@ -325,6 +335,33 @@ fn ticks(from: i64, to: i64, step: i64, tz: &jiff::tz::TimeZone, date: bool) -> 
     out
 }
 
+/// The household's passive latency per bucket of `secs` (at the bucket's middle, in ms): the
+/// median of the minutes' medians, each weighted by its handshakes (minutes keep no more).
+fn passive_points(rows: &[PassiveMinute], secs: i64) -> Vec<(i64, f64)> {
+    let mut out = Vec::new();
+    for group in rows.chunk_by(|a, b| a.minute.div_euclid(secs) == b.minute.div_euclid(secs)) {
+        let mut v: Vec<(i64, i64)> = group
+            .iter()
+            .filter_map(|r| r.median_us.map(|m| (m, r.handshakes)))
+            .collect();
+        let n: i64 = v.iter().map(|(_, w)| w).sum();
+        if n == 0 {
+            continue;
+        }
+        v.sort_unstable();
+        let mut seen = 0;
+        let Some(&(m, _)) = v.iter().find(|(_, w)| {
+            seen += w;
+            2 * seen >= n
+        }) else {
+            continue;
+        };
+        let b = group[0].minute.div_euclid(secs) * secs;
+        out.push((b + secs / 2, m as f64 / 1e3));
+    }
+    out
+}
+
 /// Minutes grouped into buckets of `secs`.
 fn buckets(rows: &[MinuteRow], secs: i64) -> Vec<(i64, Quality)> {
     let mut out: Vec<(i64, Quality)> = Vec::new();
@@ -353,12 +390,20 @@ pub async fn page(
             Ok((
                 s.internet_minutes(from30, now + 60)?,
                 s.internet_outages(from30 * NS, (now + 60) * NS)?,
-                s.passive_minutes(now - 600, now + 60)?,
+                s.passive_minutes(from30, now + 60)?,
             ))
         })
         .await?;
     let outages: Vec<Outage> = outages.into_iter().map(|o| o.outage).collect();
-    let passive = match passive.last() {
+    let (day_passive, month_passive) = {
+        let day_from = now - DAY;
+        let start = passive.partition_point(|p| p.minute < day_from);
+        (
+            passive_points(&passive[start..], 60),
+            passive_points(&passive, 3600),
+        )
+    };
+    let passive = match passive.last().filter(|p| p.minute >= now - 600) {
         Some(p) => format!(
             "median {}, p95 {} over {} handshakes (minute of {})",
             ms(p.median_us.map(|v| v as f64 / 1e3)),
@@ -451,6 +496,7 @@ pub async fn page(
             day_from,
             now,
             &day_points,
+            &day_passive,
             &day_outages,
             &ticks(day_from, now, 6 * 3600, &tz, false),
         ),
@@ -459,6 +505,7 @@ pub async fn page(
             from30,
             now,
             &month_points,
+            &month_passive,
             &outages,
             &ticks(from30, now, 7 * DAY, &tz, true),
         ),

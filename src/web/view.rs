@@ -41,6 +41,19 @@ pub fn fmt_bytes(b: u64) -> String {
 }
 
 /// "just now", "5 min ago", "3 h ago", "2 days ago".
+/// A count with thousands separators: 1,234.
+pub fn fmt_count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 pub fn fmt_ago(then_s: i64, now_s: i64) -> String {
     let d = (now_s - then_s).max(0);
     match d {

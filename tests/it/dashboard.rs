@@ -1085,6 +1085,21 @@ fn internet_page_fits_a_390_px_phone_in_light_and_dark() {
             None,
         )
         .unwrap();
+    // Passive latency: devices' handshakes a little above the probes' round trip.
+    let passive: Vec<lanmeter::internet::passive::PassiveMinute> = rows
+        .iter()
+        .rev()
+        .map(|r| lanmeter::internet::passive::PassiveMinute {
+            minute: r.minute,
+            handshakes: 20,
+            median_us: r.internet.median_us.map(|m| i64::from(m) + 4_000),
+            p95_us: r.internet.p95_us.map(|m| i64::from(m) + 30_000),
+        })
+        .collect();
+    lanmeter::store::Store::open(&demo.db)
+        .unwrap()
+        .write_passive(&passive, &[])
+        .unwrap();
     let b = Browser::start();
     let base = &demo.base;
     resize(&b, 1280, 1000);
@@ -1103,6 +1118,19 @@ fn internet_page_fits_a_390_px_phone_in_light_and_dark() {
                 "{text}"
             );
             assert!(text.contains("Evenings 19–23 h"), "{text}");
+            // The passive median is drawn in both charts, visibly (a stroke of its own).
+            let passive = b.js(
+                "return [...document.querySelectorAll('svg.chart.net path.passive')]
+                .map(p => [p.getTotalLength(), getComputedStyle(p).stroke])",
+            );
+            let passive = passive.as_array().unwrap();
+            assert_eq!(passive.len(), 2, "{passive:?}");
+            assert!(
+                passive
+                    .iter()
+                    .all(|p| p[0].as_f64().unwrap() > 20.0 && p[1] != "none"),
+                "{passive:?}"
+            );
             if size == "390" {
                 no_sideways_scroll(&b, "/internet");
                 let small = small_labels(&b);

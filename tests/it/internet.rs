@@ -494,6 +494,27 @@ fn latency_and_loss() {
         (p_ms - base_ms - DELAY_MS).abs() <= 2.0,
         "passive median {p_ms} ms, base {base_ms} ms, added {DELAY_MS} ms"
     );
+    // The same handshakes per device: exactly the household client's device has them, with
+    // the same median (over its whole run, the store's hours merged).
+    let st = Store::open(&t.db()).unwrap();
+    let per_device: Vec<_> = st
+        .list_devices()
+        .unwrap()
+        .iter()
+        .map(|d| st.passive_device(d.id, 0, i64::MAX).unwrap().total)
+        .filter(|p| p.handshakes > 0)
+        .collect();
+    assert_eq!(per_device.len(), 1, "{per_device:?}");
+    let dev_ms = per_device[0].median_us.unwrap() as f64 / 1e3;
+    eprintln!(
+        "device: median {dev_ms:.2} ms over {} handshakes",
+        per_device[0].handshakes
+    );
+    assert!(per_device[0].handshakes >= p.handshakes, "{per_device:?}");
+    assert!(
+        (dev_ms - base_ms - DELAY_MS).abs() <= 2.0,
+        "device median {dev_ms} ms, base {base_ms} ms, added {DELAY_MS} ms"
+    );
     let loss = minute.internet.loss_percent().unwrap();
     eprintln!(
         "upstream delay {DELAY_MS} ms, loss {LOSS_PERCENT}%: internet median {net_ms:.2} ms, p95 {:.2} ms, gateway (base) {base_ms:.2} ms, loss {loss:.1}% of {} echo requests; gateway loss {:.1}%",

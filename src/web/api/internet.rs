@@ -2,7 +2,7 @@
 //! state now, per-minute loss and latency over a range, and the outage log.
 
 use super::error::ApiError;
-use super::extract::ApiQuery;
+use super::extract::{ApiPath, ApiQuery};
 use crate::internet::MinuteRow;
 use crate::web::AppState;
 use axum::Json;
@@ -77,6 +77,30 @@ pub struct Minutes {
     /// Passive latency: the household's TCP handshakes to the internet (SYN to SYN-ACK) per
     /// minute with at least one, oldest first.
     pub passive: Vec<PassiveJson>,
+}
+
+/// One device's passive latency (issue 27): its TCP handshakes to the internet, per hour.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeviceLatency {
+    pub device_id: i64,
+    pub from: String,
+    pub to: String,
+    /// Handshakes timed in the hours overlapping the range, over every MAC of the device.
+    pub handshakes: i64,
+    /// Median and 95th percentile over all those handshakes (not a median of hourly medians).
+    pub median_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    /// Hours with at least one handshake, oldest first.
+    pub hours: Vec<PassiveHourJson>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PassiveHourJson {
+    /// Start of the hour, Unix seconds.
+    pub hour: i64,
+    pub handshakes: i64,
+    pub median_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -158,6 +182,57 @@ pub async fn now(State(state): State<AppState>) -> Result<Json<InternetNow>, Api
             .and_then(|n| n.outage)
             .map(|o| outage_json(&o, now_ns)),
         last_minute: last.as_ref().map(minute_json),
+    }))
+}
+
+/// GET /api/v1/devices/{id}/latency
+#[utoipa::path(
+    get,
+    path = "/api/v1/devices/{id}/latency",
+    tag = "internet",
+    params(("id" = i64, Path, description = "The device id"), RangeQuery),
+    responses(
+        (status = 200, description = "The device's TCP handshake latency to the internet per hour, and over the range", body = DeviceLatency),
+        (status = 400, description = "A parameter is invalid", body = super::ErrorBody),
+        (status = 401, description = "Not logged in and no valid token", body = super::ErrorBody),
+        (status = 404, description = "No such device", body = super::ErrorBody),
+    )
+)]
+pub async fn device_latency(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+    ApiQuery(q): ApiQuery<RangeQuery>,
+) -> Result<Json<DeviceLatency>, ApiError> {
+    let (from, to) = super::range(&state, q.from.as_deref(), q.to.as_deref(), 86_400)?;
+    // Stored per hour: every hour that overlaps the range.
+    let (f, t) = (from.as_second(), to.as_second());
+    let p = state
+        .db(move |s| {
+            Ok(match s.device(id)? {
+                Some(_) => Some(s.passive_device(id, f - f.rem_euclid(3600), t)?),
+                None => None,
+            })
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found(&format!("device with id {id}")))?;
+    let ms = |v: Option<i64>| v.map(|v| v as f64 / 1e3);
+    Ok(Json(DeviceLatency {
+        device_id: id,
+        from: from.to_string(),
+        to: to.to_string(),
+        handshakes: p.total.handshakes,
+        median_ms: ms(p.total.median_us),
+        p95_ms: ms(p.total.p95_us),
+        hours: p
+            .hours
+            .iter()
+            .map(|h| PassiveHourJson {
+                hour: h.minute,
+                handshakes: h.handshakes,
+                median_ms: ms(h.median_us),
+                p95_ms: ms(h.p95_us),
+            })
+            .collect(),
     }))
 }
 

@@ -452,6 +452,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
     }
 
     internet(&mut o, &state, now_ns).await?;
+    passive(&mut o, &state).await?;
     router_metrics(&mut o, &state).await?;
 
     let mut r = o.0.into_response();
@@ -560,6 +561,52 @@ async fn internet(o: &mut Out, state: &AppState, now_ns: i64) -> Result<(), ApiE
             float(*secs),
         );
     }
+    Ok(())
+}
+
+/// Passive latency (issue 27): the household's TCP handshakes in the newest closed minute the
+/// database has in full, i.e. one that ended before the last flush (the flusher rewrites the
+/// minute in progress at each flush). Absent when no such minute is under an hour old.
+async fn passive(o: &mut Out, state: &AppState) -> Result<(), ApiError> {
+    let now = state.now();
+    let complete = state
+        .telemetry()
+        .health()
+        .snapshot()
+        .last_flush_ok
+        .map_or(now, |t| t.as_second().min(now));
+    let rows = state
+        .db(move |s| s.passive_minutes(complete - 3600, complete - 59))
+        .await?;
+    let Some(m) = rows.last() else {
+        return Ok(());
+    };
+    o.family(
+        "lanmeter_passive_latency_seconds",
+        "gauge",
+        "Devices' TCP handshakes to the internet (SYN to SYN-ACK) in the newest complete minute, by quantile.",
+    );
+    for (q, v) in [("0.5", m.median_us), ("0.95", m.p95_us)] {
+        if let Some(us) = v {
+            o.sample(
+                "lanmeter_passive_latency_seconds",
+                &[("quantile", q)],
+                float(us as f64 / 1e6),
+            );
+        }
+    }
+    o.family(
+        "lanmeter_passive_handshakes",
+        "gauge",
+        "TCP handshakes to the internet timed in that minute.",
+    );
+    o.sample("lanmeter_passive_handshakes", &[], m.handshakes);
+    o.family(
+        "lanmeter_passive_minute_timestamp_seconds",
+        "gauge",
+        "Start of that minute, Unix seconds.",
+    );
+    o.sample("lanmeter_passive_minute_timestamp_seconds", &[], m.minute);
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 use super::*;
 use crate::auth::Role;
 use crate::config::Config;
+use crate::internet::passive::{DeviceHour, Histogram, PassiveMinute};
 use crate::internet::{Group, OutageEvent, SharedNow};
 use crate::store::Store;
 use crate::store::auth::SessionRow;
@@ -124,6 +125,20 @@ fn fill(path: &std::path::Path) {
         start_ns: start,
         end_ns: None,
     };
+    // Passive latency: 12 handshakes a minute at 45 ms (p95 90 ms) over the same minutes.
+    let passive: Vec<PassiveMinute> = (1..=240)
+        .map(|k| PassiveMinute {
+            minute: (NOW / 60 - k) * 60,
+            handshakes: 12,
+            median_us: Some(45_000),
+            p95_us: Some(90_000),
+        })
+        .rev()
+        .collect();
+    Store::open(path)
+        .unwrap()
+        .write_passive(&passive, &[])
+        .unwrap();
     Store::open(path)
         .unwrap()
         .write_internet(
@@ -158,6 +173,16 @@ async fn page_shows_now_charts_outages_busy_hours_and_the_card() {
     assert!(body.contains("48.0 ms (p95 192.0 ms)"), "{body}");
     assert!(body.contains("href=\"/internet\" aria-current=\"page\""));
     assert_eq!(body.matches(r#"<svg class="chart net""#).count(), 2);
+    // The passive median is a third line in both charts, and the "now" line names it.
+    assert_eq!(
+        body.matches(r#"<path class="passive""#).count(),
+        2,
+        "{body}"
+    );
+    assert!(
+        body.contains("median 45.0 ms, p95 90.0 ms over 12 handshakes"),
+        "{body}"
+    );
     assert!(body.contains(r#"class="outage""#));
     assert!(body.contains("<td>internet down</td>"), "{body}");
     assert!(body.contains("1 h"), "{body}");
@@ -240,7 +265,87 @@ async fn api_and_metrics() {
         "lanmeter_internet_latency_seconds{target=\"internet\",quantile=\"0.5\"} 0.048",
         "lanmeter_internet_outages_total{kind=\"internet_down\"} 1",
         "lanmeter_internet_outage_seconds_total{kind=\"internet_down\"} 3600",
+        "lanmeter_passive_latency_seconds{quantile=\"0.5\"} 0.045",
+        "lanmeter_passive_latency_seconds{quantile=\"0.95\"} 0.09",
     ] {
         assert!(m.contains(line), "{line} missing:\n{m}");
     }
+    // The newest complete minute (no flush in this test: any minute that has ended).
+    for line in [
+        format!("lanmeter_passive_handshakes{{{}}} 12", &site[1..]),
+        format!(
+            "lanmeter_passive_minute_timestamp_seconds{{{}}} {}",
+            &site[1..],
+            NOW - 60
+        ),
+    ] {
+        assert!(m.contains(&line), "{line} missing:\n{m}");
+    }
+}
+
+/// A device's passive latency on its page and from `/api/v1/devices/{id}/latency`, summed
+/// exactly over its hours (and its two MACs).
+#[tokio::test]
+async fn device_latency_on_the_page_and_the_api() {
+    use crate::model::{MacAddr, Sighting};
+    let e = env(None);
+    let (a, b): (MacAddr, MacAddr) = (
+        "dc:a6:32:00:00:01".parse().unwrap(),
+        "da:00:00:00:00:02".parse().unwrap(),
+    );
+    let mut st = Store::open(&e.path).unwrap();
+    let seen = |mac| Sighting {
+        mac,
+        first_seen: (NOW - 7200) * NS,
+        last_seen: (NOW - 60) * NS,
+        is_gateway: false,
+    };
+    st.write_flush(&[], &[seen(a), seen(b)]).unwrap();
+    let ids: Vec<i64> = st.list_devices().unwrap().iter().map(|d| d.id).collect();
+    st.merge_devices(ids[1], ids[0], 0, "b", NOW * NS).unwrap();
+    let hour = |mac, start: i64, ms: u64, n: u32| {
+        let mut h = Histogram::new(start);
+        for _ in 0..n {
+            h.add(ms * 1000);
+        }
+        DeviceHour {
+            mac,
+            hour: start,
+            handshakes: h.count(),
+            buckets: h.to_sparse(),
+        }
+    };
+    let h = NOW - NOW % 3600;
+    // 1,100 at 40 ms and 134 at 100 ms (another MAC, another hour) in the last 24 h; an
+    // older hour that the page leaves out.
+    st.write_passive(
+        &[],
+        &[
+            hour(a, h - 3600, 40, 1100),
+            hour(b, h - 7200, 100, 134),
+            hour(a, h - 30 * 3600, 500, 5),
+        ],
+    )
+    .unwrap();
+    drop(st);
+    let (status, _, body) = e.get(&format!("/devices/{}", ids[0])).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // A bucket is 3 % wide: 100 ms reads 99 ms.
+    assert!(
+        body.contains(
+            "Connection setup to the internet, last 24 h: median 40 ms, p95 99 ms, 1,234 handshakes."
+        ),
+        "{body}"
+    );
+    let (status, _, body) = e.get(&format!("/api/v1/devices/{}/latency", ids[0])).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["handshakes"], 1234);
+    assert_eq!(v["hours"].as_array().unwrap().len(), 2);
+    assert_eq!(v["hours"][0]["hour"], h - 7200);
+    assert_eq!(v["hours"][1]["handshakes"], 1100);
+    let p95 = v["p95_ms"].as_f64().unwrap();
+    assert!((97.0..=103.0).contains(&p95), "{p95}");
+    let (status, _, _) = e.get("/api/v1/devices/999/latency").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }
