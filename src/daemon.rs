@@ -403,7 +403,7 @@ fn start(
     };
     // Discovery captures on the same interface: it starts once that interface is there.
     let discovery = (cfg.discovery && !o.waiting_at_start)
-        .then(|| DiscoveryRun::start(cfg, &o.iface, db.clone(), stop.clone()));
+        .then(|| DiscoveryRun::start(cfg, &o.iface, db.clone(), o.flusher.queue(), stop.clone()));
     let wifi = crate::run::survey::start(cfg, &db, stop.clone());
     let mqtt = crate::run::mqtt::MqttRun::start(cfg, db.clone(), stop.clone());
     let remote = crate::run::remote::RemoteWrite::start(
@@ -495,6 +495,7 @@ fn follow_interface(cfg: &Config, o: &mut Opened, t: &mut Threads, stop: &Arc<At
             cfg,
             &o.iface,
             o.db.clone(),
+            o.flusher.queue(),
             stop.clone(),
         ));
     }

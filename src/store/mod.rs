@@ -10,6 +10,7 @@
 pub mod alerts;
 pub mod auth;
 pub mod backup;
+pub mod batch;
 pub mod damage;
 pub mod devices;
 pub mod discovery;
