@@ -365,6 +365,62 @@ mod tests {
         assert_eq!((nothing.rows, nothing.devices), (0, 0));
     }
 
+    /// A discovery batch queued by another thread and the flush's own rows land in ONE commit
+    /// (counted from the WAL's commit frames); a flush with no counts still commits the queue.
+    #[test]
+    fn queued_discovery_rows_and_the_flush_share_one_commit() {
+        use crate::store::discovery::{MacFacts, write_discovery_in};
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = flusher(&dir, Duration::from_secs(5));
+        f.flush(vec![usage(9, 0, 1)], vec![seen(9, 1, 2)]).unwrap();
+        let db = dir.path().join("f.db");
+        let commits = crate::store::batch::tests::wal_commits(&db);
+        let facts = |m: u8, host: &str| MacFacts {
+            mac: mac(m),
+            spans: vec![(60_000_000_000, 61_000_000_000)],
+            hostnames: vec![("dhcp", host.to_string(), 60_000_000_000, 61_000_000_000)],
+            ..MacFacts::default()
+        };
+        let queue = f.queue();
+        let batch = vec![facts(1, "kitchen-tv"), facts(3, "printer")];
+        std::thread::spawn(move || {
+            queue.push("discovery", move |sp, path| {
+                write_discovery_in(sp, path, &batch, 60_000_000_000, |_| None).map(|_| ())
+            })
+        })
+        .join()
+        .unwrap();
+        let stats = f
+            .flush(
+                vec![usage(1, 60, 10), usage(2, 60, 5)],
+                vec![seen(1, 60, 61)],
+            )
+            .unwrap();
+        assert_eq!((stats.rows, stats.queued), (2, 1));
+        assert_eq!(crate::store::batch::tests::wal_commits(&db) - commits, 1);
+        let devices = f.store().list_devices().unwrap();
+        let host = |m: u8| {
+            devices.iter().find(|d| d.mac == mac(m)).map(|d| {
+                d.hostnames
+                    .iter()
+                    .map(|h| h.name.clone())
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(host(1), Some(vec!["kitchen-tv".to_string()]));
+        assert_eq!(host(3), Some(vec!["printer".to_string()]));
+        // Nothing counted, something queued: still written, in one commit.
+        let later = vec![facts(4, "phone")];
+        f.queue().push("discovery", move |sp, path| {
+            write_discovery_in(sp, path, &later, 60_000_000_000, |_| None).map(|_| ())
+        });
+        assert_eq!(f.flush(Vec::new(), Vec::new()).unwrap().queued, 1);
+        assert_eq!(crate::store::batch::tests::wal_commits(&db) - commits, 2);
+        // Nothing at all: no commit.
+        f.flush(Vec::new(), Vec::new()).unwrap();
+        assert_eq!(crate::store::batch::tests::wal_commits(&db) - commits, 2);
+    }
+
     /// A real lock held by a second connection makes the flush fail; everything stays pending,
     /// and once the lock is gone the next flush writes it all exactly once.
     #[test]
