@@ -414,8 +414,13 @@ fn start(
         stop.clone(),
     );
     let internet = crate::run::internet::start(cfg, &db, internet_now, stop.clone());
-    let router =
-        crate::run::router::RouterRun::start(cfg, db.clone(), telemetry.clone(), stop.clone());
+    let router = crate::run::router::RouterRun::start(
+        cfg,
+        db.clone(),
+        telemetry.clone(),
+        o.flusher.queue(),
+        stop.clone(),
+    );
     tracing::info!(
         interface = %o.iface,
         gateway = %o.meter.with(|m| m.gateway()).map(|g| g.to_string()).unwrap_or_else(|| "not yet known".into()),
