@@ -413,7 +413,8 @@ fn start(
         capture_running.clone(),
         stop.clone(),
     );
-    let internet = crate::run::internet::start(cfg, &db, internet_now, stop.clone());
+    let internet =
+        crate::run::internet::start(cfg, &db, internet_now, o.flusher.queue(), stop.clone());
     let router = crate::run::router::RouterRun::start(
         cfg,
         db.clone(),
