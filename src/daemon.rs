@@ -397,6 +397,7 @@ fn start(
                 ],
                 live: Some(live),
             },
+            Some(o.flusher.queue()),
             stop.clone(),
         )
         .context("starting the alert thread")?
