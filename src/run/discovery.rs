@@ -126,7 +126,8 @@ pub struct DiscoveryRun {
     window_ns: i64,
     threads: Vec<JoinHandle<()>>,
     /// The writer stops on its own flag, set only once the capture and sweep threads are done
-    /// and the daemon has reported its last traffic, so the last batch is complete.
+    /// and the daemon has reported its last traffic; [`DiscoveryRun::join`] then queues the
+    /// last batch, complete, for the final flush.
     writer_stop: Arc<AtomicBool>,
     writer: Option<JoinHandle<()>>,
 }
