@@ -556,6 +556,8 @@ if sd_runs:
             per = {}
             for c in h["causes"].values():
                 for t, x in c.get("by_thread", {}).items():
+                    # The main thread carries the binary's name: it flushes and runs maintenance.
+                    t = "main (flush, maintenance)" if t.startswith("lanmeter") else t
                     per[t] = per.get(t, 0) + x.get("per_day_syncs", 0)
             cells = ", ".join(f"{t} {n:,}" for t, n in sorted(per.items(), key=lambda kv: -kv[1]))
             w(f"- {r['label']}, {h['devices']} devices: {cells}")
