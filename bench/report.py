@@ -40,10 +40,10 @@ def mb(kb):
 
 # What was found when a budget failed, keyed by budget id (see BUDGETS below): cause, next step.
 CAUSES = {
-    "sd_writes": "the measured window is the first WAL cycle after a start, where every commit's fsync also "
-                 "journals block allocation (~40 KB of ext4 share per fsync, as much as the data); discovery "
-                 "rewrites every active device each batch. Next: measure past the first checkpoint (WAL reused), "
-                 "then write only changed discovery facts (issue 26)",
+    "sd_writes": "each commit burst costs the card ~38 KB of filesystem share (ext4 journal commit, -shm "
+                 "writeback) whatever it holds, so commits per day decide: see which thread commits on its own "
+                 "clock in the run's by_thread split (bench/sdwrites.py) and hand its rows to the flusher's "
+                 "transaction (src/store/batch.rs, docs/DURABILITY.md)",
 }
 
 # Raspberry Pi 4 assumptions (Cortex-A72, 4 cores, 1.5 GHz; the budget is per core).
@@ -561,6 +561,23 @@ if sd_runs:
         if r.get("policy"):
             w(f"- **{r['label']}**: {r['policy']}")
     w("")
+    # The commits by thread (runs measured since bench/sdwrites.py splits them): which writer
+    # still commits on its own clock.
+    split = [(r, h) for r in sd_runs for h in r["households"]
+             if any("by_thread" in c for c in h["causes"].values())]
+    if split:
+        w("Fsyncs per day by thread (the window scaled to a day; WAL and database file):")
+        w("")
+        for r, h in split:
+            per = {}
+            for c in h["causes"].values():
+                for t, x in c.get("by_thread", {}).items():
+                    # The main thread carries the binary's name: it flushes and runs maintenance.
+                    t = "main (flush, maintenance)" if t.startswith("lanmeter") else t
+                    per[t] = per.get(t, 0) + x.get("per_day_syncs", 0)
+            cells = ", ".join(f"{t} {n:,}" for t, n in sorted(per.items(), key=lambda kv: -kv[1]))
+            w(f"- {r['label']}, {h['devices']} devices: {cells}")
+        w("")
     cur = [r for r in sd_runs if r["step"] > 0]
     h25 = [h for r in cur[-1:] for h in r["households"] if h["devices"] == 25]
     if h25:

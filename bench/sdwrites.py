@@ -77,11 +77,15 @@ def add(tid, ts, call, path, ret):
         return
     c = causes.setdefault(cause_of(tid, ts, path), {"bytes": 0, "writes": 0, "syncs": 0, "threads": set()})
     c["threads"].add(names.get(tid, str(tid)))
+    # Which thread wrote and synced what: "other writers" are several (discovery, alerts, probes).
+    t = c.setdefault("by_thread", {}).setdefault(names.get(tid, str(tid)), {"bytes": 0, "syncs": 0})
     if call in ("fsync", "fdatasync"):
         c["syncs"] += 1
+        t["syncs"] += 1
     elif ret > 0:
         c["bytes"] += ret
         c["writes"] += 1
+        t["bytes"] += ret
 
 
 for line in open(log):
@@ -111,6 +115,9 @@ for name, c in causes.items():
         scale = DAY / secs
     c["per_day_bytes"] = round(c["bytes"] * scale)
     c["per_day_syncs"] = round(c["syncs"] * scale)
+    for t in c.get("by_thread", {}).values():
+        t["per_day_bytes"] = round(t["bytes"] * scale)
+        t["per_day_syncs"] = round(t["syncs"] * scale)
 # Checkpoints: the default wal_autocheckpoint copies the WAL into the database file every 1,000
 # frames (4,120 bytes each). When none fell in the window, a day's are estimated from the stop's
 # checkpoint, scaled by frames (an upper bound: a longer WAL repeats pages, which a checkpoint

@@ -173,6 +173,7 @@ EOF
     mkdir -p "$OUT/raw"
     gzip -c "$TMP/strace.log" >"$OUT/raw/sdwrites-$SD_LABEL-$D.strace.gz"
     cp "$TMP/daemon.log" "$OUT/raw/sdwrites-$SD_LABEL-$D.daemon.log"
+    cp "$TMP/threads.txt" "$OUT/raw/sdwrites-$SD_LABEL-$D.threads.txt"
     umount "$MNT"
     losetup -d "$LOOP"
     LOOP=

@@ -398,13 +398,14 @@ fn start(
                 ],
                 live: Some(live),
             },
+            Some(o.flusher.queue()),
             stop.clone(),
         )
         .context("starting the alert thread")?
     };
     // Discovery captures on the same interface: it starts once that interface is there.
     let discovery = (cfg.discovery && !o.waiting_at_start)
-        .then(|| DiscoveryRun::start(cfg, &o.iface, db.clone(), stop.clone()));
+        .then(|| DiscoveryRun::start(cfg, &o.iface, db.clone(), o.flusher.queue(), stop.clone()));
     let wifi = crate::run::survey::start(cfg, &db, stop.clone());
     let mqtt = crate::run::mqtt::MqttRun::start(cfg, db.clone(), stop.clone());
     let remote = crate::run::remote::RemoteWrite::start(
@@ -414,9 +415,15 @@ fn start(
         capture_running.clone(),
         stop.clone(),
     );
-    let internet = crate::run::internet::start(cfg, &db, internet_now, stop.clone());
-    let router =
-        crate::run::router::RouterRun::start(cfg, db.clone(), telemetry.clone(), stop.clone());
+    let internet =
+        crate::run::internet::start(cfg, &db, internet_now, o.flusher.queue(), stop.clone());
+    let router = crate::run::router::RouterRun::start(
+        cfg,
+        db.clone(),
+        telemetry.clone(),
+        o.flusher.queue(),
+        stop.clone(),
+    );
     tracing::info!(
         interface = %o.iface,
         gateway = %o.meter.with(|m| m.gateway()).map(|g| g.to_string()).unwrap_or_else(|| "not yet known".into()),
@@ -496,6 +503,7 @@ fn follow_interface(cfg: &Config, o: &mut Opened, t: &mut Threads, stop: &Arc<At
             cfg,
             &o.iface,
             o.db.clone(),
+            o.flusher.queue(),
             stop.clone(),
         ));
     }

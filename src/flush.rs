@@ -11,6 +11,7 @@
 use crate::clock::ClockGate;
 use crate::meter::Delta;
 use crate::model::{Counts, MacAddr, MinuteUsage, Sighting};
+use crate::store::batch::WriteQueue;
 use crate::store::{Store, StoreError};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -22,6 +23,8 @@ pub struct FlushStats {
     pub rows: usize,
     /// Devices whose sightings were written.
     pub devices: usize,
+    /// The background writers' queued writes committed with it ([`crate::store::batch`]).
+    pub queued: usize,
     /// Time spent merging and writing (the budget in BENCHMARKS.md is 20 ms for 1,000 devices).
     pub duration: Duration,
 }
@@ -50,6 +53,8 @@ pub struct Flusher {
     max_pending: usize,
     folded: u64,
     committed: Counts,
+    /// The background writers' rows, written in each flush's transaction.
+    queue: WriteQueue,
 }
 
 impl Flusher {
@@ -65,6 +70,7 @@ impl Flusher {
             max_pending: max_pending.max(1),
             folded: 0,
             committed: Counts::default(),
+            queue: WriteQueue::new(),
         }
     }
 
@@ -115,6 +121,12 @@ impl Flusher {
         self.folded
     }
 
+    /// Where the background writers put their rows for the next flush's transaction (one
+    /// commit per flush interval for all of them: see [`crate::store::batch`]).
+    pub fn queue(&self) -> WriteQueue {
+        self.queue.clone()
+    }
+
     pub fn store_mut(&mut self) -> &mut Store {
         &mut self.store
     }
@@ -145,10 +157,11 @@ impl Flusher {
                 })
                 .or_insert(s);
         }
-        if self.usage.is_empty() && self.seen.is_empty() {
+        if self.usage.is_empty() && self.seen.is_empty() && self.queue.is_empty() {
             return Ok(FlushStats {
                 rows: 0,
                 devices: 0,
+                queued: 0,
                 duration: started.elapsed(),
             });
         }
@@ -165,10 +178,16 @@ impl Flusher {
         rows.sort_unstable_by_key(|u| (u.mac, u.minute));
         let mut sightings: Vec<Sighting> = self.seen.values().copied().collect();
         sightings.sort_unstable_by_key(|s| s.mac);
-        if let Err(e) = self.store.write_flush(&rows, &sightings) {
-            self.fold_pending();
-            return Err(e);
-        }
+        let queued = match self
+            .store
+            .write_flush_queued(&rows, &sightings, Some(&self.queue))
+        {
+            Ok(q) => q,
+            Err(e) => {
+                self.fold_pending();
+                return Err(e);
+            }
+        };
         self.usage.clear();
         self.seen.clear();
         for u in &rows {
@@ -177,6 +196,7 @@ impl Flusher {
         let stats = FlushStats {
             rows: rows.len(),
             devices: sightings.len(),
+            queued: queued.written,
             duration: started.elapsed(),
         };
         // The running totals let a fault-injection run (reliability/faults.py) check that a
@@ -184,6 +204,7 @@ impl Flusher {
         tracing::debug!(
             rows = stats.rows,
             devices = stats.devices,
+            queued = stats.queued,
             ms = stats.duration.as_secs_f64() * 1e3,
             committed_frames = self.committed.frames_sent,
             committed_bytes = self.committed.bytes_sent,
@@ -257,18 +278,17 @@ impl Flusher {
             Stamping::Live(trusted) => gate.admit_live(usage, seen, trusted),
             Stamping::File => gate.admit_stamped(usage, seen),
         };
-        let stats = self.flush(usage, seen)?;
         // Passive latency rows carry the frames' own minutes; while the clock is not trusted
         // those minutes are wrong, and a latency sample is not worth holding back for later.
+        // They ride in the flush's own commit (one commit per interval, docs/DURABILITY.md).
         let passive = !delta.passive.is_empty() || !delta.passive_devices.is_empty();
         if passive && !matches!(stamping, Stamping::Live(None)) {
-            if let Err(e) = self
-                .store
-                .write_passive(&delta.passive, &delta.passive_devices)
-            {
-                tracing::warn!(error = %e, "passive latency minutes were not written");
-            }
+            let (rows, devices) = (delta.passive.clone(), delta.passive_devices.clone());
+            self.queue.push("passive latency", move |sp, path| {
+                crate::store::internet::write_passive_in(sp, path, &rows, &devices)
+            });
         }
+        let stats = self.flush(usage, seen)?;
         if stats.duration > interval {
             tracing::warn!(
                 took_ms = stats.duration.as_millis() as u64,
@@ -353,6 +373,62 @@ mod tests {
         assert_eq!((totals[0].first_seen_ns, totals[0].last_seen_ns), (65, 80));
         let nothing = f.flush(Vec::new(), Vec::new()).unwrap();
         assert_eq!((nothing.rows, nothing.devices), (0, 0));
+    }
+
+    /// A discovery batch queued by another thread and the flush's own rows land in ONE commit
+    /// (counted from the WAL's commit frames); a flush with no counts still commits the queue.
+    #[test]
+    fn queued_discovery_rows_and_the_flush_share_one_commit() {
+        use crate::store::discovery::{MacFacts, write_discovery_in};
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = flusher(&dir, Duration::from_secs(5));
+        f.flush(vec![usage(9, 0, 1)], vec![seen(9, 1, 2)]).unwrap();
+        let db = dir.path().join("f.db");
+        let commits = crate::store::batch::tests::wal_commits(&db);
+        let facts = |m: u8, host: &str| MacFacts {
+            mac: mac(m),
+            spans: vec![(60_000_000_000, 61_000_000_000)],
+            hostnames: vec![("dhcp", host.to_string(), 60_000_000_000, 61_000_000_000)],
+            ..MacFacts::default()
+        };
+        let queue = f.queue();
+        let batch = vec![facts(1, "kitchen-tv"), facts(3, "printer")];
+        std::thread::spawn(move || {
+            queue.push("discovery", move |sp, path| {
+                write_discovery_in(sp, path, &batch, 60_000_000_000, |_| None).map(|_| ())
+            })
+        })
+        .join()
+        .unwrap();
+        let stats = f
+            .flush(
+                vec![usage(1, 60, 10), usage(2, 60, 5)],
+                vec![seen(1, 60, 61)],
+            )
+            .unwrap();
+        assert_eq!((stats.rows, stats.queued), (2, 1));
+        assert_eq!(crate::store::batch::tests::wal_commits(&db) - commits, 1);
+        let devices = f.store().list_devices().unwrap();
+        let host = |m: u8| {
+            devices.iter().find(|d| d.mac == mac(m)).map(|d| {
+                d.hostnames
+                    .iter()
+                    .map(|h| h.name.clone())
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(host(1), Some(vec!["kitchen-tv".to_string()]));
+        assert_eq!(host(3), Some(vec!["printer".to_string()]));
+        // Nothing counted, something queued: still written, in one commit.
+        let later = vec![facts(4, "phone")];
+        f.queue().push("discovery", move |sp, path| {
+            write_discovery_in(sp, path, &later, 60_000_000_000, |_| None).map(|_| ())
+        });
+        assert_eq!(f.flush(Vec::new(), Vec::new()).unwrap().queued, 1);
+        assert_eq!(crate::store::batch::tests::wal_commits(&db) - commits, 2);
+        // Nothing at all: no commit.
+        f.flush(Vec::new(), Vec::new()).unwrap();
+        assert_eq!(crate::store::batch::tests::wal_commits(&db) - commits, 2);
     }
 
     /// A real lock held by a second connection makes the flush fail; everything stays pending,

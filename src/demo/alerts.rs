@@ -50,6 +50,8 @@ pub fn spawn(
             extra: vec![crate::alerts::plan_source::source(cfg.time_zone())],
             ..Default::default()
         },
+        // The demo has no flusher running beside it: every write commits at once.
+        None,
         stop,
     )?)
 }

@@ -11,6 +11,7 @@ use crate::alerts::run::{EvalMemory, Sources, channels, evaluate};
 use crate::config::Config;
 use crate::config::settings::Live;
 use crate::store::Store;
+use crate::store::batch::WriteQueue;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,16 +20,18 @@ use std::time::{Duration, Instant};
 /// How often the outbox is checked for due messages: one indexed read.
 const DELIVERY_TICK: Duration = Duration::from_secs(1);
 
-/// Starts the alert thread; it returns when `stop` is set.
+/// Starts the alert thread; it returns when `stop` is set. `queue` is the flusher's: an active
+/// alert's refresh each evaluation waits for the next flush there (no commit of its own).
 pub fn spawn(
     cfg: Config,
     db: PathBuf,
     sources: Sources,
+    queue: Option<WriteQueue>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("alerts".into())
-        .spawn(move || run(&cfg, &db, sources, &stop))
+        .spawn(move || run(&cfg, &db, sources, queue, &stop))
 }
 
 /// Starts one outbox worker per channel. Each has its own connection and runtime, so a
@@ -107,9 +110,15 @@ fn deliver_loop(
     Ok(())
 }
 
-fn run(cfg: &Config, db: &Path, mut sources: Sources, stop: &Arc<AtomicBool>) {
+fn run(
+    cfg: &Config,
+    db: &Path,
+    mut sources: Sources,
+    queue: Option<WriteQueue>,
+    stop: &Arc<AtomicBool>,
+) {
     let workers = spawn_workers(cfg, db, sources.live.as_ref(), stop);
-    evaluate_loop(cfg, db, &mut sources, stop);
+    evaluate_loop(cfg, db, &mut sources, queue.as_ref(), stop);
     for w in workers {
         if w.join().is_err() {
             tracing::error!("an outbox worker panicked");
@@ -119,7 +128,13 @@ fn run(cfg: &Config, db: &Path, mut sources: Sources, stop: &Arc<AtomicBool>) {
 
 /// Evaluates the rules every `alert_interval_secs` until `stop` is set; failures are logged
 /// and retried at the next interval.
-fn evaluate_loop(start_cfg: &Config, db: &Path, sources: &mut Sources, stop: &AtomicBool) {
+fn evaluate_loop(
+    start_cfg: &Config,
+    db: &Path,
+    sources: &mut Sources,
+    queue: Option<&WriteQueue>,
+    stop: &AtomicBool,
+) {
     let cfg = start_cfg;
     let email = cfg.smtp_host.is_some();
     let interval = Duration::from_secs(cfg.alert_interval_secs);
@@ -141,7 +156,12 @@ fn evaluate_loop(start_cfg: &Config, db: &Path, sources: &mut Sources, stop: &At
         next_eval = now_i + interval;
         if store.is_none() {
             match Store::open(db) {
-                Ok(s) => store = Some(s),
+                Ok(mut s) => {
+                    if let Some(q) = queue {
+                        s.defer_to(q.clone());
+                    }
+                    store = Some(s);
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "alerts cannot open the database; retrying");
                     continue;

@@ -1,10 +1,14 @@
 //! The live discovery run beside accounting: the filtered discovery capture thread feeding the
-//! learner, the sweep thread, and the writer thread that stores each batch in one transaction.
+//! learner, the sweep thread, and the writer thread that stores newcomers at once.
 //!
 //! It owns the wiring between `capture` (the handles), `discovery` (parsers, learner, sweep,
-//! vendor, type guess) and `store` (its own connection: WAL lets it write beside the flusher).
-//! Nothing here shares a lock with the accounting capture: a slow database delays only the next
-//! discovery batch, and a failure to open the discovery handle leaves accounting running.
+//! vendor, type guess) and `store`. What the learner gathered is written with each flush:
+//! [`DiscoveryRun::gather`], called by the flush schedule, queues the batch for the flusher's
+//! transaction (one commit per flush interval for accounting and discovery together, see
+//! [`crate::store::batch`]). Only a MAC never stored before is written sooner, by the writer
+//! thread on its own connection (WAL lets it write beside the flusher). Nothing here shares a
+//! lock with the accounting capture, and a failure to open the discovery handle leaves
+//! accounting running.
 
 use crate::capture::LinkType;
 use crate::capture::discovery_source::{self, DiscoveryCaptureConfig, FrameSender, RawSink};
@@ -16,7 +20,8 @@ use crate::discovery::vendor::OuiDb;
 use crate::discovery::wire;
 use crate::model::MacAddr;
 use crate::store::Store;
-use crate::store::discovery::{MacFacts, Profile};
+use crate::store::batch::WriteQueue;
+use crate::store::discovery::{MacFacts, Profile, write_discovery_in};
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -94,19 +99,49 @@ pub fn fill_vendors(db: &OuiDb, batch: &mut [MacFacts], done: &mut HashSet<MacAd
     }
 }
 
+/// The OUI registry and the MACs already looked up in it, shared by the writer thread and the
+/// flush's [`DiscoveryRun::gather`].
+struct Vendors {
+    oui: OuiDb,
+    looked_up: HashSet<MacAddr>,
+}
+
+/// MACs stored (or committed with a flush): the writer writes at once only MACs not in it.
+type Written = Arc<Mutex<HashSet<MacAddr>>>;
+
+fn remember(written: &Written, macs: &[MacAddr]) {
+    let mut w = written.lock().unwrap_or_else(|p| p.into_inner());
+    if w.len() + macs.len() > WRITTEN_MAX {
+        w.clear();
+    }
+    w.extend(macs.iter().copied());
+}
+
 /// The running discovery threads.
 pub struct DiscoveryRun {
     learner: SharedLearner,
+    vendors: Arc<Mutex<Vendors>>,
+    written: Written,
+    queue: WriteQueue,
+    window_ns: i64,
     threads: Vec<JoinHandle<()>>,
     /// The writer stops on its own flag, set only once the capture and sweep threads are done
-    /// and the daemon has reported its last traffic, so the last batch is complete.
+    /// and the daemon has reported its last traffic; [`DiscoveryRun::join`] then queues the
+    /// last batch, complete, for the final flush.
     writer_stop: Arc<AtomicBool>,
     writer: Option<JoinHandle<()>>,
 }
 
 impl DiscoveryRun {
     /// Starts what can be started; logs (and skips) what cannot, so accounting always runs.
-    pub fn start(cfg: &Config, iface: &str, db: PathBuf, stop: Arc<AtomicBool>) -> DiscoveryRun {
+    /// `queue` is the flusher's: each flush's batch is written in its transaction.
+    pub fn start(
+        cfg: &Config,
+        iface: &str,
+        db: PathBuf,
+        queue: WriteQueue,
+        stop: Arc<AtomicBool>,
+    ) -> DiscoveryRun {
         let window_ns = i64::try_from(cfg.presence_window_secs)
             .unwrap_or(i64::MAX / 1_000_000_000)
             .saturating_mul(1_000_000_000);
@@ -157,13 +192,24 @@ impl DiscoveryRun {
                 ),
             }
         }
-        let interval = Duration::from_secs(cfg.flush_interval_secs);
-        let writer_learner = learner.clone();
+        let vendors = Arc::new(Mutex::new(Vendors {
+            oui: OuiDb::system(),
+            looked_up: HashSet::new(),
+        }));
+        let written: Written = Arc::default();
         let writer_stop = Arc::new(AtomicBool::new(false));
+        let w = Writer {
+            db,
+            learner: learner.clone(),
+            vendors: vendors.clone(),
+            written: written.clone(),
+            queue: queue.clone(),
+            window_ns,
+        };
         let ws = writer_stop.clone();
         let writer = match std::thread::Builder::new()
             .name("discovery-store".into())
-            .spawn(move || writer(db, writer_learner, interval, window_ns, &ws))
+            .spawn(move || w.run(&ws))
         {
             Ok(t) => Some(t),
             Err(e) => {
@@ -173,6 +219,10 @@ impl DiscoveryRun {
         };
         DiscoveryRun {
             learner,
+            vendors,
+            written,
+            queue,
+            window_ns,
             threads,
             writer_stop,
             writer,
@@ -188,94 +238,139 @@ impl DiscoveryRun {
         }
     }
 
-    /// Waits for the capture and sweep threads (they stop on the shared stop flag), then has
-    /// the writer store the last batch and waits for it.
-    pub fn join(self) {
-        for t in self.threads {
+    /// Queues what the learner gathered since the last batch for the flusher's transaction,
+    /// called by the flush schedule just before each flush (and at stop, before the last one):
+    /// the batch is committed with the flush, and its MACs count as stored once it is.
+    pub fn gather(&self) {
+        let batch = take_batch(&self.learner, &self.vendors);
+        if batch.is_empty() {
+            return;
+        }
+        let macs: Vec<MacAddr> = batch.iter().map(|f| f.mac).collect();
+        let (written, window_ns) = (self.written.clone(), self.window_ns);
+        self.queue.push_then(
+            "discovery",
+            move |sp, path| {
+                let w = write_discovery_in(sp, path, &batch, window_ns, guess)?;
+                tracing::debug!(devices = w.devices, merged = w.merged, "discovery written");
+                Ok(())
+            },
+            move || remember(&written, &macs),
+        );
+    }
+
+    /// Waits for the capture and sweep threads (they stop on the shared stop flag) and the
+    /// writer, then queues the last batch: the final flush writes it.
+    pub fn join(mut self) {
+        for t in std::mem::take(&mut self.threads) {
             if t.join().is_err() {
                 tracing::error!("a discovery thread panicked");
             }
         }
         self.writer_stop.store(true, Ordering::Relaxed);
-        if let Some(w) = self.writer
+        if let Some(w) = self.writer.take()
             && w.join().is_err()
         {
             tracing::error!("the discovery writer panicked");
         }
+        self.gather();
     }
 }
 
-fn writer(
+/// The learner's batch so far, with the vendors of MACs not looked up before filled in.
+fn take_batch(learner: &SharedLearner, vendors: &Mutex<Vendors>) -> Vec<MacFacts> {
+    let (mut batch, dropped) = {
+        let mut l = learner.lock().unwrap_or_else(|p| p.into_inner());
+        let d = l.dropped();
+        (l.take(), d)
+    };
+    if dropped > 0 {
+        tracing::warn!(
+            dropped,
+            "more MACs than a discovery batch holds: a MAC flood?"
+        );
+    }
+    if !batch.is_empty() {
+        let mut v = vendors.lock().unwrap_or_else(|p| p.into_inner());
+        let Vendors { oui, looked_up } = &mut *v;
+        fill_vendors(oui, &mut batch, looked_up);
+    }
+    batch
+}
+
+/// The writer thread: a MAC the database has not got yet is written at once (within
+/// [`NEWCOMER_WRITE`]), with the rest of the learner's batch, on its own connection; everything
+/// else waits for the flush ([`DiscoveryRun::gather`]).
+struct Writer {
     db: PathBuf,
     learner: SharedLearner,
-    interval: Duration,
+    vendors: Arc<Mutex<Vendors>>,
+    written: Written,
+    queue: WriteQueue,
     window_ns: i64,
-    stop: &AtomicBool,
-) {
-    let mut store = match Store::open(&db) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "discovery cannot open the database; devices are not recorded");
-            return;
-        }
-    };
-    let oui = OuiDb::system();
-    let mut looked_up = HashSet::new();
-    let mut pending: Vec<MacFacts> = Vec::new();
-    let mut next = Instant::now() + interval;
-    let mut written: HashSet<MacAddr> = HashSet::new();
-    let mut next_look = Instant::now() + NEWCOMER_WRITE;
-    loop {
-        let stopping = stop.load(Ordering::Relaxed);
-        let now = Instant::now();
-        if !stopping && now < next {
+}
+
+impl Writer {
+    fn run(self, stop: &AtomicBool) {
+        let mut store: Option<Store> = None;
+        let mut next_look = Instant::now() + NEWCOMER_WRITE;
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(sweep::STOP_CHECK);
+            let now = Instant::now();
             if now < next_look {
-                std::thread::sleep(sweep::STOP_CHECK);
                 continue;
             }
             next_look = now + NEWCOMER_WRITE;
-            let newcomer = learner
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .has_unknown(&written);
+            let newcomer = {
+                let w = self.written.lock().unwrap_or_else(|p| p.into_inner());
+                let l = self.learner.lock().unwrap_or_else(|p| p.into_inner());
+                l.has_unknown(&w)
+            };
             if !newcomer {
                 continue;
             }
-        }
-        next = Instant::now() + interval;
-        let (mut batch, dropped) = {
-            let mut l = learner.lock().unwrap_or_else(|p| p.into_inner());
-            let d = l.dropped();
-            (l.take(), d)
-        };
-        if dropped > 0 {
-            tracing::warn!(
-                dropped,
-                "more MACs than a discovery batch holds: a MAC flood?"
-            );
-        }
-        fill_vendors(&oui, &mut batch, &mut looked_up);
-        // A failed write keeps its batch for the next attempt (bounded: one batch's worth).
-        if pending.len() < MAX_BATCH_MACS {
-            pending.append(&mut batch);
-        }
-        if !pending.is_empty() {
-            match store.write_discovery(&pending, window_ns, guess) {
-                Ok(w) => {
-                    tracing::debug!(devices = w.devices, merged = w.merged, "discovery written");
-                    if written.len() + pending.len() > WRITTEN_MAX {
-                        written.clear();
+            let batch = take_batch(&self.learner, &self.vendors);
+            if batch.is_empty() {
+                continue;
+            }
+            if store.is_none() {
+                match Store::open(&self.db) {
+                    Ok(s) => store = Some(s),
+                    Err(e) => {
+                        tracing::error!(error = %e, "discovery cannot open the database; new devices are written with the next flush");
                     }
-                    written.extend(pending.iter().map(|f| f.mac));
-                    pending.clear();
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "discovery write failed; retried next interval")
                 }
             }
-        }
-        if stopping {
-            return;
+            let written = store
+                .as_mut()
+                .map(|s| s.write_discovery(&batch, self.window_ns, guess));
+            match written {
+                Some(Ok(w)) => {
+                    tracing::debug!(
+                        devices = w.devices,
+                        merged = w.merged,
+                        "new devices written"
+                    );
+                    let macs: Vec<MacAddr> = batch.iter().map(|f| f.mac).collect();
+                    remember(&self.written, &macs);
+                }
+                other => {
+                    if let Some(Err(e)) = other {
+                        tracing::warn!(error = %e, "writing new devices failed; they are written with the next flush");
+                    }
+                    // The flush takes them (and retries until a commit has them).
+                    let window_ns = self.window_ns;
+                    let macs: Vec<MacAddr> = batch.iter().map(|f| f.mac).collect();
+                    let written = self.written.clone();
+                    self.queue.push_then(
+                        "discovery",
+                        move |sp, path| {
+                            write_discovery_in(sp, path, &batch, window_ns, guess).map(|_| ())
+                        },
+                        move || remember(&written, &macs),
+                    );
+                }
+            }
         }
     }
 }

@@ -85,6 +85,8 @@ impl Flushing {
         let delta = meter.take_delta();
         if let Some(d) = discovery {
             d.traffic(delta.sent_spans());
+            // Discovery's batch goes in this flush's transaction: one commit for both.
+            d.gather();
         }
         let (stamping, distrust) = self.stamping();
         let telemetry = &self.telemetry;

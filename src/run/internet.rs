@@ -3,9 +3,10 @@
 //! folded into the outage log and per-minute rows by [`crate::internet`], written through its
 //! own database connection.
 //!
-//! Finished minutes are written once per flush interval, like the accounting rows; an outage is
-//! written the moment it opens or closes. A write the database refuses is kept for the next
-//! try (bounded). The probes are optional: if the ICMP socket cannot be opened the error is
+//! Finished minutes are queued for the flusher's transaction ([`crate::store::batch`]), so they
+//! reach the database with the accounting rows and cost no commit of their own; an outage is
+//! written the moment it opens or closes, on the thread's own connection. A write the database
+//! refuses is kept for the next try (bounded). The probes are optional: if the ICMP socket cannot be opened the error is
 //! logged with advice and the daemon carries on.
 
 use crate::config::Config;
@@ -14,6 +15,8 @@ use crate::internet::{
     self, MinuteAgg, MinuteRow, OutageEvent, OutageTracker, Round, SharedNow, State,
 };
 use crate::store::Store;
+use crate::store::batch::WriteQueue;
+use crate::store::internet::{prune_internet_in, write_internet_in};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::sync::Arc;
@@ -37,6 +40,7 @@ pub fn start(
     cfg: &Config,
     db: &Path,
     now: SharedNow,
+    queue: WriteQueue,
     stop: Arc<AtomicBool>,
 ) -> Option<InternetRun> {
     if cfg.internet_probe_interval_secs == 0 {
@@ -60,7 +64,7 @@ pub fn start(
     let cfg = cfg.clone();
     let thread = std::thread::Builder::new()
         .name("internet".into())
-        .spawn(move || Prober::new(cfg, store, pinger, now).run(&stop))
+        .spawn(move || Prober::new(cfg, store, pinger, now, queue).run(&stop))
         .map_err(|e| tracing::error!(error = %e, "cannot start the internet probe thread"))
         .ok()?;
     Some(InternetRun { thread })
@@ -88,11 +92,19 @@ struct Prober {
     agg: MinuteAgg,
     pending_minutes: Vec<MinuteRow>,
     pending_events: Vec<OutageEvent>,
+    /// The flusher's queue: finished minutes go there.
+    queue: WriteQueue,
     gateway_pingable: bool,
 }
 
 impl Prober {
-    fn new(cfg: Config, mut store: Store, pinger: Pinger, now: SharedNow) -> Prober {
+    fn new(
+        cfg: Config,
+        mut store: Store,
+        pinger: Pinger,
+        now: SharedNow,
+        queue: WriteQueue,
+    ) -> Prober {
         let interval_ns = (cfg.internet_probe_interval_secs as i64).saturating_mul(1_000_000_000);
         // A restart within a few rounds (or five minutes) continues the outage it interrupted.
         let resume = store
@@ -112,6 +124,7 @@ impl Prober {
             agg: MinuteAgg::default(),
             pending_minutes: Vec::new(),
             pending_events: Vec::new(),
+            queue,
             gateway_pingable: false,
         }
     }
@@ -142,7 +155,10 @@ impl Prober {
             let now = Instant::now();
             if now >= next_flush {
                 next_flush = now + flush_every;
-                self.write(false);
+                // Only what an own write (an outage) could not store waits here.
+                if !self.pending_minutes.is_empty() || !self.pending_events.is_empty() {
+                    self.write(false);
+                }
             }
             if now >= next_prune {
                 next_prune = now + PRUNE_EVERY;
@@ -154,11 +170,12 @@ impl Prober {
                     .max(Duration::from_millis(5)),
             );
         }
-        self.write(true);
-        tracing::info!(
-            unwritten_minutes = self.pending_minutes.len(),
-            "internet probes stopped"
-        );
+        // The minute in progress too; the daemon's final flush (after this thread is joined)
+        // writes it.
+        let rest = self.agg.take(wall_ns(), true);
+        self.pending_minutes.extend(rest);
+        self.queue_pending();
+        tracing::info!("internet probes stopped");
     }
 
     fn resolvers(&self) -> Vec<IpAddr> {
@@ -254,6 +271,8 @@ impl Prober {
             self.pending_events.extend(events);
             // An outage is written at once: a power cut must not lose its start or end.
             self.write(false);
+        } else if !self.pending_minutes.is_empty() && self.pending_events.is_empty() {
+            self.queue_pending();
         }
         if state == State::Unknown {
             tracing::debug!("nothing to probe: no gateway, no target, no resolver");
@@ -284,11 +303,26 @@ impl Prober {
         }
     }
 
+    /// Hands the finished minutes (and any outage event an own write could not store) to the
+    /// flusher's next transaction.
+    fn queue_pending(&mut self) {
+        if self.pending_minutes.is_empty() && self.pending_events.is_empty() {
+            return;
+        }
+        let minutes = std::mem::take(&mut self.pending_minutes);
+        let events = std::mem::take(&mut self.pending_events);
+        let open_seen = self.tracker.open().map(|_| wall_ns());
+        self.queue.push("internet", move |sp, path| {
+            write_internet_in(sp, path, &minutes, &events, open_seen)
+        });
+    }
+
     fn prune(&mut self) {
         let days = i64::from(self.cfg.keep_hours_days.max(self.cfg.keep_minutes_days));
         let before = wall_ns() / 1_000_000_000 - days * 86_400;
-        if let Err(e) = self.store.prune_internet(before) {
-            tracing::warn!(error = %e, "pruning internet history failed");
-        }
+        // With the flush's rows: an hourly delete would otherwise be a commit of its own.
+        self.queue.push("internet", move |sp, path| {
+            prune_internet_in(sp, path, before)
+        });
     }
 }

@@ -1,14 +1,17 @@
 //! The router-counter thread (`router_source` not "off"): finds the router ([`crate::router::
 //! connect`]), reads its WAN counters every `router_poll_secs`, turns them into bytes with the
 //! counter tracker and adds them to the current minute in the database, with the status the
-//! API, `/metrics` and the System page show. It has its own database connection (WAL) and never
-//! touches the meter or the flush.
+//! API, `/metrics` and the System page show. Each reading is queued for the flusher's
+//! transaction ([`crate::store::batch`]: no commit of its own, the devices' bytes and the
+//! router's land together); a change of state (stuck, unreachable) is written at once on the
+//! thread's own connection. It never touches the meter.
 
 use crate::config::{Config, RouterSource};
 use crate::router::counter::{Event, Step, Tracker};
 use crate::router::{self, Connection, RouterStatus};
 use crate::store::Store;
-use crate::store::router::RouterPoll;
+use crate::store::batch::WriteQueue;
+use crate::store::router::{RouterMinute, RouterPoll, add_router_minutes_in};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,6 +33,7 @@ impl RouterRun {
         cfg: &Config,
         db: PathBuf,
         telemetry: crate::telemetry::Telemetry,
+        queue: WriteQueue,
         stop: Arc<AtomicBool>,
     ) -> Option<RouterRun> {
         if cfg.router_source == RouterSource::Off {
@@ -38,7 +42,7 @@ impl RouterRun {
         let cfg = cfg.clone();
         match std::thread::Builder::new()
             .name("router".into())
-            .spawn(move || Poller::new(cfg, db, telemetry).run(&stop))
+            .spawn(move || Poller::new(cfg, db, telemetry, queue).run(&stop))
         {
             Ok(thread) => Some(RouterRun { thread }),
             Err(e) => {
@@ -82,15 +86,24 @@ struct Poller {
     status: RouterStatus,
     last_read: Option<Instant>,
     last_write: Option<Instant>,
-    /// Polls not written yet, per minute: written together once per flush interval (or when
-    /// the state changes, or at stop), since a commit every poll would be 8,640 a day on the SD
-    /// card (docs/DURABILITY.md).
-    pending: std::collections::BTreeMap<i64, crate::store::router::RouterMinute>,
+    /// Polls not written yet, per minute: queued for the next flush at each reading (a commit
+    /// every poll would be 8,640 a day on the SD card, docs/DURABILITY.md), kept here only while
+    /// a write of their own (a change of state) is refused.
+    pending: std::collections::BTreeMap<i64, RouterMinute>,
+    /// The flusher's queue.
+    queue: WriteQueue,
+    /// Set once a flush has committed queued readings: today's coverage is read again.
+    committed: Arc<AtomicBool>,
     retry: Duration,
 }
 
 impl Poller {
-    fn new(cfg: Config, db: PathBuf, telemetry: crate::telemetry::Telemetry) -> Poller {
+    fn new(
+        cfg: Config,
+        db: PathBuf,
+        telemetry: crate::telemetry::Telemetry,
+        queue: WriteQueue,
+    ) -> Poller {
         Poller {
             cfg,
             db,
@@ -106,6 +119,8 @@ impl Poller {
             last_read: None,
             last_write: None,
             pending: std::collections::BTreeMap::new(),
+            queue,
+            committed: Arc::new(AtomicBool::new(false)),
             retry: RETRY_MIN,
         }
     }
@@ -118,14 +133,18 @@ impl Poller {
             if now >= next {
                 next = now + self.turn(now, interval);
             }
+            if self.committed.swap(false, Ordering::Relaxed) {
+                self.update_coverage();
+            }
             std::thread::sleep(
                 Duration::from_millis(100)
                     .min(next.saturating_duration_since(Instant::now()))
                     .max(Duration::from_millis(10)),
             );
         }
-        // What was read since the last write is not left behind at a clean stop.
-        self.write(None, Instant::now(), true);
+        // What was read since the last write is not left behind at a clean stop: queued, the
+        // daemon's final flush (after this thread is joined) writes it.
+        self.queue_pending();
     }
 
     /// One search or reading; returns when the next is due.
@@ -248,27 +267,46 @@ impl Poller {
         s.message = message;
     }
 
-    /// Gathers the poll (if any) and writes what was gathered with the status once per flush
-    /// interval (as the devices' bytes reach the database), at once when the state changed.
+    /// Queues the poll (if any) with the status for the next flush; writes at once, with its own
+    /// commit, only when the state changed. With nothing read (no router found, or it is
+    /// unreachable) an unchanged status is queued only hourly: the same sentence every flush
+    /// would cost the SD card as much as the devices' own history (docs/DURABILITY.md).
     fn write(&mut self, poll: Option<RouterPoll>, now: Instant, changed: bool) {
         if let Some(p) = poll {
             let minute = now_secs().div_euclid(60) * 60;
             self.pending.entry(minute).or_default().add(p);
         }
-        // With nothing read (no router found, or it is unreachable) an unchanged status is
-        // written only hourly: a commit every flush interval for the same sentence would cost
-        // the SD card as much as the devices' own history (docs/DURABILITY.md).
-        let every = if self.pending.is_empty() {
-            IDLE_STATUS_WRITE
-        } else {
-            Duration::from_secs(self.cfg.flush_interval_secs)
-        };
-        let due = self
-            .last_write
-            .is_none_or(|t| now.duration_since(t) >= every);
-        if !(changed || due) {
+        if changed {
+            self.write_now(now);
             return;
         }
+        let due = !self.pending.is_empty()
+            || self
+                .last_write
+                .is_none_or(|t| now.duration_since(t) >= IDLE_STATUS_WRITE);
+        if due {
+            self.last_write = Some(now);
+            self.queue_pending();
+        }
+    }
+
+    /// Hands what was read, with the status, to the flusher's next transaction.
+    fn queue_pending(&mut self) {
+        let json = serde_json::to_string(&self.status).unwrap_or_else(|_| "{}".into());
+        let minutes: Vec<(i64, RouterMinute)> =
+            std::mem::take(&mut self.pending).into_iter().collect();
+        let at = now_secs();
+        let committed = self.committed.clone();
+        self.queue.push_then(
+            "router",
+            move |sp, path| add_router_minutes_in(sp, path, &minutes, &json, at),
+            move || committed.store(true, Ordering::Relaxed),
+        );
+    }
+
+    /// Writes what was read and the status at once (a change of state), on the thread's own
+    /// connection; kept for the next try when refused.
+    fn write_now(&mut self, now: Instant) {
         if self.store.is_none() {
             match Store::open(&self.db) {
                 Ok(s) => self.store = Some(s),
@@ -287,26 +325,39 @@ impl Poller {
             Ok(()) => {
                 self.last_write = Some(now);
                 self.pending.clear();
-                // Today's share, for the verdict; "today" ends two flush intervals back, as on
-                // the overview (the devices' bytes reach the database only at each flush).
-                let today = crate::router::coverage::coverage_today(
-                    store,
-                    &self.cfg.time_zone(),
-                    now_secs(),
-                    2 * self.cfg.flush_interval_secs,
-                );
-                self.telemetry.set_coverage(
-                    today
-                        .ok()
-                        .flatten()
-                        .and_then(|c| c.percent)
-                        .map(|p| p / 100.0),
-                );
+                self.update_coverage();
             }
             // Kept for the next write; a locked database (a backup) is rare and brief. A
             // database that stays unwritable would grow this by one entry a minute.
             Err(e) => tracing::warn!(error = %e, "writing the router's counters failed"),
         }
+    }
+
+    /// Today's share, for the verdict; "today" ends two flush intervals back, as on the
+    /// overview (the devices' bytes reach the database only at each flush).
+    fn update_coverage(&mut self) {
+        if self.store.is_none() {
+            match Store::open(&self.db) {
+                Ok(s) => self.store = Some(s),
+                Err(_) => return,
+            }
+        }
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        let today = crate::router::coverage::coverage_today(
+            store,
+            &self.cfg.time_zone(),
+            now_secs(),
+            2 * self.cfg.flush_interval_secs,
+        );
+        self.telemetry.set_coverage(
+            today
+                .ok()
+                .flatten()
+                .and_then(|c| c.percent)
+                .map(|p| p / 100.0),
+        );
     }
 }
 

@@ -267,11 +267,22 @@ impl Store {
         body: &str,
         facts: &[(String, String)],
     ) -> Result<(), StoreError> {
+        // Only what the pages show: it may wait for the flush (see `Store::defer_to`).
+        const TOUCH: &str =
+            "UPDATE alerts SET last_active_at = ?2, title = ?3, body = ?4, facts = ?5
+                 WHERE id = ?1";
+        if let Some(queue) = &self.defer {
+            let (title, body, facts) = (title.to_string(), body.to_string(), to_json(&facts));
+            queue.push("alerts", move |sp, path| {
+                sp.prepare_cached(TOUCH)
+                    .and_then(|mut st| st.execute(params![id, now, title, body, facts]))
+                    .map(|_| ())
+                    .map_err(sql_err(path, "updating an alert"))
+            });
+            return Ok(());
+        }
         self.conn
-            .prepare_cached(
-                "UPDATE alerts SET last_active_at = ?2, title = ?3, body = ?4, facts = ?5
-                 WHERE id = ?1",
-            )
+            .prepare_cached(TOUCH)
             .and_then(|mut st| st.execute(params![id, now, title, body, to_json(&facts)]))
             .map_err(sql_err(&self.path, "updating an alert"))?;
         Ok(())
@@ -679,6 +690,29 @@ mod tests {
             now,
             notify: "pending",
         }
+    }
+
+    /// With a flusher's queue, refreshing an active alert waits for the flush (no commit of its
+    /// own); raising one still commits at once.
+    #[test]
+    fn an_active_alerts_refresh_waits_for_the_flush_when_deferred() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let mut s = Store::open(&path).unwrap();
+        let queue = crate::store::batch::WriteQueue::new();
+        s.defer_to(queue.clone());
+        let facts = vec![("k".to_string(), "v".to_string())];
+        let id = s.insert_alert(&alert(100, &facts)).unwrap();
+        let other = Store::open(&path).unwrap();
+        assert_eq!(other.alert(id).unwrap().unwrap().last_active_at, 100);
+        s.touch_alert(id, 160, "t2", "b2", &facts).unwrap();
+        assert_eq!(queue.len(), 1);
+        let seen = other.alert(id).unwrap().unwrap();
+        assert_eq!((seen.last_active_at, seen.title.as_str()), (100, "t"));
+        let mut flusher = Store::open(&path).unwrap();
+        assert_eq!(flusher.commit_queued(&queue).unwrap().written, 1);
+        let seen = other.alert(id).unwrap().unwrap();
+        assert_eq!((seen.last_active_at, seen.title.as_str()), (160, "t2"));
     }
 
     #[test]

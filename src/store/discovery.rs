@@ -16,6 +16,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::path::Path;
 
 /// Host names too common to identify a device: two phones called "iPhone" are not one phone.
 const GENERIC_NAMES: &[&str] = &[
@@ -414,6 +415,68 @@ fn profile(tx: &Connection, id: i64) -> rusqlite::Result<Profile> {
     })
 }
 
+/// [`Store::write_discovery`] inside a savepoint of a transaction already open: the flusher's,
+/// when discovery's steady batch is queued for it ([`super::batch`]), so it costs no commit of
+/// its own.
+pub fn write_discovery_in(
+    tx: &mut rusqlite::Savepoint<'_>,
+    path: &Path,
+    batch: &[MacFacts],
+    window_ns: i64,
+    guess: impl Fn(&Profile) -> Option<&'static str>,
+) -> Result<DiscoveryWrite, StoreError> {
+    let path = path.to_path_buf();
+    let op = "recording discovered devices";
+    let mut touched = BTreeSet::new();
+    let mut out = DiscoveryWrite::default();
+    for f in batch {
+        if f.mac.is_group() || f.mac == MacAddr::default() {
+            continue;
+        }
+        let (a, b) = span_bounds(f);
+        let seen = Sighting {
+            mac: f.mac,
+            first_seen: a,
+            last_seen: b,
+            is_gateway: false,
+        };
+        let mut id = device_for(tx, &seen).map_err(sql_err(&path, op))?;
+        if f.mac.is_locally_administered()
+            && let Some(target) = link_target(tx, id, f).map_err(sql_err(&path, op))?
+        {
+            // A savepoint: a merge that cannot complete (a table we do not know still
+            // points at the device) leaves both devices as they were, and the batch goes on.
+            let sp = tx.savepoint().map_err(sql_err(&path, op))?;
+            match merge_into(&sp, id, target, window_ns) {
+                Ok(()) => {
+                    sp.commit().map_err(sql_err(&path, op))?;
+                    touched.remove(&id);
+                    tracing::info!(mac = %f.mac, from = id, into = target, "private MAC linked to a known device");
+                    id = target;
+                    out.merged += 1;
+                }
+                Err(err) => {
+                    drop(sp);
+                    tracing::warn!(mac = %f.mac, error = %err, "could not link a private MAC to its device");
+                }
+            }
+        }
+        write_facts(tx, id, f).map_err(sql_err(&path, op))?;
+        for &(s, e) in &f.spans {
+            add_presence(tx, id, s, e, window_ns).map_err(sql_err(&path, op))?;
+        }
+        touched.insert(id);
+    }
+    for &id in &touched {
+        let p = profile(tx, id).map_err(sql_err(&path, op))?;
+        tx.prepare_cached("UPDATE devices SET type_guess = ?2 WHERE id = ?1")
+            .and_then(|mut st| st.execute(params![id, guess(&p)]))
+            .map_err(sql_err(&path, op))?;
+    }
+    out.devices = touched.len();
+    Ok(out)
+}
+
 impl Store {
     /// Writes one batch of discovery facts as ONE transaction: devices created or linked,
     /// facts and presence added, type guesses refreshed with `guess`. `window_ns` is the
@@ -430,53 +493,9 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql_err(&path, op))?;
-        let mut touched = BTreeSet::new();
-        let mut out = DiscoveryWrite::default();
-        for f in batch {
-            if f.mac.is_group() || f.mac == MacAddr::default() {
-                continue;
-            }
-            let (a, b) = span_bounds(f);
-            let seen = Sighting {
-                mac: f.mac,
-                first_seen: a,
-                last_seen: b,
-                is_gateway: false,
-            };
-            let mut id = device_for(&tx, &seen).map_err(sql_err(&path, op))?;
-            if f.mac.is_locally_administered()
-                && let Some(target) = link_target(&tx, id, f).map_err(sql_err(&path, op))?
-            {
-                // A savepoint: a merge that cannot complete (a table we do not know still
-                // points at the device) leaves both devices as they were, and the batch goes on.
-                let sp = tx.savepoint().map_err(sql_err(&path, op))?;
-                match merge_into(&sp, id, target, window_ns) {
-                    Ok(()) => {
-                        sp.commit().map_err(sql_err(&path, op))?;
-                        touched.remove(&id);
-                        tracing::info!(mac = %f.mac, from = id, into = target, "private MAC linked to a known device");
-                        id = target;
-                        out.merged += 1;
-                    }
-                    Err(err) => {
-                        drop(sp);
-                        tracing::warn!(mac = %f.mac, error = %err, "could not link a private MAC to its device");
-                    }
-                }
-            }
-            write_facts(&tx, id, f).map_err(sql_err(&path, op))?;
-            for &(s, e) in &f.spans {
-                add_presence(&tx, id, s, e, window_ns).map_err(sql_err(&path, op))?;
-            }
-            touched.insert(id);
-        }
-        for &id in &touched {
-            let p = profile(&tx, id).map_err(sql_err(&path, op))?;
-            tx.prepare_cached("UPDATE devices SET type_guess = ?2 WHERE id = ?1")
-                .and_then(|mut st| st.execute(params![id, guess(&p)]))
-                .map_err(sql_err(&path, op))?;
-        }
-        out.devices = touched.len();
+        let mut sp = tx.savepoint().map_err(sql_err(&path, op))?;
+        let out = write_discovery_in(&mut sp, &path, batch, window_ns, guess)?;
+        sp.commit().map_err(sql_err(&path, op))?;
         tx.commit().map_err(sql_err(&path, op))?;
         Ok(out)
     }

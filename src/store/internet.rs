@@ -20,7 +20,7 @@ pub struct DevicePassive {
 }
 
 /// Adds a device's new samples to its stored hour (one row per MAC and hour).
-fn add_device_hour(tx: &rusqlite::Transaction<'_>, d: &DeviceHour) -> rusqlite::Result<()> {
+fn add_device_hour(tx: &rusqlite::Connection, d: &DeviceHour) -> rusqlite::Result<()> {
     let mac = super::identity::mac_key(d.mac);
     let old: Option<Vec<u8>> = tx
         .prepare_cached("SELECT buckets FROM passive_device_hour WHERE mac = ?1 AND hour = ?2")?
@@ -97,6 +97,118 @@ fn outage_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredOutage> {
     })
 }
 
+/// [`Store::write_internet`] inside a transaction already open: the flusher's, when the probe
+/// thread queues its finished minutes for it ([`super::batch`]).
+pub fn write_internet_in(
+    tx: &rusqlite::Connection,
+    path: &std::path::Path,
+    minutes: &[MinuteRow],
+    events: &[OutageEvent],
+    open_seen_ns: Option<i64>,
+) -> Result<(), StoreError> {
+    let path = path.to_path_buf();
+    let mut ins = tx
+        .prepare_cached(&format!(
+            "INSERT OR REPLACE INTO internet_minute ({MINUTE_COLUMNS}) \
+             VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21)"
+        ))
+        .map_err(sql_err(&path, "preparing the internet minutes"))?;
+    for m in minutes {
+        let (g, r, n) = (m.gateway, m.resolvers, m.internet);
+        ins.execute(params![
+            m.minute,
+            m.rounds,
+            m.up,
+            m.internet_down,
+            m.lan_down,
+            m.dns_down,
+            g.sent,
+            g.received,
+            g.median_us,
+            g.p95_us,
+            r.sent,
+            r.received,
+            r.median_us,
+            r.p95_us,
+            n.sent,
+            n.received,
+            n.median_us,
+            n.p95_us,
+            m.dns_queries,
+            m.dns_failures,
+            m.dns_median_us
+        ])
+        .map_err(sql_err(&path, "writing an internet minute"))?;
+    }
+    for e in events {
+        match e {
+            OutageEvent::Opened(o) => tx.execute(
+                "INSERT INTO internet_outage (kind, start_ns, end_ns, last_ns) VALUES (?1, ?2, NULL, ?2)",
+                params![o.kind.as_str(), o.start_ns],
+            ),
+            OutageEvent::Closed(o) => tx.execute(
+                "UPDATE internet_outage SET end_ns = ?3, last_ns = ?3 \
+                 WHERE end_ns IS NULL AND kind = ?1 AND start_ns = ?2",
+                params![o.kind.as_str(), o.start_ns, o.end_ns],
+            ),
+        }
+        .map_err(sql_err(&path, "writing an internet outage"))?;
+    }
+    if let Some(at) = open_seen_ns {
+        tx.execute(
+            "UPDATE internet_outage SET last_ns = max(last_ns, ?1) WHERE end_ns IS NULL",
+            [at],
+        )
+        .map_err(sql_err(&path, "updating the open internet outage"))?;
+    }
+    Ok(())
+}
+
+/// [`Store::prune_internet`] on `conn`: in the flusher's transaction when queued.
+pub fn prune_internet_in(
+    conn: &rusqlite::Connection,
+    path: &std::path::Path,
+    minute: i64,
+) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM internet_minute WHERE minute < ?1", [minute])
+        .and_then(|_| conn.execute("DELETE FROM passive_minute WHERE minute < ?1", [minute]))
+        .and_then(|_| conn.execute("DELETE FROM passive_device_hour WHERE hour < ?1", [minute]))
+        .and_then(|_| {
+            conn.execute(
+                "DELETE FROM internet_outage WHERE end_ns IS NOT NULL AND end_ns < ?1",
+                [minute.saturating_mul(1_000_000_000)],
+            )
+        })
+        .map(|_| ())
+        .map_err(sql_err(path, "pruning internet history"))
+}
+
+/// Writes passive-latency minutes; a minute written again (the current minute, at each flush
+/// until it is over) is replaced by its fuller summary. Each device's new samples are added to
+/// what its hour already holds. Runs inside the caller's transaction (the flusher's, so that a
+/// flush interval stays one commit).
+pub fn write_passive_in(
+    conn: &rusqlite::Connection,
+    path: &std::path::Path,
+    rows: &[PassiveMinute],
+    devices: &[DeviceHour],
+) -> Result<(), StoreError> {
+    let mut ins = conn
+        .prepare_cached(
+            "INSERT OR REPLACE INTO passive_minute (minute, handshakes, median_us, p95_us) \
+             VALUES (?1, ?2, ?3, ?4)",
+        )
+        .map_err(sql_err(path, "preparing the passive latency write"))?;
+    for r in rows {
+        ins.execute(params![r.minute, r.handshakes, r.median_us, r.p95_us])
+            .map_err(sql_err(path, "writing a passive latency minute"))?;
+    }
+    for d in devices {
+        add_device_hour(conn, d).map_err(sql_err(path, "writing a device's passive latency"))?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Writes finished minutes, outage events, and how far the open outage (if any) was seen
     /// going on, in one transaction. A minute written twice (a retried batch) is replaced.
@@ -111,62 +223,7 @@ impl Store {
             .conn
             .transaction()
             .map_err(sql_err(&path, "starting the internet write"))?;
-        {
-            let mut ins = tx
-                .prepare_cached(&format!(
-                    "INSERT OR REPLACE INTO internet_minute ({MINUTE_COLUMNS}) \
-                     VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21)"
-                ))
-                .map_err(sql_err(&path, "preparing the internet minutes"))?;
-            for m in minutes {
-                let (g, r, n) = (m.gateway, m.resolvers, m.internet);
-                ins.execute(params![
-                    m.minute,
-                    m.rounds,
-                    m.up,
-                    m.internet_down,
-                    m.lan_down,
-                    m.dns_down,
-                    g.sent,
-                    g.received,
-                    g.median_us,
-                    g.p95_us,
-                    r.sent,
-                    r.received,
-                    r.median_us,
-                    r.p95_us,
-                    n.sent,
-                    n.received,
-                    n.median_us,
-                    n.p95_us,
-                    m.dns_queries,
-                    m.dns_failures,
-                    m.dns_median_us
-                ])
-                .map_err(sql_err(&path, "writing an internet minute"))?;
-            }
-            for e in events {
-                match e {
-                    OutageEvent::Opened(o) => tx.execute(
-                        "INSERT INTO internet_outage (kind, start_ns, end_ns, last_ns) VALUES (?1, ?2, NULL, ?2)",
-                        params![o.kind.as_str(), o.start_ns],
-                    ),
-                    OutageEvent::Closed(o) => tx.execute(
-                        "UPDATE internet_outage SET end_ns = ?3, last_ns = ?3 \
-                         WHERE end_ns IS NULL AND kind = ?1 AND start_ns = ?2",
-                        params![o.kind.as_str(), o.start_ns, o.end_ns],
-                    ),
-                }
-                .map_err(sql_err(&path, "writing an internet outage"))?;
-            }
-            if let Some(at) = open_seen_ns {
-                tx.execute(
-                    "UPDATE internet_outage SET last_ns = max(last_ns, ?1) WHERE end_ns IS NULL",
-                    [at],
-                )
-                .map_err(sql_err(&path, "updating the open internet outage"))?;
-            }
-        }
+        write_internet_in(&tx, &path, minutes, events, open_seen_ns)?;
         tx.commit()
             .map_err(sql_err(&path, "committing the internet write"))
     }
@@ -207,25 +264,7 @@ impl Store {
 
     /// Deletes probe minutes before `minute` (Unix seconds) and outages that ended before it.
     pub fn prune_internet(&mut self, minute: i64) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        self.conn
-            .execute("DELETE FROM internet_minute WHERE minute < ?1", [minute])
-            .and_then(|_| {
-                self.conn
-                    .execute("DELETE FROM passive_minute WHERE minute < ?1", [minute])
-            })
-            .and_then(|_| {
-                self.conn
-                    .execute("DELETE FROM passive_device_hour WHERE hour < ?1", [minute])
-            })
-            .and_then(|_| {
-                self.conn.execute(
-                    "DELETE FROM internet_outage WHERE end_ns IS NOT NULL AND end_ns < ?1",
-                    [minute.saturating_mul(1_000_000_000)],
-                )
-            })
-            .map(|_| ())
-            .map_err(sql_err(&path, "pruning internet history"))
+        prune_internet_in(&self.conn, &self.path, minute)
     }
 
     /// Probe minutes with `from <= minute < to` (Unix seconds), oldest first.
@@ -241,9 +280,7 @@ impl Store {
             .map_err(sql_err(&self.path, "reading internet minutes"))
     }
 
-    /// Writes passive-latency minutes; a minute written again (the current minute, at each
-    /// flush until it is over) is replaced by its fuller summary. Each device's new samples
-    /// are added to what its hour already holds.
+    /// Writes passive-latency minutes in a transaction of their own ([`write_passive_in`]).
     pub fn write_passive(
         &mut self,
         rows: &[PassiveMinute],
@@ -254,22 +291,7 @@ impl Store {
             .conn
             .transaction()
             .map_err(sql_err(&path, "starting the passive latency write"))?;
-        {
-            let mut ins = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO passive_minute (minute, handshakes, median_us, p95_us) \
-                     VALUES (?1, ?2, ?3, ?4)",
-                )
-                .map_err(sql_err(&path, "preparing the passive latency write"))?;
-            for r in rows {
-                ins.execute(params![r.minute, r.handshakes, r.median_us, r.p95_us])
-                    .map_err(sql_err(&path, "writing a passive latency minute"))?;
-            }
-            for d in devices {
-                add_device_hour(&tx, d)
-                    .map_err(sql_err(&path, "writing a device's passive latency"))?;
-            }
-        }
+        write_passive_in(&tx, &path, rows, devices)?;
         tx.commit()
             .map_err(sql_err(&path, "committing the passive latency write"))
     }

@@ -10,6 +10,7 @@
 pub mod alerts;
 pub mod auth;
 pub mod backup;
+pub mod batch;
 pub mod damage;
 pub mod devices;
 pub mod discovery;
@@ -175,6 +176,9 @@ fn sql_err<'a>(
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// Where writes that may wait for the next flush go instead of committing on their own
+    /// (see [`Store::defer_to`]); `None`: every write commits at once.
+    defer: Option<batch::WriteQueue>,
 }
 
 impl std::fmt::Debug for Store {
@@ -259,6 +263,7 @@ impl Store {
         Ok(Store {
             conn,
             path: path.to_path_buf(),
+            defer: None,
         })
     }
 
@@ -301,11 +306,21 @@ impl Store {
         Ok(Store {
             conn,
             path: path.to_path_buf(),
+            defer: None,
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// From now on, the writes of this connection that only refresh what is shown (an active
+    /// alert's last-active time and wording) are queued for the flusher's transaction instead
+    /// of committing on their own: a commit each per evaluation would cost the SD card more
+    /// than the devices' history (docs/DURABILITY.md). Decisions (an alert raised, resolved,
+    /// queued for delivery) still commit at once.
+    pub fn defer_to(&mut self, queue: batch::WriteQueue) {
+        self.defer = Some(queue);
     }
 
     /// The schema version the file is at (`PRAGMA user_version`).

@@ -111,6 +111,64 @@ fn get_u64(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<u64> {
     Ok(u64::try_from(r.get::<_, Option<i64>>(i)?.unwrap_or(0)).unwrap_or(0))
 }
 
+/// [`Store::add_router_minutes`] inside a transaction already open: the flusher's, when the
+/// router thread queues its polls for it ([`super::batch`]).
+pub fn add_router_minutes_in(
+    tx: &rusqlite::Connection,
+    path: &Path,
+    minutes: &[(i64, RouterMinute)],
+    status_json: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    let op = "writing the router's counters";
+    let state = read_state(tx).map_err(sql_err(path, op))?;
+    for &(minute, m) in minutes {
+        let values = |start: i64| {
+            (
+                start,
+                int(m.bytes_up),
+                int(m.bytes_down),
+                i64::from(m.polls),
+                i64::from(m.stuck_polls),
+            )
+        };
+        tx.prepare_cached(&format!(
+            "INSERT INTO router_minute (minute, bytes_up, bytes_down, polls, stuck_polls)
+             VALUES (?1, ?2, ?3, ?4, ?5) {ADD}"
+        ))
+        .and_then(|mut st| st.execute(values(minute)))
+        .map_err(sql_err(path, op))?;
+        if let Some(state) = &state
+            && minute < state.hour_rolled
+        {
+            let tz = zone_of(path, &state.zone)?;
+            for level in [Period::Hour, Period::Day, Period::Month] {
+                if minute >= state.rolled(level) {
+                    break;
+                }
+                let (start, _) = bucket_secs(level, minute, &tz)
+                    .map_err(|e| time_err(path, &state.zone, minute, e))?;
+                let (t, _) = table(level);
+                tx.execute(
+                    &format!(
+                        "INSERT INTO {t} (start, bytes_up, bytes_down, polls, stuck_polls)
+                         VALUES (?1, ?2, ?3, ?4, ?5) {ADD}"
+                    ),
+                    values(start),
+                )
+                .map_err(sql_err(path, op))?;
+            }
+        }
+    }
+    tx.execute(
+        "INSERT INTO router_state (id, updated_at, status) VALUES (1, ?1, ?2)
+         ON CONFLICT (id) DO UPDATE SET updated_at = excluded.updated_at, status = excluded.status",
+        params![now, status_json],
+    )
+    .map_err(sql_err(path, op))?;
+    Ok(())
+}
+
 impl Store {
     /// Adds one poll's bytes to `minute`: [`Store::add_router_minutes`] with one poll.
     pub fn add_router_poll(
@@ -139,57 +197,13 @@ impl Store {
     ) -> Result<(), StoreError> {
         let path = self.path.clone();
         let path = path.as_path();
-        let op = "writing the router's counters";
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sql_err(path, op))?;
-        let state = read_state(&tx).map_err(sql_err(path, op))?;
-        for &(minute, m) in minutes {
-            let values = |start: i64| {
-                (
-                    start,
-                    int(m.bytes_up),
-                    int(m.bytes_down),
-                    i64::from(m.polls),
-                    i64::from(m.stuck_polls),
-                )
-            };
-            tx.prepare_cached(&format!(
-                "INSERT INTO router_minute (minute, bytes_up, bytes_down, polls, stuck_polls)
-                 VALUES (?1, ?2, ?3, ?4, ?5) {ADD}"
-            ))
-            .and_then(|mut st| st.execute(values(minute)))
-            .map_err(sql_err(path, op))?;
-            if let Some(state) = &state
-                && minute < state.hour_rolled
-            {
-                let tz = zone_of(path, &state.zone)?;
-                for level in [Period::Hour, Period::Day, Period::Month] {
-                    if minute >= state.rolled(level) {
-                        break;
-                    }
-                    let (start, _) = bucket_secs(level, minute, &tz)
-                        .map_err(|e| time_err(path, &state.zone, minute, e))?;
-                    let (t, _) = table(level);
-                    tx.execute(
-                        &format!(
-                            "INSERT INTO {t} (start, bytes_up, bytes_down, polls, stuck_polls)
-                             VALUES (?1, ?2, ?3, ?4, ?5) {ADD}"
-                        ),
-                        values(start),
-                    )
-                    .map_err(sql_err(path, op))?;
-                }
-            }
-        }
-        tx.execute(
-            "INSERT INTO router_state (id, updated_at, status) VALUES (1, ?1, ?2)
-             ON CONFLICT (id) DO UPDATE SET updated_at = excluded.updated_at, status = excluded.status",
-            params![now, status_json],
-        )
-        .map_err(sql_err(path, op))?;
-        tx.commit().map_err(sql_err(path, op))
+            .map_err(sql_err(path, "writing the router's counters"))?;
+        add_router_minutes_in(&tx, path, minutes, status_json, now)?;
+        tx.commit()
+            .map_err(sql_err(path, "writing the router's counters"))
     }
 
     /// Records the poller's status alone (no reading: searching, unreachable).

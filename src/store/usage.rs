@@ -85,6 +85,17 @@ impl Store {
         usage: &[MinuteUsage],
         seen: &[Sighting],
     ) -> Result<(), StoreError> {
+        self.write_flush_queued(usage, seen, None).map(|_| ())
+    }
+
+    /// [`Store::write_flush`], with the background writers' queued rows (`queue`, see
+    /// [`super::batch`]) in the same transaction: one commit for all of them.
+    pub fn write_flush_queued(
+        &mut self,
+        usage: &[MinuteUsage],
+        seen: &[Sighting],
+        queue: Option<&super::batch::WriteQueue>,
+    ) -> Result<super::batch::QueuedStats, StoreError> {
         let path = self.path.as_path();
         // IMMEDIATE takes the write lock up front, so a busy database fails here, before any
         // work, rather than at the first write or at commit.
@@ -141,7 +152,7 @@ impl Store {
                 add_usage(&mut add, id, u).map_err(sql_err(path, "writing minute usage"))?;
             }
         }
-        tx.commit().map_err(sql_err(path, "committing the flush"))
+        Store::with_queued(path, tx, queue)
     }
 
     /// Every device with its counters summed over all stored minute rows, ordered by MAC. Once

@@ -759,6 +759,7 @@ fn a_hanging_webhook_does_not_hold_up_email() {
         cfg,
         db.clone(),
         lanmeter::alerts::run::Sources::default(),
+        None,
         stop.clone(),
     )
     .unwrap();

@@ -619,3 +619,110 @@ fn live_sweep_finds_a_silent_device_dhcp_names_another_and_the_rate_holds() {
         times.last().unwrap() - times[0]
     );
 }
+
+/// Commits in a running daemon's WAL file, read from SQLite's own format: frames whose header
+/// carries the database size (a commit frame) and the WAL header's salts.
+fn wal_commits(db: &Path) -> usize {
+    let wal = std::fs::read(db.with_extension("db-wal")).unwrap_or_default();
+    if wal.len() < 32 {
+        return 0;
+    }
+    let be32 = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    let page = be32(&wal[8..]) as usize;
+    let mut commits = 0;
+    let mut at = 32;
+    while at + 24 + page <= wal.len() {
+        let h = &wal[at..at + 24];
+        if h[8..16] != wal[16..24] {
+            break;
+        }
+        commits += usize::from(be32(&h[4..]) != 0);
+        at += 24 + page;
+    }
+    commits
+}
+
+/// One commit per flush interval (issue 26, docs/DURABILITY.md): with the default 5-minute
+/// interval, what discovery learns waits for the flush and is committed in the flusher's own
+/// transaction (a SIGHUP flushes here: exactly one commit holds the device's traffic and its
+/// name), and a clean stop (SIGTERM) writes what was learned after it.
+#[test]
+fn discovery_waits_for_the_flush_shares_its_commit_and_a_clean_stop_writes_it() {
+    use crate::daemon::{Daemon, setup};
+    use nix::sys::signal::Signal;
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (pair, config, db) = setup(dir.path(), 60);
+    let tablet =
+        lanmeter::model::MacAddr([0x02, 0x00, 0x5e, pair.b_mac.0[3], pair.b_mac.0[4], 0x07]);
+    crate::netns::run(&[
+        "ip", "-n", &pair.b, "link", "add", "lmq0", "link", &pair.b_if, "type", "macvlan", "mode",
+        "bridge",
+    ]);
+    crate::netns::run(&[
+        "ip",
+        "-n",
+        &pair.b,
+        "link",
+        "set",
+        "lmq0",
+        "address",
+        &tablet.to_string(),
+    ]);
+    crate::netns::run(&["ip", "-n", &pair.b, "link", "set", "lmq0", "up"]);
+    // One DHCP DISCOVER with a host name; no server answers, udhcpc gives up at once.
+    let dhcp = |name: &str| {
+        pair.exec(
+            &pair.b,
+            &[
+                "udhcpc",
+                "-i",
+                "lmq0",
+                "-n",
+                "-q",
+                "-t",
+                "1",
+                "-T",
+                "1",
+                "-s",
+                "/bin/true",
+                "-x",
+                &format!("hostname:{name}"),
+            ],
+        );
+    };
+    let names_now = || -> Vec<String> {
+        let list: Value =
+            serde_json::from_str(&lanmeter(&["devices", "--json", "--db", p(&db)])).unwrap();
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["mac"] == tablet.to_string().as_str())
+            .map(names)
+            .unwrap_or_default()
+    };
+
+    let mut d = Daemon::start_default_flush(&pair, &config, &db);
+    dhcp("first-name");
+    // Discovery's capture hands frames over in batches: give it a moment. The writer's own
+    // newcomer write comes 10 s after the start at the earliest; this is well before.
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(names_now().is_empty(), "written before any flush");
+    let commits = wal_commits(&db);
+    d.signal(Signal::SIGHUP);
+    d.wait_for_log("flushed on SIGHUP", Duration::from_secs(10));
+    assert_eq!(names_now(), ["first-name"], "{}", d.log_text());
+    assert_eq!(
+        wal_commits(&db) - commits,
+        1,
+        "the flush and discovery's batch in one commit"
+    );
+
+    dhcp("second-name");
+    std::thread::sleep(Duration::from_millis(800));
+    d.stop();
+    let mut got = names_now();
+    got.sort();
+    assert_eq!(got, ["first-name", "second-name"], "{}", d.log_text());
+}
