@@ -198,7 +198,7 @@ fn crypto_frames(mut p: &[u8]) -> Option<Vec<(u64, Vec<u8>)>> {
             0x00 | 0x01 => {} // PADDING, PING
             0x02 | 0x03 => {
                 // ACK: largest, delay, range count, first range, ranges, [ECN counts].
-                let mut fields = vec![0u64; 4];
+                let mut fields = [0u64; 4];
                 for f in fields.iter_mut() {
                     let (v, n) = varint(p)?;
                     *f = v;

@@ -43,7 +43,7 @@ impl Table {
         if let Some(e) = self.entries.get_mut(&key) {
             e.last_seen = e.last_seen.max(l.ts);
             e.first_seen = e.first_seen.min(l.ts);
-            if !(e.source.is_sni() && !l.source.is_sni()) {
+            if !e.source.is_sni() || l.source.is_sni() {
                 e.name = l.name;
                 e.source = l.source;
                 e.ttl = l.ttl;
