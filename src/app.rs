@@ -853,7 +853,7 @@ fn run_names(args: crate::cli::NamesArgs) -> anyhow::Result<()> {
         }
     }
     let (mut rows, _) = table.take();
-    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    rows.sort_by_key(|r| r.0);
     let learned: Vec<serde_json::Value> = rows
         .iter()
         .map(|((mac, ip), e)| {

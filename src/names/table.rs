@@ -21,6 +21,9 @@ pub struct Entry {
     pub ttl: Option<u32>,
 }
 
+/// One row of a [`Table::take`]: (device, remote IP) and what was learned.
+pub type Row = ((MacAddr, IpAddr), Entry);
+
 pub struct Table {
     entries: HashMap<(MacAddr, IpAddr), Entry>,
     capacity: usize,
@@ -83,7 +86,7 @@ impl Table {
     }
 
     /// Everything learned since the last take, and how many entries were dropped for room.
-    pub fn take(&mut self) -> (Vec<((MacAddr, IpAddr), Entry)>, u64) {
+    pub fn take(&mut self) -> (Vec<Row>, u64) {
         let evicted = std::mem::take(&mut self.evicted);
         (self.entries.drain().collect(), evicted)
     }

@@ -9,10 +9,8 @@
 
 use super::{Store, StoreError, sql_err};
 use crate::model::MacAddr;
-use crate::names::table::Entry;
 use rusqlite::params;
 use serde::Serialize;
-use std::net::IpAddr;
 
 /// One stored name.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -33,7 +31,7 @@ impl Store {
     /// transaction. An SNI already stored is not replaced by a DNS name for the same address.
     pub fn write_names(
         &mut self,
-        rows: &[((MacAddr, IpAddr), Entry)],
+        rows: &[crate::names::table::Row],
         keep_from_ns: i64,
     ) -> Result<usize, StoreError> {
         let path = self.path.clone();
@@ -133,6 +131,8 @@ pub(super) fn merge_names(tx: &rusqlite::Connection, from: i64, into: i64) -> ru
 mod tests {
     use super::*;
     use crate::names::Source;
+    use crate::names::table::Entry;
+    use std::net::IpAddr;
 
     fn entry(name: &str, source: Source, at: i64) -> Entry {
         Entry {
