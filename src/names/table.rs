@@ -91,6 +91,18 @@ impl Table {
         (self.entries.drain().collect(), evicted)
     }
 
+    /// Puts back rows a failed write could not store, unless newer news for the same pair
+    /// came meanwhile or the table is full (names are hints: dropping some is acceptable).
+    pub fn restore(&mut self, rows: Vec<Row>) {
+        for (key, e) in rows {
+            if self.entries.len() >= self.capacity {
+                self.evicted += 1;
+                continue;
+            }
+            self.entries.entry(key).or_insert(e);
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

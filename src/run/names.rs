@@ -165,8 +165,14 @@ fn writer(db: PathBuf, table: Shared, interval: Duration, keep: Duration, stop: 
             let keep_from = now.saturating_sub(i64::try_from(keep.as_nanos()).unwrap_or(i64::MAX));
             match store.write_names(&rows, keep_from) {
                 Ok(n) => tracing::debug!(names = n, "device names written"),
-                // Names are a hint, not an account: a failed batch is dropped, not retried.
-                Err(e) => tracing::warn!(error = %e, "writing device names failed"),
+                // Kept for the next interval (a busy database at start-up is the usual cause).
+                Err(e) => {
+                    tracing::warn!(error = %e, "writing device names failed; retried next interval");
+                    table
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .restore(rows);
+                }
             }
         }
         if stopping {

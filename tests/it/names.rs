@@ -6,12 +6,15 @@
 //! no QUIC Initial; Debian 12 has no QUIC client (its curl lacks HTTP/3), so QUIC is checked
 //! by the unit tests (RFC 9001's key vectors, sealed and reopened Initials) only.
 
+use crate::daemon::PATIENCE;
 use crate::netns::{KillOnDrop, run};
 use crate::{LANMETER, hermetic, pcap_corpus};
 use lanmeter::store::Store;
 use std::collections::BTreeSet;
+use std::io::BufRead;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The corpus files tshark finds DNS answers in (udp source port 53), malformed ones included.
@@ -146,10 +149,78 @@ impl Drop for Net {
     }
 }
 
+fn net_exec(ns: &str, args: &[&str]) -> std::process::Output {
+    Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// `openssl s_client` to shop.example with its SNI, one HTTP/1.0 GET; what it printed.
+fn fetch(ns: &str) -> String {
+    use std::io::Write;
+    let mut client = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "openssl",
+            "s_client",
+            "-connect",
+            "shop.example:443",
+        ])
+        .args(["-servername", "shop.example"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _ = client
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"GET / HTTP/1.0\r\n\r\n");
+    String::from_utf8_lossy(&client.wait_with_output().unwrap().stdout).into_owned()
+}
+
 fn ip_in(ns: &str, args: &[&str]) {
     let mut a = vec!["ip", "-n", ns];
     a.extend(args);
     run(&a);
+}
+
+/// Starts `cmd` with its stderr collected line by line.
+fn logged(cmd: &mut Command) -> (KillOnDrop, Arc<Mutex<Vec<String>>>) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            sink.lock().unwrap().push(line);
+        }
+    });
+    (KillOnDrop(child), log)
+}
+
+fn wait_for(log: &Mutex<Vec<String>>, needle: &str) {
+    let deadline = Instant::now() + PATIENCE;
+    while !log.lock().unwrap().iter().any(|l| l.contains(needle)) {
+        assert!(
+            Instant::now() < deadline,
+            "never logged {needle:?}:\n{}",
+            log.lock().unwrap().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]
@@ -288,81 +359,43 @@ fn the_daemon_learns_names_from_dns_answers_and_client_hellos() {
         .arg(&cfg)
         .args(["run", "--interface", "h0", "--db"])
         .arg(&db);
-    let daemon = KillOnDrop(
+    let (daemon, daemon_log) = logged(
         hermetic(&mut cmd)
             .env("LANMETER_FLUSH_INTERVAL_SECS", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+            .env("RUST_LOG", "info"),
     );
     // The oracle's copy of the same link.
     let pcap = d.join("h0.pcap");
-    let tcpdump = KillOnDrop(
+    let (tcpdump, tcpdump_log) = logged(
         Command::new("ip")
             .args([
                 "netns", "exec", h, "tcpdump", "-U", "-s", "0", "-i", "h0", "-w",
             ])
-            .arg(&pcap)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+            .arg(&pcap),
     );
-    // Both captures open within a moment; a lookup before that would be missed, so wait for
-    // the database (the daemon opened its handles before creating it) and for tcpdump's file.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !(db.exists() && pcap.exists()) {
-        assert!(
-            Instant::now() < deadline,
-            "the daemon or tcpdump did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(500));
+    // A lookup before both captures are open would be missed: wait until each says it is.
+    wait_for(&daemon_log, "per-device services: learning names");
+    wait_for(&tcpdump_log, "listening on");
     // A name only looked up (DNS), and a name looked up and fetched over TLS (DNS, then SNI).
-    let out = run(&[
-        "ip",
-        "netns",
-        "exec",
-        h,
-        "getent",
-        "ahostsv4",
-        "r7.googlevideo.com",
-    ]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains(other));
-    let mut client = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            h,
-            "openssl",
-            "s_client",
-            "-connect",
-            "shop.example:443",
-        ])
-        .args(["-servername", "shop.example"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    // dnsmasq and s_server are ready within a moment of starting: ask until they answer.
+    let deadline = Instant::now() + PATIENCE;
+    while !String::from_utf8_lossy(
+        &net_exec(h, &["getent", "ahostsv4", "r7.googlevideo.com"]).stdout,
+    )
+    .contains(other)
     {
-        use std::io::Write;
-        let mut stdin = client.stdin.take().unwrap();
-        stdin.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+        assert!(Instant::now() < deadline, "dnsmasq never answered");
+        std::thread::sleep(Duration::from_millis(100));
     }
-    let fetched = client.wait_with_output().unwrap();
-    assert!(
-        String::from_utf8_lossy(&fetched.stdout).contains("HTTP/1.0 200"),
-        "the TLS fetch failed"
-    );
+    while !fetch(h).contains("HTTP/1.0 200") {
+        assert!(Instant::now() < deadline, "the TLS fetch failed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let want = [
         (server.as_str(), "shop.example", "shop.example", "tls"),
         (other, "r7.googlevideo.com", "YouTube", "dns"),
     ];
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + PATIENCE;
     let rows = loop {
         let rows = Store::open(&db).unwrap().device_names().unwrap();
         let got: Vec<(&str, &str, &str, &str)> = rows
@@ -380,7 +413,11 @@ fn the_daemon_learns_names_from_dns_answers_and_client_hellos() {
         if want.iter().all(|w| got.contains(w)) {
             break rows;
         }
-        assert!(Instant::now() < deadline, "names never stored: {rows:?}");
+        assert!(
+            Instant::now() < deadline,
+            "names never stored: {rows:?}\n{}",
+            daemon_log.lock().unwrap().join("\n")
+        );
         std::thread::sleep(Duration::from_millis(200));
     };
     eprintln!("stored: {rows:?}");
