@@ -34,11 +34,11 @@ cd "$root/fuzz"
 CARGO=${CARGO:-cargo}
 
 case $mode in
-smoke) declare -A runs=([frame_decode]=1000000 [pcap_reader]=50000 [discovery_frame]=500000 [dhcp]=300000 [mdns]=300000 [ndp]=300000 [arp]=200000 [wifi]=300000 [config]=2000 [web_body]=3000) ;;
-long) declare -A runs=([frame_decode]=12000000 [pcap_reader]=300000 [discovery_frame]=4000000 [dhcp]=1000000 [mdns]=1000000 [ndp]=1000000 [arp]=1000000 [wifi]=2000000 [config]=10000 [web_body]=50000) ;;
+smoke) declare -A runs=([frame_decode]=1000000 [pcap_reader]=50000 [discovery_frame]=500000 [dhcp]=300000 [mdns]=300000 [ndp]=300000 [arp]=200000 [wifi]=300000 [config]=2000 [web_body]=3000 [names]=300000) ;;
+long) declare -A runs=([frame_decode]=12000000 [pcap_reader]=300000 [discovery_frame]=4000000 [dhcp]=1000000 [mdns]=1000000 [ndp]=1000000 [arp]=1000000 [wifi]=2000000 [config]=10000 [web_body]=50000 [names]=1000000) ;;
 *) echo "usage: $0 smoke|long" >&2; exit 2 ;;
 esac
-targets=(frame_decode pcap_reader discovery_frame dhcp mdns ndp arp wifi config web_body)
+targets=(frame_decode pcap_reader discovery_frame dhcp mdns ndp arp wifi config web_body names)
 
 # The main lockfile pins the versions lanmeter is tested with; cargo adds the three crates
 # Cargo.toml pins exactly (libfuzzer-sys and its own dependencies) and nothing else.

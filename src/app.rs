@@ -37,6 +37,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = cli.config.as_deref();
     match cli.command {
         Command::Replay(args) => run_replay(args),
+        Command::Names(args) => run_names(args).map(|()| ExitCode::SUCCESS),
         Command::Run(args) => run_daemon(config, args),
         Command::CheckConfig => {
             let cfg = load_config(config)?;
@@ -826,4 +827,77 @@ fn run_survey_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         None => {}
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `lanmeter names FILE`: the names parsers over a capture file, as the live names capture
+/// would see it (every record is shown to them; the kernel filter is not applied).
+fn run_names(args: crate::cli::NamesArgs) -> anyhow::Result<()> {
+    use crate::names::{Event, Extractor, services, table::Table};
+    struct Discard;
+    impl crate::capture::FrameSink for Discard {
+        fn ingest(&mut self, _: &[crate::capture::Frame]) {}
+    }
+    let mut source = crate::capture::file::FileSource::open(&args.file)?;
+    let mut extractor = Extractor::default();
+    let mut events: Vec<Event> = Vec::new();
+    source.run_with_raw(
+        &mut Discard,
+        |_| {},
+        |link, ts, data| {
+            extractor.frame(link, ts, data, &mut events);
+        },
+    )?;
+    let mut table = Table::new(usize::MAX);
+    for e in &events {
+        for l in e.learned() {
+            table.add(l);
+        }
+    }
+    let (mut rows, _) = table.take();
+    rows.sort_by_key(|r| r.0);
+    let learned: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|((mac, ip), e)| {
+            serde_json::json!({
+                "device": mac,
+                "remote_ip": ip.to_string(),
+                "name": e.name,
+                "service": services::service_of(&e.name),
+                "source": e.source.as_str(),
+            })
+        })
+        .collect();
+    if args.json {
+        let (dns, hellos): (Vec<&Event>, Vec<&Event>) =
+            events.iter().partition(|e| matches!(e, Event::Dns { .. }));
+        println!(
+            "{}",
+            serde_json::json!({ "dns": dns, "hellos": hellos, "learned": learned })
+        );
+        return Ok(());
+    }
+    for e in &events {
+        match e {
+            Event::Dns { response, .. } => println!(
+                "dns {} -> {}",
+                response.query,
+                response
+                    .addresses
+                    .iter()
+                    .map(|(a, _)| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+            Event::Hello {
+                server,
+                name,
+                source,
+                ..
+            } => println!("{} {name} ({server})", source.as_str()),
+        }
+    }
+    for l in learned {
+        println!("learned {l}");
+    }
+    Ok(())
 }

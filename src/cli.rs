@@ -32,6 +32,9 @@ pub enum Command {
     /// Read a capture file through the same decoding and counting code as live capture and print
     /// per-device totals.
     Replay(ReplayArgs),
+    /// Read a capture file through the per-device services parsers (issue 29) and print the names
+    /// learned: DNS answers, TLS and QUIC server names, and (device, remote IP) → name.
+    Names(NamesArgs),
     /// Write a consistent copy of the database to FILE (safe while the daemon runs).
     Backup(BackupArgs),
     /// Replace the database with the backup FILE (stop the daemon first); the current database
@@ -208,6 +211,15 @@ pub struct DevicesArgs {
     #[arg(long, value_name = "PATH")]
     pub db: Option<PathBuf>,
     /// Print one JSON array instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct NamesArgs {
+    /// A pcap or pcapng capture (gzip-compressed is fine) with Ethernet or Linux cooked framing.
+    pub file: PathBuf,
+    /// Print one JSON object (dns, hellos, learned) instead of lines.
     #[arg(long)]
     pub json: bool,
 }

@@ -32,6 +32,7 @@ const STATS_LOG_INTERVAL_SECS: RangeInclusive<u64> = 1..=86_400;
 const KEEP_MINUTES_DAYS: RangeInclusive<u32> = 1..=366;
 const KEEP_HOURS_DAYS: RangeInclusive<u32> = 1..=36_500;
 const KEEP_DAYS_MONTHS: RangeInclusive<u32> = 0..=1200;
+const KEEP_SERVICES_DAYS: RangeInclusive<u32> = 1..=366;
 const KEEP_MONTHS_YEARS: RangeInclusive<u32> = 0..=100;
 const BACKUP_KEEP: RangeInclusive<u32> = 0..=365;
 const BACKUP_HOUR: RangeInclusive<u8> = 0..=23;
@@ -210,6 +211,8 @@ pub const KEYS: &[&str] = &[
     "router_snmp_interface",
     "router_poll_secs",
     "coverage_alert_percent",
+    "per_device_services",
+    "keep_services_days",
 ];
 
 /// Keys whose environment variable is a comma-separated list rather than one value.
@@ -498,6 +501,11 @@ pub struct Config {
     /// A health alert when lanmeter saw less than this share of the router's internet bytes
     /// for an hour; 0 turns it off.
     pub coverage_alert_percent: u32,
+    /// Per-device services (issue 29, opt-in): learn the names of the remote hosts each device
+    /// talks to from DNS answers and TLS/QUIC server names, and keep (device, remote IP, name).
+    pub per_device_services: bool,
+    /// Days the per-device names are kept.
+    pub keep_services_days: u32,
 }
 
 /// Where the router's WAN counters come from.
@@ -650,6 +658,8 @@ impl Default for Config {
             router_snmp_interface: "wan".into(),
             router_poll_secs: 10,
             coverage_alert_percent: 80,
+            per_device_services: false,
+            keep_services_days: 7,
         }
     }
 }
@@ -935,6 +945,8 @@ fn hint(key: &str) -> String {
         "router_snmp_interface" => "use the WAN interface's name as the router's SNMP agent lists it (ifDescr or ifName), such as \"wan\", \"pppoe-wan\" or \"eth0.2\"".into(),
         "router_poll_secs" => range(&ROUTER_POLL_SECS, "seconds"),
         "coverage_alert_percent" => range(&COVERAGE_ALERT_PERCENT, "percent (0 turns the alert off)"),
+        "per_device_services" => "use true or false".into(),
+        "keep_services_days" => range(&KEEP_SERVICES_DAYS, "days"),
         _ => format!("valid keys are {}", KEYS.join(", ")),
     }
 }
@@ -1387,6 +1399,11 @@ impl Config {
                 "router_source = \"snmp\" needs it",
             ));
         }
+        check_range(
+            "keep_services_days",
+            self.keep_services_days,
+            &KEEP_SERVICES_DAYS,
+        )?;
         if self.router_snmp_interface.is_empty() {
             return Err(invalid("router_snmp_interface", &"\"\"", "empty"));
         }

@@ -307,6 +307,7 @@ struct Threads {
     capture_running: Arc<AtomicBool>,
     alerts: JoinHandle<()>,
     discovery: Option<DiscoveryRun>,
+    names: Option<crate::run::names::NamesRun>,
     wifi: Option<crate::run::survey::LiveSurvey>,
     mqtt: Option<crate::run::mqtt::MqttRun>,
     remote: Option<crate::run::remote::RemoteWrite>,
@@ -406,6 +407,9 @@ fn start(
     // Discovery captures on the same interface: it starts once that interface is there.
     let discovery = (cfg.discovery && !o.waiting_at_start)
         .then(|| DiscoveryRun::start(cfg, &o.iface, db.clone(), o.flusher.queue(), stop.clone()));
+    let names = (!o.waiting_at_start)
+        .then(|| crate::run::names::NamesRun::start(cfg, &o.iface, o.flusher.queue(), stop.clone()))
+        .flatten();
     let wifi = crate::run::survey::start(cfg, &db, stop.clone());
     let mqtt = crate::run::mqtt::MqttRun::start(cfg, db.clone(), stop.clone());
     let remote = crate::run::remote::RemoteWrite::start(
@@ -442,6 +446,7 @@ fn start(
         capture_running,
         alerts,
         discovery,
+        names,
         wifi,
         mqtt,
         remote,
@@ -479,6 +484,9 @@ impl Threads {
         if let Some(r) = self.router {
             r.join();
         }
+        if let Some(n) = self.names {
+            n.join();
+        }
         self.discovery
     }
 }
@@ -497,6 +505,10 @@ fn follow_interface(cfg: &Config, o: &mut Opened, t: &mut Threads, stop: &Arc<At
     }
     for p in discovery::interface_prefixes(&o.iface) {
         o.meter.with(|m| m.add_local_prefix(p));
+    }
+    if t.names.is_none() {
+        t.names =
+            crate::run::names::NamesRun::start(cfg, &o.iface, o.flusher.queue(), stop.clone());
     }
     if cfg.discovery && t.discovery.is_none() {
         t.discovery = Some(DiscoveryRun::start(

@@ -67,6 +67,7 @@ pub mod internet;
 pub mod meter;
 pub mod model;
 pub mod mqtt;
+pub mod names;
 pub mod placement;
 pub mod plan;
 pub mod remote;

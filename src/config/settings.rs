@@ -108,6 +108,7 @@ pub const GROUPS: &[&str] = &[
     "Many homes",
     "Internet quality",
     "Router counters",
+    "Per-device services",
 ];
 
 /// Every setting a household would change, in page order within its group. Paths, listen
@@ -904,6 +905,22 @@ pub const SETTINGS: &[Setting] = &[
         "Alert when lanmeter saw less than this share of the router's internet traffic for an hour; 0 turns it off.",
         Int,
         true,
+    ),
+    s(
+        "per_device_services",
+        "Per-device services",
+        "Learn which services each device uses",
+        "Off by default. When on, lanmeter reads the names in DNS answers to each device and the server name a device sends when it opens a TLS or QUIC connection, and stores device, remote address, name and when (kept keep_services_days). It never stores web addresses, pages or content (takes effect at restart).",
+        Bool,
+        false,
+    ),
+    s(
+        "keep_services_days",
+        "Per-device services",
+        "Names kept (days)",
+        "Older device/name rows are deleted.",
+        Int,
+        false,
     ),
 ];
 

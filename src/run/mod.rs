@@ -16,6 +16,7 @@ pub mod gateway;
 pub mod internet;
 pub mod maintenance;
 pub mod mqtt;
+pub mod names;
 pub mod reload;
 pub mod remote;
 pub mod router;

@@ -5,7 +5,7 @@
 //! never opens a transaction of its own.
 use super::identity::{mac_key, touch_linked_mac};
 use crate::model::{Counts, MacAddr, Sighting, TimestampNs};
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{OptionalExtension, params};
 
 /// One device with its counters summed over every stored minute.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,7 +30,7 @@ ON CONFLICT (mac) DO UPDATE SET
     is_gateway = is_gateway OR excluded.is_gateway
 RETURNING id";
 
-pub(super) fn upsert_sighting(tx: &Transaction<'_>, s: &Sighting) -> rusqlite::Result<i64> {
+pub(super) fn upsert_sighting(tx: &rusqlite::Connection, s: &Sighting) -> rusqlite::Result<i64> {
     // A MAC linked to another device (a rotated private address, a user merge) counts for
     // that device: see store::identity.
     if let Some(id) = touch_linked_mac(tx, s)? {
@@ -46,7 +46,7 @@ pub(super) fn upsert_sighting(tx: &Transaction<'_>, s: &Sighting) -> rusqlite::R
 /// arrives without a sighting (the meter reports both, so this is a safety net that keeps the
 /// counts rather than dropping them).
 pub(super) fn ensure_device(
-    tx: &Transaction<'_>,
+    tx: &rusqlite::Connection,
     mac: MacAddr,
     at: TimestampNs,
 ) -> rusqlite::Result<i64> {

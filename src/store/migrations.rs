@@ -666,6 +666,24 @@ CREATE TABLE passive_device_hour (
 CREATE INDEX passive_device_hour_hour ON passive_device_hour(hour);
 ";
 
+/// Schema step (issue 29, opt-in per-device services): (device, remote IP) → the name learned
+/// from a DNS answer to the device or the SNI it sent, with its service; keyed like the
+/// per-device endpoint rows so the two join on (device_id, remote_ip). Pruned by last_seen_ns.
+const V_DEVICE_NAMES: &str = "
+CREATE TABLE device_names (
+    device_id INTEGER NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+    remote_ip TEXT NOT NULL,
+    name TEXT NOT NULL,
+    service TEXT NOT NULL,
+    source TEXT NOT NULL CHECK (source IN ('dns', 'tls', 'quic')),
+    dns_ttl_secs INTEGER,
+    first_seen_ns INTEGER NOT NULL,
+    last_seen_ns INTEGER NOT NULL,
+    PRIMARY KEY (device_id, remote_ip)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX device_names_last_seen ON device_names (last_seen_ns);
+";
+
 /// Every schema step, oldest first. The schema version of a fully migrated file is the length.
 pub(super) const MIGRATIONS: &[&str] = &[
     V1,
@@ -685,6 +703,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     V_PLAN_SOURCE,
     V_PASSIVE,
     V_PASSIVE_DEVICE,
+    V_DEVICE_NAMES,
 ];
 
 pub(super) fn user_version(conn: &Connection) -> rusqlite::Result<i64> {

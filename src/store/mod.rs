@@ -19,6 +19,7 @@ pub mod health;
 mod identity;
 pub mod internet;
 mod migrations;
+pub mod names;
 pub mod period;
 pub mod plan;
 mod presence;

@@ -23,6 +23,7 @@ mod internet;
 mod live;
 mod mqtt;
 mod multisite;
+mod names;
 mod netns;
 mod pi_realities;
 mod plan;

@@ -1,0 +1,504 @@
+//! Per-device names (issue 29): the names `lanmeter names` reads from captures equal tshark's
+//! (an independent dissector), on the DNS captures of tcpdump's corpus and on a capture of real
+//! clients (glibc's resolver, `openssl s_client`) made here; and the daemon, with
+//! `per_device_services` on, learns (client MAC, server IP) → name from dnsmasq's answer and
+//! from the ClientHello, live, in network namespaces. The corpus holds no TLS ClientHello and
+//! no QUIC Initial; Debian 12 has no QUIC client (its curl lacks HTTP/3), so QUIC is checked
+//! by the unit tests (RFC 9001's key vectors, sealed and reopened Initials) only.
+
+use crate::daemon::PATIENCE;
+use crate::netns::{KillOnDrop, run};
+use crate::{LANMETER, hermetic, pcap_corpus};
+use lanmeter::store::Store;
+use std::collections::BTreeSet;
+use std::io::BufRead;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The corpus files tshark finds DNS answers in (udp source port 53), malformed ones included.
+const DNS_FILES: &[&str] = &[
+    "dns_udp.pcap",
+    "dns_udp_2.pcap",
+    "dnssec.pcap",
+    "edns-opts.pcap",
+    "dns-uri.pcap",
+    "dns-badlabel.pcap",
+    "dns_fwdptr.pcap",
+    "dns-zlip-1.pcap",
+];
+
+/// Record types whose owner names lanmeter reads from the answer section.
+const TYPES: &[&str] = &["1", "5", "28", "64", "65"];
+
+/// tshark's (SNI names, DNS answer names) of a file. DNS: standard no-error responses from port
+/// 53 with one question; of each, the owner names of the answer section's A, AAAA, CNAME, SVCB
+/// and HTTPS records (`dns.resp.*` lists answers first, so the first `dns.count.answers`).
+fn tshark_names(file: &Path) -> (BTreeSet<String>, BTreeSet<String>) {
+    let out = run(&[
+        "tshark",
+        "-r",
+        file.to_str().unwrap(),
+        "-o",
+        "tls.desegment_ssl_records:FALSE",
+        "-T",
+        "fields",
+        "-E",
+        "occurrence=a",
+        "-E",
+        "aggregator=|",
+        "-E",
+        "separator=\t",
+        "-e",
+        "tls.handshake.extensions_server_name",
+        "-e",
+        "udp.srcport",
+        "-e",
+        "dns.flags.response",
+        "-e",
+        "dns.flags.opcode",
+        "-e",
+        "dns.flags.rcode",
+        "-e",
+        "dns.count.queries",
+        "-e",
+        "dns.count.answers",
+        "-e",
+        "dns.resp.name",
+        "-e",
+        "dns.resp.type",
+    ]);
+    let (mut sni, mut dns) = (BTreeSet::new(), BTreeSet::new());
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        for n in f[0].split('|').filter(|n| !n.is_empty()) {
+            sni.insert(n.to_ascii_lowercase());
+        }
+        let first = |s: &str| s.split('|').next().unwrap_or("").to_string();
+        if first(f[1]) != "53"
+            || f[2] != "1"
+            || f[3] != "0"
+            || f[4] != "0"
+            || f[5] != "1"
+            || f.len() < 9
+        {
+            continue;
+        }
+        let n: usize = f[6].parse().unwrap_or(0);
+        for (name, t) in f[7].split('|').zip(f[8].split('|')).take(n) {
+            if TYPES.contains(&t) {
+                dns.insert(name.to_ascii_lowercase());
+            }
+        }
+    }
+    (sni, dns)
+}
+
+/// lanmeter's (SNI names, DNS answer names) of a file.
+fn lanmeter_names(file: &Path) -> (BTreeSet<String>, BTreeSet<String>, serde_json::Value) {
+    let out = run(&[LANMETER, "names", file.to_str().unwrap(), "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sni = v["hellos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["name"].as_str().unwrap().to_string())
+        .collect();
+    let dns = v["dns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|d| d["response"]["answer_names"].as_array().unwrap().clone())
+        .map(|n| n.as_str().unwrap().to_string())
+        .collect();
+    (sni, dns, v)
+}
+
+#[test]
+fn dns_names_equal_tsharks_on_the_corpus() {
+    let dir = pcap_corpus().join("tcpdump");
+    let mut nonempty = 0;
+    for f in DNS_FILES {
+        let path = dir.join(f);
+        let (t_sni, t_dns) = tshark_names(&path);
+        let (l_sni, l_dns, _) = lanmeter_names(&path);
+        eprintln!("{f}: tshark dns {t_dns:?} sni {t_sni:?}; lanmeter dns {l_dns:?} sni {l_sni:?}");
+        assert_eq!(l_dns, t_dns, "{f}: DNS answer names");
+        assert_eq!(l_sni, t_sni, "{f}: SNI names");
+        nonempty += usize::from(!t_dns.is_empty());
+    }
+    assert!(nonempty >= 4, "only {nonempty} files had DNS answers");
+}
+
+/// Client, router (dnsmasq) and "internet" (openssl s_server) namespaces.
+struct Net {
+    ns: [String; 3],
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for ns in &self.ns {
+            let _ = Command::new("ip")
+                .args(["netns", "del", ns])
+                .stderr(Stdio::null())
+                .status();
+        }
+        let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(&self.ns[0]));
+    }
+}
+
+fn net_exec(ns: &str, args: &[&str]) -> std::process::Output {
+    Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// `openssl s_client` to shop.example with its SNI, one HTTP/1.0 GET; what it printed.
+fn fetch(ns: &str) -> String {
+    use std::io::Write;
+    let mut client = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "openssl",
+            "s_client",
+            "-connect",
+            "shop.example:443",
+        ])
+        .args(["-servername", "shop.example"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _ = client
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"GET / HTTP/1.0\r\n\r\n");
+    String::from_utf8_lossy(&client.wait_with_output().unwrap().stdout).into_owned()
+}
+
+fn ip_in(ns: &str, args: &[&str]) {
+    let mut a = vec!["ip", "-n", ns];
+    a.extend(args);
+    run(&a);
+}
+
+/// Starts `cmd` with its stderr collected line by line.
+fn logged(cmd: &mut Command) -> (KillOnDrop, Arc<Mutex<Vec<String>>>) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            sink.lock().unwrap().push(line);
+        }
+    });
+    (KillOnDrop(child), log)
+}
+
+fn wait_for(log: &Mutex<Vec<String>>, needle: &str) {
+    let deadline = Instant::now() + PATIENCE;
+    while !log.lock().unwrap().iter().any(|l| l.contains(needle)) {
+        assert!(
+            Instant::now() < deadline,
+            "never logged {needle:?}:\n{}",
+            log.lock().unwrap().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_daemon_learns_names_from_dns_answers_and_client_hellos() {
+    let started = Instant::now();
+    let pid = std::process::id();
+    let tag = format!("lmn-{pid}");
+    let x = 100 + pid % 100;
+    let (lan, up) = (format!("10.{x}.77"), format!("10.{x}.78"));
+    let net = Net {
+        ns: [format!("{tag}-h"), format!("{tag}-r"), format!("{tag}-i")],
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let [h, r, i] = &net.ns;
+    for ns in &net.ns {
+        run(&["ip", "netns", "add", ns]);
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            "sysctl",
+            "-qw",
+            "net.ipv6.conf.all.disable_ipv6=1",
+            "net.ipv6.conf.default.disable_ipv6=1",
+        ]);
+        ip_in(ns, &["link", "set", "lo", "up"]);
+    }
+    run(&[
+        "ip", "link", "add", "h0", "netns", h, "type", "veth", "peer", "name", "r0", "netns", r,
+    ]);
+    run(&[
+        "ip", "link", "add", "r1", "netns", r, "type", "veth", "peer", "name", "i0", "netns", i,
+    ]);
+    let client_mac = "dc:a6:32:4e:77:01";
+    ip_in(h, &["link", "set", "h0", "address", client_mac]);
+    for (ns, dev, addr) in [
+        (h, "h0", format!("{lan}.2/24")),
+        (r, "r0", format!("{lan}.1/24")),
+        (r, "r1", format!("{up}.1/24")),
+        (i, "i0", format!("{up}.2/24")),
+    ] {
+        ip_in(ns, &["addr", "add", &addr, "dev", dev]);
+        ip_in(ns, &["link", "set", dev, "up"]);
+    }
+    ip_in(h, &["route", "add", "default", "via", &format!("{lan}.1")]);
+    ip_in(i, &["route", "add", "default", "via", &format!("{up}.1")]);
+    run(&[
+        "ip",
+        "netns",
+        "exec",
+        r,
+        "sysctl",
+        "-qw",
+        "net.ipv4.ip_forward=1",
+    ]);
+    let etc = Path::new("/etc/netns").join(h);
+    std::fs::create_dir_all(&etc).unwrap();
+    std::fs::write(etc.join("resolv.conf"), format!("nameserver {lan}.1\n")).unwrap();
+    let server = format!("{up}.2");
+    let other = "192.0.2.77";
+    let _dnsmasq = KillOnDrop(
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                r,
+                "dnsmasq",
+                "--keep-in-foreground",
+                "--no-resolv",
+            ])
+            .args([
+                "--no-hosts",
+                "--conf-file=/dev/null",
+                "--bind-interfaces",
+                "--pid-file",
+            ])
+            .arg(format!("--listen-address={lan}.1"))
+            .arg(format!("--address=/shop.example/{server}"))
+            .arg(format!("--address=/r7.googlevideo.com/{other}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dnsmasq (Debian package dnsmasq-base) must be installed"),
+    );
+    let d = net.dir.path();
+    let (key, cert) = (d.join("k.pem"), d.join("c.pem"));
+    run(&[
+        "openssl",
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-subj",
+        "/CN=shop.example",
+        "-days",
+        "1",
+        "-keyout",
+        key.to_str().unwrap(),
+        "-out",
+        cert.to_str().unwrap(),
+    ]);
+    let _server = KillOnDrop(
+        Command::new("ip")
+            .args([
+                "netns", "exec", i, "openssl", "s_server", "-quiet", "-www", "-accept", "443",
+            ])
+            .args([
+                "-cert",
+                cert.to_str().unwrap(),
+                "-key",
+                key.to_str().unwrap(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let cfg = d.join("lanmeter.toml");
+    let db = d.join("x.db");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir = {:?}\nlisten = \"127.0.0.1:0\"\narp_sweep_interval_secs = 0\n\
+             discovery = false\nper_device_services = true\n",
+            d.display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", h, LANMETER, "--config"])
+        .arg(&cfg)
+        .args(["run", "--interface", "h0", "--db"])
+        .arg(&db);
+    let (daemon, daemon_log) = logged(
+        hermetic(&mut cmd)
+            .env("LANMETER_FLUSH_INTERVAL_SECS", "1")
+            .env("RUST_LOG", "info"),
+    );
+    // The oracle's copy of the same link.
+    let pcap = d.join("h0.pcap");
+    let (tcpdump, tcpdump_log) = logged(
+        Command::new("ip")
+            .args([
+                "netns", "exec", h, "tcpdump", "-U", "-s", "0", "-i", "h0", "-w",
+            ])
+            .arg(&pcap),
+    );
+    // A lookup before both captures are open would be missed: wait until each says it is.
+    wait_for(&daemon_log, "per-device services: learning names");
+    wait_for(&tcpdump_log, "listening on");
+    // A name only looked up (DNS), and a name looked up and fetched over TLS (DNS, then SNI).
+    // dnsmasq and s_server are ready within a moment of starting: ask until they answer.
+    let deadline = Instant::now() + PATIENCE;
+    while !String::from_utf8_lossy(
+        &net_exec(h, &["getent", "ahostsv4", "r7.googlevideo.com"]).stdout,
+    )
+    .contains(other)
+    {
+        assert!(Instant::now() < deadline, "dnsmasq never answered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    while !fetch(h).contains("HTTP/1.0 200") {
+        assert!(Instant::now() < deadline, "the TLS fetch failed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let want = [
+        (server.as_str(), "shop.example", "shop.example", "tls"),
+        (other, "r7.googlevideo.com", "YouTube", "dns"),
+    ];
+    let deadline = Instant::now() + PATIENCE;
+    let rows = loop {
+        let rows = Store::open(&db).unwrap().device_names().unwrap();
+        let got: Vec<(&str, &str, &str, &str)> = rows
+            .iter()
+            .filter(|r| r.mac.to_string() == client_mac)
+            .map(|r| {
+                (
+                    r.remote_ip.as_str(),
+                    r.name.as_str(),
+                    r.service.as_str(),
+                    r.source.as_str(),
+                )
+            })
+            .collect();
+        if want.iter().all(|w| got.contains(w)) {
+            break rows;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "names never stored: {rows:?}\n{}",
+            daemon_log.lock().unwrap().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    eprintln!("stored: {rows:?}");
+    drop(daemon);
+    drop(tcpdump);
+    // The same link through `lanmeter names` and tshark.
+    let (t_sni, t_dns) = tshark_names(&pcap);
+    let (l_sni, l_dns, v) = lanmeter_names(&pcap);
+    assert_eq!(l_sni, t_sni);
+    assert_eq!(l_dns, t_dns);
+    assert!(
+        t_sni.contains("shop.example") && t_dns.contains("r7.googlevideo.com"),
+        "{t_sni:?} {t_dns:?}"
+    );
+    let learned = v["learned"].to_string();
+    assert!(
+        learned.contains(&format!("\"remote_ip\":\"{server}\"")),
+        "{learned}"
+    );
+    eprintln!("live names test: {:?}", started.elapsed());
+}
+
+#[test]
+fn with_the_setting_off_nothing_is_captured_or_stored() {
+    // The same daemon start as above minus the setting: the names thread never starts, and
+    // the table stays empty however much DNS and TLS crosses the link.
+    let pair = crate::netns::NetnsPair::new();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("lanmeter.toml");
+    let db = dir.path().join("x.db");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir = {:?}\nlisten = \"127.0.0.1:0\"\narp_sweep_interval_secs = 0\ndiscovery = false\n",
+            dir.path().display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &pair.a, LANMETER, "--config"])
+        .arg(&cfg)
+        .args(["run", "--interface", &pair.a_if, "--db"])
+        .arg(&db);
+    let daemon = KillOnDrop(
+        hermetic(&mut cmd)
+            .env("LANMETER_FLUSH_INTERVAL_SECS", "1")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !db.exists() {
+        assert!(Instant::now() < deadline, "the daemon did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    // A DNS answer from port 53 to A, as raw UDP from B (a real resolver is not needed to
+    // show nothing is read): a well-formed response naming shop.example.
+    let answer = "\\x12\\x34\\x81\\x80\\x00\\x01\\x00\\x01\\x00\\x00\\x00\\x00\\x04shop\\x07example\\x00\\x00\\x01\\x00\\x01\\xc0\\x0c\\x00\\x01\\x00\\x01\\x00\\x00\\x00\\x3c\\x00\\x04\\x0a\\x09\\x00\\x02";
+    let script = format!(
+        "import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.bind(('{}',53));[s.sendto(b'{answer}',('{}',5353)) for _ in range(5)]",
+        pair.b_ip, pair.a_ip
+    );
+    run(&["ip", "netns", "exec", &pair.b, "python3", "-c", &script]);
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut daemon = daemon;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.0.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    daemon.0.wait().unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut daemon.0.stderr.take().unwrap(), &mut out).unwrap();
+    assert!(!out.contains("per-device services"), "{out}");
+    let n: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT count(*) FROM device_names", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 0);
+}
