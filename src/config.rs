@@ -30,6 +30,7 @@ const FLUSH_INTERVAL_SECS: RangeInclusive<u64> = 1..=300;
 const MAX_DEVICES: RangeInclusive<usize> = 16..=1_000_000;
 const STATS_LOG_INTERVAL_SECS: RangeInclusive<u64> = 1..=86_400;
 const KEEP_MINUTES_DAYS: RangeInclusive<u32> = 1..=366;
+const KEEP_REMOTES_DAYS: RangeInclusive<u32> = 1..=366;
 const KEEP_HOURS_DAYS: RangeInclusive<u32> = 1..=36_500;
 const KEEP_DAYS_MONTHS: RangeInclusive<u32> = 0..=1200;
 const KEEP_MONTHS_YEARS: RangeInclusive<u32> = 0..=100;
@@ -210,6 +211,8 @@ pub const KEYS: &[&str] = &[
     "router_snmp_interface",
     "router_poll_secs",
     "coverage_alert_percent",
+    "remote_endpoints",
+    "keep_remotes_days",
 ];
 
 /// Keys whose environment variable is a comma-separated list rather than one value.
@@ -498,6 +501,11 @@ pub struct Config {
     /// A health alert when lanmeter saw less than this share of the router's internet bytes
     /// for an hour; 0 turns it off.
     pub coverage_alert_percent: u32,
+    /// Record each device's internet bytes per remote address, per hour (issue 29; off by
+    /// default: which addresses a device talks to is private).
+    pub remote_endpoints: bool,
+    /// Days the per-remote hours are kept.
+    pub keep_remotes_days: u32,
 }
 
 /// Where the router's WAN counters come from.
@@ -650,6 +658,8 @@ impl Default for Config {
             router_snmp_interface: "wan".into(),
             router_poll_secs: 10,
             coverage_alert_percent: 80,
+            remote_endpoints: false,
+            keep_remotes_days: 7,
         }
     }
 }
@@ -928,7 +938,8 @@ fn hint(key: &str) -> String {
         "alert_internet_loss_percent" => range(&ALERT_INTERNET_PERCENT, "percent (0 turns the rule off)"),
         "alert_internet_latency_ms" => range(&ALERT_INTERNET_LATENCY_MS, "ms (0 turns the rule off)"),
         "alert_internet_sustained_minutes" => range(&ALERT_INTERNET_SUSTAINED_MINUTES, "minutes"),
-        "passive_latency" => "use true or false".into(),
+        "passive_latency" | "remote_endpoints" => "use true or false".into(),
+        "keep_remotes_days" => range(&KEEP_REMOTES_DAYS, "days"),
         "router_source" => "use \"auto\", \"upnp\", \"tr064\", \"snmp\" or \"off\"".into(),
         "router_snmp_host" => "use the router's address or host name, with :port if not 161, such as \"192.168.1.1\", or remove the key".into(),
         "router_snmp_community" => "use the router's read-only SNMP community in double quotes (often \"public\")".into(),
@@ -1211,6 +1222,11 @@ impl Config {
             &KEEP_MINUTES_DAYS,
         )?;
         check_range("keep_hours_days", self.keep_hours_days, &KEEP_HOURS_DAYS)?;
+        check_range(
+            "keep_remotes_days",
+            self.keep_remotes_days,
+            &KEEP_REMOTES_DAYS,
+        )?;
         if self.keep_hours_days < self.keep_minutes_days {
             // Hours shorter than minutes would make the mid-range history coarser than the
             // older one for no saving.

@@ -266,6 +266,7 @@ fn open(cfg: &Config, inputs: Inputs) -> anyhow::Result<Opened> {
         gateway,
         locality,
         passive_latency: cfg.passive_latency,
+        remote_endpoints: cfg.remote_endpoints,
     }));
     Ok(Opened {
         _lock: lock,

@@ -265,6 +265,15 @@ impl Flusher {
                 tracing::warn!(error = %e, "passive latency minutes were not written");
             }
         }
+        // Remote endpoints (issue 29) likewise carry the frames' minutes.
+        if delta.remote_endpoints && !matches!(stamping, Stamping::Live(None)) {
+            let rows = delta.remote_usage(gateway);
+            if !rows.is_empty() {
+                if let Err(e) = self.store.write_remotes(&rows) {
+                    tracing::warn!(error = %e, "remote endpoint bytes were not written");
+                }
+            }
+        }
         if stats.duration > interval {
             tracing::warn!(
                 took_ms = stats.duration.as_millis() as u64,

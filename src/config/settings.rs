@@ -858,6 +858,22 @@ pub const SETTINGS: &[Setting] = &[
         false,
     ),
     s(
+        "remote_endpoints",
+        "Internet quality",
+        "Record remote addresses",
+        "Off: only how much each device used. On: also which internet addresses each device exchanged bytes with, per hour (addresses and byte counts only, never contents; kept keep_remotes_days, stays on this box; takes effect at restart).",
+        Bool,
+        false,
+    ),
+    s(
+        "keep_remotes_days",
+        "Internet quality",
+        "Remote addresses kept (days)",
+        "Hours of per-address bytes older than this are deleted.",
+        Int,
+        false,
+    ),
+    s(
         "router_source",
         "Router counters",
         "Read the router's counters",

@@ -460,6 +460,10 @@ pub(crate) fn remove_device_history(
         "DELETE FROM usage_minute WHERE device_id = ?1",
         params![device_id],
     )?;
+    tx.execute(
+        "DELETE FROM device_remote_hour WHERE device_id = ?1",
+        params![device_id],
+    )?;
     Ok(())
 }
 
