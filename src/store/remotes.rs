@@ -13,7 +13,7 @@
 use super::{Store, StoreError, sql_err};
 use crate::endpoints::{ENTRIES, OTHER, RemoteUsage, remote_text};
 use crate::model::MacAddr;
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{TransactionBehavior, params};
 use std::collections::HashMap;
 
 /// Remotes kept per device in a closed hour (besides `other`): as many as the meter keeps per
@@ -46,8 +46,8 @@ const ADD: &str = "INSERT INTO device_remote_hour (hour, device_id, remote, byte
          bytes_up = bytes_up + excluded.bytes_up, bytes_down = bytes_down + excluded.bytes_down";
 
 impl Store {
-    /// Adds per-minute remote rows to their hours, in one transaction. Rows of a MAC that has
-    /// no device yet (the flush that records it failed) are skipped.
+    /// Adds per-minute remote rows to their hours, in one transaction (a MAC without a device
+    /// yet gets one, as with usage).
     pub fn write_remotes(&mut self, rows: &[RemoteUsage]) -> Result<(), StoreError> {
         let path = self.path.clone();
         let op = "writing remote endpoints";
@@ -71,24 +71,20 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql_err(&path, op))?;
         {
-            let mut id_of = tx
-                .prepare_cached("SELECT device_id FROM device_macs WHERE mac = ?1")
-                .map_err(sql_err(&path, op))?;
             let mut add = tx.prepare_cached(ADD).map_err(sql_err(&path, op))?;
-            let mut ids: HashMap<MacAddr, Option<i64>> = HashMap::new();
+            let mut ids: HashMap<MacAddr, i64> = HashMap::new();
             for ((mac, hour, remote), (up, down)) in sums {
                 let id = match ids.get(&mac) {
                     Some(&id) => id,
                     None => {
-                        let id = id_of
-                            .query_row([mac.to_u64() as i64], |r| r.get::<_, i64>(0))
-                            .optional()
+                        // A device whose sighting is not written yet (held back while the
+                        // clock is not trusted) is recorded now, as usage rows do.
+                        let id = super::devices::ensure_device(&tx, mac, hour * 1_000_000_000)
                             .map_err(sql_err(&path, op))?;
                         ids.insert(mac, id);
                         id
                     }
                 };
-                let Some(id) = id else { continue };
                 add.execute(params![hour, id, remote, up as i64, down as i64])
                     .map_err(sql_err(&path, op))?;
             }
