@@ -93,6 +93,7 @@ names = {
     "replay": "lanmeter replay --json (gateway inferred)",
     "replay_gw": "lanmeter replay --json --gateway MAC",
     "replay_nopassive": "lanmeter replay --json --no-passive-latency (passive latency off)",
+    "replay_endpoints": "lanmeter replay --json --gateway MAC --endpoints (remote endpoints on)",
     "darkstat": "darkstat -r FILE",
     "tcpdump_ng": "tcpdump -r FILE.pcapng -w /dev/null (libpcap's pcapng reader)",
     "replay_ng": "lanmeter replay --json on the same frames as pcapng",

@@ -111,7 +111,7 @@ rm -rf "$OUT/darkstat" && mkdir -p "$OUT/darkstat"
 ALL_RUNS=$RUNS
 RUNS=1
 for n in $(seq "$ALL_RUNS"); do
-    for name in floor tcpdump replay replay_gw replay_nopassive darkstat tcpdump_ng replay_ng; do
+    for name in floor tcpdump replay replay_gw replay_endpoints replay_nopassive darkstat tcpdump_ng replay_ng; do
         case $name in
             floor) cmd=("$FLOOR" "$PCAP") ;;
             tcpdump) cmd=(tcpdump -r "$PCAP" -w /dev/null) ;;
@@ -119,6 +119,7 @@ for n in $(seq "$ALL_RUNS"); do
             replay_ng) cmd=("$LM" replay "$PCAPNG" --json) ;;
             replay) cmd=("$LM" replay "$PCAP" --json) ;;
             replay_gw) cmd=("$LM" replay "$PCAP" --json --gateway "$GW") ;;
+            replay_endpoints) cmd=("$LM" replay "$PCAP" --json --gateway "$GW" --endpoints) ;;
             replay_nopassive) cmd=("$LM" replay "$PCAP" --json --no-passive-latency) ;;
             darkstat) cmd=(darkstat -r "$PCAP" --no-daemon --no-dns --chroot "$OUT/darkstat" --user root) ;;
         esac

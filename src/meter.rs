@@ -956,7 +956,7 @@ struct TotalEntry {
 
 /// Remotes remembered per device across a replay's minutes before the smallest half is folded
 /// into "other": a device talks to a few hundred addresses in a day, a flood to any number.
-const MAX_TOTAL_REMOTES: usize = 1024;
+const MAX_TOTAL_REMOTES: usize = 256;
 
 fn add_total_peer(peers: &mut HashMap<u64, (u64, u64)>, peer: u64, up: u64, down: u64) {
     if peers.len() < MAX_TOTAL_PEERS || peers.contains_key(&peer) {
