@@ -955,8 +955,9 @@ struct TotalEntry {
 }
 
 /// Remotes remembered per device across a replay's minutes before the smallest half is folded
-/// into "other": a device talks to a few hundred addresses in a day, a flood to any number.
-const MAX_TOTAL_REMOTES: usize = 256;
+/// into "other" (so at least the 32 a stored hour keeps): a flood brings any number, and 200
+/// devices' tables must stay within the memory budget.
+const MAX_TOTAL_REMOTES: usize = 2 * crate::endpoints::ENTRIES;
 
 fn add_total_peer(peers: &mut HashMap<u64, (u64, u64)>, peer: u64, up: u64, down: u64) {
     if peers.len() < MAX_TOTAL_PEERS || peers.contains_key(&peer) {
