@@ -230,3 +230,62 @@ pub(super) fn unmerge_remotes(
     )?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::endpoints::Remote;
+
+    #[test]
+    fn a_closed_hour_keeps_its_biggest_remotes_and_old_hours_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut st = Store::open(&dir.path().join("r.db")).unwrap();
+        let mac: MacAddr = "dc:a6:32:00:00:01".parse().unwrap();
+        let row = |minute, i: u32, up| RemoteUsage {
+            mac,
+            minute,
+            remote: Some(Remote::V4(0x0800_0000 + i)),
+            up,
+            down: 1,
+        };
+        // Hour 0 (old) and hour 7200: 40 remotes, remote i with i+1 bytes up, plus "other".
+        let mut rows: Vec<RemoteUsage> = (0..40)
+            .map(|i| row(7200 + 60, i, u64::from(i) + 1))
+            .collect();
+        rows.push(RemoteUsage {
+            remote: None,
+            ..row(7200, 0, 5)
+        });
+        rows.push(row(0, 0, 9));
+        st.write_remotes(&rows).unwrap();
+        let id: i64 = st
+            .conn
+            .query_row("SELECT device_id FROM device_macs", [], |r| r.get(0))
+            .unwrap();
+        let before = st.device_remotes(id, 7200, 10_800).unwrap();
+        let sum = |v: &[RemoteBytes]| {
+            v.iter()
+                .fold((0, 0), |(u, d), r| (u + r.bytes_up, d + r.bytes_down))
+        };
+        // Now is in hour 10800: hour 7200 is closed; keeping 2 hours deletes hour 0.
+        let r = st.maintain_remotes(2 * 3600, 10_800 + 60).unwrap();
+        assert_eq!(
+            r,
+            RemotesMaintenance {
+                deleted: 1,
+                folded: 8
+            }
+        );
+        let after = st.device_remotes(id, 7200, 10_800).unwrap();
+        assert_eq!(after.len(), KEPT_PER_HOUR + 1);
+        assert_eq!(sum(&after), sum(&before));
+        assert_eq!(after[0].remote, "8.0.0.39");
+        let other = after.last().unwrap();
+        assert_eq!(other.remote, OTHER);
+        assert_eq!(other.bytes_up, 5 + (1..=8).sum::<u64>());
+        assert!(st.device_remotes(id, 0, 3600).unwrap().is_empty());
+        // Nothing more to do the second time.
+        let again = st.maintain_remotes(2 * 3600, 10_800 + 60).unwrap();
+        assert_eq!(again, RemotesMaintenance::default());
+    }
+}
