@@ -95,6 +95,7 @@ names = {
     "replay_nopassive": "lanmeter replay --json --no-passive-latency (passive latency off)",
     "replay_hs": "lanmeter replay --json, household with a handshake per web request (passive latency on)",
     "replay_hs_nopassive": "lanmeter replay --json --no-passive-latency, the same household with handshakes",
+    "replay_endpoints": "lanmeter replay --json --gateway MAC --endpoints (remote endpoints on)",
     "darkstat": "darkstat -r FILE",
     "tcpdump_ng": "tcpdump -r FILE.pcapng -w /dev/null (libpcap's pcapng reader)",
     "replay_ng": "lanmeter replay --json on the same frames as pcapng",

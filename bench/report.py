@@ -145,6 +145,13 @@ if ing:
           f"{frames / c['replay_hs'] / 1e6:.2f} M frames per CPU-second on, {frames / c['replay_hs_nopassive'] / 1e6:.2f} M "
           f"off: it costs {cost:+.1f} % CPU per frame (median CPU {c['replay_hs']:.2f} s vs {c['replay_hs_nopassive']:.2f} s).")
         w("")
+    if "replay_endpoints" in c:
+        cost = (c["replay_endpoints"] / c["replay_gw"] - 1) * 100
+        w(f"Remote endpoints (bytes per device and remote address, issue 29): "
+          f"{frames / c['replay_endpoints'] / 1e6:.2f} M frames per CPU-second on, "
+          f"{frames / c['replay_gw'] / 1e6:.2f} M off (both with --gateway): it costs {cost:+.1f} % CPU per frame "
+          f"(median CPU {c['replay_endpoints']:.2f} s vs {c['replay_gw']:.2f} s).")
+        w("")
     pct = c["floor"] / c["replay"] * 100
     pct_gw = c["floor"] / c["replay_gw"] * 100
     budget["ingest_floor"] = (f"{pct:.0f} % of the bare loop's frames per CPU-second (with --gateway: {pct_gw:.0f} %; "

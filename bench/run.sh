@@ -115,7 +115,7 @@ rm -rf "$OUT/darkstat" && mkdir -p "$OUT/darkstat"
 ALL_RUNS=$RUNS
 RUNS=1
 for n in $(seq "$ALL_RUNS"); do
-    for name in ${INGEST_ROWS:-floor tcpdump replay replay_gw replay_nopassive replay_hs replay_hs_nopassive darkstat tcpdump_ng replay_ng}; do
+    for name in ${INGEST_ROWS:-floor tcpdump replay replay_gw replay_endpoints replay_nopassive replay_hs replay_hs_nopassive darkstat tcpdump_ng replay_ng}; do
         case $name in
             floor) cmd=("$FLOOR" "$PCAP") ;;
             tcpdump) cmd=(tcpdump -r "$PCAP" -w /dev/null) ;;
@@ -123,6 +123,7 @@ for n in $(seq "$ALL_RUNS"); do
             replay_ng) cmd=("$LM" replay "$PCAPNG" --json) ;;
             replay) cmd=("$LM" replay "$PCAP" --json) ;;
             replay_gw) cmd=("$LM" replay "$PCAP" --json --gateway "$GW") ;;
+            replay_endpoints) cmd=("$LM" replay "$PCAP" --json --gateway "$GW" --endpoints) ;;
             replay_nopassive) cmd=("$LM" replay "$PCAP" --json --no-passive-latency) ;;
             replay_hs) cmd=("$LM" replay "$HANDS" --json) ;;
             replay_hs_nopassive) cmd=("$LM" replay "$HANDS" --json --no-passive-latency) ;;

@@ -658,10 +658,23 @@ fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         gateway: args.gateway,
         max_devices: args.max_devices,
         passive_latency: !args.no_passive_latency,
+        remote_endpoints: args.endpoints,
         presence_window_ns: (Config::default().presence_window_secs as i64)
             .saturating_mul(1_000_000_000),
     };
     let window_ns = opts.presence_window_ns;
+    // Remotes are counted only against a known gateway: find it first (a pipe is spooled to
+    // a file so that it can be read twice, as for --db).
+    if args.endpoints && opts.gateway.is_none() {
+        if !crate::capture::file::is_rereadable(&args.file) {
+            let copy = spool(&args.file)?;
+            let mut args = args;
+            args.file = copy.path().to_owned();
+            return run_replay(args);
+        }
+        opts.gateway = replay::infer_gateway(&args.file, &opts)
+            .with_context(|| format!("replaying {}", args.file.display()))?;
+    }
     let mut result = match &args.db {
         None => replay::replay(&args.file, &opts, |_, _| {
             Ok::<(), std::convert::Infallible>(())

@@ -247,6 +247,11 @@ pub struct ReplayArgs {
     /// Do not time TCP handshakes (passive latency); the benchmark's "off" row.
     #[arg(long)]
     pub no_passive_latency: bool,
+    /// Count internet bytes per remote address for each device (the `per_device_services`
+    /// setting); --json then gives each device a "remotes" list ending with an "other" row.
+    /// Without --gateway the file is read twice (the first pass finds the gateway).
+    #[arg(long)]
+    pub endpoints: bool,
     /// Read an 802.11 capture (radiotap, from a monitor-mode interface) and print the Wi-Fi
     /// survey as JSON: access points, channels, probing clients, channel recommendation. With
     /// --db the survey is stored and the printed JSON is read back from the database.

@@ -266,6 +266,7 @@ fn open(cfg: &Config, inputs: Inputs) -> anyhow::Result<Opened> {
         gateway,
         locality,
         passive_latency: cfg.passive_latency,
+        remote_endpoints: cfg.per_device_services,
     }));
     Ok(Opened {
         _lock: lock,

@@ -288,6 +288,15 @@ impl Flusher {
                 crate::store::internet::write_passive_in(sp, path, &rows, &devices)
             });
         }
+        // Remote endpoints (issue 29) likewise carry the frames' minutes.
+        if delta.remote_endpoints && !matches!(stamping, Stamping::Live(None)) {
+            let rows = delta.remote_usage(gateway);
+            if !rows.is_empty() {
+                self.queue.push("remote endpoints", move |sp, path| {
+                    crate::store::remotes::write_remotes_in(sp, path, &rows)
+                });
+            }
+        }
         let stats = self.flush(usage, seen)?;
         if stats.duration > interval {
             tracing::warn!(

@@ -8,6 +8,8 @@
 //! - [`discovery`]: who is on the LAN: route/gateway/prefix detection, passive learners (ARP,
 //!   DHCP, mDNS, NDP), the ARP sweep, OUI vendors, device type guess.
 //! - [`meter`]: the bounded per-MAC counter map the packet path writes into.
+//! - [`endpoints`]: opt-in internet bytes per (device, remote address), bounded per device
+//!   (Space-Saving with exact counts), and the stored text form of a remote.
 //! - [`placement`]: where the Pi sits and whether it sees the household's traffic: the one
 //!   visibility verdict (doctor, daemon, System page, wizard, API) and the tally behind it.
 //! - [`plan`]: the household data plan (pure): billing cycles, budgets, projection, calibration,
@@ -61,6 +63,7 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod discovery;
+pub mod endpoints;
 
 pub mod flush;
 pub mod internet;

@@ -9,6 +9,7 @@
 
 use crate::capture::FrameSink;
 use crate::capture::decode::{Dest, Frame, IpPair};
+use crate::endpoints::{Remote, RemoteUsage, Summary};
 use crate::internet::passive::{DeviceHour, Handshakes, PassiveMinute, PassiveStats};
 use crate::model::{Counts, IpPrefix, MacAddr, MinuteUsage, Sighting, TimestampNs, minute_of};
 use std::collections::HashMap;
@@ -144,6 +145,8 @@ pub struct MeterConfig {
     pub locality: Locality,
     /// Time TCP handshakes to the internet (issue 27's passive latency).
     pub passive_latency: bool,
+    /// Count internet bytes per (device, remote address) (issue 29, [`crate::endpoints`]).
+    pub remote_endpoints: bool,
 }
 
 impl Default for MeterConfig {
@@ -153,6 +156,7 @@ impl Default for MeterConfig {
             gateway: None,
             locality: Locality::default(),
             passive_latency: true,
+            remote_endpoints: false,
         }
     }
 }
@@ -181,6 +185,9 @@ struct Entry {
     peers: [Peer; INLINE_PEERS],
     ipv4: [u32; MAX_IPS],
     ipv6: [u128; MAX_IPS],
+    /// Internet bytes per remote, allocated at the device's first internet frame of the minute
+    /// when remote endpoints are on (never otherwise).
+    remotes: Option<Box<Summary>>,
 }
 
 impl Default for Entry {
@@ -195,6 +202,7 @@ impl Default for Entry {
             peers: [Peer::default(); INLINE_PEERS],
             ipv4: [0; MAX_IPS],
             ipv6: [0; MAX_IPS],
+            remotes: None,
         }
     }
 }
@@ -297,6 +305,8 @@ pub struct Delta {
     pub passive: Vec<PassiveMinute>,
     /// Passive latency per device and hour since the last delta.
     pub passive_devices: Vec<DeviceHour>,
+    /// Whether remote endpoints were counted (the setting was on).
+    pub remote_endpoints: bool,
 }
 
 impl Delta {
@@ -340,6 +350,52 @@ impl Delta {
             }
         }
         (usage, other)
+    }
+
+    /// Internet bytes per (device, minute, remote), "other" rows (`remote: None`) included;
+    /// empty when remote endpoints are off. Per device and minute the rows sum exactly to the
+    /// device's internet bytes of [`Delta::minute_usage`] with the same `gateway`: bytes counted
+    /// while the meter did not know the gateway (resolved only now) have no remote and are
+    /// "other", as are those of a remote evicted from a full summary.
+    pub fn remote_usage(&self, gateway: Option<MacAddr>) -> Vec<RemoteUsage> {
+        if !self.remote_endpoints {
+            return Vec::new();
+        }
+        let gw = self.gateway.or(gateway).map(MacAddr::to_u64);
+        let mut rows = Vec::new();
+        for s in &self.segments {
+            for (mac, e) in s.entries() {
+                let (mut other_up, mut other_down) = if self.gateway.is_none() {
+                    peer_bytes(s, mac, e, gw)
+                } else {
+                    (0, 0)
+                };
+                let m = MacAddr::from_u64(mac);
+                if let Some(sum) = &e.remotes {
+                    for (remote, up, down) in sum.entries() {
+                        rows.push(RemoteUsage {
+                            mac: m,
+                            minute: s.minute,
+                            remote: Some(remote),
+                            up,
+                            down,
+                        });
+                    }
+                    other_up += sum.other().0;
+                    other_down += sum.other().1;
+                }
+                if other_up + other_down > 0 {
+                    rows.push(RemoteUsage {
+                        mac: m,
+                        minute: s.minute,
+                        remote: None,
+                        up: other_up,
+                        down: other_down,
+                    });
+                }
+            }
+        }
+        rows
     }
 
     /// (MAC, first frame sent, last frame sent) per minute segment, for every MAC that sent in
@@ -412,6 +468,23 @@ fn peer_bytes(s: &Segment, mac: u64, e: &Entry, gw: Option<u64>) -> (u64, u64) {
     (up, down)
 }
 
+/// Counts an internet frame for its remote: the source address of a download, the destination
+/// of an upload. Only called for frames with a non-local address, so `ip` is never `None`.
+#[inline]
+fn count_remote(e: &mut Entry, ip: IpPair, download: bool, len: u64) {
+    let remote = match (ip, download) {
+        (IpPair::V4 { dst, .. }, false) => Remote::V4(dst),
+        (IpPair::V4 { src, .. }, true) => Remote::V4(src),
+        (IpPair::V6 { dst, .. }, false) => Remote::V6(dst),
+        (IpPair::V6 { src, .. }, true) => Remote::V6(src),
+        (IpPair::None, _) => return,
+    };
+    let (up, down) = if download { (0, len) } else { (len, 0) };
+    e.remotes
+        .get_or_insert_with(Box::default)
+        .add(remote, up, down);
+}
+
 /// Sent span if the MAC ever sent, else the received span (ACCOUNTING.md §4).
 fn seen_span(t: [TimestampNs; 4]) -> (TimestampNs, TimestampNs) {
     if t[0] <= t[1] {
@@ -440,6 +513,8 @@ pub struct Meter {
     evictions: u64,
     /// Pending SYNs and handshake latency histograms; `None` when switched off.
     passive: Option<Box<Handshakes>>,
+    /// Count internet bytes per remote ([`crate::endpoints`]); off costs one branch per frame.
+    remotes: bool,
 }
 
 impl Meter {
@@ -458,6 +533,7 @@ impl Meter {
             scratch: Vec::new(),
             evictions: 0,
             passive: cfg.passive_latency.then(|| Box::new(Handshakes::new())),
+            remotes: cfg.remote_endpoints,
         }
     }
 
@@ -539,6 +615,7 @@ impl Meter {
                 .as_mut()
                 .map(|p| p.take_devices())
                 .unwrap_or_default(),
+            remote_endpoints: self.remotes,
         }
     }
 
@@ -609,6 +686,7 @@ impl Meter {
 
         let ts = f.ts;
         let gateway = self.gateway;
+        let remotes = self.remotes;
         let arp_ip = f
             .arp
             .filter(|a| a.sender_mac == f.src && self.locality.is_local_v4(a.sender_ip))
@@ -637,6 +715,9 @@ impl Meter {
             if let (Some(d), Some(gw)) = (dst, gateway) {
                 if d == gw && !dst_local && src != gw {
                     e.c.internet_upload_bytes += len;
+                    if remotes {
+                        count_remote(e, f.ip, false, len);
+                    }
                 }
             }
             // A Linux cooked capture keeps no destination MAC, but an outgoing frame of the
@@ -644,6 +725,9 @@ impl Meter {
             // (docs/ACCOUNTING.md, "Linux cooked captures").
             if !dst_local && matches!(f.dst, Dest::FromCaptureHost { .. }) {
                 e.c.internet_upload_bytes += len;
+                if remotes {
+                    count_remote(e, f.ip, false, len);
+                }
             }
         }
 
@@ -662,11 +746,17 @@ impl Meter {
             _ if matches!(f.dst, Dest::CaptureHost { .. }) => {
                 if !src_local && d != src {
                     e.c.internet_download_bytes += len;
+                    if remotes {
+                        count_remote(e, f.ip, true, len);
+                    }
                 }
             }
             Some(gw) => {
                 if src == gw && !src_local && d != gw {
                     e.c.internet_download_bytes += len;
+                    if remotes {
+                        count_remote(e, f.ip, true, len);
+                    }
                 }
             }
             None => {
@@ -846,6 +936,8 @@ pub struct Totals {
     /// The gateway the deltas were counted against, when the meter knew it.
     gateway: Option<MacAddr>,
     max_devices: usize,
+    /// Remote endpoints were counted (some delta had them on).
+    remotes: bool,
 }
 
 impl Default for Totals {
@@ -863,7 +955,16 @@ struct TotalEntry {
     peers: HashMap<u64, (u64, u64)>,
     ipv4: Vec<Ipv4Addr>,
     ipv6: Vec<Ipv6Addr>,
+    /// Internet bytes (up, down) per remote, summed over the minutes' summaries; bounded by
+    /// [`MAX_TOTAL_REMOTES`] (the smallest fold into `remote_other`).
+    remotes: HashMap<Remote, (u64, u64)>,
+    remote_other: (u64, u64),
 }
+
+/// Remotes remembered per device across a replay's minutes before the smallest half is folded
+/// into "other" (so at least the 32 a stored hour keeps): a flood brings any number, and 200
+/// devices' tables must stay within the memory budget.
+const MAX_TOTAL_REMOTES: usize = 2 * crate::endpoints::ENTRIES;
 
 fn add_total_peer(peers: &mut HashMap<u64, (u64, u64)>, peer: u64, up: u64, down: u64) {
     if peers.len() < MAX_TOTAL_PEERS || peers.contains_key(&peer) {
@@ -871,6 +972,30 @@ fn add_total_peer(peers: &mut HashMap<u64, (u64, u64)>, peer: u64, up: u64, down
         v.0 += up;
         v.1 += down;
     }
+}
+
+/// Folds the smaller half of a device's remotes into its "other" (exact sums kept).
+fn fold_smallest_remotes(t: &mut TotalEntry) {
+    let mut by_bytes: Vec<(u64, Remote)> =
+        t.remotes.iter().map(|(&r, &(u, d))| (u + d, r)).collect();
+    let cut = by_bytes.len() - MAX_TOTAL_REMOTES / 2;
+    by_bytes.select_nth_unstable(cut - 1);
+    for &(_, r) in &by_bytes[..cut] {
+        if let Some((u, d)) = t.remotes.remove(&r) {
+            t.remote_other.0 += u;
+            t.remote_other.1 += d;
+        }
+    }
+}
+
+/// One device's internet bytes per remote across a replay (`replay --endpoints`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRemotes {
+    pub mac: MacAddr,
+    /// (remote, bytes up, bytes down), most bytes first.
+    pub remotes: Vec<(Remote, u64, u64)>,
+    /// Bytes (up, down) with no remote kept: evicted, or counted before the gateway was known.
+    pub other: (u64, u64),
 }
 
 /// One device's totals, resolved against a gateway: the rows of `replay --json`.
@@ -891,6 +1016,7 @@ impl Totals {
             other: Other::default(),
             gateway: None,
             max_devices: max_devices.max(2),
+            remotes: false,
         }
     }
 
@@ -920,6 +1046,7 @@ impl Totals {
         if delta.gateway.is_some() {
             self.gateway = delta.gateway;
         }
+        self.remotes |= delta.remote_endpoints;
         for s in &delta.segments {
             self.other.counts.add(&s.other.counts);
             self.other.entries_evicted += s.other.entries_evicted;
@@ -956,6 +1083,18 @@ impl Totals {
                         t.ipv6.push(ip);
                     }
                 }
+                if let Some(sum) = &e.remotes {
+                    for (r, up, down) in sum.entries() {
+                        let v = t.remotes.entry(r).or_default();
+                        v.0 += up;
+                        v.1 += down;
+                    }
+                    t.remote_other.0 += sum.other().0;
+                    t.remote_other.1 += sum.other().1;
+                    if t.remotes.len() > MAX_TOTAL_REMOTES {
+                        fold_smallest_remotes(t);
+                    }
+                }
             }
             if delta.gateway.is_none() {
                 for (&(mac, peer), &(up, down)) in &s.spill {
@@ -966,6 +1105,40 @@ impl Totals {
             }
         }
         self.enforce_bound();
+    }
+
+    /// Internet bytes per remote for every device that had any, by MAC (empty when remote
+    /// endpoints were off). Per device, remotes plus other equal the internet bytes of
+    /// [`Totals::devices`]: bytes counted before the gateway was known are "other".
+    pub fn remotes(&self) -> Vec<DeviceRemotes> {
+        if !self.remotes {
+            return Vec::new();
+        }
+        let gw64 = self.gateway().map(MacAddr::to_u64);
+        let mut out: Vec<DeviceRemotes> = self
+            .devices
+            .iter()
+            .filter_map(|(&mac, t)| {
+                let mut other = t.remote_other;
+                if let Some(&(up, down)) = gw64.and_then(|g| t.peers.get(&g)) {
+                    other.0 += up;
+                    other.1 += down;
+                }
+                let mut remotes: Vec<(Remote, u64, u64)> =
+                    t.remotes.iter().map(|(&r, &(u, d))| (r, u, d)).collect();
+                if remotes.is_empty() && other == (0, 0) {
+                    return None;
+                }
+                remotes.sort_by(|a, b| (b.1 + b.2).cmp(&(a.1 + a.2)).then(a.0.cmp(&b.0)));
+                Some(DeviceRemotes {
+                    mac: MacAddr::from_u64(mac),
+                    remotes,
+                    other,
+                })
+            })
+            .collect();
+        out.sort_by_key(|d| d.mac);
+        out
     }
 
     /// Traffic of MACs that were evicted from a full map.
@@ -1501,6 +1674,147 @@ mod tests {
             t[&PHONE].ips,
             vec![IpAddr::V4(Ipv4Addr::new(192, 168, 1, 2))]
         );
+    }
+
+    /// Per device and minute: remote rows sum to the internet bytes, kept remotes exactly.
+    fn check_remotes(d: &Delta, gw: Option<MacAddr>) -> HashMap<(MacAddr, String), (u64, u64)> {
+        let (usage, _) = d.minute_usage(gw);
+        let rows = d.remote_usage(gw);
+        let mut per_dev: HashMap<(MacAddr, i64), (u64, u64)> = HashMap::new();
+        let mut per_remote = HashMap::new();
+        for r in &rows {
+            let v = per_dev.entry((r.mac, r.minute)).or_default();
+            v.0 += r.up;
+            v.1 += r.down;
+            let v: &mut (u64, u64) = per_remote
+                .entry((r.mac, crate::endpoints::remote_text(r.remote)))
+                .or_default();
+            v.0 += r.up;
+            v.1 += r.down;
+        }
+        for u in &usage {
+            let want = (
+                u.counts.internet_upload_bytes,
+                u.counts.internet_download_bytes,
+            );
+            let got = per_dev.remove(&(u.mac, u.minute)).unwrap_or_default();
+            assert_eq!(got, want, "{} minute {}", u.mac, u.minute);
+        }
+        assert!(per_dev.is_empty(), "rows without usage: {per_dev:?}");
+        per_remote
+    }
+
+    fn remotes_meter(gw: Option<MacAddr>) -> Meter {
+        Meter::new(MeterConfig {
+            gateway: gw,
+            remote_endpoints: true,
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn remote_endpoints_count_internet_bytes_per_remote_exactly() {
+        let frames = [
+            frame(PHONE, uni(GW), ip4([192, 168, 1, 2], [1, 1, 1, 1]), 1000, 1),
+            frame(GW, uni(PHONE), ip4([1, 1, 1, 1], [192, 168, 1, 2]), 1500, 2),
+            frame(PHONE, uni(GW), ip4([192, 168, 1, 2], [8, 8, 8, 8]), 70, 3),
+            // Local: not a remote.
+            frame(
+                PHONE,
+                uni(GW),
+                ip4([192, 168, 1, 2], [192, 168, 1, 1]),
+                80,
+                4,
+            ),
+            frame(
+                LAPTOP,
+                uni(GW),
+                ip4([192, 168, 1, 3], [1, 1, 1, 1]),
+                400,
+                MIN + 1,
+            ),
+            frame(
+                GW,
+                uni(LAPTOP),
+                IpPair::V6 {
+                    src: 0x2606_4700 << 96 | 0x1111,
+                    dst: 0x2001_0db8 << 96 | 3,
+                },
+                600,
+                MIN + 2,
+            ),
+        ];
+        for gw in [Some(GW), None] {
+            let mut m = remotes_meter(gw);
+            m.ingest_batch(&frames);
+            let d = m.take_delta();
+            let inferred = d.gateway.or_else(|| d.infer_gateway());
+            assert_eq!(inferred, Some(GW));
+            let r = check_remotes(&d, inferred);
+            if gw.is_some() {
+                assert_eq!(r[&(PHONE, "1.1.1.1".into())], (1000, 1500));
+                assert_eq!(r[&(PHONE, "8.8.8.8".into())], (70, 0));
+                assert_eq!(r[&(LAPTOP, "1.1.1.1".into())], (400, 0));
+                assert_eq!(r[&(LAPTOP, "2606:4700::1111".into())], (0, 600));
+                assert!(!r.contains_key(&(PHONE, "other".into())));
+            } else {
+                // Counted before the gateway was known: no remote, all "other".
+                assert_eq!(r[&(PHONE, "other".into())], (1070, 1500));
+            }
+        }
+    }
+
+    #[test]
+    fn remote_endpoints_off_give_no_rows() {
+        let mut m = meter(Some(GW));
+        m.ingest(&frame(
+            PHONE,
+            uni(GW),
+            ip4([10, 0, 0, 2], [1, 1, 1, 1]),
+            100,
+            1,
+        ));
+        let d = m.take_delta();
+        assert!(d.remote_usage(Some(GW)).is_empty());
+        let mut t = Totals::default();
+        t.add(&d);
+        assert!(t.remotes().is_empty());
+    }
+
+    #[test]
+    fn a_flood_of_remotes_stays_bounded_and_exact() {
+        let mut m = remotes_meter(Some(GW));
+        for i in 0..200_000u32 {
+            // 1.0.0.0 to 8.255.255.255: public, never a local range.
+            let rnd = (i.wrapping_mul(0x9e37_79b9) & 0x07ff_ffff) | 0x0100_0000;
+            m.ingest(&frame(
+                PHONE,
+                uni(GW),
+                ip4([10, 0, 0, 2], rnd.to_be_bytes()),
+                60,
+                i as i64,
+            ));
+            m.ingest(&frame(
+                GW,
+                uni(PHONE),
+                ip4([93, 184, 216, 34], [10, 0, 0, 2]),
+                1500,
+                i as i64,
+            ));
+        }
+        let d = m.take_delta();
+        let r = check_remotes(&d, Some(GW));
+        assert_eq!(r[&(PHONE, "93.184.216.34".into())], (0, 200_000 * 1500));
+        // At most ENTRIES remotes plus other per device (one minute here).
+        assert!(r.len() <= crate::endpoints::ENTRIES + 1, "{}", r.len());
+        let mut t = Totals::default();
+        t.add(&d);
+        let dr = &t.remotes()[0];
+        let sum = dr
+            .remotes
+            .iter()
+            .fold(dr.other, |(u, d), r| (u + r.1, d + r.2));
+        assert_eq!(sum, (200_000 * 60, 200_000 * 1500));
     }
 
     #[test]

@@ -8,7 +8,9 @@ use crate::capture::file::{FileError, FileSource, ReadStats};
 use crate::clock::{CLOCK_FLOOR, ClockGate};
 use crate::discovery::learner::Learner;
 use crate::flush::{Flusher, Stamping};
-use crate::meter::{Delta, DeviceTotals, Locality, Meter, MeterConfig, Other, Totals};
+use crate::meter::{
+    Delta, DeviceRemotes, DeviceTotals, Locality, Meter, MeterConfig, Other, Totals,
+};
 use crate::model::{Counts, IpPrefix, MacAddr, rfc3339};
 use crate::store::discovery::MacFacts;
 use crate::store::{Store, StoreError};
@@ -27,12 +29,16 @@ pub struct ReplayOptions {
     pub max_devices: usize,
     /// Time TCP handshakes to the internet (passive latency).
     pub passive_latency: bool,
+    /// Count internet bytes per remote address ([`crate::endpoints`]).
+    pub remote_endpoints: bool,
     /// The presence window for discovery (ns): sightings closer than this are one interval.
     pub presence_window_ns: i64,
 }
 
 pub struct ReplayResult {
     pub devices: Vec<DeviceTotals>,
+    /// Internet bytes per remote per device (empty unless remote endpoints were on).
+    pub remotes: Vec<DeviceRemotes>,
     pub other: Other,
     pub gateway: Option<MacAddr>,
     pub stats: ReadStats,
@@ -56,6 +62,7 @@ pub fn replay<E>(
         gateway: opts.gateway,
         locality: Locality::new(opts.lan.iter().copied()),
         passive_latency: opts.passive_latency,
+        remote_endpoints: opts.remote_endpoints,
     });
     let mut totals = Totals::new(opts.max_devices);
     let mut failed: Option<E> = None;
@@ -109,6 +116,7 @@ pub fn replay<E>(
     };
     Ok(Ok(ReplayResult {
         devices: totals.devices(),
+        remotes: totals.remotes(),
         other: totals.other(),
         gateway: totals.gateway(),
         stats,
@@ -258,6 +266,17 @@ pub struct JsonDevice {
     /// Only on the "other" row: per-minute MAC entries folded in because the map was full.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entries_evicted: Option<u64>,
+    /// Only with `replay --endpoints`: internet bytes per remote, most first, then "other".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remotes: Option<Vec<JsonRemote>>,
+}
+
+/// One remote of a device in `replay --endpoints --json` ([`crate::endpoints`]'s text form).
+#[derive(Serialize)]
+pub struct JsonRemote {
+    pub remote: String,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
 }
 
 impl JsonDevice {
@@ -285,6 +304,7 @@ impl JsonDevice {
             hostname: None,
             vendor: None,
             entries_evicted: None,
+            remotes: None,
         }
     }
 
@@ -302,6 +322,7 @@ impl JsonDevice {
             hostname: None,
             vendor: None,
             entries_evicted: Some(o.entries_evicted),
+            remotes: None,
         }
     }
 }
@@ -310,6 +331,27 @@ impl JsonDevice {
 pub fn to_json(r: &ReplayResult) -> String {
     let mut rows: Vec<JsonDevice> = r.devices.iter().map(JsonDevice::from_totals).collect();
     attach_discovery(&mut rows, &r.discovered);
+    let by_mac: HashMap<String, &DeviceRemotes> =
+        r.remotes.iter().map(|d| (d.mac.to_string(), d)).collect();
+    for row in &mut rows {
+        if let Some(d) = by_mac.get(&row.mac) {
+            let mut list: Vec<JsonRemote> = d
+                .remotes
+                .iter()
+                .map(|&(remote, up, down)| JsonRemote {
+                    remote: remote.to_string(),
+                    bytes_up: up,
+                    bytes_down: down,
+                })
+                .collect();
+            list.push(JsonRemote {
+                remote: crate::endpoints::OTHER.to_string(),
+                bytes_up: d.other.0,
+                bytes_down: d.other.1,
+            });
+            row.remotes = Some(list);
+        }
+    }
     if r.other.entries_evicted > 0 {
         rows.push(JsonDevice::other(&r.other));
     }

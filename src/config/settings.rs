@@ -910,7 +910,7 @@ pub const SETTINGS: &[Setting] = &[
         "per_device_services",
         "Per-device services",
         "Learn which services each device uses",
-        "Off by default. When on, lanmeter reads the names in DNS answers to each device and the server name a device sends when it opens a TLS or QUIC connection, and stores device, remote address, name and when (kept keep_services_days). It never stores web addresses, pages or content (takes effect at restart).",
+        "Off by default. When on, lanmeter also counts each device's internet bytes per remote address per hour (at most 32 per device and minute, the rest as other), reads the names in DNS answers to each device and the server name a device sends when it opens a TLS or QUIC connection, and stores device, remote address, name, bytes and when (kept keep_services_days, on this box only). It never stores web addresses, pages or content (takes effect at restart).",
         Bool,
         false,
     ),

@@ -48,6 +48,24 @@ impl Periodic for Maintenance {
             &Retention::from_config(ctx.cfg),
             ctx.health,
         );
+        // Remote endpoints (issue 29): retention and the per-hour bound. Rows exist only while
+        // the setting was on; running it anyway deletes old ones after it is turned off.
+        let keep = i64::from(ctx.cfg.keep_services_days) * 86_400;
+        match ctx
+            .flusher
+            .store_mut()
+            .maintain_remotes(keep, jiff::Timestamp::now().as_second())
+        {
+            Ok(r) if r.deleted + r.folded > 0 => tracing::info!(
+                deleted = r.deleted,
+                folded = r.folded,
+                "remote endpoints maintenance"
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "remote endpoints maintenance failed; retried later")
+            }
+        }
         ctx.health.read_damage(ctx.db);
         if ctx.cfg.backup_keep > 0 {
             nightly_backup(ctx.cfg, &self.tz, ctx.db, ctx.health, &mut self.backups);

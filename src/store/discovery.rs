@@ -232,6 +232,7 @@ fn merge_into(tx: &Connection, from: i64, into: i64, window: i64) -> rusqlite::R
         )?;
     }
     super::names::merge_names(tx, from, into)?;
+    super::remotes::merge_remotes(tx, from, into)?;
     tx.execute(
         "UPDATE device_macs SET device_id = ?2 WHERE device_id = ?1",
         params![from, into],

@@ -832,7 +832,7 @@ fn the_migration_sums_existing_rollups_into_the_totals() {
                  DROP TABLE internet_outage; DROP TABLE router_minute; DROP TABLE router_hour;
                  DROP TABLE router_day; DROP TABLE router_month; DROP TABLE router_state;
                  ALTER TABLE plan_settings DROP COLUMN source;
-                 DROP TABLE passive_minute; DROP TABLE passive_device_hour; DROP TABLE device_names;
+                 DROP TABLE passive_minute; DROP TABLE passive_device_hour; DROP TABLE device_names; DROP TABLE device_remote_hour;
                  PRAGMA user_version = {totals_step};"
             ))
             .unwrap();

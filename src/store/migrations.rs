@@ -684,6 +684,23 @@ CREATE TABLE device_names (
 CREATE INDEX device_names_last_seen ON device_names (last_seen_ns);
 ";
 
+/// Schema step (issue 29, setting `per_device_services`): each device's internet bytes per remote
+/// endpoint per UTC hour (`hour`: the hour's start, Unix seconds). `remote` is the text form of
+/// `crate::endpoints`: an address as Rust prints it (`203.0.113.7`, `2001:db8::1`), a network
+/// where the per-device bound aggregated (`203.0.113.0/24`, `2001:db8:1::/48`), or `other`.
+/// Per device and hour the rows sum to its internet bytes. Hour first, as in `usage_minute`:
+/// a flush writes one hour for many devices side by side.
+const V_REMOTES: &str = "
+CREATE TABLE device_remote_hour (
+    hour INTEGER NOT NULL,
+    device_id INTEGER NOT NULL REFERENCES devices(id),
+    remote TEXT NOT NULL,
+    bytes_up INTEGER NOT NULL,
+    bytes_down INTEGER NOT NULL,
+    PRIMARY KEY (hour, device_id, remote)
+) STRICT, WITHOUT ROWID;
+";
+
 /// Every schema step, oldest first. The schema version of a fully migrated file is the length.
 pub(super) const MIGRATIONS: &[&str] = &[
     V1,
@@ -704,6 +721,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     V_PASSIVE,
     V_PASSIVE_DEVICE,
     V_DEVICE_NAMES,
+    V_REMOTES,
 ];
 
 pub(super) fn user_version(conn: &Connection) -> rusqlite::Result<i64> {

@@ -25,6 +25,7 @@ pub mod plan;
 mod presence;
 pub mod query;
 pub mod remote;
+pub mod remotes;
 pub mod rollup;
 pub mod router;
 pub mod survey;

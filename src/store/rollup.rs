@@ -465,6 +465,10 @@ pub(crate) fn remove_device_history(
         "DELETE FROM passive_device_hour WHERE mac IN (SELECT mac FROM device_macs WHERE device_id = ?1)",
         params![device_id],
     )?;
+    tx.execute(
+        "DELETE FROM device_remote_hour WHERE device_id = ?1",
+        params![device_id],
+    )?;
     Ok(())
 }
 

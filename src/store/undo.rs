@@ -49,6 +49,8 @@ const FACTS: [(&str, &[&str]); 3] = [
     ("device_services", &["service"]),
 ];
 const MOVED: [&str; 3] = ["device_macs", "device_client_ids", "presence"];
+/// Bytes per remote endpoint (issue 29): moved like usage, keyed by (hour, remote).
+const REMOTES: &str = "device_remote_hour";
 
 /// A merge that can still be undone, as the device page offers it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -163,6 +165,7 @@ pub(super) fn record_merge(
         .map(|(t, _)| *t)
         .chain(FACTS.iter().map(|(t, _)| *t))
         .chain(MOVED)
+        .chain([REMOTES])
     {
         taken.push((
             table.to_string(),
@@ -274,6 +277,25 @@ fn split(
                 .execute(params![to_sql(&r[k]), into])
                 .map_err(sql)?;
         }
+    }
+    if let Some(rows) = get(&snap.from, REMOTES) {
+        let ix = ["hour", "remote", "bytes_up", "bytes_down"].map(|c| col(rows, c));
+        let [Some(h), Some(r), Some(u), Some(d)] = ix else {
+            return Err("snapshot without the remote endpoints' columns".into());
+        };
+        let moved: Vec<(i64, String, i64, i64)> = rows
+            .rows
+            .iter()
+            .map(|row| {
+                (
+                    row[h].as_i64().unwrap_or_default(),
+                    row[r].as_str().unwrap_or_default().to_string(),
+                    row[u].as_i64().unwrap_or_default(),
+                    row[d].as_i64().unwrap_or_default(),
+                )
+            })
+            .collect();
+        super::remotes::unmerge_remotes(tx, into, &moved).map_err(sql)?;
     }
     // The MACs leave the survivor before the device row comes back (its insert trigger maps
     // the main MAC, which must be free).
@@ -517,6 +539,7 @@ mod tests {
             "device_services",
             "device_client_ids",
             "presence",
+            "device_remote_hour",
         ] {
             let mut st = st.conn.prepare(&format!("SELECT * FROM {t}")).unwrap();
             let n = st.column_count();
@@ -569,6 +592,20 @@ mod tests {
             &[sighting(a, 3600), sighting(b, 36_000)],
         )
         .unwrap();
+        // Both talked to one remote in the same hour; b also has an "other" row.
+        let remote = |mac, minute, r: Option<&str>, up, down| crate::endpoints::RemoteUsage {
+            mac,
+            minute,
+            remote: r.map(|r| r.parse().unwrap()),
+            up,
+            down,
+        };
+        st.write_remotes(&[
+            remote(a, 60, Some("203.0.113.7"), 10, 20),
+            remote(b, 120, Some("203.0.113.7"), 1, 2),
+            remote(b, 600, None, 5, 0),
+        ])
+        .unwrap();
         let tz = jiff::tz::TimeZone::UTC;
         st.roll_up(&tz, 86_400).unwrap();
         let fa = MacFacts {
@@ -613,6 +650,14 @@ mod tests {
         let offered = st.merge_undos(ids[0]).unwrap();
         assert_eq!(offered.len(), 1);
         assert_eq!(offered[0].from_label, "Anna's iPhone");
+        let merged = st.device_remotes(ids[0], 0, 3600).unwrap();
+        assert_eq!(
+            merged
+                .iter()
+                .map(|r| (r.remote.as_str(), r.bytes_up, r.bytes_down))
+                .collect::<Vec<_>>(),
+            [("203.0.113.7", 11, 22), ("other", 5, 0)]
+        );
 
         assert_eq!(
             st.undo_merge(undo, WINDOW).unwrap(),

@@ -16,6 +16,7 @@ mod dashboard;
 mod devices;
 mod discovery;
 mod doctor;
+mod endpoints;
 mod hardening;
 mod history;
 mod household;

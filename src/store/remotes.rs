@@ -1,0 +1,302 @@
+//! Internet bytes per (device, remote endpoint) per hour (issue 29, `per_device_services`): the
+//! `device_remote_hour` table.
+//!
+//! `hour` is the UTC hour start in seconds since the epoch (the same in every zone with whole-
+//! hour offsets); `remote` is [`crate::endpoints`]'s text form: an address (`203.0.113.7`,
+//! `2001:db8::1`), a network (`203.0.113.0/24`, `2001:db8:1::/48`) or `other`. Per device and
+//! hour the rows sum exactly to the device's internet bytes of that hour (while the setting was
+//! on). Rows are added per flush; once an hour has closed, [`Store::maintain_remotes`] keeps
+//! its [`KEPT_PER_HOUR`] biggest remotes per device and folds the rest into `other`, and deletes
+//! hours older than `keep_services_days`. A device's rows follow it in a merge and go with it
+//! when it is deleted.
+
+use super::{Store, StoreError, sql_err};
+use crate::endpoints::{ENTRIES, OTHER, RemoteUsage, remote_text};
+use crate::model::MacAddr;
+use rusqlite::{TransactionBehavior, params};
+use std::collections::HashMap;
+
+/// Remotes kept per device in a closed hour (besides `other`): as many as the meter keeps per
+/// minute, so a device's hour reads like its busiest minute.
+pub const KEPT_PER_HOUR: usize = ENTRIES;
+
+/// Seconds in an hour.
+const HOUR: i64 = 3600;
+
+/// One remote of a device over a range: bytes up and down.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteBytes {
+    /// The stored text (an address, a /24 or /48 network, or `other`).
+    pub remote: String,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+}
+
+/// What one [`Store::maintain_remotes`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RemotesMaintenance {
+    pub deleted: u64,
+    pub folded: u64,
+}
+
+/// Adds (hour, device, remote) bytes to what is there.
+const ADD: &str = "INSERT INTO device_remote_hour (hour, device_id, remote, bytes_up, bytes_down)
+     VALUES (?1, ?2, ?3, ?4, ?5)
+     ON CONFLICT (hour, device_id, remote) DO UPDATE SET
+         bytes_up = bytes_up + excluded.bytes_up, bytes_down = bytes_down + excluded.bytes_down";
+
+/// Adds per-minute remote rows to their hours inside the caller's transaction (the flusher's:
+/// one commit per flush interval); a MAC without a device yet gets one, as with usage.
+pub fn write_remotes_in(
+    tx: &rusqlite::Connection,
+    path: &std::path::Path,
+    rows: &[RemoteUsage],
+) -> Result<(), StoreError> {
+    let op = "writing remote endpoints";
+    // Minutes of one hour fold into one row before SQLite sees them.
+    let mut sums: HashMap<(MacAddr, i64, String), (u64, u64)> = HashMap::new();
+    for r in rows {
+        let v = sums
+            .entry((
+                r.mac,
+                r.minute - r.minute.rem_euclid(HOUR),
+                remote_text(r.remote),
+            ))
+            .or_default();
+        v.0 += r.up;
+        v.1 += r.down;
+    }
+    let mut sums: Vec<_> = sums.into_iter().collect();
+    sums.sort_unstable_by(|a, b| (a.0.1, a.0.0, &a.0.2).cmp(&(b.0.1, b.0.0, &b.0.2)));
+    {
+        let mut add = tx.prepare_cached(ADD).map_err(sql_err(path, op))?;
+        let mut ids: HashMap<MacAddr, i64> = HashMap::new();
+        for ((mac, hour, remote), (up, down)) in sums {
+            let id = match ids.get(&mac) {
+                Some(&id) => id,
+                None => {
+                    // A device whose sighting is not written yet (held back while the
+                    // clock is not trusted) is recorded now, as usage rows do.
+                    let id = super::devices::ensure_device(tx, mac, hour * 1_000_000_000)
+                        .map_err(sql_err(path, op))?;
+                    ids.insert(mac, id);
+                    id
+                }
+            };
+            add.execute(params![hour, id, remote, up as i64, down as i64])
+                .map_err(sql_err(path, op))?;
+        }
+    }
+    Ok(())
+}
+
+impl Store {
+    /// [`write_remotes_in`] in a transaction of its own.
+    pub fn write_remotes(&mut self, rows: &[RemoteUsage]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql_err(&path, "writing remote endpoints"))?;
+        write_remotes_in(&tx, &path, rows)?;
+        tx.commit()
+            .map_err(sql_err(&path, "writing remote endpoints"))
+    }
+
+    /// A device's bytes per remote over the hours starting in `[from, to)` (UTC seconds), most
+    /// bytes first, `other` last.
+    pub fn device_remotes(
+        &self,
+        device_id: i64,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<RemoteBytes>, StoreError> {
+        let op = "reading remote endpoints";
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT remote, sum(bytes_up), sum(bytes_down) FROM device_remote_hour
+                 WHERE hour >= ?2 AND hour < ?3 AND device_id = ?1
+                 GROUP BY remote
+                 ORDER BY remote = 'other', sum(bytes_up) + sum(bytes_down) DESC, remote",
+            )
+            .map_err(sql_err(&self.path, op))?;
+        st.query_map(params![device_id, from, to], |r| {
+            Ok(RemoteBytes {
+                remote: r.get(0)?,
+                bytes_up: r.get::<_, i64>(1)? as u64,
+                bytes_down: r.get::<_, i64>(2)? as u64,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(sql_err(&self.path, op))
+    }
+
+    /// Deletes hours older than `keep_secs` before `now` and bounds the closed hours of the
+    /// last day to [`KEPT_PER_HOUR`] remotes per device (the rest folded into `other`, sums
+    /// unchanged). Cheap when there is nothing to do: it reads one day of rows at most.
+    pub fn maintain_remotes(
+        &mut self,
+        keep_secs: i64,
+        now: i64,
+    ) -> Result<RemotesMaintenance, StoreError> {
+        let path = self.path.clone();
+        let op = "maintaining remote endpoints";
+        let current = now - now.rem_euclid(HOUR);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql_err(&path, op))?;
+        let deleted = tx
+            .execute(
+                "DELETE FROM device_remote_hour WHERE hour < ?1",
+                [now.saturating_sub(keep_secs)],
+            )
+            .map_err(sql_err(&path, op))? as u64;
+        // Ranked in a temporary table so the fold and the delete agree on the same rows.
+        let ranked = format!(
+            "CREATE TEMP TABLE IF NOT EXISTS remote_fold (hour INTEGER, device_id INTEGER, remote TEXT);
+             DELETE FROM temp.remote_fold;
+             INSERT INTO temp.remote_fold
+                 SELECT hour, device_id, remote FROM (
+                     SELECT hour, device_id, remote, row_number() OVER (
+                         PARTITION BY hour, device_id
+                         ORDER BY bytes_up + bytes_down DESC, remote) AS rank
+                     FROM device_remote_hour
+                     WHERE hour >= {from} AND hour < {current} AND remote <> '{OTHER}')
+                 WHERE rank > {KEPT_PER_HOUR};",
+            from = current - 24 * HOUR,
+        );
+        tx.execute_batch(&ranked).map_err(sql_err(&path, op))?;
+        tx.execute(
+            &format!(
+                "INSERT INTO device_remote_hour (hour, device_id, remote, bytes_up, bytes_down)
+                     SELECT r.hour, r.device_id, '{OTHER}', sum(r.bytes_up), sum(r.bytes_down)
+                     FROM device_remote_hour r JOIN temp.remote_fold f
+                         ON f.hour = r.hour AND f.device_id = r.device_id AND f.remote = r.remote
+                     GROUP BY r.hour, r.device_id
+                     ON CONFLICT (hour, device_id, remote) DO UPDATE SET
+                         bytes_up = bytes_up + excluded.bytes_up,
+                         bytes_down = bytes_down + excluded.bytes_down"
+            ),
+            [],
+        )
+        .map_err(sql_err(&path, op))?;
+        let folded = tx
+            .execute(
+                "DELETE FROM device_remote_hour WHERE (hour, device_id, remote) IN
+                     (SELECT hour, device_id, remote FROM temp.remote_fold)",
+                [],
+            )
+            .map_err(sql_err(&path, op))? as u64;
+        tx.execute_batch("DELETE FROM temp.remote_fold;")
+            .map_err(sql_err(&path, op))?;
+        tx.commit().map_err(sql_err(&path, op))?;
+        Ok(RemotesMaintenance { deleted, folded })
+    }
+}
+
+/// Moves device `from`'s rows to `into` (a merge), adding where both have a row.
+pub(super) fn merge_remotes(
+    tx: &rusqlite::Connection,
+    from: i64,
+    into: i64,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO device_remote_hour (hour, device_id, remote, bytes_up, bytes_down)
+         SELECT hour, ?2, remote, bytes_up, bytes_down FROM device_remote_hour WHERE device_id = ?1
+         ON CONFLICT (hour, device_id, remote) DO UPDATE SET
+             bytes_up = bytes_up + excluded.bytes_up, bytes_down = bytes_down + excluded.bytes_down",
+        params![from, into],
+    )?;
+    tx.execute(
+        "DELETE FROM device_remote_hour WHERE device_id = ?1",
+        params![from],
+    )?;
+    Ok(())
+}
+
+/// Undoing a merge: the survivor loses exactly the bytes the merge added (`rows`: the merged
+/// device's (hour, remote, up, down) as the merge saw them). Where maintenance has since folded
+/// a remote into `other`, the bytes come off the survivor's `other` of that hour instead; a
+/// row left at zero is deleted.
+pub(super) fn unmerge_remotes(
+    tx: &rusqlite::Connection,
+    into: i64,
+    rows: &[(i64, String, i64, i64)],
+) -> rusqlite::Result<()> {
+    let mut sub = tx.prepare(
+        "UPDATE device_remote_hour SET bytes_up = max(0, bytes_up - ?4),
+             bytes_down = max(0, bytes_down - ?5)
+         WHERE hour = ?1 AND device_id = ?2 AND remote = ?3",
+    )?;
+    for (hour, remote, up, down) in rows {
+        if sub.execute(params![hour, into, remote, up, down])? == 0 {
+            sub.execute(params![hour, into, OTHER, up, down])?;
+        }
+    }
+    tx.execute(
+        "DELETE FROM device_remote_hour WHERE device_id = ?1 AND bytes_up = 0 AND bytes_down = 0",
+        params![into],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::endpoints::Remote;
+
+    #[test]
+    fn a_closed_hour_keeps_its_biggest_remotes_and_old_hours_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut st = Store::open(&dir.path().join("r.db")).unwrap();
+        let mac: MacAddr = "dc:a6:32:00:00:01".parse().unwrap();
+        let row = |minute, i: u32, up| RemoteUsage {
+            mac,
+            minute,
+            remote: Some(Remote::V4(0x0800_0000 + i)),
+            up,
+            down: 1,
+        };
+        // Hour 0 (old) and hour 7200: 40 remotes, remote i with i+1 bytes up, plus "other".
+        let mut rows: Vec<RemoteUsage> = (0..40)
+            .map(|i| row(7200 + 60, i, u64::from(i) + 1))
+            .collect();
+        rows.push(RemoteUsage {
+            remote: None,
+            ..row(7200, 0, 5)
+        });
+        rows.push(row(0, 0, 9));
+        st.write_remotes(&rows).unwrap();
+        let id: i64 = st
+            .conn
+            .query_row("SELECT device_id FROM device_macs", [], |r| r.get(0))
+            .unwrap();
+        let before = st.device_remotes(id, 7200, 10_800).unwrap();
+        let sum = |v: &[RemoteBytes]| {
+            v.iter()
+                .fold((0, 0), |(u, d), r| (u + r.bytes_up, d + r.bytes_down))
+        };
+        // Now is in hour 10800: hour 7200 is closed; keeping 2 hours deletes hour 0.
+        let r = st.maintain_remotes(2 * 3600, 10_800 + 60).unwrap();
+        assert_eq!(
+            r,
+            RemotesMaintenance {
+                deleted: 1,
+                folded: 8
+            }
+        );
+        let after = st.device_remotes(id, 7200, 10_800).unwrap();
+        assert_eq!(after.len(), KEPT_PER_HOUR + 1);
+        assert_eq!(sum(&after), sum(&before));
+        assert_eq!(after[0].remote, "8.0.0.39");
+        let other = after.last().unwrap();
+        assert_eq!(other.remote, OTHER);
+        assert_eq!(other.bytes_up, 5 + (1..=8).sum::<u64>());
+        assert!(st.device_remotes(id, 0, 3600).unwrap().is_empty());
+        // Nothing more to do the second time.
+        let again = st.maintain_remotes(2 * 3600, 10_800 + 60).unwrap();
+        assert_eq!(again, RemotesMaintenance::default());
+    }
+}
