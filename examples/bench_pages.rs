@@ -2,19 +2,22 @@
 //! database (`lanmeter demo --devices 200 --days 365`), through the same router, gate and
 //! handlers the server runs (`web::router(state).oneshot(request)`), without sockets.
 //!
-//! A *first view* is one request on a fresh `AppState`: its page caches are empty, so every
-//! reading comes from the database, as the first visitor's after the 1-second caches expired.
+//! A *first view* is a request whose page caches are stale (`AppState::changed`), so every
+//! reading comes from the database, as the first visitor's after the 1-second caches expired,
+//! on a server that has served the page before (the process, its connections and prepared
+//! statements warm, as a server's are after its first minute).
 //!
 //! Usage:
 //!   bench_pages DB list                 the pages to measure, one "NAME PATH [admin]" a line: every
 //!                                       page, the devices list once per range it links to, and the
 //!                                       page of the device with the most traffic this cycle
 //!   bench_pages DB time PAGES N         N first views of every page in PAGES (a `list` output),
-//!                                       each on a fresh state, pages alternating; prints JSON
-//!   bench_pages DB count PATH [admin]   one GET /healthz, then one first view of PATH ("none":
-//!                                       none), for counting instructions under QEMU
-//!                                       (bench/pages.sh subtracts the "none" run, so the start-up,
-//!                                       the database opening and the first request cancel)
+//!                                       pages alternating; prints JSON
+//!   bench_pages DB count PATH V [admin] one view of PATH that warms the process, then V first
+//!                                       views, for counting instructions under QEMU (bench/pages.sh
+//!                                       subtracts the V = 0 run from the V = 1 run, so start-up,
+//!                                       the database opening and one-time set-up cancel)
+//!   bench_pages DB probe ID             the store calls of device ID's page, timed one by one
 //!
 //! The database is opened read-write (sessions are stored there): give it a copy.
 
@@ -61,9 +64,7 @@ fn admin_session(db: &Path) {
 }
 
 async fn get(state: &AppState, path: &str, admin: bool) -> (StatusCode, String) {
-    let mut b = Request::builder()
-        .uri(path)
-        .header(header::HOST, HOST);
+    let mut b = Request::builder().uri(path).header(header::HOST, HOST);
     if admin {
         b = b.header(
             header::COOKIE,
@@ -84,7 +85,9 @@ async fn get(state: &AppState, path: &str, admin: bool) -> (StatusCode, String) 
 }
 
 fn unescape(s: &str) -> String {
-    s.replace("&amp;", "&").replace("&#x3D;", "=").replace("&#61;", "=")
+    s.replace("&amp;", "&")
+        .replace("&#x3D;", "=")
+        .replace("&#61;", "=")
 }
 
 /// The pages a household opens, as web.sh lists them (routes in `web::routes`, GET, HTML).
@@ -113,9 +116,16 @@ async fn list(db: &Path) -> Vec<(String, String, bool)> {
         };
         pages.push((format!("devices-{r}"), path, false));
     }
-    pages.push(("devices-by-cycle".into(), "/devices?sort=cycle".into(), false));
+    pages.push((
+        "devices-by-cycle".into(),
+        "/devices?sort=cycle".into(),
+        false,
+    ));
     let (status, html) = get(&st, "/devices?sort=cycle", false).await;
-    assert!(status == StatusCode::OK, "GET /devices?sort=cycle: {status}");
+    assert!(
+        status == StatusCode::OK,
+        "GET /devices?sort=cycle: {status}"
+    );
     let dev = html
         .split("href=\"/devices/")
         .skip(1)
@@ -146,10 +156,13 @@ async fn list(db: &Path) -> Vec<(String, String, bool)> {
     pages
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+// One thread: the multi-threaded runtime was seen to spin before its first task under
+// qemu-aarch64 user mode (QEMU 7.2), and one thread is enough for one request at a time.
+#[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: bench_pages DB list | DB time PAGES N | DB count PATH [admin]";
+    let usage =
+        "usage: bench_pages DB list | DB time PAGES N | DB count PATH VIEWS [admin] | DB probe ID";
     let db = Path::new(args.first().expect(usage));
     match args.get(1).map(String::as_str) {
         Some("list") => {
@@ -165,19 +178,27 @@ async fn main() {
                 .lines()
                 .filter_map(|l| {
                     let mut w = l.split_whitespace();
-                    Some((w.next()?.into(), w.next()?.into(), w.next() == Some("admin")))
+                    Some((
+                        w.next()?.into(),
+                        w.next()?.into(),
+                        w.next() == Some("admin"),
+                    ))
                 })
                 .collect();
             let mut ms = vec![Vec::new(); pages.len()];
             let mut status = vec![0u16; pages.len()];
+            // One state per page, as a running server has: its first request prepares what
+            // every later one reuses (connections, statements, templates); then each view
+            // after `changed()`, which makes every cached reading stale, as 1 s of age does.
+            let states: Vec<AppState> = pages.iter().map(|_| state(db)).collect();
+            for (st, (_, path, admin)) in states.iter().zip(&pages) {
+                get(st, path, *admin).await;
+            }
             for _ in 0..n {
                 for (i, (_, path, admin)) in pages.iter().enumerate() {
-                    let st = state(db);
-                    // The first request of a fresh state prepares what every later one reuses
-                    // (connection, settings); the server has done that long before a first view.
-                    get(&st, "/healthz", false).await;
+                    states[i].changed();
                     let t = Instant::now();
-                    let (s, _) = get(&st, path, *admin).await;
+                    let (s, _) = get(&states[i], path, *admin).await;
                     ms[i].push(t.elapsed().as_secs_f64() * 1e3);
                     status[i] = s.as_u16();
                 }
@@ -195,16 +216,61 @@ async fn main() {
         }
         Some("count") => {
             let path = args.get(2).expect(usage);
-            let admin = args.get(3).map(String::as_str) == Some("admin");
+            let views: usize = args.get(3).and_then(|s| s.parse().ok()).expect(usage);
+            let admin = args.get(4).map(String::as_str) == Some("admin");
             admin_session(db);
             let st = state(db);
-            get(&st, "/healthz", false).await;
-            if path != "none" {
-                let (s, body) = get(&st, path, admin).await;
-                // Any answer but the page itself would count the wrong work.
-                assert!(s == StatusCode::OK, "GET {path}: {s}");
-                eprintln!("GET {path}: {s}, {} bytes", body.len());
+            let (s, body) = get(&st, path, admin).await;
+            // Any answer but the page itself would count the wrong work.
+            assert!(s == StatusCode::OK, "GET {path}: {s}");
+            eprintln!("GET {path}: {s}, {} bytes", body.len());
+            for _ in 0..views {
+                st.changed();
+                get(&st, path, admin).await;
             }
+        }
+        Some("probe") => {
+            // Where a device page's time goes: each store call it makes, timed alone.
+            use lanmeter::store::period::Period;
+            use lanmeter::store::query::Selection;
+            let id: i64 = args.get(2).and_then(|s| s.parse().ok()).expect(usage);
+            let s = Store::open(db).unwrap();
+            let tz = Config::default().time_zone();
+            let d = s.device(id).unwrap().unwrap();
+            let sel = Selection::device(d.mac);
+            let now = jiff::Timestamp::now();
+            let ago = |secs: i64| jiff::Timestamp::from_second(now.as_second() - secs).unwrap();
+            let mut t = Instant::now();
+            let mut lap = |what: &str| {
+                eprintln!("{what}: {:.2} ms", t.elapsed().as_secs_f64() * 1e3);
+                t = Instant::now();
+            };
+            s.usage_series(&sel, &tz, ago(86_400), now, Some(Period::Minute))
+                .unwrap();
+            lap("minutes 24 h");
+            s.usage_series(&sel, &tz, ago(30 * 86_400), now, Some(Period::Day))
+                .unwrap();
+            lap("days 30");
+            s.heatmap(&sel, &tz, ago(28 * 86_400), now).unwrap();
+            lap("heatmap 28 d");
+            s.usage(&sel, &tz, ago(40_000), now).unwrap();
+            lap("usage today");
+            s.usage(&sel, &tz, ago(20 * 86_400 + 40_000), now).unwrap();
+            lap("usage cycle");
+            s.presence(id).unwrap();
+            lap("presence");
+            s.usage(&Selection::Household, &tz, ago(20 * 86_400 + 40_000), now)
+                .unwrap();
+            lap("household usage cycle");
+            s.usage_series(
+                &Selection::Household,
+                &tz,
+                ago(86_400),
+                now,
+                Some(Period::Hour),
+            )
+            .unwrap();
+            lap("household hours 24 h");
         }
         _ => panic!("{usage}"),
     }
