@@ -6,13 +6,15 @@
 #                     -> ingest.json, memory.json (+ darkstat's per-host totals beside ours)
 #   store             examples/bench_store.rs -> store.json
 #   dashboard         bench/web.sh -> web.json
+#   pages             bench/pages.sh (every page's first view in-process, timed and its arm64
+#                     instructions counted under qemu) -> pages.json
 #   live + start-up   bench/live.sh (network namespaces, tcpreplay) -> live.json
 #   Pi projection     bench/pi.sh (arm64 build, instruction counts under qemu) -> pi.json
 #   SD-card writes    bench/sdwrites.sh, only with SD=1 -> sdwrites-current.json
 # Knobs (defaults sized so a full run stays well under 30 minutes on 2 cores):
 #   FRAMES=10000000 RUNS=5 STORE_DAYS=365 WEB_RUNS=3 WEB_SECS=5 LIVE_SECS=10 PI=1 \
 #   OUT=bench-out REPORT=BENCHMARKS.md ./bench/run.sh
-# BENCH_PARTS=web,store (comma-separated: ingest memory store web live pi) runs only those parts;
+# BENCH_PARTS=web,store (comma-separated: ingest memory store web pages live pi) runs only those parts;
 # the report then goes to $OUT/BENCHMARKS.partial.md (unless REPORT is given), leaves out the
 # parts not run, and takes the Pi time scale from the BENCHMARKS.md of the last full run.
 set -euo pipefail
@@ -38,7 +40,7 @@ OUT=$(realpath "$OUT")
 want() {
     [ -z "$PARTS" ] || [[ ",$PARTS," == *",$1,"* ]]
 }
-for p in ingest memory store web live pi; do
+for p in ingest memory store web pages live pi; do
     want "$p" || { [ "$p" = ingest ] && want memory; } || { [ "$p" = memory ] && want ingest; } ||
         rm -f "$OUT/$p.json"
 done
@@ -62,9 +64,9 @@ part() {
 
 part build
 if want ingest || want store; then
-    cargo build --release --quiet --bin lanmeter --example read_floor --example bench_store
+    cargo build --release --quiet --bin lanmeter --example read_floor --example bench_store --example bench_pages
 else
-    cargo build --release --quiet --bin lanmeter
+    cargo build --release --quiet --bin lanmeter --example bench_pages
 fi
 LM=$TARGET/release/lanmeter
 FLOOR=$TARGET/release/examples/read_floor
@@ -162,6 +164,12 @@ if want web; then
 part web
 ./bench/web.sh "$LM" "$OUT/web"
 cp "$OUT/web/web.json" "$OUT/web.json"
+fi
+
+# Every page's first view, timed in-process and counted on arm64 (the Pi column), on web's database.
+if want pages; then
+part pages
+OUT="$OUT" ./bench/pages.sh || echo "bench: the page counts failed; report.py says so" >&2
 fi
 
 # Live capture on a veth pair fed by tcpreplay, for lanmeter and darkstat, and start-up time.

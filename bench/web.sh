@@ -51,31 +51,11 @@ print("; ".join(f"{c.name}={c.value}" for c in jar if "session" in c.name))
 PY
 )
 [ -n "$COOKIE" ] || { echo "web.sh: could not log in as admin" >&2; exit 1; }
-# The device with the most traffic this cycle has the fullest charts.
-DEV=$(curl -s "$BASE/devices?sort=cycle" | python3 -c 'import re,sys; print(re.findall(r"href=\"/devices/(\d+)\"", sys.stdin.read())[0])')
-# Every page a household opens: the devices list once per range it offers (links with range=
-# on the page; the list alone while it has none) and once per sort.
-{
-    echo "overview /"
-    echo "devices /devices"
-    curl -s "$BASE/devices" | python3 -c '
-import html, re, sys
-seen = set()
-for q in re.findall(r"href=\"/devices\?([^\"]*range=[^\"]*)\"", sys.stdin.read()):
-    q = html.unescape(q)
-    r = dict(p.split("=", 1) for p in q.split("&") if "=" in p).get("range")
-    if r and r not in seen:
-        seen.add(r)
-        print(f"devices-{r} /devices?range={r}")'
-    echo "devices-by-cycle /devices?sort=cycle"
-    echo "device /devices/$DEV"
-    echo "people /people"
-    echo "plan /plan"
-    echo "alerts /alerts"
-    echo "system /system"
-    echo "wifi /wifi"
-    echo "settings /settings admin"
-} >"$OUT/pages.txt"
+# Every page a household opens, as examples/bench_pages lists them (bench/pages.sh counts the same
+# pages' instructions): the devices list once per option of its range picker and once by cycle,
+# the page of the device with the most traffic this cycle, and every other page.
+BP=${BENCH_PAGES:-$(dirname "$LM")/examples/bench_pages}
+"$BP" "$OUT/web.db" list >"$OUT/pages.txt"
 # First views: each page read by one client after its caches expired (1 s; the sleep leaves
 # 1.5 s), FIRST times, so every reading comes from the database, as the first visitor's does.
 for n in $(seq "$FIRST"); do

@@ -1,0 +1,277 @@
+//! `make bench`, pages part: every dashboard page rendered in-process, uncached, on a demo
+//! database (`lanmeter demo --devices 200 --days 365`), through the same router, gate and
+//! handlers the server runs (`web::router(state).oneshot(request)`), without sockets.
+//!
+//! A *first view* is a request whose page caches are stale (`AppState::changed`), so every
+//! reading comes from the database, as the first visitor's after the 1-second caches expired,
+//! on a server that has served the page before (the process, its connections and prepared
+//! statements warm, as a server's are after its first minute).
+//!
+//! Usage:
+//!   bench_pages DB list                 the pages to measure, one "NAME PATH [admin]" a line: every
+//!                                       page, the devices list once per range it links to, and the
+//!                                       page of the device with the most traffic this cycle
+//!   bench_pages DB time PAGES N         N first views of every page in PAGES (a `list` output),
+//!                                       pages alternating; prints JSON
+//!   bench_pages DB count PATH V [admin] one view of PATH that warms the process, then V first
+//!                                       views, for counting instructions under QEMU (bench/pages.sh
+//!                                       subtracts the V = 0 run from the V = 1 run, so start-up,
+//!                                       the database opening and one-time set-up cancel)
+//!   bench_pages DB probe ID             the store calls of device ID's page, timed one by one
+//!
+//! The database is opened read-write (sessions are stored there): give it a copy.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use lanmeter::auth::Role;
+use lanmeter::config::Config;
+use lanmeter::store::Store;
+use lanmeter::store::auth::SessionRow;
+use lanmeter::web::{AppState, router};
+use std::path::Path;
+use std::time::Instant;
+use tower::ServiceExt;
+
+const HOST: &str = "127.0.0.1:8080";
+const ADMIN_TOKEN: &str = "bench-pages-admin-session-token-not-a-secret";
+
+fn state(db: &Path) -> AppState {
+    let cfg = Config {
+        // As `lanmeter demo --anyone-on-lan-may-view` serves them: viewers need no login.
+        anyone_on_lan_may_view: true,
+        ..Config::default()
+    };
+    AppState::new(cfg, db, None).expect("opening the demo database")
+}
+
+/// An admin session for the admin-only pages (settings), stored as a login stores it.
+fn admin_session(db: &Path) {
+    let now = jiff::Timestamp::now().as_second();
+    let s = Store::open(db).expect("opening the demo database");
+    let digest = lanmeter::auth::token_digest(ADMIN_TOKEN);
+    if s.session(&digest).expect("reading sessions").is_none() {
+        s.insert_session(&SessionRow {
+            id_digest: digest,
+            role: Role::Admin,
+            csrf: "bench".into(),
+            created_at: now,
+            last_seen: now,
+            client: "127.0.0.1".into(),
+        })
+        .expect("storing the admin session");
+    }
+}
+
+async fn get(state: &AppState, path: &str, admin: bool) -> (StatusCode, String) {
+    let mut b = Request::builder().uri(path).header(header::HOST, HOST);
+    if admin {
+        b = b.header(
+            header::COOKIE,
+            format!("{}={ADMIN_TOKEN}", lanmeter::web::session::SESSION_COOKIE),
+        );
+    }
+    let addr: std::net::SocketAddr = "127.0.0.1:40000".parse().unwrap();
+    b.extensions_mut()
+        .unwrap()
+        .insert(axum::extract::ConnectInfo(addr));
+    let res = router(state.clone())
+        .oneshot(b.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = res.status();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("&amp;", "&")
+        .replace("&#x3D;", "=")
+        .replace("&#61;", "=")
+}
+
+/// The pages a household opens, as web.sh lists them (routes in `web::routes`, GET, HTML).
+async fn list(db: &Path) -> Vec<(String, String, bool)> {
+    let st = state(db);
+    let mut pages = vec![("overview".to_string(), "/".to_string(), false)];
+    pages.push(("devices".into(), "/devices".into(), false));
+    let (status, html) = get(&st, "/devices", false).await;
+    assert!(status == StatusCode::OK, "GET /devices: {status}");
+    // Every option of the range picker; "Dates…" as the longest span a household picks: a year.
+    let picker = html
+        .split("<select name=\"range\"")
+        .nth(1)
+        .and_then(|p| p.split("</select>").next())
+        .expect("the range picker on /devices");
+    let today = jiff::Zoned::now().date();
+    let year_ago = today
+        .checked_sub(jiff::Span::new().days(364))
+        .expect("a date a year ago");
+    for opt in picker.split("<option value=\"").skip(1) {
+        let r = unescape(opt.split('"').next().unwrap_or(""));
+        let path = if r == "custom" {
+            format!("/devices?range=custom&from={year_ago}&to={today}")
+        } else {
+            format!("/devices?range={r}")
+        };
+        pages.push((format!("devices-{r}"), path, false));
+    }
+    pages.push((
+        "devices-by-cycle".into(),
+        "/devices?sort=cycle".into(),
+        false,
+    ));
+    let (status, html) = get(&st, "/devices?sort=cycle", false).await;
+    assert!(
+        status == StatusCode::OK,
+        "GET /devices?sort=cycle: {status}"
+    );
+    let dev = html
+        .split("href=\"/devices/")
+        .skip(1)
+        .filter_map(|p| p.split('"').next())
+        .find(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()))
+        .expect("a device link on /devices?sort=cycle")
+        .to_string();
+    pages.push(("device".into(), format!("/devices/{dev}"), false));
+    pages.push((
+        "device-year".into(),
+        format!("/devices/{dev}?range=custom&from={year_ago}&to={today}"),
+        false,
+    ));
+    for (name, path) in [
+        ("people", "/people"),
+        ("plan", "/plan"),
+        ("plan-quotas", "/plan/quotas"),
+        ("alerts", "/alerts"),
+        ("system", "/system"),
+        ("wifi", "/wifi"),
+        ("internet", "/internet"),
+        ("internet-report", "/internet/report"),
+    ] {
+        pages.push((name.into(), path.into(), false));
+    }
+    pages.push(("settings".into(), "/settings".into(), true));
+    pages.push(("plan-settings".into(), "/plan/settings".into(), true));
+    pages
+}
+
+// One thread: the multi-threaded runtime was seen to spin before its first task under
+// qemu-aarch64 user mode (QEMU 7.2), and one thread is enough for one request at a time.
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let usage =
+        "usage: bench_pages DB list | DB time PAGES N | DB count PATH VIEWS [admin] | DB probe ID";
+    let db = Path::new(args.first().expect(usage));
+    match args.get(1).map(String::as_str) {
+        Some("list") => {
+            for (name, path, admin) in list(db).await {
+                println!("{name} {path}{}", if admin { " admin" } else { "" });
+            }
+        }
+        Some("time") => {
+            admin_session(db);
+            let text = std::fs::read_to_string(args.get(2).expect(usage)).expect("reading PAGES");
+            let n: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(5);
+            let pages: Vec<(String, String, bool)> = text
+                .lines()
+                .filter_map(|l| {
+                    let mut w = l.split_whitespace();
+                    Some((
+                        w.next()?.into(),
+                        w.next()?.into(),
+                        w.next() == Some("admin"),
+                    ))
+                })
+                .collect();
+            let mut ms = vec![Vec::new(); pages.len()];
+            let mut status = vec![0u16; pages.len()];
+            // One state per page, as a running server has: its first request prepares what
+            // every later one reuses (connections, statements, templates); then each view
+            // after `changed()`, which makes every cached reading stale, as 1 s of age does.
+            let states: Vec<AppState> = pages.iter().map(|_| state(db)).collect();
+            for (st, (_, path, admin)) in states.iter().zip(&pages) {
+                get(st, path, *admin).await;
+            }
+            for _ in 0..n {
+                for (i, (_, path, admin)) in pages.iter().enumerate() {
+                    states[i].changed();
+                    let t = Instant::now();
+                    let (s, _) = get(&states[i], path, *admin).await;
+                    ms[i].push(t.elapsed().as_secs_f64() * 1e3);
+                    status[i] = s.as_u16();
+                }
+            }
+            let rows: Vec<String> = pages
+                .iter()
+                .zip(ms.iter().zip(status))
+                .map(|((name, path, admin), (v, s))| {
+                    format!(
+                        "  \"{name}\": {{\"path\": \"{path}\", \"admin\": {admin}, \"status\": {s}, \"ms\": {v:?}}}"
+                    )
+                })
+                .collect();
+            println!("{{\n{}\n}}", rows.join(",\n"));
+        }
+        Some("count") => {
+            let path = args.get(2).expect(usage);
+            let views: usize = args.get(3).and_then(|s| s.parse().ok()).expect(usage);
+            let admin = args.get(4).map(String::as_str) == Some("admin");
+            admin_session(db);
+            let st = state(db);
+            let (s, body) = get(&st, path, admin).await;
+            // Any answer but the page itself would count the wrong work.
+            assert!(s == StatusCode::OK, "GET {path}: {s}");
+            eprintln!("GET {path}: {s}, {} bytes", body.len());
+            for _ in 0..views {
+                st.changed();
+                get(&st, path, admin).await;
+            }
+        }
+        Some("probe") => {
+            // Where a device page's time goes: each store call it makes, timed alone.
+            use lanmeter::store::period::Period;
+            use lanmeter::store::query::Selection;
+            let id: i64 = args.get(2).and_then(|s| s.parse().ok()).expect(usage);
+            let s = Store::open(db).unwrap();
+            let tz = Config::default().time_zone();
+            let d = s.device(id).unwrap().unwrap();
+            let sel = Selection::device(d.mac);
+            let now = jiff::Timestamp::now();
+            let ago = |secs: i64| jiff::Timestamp::from_second(now.as_second() - secs).unwrap();
+            let mut t = Instant::now();
+            let mut lap = |what: &str| {
+                eprintln!("{what}: {:.2} ms", t.elapsed().as_secs_f64() * 1e3);
+                t = Instant::now();
+            };
+            s.usage_series(&sel, &tz, ago(86_400), now, Some(Period::Minute))
+                .unwrap();
+            lap("minutes 24 h");
+            s.usage_series(&sel, &tz, ago(30 * 86_400), now, Some(Period::Day))
+                .unwrap();
+            lap("days 30");
+            s.heatmap(&sel, &tz, ago(28 * 86_400), now).unwrap();
+            lap("heatmap 28 d");
+            s.usage(&sel, &tz, ago(40_000), now).unwrap();
+            lap("usage today");
+            s.usage(&sel, &tz, ago(20 * 86_400 + 40_000), now).unwrap();
+            lap("usage cycle");
+            s.presence(id).unwrap();
+            lap("presence");
+            s.usage(&Selection::Household, &tz, ago(20 * 86_400 + 40_000), now)
+                .unwrap();
+            lap("household usage cycle");
+            s.usage_series(
+                &Selection::Household,
+                &tz,
+                ago(86_400),
+                now,
+                Some(Period::Hour),
+            )
+            .unwrap();
+            lap("household hours 24 h");
+        }
+        _ => panic!("{usage}"),
+    }
+}
