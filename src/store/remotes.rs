@@ -32,6 +32,19 @@ pub struct RemoteBytes {
     pub bytes_down: u64,
 }
 
+/// One line of a device's "what it used": the remotes of one service added up (named from the
+/// device's DNS answers and server names, `device_names`), or one remote nobody named, or
+/// `other` (what the per-device bound did not keep apart).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceBytes {
+    /// The service ("YouTube", a registrable domain), or the remote as stored when unnamed.
+    pub service: Option<String>,
+    /// The names seen for its remotes (sorted, each once); for an unnamed line its remote.
+    pub names: Vec<String>,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+}
+
 /// What one [`Store::maintain_remotes`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RemotesMaintenance {
@@ -130,6 +143,80 @@ impl Store {
         })
         .and_then(|rows| rows.collect())
         .map_err(sql_err(&self.path, op))
+    }
+
+    /// A device's internet bytes over the hours starting in `[from, to)` (UTC seconds) by
+    /// service: each remote joined with the name the device learned for it (issue 29), lines
+    /// of one service added up, most bytes first, unnamed remotes after the named ones of the
+    /// same size and `other` last. The lines sum to the device's rows in the range exactly.
+    pub fn device_services(
+        &self,
+        device_id: i64,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<ServiceBytes>, StoreError> {
+        let op = "reading a device's services";
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT r.remote, n.name, n.service, sum(r.bytes_up), sum(r.bytes_down)
+                 FROM device_remote_hour r
+                 LEFT JOIN device_names n ON n.device_id = r.device_id AND n.remote_ip = r.remote
+                 WHERE r.hour >= ?2 AND r.hour < ?3 AND r.device_id = ?1
+                 GROUP BY r.remote",
+            )
+            .map_err(sql_err(&self.path, op))?;
+        let rows = st
+            .query_map(params![device_id, from, to], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, i64>(3)? as u64,
+                    r.get::<_, i64>(4)? as u64,
+                ))
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(sql_err(&self.path, op))?;
+        // Keyed by service when named, by the remote itself when not.
+        let mut lines: HashMap<(bool, String), ServiceBytes> = HashMap::new();
+        for (remote, name, service, up, down) in rows {
+            let (key, shown) = match (service, name) {
+                (Some(svc), Some(name)) => ((true, svc.clone()), (Some(svc), name)),
+                _ => ((false, remote.clone()), (None, remote)),
+            };
+            let line = lines.entry(key).or_insert_with(|| ServiceBytes {
+                service: shown.0,
+                names: Vec::new(),
+                bytes_up: 0,
+                bytes_down: 0,
+            });
+            if !line.names.contains(&shown.1) {
+                line.names.push(shown.1);
+            }
+            line.bytes_up += up;
+            line.bytes_down += down;
+        }
+        let mut out: Vec<ServiceBytes> = lines.into_values().collect();
+        for l in &mut out {
+            l.names.sort();
+        }
+        out.sort_by(|a, b| {
+            let other = |l: &ServiceBytes| l.service.is_none() && l.names == [OTHER];
+            (
+                other(a),
+                std::cmp::Reverse(a.bytes_up + a.bytes_down),
+                a.service.is_none(),
+                &a.names,
+            )
+                .cmp(&(
+                    other(b),
+                    std::cmp::Reverse(b.bytes_up + b.bytes_down),
+                    b.service.is_none(),
+                    &b.names,
+                ))
+        });
+        Ok(out)
     }
 
     /// Deletes hours older than `keep_secs` before `now` and bounds the closed hours of the
@@ -298,5 +385,85 @@ mod tests {
         // Nothing more to do the second time.
         let again = st.maintain_remotes(2 * 3600, 10_800 + 60).unwrap();
         assert_eq!(again, RemotesMaintenance::default());
+    }
+
+    /// Two remotes named as one service add up, an unnamed remote keeps its address, `other`
+    /// comes last, and the lines sum to the device's rows.
+    #[test]
+    fn services_join_names_and_add_up_to_the_remote_rows() {
+        use crate::names::Source;
+        use crate::names::table::Entry;
+        let dir = tempfile::tempdir().unwrap();
+        let mut st = Store::open(&dir.path().join("s.db")).unwrap();
+        let mac: MacAddr = "dc:a6:32:00:00:01".parse().unwrap();
+        let row = |remote: Option<u32>, up, down| RemoteUsage {
+            mac,
+            minute: 7200,
+            remote: remote.map(Remote::V4),
+            up,
+            down,
+        };
+        st.write_remotes(&[
+            row(Some(0x0a00_0001), 10, 1000),
+            row(Some(0x0a00_0002), 20, 2000),
+            row(Some(0x0a00_0003), 5, 5000),
+            row(None, 1, 9000),
+        ])
+        .unwrap();
+        let named = |ip: &str, name: &str| {
+            (
+                (mac, ip.parse().unwrap()),
+                Entry {
+                    name: name.into(),
+                    source: Source::Dns,
+                    first_seen: 7200 * 1_000_000_000,
+                    last_seen: 7200 * 1_000_000_000,
+                    ttl: Some(60),
+                },
+            )
+        };
+        st.write_names(
+            &[
+                named("10.0.0.1", "r1.googlevideo.com"),
+                named("10.0.0.2", "r2.googlevideo.com"),
+            ],
+            0,
+        )
+        .unwrap();
+        let id: i64 = st
+            .conn
+            .query_row("SELECT device_id FROM device_macs", [], |r| r.get(0))
+            .unwrap();
+        let lines = st.device_services(id, 7200, 10_800).unwrap();
+        let shown: Vec<(Option<&str>, Vec<&str>, u64, u64)> = lines
+            .iter()
+            .map(|l| {
+                (
+                    l.service.as_deref(),
+                    l.names.iter().map(String::as_str).collect(),
+                    l.bytes_up,
+                    l.bytes_down,
+                )
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            vec![
+                (None, vec!["10.0.0.3"], 5, 5000),
+                (
+                    Some("YouTube"),
+                    vec!["r1.googlevideo.com", "r2.googlevideo.com"],
+                    30,
+                    3000
+                ),
+                (None, vec![OTHER], 1, 9000),
+            ]
+        );
+        let total = |v: &[ServiceBytes]| v.iter().map(|l| l.bytes_up + l.bytes_down).sum::<u64>();
+        let rows = st.device_remotes(id, 7200, 10_800).unwrap();
+        assert_eq!(
+            total(&lines),
+            rows.iter().map(|r| r.bytes_up + r.bytes_down).sum::<u64>()
+        );
     }
 }

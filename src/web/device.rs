@@ -268,6 +268,77 @@ fn latency_line(t: &crate::internet::passive::PassiveMinute, on: bool) -> String
     }
 }
 
+/// One line of the device's "what it used": a service, an unnamed remote, or the rest.
+pub struct ServiceLine {
+    pub label: String,
+    /// The names behind a service, or what an unnamed line is.
+    pub detail: String,
+    /// Down and up together, then each.
+    pub used: String,
+    pub down: String,
+    pub up: String,
+    /// Share of the device's internet bytes in the range, e.g. "42 %".
+    pub share: String,
+}
+
+/// Lines shown: the 8 biggest, then everything else in one line (so they still add up).
+const SERVICE_LINES: usize = 8;
+
+fn service_lines(all: &[crate::store::remotes::ServiceBytes]) -> Vec<ServiceLine> {
+    let total: u64 = all.iter().map(|l| l.bytes_up + l.bytes_down).sum();
+    let share = |b: u64| {
+        let pct = if total == 0 {
+            0.0
+        } else {
+            b as f64 * 100.0 / total as f64
+        };
+        if b > 0 && pct < 0.5 {
+            "<1 %".into()
+        } else {
+            format!("{pct:.0} %")
+        }
+    };
+    let line = |label: String, detail: String, up: u64, down: u64| ServiceLine {
+        label,
+        detail,
+        used: fmt_bytes(up + down),
+        down: fmt_bytes(down),
+        up: fmt_bytes(up),
+        share: share(up + down),
+    };
+    let is_other = |l: &crate::store::remotes::ServiceBytes| {
+        l.service.is_none() && l.names == [crate::endpoints::OTHER]
+    };
+    let (rest, shown): (Vec<_>, Vec<_>) = all
+        .iter()
+        .enumerate()
+        .partition(|(i, l)| *i >= SERVICE_LINES || is_other(l));
+    let mut out: Vec<ServiceLine> = shown
+        .into_iter()
+        .map(|(_, l)| match &l.service {
+            Some(svc) => line(svc.clone(), l.names.join(", "), l.bytes_up, l.bytes_down),
+            None => line(
+                "unknown".into(),
+                format!("no name seen for {}", l.names.join(", ")),
+                l.bytes_up,
+                l.bytes_down,
+            ),
+        })
+        .collect();
+    let (up, down) = rest
+        .iter()
+        .fold((0, 0), |(u, d), (_, l)| (u + l.bytes_up, d + l.bytes_down));
+    if up + down > 0 {
+        out.push(line(
+            "everything else".into(),
+            "smaller services and addresses together".into(),
+            up,
+            down,
+        ));
+    }
+    out
+}
+
 /// Everything the device page shows, cached briefly per device (see [`view::CACHE_FOR`]).
 pub struct DeviceView {
     pub id: i64,
@@ -292,6 +363,11 @@ pub struct DeviceView {
     pub online_24h: String,
     /// Passive latency (issue 27) over the last 24 hours, one sentence.
     pub latency: String,
+    /// Whether per-device services (issue 29) are recorded.
+    pub services_on: bool,
+    pub services_keep: u32,
+    /// What the device used in the last 24 hours, by service.
+    pub top_services: Vec<ServiceLine>,
     pub macs: Vec<(String, bool, String)>,
     pub hostnames: Vec<Named>,
     pub addresses: Vec<Named>,
@@ -393,12 +469,13 @@ async fn load(state: &AppState, id: i64) -> Result<DeviceView, AppError> {
             // The current hour and the 23 before it.
             let hour = now - now.rem_euclid(3600);
             let latency = s.passive_device(id, hour - 23 * 3600, hour + 3600)?;
+            let services = s.device_services(id, hour - 23 * 3600, hour + 3600)?;
             Ok(Some((
-                d, minutes, days, heat, today, cycle, presence, latency,
+                d, minutes, days, heat, today, cycle, presence, latency, services,
             )))
         })
         .await?;
-    let Some((d, minutes, days, heat, today, cycle, presence, latency)) = loaded else {
+    let Some((d, minutes, days, heat, today, cycle, presence, latency, services)) = loaded else {
         return Err(AppError::NotFound);
     };
     let inet = |c: &crate::model::Counts| c.internet_download_bytes + c.internet_upload_bytes;
@@ -552,6 +629,9 @@ async fn load(state: &AppState, id: i64) -> Result<DeviceView, AppError> {
         presence: presence_svg,
         online_24h: view::fmt_duration(online_24h.unsigned_abs()),
         latency: latency_line(&latency.total, state.config().passive_latency),
+        services_on: state.config().per_device_services,
+        services_keep: state.config().keep_services_days,
+        top_services: service_lines(&services),
         macs: d
             .macs
             .iter()

@@ -349,3 +349,68 @@ async fn device_latency_on_the_page_and_the_api() {
     let (status, _, _) = e.get("/api/v1/devices/999/latency").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// The device page's "what it used" (issue 29): remotes named as one service add up, an
+/// unnamed remote says so, shares of the last 24 hours; with no rows and the setting off, the
+/// page says where to turn it on.
+#[tokio::test]
+async fn device_page_shows_what_it_used_by_service() {
+    use crate::endpoints::{Remote, RemoteUsage};
+    use crate::model::{MacAddr, Sighting};
+    use crate::names::table::Entry;
+    for with_rows in [false, true] {
+        let e = env(None);
+        let mac: MacAddr = "dc:a6:32:00:00:01".parse().unwrap();
+        let mut st = Store::open(&e.path).unwrap();
+        let seen = Sighting {
+            mac,
+            first_seen: (NOW - 7200) * NS,
+            last_seen: (NOW - 60) * NS,
+            is_gateway: false,
+        };
+        st.write_flush(&[], &[seen]).unwrap();
+        let id = st.list_devices().unwrap()[0].id;
+        let h = NOW - NOW % 3600;
+        let usage = |minute, ip: u32, up, down| RemoteUsage {
+            mac,
+            minute,
+            remote: Some(Remote::V4(ip)),
+            up,
+            down,
+        };
+        if with_rows {
+            st.write_remotes(&[
+                usage(h, 0x0a00_0001, 1_000, 2_999_000),
+                usage(h - 3600, 0x0a00_0003, 0, 1_000_000),
+                // Older than 24 hours: not on the page.
+                usage(h - 30 * 3600, 0x0b00_0001, 0, 9_000_000),
+            ])
+            .unwrap();
+            let entry = Entry {
+                name: "r1.googlevideo.com".into(),
+                source: crate::names::Source::Tls,
+                first_seen: h * NS,
+                last_seen: h * NS,
+                ttl: None,
+            };
+            st.write_names(&[((mac, "10.0.0.1".parse().unwrap()), entry)], 0)
+                .unwrap();
+        }
+        drop(st);
+        let (status, _, body) = e.get(&format!("/devices/{id}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body.contains("What it used, last 24 hours"), "{body}");
+        if with_rows {
+            assert!(body.contains("YouTube"), "{body}");
+            assert!(body.contains("r1.googlevideo.com"), "{body}");
+            assert!(body.contains("no name seen for 10.0.0.3"), "{body}");
+            assert!(body.contains("75 %") && body.contains("25 %"), "{body}");
+            assert!(!body.contains("11.0.0.1"), "{body}");
+        } else {
+            assert!(
+                body.contains("Learn which services each device uses"),
+                "{body}"
+            );
+        }
+    }
+}
