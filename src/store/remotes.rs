@@ -103,6 +103,88 @@ pub fn write_remotes_in(
     Ok(())
 }
 
+/// One line of the household's "what used the most": a service (or unnamed remote, or
+/// `other`) over all devices, and each device's part of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HouseholdService {
+    pub line: ServiceBytes,
+    /// (device id, bytes up, bytes down), most bytes first (then lowest id).
+    pub devices: Vec<(i64, u64, u64)>,
+}
+
+/// (device, remote, name, service, up, down) as the service queries select them.
+type ServiceRow = (i64, String, Option<String>, Option<String>, u64, u64);
+
+fn service_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ServiceRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get::<_, i64>(4)? as u64,
+        r.get::<_, i64>(5)? as u64,
+    ))
+}
+
+/// Folds remote rows into service lines (keyed by the service when named, by the remote as
+/// stored when not), each with its devices' parts; ordered as [`Store::device_services`]
+/// documents. One fold for the device page and the household, so they cannot disagree.
+fn fold_services(rows: Vec<ServiceRow>) -> Vec<(ServiceBytes, Vec<(i64, u64, u64)>)> {
+    type Line = (ServiceBytes, HashMap<i64, (u64, u64)>);
+    let mut lines: HashMap<(bool, String), Line> = HashMap::new();
+    for (device, remote, name, service, up, down) in rows {
+        let (key, shown) = match (service, name) {
+            (Some(svc), Some(name)) => ((true, svc.clone()), (Some(svc), name)),
+            _ => ((false, remote.clone()), (None, remote)),
+        };
+        let (line, devices) = lines.entry(key).or_insert_with(|| {
+            (
+                ServiceBytes {
+                    service: shown.0,
+                    names: Vec::new(),
+                    bytes_up: 0,
+                    bytes_down: 0,
+                },
+                HashMap::new(),
+            )
+        });
+        if !line.names.contains(&shown.1) {
+            line.names.push(shown.1);
+        }
+        line.bytes_up += up;
+        line.bytes_down += down;
+        let d = devices.entry(device).or_default();
+        d.0 += up;
+        d.1 += down;
+    }
+    let mut out: Vec<(ServiceBytes, Vec<(i64, u64, u64)>)> = lines
+        .into_values()
+        .map(|(mut l, devices)| {
+            l.names.sort();
+            let mut devices: Vec<(i64, u64, u64)> =
+                devices.into_iter().map(|(id, (u, d))| (id, u, d)).collect();
+            devices.sort_by_key(|&(id, u, d)| (std::cmp::Reverse(u + d), id));
+            (l, devices)
+        })
+        .collect();
+    out.sort_by(|(a, _), (b, _)| {
+        let other = |l: &ServiceBytes| l.service.is_none() && l.names == [OTHER];
+        (
+            other(a),
+            std::cmp::Reverse(a.bytes_up + a.bytes_down),
+            a.service.is_none(),
+            &a.names,
+        )
+            .cmp(&(
+                other(b),
+                std::cmp::Reverse(b.bytes_up + b.bytes_down),
+                b.service.is_none(),
+                &b.names,
+            ))
+    });
+    out
+}
+
 impl Store {
     /// [`write_remotes_in`] in a transaction of its own.
     pub fn write_remotes(&mut self, rows: &[RemoteUsage]) -> Result<(), StoreError> {
@@ -159,7 +241,7 @@ impl Store {
         let mut st = self
             .conn
             .prepare_cached(
-                "SELECT r.remote, n.name, n.service, sum(r.bytes_up), sum(r.bytes_down)
+                "SELECT r.device_id, r.remote, n.name, n.service, sum(r.bytes_up), sum(r.bytes_down)
                  FROM device_remote_hour r
                  LEFT JOIN device_names n ON n.device_id = r.device_id AND n.remote_ip = r.remote
                  WHERE r.hour >= ?2 AND r.hour < ?3 AND r.device_id = ?1
@@ -167,56 +249,41 @@ impl Store {
             )
             .map_err(sql_err(&self.path, op))?;
         let rows = st
-            .query_map(params![device_id, from, to], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, Option<String>>(1)?,
-                    r.get::<_, Option<String>>(2)?,
-                    r.get::<_, i64>(3)? as u64,
-                    r.get::<_, i64>(4)? as u64,
-                ))
-            })
+            .query_map(params![device_id, from, to], service_row)
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(sql_err(&self.path, op))?;
-        // Keyed by service when named, by the remote itself when not.
-        let mut lines: HashMap<(bool, String), ServiceBytes> = HashMap::new();
-        for (remote, name, service, up, down) in rows {
-            let (key, shown) = match (service, name) {
-                (Some(svc), Some(name)) => ((true, svc.clone()), (Some(svc), name)),
-                _ => ((false, remote.clone()), (None, remote)),
-            };
-            let line = lines.entry(key).or_insert_with(|| ServiceBytes {
-                service: shown.0,
-                names: Vec::new(),
-                bytes_up: 0,
-                bytes_down: 0,
-            });
-            if !line.names.contains(&shown.1) {
-                line.names.push(shown.1);
-            }
-            line.bytes_up += up;
-            line.bytes_down += down;
-        }
-        let mut out: Vec<ServiceBytes> = lines.into_values().collect();
-        for l in &mut out {
-            l.names.sort();
-        }
-        out.sort_by(|a, b| {
-            let other = |l: &ServiceBytes| l.service.is_none() && l.names == [OTHER];
-            (
-                other(a),
-                std::cmp::Reverse(a.bytes_up + a.bytes_down),
-                a.service.is_none(),
-                &a.names,
+        Ok(fold_services(rows).into_iter().map(|(l, _)| l).collect())
+    }
+
+    /// The household's internet bytes over the hours starting in `[from, to)` by service, in
+    /// one read of those hours' rows (the primary key starts with the hour): each device's
+    /// remotes named as [`Store::device_services`] names them, so a device's share of a line
+    /// is exactly its own line of that service. Per line the devices that used it, most
+    /// bytes first.
+    pub fn household_services(
+        &self,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<HouseholdService>, StoreError> {
+        let op = "reading the household's services";
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT r.device_id, r.remote, n.name, n.service, sum(r.bytes_up), sum(r.bytes_down)
+                 FROM device_remote_hour r
+                 LEFT JOIN device_names n ON n.device_id = r.device_id AND n.remote_ip = r.remote
+                 WHERE r.hour >= ?1 AND r.hour < ?2
+                 GROUP BY r.device_id, r.remote",
             )
-                .cmp(&(
-                    other(b),
-                    std::cmp::Reverse(b.bytes_up + b.bytes_down),
-                    b.service.is_none(),
-                    &b.names,
-                ))
-        });
-        Ok(out)
+            .map_err(sql_err(&self.path, op))?;
+        let rows = st
+            .query_map(params![from, to], service_row)
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(sql_err(&self.path, op))?;
+        Ok(fold_services(rows)
+            .into_iter()
+            .map(|(line, devices)| HouseholdService { line, devices })
+            .collect())
     }
 
     /// Deletes hours older than `keep_secs` before `now` and bounds the closed hours of the

@@ -69,6 +69,15 @@ fn num(v: f64) -> String {
 /// Stacked bars (download below, upload above) with a labelled y axis in decimal bytes per
 /// bucket; `per` names the bucket ("per 5 min", "per day"). `title` is the accessible name.
 pub fn bars(title: &str, per: &str, bars: &[Bar]) -> String {
+    linked_bars(title, per, bars, &[], false)
+}
+
+/// [`bars`] where bar `i` is also a link to `links[i]` (when given), for a pointer: each bar's
+/// full-height target opens it. With `hx`, htmx fetches the link in place (the attributes
+/// the template puts around the chart say where it goes); without JavaScript it is a plain
+/// link. The links are out of the tab order and hidden from assistive technology (the chart
+/// is one image to them): a page that links its bars offers the same choice in a form.
+pub fn linked_bars(title: &str, per: &str, bars: &[Bar], links: &[String], hx: bool) -> String {
     let max = bars.iter().map(|b| b.down + b.up).max().unwrap_or(0);
     let (top, div, unit) = nice_max(max);
     let plot_w = W - LEFT - RIGHT;
@@ -100,6 +109,17 @@ pub fn bars(title: &str, per: &str, bars: &[Bar]) -> String {
         let base = TOP + plot_h;
         // A full-height transparent target per bar carries the tooltip, so a short bar (or an
         // empty bucket) still tells its value on hover or tap.
+        let link = links.get(i).filter(|l| !l.is_empty());
+        if let Some(l) = link {
+            let l = escape_label(l).replace('"', "&quot;");
+            let _ = write!(s, r#"<a class="bar-link" href="{l}" tabindex="-1""#);
+            if hx {
+                // The fetched page without its fragment; the fragment is for a plain load.
+                let get = l.split('#').next().unwrap_or(&l);
+                let _ = write!(s, r#" hx-get="{get}""#);
+            }
+            s.push('>');
+        }
         if let Some(w) = &b.when {
             let _ = write!(
                 s,
@@ -124,6 +144,9 @@ pub fn bars(title: &str, per: &str, bars: &[Bar]) -> String {
         }
         if b.when.is_some() {
             s.push_str("</g>");
+        }
+        if link.is_some() {
+            s.push_str("</a>");
         }
         if let Some(l) = &b.label {
             let cx = LEFT + slot * (i as f64 + 0.5);

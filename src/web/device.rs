@@ -43,6 +43,8 @@ pub struct DevicePage {
     pub undo_error: String,
     /// The chosen range's use, chart and download links.
     pub r: RangeView,
+    /// What it used by service in the range and in a tapped hour (issue 29).
+    pub s: super::services::DeviceServices,
     /// The edit form was just saved (the page says so next to the form).
     pub saved: bool,
     /// What the edit form shows: the device's fields, or what was typed and why it was refused.
@@ -158,12 +160,16 @@ pub struct RangeView {
     pub chart: String,
 }
 
-/// The device's use in `chosen`, with bars per hour or day whose tooltips give each value.
+/// The device's use in `chosen`, with bars per hour or day whose tooltips give each value. With
+/// per-device services on, an hour's bar opens that hour's services (`?hour=`) and a day's
+/// bar opens that day as the range.
 pub async fn range_view(
     state: &AppState,
+    id: i64,
     mac: crate::model::MacAddr,
     mut chosen: super::range::Chosen,
 ) -> Result<RangeView, AppError> {
+    let linked = state.config().per_device_services;
     let tz = state.config().time_zone();
     let tzq = tz.clone();
     let period = chosen.bucket();
@@ -196,8 +202,21 @@ pub async fn range_view(
         _ => jiff::Span::new().days(1),
     };
     let mut i = 0usize;
+    let mut links = Vec::new();
     while z.timestamp().as_second() < to && bars.len() < 400 {
         let start = z.timestamp();
+        if linked {
+            links.push(if period == Period::Hour {
+                format!(
+                    "/devices/{id}?{}&hour={}#hour-services",
+                    chosen.query(),
+                    super::services::hour_at(start.as_second())
+                )
+            } else {
+                let day = z.date();
+                format!("/devices/{id}?range=custom&from={day}&to={day}#top-services")
+            });
+        }
         let pt = series.points.iter().find(|p| p.start == start);
         let hourly = period == Period::Hour;
         let label = if hourly {
@@ -220,7 +239,7 @@ pub async fn range_view(
             .map_err(|e| AppError::internal(format!("calendar: {e}")))?;
         i += 1;
     }
-    let chart = charts::bars(
+    let chart = charts::linked_bars(
         "Internet use in the chosen range",
         if period == Period::Hour {
             "per hour"
@@ -228,6 +247,8 @@ pub async fn range_view(
             "per day"
         },
         &bars,
+        &links,
+        period == Period::Hour,
     );
     let bytes = c.internet_download_bytes + c.internet_upload_bytes;
     Ok(RangeView {
@@ -268,77 +289,6 @@ fn latency_line(t: &crate::internet::passive::PassiveMinute, on: bool) -> String
     }
 }
 
-/// One line of the device's "what it used": a service, an unnamed remote, or the rest.
-pub struct ServiceLine {
-    pub label: String,
-    /// The names behind a service, or what an unnamed line is.
-    pub detail: String,
-    /// Down and up together, then each.
-    pub used: String,
-    pub down: String,
-    pub up: String,
-    /// Share of the device's internet bytes in the range, e.g. "42 %".
-    pub share: String,
-}
-
-/// Lines shown: the 8 biggest, then everything else in one line (so they still add up).
-const SERVICE_LINES: usize = 8;
-
-fn service_lines(all: &[crate::store::remotes::ServiceBytes]) -> Vec<ServiceLine> {
-    let total: u64 = all.iter().map(|l| l.bytes_up + l.bytes_down).sum();
-    let share = |b: u64| {
-        let pct = if total == 0 {
-            0.0
-        } else {
-            b as f64 * 100.0 / total as f64
-        };
-        if b > 0 && pct < 0.5 {
-            "<1 %".into()
-        } else {
-            format!("{pct:.0} %")
-        }
-    };
-    let line = |label: String, detail: String, up: u64, down: u64| ServiceLine {
-        label,
-        detail,
-        used: fmt_bytes(up + down),
-        down: fmt_bytes(down),
-        up: fmt_bytes(up),
-        share: share(up + down),
-    };
-    let is_other = |l: &crate::store::remotes::ServiceBytes| {
-        l.service.is_none() && l.names == [crate::endpoints::OTHER]
-    };
-    let (rest, shown): (Vec<_>, Vec<_>) = all
-        .iter()
-        .enumerate()
-        .partition(|(i, l)| *i >= SERVICE_LINES || is_other(l));
-    let mut out: Vec<ServiceLine> = shown
-        .into_iter()
-        .map(|(_, l)| match &l.service {
-            Some(svc) => line(svc.clone(), l.names.join(", "), l.bytes_up, l.bytes_down),
-            None => line(
-                "unknown".into(),
-                format!("no name seen for {}", l.names.join(", ")),
-                l.bytes_up,
-                l.bytes_down,
-            ),
-        })
-        .collect();
-    let (up, down) = rest
-        .iter()
-        .fold((0, 0), |(u, d), (_, l)| (u + l.bytes_up, d + l.bytes_down));
-    if up + down > 0 {
-        out.push(line(
-            "everything else".into(),
-            "smaller services and addresses together".into(),
-            up,
-            down,
-        ));
-    }
-    out
-}
-
 /// Everything the device page shows, cached briefly per device (see [`view::CACHE_FOR`]).
 pub struct DeviceView {
     pub id: i64,
@@ -363,11 +313,6 @@ pub struct DeviceView {
     pub online_24h: String,
     /// Passive latency (issue 27) over the last 24 hours, one sentence.
     pub latency: String,
-    /// Whether per-device services (issue 29) are recorded.
-    pub services_on: bool,
-    pub services_keep: u32,
-    /// What the device used in the last 24 hours, by service.
-    pub top_services: Vec<ServiceLine>,
     pub macs: Vec<(String, bool, String)>,
     pub hostnames: Vec<Named>,
     pub addresses: Vec<Named>,
@@ -398,6 +343,7 @@ pub async fn page(
     Path(id): Path<i64>,
     Query(rq): Query<super::range::RangeQuery>,
     Query(flag): Query<SavedFlag>,
+    Query(hq): Query<super::services::HourQuery>,
 ) -> Result<DevicePage, AppError> {
     let generation = state.generation();
     let cached = state.caches().device(id, generation);
@@ -418,7 +364,8 @@ pub async fn page(
     };
     let plan = state.db(|s| s.plan()).await?;
     let chosen = rq.resolve(state.now(), &state.config().time_zone(), &plan)?;
-    let r = range_view(&state, d.mac, chosen).await?;
+    let s = super::services::device_services(&state, id, &chosen, hq.hour()).await?;
+    let r = range_view(&state, id, d.mac, chosen).await?;
     let admin = auth.role == crate::auth::Role::Admin;
     let undos = if admin {
         state.query(move |s| Ok(s.merge_undos(id)?)).await?
@@ -431,6 +378,7 @@ pub async fn page(
         undos,
         undo_error: String::new(),
         r,
+        s,
         saved: flag.saved == "1",
         edit: EditForm::of(&d),
         d,
@@ -469,13 +417,12 @@ async fn load(state: &AppState, id: i64) -> Result<DeviceView, AppError> {
             // The current hour and the 23 before it.
             let hour = now - now.rem_euclid(3600);
             let latency = s.passive_device(id, hour - 23 * 3600, hour + 3600)?;
-            let services = s.device_services(id, hour - 23 * 3600, hour + 3600)?;
             Ok(Some((
-                d, minutes, days, heat, today, cycle, presence, latency, services,
+                d, minutes, days, heat, today, cycle, presence, latency,
             )))
         })
         .await?;
-    let Some((d, minutes, days, heat, today, cycle, presence, latency, services)) = loaded else {
+    let Some((d, minutes, days, heat, today, cycle, presence, latency)) = loaded else {
         return Err(AppError::NotFound);
     };
     let inet = |c: &crate::model::Counts| c.internet_download_bytes + c.internet_upload_bytes;
@@ -629,9 +576,6 @@ async fn load(state: &AppState, id: i64) -> Result<DeviceView, AppError> {
         presence: presence_svg,
         online_24h: view::fmt_duration(online_24h.unsigned_abs()),
         latency: latency_line(&latency.total, state.config().passive_latency),
-        services_on: state.config().per_device_services,
-        services_keep: state.config().keep_services_days,
-        top_services: service_lines(&services),
         macs: d
             .macs
             .iter()
@@ -708,6 +652,7 @@ pub async fn save(
             Path(id),
             Query(super::range::RangeQuery::default()),
             Query(SavedFlag::default()),
+            Query(super::services::HourQuery::default()),
         )
         .await?;
         page.edit = form;
@@ -836,6 +781,7 @@ pub async fn unmerge(
                 Path(id),
                 Query(super::range::RangeQuery::default()),
                 Query(SavedFlag::default()),
+                Query(super::services::HourQuery::default()),
             )
             .await?;
             page.undo_error = format!("The merge cannot be undone: {why}.");

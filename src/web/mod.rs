@@ -33,6 +33,7 @@ pub mod overview;
 pub mod people;
 pub mod plan;
 pub mod range;
+pub mod services;
 pub mod session;
 pub mod settings;
 pub mod setup;
