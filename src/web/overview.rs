@@ -93,6 +93,8 @@ pub struct OverviewPage {
     pub health_bad: bool,
     /// "lanmeter saw 97 % of the internet traffic your router counted today." (issue 24).
     pub coverage: Option<String>,
+    /// "What used the most today" (issue 29): only with `per_device_services` on.
+    pub services: Option<Vec<super::services::TopService>>,
     pub demo: Option<String>,
 }
 
@@ -187,6 +189,20 @@ pub async fn page(
             })
             .await?
     };
+    // Read only with the setting on: with it off the card is absent and nothing is queried.
+    let services = if state.config().per_device_services {
+        // Today as the device page's "Today" cuts it: hours starting from local midnight.
+        let (from, to) = (h.periods.today, state.now() + 1);
+        let all = state.db(move |s| s.household_services(from, to)).await?;
+        Some(super::services::top_services(&all, |id| {
+            devices
+                .iter()
+                .find(|r| r.id == id)
+                .map_or_else(|| format!("device {id}"), |r| r.label.clone())
+        }))
+    } else {
+        None
+    };
     let (c0, c1) = h.periods.cycle;
     Ok(OverviewPage {
         layout: Layout::new("Overview", "overview", Some(&auth)),
@@ -209,6 +225,7 @@ pub async fn page(
         health,
         health_bad,
         coverage,
+        services,
         demo: state.demo().map(str::to_string),
     })
 }
