@@ -26,6 +26,7 @@ pub mod internet;
 pub mod metrics;
 pub mod plan;
 pub mod presence;
+pub mod services;
 pub mod settings;
 pub mod system;
 pub mod tokens;
@@ -94,6 +95,18 @@ pub fn table() -> Vec<Operation> {
             Method::GET,
             Viewer,
             get(internet::device_latency),
+        ),
+        op(
+            "/api/v1/devices/{id}/services",
+            Method::GET,
+            Viewer,
+            get(services::device_services),
+        ),
+        op(
+            "/api/v1/services",
+            Method::GET,
+            Viewer,
+            get(services::household_services),
         ),
         op("/api/v1/usage", Method::GET, Viewer, get(usage::usage)),
         op("/api/v1/top", Method::GET, Viewer, get(usage::top)),
@@ -244,6 +257,8 @@ impl utoipa::Modify for Security {
         internet::minutes,
         internet::outages,
         internet::device_latency,
+        services::device_services,
+        services::household_services,
         alerts::list,
         alerts::acknowledge,
         settings::get_settings,
