@@ -129,7 +129,7 @@ fn service_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ServiceRow> {
 /// Folds remote rows into service lines (keyed by the service when named, by the remote as
 /// stored when not), each with its devices' parts; ordered as [`Store::device_services`]
 /// documents. One fold for the device page and the household, so they cannot disagree.
-fn fold_services(rows: Vec<ServiceRow>) -> Vec<(ServiceBytes, Vec<(i64, u64, u64)>)> {
+fn fold_services(rows: Vec<ServiceRow>) -> Vec<HouseholdService> {
     type Line = (ServiceBytes, HashMap<i64, (u64, u64)>);
     let mut lines: HashMap<(bool, String), Line> = HashMap::new();
     for (device, remote, name, service, up, down) in rows {
@@ -157,17 +157,18 @@ fn fold_services(rows: Vec<ServiceRow>) -> Vec<(ServiceBytes, Vec<(i64, u64, u64
         d.0 += up;
         d.1 += down;
     }
-    let mut out: Vec<(ServiceBytes, Vec<(i64, u64, u64)>)> = lines
+    let mut out: Vec<HouseholdService> = lines
         .into_values()
         .map(|(mut l, devices)| {
             l.names.sort();
             let mut devices: Vec<(i64, u64, u64)> =
                 devices.into_iter().map(|(id, (u, d))| (id, u, d)).collect();
             devices.sort_by_key(|&(id, u, d)| (std::cmp::Reverse(u + d), id));
-            (l, devices)
+            HouseholdService { line: l, devices }
         })
         .collect();
-    out.sort_by(|(a, _), (b, _)| {
+    out.sort_by(|a, b| {
+        let (a, b) = (&a.line, &b.line);
         let other = |l: &ServiceBytes| l.service.is_none() && l.names == [OTHER];
         (
             other(a),
@@ -252,7 +253,7 @@ impl Store {
             .query_map(params![device_id, from, to], service_row)
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(sql_err(&self.path, op))?;
-        Ok(fold_services(rows).into_iter().map(|(l, _)| l).collect())
+        Ok(fold_services(rows).into_iter().map(|s| s.line).collect())
     }
 
     /// The household's internet bytes over the hours starting in `[from, to)` by service, in
@@ -280,10 +281,7 @@ impl Store {
             .query_map(params![from, to], service_row)
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(sql_err(&self.path, op))?;
-        Ok(fold_services(rows)
-            .into_iter()
-            .map(|(line, devices)| HouseholdService { line, devices })
-            .collect())
+        Ok(fold_services(rows))
     }
 
     /// Deletes hours older than `keep_secs` before `now` and bounds the closed hours of the
@@ -532,5 +530,90 @@ mod tests {
             total(&lines),
             rows.iter().map(|r| r.bytes_up + r.bytes_down).sum::<u64>()
         );
+    }
+
+    /// The household's lines over two devices: one read, each device's part of a line is
+    /// exactly that device's own line, and the parts add up to the line.
+    #[test]
+    fn household_lines_are_the_devices_lines_added_up() {
+        use crate::names::Source;
+        use crate::names::table::Entry;
+        let dir = tempfile::tempdir().unwrap();
+        let mut st = Store::open(&dir.path().join("h.db")).unwrap();
+        let a: MacAddr = "dc:a6:32:00:00:01".parse().unwrap();
+        let b: MacAddr = "dc:a6:32:00:00:02".parse().unwrap();
+        let row = |mac, minute, ip: Option<u32>, up, down| RemoteUsage {
+            mac,
+            minute,
+            remote: ip.map(Remote::V4),
+            up,
+            down,
+        };
+        st.write_remotes(&[
+            row(a, 7200, Some(0x0a00_0001), 10, 1000),
+            row(b, 7200, Some(0x0a00_0001), 20, 5000),
+            row(b, 10_800, Some(0x0a00_0002), 1, 100),
+            row(a, 10_800, Some(0x0a00_0003), 2, 200),
+            row(a, 10_800, None, 3, 300),
+            // Outside the range.
+            row(b, 14_400, Some(0x0a00_0001), 9, 9000),
+        ])
+        .unwrap();
+        let named = |mac, ip: &str| {
+            (
+                (mac, ip.parse().unwrap()),
+                Entry {
+                    name: "r1.googlevideo.com".into(),
+                    source: Source::Tls,
+                    first_seen: 7200 * 1_000_000_000,
+                    last_seen: 7200 * 1_000_000_000,
+                    ttl: None,
+                },
+            )
+        };
+        st.write_names(&[named(a, "10.0.0.1"), named(b, "10.0.0.2")], 0)
+            .unwrap();
+        let ids: Vec<i64> = st.list_devices().unwrap().iter().map(|d| d.id).collect();
+        let all = st.household_services(7200, 14_400).unwrap();
+        // b's bytes to 10.0.0.1 have no name from b: unknown, though a named it.
+        let shown: Vec<(Option<&str>, &[String], u64)> = all
+            .iter()
+            .map(|s| {
+                (
+                    s.line.service.as_deref(),
+                    s.line.names.as_slice(),
+                    s.line.bytes_up + s.line.bytes_down,
+                )
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            vec![
+                (None, &["10.0.0.1".to_string()][..], 5020),
+                (
+                    Some("YouTube"),
+                    &["r1.googlevideo.com".to_string()][..],
+                    1111
+                ),
+                (None, &["10.0.0.3".to_string()][..], 202),
+                (None, &[OTHER.to_string()][..], 303),
+            ]
+        );
+        for s in &all {
+            let parts: (u64, u64) = s
+                .devices
+                .iter()
+                .fold((0, 0), |(u, d), p| (u + p.1, d + p.2));
+            assert_eq!(parts, (s.line.bytes_up, s.line.bytes_down));
+            for &(id, up, down) in &s.devices {
+                let own = st.device_services(id, 7200, 14_400).unwrap();
+                let mine = own
+                    .iter()
+                    .find(|l| l.service == s.line.service && l.names == s.line.names);
+                let mine = mine.unwrap_or_else(|| panic!("{id}: {:?}", s.line));
+                assert_eq!((mine.bytes_up, mine.bytes_down), (up, down));
+            }
+        }
+        assert_eq!(ids.len(), 2);
     }
 }

@@ -359,7 +359,19 @@ async fn device_page_shows_what_it_used_by_service() {
     use crate::model::{MacAddr, Sighting};
     use crate::names::table::Entry;
     for with_rows in [false, true] {
-        let e = env(None);
+        let mut e = env(None);
+        if with_rows {
+            // Services are read only with the setting on.
+            let cfg = Config {
+                timezone: Some("UTC".into()),
+                web_host_names: vec!["lanmeter.test".into()],
+                per_device_services: true,
+                ..Config::default()
+            };
+            e.state = AppState::new(cfg, &e.path, None)
+                .unwrap()
+                .with_clock(Clock::manual(NOW));
+        }
         let mac: MacAddr = "dc:a6:32:00:00:01".parse().unwrap();
         let mut st = Store::open(&e.path).unwrap();
         let seen = Sighting {
@@ -382,7 +394,7 @@ async fn device_page_shows_what_it_used_by_service() {
             st.write_remotes(&[
                 usage(h, 0x0a00_0001, 1_000, 2_999_000),
                 usage(h - 3600, 0x0a00_0003, 0, 1_000_000),
-                // Older than 24 hours: not on the page.
+                // Yesterday: not today's.
                 usage(h - 30 * 3600, 0x0b00_0001, 0, 9_000_000),
             ])
             .unwrap();
@@ -399,7 +411,7 @@ async fn device_page_shows_what_it_used_by_service() {
         drop(st);
         let (status, _, body) = e.get(&format!("/devices/{id}")).await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        assert!(body.contains("What it used, last 24 hours"), "{body}");
+        assert!(body.contains("What it used: Today"), "{body}");
         if with_rows {
             assert!(body.contains("YouTube"), "{body}");
             assert!(body.contains("r1.googlevideo.com"), "{body}");
