@@ -30,6 +30,7 @@ mod pi_realities;
 mod plan;
 mod router;
 mod security;
+mod services_pages;
 mod settings;
 mod survey;
 mod web_cli;
