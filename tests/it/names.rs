@@ -1,10 +1,13 @@
 //! Per-device names (issue 29): the names `lanmeter names` reads from captures equal tshark's
 //! (an independent dissector), on the DNS captures of tcpdump's corpus and on a capture of real
-//! clients (glibc's resolver, `openssl s_client`) made here; and the daemon, with
-//! `per_device_services` on, learns (client MAC, server IP) → name from dnsmasq's answer and
-//! from the ClientHello, live, in network namespaces. The corpus holds no TLS ClientHello and
-//! no QUIC Initial; Debian 12 has no QUIC client (its curl lacks HTTP/3), so QUIC is checked
-//! by the unit tests (RFC 9001's key vectors, sealed and reopened Initials) only.
+//! clients (glibc's resolver over UDP and over TCP, `openssl s_client`) made here; and the
+//! daemon, with `per_device_services` on, learns (client MAC, server IP) → name from dnsmasq's
+//! answers and from the ClientHello, live, in network namespaces. Live too: after curl fetches
+//! a few MB over TLS from a server at a public address (so internet traffic, through the
+//! router's MAC), the device's top service is that server's name with exactly the bytes tshark
+//! counts on the same link, and its services add up to its internet bytes. The corpus holds no
+//! TLS ClientHello and no QUIC Initial; Debian 12 has no QUIC client (its curl lacks HTTP/3), so
+//! QUIC is checked by the unit tests (RFC 9001's key vectors, sealed and reopened Initials) only.
 
 use crate::daemon::PATIENCE;
 use crate::netns::{KillOnDrop, run};
@@ -33,7 +36,7 @@ const DNS_FILES: &[&str] = &[
 const TYPES: &[&str] = &["1", "5", "28", "64", "65"];
 
 /// tshark's (SNI names, DNS answer names) of a file. DNS: standard no-error responses from port
-/// 53 with one question; of each, the owner names of the answer section's A, AAAA, CNAME, SVCB
+/// 53 (UDP or TCP) with one question; of each, the owner names of the answer section's A, AAAA, CNAME, SVCB
 /// and HTTPS records (`dns.resp.*` lists answers first, so the first `dns.count.answers`).
 fn tshark_names(file: &Path) -> (BTreeSet<String>, BTreeSet<String>) {
     let out = run(&[
@@ -68,6 +71,8 @@ fn tshark_names(file: &Path) -> (BTreeSet<String>, BTreeSet<String>) {
         "dns.resp.name",
         "-e",
         "dns.resp.type",
+        "-e",
+        "tcp.srcport",
     ]);
     let (mut sni, mut dns) = (BTreeSet::new(), BTreeSet::new());
     for line in String::from_utf8_lossy(&out.stdout).lines() {
@@ -76,12 +81,13 @@ fn tshark_names(file: &Path) -> (BTreeSet<String>, BTreeSet<String>) {
             sni.insert(n.to_ascii_lowercase());
         }
         let first = |s: &str| s.split('|').next().unwrap_or("").to_string();
-        if first(f[1]) != "53"
+        // From port 53 over UDP, or over TCP (tshark reassembles RFC 7766's framing).
+        if f.len() < 10
+            || (first(f[1]) != "53" && first(f[9]) != "53")
             || f[2] != "1"
             || f[3] != "0"
             || f[4] != "0"
             || f[5] != "1"
-            || f.len() < 9
         {
             continue;
         }
@@ -150,6 +156,8 @@ struct Lab {
 const SERVER: &str = "192.0.2.10";
 /// What dnsmasq answers for r7.googlevideo.com (looked up, never fetched).
 const OTHER_IP: &str = "192.0.2.77";
+/// What dnsmasq answers for a Steam download host, asked over TCP (glibc's `use-vc`).
+const TCP_IP: &str = "192.0.2.88";
 /// The file the server hands out for the bytes test: a few MB.
 const BLOB_BYTES: usize = 4 << 20;
 
@@ -343,6 +351,7 @@ impl Lab {
                 .arg(format!("--listen-address={lan}.1"))
                 .arg(format!("--address=/shop.example/{SERVER}"))
                 .arg(format!("--address=/r7.googlevideo.com/{OTHER_IP}"))
+                .arg(format!("--address=/cache1.steamcontent.com/{TCP_IP}"))
                 .arg("--address=/ready.example/198.51.100.1")
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -518,6 +527,21 @@ fn the_daemon_learns_names_from_dns_answers_and_client_hellos() {
     // A name only looked up (DNS), and a name looked up and fetched over TLS (DNS, then SNI).
     let out = net_exec(h, &["getent", "ahostsv4", "r7.googlevideo.com"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains(OTHER_IP));
+    // glibc's resolver over TCP (`options use-vc`): dnsmasq answers with RFC 7766 framing.
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            h,
+            "getent",
+            "ahostsv4",
+            "cache1.steamcontent.com",
+        ])
+        .env("RES_OPTIONS", "use-vc")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains(TCP_IP));
     let page = fetch(h);
     assert!(
         page.contains("HTTP/1.0 200"),
@@ -526,6 +550,7 @@ fn the_daemon_learns_names_from_dns_answers_and_client_hellos() {
     let want = [
         (SERVER, "shop.example", "shop.example", "tls"),
         (OTHER_IP, "r7.googlevideo.com", "YouTube", "dns"),
+        (TCP_IP, "cache1.steamcontent.com", "Steam", "dns"),
     ];
     let deadline = Instant::now() + PATIENCE;
     let rows = loop {
@@ -560,8 +585,26 @@ fn the_daemon_learns_names_from_dns_answers_and_client_hellos() {
     assert_eq!(l_sni, t_sni);
     assert_eq!(l_dns, t_dns);
     assert!(
-        t_sni.contains("shop.example") && t_dns.contains("r7.googlevideo.com"),
+        t_sni.contains("shop.example")
+            && t_dns.contains("r7.googlevideo.com")
+            && t_dns.contains("cache1.steamcontent.com"),
         "{t_sni:?} {t_dns:?}"
+    );
+    // That answer did come over TCP.
+    let tcp = run(&[
+        "tshark",
+        "-r",
+        cap.pcap.to_str().unwrap(),
+        "-Y",
+        "tcp.srcport == 53 && dns.flags.response == 1",
+        "-T",
+        "fields",
+        "-e",
+        "dns.qry.name",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&tcp.stdout).contains("cache1.steamcontent.com"),
+        "no DNS answer over TCP on the link"
     );
     let learned = v["learned"].to_string();
     assert!(
@@ -651,8 +694,11 @@ fn the_devices_top_service_is_the_fetched_name_with_the_bytes_tshark_counts() {
                 )
             })
             .unwrap_or_default();
-        let top = services.first().map(|s| (s.bytes_up, s.bytes_down));
-        if top == Some(want) && internet == want_internet {
+        // Names reach the database on their own flush, maybe after the bytes.
+        let top = services
+            .first()
+            .map(|s| (s.service.as_deref(), s.bytes_up, s.bytes_down));
+        if top == Some((Some("shop.example"), want.0, want.1)) && internet == want_internet {
             break (services, internet);
         }
         assert!(
