@@ -488,12 +488,12 @@ impl Lab {
 
 impl Capturing {
     /// Stops tcpdump once the last frames of what just ran have reached its file (it has
-    /// stopped growing: a busy machine may leave tcpdump behind the wire for a while); returns
-    /// what tcpdump said of dropped frames.
-    fn stop_tcpdump(&mut self) -> String {
+    /// stopped growing: a busy machine may leave tcpdump behind the wire for a while), and
+    /// checks that it wrote every frame the kernel passed it.
+    fn stop_tcpdump(&mut self) {
         let size = || std::fs::metadata(&self.pcap).map_or(0, |m| m.len());
         let mut last = (size(), Instant::now());
-        while last.1.elapsed() < Duration::from_millis(700) {
+        while last.1.elapsed() < Duration::from_secs(1) {
             std::thread::sleep(Duration::from_millis(100));
             if size() != last.0 {
                 last = (size(), Instant::now());
@@ -505,14 +505,30 @@ impl Capturing {
         )
         .unwrap();
         self.tcpdump.0.wait().unwrap();
+        // Its last words: "N packets captured", "N packets received by filter", "0 packets
+        // dropped by kernel" (the reader thread may still be collecting them).
+        let count = |log: &[String], what: &str| {
+            log.iter()
+                .find(|l| l.ends_with(what))
+                .and_then(|l| l.split(' ').next()?.parse::<u64>().ok())
+        };
         let deadline = Instant::now() + PATIENCE;
         loop {
-            let log = self.tcpdump_log.lock().unwrap();
-            if let Some(l) = log.iter().find(|l| l.contains("dropped by kernel")) {
-                return l.clone();
+            let log = self.tcpdump_log.lock().unwrap().clone();
+            let (captured, received, dropped) = (
+                count(&log, "packets captured"),
+                count(&log, "packets received by filter"),
+                count(&log, "packets dropped by kernel"),
+            );
+            if let (Some(c), Some(r), Some(d)) = (captured, received, dropped) {
+                assert!(
+                    c == r && d == 0,
+                    "tcpdump missed frames, the oracle would be short: {}",
+                    log.join("\n")
+                );
+                return;
             }
             assert!(Instant::now() < deadline, "tcpdump: {}", log.join("\n"));
-            drop(log);
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -641,11 +657,7 @@ fn the_devices_top_service_is_the_fetched_name_with_the_bytes_tshark_counts() {
         "curl: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let dropped = cap.stop_tcpdump();
-    assert!(
-        dropped.starts_with("0 packets dropped"),
-        "tcpdump: {dropped}"
-    );
+    cap.stop_tcpdump();
     // tshark's bytes per (device, remote) for the internet traffic on the link (endpoints.rs's
     // oracle: frame lengths, ACCOUNTING.md §3's rule against the router's MAC).
     let oracle = crate::endpoints::oracle(&cap.pcap, lab.router_mac);
