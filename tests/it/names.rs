@@ -637,7 +637,17 @@ fn the_devices_top_service_is_the_fetched_name_with_the_bytes_tshark_counts() {
     let h = lab.h.as_str();
     let hour = |t: i64| t - t.rem_euclid(3600);
     let from = hour(jiff::Timestamp::now().as_second());
+    // The daemon starts before the router is in the client's ARP table, as on a box whose
+    // first packet to it comes later: it must find the gateway within seconds, or the
+    // server's bytes would be counted with no remote ("other").
+    ip_in(h, &["neigh", "flush", "dev", "h0"]);
     let mut cap = lab.capture();
+    wait_for(&cap.daemon_log, "gateway=not yet known");
+    let out = net_exec(h, &["getent", "ahostsv4", "ready.example"]);
+    assert!(out.status.success());
+    let detected = Instant::now();
+    wait_for(&cap.daemon_log, "gateway detected");
+    eprintln!("gateway detected after {:?}", detected.elapsed());
     // The system resolver (glibc → dnsmasq) and curl's SNI name the server; a few MB come down.
     let out = net_exec(
         h,
