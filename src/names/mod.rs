@@ -525,11 +525,24 @@ mod tests {
             17,
             &udp(50000, 443, &q),
         );
+        let m = dns::tests::response("shop.example", &[("shop.example", 1, vec![192, 0, 2, 10])]);
+        let mut framed = (m.len() as u16).to_be_bytes().to_vec();
+        framed.extend(&m);
+        let t = eth_ipv4(
+            ROUTER,
+            CLIENT,
+            [10, 0, 0, 1],
+            [10, 0, 0, 5],
+            6,
+            &tcp(53, 40000, &framed),
+        );
         let mut x = Extractor::default();
-        for cut in 0..g.len() {
-            let mut out = Vec::new();
-            for link in [LinkType::Ethernet, LinkType::LinuxSll, LinkType::LinuxSll2] {
-                x.frame(link, 0, &g[..cut], &mut out);
+        for f in [&g, &t] {
+            for cut in 0..f.len() {
+                let mut out = Vec::new();
+                for link in [LinkType::Ethernet, LinkType::LinuxSll, LinkType::LinuxSll2] {
+                    x.frame(link, 0, &f[..cut], &mut out);
+                }
             }
         }
     }
