@@ -4,8 +4,9 @@
 //! IP) → name, mapped to a service by [`services`]; [`table`] keeps what one flush interval
 //! learned in a fixed amount of memory. Pure: frames in, facts out, no I/O.
 //!
-//! What is read: UDP from port 53 (answers), the first TCP segment to port 443 when it starts a
-//! TLS handshake record, and UDP to port 443 that starts like a QUIC long-header packet. The
+//! What is read: UDP and TCP from port 53 (answers; over TCP, RFC 7766's length-prefixed
+//! messages, when a segment holds whole ones), the first TCP segment to port 443 when it starts
+//! a TLS handshake record, and UDP to port 443 that starts like a QUIC long-header packet. The
 //! live capture's kernel filter ([`BPF_FILTER`]) passes only those.
 
 pub mod dns;
@@ -23,11 +24,12 @@ const MAX_VLAN_TAGS: usize = 4;
 const DNS_PORT: u16 = 53;
 const HTTPS_PORT: u16 = 443;
 
-/// The kernel filter of the names capture: DNS answers (UDP from port 53), TCP segments to 443
+/// The kernel filter of the names capture: DNS answers (UDP and TCP from port 53: a resolver
+/// answers over TCP when the answer is too big for UDP or the client asks so), TCP segments to 443
 /// whose payload starts with a TLS handshake record (0x16), UDP to 443 whose first byte is a
 /// QUIC long header of type Initial (0b1100xxxx). libpcap's `tcp[]`/`udp[]` read IPv4 only, so
 /// IPv6 is matched with `ip6[]` at fixed offsets (no extension headers, as clients send them).
-pub const BPF_FILTER: &str = "(udp src port 53) \
+pub const BPF_FILTER: &str = "(udp src port 53) or (tcp src port 53) \
 or (tcp dst port 443 and tcp[((tcp[12:1] & 0xf0) >> 2):1] = 0x16) \
 or (udp dst port 443 and (udp[8:1] & 0xf0) = 0xc0) \
 or (ip6 and ip6[6:1] = 6 and tcp dst port 443 and ip6[(40 + ((ip6[52:1] & 0xf0) >> 2)):1] = 0x16) \
@@ -35,12 +37,12 @@ or (ip6 and ip6[6:1] = 17 and udp dst port 443 and (ip6[48:1] & 0xf0) = 0xc0)";
 
 /// [`BPF_FILTER`] for frames behind one 802.1Q tag too (not compilable on Linux cooked links,
 /// where [`BPF_FILTER`] is used).
-pub const BPF_FILTER_VLAN: &str = "((udp src port 53) \
+pub const BPF_FILTER_VLAN: &str = "((udp src port 53) or (tcp src port 53) \
 or (tcp dst port 443 and tcp[((tcp[12:1] & 0xf0) >> 2):1] = 0x16) \
 or (udp dst port 443 and (udp[8:1] & 0xf0) = 0xc0) \
 or (ip6 and ip6[6:1] = 6 and tcp dst port 443 and ip6[(40 + ((ip6[52:1] & 0xf0) >> 2)):1] = 0x16) \
 or (ip6 and ip6[6:1] = 17 and udp dst port 443 and (ip6[48:1] & 0xf0) = 0xc0)) \
-or (vlan and ((udp src port 53) or (tcp dst port 443) or (udp dst port 443)))";
+or (vlan and ((udp src port 53) or (tcp src port 53) or (tcp dst port 443) or (udp dst port 443)))";
 
 /// Where a name came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -195,7 +197,15 @@ impl Extractor {
                 let Some(payload) = p.l4.get(off.max(20)..) else {
                     return;
                 };
-                if let Some(name) = tls::sni_from_records(payload) {
+                if be16(h, 0) == DNS_PORT {
+                    for response in tcp_dns(payload) {
+                        out.push(Event::Dns {
+                            ts,
+                            device: p.dst_mac,
+                            response,
+                        });
+                    }
+                } else if let Some(name) = tls::sni_from_records(payload) {
                     out.push(Event::Hello {
                         ts,
                         device: p.src_mac,
@@ -208,6 +218,28 @@ impl Extractor {
             _ => {}
         }
     }
+}
+
+/// The DNS answers of a TCP segment from port 53 (RFC 7766: each message behind its two-byte
+/// length). Read without reassembly, so only a segment made of whole messages counts: one that
+/// continues a message (an answer longer than a segment, or cut by the snaplen) cannot be told
+/// from the start of one, and is left alone rather than misread.
+fn tcp_dns(mut payload: &[u8]) -> Vec<dns::Response> {
+    let mut messages = Vec::new();
+    while !payload.is_empty() {
+        let Some(len) = payload.get(..2).map(|l| usize::from(be16(l, 0))) else {
+            return Vec::new();
+        };
+        let Some(msg) = payload.get(2..2 + len) else {
+            return Vec::new();
+        };
+        messages.push(msg);
+        payload = &payload[2 + len..];
+    }
+    messages
+        .into_iter()
+        .filter_map(dns::parse_response)
+        .collect()
 }
 
 /// Tells QUIC clients apart for reassembly: a client's connection ids are random, but two
@@ -396,6 +428,91 @@ mod tests {
         );
     }
 
+    /// A TCP header from `sport` to `dport` (20 bytes, no options) and `payload`.
+    fn tcp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+        let mut t = Vec::new();
+        t.extend(sport.to_be_bytes());
+        t.extend(dport.to_be_bytes());
+        t.extend([0, 0, 0, 1, 0, 0, 0, 1, 0x50, 0x18, 0, 0, 0, 0, 0, 0]);
+        t.extend(payload);
+        t
+    }
+
+    #[test]
+    fn dns_answers_over_tcp_are_read_when_a_segment_holds_whole_messages() {
+        let a = dns::tests::response("shop.example", &[("shop.example", 1, vec![192, 0, 2, 10])]);
+        let b = dns::tests::response("cdn.example", &[("cdn.example", 1, vec![192, 0, 2, 11])]);
+        let framed = |msgs: &[&[u8]]| {
+            let mut p = Vec::new();
+            for m in msgs {
+                p.extend((m.len() as u16).to_be_bytes());
+                p.extend(*m);
+            }
+            p
+        };
+        let learned = |payload: &[u8]| {
+            let f = eth_ipv4(
+                ROUTER,
+                CLIENT,
+                [10, 0, 0, 1],
+                [10, 0, 0, 5],
+                6,
+                &tcp(53, 40000, payload),
+            );
+            let mut out = Vec::new();
+            Extractor::default().frame(LinkType::Ethernet, 7, &f, &mut out);
+            out.iter()
+                .flat_map(Event::learned)
+                .map(|l| (l.device, l.remote.to_string(), l.name, l.source))
+                .collect::<Vec<_>>()
+        };
+        let dev = MacAddr(CLIENT);
+        // One answer, and two in one segment (RFC 7766 lets a resolver pipeline them).
+        assert_eq!(
+            learned(&framed(&[&a])),
+            [(dev, "192.0.2.10".into(), "shop.example".into(), Source::Dns)]
+        );
+        assert_eq!(
+            learned(&framed(&[&a, &b])),
+            [
+                (dev, "192.0.2.10".into(), "shop.example".into(), Source::Dns),
+                (dev, "192.0.2.11".into(), "cdn.example".into(), Source::Dns)
+            ]
+        );
+        // A message longer than the segment (continued in the next, or cut by the snaplen),
+        // a segment that continues one (a stray byte at its end, or no length at its start),
+        // and a bare ACK: nothing read, nothing misread.
+        let whole = framed(&[&a]);
+        assert!(learned(&whole[..whole.len() - 1]).is_empty());
+        let mut stray = whole.clone();
+        stray.push(0);
+        assert!(learned(&stray).is_empty());
+        assert!(learned(&a).is_empty());
+        assert!(learned(&[]).is_empty());
+        // The same segment to port 53 is a query's, not an answer.
+        let f = eth_ipv4(
+            CLIENT,
+            ROUTER,
+            [10, 0, 0, 5],
+            [10, 0, 0, 1],
+            6,
+            &tcp(40000, 53, &whole),
+        );
+        let mut out = Vec::new();
+        Extractor::default().frame(LinkType::Ethernet, 7, &f, &mut out);
+        assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn the_kernel_filters_compile_for_the_links_the_capture_opens() {
+        use crate::capture::discovery_source::filter_compiles;
+        // Ethernet takes the VLAN form; Linux cooked links (`any`) the plain one.
+        assert!(filter_compiles(1, BPF_FILTER_VLAN));
+        assert!(filter_compiles(1, BPF_FILTER));
+        assert!(filter_compiles(113, BPF_FILTER));
+        assert!(filter_compiles(276, BPF_FILTER));
+    }
+
     #[test]
     fn any_prefix_of_a_frame_is_safe() {
         let hs = tls::tests::client_hello("shop.example");
@@ -408,11 +525,24 @@ mod tests {
             17,
             &udp(50000, 443, &q),
         );
+        let m = dns::tests::response("shop.example", &[("shop.example", 1, vec![192, 0, 2, 10])]);
+        let mut framed = (m.len() as u16).to_be_bytes().to_vec();
+        framed.extend(&m);
+        let t = eth_ipv4(
+            ROUTER,
+            CLIENT,
+            [10, 0, 0, 1],
+            [10, 0, 0, 5],
+            6,
+            &tcp(53, 40000, &framed),
+        );
         let mut x = Extractor::default();
-        for cut in 0..g.len() {
-            let mut out = Vec::new();
-            for link in [LinkType::Ethernet, LinkType::LinuxSll, LinkType::LinuxSll2] {
-                x.frame(link, 0, &g[..cut], &mut out);
+        for f in [&g, &t] {
+            for cut in 0..f.len() {
+                let mut out = Vec::new();
+                for link in [LinkType::Ethernet, LinkType::LinuxSll, LinkType::LinuxSll2] {
+                    x.frame(link, 0, &f[..cut], &mut out);
+                }
             }
         }
     }

@@ -56,10 +56,10 @@ fn is_local(ip: IpAddr, ra: &[(u128, u32)]) -> bool {
     }
 }
 
-type PerRemote = HashMap<(String, String), (u64, u64)>;
+pub(crate) type PerRemote = HashMap<(String, String), (u64, u64)>;
 
 /// tshark's view: (device MAC, remote) → (bytes up, bytes down), for the given gateway.
-fn oracle(file: &Path, gateway: &str) -> PerRemote {
+pub(crate) fn oracle(file: &Path, gateway: &str) -> PerRemote {
     let out = Command::new("tshark")
         .args(["-n", "-r"])
         .arg(file)
@@ -162,7 +162,7 @@ fn replay_endpoints(file: &Path) -> Vec<Value> {
 }
 
 /// Compares one file; returns (remotes compared, devices with evictions, per-remote table).
-fn compare(file: &Path, exact_all: bool) -> (usize, PerRemote) {
+pub(crate) fn compare(file: &Path, exact_all: bool) -> (usize, PerRemote) {
     let rows = replay_endpoints(file);
     let gateway = rows
         .iter()
