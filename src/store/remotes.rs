@@ -249,10 +249,11 @@ impl Store {
                  GROUP BY r.remote",
             )
             .map_err(sql_err(&self.path, op))?;
-        let rows = st
+        let mut rows = st
             .query_map(params![device_id, from, to], service_row)
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(sql_err(&self.path, op))?;
+        self.name_networks(&mut rows, Some(device_id))?;
         Ok(fold_services(rows).into_iter().map(|s| s.line).collect())
     }
 
@@ -277,11 +278,79 @@ impl Store {
                  GROUP BY r.device_id, r.remote",
             )
             .map_err(sql_err(&self.path, op))?;
-        let rows = st
+        let mut rows = st
             .query_map(params![from, to], service_row)
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(sql_err(&self.path, op))?;
+        self.name_networks(&mut rows, None)?;
         Ok(fold_services(rows))
+    }
+
+    /// Names the unnamed network rows (a /24 or /48 the per-minute bound aggregated, see
+    /// [`crate::endpoints`]) by containment: the SQL join matches single addresses only, and
+    /// IPv6 text compression rules out matching prefixes as text. A network whose named
+    /// addresses all belong to one service is that service (a CDN's /24 is one provider);
+    /// one whose addresses name several services stays unnamed rather than guess. Reads the
+    /// names only when such a row exists (rare: only a device with more than
+    /// [`crate::endpoints::ENTRIES`] remotes in a minute).
+    fn name_networks(
+        &self,
+        rows: &mut [ServiceRow],
+        device: Option<i64>,
+    ) -> Result<(), StoreError> {
+        use crate::endpoints::Remote;
+        let unnamed = |r: &ServiceRow| r.2.is_none() && r.1.contains('/');
+        if !rows.iter().any(unnamed) {
+            return Ok(());
+        }
+        let op = "reading names for aggregated networks";
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT device_id, remote_ip, name, service FROM device_names
+                 WHERE ?1 IS NULL OR device_id = ?1",
+            )
+            .map_err(sql_err(&self.path, op))?;
+        let names = st
+            .query_map(params![device], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(sql_err(&self.path, op))?;
+        let names: Vec<(i64, std::net::IpAddr, String, String)> = names
+            .into_iter()
+            .filter_map(|(d, ip, n, s)| Some((d, ip.parse().ok()?, n, s)))
+            .collect();
+        for row in rows.iter_mut().filter(|r| unnamed(r)) {
+            let Ok(net) = row.1.parse::<Remote>() else {
+                continue;
+            };
+            let mut inside = names
+                .iter()
+                .filter(|(d, ip, _, _)| *d == row.0 && net.contains(*ip));
+            let Some(first) = inside.next() else {
+                continue;
+            };
+            let mut shown = first;
+            let mut one_service = true;
+            for n in inside {
+                one_service &= n.3 == first.3;
+                // The most familiar name shown: the shortest, then the first in order.
+                if (n.2.len(), &n.2) < (shown.2.len(), &shown.2) {
+                    shown = n;
+                }
+            }
+            if one_service {
+                row.2 = Some(shown.2.clone());
+                row.3 = Some(first.3.clone());
+            }
+        }
+        Ok(())
     }
 
     /// Deletes hours older than `keep_secs` before `now` and bounds the closed hours of the
@@ -530,6 +599,89 @@ mod tests {
             total(&lines),
             rows.iter().map(|r| r.bytes_up + r.bytes_down).sum::<u64>()
         );
+    }
+
+    /// A /24 or /48 the per-minute bound aggregated is named by the addresses inside it: by
+    /// containment, also for IPv6 whose text form hides the prefix; a network whose names
+    /// disagree on the service stays unnamed.
+    #[test]
+    fn aggregated_networks_are_named_by_the_addresses_inside() {
+        use crate::names::Source;
+        use crate::names::table::Entry;
+        let dir = tempfile::tempdir().unwrap();
+        let mut st = Store::open(&dir.path().join("n.db")).unwrap();
+        let a: MacAddr = "dc:a6:32:00:00:01".parse().unwrap();
+        let row = |remote, up, down| RemoteUsage {
+            mac: a,
+            minute: 7200,
+            remote: Some(remote),
+            up,
+            down,
+        };
+        let v6: u128 = "2a00:1450:4001::"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .into();
+        st.write_remotes(&[
+            // 203.0.113.0/24: two addresses of one service.
+            row(Remote::V4Net(0xcb00_7100), 10, 1000),
+            // 198.51.100.0/24: addresses of two services.
+            row(Remote::V4Net(0xc633_6400), 20, 2000),
+            row(Remote::V6Net(v6), 30, 3000),
+        ])
+        .unwrap();
+        let named = |ip: &str, name: &str| {
+            (
+                (a, ip.parse().unwrap()),
+                Entry {
+                    name: name.into(),
+                    source: Source::Dns,
+                    first_seen: 7200 * 1_000_000_000,
+                    last_seen: 7200 * 1_000_000_000,
+                    ttl: None,
+                },
+            )
+        };
+        st.write_names(
+            &[
+                named("203.0.113.7", "rr3---sn-4g5e6nzz.googlevideo.com"),
+                named("203.0.113.9", "r1.googlevideo.com"),
+                named("198.51.100.1", "cache1.steamcontent.com"),
+                named("198.51.100.2", "r1.googlevideo.com"),
+                named("2a00:1450:4001:81c::200e", "r2.googlevideo.com"),
+                // Outside every stored network.
+                named("203.0.114.1", "ipv4-c001.1.nflxvideo.net"),
+            ],
+            0,
+        )
+        .unwrap();
+        let id = st.list_devices().unwrap()[0].id;
+        let lines = st.device_services(id, 7200, 10_800).unwrap();
+        let shown: Vec<(Option<&str>, Vec<&str>, u64)> = lines
+            .iter()
+            .map(|l| {
+                (
+                    l.service.as_deref(),
+                    l.names.iter().map(String::as_str).collect(),
+                    l.bytes_up + l.bytes_down,
+                )
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            vec![
+                (
+                    Some("YouTube"),
+                    vec!["r1.googlevideo.com", "r2.googlevideo.com"],
+                    1010 + 3030
+                ),
+                (None, vec!["198.51.100.0/24"], 2020),
+            ]
+        );
+        // The household reads the same way.
+        let all = st.household_services(7200, 10_800).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].line, lines[0]);
     }
 
     /// The household's lines over two devices: one read, each device's part of a line is
