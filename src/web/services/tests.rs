@@ -317,3 +317,96 @@ async fn with_the_setting_off_nothing_is_shown_or_read() {
     let (status, _) = e.get("/api/v1/devices/999/services").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// With the setting on and services stored, what leaves the box carries none of them: the
+/// `/metrics` scrape, a remote-write batch as the remote-write worker builds it from the
+/// store, and the weekly summary e-mail (the webhook and push texts are alert texts, built
+/// from the same alert rows as the e-mail). No setting sends services anywhere, so the names,
+/// services and remote addresses of `fill` must appear in none of them.
+#[tokio::test]
+async fn services_never_leave_the_box() {
+    let e = env(true);
+    fill(&e.path);
+    let mut st = Store::open(&e.path).unwrap();
+    // Usage in the same minutes, so every output has the devices' numbers to carry.
+    let counts = crate::model::Counts {
+        frames_sent: 10,
+        frames_received: 10,
+        bytes_sent: 5_000,
+        bytes_received: 900_000,
+        internet_upload_bytes: 5_000,
+        internet_download_bytes: 900_000,
+    };
+    st.write_flush(
+        &[1u8, 2].map(|m| crate::model::MinuteUsage {
+            mac: mac(m),
+            minute: NOW - NOW.rem_euclid(60) - 120,
+            counts,
+        }),
+        &[],
+    )
+    .unwrap();
+    let secret = [
+        "googlevideo",
+        "YouTube",
+        "10.0.0.",
+        "203.0.113",
+        "r1.google",
+    ];
+    let leaks = |what: &str, text: &str| {
+        for s in secret {
+            assert!(!text.contains(s), "{what} carries {s:?}: {text}");
+        }
+    };
+    // The same strings do show where services are meant to be read: on this box's API.
+    let (_, api) = e
+        .get(&format!(
+            "/api/v1/services?from={}&to={}",
+            rfc(MIDNIGHT - 3600),
+            rfc(NOW + 3600)
+        ))
+        .await;
+    assert!(secret.iter().all(|s| api.contains(s)), "{api}");
+    // The scrape (an admin-less viewer session reads it on this box).
+    let (status, metrics) = e.get("/metrics").await;
+    assert_eq!(status, StatusCode::OK, "{metrics}");
+    assert!(metrics.contains("lanmeter_"), "{metrics}");
+    leaks("/metrics", &metrics);
+    // Remote write: the batch the worker would send, from the same store reads.
+    let rows = st.usage_rows_between(i64::MIN, NOW).unwrap();
+    assert!(!rows.is_empty());
+    let devices: Vec<crate::remote::DeviceLabels> = st
+        .list_devices()
+        .unwrap()
+        .into_iter()
+        .map(|d| crate::remote::DeviceLabels {
+            id: d.id,
+            mac: d.mac.to_string(),
+            name: d.display_name().unwrap_or("").to_string(),
+            person: d.user.owner.clone().unwrap_or_default(),
+            group: d.user.group.clone().unwrap_or_default(),
+            is_gateway: d.is_gateway,
+        })
+        .collect();
+    let batch = crate::remote::build("home", &devices, &[], &rows, Some(NOW - NOW.rem_euclid(60)));
+    assert!(batch.samples > 0);
+    let body = crate::remote::proto::write_request(&batch.series);
+    leaks("remote write", &String::from_utf8_lossy(&body));
+    // The weekly summary over the week that ends at the next local midnight.
+    let cfg = e.state.config();
+    let links = crate::alerts::render::LinkCtx::new(cfg, "secret".into());
+    let end = jiff::Timestamp::from_second(MIDNIGHT + 86_400)
+        .unwrap()
+        .to_zoned(links.tz.clone());
+    let week = crate::alerts::summary::build(&st, &links, &end).unwrap();
+    let mail = crate::alerts::render::weekly_mail(&week).unwrap();
+    assert!(
+        mail.text.contains("dc:a6:32") || mail.text.contains("GB") || mail.text.contains("MB"),
+        "{}",
+        mail.text
+    );
+    leaks(
+        "weekly mail",
+        &format!("{}\n{}\n{}", mail.subject, mail.text, mail.html),
+    );
+}
