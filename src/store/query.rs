@@ -615,7 +615,26 @@ impl Store {
         // the last point or opens the next one.
         let mut end = i64::MIN;
         for seg in plan.segments {
+            // A row of the series' own level is a whole bucket: its start is the point's, with
+            // no calendar arithmetic (a year of days is 365 of them).
+            let whole = seg.level == period;
             self.for_each_row(seg, sel, Group::Bucket, |r| {
+                if whole {
+                    let start = Timestamp::from_second(r.start).map_err(|e| QueryError::Time {
+                        period,
+                        zone: String::new(),
+                        at: r.start,
+                        detail: e.to_string(),
+                    })?;
+                    // Any later row, whichever level, starts a point of its own.
+                    end = r.start.saturating_add(1);
+                    points.push(Point {
+                        start,
+                        counts: r.counts,
+                        active_minutes: r.active_minutes,
+                    });
+                    return Ok(());
+                }
                 if r.start >= end || points.is_empty() {
                     let (s, e) =
                         bucket_secs(period, r.start, tz).map_err(|e| QueryError::Time {

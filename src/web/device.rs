@@ -196,9 +196,12 @@ pub async fn range_view(
         _ => jiff::Span::new().days(1),
     };
     let mut i = 0usize;
+    // Points and bars are both in time order: one pass, not a search per bar.
+    let mut points = series.points.iter().peekable();
     while z.timestamp().as_second() < to && bars.len() < 400 {
         let start = z.timestamp();
-        let pt = series.points.iter().find(|p| p.start == start);
+        while points.next_if(|p| p.start < start).is_some() {}
+        let pt = points.next_if(|p| p.start == start);
         let hourly = period == Period::Hour;
         let label = if hourly {
             (z.hour() % 6 == 0).then(|| format!("{:02}:00", z.hour()))
