@@ -845,3 +845,75 @@ fn the_migration_sums_existing_rollups_into_the_totals() {
     assert!(rows >= 30, "{rows}");
     assert_eq!(super::rollup::totals_mismatches(&store.conn).unwrap(), []);
 }
+
+/// What a device page draws (issue 26): one device's series per minute, hour, day and month
+/// and its weekday × hour heatmap, read through the single-device path, equal the raw minutes
+/// bucket by bucket, over random histories, ranges and zones; a two-device selection (the
+/// general path) too.
+#[test]
+fn a_devices_series_and_heatmap_equal_the_raw_minutes() {
+    let mut compared = 0;
+    for case in 0..5u64 {
+        let mut rng = Rng::new(0xde26_0000 + case);
+        let tz = TimeZone::get(ZONES[case as usize % ZONES.len()]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("d.db")).unwrap();
+        let base = 1_704_067_200 + below(&mut rng, 300) as i64 * 86_400 + 11 * 60;
+        let span = (30 + below(&mut rng, 30) as i64) * 86_400;
+        let oracle = fill(&mut store, &mut rng, &tz, base, span);
+        // Rolled up to a time inside the history: the newest hours are read from minutes.
+        store.roll_up(&tz, base + span - 5000).unwrap();
+        let local = |t: i64| Timestamp::from_second(t).unwrap().to_zoned(tz.clone());
+        for _ in 0..12 {
+            let (a, b) = random_range(&mut rng, base, span);
+            let (lo, hi) = (ceil_minute(ts(a)), ceil_minute(ts(b)));
+            let ctx = format!("seed case {case} zone {tz:?} range {a}..{b}");
+            let sels: [(Selection, Vec<MacAddr>); 3] = [
+                (Selection::device(mac(1)), vec![mac(1)]),
+                (Selection::device(mac(GATEWAY)), vec![mac(GATEWAY)]),
+                (
+                    Selection::Devices(vec![mac(2), mac(3)]),
+                    vec![mac(2), mac(3)],
+                ),
+            ];
+            for (sel, macs) in &sels {
+                let pick = |m: MacAddr| macs.contains(&m);
+                for period in Period::ALL {
+                    if period == Period::Minute && hi - lo > 3 * 86_400 {
+                        continue;
+                    }
+                    let s = store
+                        .usage_series(sel, &tz, ts(a), ts(b), Some(period))
+                        .unwrap();
+                    let mut want: BTreeMap<i64, Counts> = BTreeMap::new();
+                    for (&(m, minute), c) in &oracle {
+                        if pick(m) && minute >= lo && minute < hi {
+                            let (start, _) = bucket_secs(period, minute, &tz).unwrap();
+                            want.entry(start).or_default().add(c);
+                        }
+                    }
+                    let got: BTreeMap<i64, Counts> = s
+                        .points
+                        .iter()
+                        .map(|p| (p.start.as_second(), p.counts))
+                        .collect();
+                    assert!(s.exact, "{ctx}");
+                    assert_eq!(got, want, "{period} series of {macs:?}: {ctx}");
+                    compared += got.len();
+                }
+                let hm = store.heatmap(sel, &tz, ts(a), ts(b)).unwrap();
+                let mut cells = [[Counts::default(); 24]; 7];
+                for (&(m, minute), c) in &oracle {
+                    if pick(m) && minute >= lo && minute < hi {
+                        let z = local(minute);
+                        let wd = z.weekday().to_monday_zero_offset() as usize;
+                        cells[wd][z.hour() as usize].add(c);
+                    }
+                }
+                assert!(hm.exact, "{ctx}");
+                assert_eq!(hm.cells, cells, "heatmap of {macs:?}: {ctx}");
+            }
+        }
+    }
+    assert!(compared > 1000, "buckets compared: {compared}");
+}

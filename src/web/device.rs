@@ -174,15 +174,9 @@ pub async fn range_view(
     let tzq = tz.clone();
     let period = chosen.bucket();
     let (from, to) = (chosen.from, chosen.to);
-    let (usage, series, extent) = state
+    let (series, extent) = state
         .query(move |s| {
             let sel = Selection::device(mac);
-            let u = s.usage(
-                &sel,
-                &tzq,
-                view::ts(from).map_err(|_| range_err())?,
-                view::ts(to).map_err(|_| range_err())?,
-            )?;
             let series = s.usage_series(
                 &sel,
                 &tzq,
@@ -190,11 +184,17 @@ pub async fn range_view(
                 view::ts(to).map_err(|_| range_err())?,
                 Some(period),
             )?;
-            Ok((u, series, s.data_extent()?))
+            Ok((series, s.data_extent()?))
         })
         .await?;
     chosen.mark_partial(extent.map(|e| e.0), &tz);
-    let c = &usage.counts;
+    // The series holds every minute of the range once, so its points add up to the range's
+    // total: the same number a second reading of the range would give, read once.
+    let mut total = crate::model::Counts::default();
+    for p in &series.points {
+        total.add(&p.counts);
+    }
+    let c = &total;
     let mut bars = Vec::new();
     let mut z = view::ts(from)?.to_zoned(tz.clone());
     let step = match period {
@@ -203,6 +203,8 @@ pub async fn range_view(
     };
     let mut i = 0usize;
     let mut links = Vec::new();
+    // Points and bars are both in time order: one pass, not a search per bar.
+    let mut points = series.points.iter().peekable();
     while z.timestamp().as_second() < to && bars.len() < 400 {
         let start = z.timestamp();
         if linked {
@@ -217,7 +219,8 @@ pub async fn range_view(
                 format!("/devices/{id}?range=custom&from={day}&to={day}#top-services")
             });
         }
-        let pt = series.points.iter().find(|p| p.start == start);
+        while points.next_if(|p| p.start < start).is_some() {}
+        let pt = points.next_if(|p| p.start == start);
         let hourly = period == Period::Hour;
         let label = if hourly {
             (z.hour() % 6 == 0).then(|| format!("{:02}:00", z.hour()))
@@ -399,6 +402,15 @@ async fn load(state: &AppState, id: i64) -> Result<DeviceView, AppError> {
             .as_second()
     };
     let heat_from = p.today - 28 * 86_400;
+    // The local midnights of the 30 days the month chart shows.
+    let mut day_starts = Vec::with_capacity(30);
+    let mut day = view::ts(month_from)?.to_zoned(tz.clone());
+    for _ in 0..30 {
+        day_starts.push(day.timestamp().as_second());
+        day = day
+            .checked_add(jiff::Span::new().days(1))
+            .map_err(|e| AppError::internal(format!("calendar: {e}")))?;
+    }
     let tzq = tz.clone();
     let loaded = state
         .query(move |s| {
@@ -411,22 +423,55 @@ async fn load(state: &AppState, id: i64) -> Result<DeviceView, AppError> {
             let minutes = s.usage_series(&sel, &tzq, t(day_from), end, Some(Period::Minute))?;
             let days = s.usage_series(&sel, &tzq, t(month_from), end, Some(Period::Day))?;
             let heat = s.heatmap(&sel, &tzq, t(heat_from), end)?;
-            let today = s.usage(&sel, &tzq, t(p.today), end)?;
-            let cycle = s.usage(&sel, &tzq, t(p.cycle.0), end)?;
+            // Today and the cycle end now, as the 30 days do: their days are the series' points
+            // (each holds exactly its day's minutes), so only a cycle older than the 30 days
+            // reads its first part, and nothing is read twice.
+            let since = |from: i64| {
+                let mut c = crate::model::Counts::default();
+                for pt in days.points.iter().filter(|pt| pt.start.as_second() >= from) {
+                    c.add(&pt.counts);
+                }
+                c
+            };
+            let today = since(p.today);
+            let cycle = if day_starts.contains(&p.cycle.0) {
+                since(p.cycle.0)
+            } else if p.cycle.0 < month_from {
+                let mut c = s.usage(&sel, &tzq, t(p.cycle.0), t(month_from))?.counts;
+                c.add(&since(month_from));
+                c
+            } else {
+                s.usage(&sel, &tzq, t(p.cycle.0), end)?.counts
+            };
             let presence = s.presence(id)?;
             // The current hour and the 23 before it.
             let hour = now - now.rem_euclid(3600);
             let latency = s.passive_device(id, hour - 23 * 3600, hour + 3600)?;
+            // The merge choices and the edit form's suggestions need the devices, not their
+            // use: the household read (every device's today and cycle) is not needed here.
+            let all = s.list_devices()?;
+            // Quotas are measured only when one covers this device: most devices have none,
+            // and measuring every quota costs each one's whole window.
+            let covered = s.quotas()?.iter().any(|q| {
+                crate::store::plan::subject_devices(&q.subject, &all)
+                    .1
+                    .contains(&d.mac)
+            });
             Ok(Some((
-                d, minutes, days, heat, today, cycle, presence, latency,
+                d, minutes, days, heat, today, cycle, presence, latency, all, covered,
             )))
         })
         .await?;
-    let Some((d, minutes, days, heat, today, cycle, presence, latency)) = loaded else {
+    let Some((d, minutes, days, heat, today, cycle, presence, latency, all, covered)) = loaded
+    else {
         return Err(AppError::NotFound);
     };
     let inet = |c: &crate::model::Counts| c.internet_download_bytes + c.internet_upload_bytes;
-    let quotas = super::plan::quotas_covering(state, d.mac).await?;
+    let quotas = if covered {
+        super::plan::quotas_covering(state, d.mac).await?
+    } else {
+        Vec::new()
+    };
 
     // 24 hours of 5-minute bars, labelled every 6 hours on the local clock.
     let n = ((now + 1 - day_from) / FIVE + 1) as usize;
@@ -523,13 +568,11 @@ async fn load(state: &AppState, id: i64) -> Result<DeviceView, AppError> {
             fmt_local(b / 1_000_000_000, &tz)
         )
     };
-    // The merge choices come from the shared household read, not another pass over every device.
-    let rows = view::household(state).await?.rows;
     // The people and groups to choose from, each once whatever its case.
-    let names = |f: fn(&view::DeviceRow) -> &String| -> Vec<String> {
-        let mut v: Vec<String> = rows
+    let names = |f: fn(&crate::store::discovery::DeviceRecord) -> &Option<String>| -> Vec<String> {
+        let mut v: Vec<String> = all
             .iter()
-            .map(f)
+            .filter_map(|r| f(r).as_ref())
             .filter(|s| !s.is_empty())
             .cloned()
             .collect();
@@ -537,14 +580,14 @@ async fn load(state: &AppState, id: i64) -> Result<DeviceView, AppError> {
         v.dedup_by(|a, b| a.to_lowercase() == b.to_lowercase());
         v
     };
-    let people = names(|r| &r.owner);
-    let groups = names(|r| &r.group);
-    let mut others: Vec<Other> = rows
-        .into_iter()
-        .filter(|o| o.id != id && !o.gateway)
+    let people = names(|r| &r.user.owner);
+    let groups = names(|r| &r.user.group);
+    let mut others: Vec<Other> = all
+        .iter()
+        .filter(|o| o.id != id && !o.is_gateway)
         .map(|o| Other {
             id: o.id,
-            label: format!("{} ({})", o.label, o.mac),
+            label: format!("{} ({})", view::label(o), o.mac),
         })
         .collect();
     others.sort_by_key(|o| o.label.to_lowercase());
@@ -566,8 +609,8 @@ async fn load(state: &AppState, id: i64) -> Result<DeviceView, AppError> {
         first_seen: fmt_local(d.first_seen_ns / 1_000_000_000, &tz),
         last_seen: view::fmt_ago(d.last_seen_ns / 1_000_000_000, now),
         gateway: d.is_gateway,
-        today: fmt_bytes(inet(&today.counts)),
-        cycle: fmt_bytes(inet(&cycle.counts)),
+        today: fmt_bytes(inet(&today)),
+        cycle: fmt_bytes(inet(&cycle)),
         days30: fmt_bytes(inet(&total30)),
         local30: fmt_bytes(total30.local_bytes()),
         chart_day,
