@@ -19,7 +19,9 @@
 # parts not run, and takes the Pi time scale from the BENCHMARKS.md of the last full run.
 # SPLICE=1 with BENCH_PARTS then puts those parts' sections and budget rows into BENCHMARKS.md
 # (bench/splice.py), the other sections as the last full run left them. After page changes:
-#   OUT=bench-out BENCH_PARTS=web,pages SPLICE=1 ./bench/run.sh      (about 15 minutes on 2 cores)
+#   OUT=bench-out BENCH_PARTS=web,pages SPLICE=1 WEB_FIRST=2 WEB_SECS=3 ./bench/run.sh
+# (measured on 2 shared cores at load 4-8: build 8 min (lanmeter recompiles at each new commit),
+# web 5.3 min, pages 4 min with the arm64 rebuild of lanmeter and both QEMU counts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TARGET=${CARGO_TARGET_DIR:-target}
