@@ -370,7 +370,7 @@ def pi_time_scale():
         return None, None
     opt, cons = float(m.group(1)), float(m.group(2))
     return ({"conservative": cons, "central": cons * PI_IPC["conservative"] / PI_IPC["central"], "optimistic": opt},
-            f"the last full run's time scale in {src} (×{opt} to ×{cons}): this run counted no instructions")
+            f"the last full run's time scale in {src} (×{opt} to ×{cons}): this run did not run bench/pi.sh")
 
 
 PAGE_BUDGET_MS = 50
