@@ -17,6 +17,11 @@
 # BENCH_PARTS=web,store (comma-separated: ingest memory store web pages live pi) runs only those parts;
 # the report then goes to $OUT/BENCHMARKS.partial.md (unless REPORT is given), leaves out the
 # parts not run, and takes the Pi time scale from the BENCHMARKS.md of the last full run.
+# SPLICE=1 with BENCH_PARTS then puts those parts' sections and budget rows into BENCHMARKS.md
+# (bench/splice.py), the other sections as the last full run left them. After page changes:
+#   OUT=bench-out BENCH_PARTS=web,pages SPLICE=1 WEB_FIRST=2 WEB_SECS=3 ./bench/run.sh
+# (measured on 2 shared cores at load 4-8: build 8 min (lanmeter recompiles at each new commit),
+# web 5.3 min, pages 4 min with the arm64 rebuild of lanmeter and both QEMU counts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TARGET=${CARGO_TARGET_DIR:-target}
@@ -199,4 +204,9 @@ part end
 # Written to a temporary file first: a partial run reads the last full report's Pi time scale.
 PI_SCALE_FROM=BENCHMARKS.md python3 bench/report.py "$OUT" >"$REPORT.tmp"
 mv "$REPORT.tmp" "$REPORT"
+if [ -n "$PARTS" ] && [ "${SPLICE:-0}" = 1 ]; then
+    python3 bench/splice.py "$PARTS" "$REPORT" BENCHMARKS.md >"$OUT/BENCHMARKS.spliced.md"
+    mv "$OUT/BENCHMARKS.spliced.md" BENCHMARKS.md
+    echo "bench: the $PARTS sections and budget rows of $REPORT are now in BENCHMARKS.md" >&2
+fi
 cat "$REPORT"

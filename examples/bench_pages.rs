@@ -13,10 +13,14 @@
 //!                                       page of the device with the most traffic this cycle
 //!   bench_pages DB time PAGES N         N first views of every page in PAGES (a `list` output),
 //!                                       pages alternating; prints JSON
-//!   bench_pages DB count PATH V [admin] one view of PATH that warms the process, then V first
-//!                                       views, for counting instructions under QEMU (bench/pages.sh
-//!                                       subtracts the V = 0 run from the V = 1 run, so start-up,
-//!                                       the database opening and one-time set-up cancel)
+//!   bench_pages DB count PAGES V [NAME…] for counting instructions under QEMU with
+//!                                       bench/insn_count.c: per page (of PAGES, or only those
+//!                                       NAMEd) a state warmed by one view as in `time`, then V
+//!                                       first views, each between two markers (a seek to offset
+//!                                       MARK + i, which the plugin logs with the count so far);
+//!                                       prints "NAME I J BYTES" per view (its instructions are
+//!                                       the count at mark J minus the count at mark I; BYTES the
+//!                                       page's size), so one process counts every page
 //!   bench_pages DB probe ID             the store calls of device ID's page, timed one by one
 //!
 //! The database is opened read-write (sessions are stored there): give it a copy.
@@ -28,13 +32,28 @@ use lanmeter::auth::Role;
 use lanmeter::config::Config;
 use lanmeter::store::Store;
 use lanmeter::store::auth::SessionRow;
-use lanmeter::web::{AppState, router};
+use lanmeter::web::{AppState, Clock, router};
+use std::io::{Seek, SeekFrom};
 use std::path::Path;
 use std::time::Instant;
 use tower::ServiceExt;
 
 const HOST: &str = "127.0.0.1:8080";
 const ADMIN_TOKEN: &str = "bench-pages-admin-session-token-not-a-secret";
+/// bench/insn_count.c's marker: a seek to this offset + i logs "mark i COUNT" (same constant).
+const MARK: u64 = 0x4c4d_4d41_524b_0000;
+
+/// The moment every page is rendered at (Unix seconds): BENCH_PAGES_NOW, which bench/pages.sh
+/// sets to when its database was last written, else this process's start. A fixed moment makes
+/// each page show the same thing in every run and on both ISAs, however long the runs take (the
+/// overview lists the devices heard in the last minutes, "today" and "this cycle" move on).
+fn now() -> i64 {
+    static NOW: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *NOW.get_or_init(|| match std::env::var("BENCH_PAGES_NOW") {
+        Ok(v) => v.parse().expect("BENCH_PAGES_NOW: Unix seconds"),
+        Err(_) => jiff::Timestamp::now().as_second(),
+    })
+}
 
 fn state(db: &Path) -> AppState {
     let cfg = Config {
@@ -42,12 +61,14 @@ fn state(db: &Path) -> AppState {
         anyone_on_lan_may_view: true,
         ..Config::default()
     };
-    AppState::new(cfg, db, None).expect("opening the demo database")
+    AppState::new(cfg, db, None)
+        .expect("opening the demo database")
+        .with_clock(Clock::manual(now()))
 }
 
 /// An admin session for the admin-only pages (settings), stored as a login stores it.
 fn admin_session(db: &Path) {
-    let now = jiff::Timestamp::now().as_second();
+    let now = now();
     let s = Store::open(db).expect("opening the demo database");
     let digest = lanmeter::auth::token_digest(ADMIN_TOKEN);
     if s.session(&digest).expect("reading sessions").is_none() {
@@ -103,7 +124,10 @@ async fn list(db: &Path) -> Vec<(String, String, bool)> {
         .nth(1)
         .and_then(|p| p.split("</select>").next())
         .expect("the range picker on /devices");
-    let today = jiff::Zoned::now().date();
+    let today = jiff::Timestamp::from_second(now())
+        .expect("BENCH_PAGES_NOW in range")
+        .to_zoned(Config::default().time_zone())
+        .date();
     let year_ago = today
         .checked_sub(jiff::Span::new().days(364))
         .expect("a date a year ago");
@@ -156,13 +180,29 @@ async fn list(db: &Path) -> Vec<(String, String, bool)> {
     pages
 }
 
+/// A `list` output: "NAME PATH [admin]" a line.
+fn read_pages(file: &Path) -> Vec<(String, String, bool)> {
+    std::fs::read_to_string(file)
+        .expect("reading PAGES")
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            Some((
+                w.next()?.into(),
+                w.next()?.into(),
+                w.next() == Some("admin"),
+            ))
+        })
+        .collect()
+}
+
 // One thread: the multi-threaded runtime was seen to spin before its first task under
 // qemu-aarch64 user mode (QEMU 7.2), and one thread is enough for one request at a time.
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let usage =
-        "usage: bench_pages DB list | DB time PAGES N | DB count PATH VIEWS [admin] | DB probe ID";
+        "usage: bench_pages DB list | DB time PAGES N | DB count PAGES VIEWS [NAME…] | DB probe ID";
     let db = Path::new(args.first().expect(usage));
     match args.get(1).map(String::as_str) {
         Some("list") => {
@@ -172,19 +212,8 @@ async fn main() {
         }
         Some("time") => {
             admin_session(db);
-            let text = std::fs::read_to_string(args.get(2).expect(usage)).expect("reading PAGES");
+            let pages = read_pages(Path::new(args.get(2).expect(usage)));
             let n: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(5);
-            let pages: Vec<(String, String, bool)> = text
-                .lines()
-                .filter_map(|l| {
-                    let mut w = l.split_whitespace();
-                    Some((
-                        w.next()?.into(),
-                        w.next()?.into(),
-                        w.next() == Some("admin"),
-                    ))
-                })
-                .collect();
             let mut ms = vec![Vec::new(); pages.len()];
             let mut status = vec![0u16; pages.len()];
             // One state per page, as a running server has: its first request prepares what
@@ -215,18 +244,46 @@ async fn main() {
             println!("{{\n{}\n}}", rows.join(",\n"));
         }
         Some("count") => {
-            let path = args.get(2).expect(usage);
-            let views: usize = args.get(3).and_then(|s| s.parse().ok()).expect(usage);
-            let admin = args.get(4).map(String::as_str) == Some("admin");
             admin_session(db);
-            let st = state(db);
-            let (s, body) = get(&st, path, admin).await;
-            // Any answer but the page itself would count the wrong work.
-            assert!(s == StatusCode::OK, "GET {path}: {s}");
-            eprintln!("GET {path}: {s}, {} bytes", body.len());
-            for _ in 0..views {
-                st.changed();
-                get(&st, path, admin).await;
+            let pages = read_pages(Path::new(args.get(2).expect(usage)));
+            let views: usize = args.get(3).and_then(|s| s.parse().ok()).expect(usage);
+            let only = &args[4.min(args.len())..];
+            // Any file will do: the seek is only the plugin's signal (on /dev/null it succeeds).
+            let mut marker = std::fs::File::open("/dev/null").expect("opening /dev/null");
+            // BENCH_PAGES_BODIES=DIR keeps each page's last body there, to see what was counted.
+            let bodies = std::env::var_os("BENCH_PAGES_BODIES");
+            let mut next = 0u64;
+            let mut mark = || {
+                marker
+                    .seek(SeekFrom::Start(MARK + next))
+                    .expect("seeking /dev/null");
+                next += 1;
+                next - 1
+            };
+            for (name, path, admin) in &pages {
+                if !only.is_empty() && !only.contains(name) {
+                    continue;
+                }
+                // As in `time`: a state of its own, warmed by one view of its page.
+                let st = state(db);
+                let (s, body) = get(&st, path, *admin).await;
+                // Any answer but the page itself would count the wrong work.
+                assert!(s == StatusCode::OK, "GET {path}: {s}");
+                eprintln!("GET {path}: {s}, {} bytes", body.len());
+                for _ in 0..views {
+                    st.changed();
+                    let i = mark();
+                    let (s, body) = get(&st, path, *admin).await;
+                    let j = mark();
+                    assert!(s == StatusCode::OK, "GET {path}: {s}");
+                    // The page's size, so bench/pages.sh can check that both ISAs rendered the
+                    // same page (an error banner or an empty list would count other work).
+                    println!("{name} {i} {j} {}", body.len());
+                    if let Some(dir) = &bodies {
+                        std::fs::write(Path::new(dir).join(format!("{name}.html")), body)
+                            .expect("writing BENCH_PAGES_BODIES/NAME.html");
+                    }
+                }
             }
         }
         Some("probe") => {
