@@ -350,22 +350,24 @@ async fn stored_household(state: &AppState, periods: Periods) -> Result<Arc<Stor
         .query(move |s| {
             let t = |x: i64| Timestamp::from_second(x).unwrap_or(Timestamp::UNIX_EPOCH);
             let now = t(p.until_now());
-            let today = s.usage_by_device(&tz, t(p.today), now)?.0;
-            let cycle = s.usage_by_device(&tz, t(p.cycle.0), now)?.0;
-            // Today's and the cycle's household totals are the non-gateway devices just read
-            // (the household selection is exactly those rows); only the week needs a reading.
+            // Today, the cycle and the week end now: one reading, their shared rows read once.
+            let mut read = s
+                .usage_by_device_since(&tz, &[t(p.today), t(p.cycle.0), t(p.week)], now)?
+                .into_iter()
+                .map(|(v, _)| v);
+            let (today, cycle, week) = (
+                read.next().unwrap_or_default(),
+                read.next().unwrap_or_default(),
+                read.next().unwrap_or_default(),
+            );
+            // The household totals are the non-gateway devices just read (the household
+            // selection is exactly those rows).
             let household = |v: &[DeviceUsage]| -> u64 {
                 v.iter().filter(|u| !u.is_gateway).map(internet).sum()
             };
-            let week = s.usage(
-                &crate::store::query::Selection::Household,
-                &tz,
-                t(p.week),
-                now,
-            )?;
             let totals = [
                 household(&today),
-                week.counts.internet_download_bytes + week.counts.internet_upload_bytes,
+                household(&week),
                 household(&cycle),
             ];
             Ok(Stored {
