@@ -717,18 +717,17 @@ impl Store {
             }
             subjects.push((label, macs, window, end));
         }
-        let by_start: HashMap<Timestamp, HashMap<MacAddr, crate::model::Counts>> = if starts
-            .is_empty()
-        {
-            HashMap::new()
-        } else {
-            starts
-                .iter()
-                .copied()
-                .zip(self.usage_by_device_since(tz, &starts, now)?)
-                .map(|(s, (v, _))| (s, v.into_iter().map(|d| (d.mac, d.counts)).collect()))
-                .collect()
-        };
+        let by_start: HashMap<Timestamp, HashMap<MacAddr, crate::model::Counts>> =
+            if starts.is_empty() {
+                HashMap::new()
+            } else {
+                starts
+                    .iter()
+                    .copied()
+                    .zip(self.usage_by_device_since(tz, &starts, now)?)
+                    .map(|(s, (v, _))| (s, v.into_iter().map(|d| (d.mac, d.counts)).collect()))
+                    .collect()
+            };
         let mut out = Vec::with_capacity(quotas.len());
         for (q, (label, macs, window, end)) in quotas.into_iter().zip(subjects) {
             let n = macs.len();

@@ -365,11 +365,7 @@ async fn stored_household(state: &AppState, periods: Periods) -> Result<Arc<Stor
             let household = |v: &[DeviceUsage]| -> u64 {
                 v.iter().filter(|u| !u.is_gateway).map(internet).sum()
             };
-            let totals = [
-                household(&today),
-                household(&week),
-                household(&cycle),
-            ];
+            let totals = [household(&today), household(&week), household(&cycle)];
             Ok(Stored {
                 periods: p,
                 generation,
