@@ -304,6 +304,8 @@ pub struct Household {
     pub totals: [u64; 3],
     /// Today's internet download and upload.
     pub today_down_up: (u64, u64),
+    /// The stored readings the rows were built from (a range that ends now reuses them).
+    pub stored: Arc<Stored>,
 }
 
 /// What [`household`] reads from the database: shared by every request for [`CACHE_FOR`].
@@ -314,7 +316,29 @@ pub struct Stored {
     devices: Vec<DeviceRecord>,
     today: Vec<DeviceUsage>,
     cycle: Vec<DeviceUsage>,
+    week: Vec<DeviceUsage>,
     totals: [u64; 3],
+}
+
+impl Stored {
+    /// The per-device usage over `[from, to)` (Unix seconds) when it is one of the readings
+    /// held (today, this week or this cycle, up to now): a devices list whose range is one of
+    /// them shows the same numbers as the columns beside it without reading them again.
+    pub fn reading(&self, from: i64, to: i64) -> Option<&[DeviceUsage]> {
+        let p = &self.periods;
+        if to != p.until_now() {
+            return None;
+        }
+        if from == p.today {
+            Some(&self.today)
+        } else if from == p.week {
+            Some(&self.week)
+        } else if from == p.cycle.0 {
+            Some(&self.cycle)
+        } else {
+            None
+        }
+    }
 }
 
 /// How long the stored part of the household is reused. History only grows at a flush (every
@@ -373,6 +397,7 @@ async fn stored_household(state: &AppState, periods: Periods) -> Result<Arc<Stor
                 devices: s.list_devices()?,
                 today,
                 cycle,
+                week,
                 totals,
             })
         })
@@ -479,6 +504,7 @@ pub async fn household(state: &AppState) -> Result<Household, AppError> {
         rows,
         totals: totals.map(|t| t + pending_household),
         today_down_up: (down, up),
+        stored: Arc::clone(&stored),
     })
 }
 
