@@ -106,7 +106,9 @@ pub async fn apply_range(
 ) -> Result<Chosen, AppError> {
     let tz = state.config().time_zone();
     let plan = state.db(|s| s.plan()).await?;
-    let mut chosen = q.resolve(state.now(), &tz, &plan)?;
+    // At the household reading's instant, so that a range it holds (this week, this cycle)
+    // is the same range and its figures match the columns beside it.
+    let mut chosen = q.resolve(stored.now(), &tz, &plan)?;
     if chosen.key == "today" {
         return Ok(chosen);
     }

@@ -321,6 +321,11 @@ pub struct Stored {
 }
 
 impl Stored {
+    /// The instant the readings end at (Unix seconds, the last second included).
+    pub fn now(&self) -> i64 {
+        self.periods.now
+    }
+
     /// The per-device usage over `[from, to)` (Unix seconds) when it is one of the readings
     /// held (today, this week or this cycle, up to now): a devices list whose range is one of
     /// them shows the same numbers as the columns beside it without reading them again.
