@@ -717,9 +717,6 @@ impl Store {
             }
             subjects.push((label, macs, window, end));
         }
-        let mut covered: Vec<MacAddr> = subjects.iter().flat_map(|s| s.1.clone()).collect();
-        covered.sort_unstable();
-        covered.dedup();
         let by_start: HashMap<Timestamp, HashMap<MacAddr, crate::model::Counts>> =
             if starts.is_empty() {
                 HashMap::new()
@@ -727,7 +724,7 @@ impl Store {
                 starts
                     .iter()
                     .copied()
-                    .zip(self.usage_of_devices_since(tz, &covered, &starts, now)?)
+                    .zip(self.usage_by_device_since(tz, &starts, now)?)
                     .map(|(s, (v, _))| (s, v.into_iter().map(|d| (d.mac, d.counts)).collect()))
                     .collect()
             };

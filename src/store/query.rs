@@ -412,24 +412,6 @@ fn shared_pieces(plans: &[Plan], starts: &[Timestamp]) -> (Vec<Segment>, Vec<Vec
     (pieces, of_plan)
 }
 
-/// Adds a row's counts to its device's entry (the first row seen sets the gateway flag).
-fn add_usage(
-    by: &mut HashMap<MacAddr, DeviceUsage>,
-    mac: MacAddr,
-    is_gateway: bool,
-    c: &Counts,
-    active: u64,
-) {
-    let e = by.entry(mac).or_insert(DeviceUsage {
-        mac,
-        is_gateway,
-        counts: Counts::default(),
-        active_minutes: 0,
-    });
-    e.counts.add(c);
-    e.active_minutes += active;
-}
-
 fn get_u64(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<u64> {
     let v: i64 = row.get(i)?;
     u64::try_from(v).map_err(|e| {
@@ -567,73 +549,36 @@ impl Store {
         starts: &[Timestamp],
         end: Timestamp,
     ) -> Result<Vec<(Vec<DeviceUsage>, bool)>, QueryError> {
-        self.by_device_since(tz, None, starts, end)
-    }
-
-    /// [`Store::usage_by_device_since`] of these devices only (a quota's, a person's): their
-    /// rows are found by point lookups per bucket, so a few devices cost what they stored, not
-    /// what the whole household stored in the ranges.
-    pub fn usage_of_devices_since(
-        &self,
-        tz: &TimeZone,
-        macs: &[MacAddr],
-        starts: &[Timestamp],
-        end: Timestamp,
-    ) -> Result<Vec<(Vec<DeviceUsage>, bool)>, QueryError> {
-        self.by_device_since(tz, Some(&Selection::Devices(macs.to_vec())), starts, end)
-    }
-
-    fn by_device_since(
-        &self,
-        tz: &TimeZone,
-        sel: Option<&Selection>,
-        starts: &[Timestamp],
-        end: Timestamp,
-    ) -> Result<Vec<(Vec<DeviceUsage>, bool)>, QueryError> {
         let cov = self.coverage(tz)?;
         let plans: Vec<Plan> = starts
             .iter()
             .map(|&s| self.plan_with(&cov, tz, s, end, Period::Month))
             .collect::<Result<_, _>>()?;
         let (pieces, of_plan) = shared_pieces(&plans, starts);
-        let sums: Vec<HashMap<MacAddr, DeviceUsage>> = match sel {
-            None => {
-                let devices = self.device_keys()?;
-                pieces
-                    .iter()
-                    .map(|p| {
-                        let mut by: HashMap<MacAddr, DeviceUsage> = HashMap::new();
-                        for (id, (c, active)) in self.device_sums(p)? {
-                            // Rows of a device no longer listed are left out, as the join did.
-                            let Some(&(mac, is_gateway)) = devices.get(&id) else {
-                                continue;
-                            };
-                            add_usage(&mut by, mac, is_gateway, &c, active);
-                        }
-                        Ok::<_, QueryError>(by)
-                    })
-                    .collect::<Result<_, _>>()?
-            }
-            Some(sel) => pieces
-                .iter()
-                .map(|&p| {
-                    let mut by: HashMap<MacAddr, DeviceUsage> = HashMap::new();
-                    self.for_each_row(p, sel, Group::BucketDevice, |r| {
-                        add_usage(&mut by, r.mac, r.is_gateway, &r.counts, r.active_minutes);
-                        Ok::<(), QueryError>(())
-                    })?;
-                    Ok::<_, QueryError>(by)
-                })
-                .collect::<Result<_, _>>()?,
-        };
+        let sums: Vec<HashMap<i64, (Counts, u64)>> = pieces
+            .iter()
+            .map(|p| self.device_sums(p))
+            .collect::<Result<_, _>>()?;
+        let devices = self.device_keys()?;
         Ok(plans
             .iter()
             .zip(of_plan)
             .map(|(plan, ids)| {
                 let mut by: HashMap<MacAddr, DeviceUsage> = HashMap::new();
                 for i in ids {
-                    for d in sums[i].values() {
-                        add_usage(&mut by, d.mac, d.is_gateway, &d.counts, d.active_minutes);
+                    for (id, (c, active)) in &sums[i] {
+                        // Rows of a device no longer listed are left out, as the join did.
+                        let Some(&(mac, is_gateway)) = devices.get(id) else {
+                            continue;
+                        };
+                        let e = by.entry(mac).or_insert(DeviceUsage {
+                            mac,
+                            is_gateway,
+                            counts: Counts::default(),
+                            active_minutes: 0,
+                        });
+                        e.counts.add(c);
+                        e.active_minutes += active;
                     }
                 }
                 let mut v: Vec<DeviceUsage> = by.into_values().collect();
