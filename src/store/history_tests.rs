@@ -917,3 +917,83 @@ fn a_devices_series_and_heatmap_equal_the_raw_minutes() {
     }
     assert!(compared > 1000, "buckets compared: {compared}");
 }
+
+/// The household pages read today, this week and this cycle (and the plan's quotas their
+/// windows) up to now in one reading that reads the rows the ranges share once. Over random
+/// histories, zones, starts (local midnights like the pages' and arbitrary instants) and a
+/// retention that leaves some ranges inexact, each answer equals the range read alone, and
+/// where exact the raw minutes.
+#[test]
+fn ranges_sharing_an_end_equal_each_range_read_alone_and_the_raw_minutes() {
+    for case in 0..8u64 {
+        let mut rng = Rng::new(0x5a3e_0000 + case);
+        let tz = TimeZone::get(ZONES[case as usize % ZONES.len()]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.db")).unwrap();
+        let base = 1_704_067_200 + below(&mut rng, 300) as i64 * 86_400 + 11 * 60;
+        let span = (30 + below(&mut rng, 40) as i64) * 86_400;
+        let oracle = fill(&mut store, &mut rng, &tz, base, span);
+        // Minutes past the last closed hour and hours past the last closed day stay unrolled.
+        let end = base + span - below(&mut rng, 2 * 86_400) as i64;
+        if case % 2 == 1 {
+            let days = |n: u64| Some(n as i64 * 86_400);
+            let retention = Retention {
+                minutes: days(1 + below(&mut rng, 5)),
+                hours: days(3 + below(&mut rng, 10)),
+                days: days(20 + below(&mut rng, 20)),
+                months: None,
+            };
+            store.apply_retention(&retention, base + span).unwrap();
+        }
+        for round in 0..6 {
+            let n = 1 + below(&mut rng, 4) as usize;
+            let starts: Vec<i64> = (0..n)
+                .map(|_| {
+                    let back = below(&mut rng, 40 * 86_400) as i64 + 1;
+                    let t = end - back;
+                    // Half of them on local midnights, as today, the week and the cycle are.
+                    if below(&mut rng, 2) == 0 {
+                        bucket_secs(Period::Day, t, &tz).unwrap().0
+                    } else {
+                        t
+                    }
+                })
+                .collect();
+            let ctx = format!("case {case} zone {tz:?} round {round} starts {starts:?} end {end}");
+            let starts: Vec<Timestamp> = starts.into_iter().map(ts).collect();
+            let shared = store.usage_by_device_since(&tz, &starts, ts(end)).unwrap();
+            let hh = store
+                .usage_of_ranges_to(&Selection::Household, &tz, &starts, ts(end))
+                .unwrap();
+            assert_eq!((shared.len(), hh.len()), (starts.len(), starts.len()));
+            for (i, &s) in starts.iter().enumerate() {
+                let alone = store.usage_by_device(&tz, s, ts(end)).unwrap();
+                assert_eq!(shared[i], alone, "{ctx}: start {s}");
+                let hh_alone = store.usage(&Selection::Household, &tz, s, ts(end)).unwrap();
+                assert_eq!(hh[i], hh_alone, "{ctx}: household from {s}");
+                if !alone.1 {
+                    continue;
+                }
+                let (lo, hi) = (ceil_minute(s), ceil_minute(ts(end)));
+                for m in devices() {
+                    let (want, active) = oracle_sum(&oracle, |x| x == m, lo, hi);
+                    let got = shared[i].0.iter().find(|d| d.mac == m);
+                    assert_eq!(
+                        got.map_or((Counts::default(), 0), |d| (d.counts, d.active_minutes)),
+                        (want, active),
+                        "{ctx}: {m} from {s}"
+                    );
+                    if let Some(d) = got {
+                        assert_eq!(d.is_gateway, m == mac(GATEWAY));
+                    }
+                }
+                let (want, active) = oracle_sum(&oracle, |x| x != mac(GATEWAY), lo, hi);
+                assert_eq!(
+                    (hh[i].counts, hh[i].active_minutes),
+                    (want, active),
+                    "{ctx}"
+                );
+            }
+        }
+    }
+}

@@ -410,6 +410,36 @@ impl Store {
         }
     }
 
+    /// [`Store::plan_usage`] of `[start, end)` for each start, reading the rows the ranges
+    /// share once.
+    pub fn plan_usage_since<const N: usize>(
+        &self,
+        p: &Plan,
+        tz: &TimeZone,
+        starts: [Timestamp; N],
+        end: Timestamp,
+    ) -> Result<[(u64, bool); N], QueryError> {
+        let mut out = [(0, true); N];
+        if p.source != PlanSource::Devices {
+            for (o, s) in out.iter_mut().zip(starts) {
+                *o = self.plan_usage(p, tz, s, end)?;
+            }
+            return Ok(out);
+        }
+        let live: Vec<(usize, Timestamp)> = starts
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| **s < end)
+            .map(|(i, s)| (i, *s))
+            .collect();
+        let froms: Vec<Timestamp> = live.iter().map(|x| x.1).collect();
+        let read = self.usage_of_ranges_to(&Selection::Household, tz, &froms, end)?;
+        for ((i, _), u) in live.into_iter().zip(read) {
+            out[i] = (p.counted.bytes(&u.counts), u.exact);
+        }
+        Ok(out)
+    }
+
     /// The plan, its current cycle and quotas with everything measured, at `now` in `tz`.
     pub fn plan_report(
         &self,
@@ -450,8 +480,8 @@ impl Store {
         let cycle = plan::cycle_containing(&p, now, tz)?;
         let today = now.to_zoned(tz.clone()).date();
         let today_start = plan::day_start(today, tz)?;
-        let (measured, exact) = self.plan_usage(&p, tz, cycle.start, now)?;
-        let (today_bytes, _) = self.plan_usage(&p, tz, today_start.max(cycle.start), now)?;
+        let [(measured, exact), (today_bytes, _)] =
+            self.plan_usage_since(&p, tz, [cycle.start, today_start.max(cycle.start)], now)?;
         let recent = self.recent_days(&p, tz, today)?;
         let calibrations = self.calibrations(cycle.start.as_second(), cycle.end.as_second())?;
         let offset = plan::offset_for(&cycle, &calibrations);
@@ -674,22 +704,58 @@ impl Store {
             return Ok(Vec::new());
         }
         let devices = self.list_devices()?;
-        let mut out = Vec::with_capacity(quotas.len());
-        for q in quotas {
+        // A quota over a set of devices uses the sum of their own usage in its window: each
+        // distinct window is read once per device, and windows that end now share their rows.
+        let mut subjects = Vec::with_capacity(quotas.len());
+        let mut starts: Vec<Timestamp> = Vec::new();
+        for q in &quotas {
             let (label, macs) = subject_devices(&q.subject, &devices);
             let window = plan::quota_window(p, q.period, now, tz)?;
-            let n = macs.len();
-            let used = if macs.is_empty() {
-                0
+            let end = now.min(window.1);
+            if !macs.is_empty() && window.0 < end && end == now && !starts.contains(&window.0) {
+                starts.push(window.0);
+            }
+            subjects.push((label, macs, window, end));
+        }
+        let by_start: HashMap<Timestamp, HashMap<MacAddr, crate::model::Counts>> =
+            if starts.is_empty() {
+                HashMap::new()
             } else {
-                self.counted_usage(
-                    p.counted,
-                    &Selection::Devices(macs.clone()),
-                    tz,
-                    window.0,
-                    now.min(window.1),
-                )?
-                .0
+                starts
+                    .iter()
+                    .copied()
+                    .zip(self.usage_by_device_since(tz, &starts, now)?)
+                    .map(|(s, (v, _))| (s, v.into_iter().map(|d| (d.mac, d.counts)).collect()))
+                    .collect()
+            };
+        let mut out = Vec::with_capacity(quotas.len());
+        for (q, (label, macs, window, end)) in quotas.into_iter().zip(subjects) {
+            let n = macs.len();
+            let used = match by_start.get(&window.0) {
+                Some(by) if end == now && window.0 < end => {
+                    let mut seen: Vec<MacAddr> = Vec::with_capacity(n);
+                    let mut sum = crate::model::Counts::default();
+                    for m in &macs {
+                        if !seen.contains(m) {
+                            seen.push(*m);
+                            if let Some(c) = by.get(m) {
+                                sum.add(c);
+                            }
+                        }
+                    }
+                    p.counted.bytes(&sum)
+                }
+                _ if macs.is_empty() => 0,
+                _ => {
+                    self.counted_usage(
+                        p.counted,
+                        &Selection::Devices(macs.clone()),
+                        tz,
+                        window.0,
+                        end,
+                    )?
+                    .0
+                }
             };
             let mut status = plan::quota_status(q, label, n, window, used);
             status.covers = macs;

@@ -266,6 +266,8 @@ pub(crate) fn ceil_minute(t: Timestamp) -> i64 {
 pub(crate) struct Row {
     pub start: i64,
     pub mac: MacAddr,
+    /// Meaningful for per-device rows only (the tests pick rows by it).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub is_gateway: bool,
     pub counts: Counts,
     pub active_minutes: u64,
@@ -278,8 +280,6 @@ pub(crate) enum Group {
     BucketDevice,
     /// One row per bucket, summed over the selection, ordered by bucket (mac is meaningless).
     Bucket,
-    /// One row per device, summed over the segment (start is meaningless).
-    Device,
 }
 
 /// The longest minute segment a device selection reads by point lookups (one per minute of
@@ -400,11 +400,43 @@ fn row_sql(seg: &Segment, sel: &Selection, group: Group) -> String {
              GROUP BY u.{key} ORDER BY u.{key}",
             sums.join(", ")
         ),
-        Group::Device => format!(
-            "{with}SELECT 0, d.mac, d.is_gateway, {}, sum({active}) FROM {from} AND {cond} GROUP BY u.device_id",
-            sums.join(", ")
-        ),
     }
+}
+
+/// Cuts every plan's segments at every start (minute-aligned as the planner aligns them) and
+/// lists the distinct pieces: `(pieces, for each plan the indices of its pieces)`. A segment
+/// reads the rows whose start lies in it, so cutting it anywhere splits its rows exactly.
+fn shared_pieces(plans: &[Plan], starts: &[Timestamp]) -> (Vec<Segment>, Vec<Vec<usize>>) {
+    let mut cuts: Vec<i64> = starts.iter().map(|&s| ceil_minute(s)).collect();
+    cuts.sort_unstable();
+    cuts.dedup();
+    let mut pieces: Vec<Segment> = Vec::new();
+    let mut index: HashMap<(usize, i64, i64), usize> = HashMap::new();
+    let of_plan = plans
+        .iter()
+        .map(|plan| {
+            let mut ids = Vec::new();
+            for seg in &plan.segments {
+                let mut from = seg.from;
+                let inner = cuts.iter().filter(|&&c| c > seg.from && c < seg.to);
+                for to in inner.copied().chain([seg.to]) {
+                    let piece = Segment {
+                        level: seg.level,
+                        from,
+                        to,
+                    };
+                    let i = *index.entry((idx(seg.level), from, to)).or_insert_with(|| {
+                        pieces.push(piece);
+                        pieces.len() - 1
+                    });
+                    ids.push(i);
+                    from = to;
+                }
+            }
+            ids
+        })
+        .collect();
+    (pieces, of_plan)
 }
 
 fn get_u64(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<u64> {
@@ -470,7 +502,22 @@ impl Store {
             return Err(QueryError::EmptyRange { from, to });
         }
         let cov = self.coverage(tz)?;
-        plan(&cov, tz, ceil_minute(from), ceil_minute(to), max_level).map_err(|(period, at, e)| {
+        self.plan_with(&cov, tz, from, to, max_level)
+    }
+
+    /// [`Store::plan_range`] with the coverage already read.
+    fn plan_with(
+        &self,
+        cov: &Coverage,
+        tz: &TimeZone,
+        from: Timestamp,
+        to: Timestamp,
+        max_level: Period,
+    ) -> Result<Plan, QueryError> {
+        if from >= to {
+            return Err(QueryError::EmptyRange { from, to });
+        }
+        plan(cov, tz, ceil_minute(from), ceil_minute(to), max_level).map_err(|(period, at, e)| {
             QueryError::Time {
                 period,
                 zone: tz.iana_name().unwrap_or("(unnamed)").to_string(),
@@ -513,24 +560,164 @@ impl Store {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<(Vec<DeviceUsage>, bool), QueryError> {
-        let plan = self.plan_range(tz, from, to, Period::Month)?;
-        let mut by: HashMap<MacAddr, DeviceUsage> = HashMap::new();
-        for seg in plan.segments {
-            self.for_each_row(seg, &Selection::All, Group::Device, |r| {
-                let e = by.entry(r.mac).or_insert(DeviceUsage {
-                    mac: r.mac,
-                    is_gateway: r.is_gateway,
-                    counts: Counts::default(),
-                    active_minutes: 0,
-                });
-                e.counts.add(&r.counts);
-                e.active_minutes += r.active_minutes;
-                Ok::<(), QueryError>(())
-            })?;
+        let mut all = self.usage_by_device_since(tz, &[from], to)?;
+        Ok(all.pop().unwrap_or_default())
+    }
+
+    /// [`Store::usage_by_device`] for several ranges `[start, end)` that share their end (today,
+    /// this week and this cycle, up to now), one answer per start in the order given. Each
+    /// range is planned as on its own; the plans' segments are cut at every start, and each
+    /// distinct piece is read once, so the rows the ranges share (today's hours and minutes)
+    /// are read once, not once per range. A row lies in exactly one piece, so every answer is
+    /// the sum of the same rows as a reading of its range alone.
+    pub fn usage_by_device_since(
+        &self,
+        tz: &TimeZone,
+        starts: &[Timestamp],
+        end: Timestamp,
+    ) -> Result<Vec<(Vec<DeviceUsage>, bool)>, QueryError> {
+        let cov = self.coverage(tz)?;
+        let plans: Vec<Plan> = starts
+            .iter()
+            .map(|&s| self.plan_with(&cov, tz, s, end, Period::Month))
+            .collect::<Result<_, _>>()?;
+        let (pieces, of_plan) = shared_pieces(&plans, starts);
+        let sums: Vec<HashMap<i64, (Counts, u64)>> = pieces
+            .iter()
+            .map(|p| self.device_sums(p))
+            .collect::<Result<_, _>>()?;
+        let devices = self.device_keys()?;
+        Ok(plans
+            .iter()
+            .zip(of_plan)
+            .map(|(plan, ids)| {
+                let mut by: HashMap<MacAddr, DeviceUsage> = HashMap::new();
+                for i in ids {
+                    for (id, (c, active)) in &sums[i] {
+                        // Rows of a device no longer listed are left out, as the join did.
+                        let Some(&(mac, is_gateway)) = devices.get(id) else {
+                            continue;
+                        };
+                        let e = by.entry(mac).or_insert(DeviceUsage {
+                            mac,
+                            is_gateway,
+                            counts: Counts::default(),
+                            active_minutes: 0,
+                        });
+                        e.counts.add(c);
+                        e.active_minutes += active;
+                    }
+                }
+                let mut v: Vec<DeviceUsage> = by.into_values().collect();
+                v.sort_unstable_by_key(|d| d.mac);
+                (v, plan.exact)
+            })
+            .collect())
+    }
+
+    /// [`Store::usage`] for several ranges sharing their end, reading shared pieces once (see
+    /// [`Store::usage_by_device_since`]).
+    pub fn usage_of_ranges_to(
+        &self,
+        sel: &Selection,
+        tz: &TimeZone,
+        starts: &[Timestamp],
+        end: Timestamp,
+    ) -> Result<Vec<Usage>, QueryError> {
+        let cov = self.coverage(tz)?;
+        let plans: Vec<Plan> = starts
+            .iter()
+            .map(|&s| self.plan_with(&cov, tz, s, end, Period::Month))
+            .collect::<Result<_, _>>()?;
+        let (pieces, of_plan) = shared_pieces(&plans, starts);
+        let sums: Vec<(Counts, u64)> = pieces
+            .iter()
+            .map(|&p| {
+                let mut sum = (Counts::default(), 0u64);
+                self.for_each_row(p, sel, Group::Bucket, |r| {
+                    sum.0.add(&r.counts);
+                    sum.1 += r.active_minutes;
+                    Ok::<(), QueryError>(())
+                })?;
+                Ok::<_, QueryError>(sum)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(plans
+            .iter()
+            .zip(of_plan)
+            .map(|(plan, ids)| {
+                let mut u = Usage {
+                    exact: plan.exact,
+                    ..Usage::default()
+                };
+                for i in ids {
+                    u.counts.add(&sums[i].0);
+                    u.active_minutes += sums[i].1;
+                }
+                u
+            })
+            .collect())
+    }
+
+    /// Every device's sums over the rows of one segment, keyed by device id. The rows are read
+    /// in key order and summed here: a `GROUP BY device_id` over rows keyed (start, device_id)
+    /// made SQLite sort them, and the join to `devices` is one read of that table instead.
+    fn device_sums(&self, seg: &Segment) -> Result<HashMap<i64, (Counts, u64)>, StoreError> {
+        let (t, key) = table(seg.level);
+        let active = if seg.level == Period::Minute {
+            "1"
+        } else {
+            "active_minutes"
+        };
+        let sql = format!(
+            "SELECT device_id, frames_sent, frames_received, bytes_sent, bytes_received,
+                    internet_upload_bytes, internet_download_bytes, {active}
+             FROM {t} WHERE {key} >= ?1 AND {key} < ?2"
+        );
+        let path = self.path.as_path();
+        let op = "reading usage history";
+        let mut st = self.conn.prepare_cached(&sql).map_err(sql_err(path, op))?;
+        let mut rows = st
+            .query(rusqlite::params![seg.from, seg.to])
+            .map_err(sql_err(path, op))?;
+        let mut out: HashMap<i64, (Counts, u64)> = HashMap::new();
+        while let Some(r) = rows.next().map_err(sql_err(path, op))? {
+            let read = || -> rusqlite::Result<(i64, Counts, u64)> {
+                Ok((
+                    r.get(0)?,
+                    Counts {
+                        frames_sent: get_u64(r, 1)?,
+                        frames_received: get_u64(r, 2)?,
+                        bytes_sent: get_u64(r, 3)?,
+                        bytes_received: get_u64(r, 4)?,
+                        internet_upload_bytes: get_u64(r, 5)?,
+                        internet_download_bytes: get_u64(r, 6)?,
+                    },
+                    get_u64(r, 7)?,
+                ))
+            };
+            let (id, c, a) = read().map_err(sql_err(path, op))?;
+            let e = out.entry(id).or_default();
+            e.0.add(&c);
+            e.1 += a;
         }
-        let mut v: Vec<DeviceUsage> = by.into_values().collect();
-        v.sort_unstable_by_key(|d| d.mac);
-        Ok((v, plan.exact))
+        Ok(out)
+    }
+
+    /// Every device's MAC and gateway flag by id.
+    fn device_keys(&self) -> Result<HashMap<i64, (MacAddr, bool)>, StoreError> {
+        let path = self.path.as_path();
+        let op = "reading devices";
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT id, mac, is_gateway FROM devices")
+            .map_err(sql_err(path, op))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((r.get::<_, i64>(0)?, (mac_from_key(r.get(1)?), r.get(2)?)))
+            })
+            .map_err(sql_err(path, op))?;
+        rows.collect::<Result<_, _>>().map_err(sql_err(path, op))
     }
 
     /// The `n` household devices with the most bytes (sent + received) in `[from, to)`, most

@@ -96,29 +96,48 @@ impl Filter {
 }
 
 /// Resolves the range of `q` and puts each row's internet use in it into `in_range` (rows
-/// already hold today's, live counts included, so today needs no query).
+/// already hold today's, live counts included, so today needs no query). A range that is one of
+/// the household's stored readings (this week, this cycle) is taken from `stored`.
 pub async fn apply_range(
     state: &AppState,
     rows: &mut [DeviceRow],
     q: &RangeQuery,
+    stored: &view::Stored,
 ) -> Result<Chosen, AppError> {
     let tz = state.config().time_zone();
     let plan = state.db(|s| s.plan()).await?;
-    let mut chosen = q.resolve(state.now(), &tz, &plan)?;
+    // At the household reading's instant, so that a range it holds (this week, this cycle)
+    // is the same range and its figures match the columns beside it.
+    let mut chosen = q.resolve(stored.now(), &tz, &plan)?;
     if chosen.key == "today" {
         return Ok(chosen);
     }
     let (from, to) = (view::ts(chosen.from)?, view::ts(chosen.to)?);
     let tzq = tz.clone();
-    let (usage, extent) = state
-        .query(move |s| Ok((s.usage_by_device(&tzq, from, to)?.0, s.data_extent()?)))
-        .await?;
+    let (usage, extent) = match stored.reading(chosen.from, chosen.to) {
+        Some(u) => (
+            u.to_vec(),
+            state.query(move |s| Ok(s.data_extent()?)).await?,
+        ),
+        None => {
+            state
+                .query(move |s| Ok((s.usage_by_device(&tzq, from, to)?.0, s.data_extent()?)))
+                .await?
+        }
+    };
     chosen.mark_partial(extent.map(|e| e.0), &tz);
+    let by: std::collections::HashMap<crate::model::MacAddr, u64> = usage
+        .iter()
+        .map(|u| {
+            (
+                u.mac,
+                u.counts.internet_download_bytes + u.counts.internet_upload_bytes,
+            )
+        })
+        .collect();
     for r in rows.iter_mut() {
         r.in_range_label = chosen.label.to_lowercase();
-        r.in_range = usage.iter().find(|u| u.mac == r.mac).map_or(0, |u| {
-            u.counts.internet_download_bytes + u.counts.internet_upload_bytes
-        });
+        r.in_range = by.get(&r.mac).copied().unwrap_or(0);
     }
     Ok(chosen)
 }
@@ -181,7 +200,7 @@ pub async fn page(
         .filter(|r| !r.known && !r.gateway && !r.ignored)
         .count();
     let mut rows: Vec<DeviceRow> = h.rows.into_iter().filter(|r| f.keeps(r)).collect();
-    let chosen = apply_range(&state, &mut rows, &f.range_query()).await?;
+    let chosen = apply_range(&state, &mut rows, &f.range_query(), &h.stored).await?;
     sort_rows(&mut rows, &f.sort);
     // The router is listed last, apart, and never counted (see `DeviceRow::is_device`).
     rows.sort_by_key(|r| r.gateway);
@@ -295,7 +314,7 @@ async fn row_response(
         from: get(fields, "from").unwrap_or("").to_string(),
         to: get(fields, "to").unwrap_or("").to_string(),
     };
-    apply_range(state, std::slice::from_mut(&mut r), &q).await?;
+    apply_range(state, std::slice::from_mut(&mut r), &q, &h.stored).await?;
     Ok(RowPartial {
         r,
         admin: auth.role == crate::auth::Role::Admin,

@@ -304,6 +304,8 @@ pub struct Household {
     pub totals: [u64; 3],
     /// Today's internet download and upload.
     pub today_down_up: (u64, u64),
+    /// The stored readings the rows were built from (a range that ends now reuses them).
+    pub stored: Arc<Stored>,
 }
 
 /// What [`household`] reads from the database: shared by every request for [`CACHE_FOR`].
@@ -314,7 +316,34 @@ pub struct Stored {
     devices: Vec<DeviceRecord>,
     today: Vec<DeviceUsage>,
     cycle: Vec<DeviceUsage>,
+    week: Vec<DeviceUsage>,
     totals: [u64; 3],
+}
+
+impl Stored {
+    /// The instant the readings end at (Unix seconds, the last second included).
+    pub fn now(&self) -> i64 {
+        self.periods.now
+    }
+
+    /// The per-device usage over `[from, to)` (Unix seconds) when it is one of the readings
+    /// held (today, this week or this cycle, up to now): a devices list whose range is one of
+    /// them shows the same numbers as the columns beside it without reading them again.
+    pub fn reading(&self, from: i64, to: i64) -> Option<&[DeviceUsage]> {
+        let p = &self.periods;
+        if to != p.until_now() {
+            return None;
+        }
+        if from == p.today {
+            Some(&self.today)
+        } else if from == p.week {
+            Some(&self.week)
+        } else if from == p.cycle.0 {
+            Some(&self.cycle)
+        } else {
+            None
+        }
+    }
 }
 
 /// How long the stored part of the household is reused. History only grows at a flush (every
@@ -350,24 +379,22 @@ async fn stored_household(state: &AppState, periods: Periods) -> Result<Arc<Stor
         .query(move |s| {
             let t = |x: i64| Timestamp::from_second(x).unwrap_or(Timestamp::UNIX_EPOCH);
             let now = t(p.until_now());
-            let today = s.usage_by_device(&tz, t(p.today), now)?.0;
-            let cycle = s.usage_by_device(&tz, t(p.cycle.0), now)?.0;
-            // Today's and the cycle's household totals are the non-gateway devices just read
-            // (the household selection is exactly those rows); only the week needs a reading.
+            // Today, the cycle and the week end now: one reading, their shared rows read once.
+            let mut read = s
+                .usage_by_device_since(&tz, &[t(p.today), t(p.cycle.0), t(p.week)], now)?
+                .into_iter()
+                .map(|(v, _)| v);
+            let (today, cycle, week) = (
+                read.next().unwrap_or_default(),
+                read.next().unwrap_or_default(),
+                read.next().unwrap_or_default(),
+            );
+            // The household totals are the non-gateway devices just read (the household
+            // selection is exactly those rows).
             let household = |v: &[DeviceUsage]| -> u64 {
                 v.iter().filter(|u| !u.is_gateway).map(internet).sum()
             };
-            let week = s.usage(
-                &crate::store::query::Selection::Household,
-                &tz,
-                t(p.week),
-                now,
-            )?;
-            let totals = [
-                household(&today),
-                week.counts.internet_download_bytes + week.counts.internet_upload_bytes,
-                household(&cycle),
-            ];
+            let totals = [household(&today), household(&week), household(&cycle)];
             Ok(Stored {
                 periods: p,
                 generation,
@@ -375,6 +402,7 @@ async fn stored_household(state: &AppState, periods: Periods) -> Result<Arc<Stor
                 devices: s.list_devices()?,
                 today,
                 cycle,
+                week,
                 totals,
             })
         })
@@ -481,6 +509,7 @@ pub async fn household(state: &AppState) -> Result<Household, AppError> {
         rows,
         totals: totals.map(|t| t + pending_household),
         today_down_up: (down, up),
+        stored: Arc::clone(&stored),
     })
 }
 
