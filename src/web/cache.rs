@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 enum CacheKind {
     Household = 0,
     Device = 1,
+    Plan = 2,
 }
 
 /// Held while one request refreshes a cache; dropping it lets the next one try.
@@ -42,13 +43,15 @@ pub(super) struct PageCaches {
     household: Mutex<Option<Arc<super::view::Stored>>>,
     /// The plan summary the overview's plan card shows: (when, generation, report).
     plan: Mutex<Option<PlanEntry>>,
+    /// The overview's router-coverage line: (when, generation, line).
+    coverage: Mutex<Option<(std::time::Instant, u64, Option<String>)>>,
     /// History rows per level for the System page, and when they were counted.
     level_rows: Mutex<Option<(std::time::Instant, [u64; 4])>>,
     /// Device pages by id: (when, generation, page data). A std Mutex, held only for a lookup.
     devices: Mutex<std::collections::HashMap<i64, DeviceEntry>>,
-    /// One refresh at a time per cache (household, device pages): the other requests meanwhile
-    /// get the previous reading instead of all querying the database at once.
-    refreshing: [AtomicBool; 2],
+    /// One refresh at a time per cache (household, device pages, plan summary): the other
+    /// requests meanwhile get the previous reading instead of all querying the database at once.
+    refreshing: [AtomicBool; 3],
 }
 
 impl PageCaches {
@@ -63,22 +66,39 @@ impl PageCaches {
         *self.household.lock().unwrap_or_else(|p| p.into_inner()) = Some(s);
     }
 
-    /// The plan summary read less than [`super::view::CACHE_FOR`] ago with no change since.
+    /// The plan summary read less than [`super::view::STALE_MAX`] ago with no change since, and
+    /// when (the caller decides whether it is fresh enough, as for device pages).
     pub(super) fn plan_summary(
         &self,
         generation: u64,
-    ) -> Option<Arc<crate::store::plan::PlanReport>> {
+    ) -> Option<(std::time::Instant, Arc<crate::store::plan::PlanReport>)> {
         self.plan
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
-            .filter(|(at, g, _)| *g == generation && at.elapsed() < super::view::CACHE_FOR)
-            .map(|(_, _, r)| Arc::clone(r))
+            .filter(|(at, g, _)| *g == generation && at.elapsed() < super::view::STALE_MAX)
+            .map(|(at, _, r)| (*at, Arc::clone(r)))
     }
 
     pub(super) fn set_plan_summary(&self, generation: u64, r: Arc<crate::store::plan::PlanReport>) {
         *self.plan.lock().unwrap_or_else(|p| p.into_inner()) =
             Some((std::time::Instant::now(), generation, r));
+    }
+
+    /// The overview's coverage line made less than [`super::view::CACHE_FOR`] ago with no
+    /// change since (`Some(None)`: made, and there is nothing to say).
+    pub(super) fn coverage(&self, generation: u64) -> Option<Option<String>> {
+        self.coverage
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .filter(|(at, g, _)| *g == generation && at.elapsed() < super::view::CACHE_FOR)
+            .map(|(_, _, l)| l.clone())
+    }
+
+    pub(super) fn set_coverage(&self, generation: u64, line: Option<String>) {
+        *self.coverage.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((std::time::Instant::now(), generation, line));
     }
 
     /// History rows per level counted less than [`LEVEL_ROWS_FOR`] ago.
@@ -103,6 +123,11 @@ impl PageCaches {
     /// The right to refresh a device page, unless another request is refreshing one now.
     pub(super) fn refresh_device(&self) -> Option<Refresh<'_>> {
         self.try_refresh(CacheKind::Device)
+    }
+
+    /// The right to refresh the plan summary, unless another request is refreshing it now.
+    pub(super) fn refresh_plan(&self) -> Option<Refresh<'_>> {
+        self.try_refresh(CacheKind::Plan)
     }
 
     fn try_refresh(&self, kind: CacheKind) -> Option<Refresh<'_>> {

@@ -172,11 +172,15 @@ pub async fn page(
     new_devices.sort_by_key(|r| std::cmp::Reverse(r.first_seen_s));
     new_devices.truncate(NEW_SHOWN);
     let (health, health_bad) = capture_health(&state);
-    let coverage = {
+    // Reused for a second like the household reading: it reads the router's minutes of today.
+    let generation = state.generation();
+    let coverage = if let Some(line) = state.caches().coverage(generation) {
+        line
+    } else {
         let now = state.now();
         let lag = 2 * state.config().flush_interval_secs;
         let tz = tz.clone();
-        state
+        let line = state
             .db(move |s| {
                 let report = crate::router::coverage::coverage_today(s, &tz, now, lag)
                     .ok()
@@ -187,7 +191,9 @@ pub async fn page(
                     status.as_ref(),
                 ))
             })
-            .await?
+            .await?;
+        state.caches().set_coverage(generation, line.clone());
+        line
     };
     // Read only with the setting on: with it off the card is absent and nothing is queried.
     let services = if state.config().per_device_services {

@@ -45,9 +45,21 @@ pub(super) async fn report(state: &AppState) -> Result<PlanReport, AppError> {
 /// The plan summary of the overview's plan card, reused for [`super::view::CACHE_FOR`] like the
 /// household reading (every overview request read it: the quotas' usage alone is a few
 /// milliseconds); a change to the plan or its quotas on this server bumps the generation.
+/// One request refreshes it at a time; the others meanwhile get the previous summary (up to
+/// [`super::view::STALE_MAX`] old), so 20 clients arriving as it expires do not all read the
+/// quotas' usage at once.
 pub(super) async fn summary(state: &AppState) -> Result<std::sync::Arc<PlanReport>, AppError> {
     let generation = state.generation();
-    if let Some(r) = state.caches().plan_summary(generation) {
+    let cached = state.caches().plan_summary(generation);
+    if let Some((at, r)) = &cached
+        && at.elapsed() < super::view::CACHE_FOR
+    {
+        return Ok(std::sync::Arc::clone(r));
+    }
+    let refresh = state.caches().refresh_plan();
+    if refresh.is_none()
+        && let Some((_, r)) = cached
+    {
         return Ok(r);
     }
     let tz = state.config().time_zone();
@@ -61,6 +73,7 @@ pub(super) async fn summary(state: &AppState) -> Result<std::sync::Arc<PlanRepor
     state
         .caches()
         .set_plan_summary(generation, std::sync::Arc::clone(&r));
+    drop(refresh);
     Ok(r)
 }
 
