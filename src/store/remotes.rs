@@ -238,23 +238,11 @@ impl Store {
         from: i64,
         to: i64,
     ) -> Result<Vec<ServiceBytes>, StoreError> {
-        let op = "reading a device's services";
-        let mut st = self
-            .conn
-            .prepare_cached(
-                "SELECT r.device_id, r.remote, n.name, n.service, sum(r.bytes_up), sum(r.bytes_down)
-                 FROM device_remote_hour r
-                 LEFT JOIN device_names n ON n.device_id = r.device_id AND n.remote_ip = r.remote
-                 WHERE r.hour >= ?2 AND r.hour < ?3 AND r.device_id = ?1
-                 GROUP BY r.remote",
-            )
-            .map_err(sql_err(&self.path, op))?;
-        let mut rows = st
-            .query_map(params![device_id, from, to], service_row)
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(sql_err(&self.path, op))?;
-        self.name_networks(&mut rows, Some(device_id))?;
-        Ok(fold_services(rows).into_iter().map(|s| s.line).collect())
+        Ok(self
+            .services_of(Some(device_id), from, to)?
+            .into_iter()
+            .map(|s| s.line)
+            .collect())
     }
 
     /// The household's internet bytes over the hours starting in `[from, to)` by service, in
@@ -267,22 +255,33 @@ impl Store {
         from: i64,
         to: i64,
     ) -> Result<Vec<HouseholdService>, StoreError> {
-        let op = "reading the household's services";
+        self.services_of(None, from, to)
+    }
+
+    /// The one reading behind [`Store::device_services`] (one device) and
+    /// [`Store::household_services`] (every device), so the two cannot name or add differently.
+    fn services_of(
+        &self,
+        device: Option<i64>,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<HouseholdService>, StoreError> {
+        let op = "reading services";
         let mut st = self
             .conn
             .prepare_cached(
                 "SELECT r.device_id, r.remote, n.name, n.service, sum(r.bytes_up), sum(r.bytes_down)
                  FROM device_remote_hour r
                  LEFT JOIN device_names n ON n.device_id = r.device_id AND n.remote_ip = r.remote
-                 WHERE r.hour >= ?1 AND r.hour < ?2
+                 WHERE r.hour >= ?2 AND r.hour < ?3 AND (?1 IS NULL OR r.device_id = ?1)
                  GROUP BY r.device_id, r.remote",
             )
             .map_err(sql_err(&self.path, op))?;
         let mut rows = st
-            .query_map(params![from, to], service_row)
+            .query_map(params![device, from, to], service_row)
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(sql_err(&self.path, op))?;
-        self.name_networks(&mut rows, None)?;
+        self.name_networks(&mut rows, device)?;
         Ok(fold_services(rows))
     }
 
