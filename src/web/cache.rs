@@ -52,6 +52,8 @@ pub(super) struct PageCaches {
     /// One refresh at a time per cache (household, device pages, plan summary): the other
     /// requests meanwhile get the previous reading instead of all querying the database at once.
     refreshing: [AtomicBool; 3],
+    /// Rendered pages (see [`super::respond`]).
+    pub(super) responses: super::respond::Responses,
 }
 
 impl PageCaches {

@@ -33,6 +33,7 @@ pub mod overview;
 pub mod people;
 pub mod plan;
 pub mod range;
+mod respond;
 pub mod services;
 pub mod session;
 pub mod settings;
@@ -232,6 +233,11 @@ pub fn router(state: AppState) -> Router {
         access: Arc::new(access),
     };
     r.fallback(not_found)
+        // Inside the gate: only requests it let through are answered from kept pages.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            respond::respond,
+        ))
         .layer(axum::middleware::from_fn_with_state(gate, guard::guard))
         .layer(axum::middleware::from_fn(api::error::layer))
         // Outside every route and the guard: a request for another host never reaches them.

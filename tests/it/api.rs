@@ -615,6 +615,7 @@ fn metrics_pass_promtool_and_a_prometheus_server_scrapes_a_device_counter() {
     );
     for name in [
         "lanmeter_build_info",
+        "lanmeter_web_pages_reused_total",
         "lanmeter_household_bytes_total",
         "lanmeter_capture_packets_total",
         "lanmeter_capture_dropped_packets_total",

@@ -173,6 +173,16 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
         &[("version", crate::VERSION), ("schema_version", &schema)],
         1,
     );
+    o.family(
+        "lanmeter_web_pages_reused_total",
+        "counter",
+        "Page views answered with the same session's rendering of that page from the last second instead of rendering it again (see web::respond).",
+    );
+    o.sample(
+        "lanmeter_web_pages_reused_total",
+        &[],
+        state.caches().responses.hits(),
+    );
 
     o.family(
         "lanmeter_device_bytes_total",
