@@ -993,6 +993,23 @@ fn ranges_sharing_an_end_equal_each_range_read_alone_and_the_raw_minutes() {
                 assert_eq!(shared[i], alone, "{ctx}: start {s}");
                 let hh_alone = store.usage(&Selection::Household, &tz, s, ts(end)).unwrap();
                 assert_eq!(hh[i], hh_alone, "{ctx}: household from {s}");
+                // The internet-only sums (the coverage line's): the same internet bytes and
+                // exactness, every other counter 0; for the household and for a device pair.
+                let pair = Selection::Devices(vec![mac(1), mac(GATEWAY)]);
+                for sel in [Selection::Household, pair] {
+                    let full = store.usage(&sel, &tz, s, ts(end)).unwrap();
+                    let net = store.internet_usage(&sel, &tz, s, ts(end)).unwrap();
+                    let want = Counts {
+                        internet_upload_bytes: full.counts.internet_upload_bytes,
+                        internet_download_bytes: full.counts.internet_download_bytes,
+                        ..Counts::default()
+                    };
+                    assert_eq!(
+                        (net.counts, net.active_minutes, net.exact),
+                        (want, 0, full.exact),
+                        "{ctx}: internet only, {sel:?} from {s}"
+                    );
+                }
                 if !alone.1 {
                     continue;
                 }

@@ -280,6 +280,9 @@ pub(crate) enum Group {
     BucketDevice,
     /// One row per bucket, summed over the selection, ordered by bucket (mac is meaningless).
     Bucket,
+    /// As `Bucket`, with only the internet upload and download bytes summed: every other
+    /// counter and the active minutes are 0 (a sum costs about as much per row as the row).
+    BucketInternet,
 }
 
 /// Which counters a per-device reading fetches.
@@ -312,27 +315,39 @@ fn row_sql(seg: &Segment, sel: &Selection, group: Group) -> String {
         "internet_upload_bytes",
         "internet_download_bytes",
     ];
-    let sums: Vec<String> = cols.iter().map(|c| format!("sum(u.{c})")).collect();
-    let plain: Vec<String> = cols.iter().map(|c| format!("u.{c}")).collect();
+    // With only the internet bytes asked for, the other counters are the constant 0.
+    let internet_only = group == Group::BucketInternet;
+    let col = |c: &str, expr: String| -> String {
+        if internet_only && !c.starts_with("internet_") {
+            "0".to_string()
+        } else {
+            expr
+        }
+    };
+    let active = if internet_only { "0" } else { active };
+    let sums: Vec<String> = cols.iter().map(|c| col(c, format!("sum(u.{c})"))).collect();
+    let plain: Vec<String> = cols.iter().map(|c| col(c, format!("u.{c}"))).collect();
     let cond = sel.sql();
     let total = total_table(level);
     // Sums over every device, or over all but the gateway, come from the totals the rollups
     // keep: one row per bucket, whatever the number of devices.
     match (sel, group, total) {
-        (Selection::All, Group::Bucket, Some(total)) => {
+        (Selection::All, Group::Bucket | Group::BucketInternet, Some(total)) => {
+            let plain: Vec<String> = cols.iter().map(|c| col(c, c.to_string())).collect();
             return format!(
-                "SELECT start, 0, 0, {}, active_minutes FROM {total}
+                "SELECT start, 0, 0, {}, {} FROM {total}
                  WHERE start >= ?1 AND start < ?2 ORDER BY start",
-                cols.join(", ")
+                plain.join(", "),
+                col("active", "active_minutes".to_string())
             );
         }
-        (Selection::Household, Group::Bucket, Some(total)) => {
+        (Selection::Household, Group::Bucket | Group::BucketInternet, Some(total)) => {
             // Every stored row has at least one active minute, so the household has a row in
             // a bucket iff its active minutes there are above zero: empty buckets stay out.
             let diff: Vec<String> = cols
                 .iter()
                 .chain(&["active_minutes"])
-                .map(|c| format!("c.{c} - coalesce(sum(g.{c}), 0)"))
+                .map(|c| col(c, format!("c.{c} - coalesce(sum(g.{c}), 0)")))
                 .collect();
             return format!(
                 "SELECT c.start, 0, 0, {} FROM {total} c
@@ -349,7 +364,7 @@ fn row_sql(seg: &Segment, sel: &Selection, group: Group) -> String {
     // One device, per bucket (a device page's charts): at most one row per bucket, so no
     // grouping, and the device's id is found once instead of matched against a list per row.
     // This read is about half the cost per bucket of the general form below.
-    if let (Selection::Devices(macs), Group::Bucket) = (sel, group)
+    if let (Selection::Devices(macs), Group::Bucket | Group::BucketInternet) = (sel, group)
         && let [mac] = macs.as_slice()
     {
         let id = format!("(SELECT id FROM devices WHERE mac = {})", mac_key(*mac));
@@ -392,6 +407,12 @@ fn row_sql(seg: &Segment, sel: &Selection, group: Group) -> String {
                  JOIN devices d ON d.id = u.device_id WHERE 1"
             ),
         ),
+        // Summed over the household or chosen devices, the condition already keeps only
+        // listed devices' rows: no join to `devices` per row (about a sixth of its cost).
+        (Selection::Household | Selection::Devices(_), _) if group != Group::BucketDevice => (
+            String::new(),
+            format!("{t} u WHERE u.{key} >= ?1 AND u.{key} < ?2"),
+        ),
         _ => (
             String::new(),
             format!(
@@ -404,10 +425,15 @@ fn row_sql(seg: &Segment, sel: &Selection, group: Group) -> String {
             "{with}SELECT u.{key}, d.mac, d.is_gateway, {}, {active} FROM {from} AND {cond} ORDER BY u.{key}",
             plain.join(", ")
         ),
-        Group::Bucket => format!(
-            "{with}SELECT u.{key}, 0, 0, {}, sum({active}) FROM {from} AND {cond}
+        Group::Bucket | Group::BucketInternet => format!(
+            "{with}SELECT u.{key}, 0, 0, {}, {} FROM {from} AND {cond}
              GROUP BY u.{key} ORDER BY u.{key}",
-            sums.join(", ")
+            sums.join(", "),
+            if internet_only {
+                "0".to_string()
+            } else {
+                format!("sum({active})")
+            }
         ),
     }
 }
@@ -555,6 +581,30 @@ impl Store {
             self.for_each_row(seg, sel, Group::Bucket, |r| {
                 u.counts.add(&r.counts);
                 u.active_minutes += r.active_minutes;
+                Ok::<(), QueryError>(())
+            })?;
+        }
+        Ok(u)
+    }
+
+    /// [`Store::usage`] summing only the internet upload and download bytes: those equal the
+    /// full reading's, every other counter and the active minutes are 0. What the coverage
+    /// line and the plan compare with the router's counters is internet bytes only.
+    pub fn internet_usage(
+        &self,
+        sel: &Selection,
+        tz: &TimeZone,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Usage, QueryError> {
+        let plan = self.plan_range(tz, from, to, Period::Month)?;
+        let mut u = Usage {
+            exact: plan.exact,
+            ..Usage::default()
+        };
+        for seg in plan.segments {
+            self.for_each_row(seg, sel, Group::BucketInternet, |r| {
+                u.counts.add(&r.counts);
                 Ok::<(), QueryError>(())
             })?;
         }
