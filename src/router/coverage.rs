@@ -53,7 +53,8 @@ pub fn coverage(
     from: Timestamp,
     to: Timestamp,
 ) -> Result<CoverageReport, QueryError> {
-    let seen = store.usage(&Selection::Household, tz, from, to)?;
+    // Only the internet bytes are compared with the router's: the other counters are not read.
+    let seen = store.internet_usage(&Selection::Household, tz, from, to)?;
     let router = store.router_usage(tz, from, to)?;
     Ok(report(
         (from, to),

@@ -5,7 +5,7 @@
 //! and half-hour offsets. The oracle is a plain map of every minute ever written.
 use super::Store;
 use super::period::{Period, bucket_secs};
-use super::query::{Selection, ceil_minute, plan};
+use super::query::{DeviceUsage, Selection, ceil_minute, plan};
 use super::rollup::Retention;
 use super::usage::tests::mac;
 use crate::model::{Counts, MacAddr, MinuteUsage, Sighting};
@@ -922,7 +922,7 @@ fn a_devices_series_and_heatmap_equal_the_raw_minutes() {
 /// windows) up to now in one reading that reads the rows the ranges share once. Over random
 /// histories, zones, starts (local midnights like the pages' and arbitrary instants) and a
 /// retention that leaves some ranges inexact, each answer equals the range read alone, and
-/// where exact the raw minutes.
+/// where exact the raw minutes; the internet-only reading equals the full one's internet bytes.
 #[test]
 fn ranges_sharing_an_end_equal_each_range_read_alone_and_the_raw_minutes() {
     for case in 0..8u64 {
@@ -962,6 +962,28 @@ fn ranges_sharing_an_end_equal_each_range_read_alone_and_the_raw_minutes() {
             let ctx = format!("case {case} zone {tz:?} round {round} starts {starts:?} end {end}");
             let starts: Vec<Timestamp> = starts.into_iter().map(ts).collect();
             let shared = store.usage_by_device_since(&tz, &starts, ts(end)).unwrap();
+            // The internet-only reading (the household pages'): the same devices, exactness and
+            // internet bytes, every other counter 0.
+            let internet = store
+                .internet_by_device_since(&tz, &starts, ts(end))
+                .unwrap();
+            for (full, net) in shared.iter().zip(&internet) {
+                let want: Vec<DeviceUsage> = full
+                    .0
+                    .iter()
+                    .map(|d| DeviceUsage {
+                        counts: Counts {
+                            internet_upload_bytes: d.counts.internet_upload_bytes,
+                            internet_download_bytes: d.counts.internet_download_bytes,
+                            ..Counts::default()
+                        },
+                        active_minutes: 0,
+                        ..*d
+                    })
+                    .collect();
+                assert_eq!((&net.0, net.1), (&want, full.1), "{ctx}: internet only");
+            }
+            assert_eq!(internet.len(), shared.len(), "{ctx}");
             let hh = store
                 .usage_of_ranges_to(&Selection::Household, &tz, &starts, ts(end))
                 .unwrap();
@@ -971,6 +993,23 @@ fn ranges_sharing_an_end_equal_each_range_read_alone_and_the_raw_minutes() {
                 assert_eq!(shared[i], alone, "{ctx}: start {s}");
                 let hh_alone = store.usage(&Selection::Household, &tz, s, ts(end)).unwrap();
                 assert_eq!(hh[i], hh_alone, "{ctx}: household from {s}");
+                // The internet-only sums (the coverage line's): the same internet bytes and
+                // exactness, every other counter 0; for the household and for a device pair.
+                let pair = Selection::Devices(vec![mac(1), mac(GATEWAY)]);
+                for sel in [Selection::Household, pair] {
+                    let full = store.usage(&sel, &tz, s, ts(end)).unwrap();
+                    let net = store.internet_usage(&sel, &tz, s, ts(end)).unwrap();
+                    let want = Counts {
+                        internet_upload_bytes: full.counts.internet_upload_bytes,
+                        internet_download_bytes: full.counts.internet_download_bytes,
+                        ..Counts::default()
+                    };
+                    assert_eq!(
+                        (net.counts, net.active_minutes, net.exact),
+                        (want, 0, full.exact),
+                        "{ctx}: internet only, {sel:?} from {s}"
+                    );
+                }
                 if !alone.1 {
                     continue;
                 }

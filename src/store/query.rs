@@ -280,6 +280,18 @@ pub(crate) enum Group {
     BucketDevice,
     /// One row per bucket, summed over the selection, ordered by bucket (mac is meaningless).
     Bucket,
+    /// As `Bucket`, with only the internet upload and download bytes summed: every other
+    /// counter and the active minutes are 0 (a sum costs about as much per row as the row).
+    BucketInternet,
+}
+
+/// Which counters a per-device reading fetches.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Counters {
+    /// Every counter and the active minutes.
+    All,
+    /// The internet upload and download bytes only.
+    Internet,
 }
 
 /// The longest minute segment a device selection reads by point lookups (one per minute of
@@ -303,27 +315,39 @@ fn row_sql(seg: &Segment, sel: &Selection, group: Group) -> String {
         "internet_upload_bytes",
         "internet_download_bytes",
     ];
-    let sums: Vec<String> = cols.iter().map(|c| format!("sum(u.{c})")).collect();
-    let plain: Vec<String> = cols.iter().map(|c| format!("u.{c}")).collect();
+    // With only the internet bytes asked for, the other counters are the constant 0.
+    let internet_only = group == Group::BucketInternet;
+    let col = |c: &str, expr: String| -> String {
+        if internet_only && !c.starts_with("internet_") {
+            "0".to_string()
+        } else {
+            expr
+        }
+    };
+    let active = if internet_only { "0" } else { active };
+    let sums: Vec<String> = cols.iter().map(|c| col(c, format!("sum(u.{c})"))).collect();
+    let plain: Vec<String> = cols.iter().map(|c| col(c, format!("u.{c}"))).collect();
     let cond = sel.sql();
     let total = total_table(level);
     // Sums over every device, or over all but the gateway, come from the totals the rollups
     // keep: one row per bucket, whatever the number of devices.
     match (sel, group, total) {
-        (Selection::All, Group::Bucket, Some(total)) => {
+        (Selection::All, Group::Bucket | Group::BucketInternet, Some(total)) => {
+            let plain: Vec<String> = cols.iter().map(|c| col(c, c.to_string())).collect();
             return format!(
-                "SELECT start, 0, 0, {}, active_minutes FROM {total}
+                "SELECT start, 0, 0, {}, {} FROM {total}
                  WHERE start >= ?1 AND start < ?2 ORDER BY start",
-                cols.join(", ")
+                plain.join(", "),
+                col("active", "active_minutes".to_string())
             );
         }
-        (Selection::Household, Group::Bucket, Some(total)) => {
+        (Selection::Household, Group::Bucket | Group::BucketInternet, Some(total)) => {
             // Every stored row has at least one active minute, so the household has a row in
             // a bucket iff its active minutes there are above zero: empty buckets stay out.
             let diff: Vec<String> = cols
                 .iter()
                 .chain(&["active_minutes"])
-                .map(|c| format!("c.{c} - coalesce(sum(g.{c}), 0)"))
+                .map(|c| col(c, format!("c.{c} - coalesce(sum(g.{c}), 0)")))
                 .collect();
             return format!(
                 "SELECT c.start, 0, 0, {} FROM {total} c
@@ -340,7 +364,7 @@ fn row_sql(seg: &Segment, sel: &Selection, group: Group) -> String {
     // One device, per bucket (a device page's charts): at most one row per bucket, so no
     // grouping, and the device's id is found once instead of matched against a list per row.
     // This read is about half the cost per bucket of the general form below.
-    if let (Selection::Devices(macs), Group::Bucket) = (sel, group)
+    if let (Selection::Devices(macs), Group::Bucket | Group::BucketInternet) = (sel, group)
         && let [mac] = macs.as_slice()
     {
         let id = format!("(SELECT id FROM devices WHERE mac = {})", mac_key(*mac));
@@ -383,6 +407,12 @@ fn row_sql(seg: &Segment, sel: &Selection, group: Group) -> String {
                  JOIN devices d ON d.id = u.device_id WHERE 1"
             ),
         ),
+        // Summed over the household or chosen devices, the condition already keeps only
+        // listed devices' rows: no join to `devices` per row (about a sixth of its cost).
+        (Selection::Household | Selection::Devices(_), _) if group != Group::BucketDevice => (
+            String::new(),
+            format!("{t} u WHERE u.{key} >= ?1 AND u.{key} < ?2"),
+        ),
         _ => (
             String::new(),
             format!(
@@ -395,10 +425,15 @@ fn row_sql(seg: &Segment, sel: &Selection, group: Group) -> String {
             "{with}SELECT u.{key}, d.mac, d.is_gateway, {}, {active} FROM {from} AND {cond} ORDER BY u.{key}",
             plain.join(", ")
         ),
-        Group::Bucket => format!(
-            "{with}SELECT u.{key}, 0, 0, {}, sum({active}) FROM {from} AND {cond}
+        Group::Bucket | Group::BucketInternet => format!(
+            "{with}SELECT u.{key}, 0, 0, {}, {} FROM {from} AND {cond}
              GROUP BY u.{key} ORDER BY u.{key}",
-            sums.join(", ")
+            sums.join(", "),
+            if internet_only {
+                "0".to_string()
+            } else {
+                format!("sum({active})")
+            }
         ),
     }
 }
@@ -552,6 +587,30 @@ impl Store {
         Ok(u)
     }
 
+    /// [`Store::usage`] summing only the internet upload and download bytes: those equal the
+    /// full reading's, every other counter and the active minutes are 0. What the coverage
+    /// line and the plan compare with the router's counters is internet bytes only.
+    pub fn internet_usage(
+        &self,
+        sel: &Selection,
+        tz: &TimeZone,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Usage, QueryError> {
+        let plan = self.plan_range(tz, from, to, Period::Month)?;
+        let mut u = Usage {
+            exact: plan.exact,
+            ..Usage::default()
+        };
+        for seg in plan.segments {
+            self.for_each_row(seg, sel, Group::BucketInternet, |r| {
+                u.counts.add(&r.counts);
+                Ok::<(), QueryError>(())
+            })?;
+        }
+        Ok(u)
+    }
+
     /// Per-device usage over `[from, to)`, every stored MAC (gateway and "other" included),
     /// ordered by MAC; the flag says whether it is exact.
     pub fn usage_by_device(
@@ -576,15 +635,40 @@ impl Store {
         starts: &[Timestamp],
         end: Timestamp,
     ) -> Result<Vec<(Vec<DeviceUsage>, bool)>, QueryError> {
+        self.by_device_since(tz, starts, end, Counters::All)
+    }
+
+    /// [`Store::usage_by_device_since`] reading only the internet bytes: in each
+    /// [`DeviceUsage`], `counts.internet_upload_bytes` and `counts.internet_download_bytes` are
+    /// those of the full reading and every other counter (frames, LAN bytes, active minutes)
+    /// is 0. The same devices are listed. What the household pages and the plan count is
+    /// internet bytes only, and each column a row gives costs as much as the row itself, so a
+    /// page's reading of a cycle's rows costs about half as much this way.
+    pub fn internet_by_device_since(
+        &self,
+        tz: &TimeZone,
+        starts: &[Timestamp],
+        end: Timestamp,
+    ) -> Result<Vec<(Vec<DeviceUsage>, bool)>, QueryError> {
+        self.by_device_since(tz, starts, end, Counters::Internet)
+    }
+
+    fn by_device_since(
+        &self,
+        tz: &TimeZone,
+        starts: &[Timestamp],
+        end: Timestamp,
+        counters: Counters,
+    ) -> Result<Vec<(Vec<DeviceUsage>, bool)>, QueryError> {
         let cov = self.coverage(tz)?;
         let plans: Vec<Plan> = starts
             .iter()
             .map(|&s| self.plan_with(&cov, tz, s, end, Period::Month))
             .collect::<Result<_, _>>()?;
         let (pieces, of_plan) = shared_pieces(&plans, starts);
-        let sums: Vec<HashMap<i64, (Counts, u64)>> = pieces
+        let sums: Vec<Vec<(i64, Counts, u64)>> = pieces
             .iter()
-            .map(|p| self.device_sums(p))
+            .map(|p| self.device_sums(p, counters))
             .collect::<Result<_, _>>()?;
         let devices = self.device_keys()?;
         Ok(plans
@@ -593,7 +677,7 @@ impl Store {
             .map(|(plan, ids)| {
                 let mut by: HashMap<MacAddr, DeviceUsage> = HashMap::new();
                 for i in ids {
-                    for (id, (c, active)) in &sums[i] {
+                    for (id, c, active) in &sums[i] {
                         // Rows of a device no longer listed are left out, as the join did.
                         let Some(&(mac, is_gateway)) = devices.get(id) else {
                             continue;
@@ -659,47 +743,70 @@ impl Store {
             .collect())
     }
 
-    /// Every device's sums over the rows of one segment, keyed by device id. The rows are read
-    /// in key order and summed here: a `GROUP BY device_id` over rows keyed (start, device_id)
-    /// made SQLite sort them, and the join to `devices` is one read of that table instead.
-    fn device_sums(&self, seg: &Segment) -> Result<HashMap<i64, (Counts, u64)>, StoreError> {
+    /// Every device's sums over the rows of one segment, ordered by device id. The rows are
+    /// read in key order and summed here: a `GROUP BY device_id` over rows keyed (start,
+    /// device_id) made SQLite sort them, and the join to `devices` is one read of that table
+    /// instead. Rows come bucket by bucket, each bucket's in device order, so a device's sum is
+    /// found by a binary search (the first bucket appends), not by hashing every row.
+    fn device_sums(
+        &self,
+        seg: &Segment,
+        counters: Counters,
+    ) -> Result<Vec<(i64, Counts, u64)>, StoreError> {
         let (t, key) = table(seg.level);
         let active = if seg.level == Period::Minute {
             "1"
         } else {
             "active_minutes"
         };
-        let sql = format!(
-            "SELECT device_id, frames_sent, frames_received, bytes_sent, bytes_received,
-                    internet_upload_bytes, internet_download_bytes, {active}
-             FROM {t} WHERE {key} >= ?1 AND {key} < ?2"
-        );
+        let sql = match counters {
+            Counters::All => format!(
+                "SELECT device_id, internet_upload_bytes, internet_download_bytes, frames_sent,
+                        frames_received, bytes_sent, bytes_received, {active}
+                 FROM {t} WHERE {key} >= ?1 AND {key} < ?2"
+            ),
+            Counters::Internet => format!(
+                "SELECT device_id, internet_upload_bytes, internet_download_bytes
+                 FROM {t} WHERE {key} >= ?1 AND {key} < ?2"
+            ),
+        };
         let path = self.path.as_path();
         let op = "reading usage history";
         let mut st = self.conn.prepare_cached(&sql).map_err(sql_err(path, op))?;
         let mut rows = st
             .query(rusqlite::params![seg.from, seg.to])
             .map_err(sql_err(path, op))?;
-        let mut out: HashMap<i64, (Counts, u64)> = HashMap::new();
+        let mut out: Vec<(i64, Counts, u64)> = Vec::new();
         while let Some(r) = rows.next().map_err(sql_err(path, op))? {
             let read = || -> rusqlite::Result<(i64, Counts, u64)> {
-                Ok((
-                    r.get(0)?,
-                    Counts {
-                        frames_sent: get_u64(r, 1)?,
-                        frames_received: get_u64(r, 2)?,
-                        bytes_sent: get_u64(r, 3)?,
-                        bytes_received: get_u64(r, 4)?,
-                        internet_upload_bytes: get_u64(r, 5)?,
-                        internet_download_bytes: get_u64(r, 6)?,
-                    },
-                    get_u64(r, 7)?,
-                ))
+                let mut c = Counts {
+                    internet_upload_bytes: get_u64(r, 1)?,
+                    internet_download_bytes: get_u64(r, 2)?,
+                    ..Counts::default()
+                };
+                let mut a = 0;
+                if counters == Counters::All {
+                    c.frames_sent = get_u64(r, 3)?;
+                    c.frames_received = get_u64(r, 4)?;
+                    c.bytes_sent = get_u64(r, 5)?;
+                    c.bytes_received = get_u64(r, 6)?;
+                    a = get_u64(r, 7)?;
+                }
+                Ok((r.get(0)?, c, a))
             };
             let (id, c, a) = read().map_err(sql_err(path, op))?;
-            let e = out.entry(id).or_default();
-            e.0.add(&c);
-            e.1 += a;
+            let i = match out.last() {
+                Some(last) if last.0 < id => out.len(),
+                _ => match out.binary_search_by_key(&id, |e| e.0) {
+                    Ok(i) => {
+                        out[i].1.add(&c);
+                        out[i].2 += a;
+                        continue;
+                    }
+                    Err(i) => i,
+                },
+            };
+            out.insert(i, (id, c, a));
         }
         Ok(out)
     }

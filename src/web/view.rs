@@ -314,6 +314,8 @@ pub struct Stored {
     generation: u64,
     at: std::time::Instant,
     devices: Vec<DeviceRecord>,
+    /// Per-device internet bytes ([`crate::store::Store::internet_by_device_since`]: the other
+    /// counters are not read and are 0).
     today: Vec<DeviceUsage>,
     cycle: Vec<DeviceUsage>,
     week: Vec<DeviceUsage>,
@@ -329,6 +331,7 @@ impl Stored {
     /// The per-device usage over `[from, to)` (Unix seconds) when it is one of the readings
     /// held (today, this week or this cycle, up to now): a devices list whose range is one of
     /// them shows the same numbers as the columns beside it without reading them again.
+    /// Only the internet bytes are read: the other counters are 0.
     pub fn reading(&self, from: i64, to: i64) -> Option<&[DeviceUsage]> {
         let p = &self.periods;
         if to != p.until_now() {
@@ -379,9 +382,10 @@ async fn stored_household(state: &AppState, periods: Periods) -> Result<Arc<Stor
         .query(move |s| {
             let t = |x: i64| Timestamp::from_second(x).unwrap_or(Timestamp::UNIX_EPOCH);
             let now = t(p.until_now());
-            // Today, the cycle and the week end now: one reading, their shared rows read once.
+            // Today, the cycle and the week end now: one reading, their shared rows read once,
+            // and only the internet bytes, which is all any page counts from it.
             let mut read = s
-                .usage_by_device_since(&tz, &[t(p.today), t(p.cycle.0), t(p.week)], now)?
+                .internet_by_device_since(&tz, &[t(p.today), t(p.cycle.0), t(p.week)], now)?
                 .into_iter()
                 .map(|(v, _)| v);
             let (today, cycle, week) = (
