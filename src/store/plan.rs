@@ -482,7 +482,13 @@ impl Store {
         let today_start = plan::day_start(today, tz)?;
         let [(measured, exact), (today_bytes, _)] =
             self.plan_usage_since(&p, tz, [cycle.start, today_start.max(cycle.start)], now)?;
-        let recent = self.recent_days(&p, tz, today)?;
+        // The history's extent, read once for the recent days, the day bars and past cycles.
+        let extent = self.data_extent()?;
+        let first = match extent {
+            Some((f, _)) => Some(self.ts(f)?.to_zoned(tz.clone()).date()),
+            None => None,
+        };
+        let recent = self.recent_days(&p, tz, today, first)?;
         let calibrations = self.calibrations(cycle.start.as_second(), cycle.end.as_second())?;
         let offset = plan::offset_for(&cycle, &calibrations);
         let status = plan::status(plan::StatusInput {
@@ -496,7 +502,7 @@ impl Store {
             recent: &recent,
             exact,
         })?;
-        let days = self.day_bars(&p, tz, &cycle, today, today_bytes, &status)?;
+        let days = self.day_bars(&p, tz, &cycle, today, &status, first)?;
         let so_far: Vec<(Date, u64)> = days
             .iter()
             .take_while(|d| d.date <= today)
@@ -504,7 +510,7 @@ impl Store {
             .collect();
         let state = plan::plan_state(&status, &so_far);
         let past = if with_past {
-            self.past_usage(&p, tz, now)?
+            self.past_usage(&p, tz, now, extent.map(|e| e.0))?
         } else {
             Vec::new()
         };
@@ -522,14 +528,6 @@ impl Store {
                 .into_iter()
                 .filter(|c| c.cycle_start == cycle.start && c.cycle_end == cycle.end)
                 .collect(),
-        })
-    }
-
-    /// The first local day with stored history, if any.
-    fn history_first_day(&self, tz: &TimeZone) -> Result<Option<Date>, StoreError> {
-        Ok(match self.data_extent()? {
-            Some((first, _)) => Some(self.ts(first)?.to_zoned(tz.clone()).date()),
-            None => None,
         })
     }
 
@@ -588,6 +586,7 @@ impl Store {
         p: &Plan,
         tz: &TimeZone,
         today: Date,
+        first: Option<Date>,
     ) -> Result<Vec<DayUsage>, PlanReportError> {
         let n = plan::PROJECTION_HISTORY_DAYS as i64;
         let from = today
@@ -598,7 +597,6 @@ impl Store {
                 detail: e.to_string(),
             })?;
         let by_day = self.daily(p, tz, from, today)?;
-        let first = self.history_first_day(tz)?;
         Ok(from
             .series(jiff::Span::new().days(1))
             .take_while(|d| *d < today)
@@ -618,11 +616,11 @@ impl Store {
         tz: &TimeZone,
         cycle: &Cycle,
         today: Date,
-        today_bytes: u64,
         status: &PlanStatus,
+        first: Option<Date>,
     ) -> Result<Vec<DayBar>, PlanReportError> {
+        let today_bytes = status.today_bytes;
         let by_day = self.daily(p, tz, cycle.first_day, today.min(cycle.last_day))?;
-        let first = self.history_first_day(tz)?;
         let projected: HashMap<Date, u64> = status.projection.per_day.iter().copied().collect();
         Ok(cycle
             .dates()
@@ -651,8 +649,9 @@ impl Store {
         p: &Plan,
         tz: &TimeZone,
         now: Timestamp,
+        first: Option<i64>,
     ) -> Result<Vec<CycleUsage>, PlanReportError> {
-        let Some((first, _)) = self.data_extent()? else {
+        let Some(first) = first else {
             return Ok(Vec::new());
         };
         let cycles: Vec<Cycle> = plan::past_cycles(p, now, PAST_CYCLES, tz)?
