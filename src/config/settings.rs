@@ -1137,11 +1137,12 @@ impl Editor {
         let Some(new) = new else {
             return Err(EditError::Refused(errors));
         };
+        let (old_v, new_v) = (Values::of(&old), Values::of(&new));
         let done: Vec<Changed> = changes
             .iter()
             .filter_map(|(key, _)| {
                 let s = setting(key)?;
-                let (o, n) = (shown(s, &old), shown(s, &new));
+                let (o, n) = (old_v.shown(s), new_v.shown(s));
                 let differs = if s.secret() {
                     secret(&old, key) != secret(&new, key)
                 } else {
@@ -1238,10 +1239,37 @@ fn field_error_raw(e: &ConfigError, fallback: &str) -> (String, String) {
     }
 }
 
+/// Every setting's value in one configuration as TOML, the configuration serialized once.
+/// A page that shows every setting reads them here: serializing the whole configuration once
+/// per key (and per comparison) made the settings page cost O(settings²), about 40 M
+/// instructions of a first view.
+pub struct Values(toml::Table);
+
+impl Values {
+    pub fn of(cfg: &Config) -> Values {
+        // A configuration that does not serialize has no value to show: every key unset.
+        Values(toml::Table::try_from(cfg).unwrap_or_default())
+    }
+
+    /// A setting's value as TOML, or `None` when unset. Secrets give `(redacted)`.
+    pub fn get(&self, key: &str) -> Option<&toml::Value> {
+        self.0.get(key)
+    }
+
+    /// The value as the audit log and messages show it: secrets as "set"/"not set".
+    pub fn shown(&self, s: &Setting) -> String {
+        match (s.secret(), self.get(s.key)) {
+            (true, Some(_)) => "(set)".into(),
+            (_, None) => "(not set)".into(),
+            (false, Some(v)) => v.to_string(),
+        }
+    }
+}
+
 /// A setting's value in `cfg` as TOML, or `None` when unset. Secrets give `(redacted)`.
+/// For many keys of one configuration, read a [`Values`] once instead.
 pub fn value(cfg: &Config, key: &str) -> Option<toml::Value> {
-    let table = toml::Table::try_from(cfg).ok()?;
-    table.get(key).cloned()
+    Values::of(cfg).get(key).cloned()
 }
 
 /// A secret's clear text in `cfg` (to tell a replaced secret from an unchanged one).
@@ -1271,11 +1299,7 @@ pub fn default_value(key: &str) -> Option<toml::Value> {
 
 /// The value as the audit log and messages show it: secrets as "set"/"not set".
 pub fn shown(s: &Setting, cfg: &Config) -> String {
-    match (s.secret(), value(cfg, s.key)) {
-        (true, Some(_)) => "(set)".into(),
-        (_, None) => "(not set)".into(),
-        (false, Some(v)) => v.to_string(),
-    }
+    Values::of(cfg).shown(s)
 }
 
 /// A value typed into the page's form, as the TOML value to write (`None`: remove the key).

@@ -482,7 +482,13 @@ impl Store {
         let today_start = plan::day_start(today, tz)?;
         let [(measured, exact), (today_bytes, _)] =
             self.plan_usage_since(&p, tz, [cycle.start, today_start.max(cycle.start)], now)?;
-        let recent = self.recent_days(&p, tz, today)?;
+        // The history's extent, read once for the recent days, the day bars and past cycles.
+        let extent = self.data_extent()?;
+        let first = match extent {
+            Some((f, _)) => Some(self.ts(f)?.to_zoned(tz.clone()).date()),
+            None => None,
+        };
+        let recent = self.recent_days(&p, tz, today, first)?;
         let calibrations = self.calibrations(cycle.start.as_second(), cycle.end.as_second())?;
         let offset = plan::offset_for(&cycle, &calibrations);
         let status = plan::status(plan::StatusInput {
@@ -496,7 +502,7 @@ impl Store {
             recent: &recent,
             exact,
         })?;
-        let days = self.day_bars(&p, tz, &cycle, today, today_bytes, &status)?;
+        let days = self.day_bars(&p, tz, &cycle, today, &status, first)?;
         let so_far: Vec<(Date, u64)> = days
             .iter()
             .take_while(|d| d.date <= today)
@@ -504,7 +510,7 @@ impl Store {
             .collect();
         let state = plan::plan_state(&status, &so_far);
         let past = if with_past {
-            self.past_usage(&p, tz, now)?
+            self.past_usage(&p, tz, now, extent.map(|e| e.0))?
         } else {
             Vec::new()
         };
@@ -522,14 +528,6 @@ impl Store {
                 .into_iter()
                 .filter(|c| c.cycle_start == cycle.start && c.cycle_end == cycle.end)
                 .collect(),
-        })
-    }
-
-    /// The first local day with stored history, if any.
-    fn history_first_day(&self, tz: &TimeZone) -> Result<Option<Date>, StoreError> {
-        Ok(match self.data_extent()? {
-            Some((first, _)) => Some(self.ts(first)?.to_zoned(tz.clone()).date()),
-            None => None,
         })
     }
 
@@ -588,6 +586,7 @@ impl Store {
         p: &Plan,
         tz: &TimeZone,
         today: Date,
+        first: Option<Date>,
     ) -> Result<Vec<DayUsage>, PlanReportError> {
         let n = plan::PROJECTION_HISTORY_DAYS as i64;
         let from = today
@@ -598,7 +597,6 @@ impl Store {
                 detail: e.to_string(),
             })?;
         let by_day = self.daily(p, tz, from, today)?;
-        let first = self.history_first_day(tz)?;
         Ok(from
             .series(jiff::Span::new().days(1))
             .take_while(|d| *d < today)
@@ -618,11 +616,11 @@ impl Store {
         tz: &TimeZone,
         cycle: &Cycle,
         today: Date,
-        today_bytes: u64,
         status: &PlanStatus,
+        first: Option<Date>,
     ) -> Result<Vec<DayBar>, PlanReportError> {
+        let today_bytes = status.today_bytes;
         let by_day = self.daily(p, tz, cycle.first_day, today.min(cycle.last_day))?;
-        let first = self.history_first_day(tz)?;
         let projected: HashMap<Date, u64> = status.projection.per_day.iter().copied().collect();
         Ok(cycle
             .dates()
@@ -651,8 +649,9 @@ impl Store {
         p: &Plan,
         tz: &TimeZone,
         now: Timestamp,
+        first: Option<i64>,
     ) -> Result<Vec<CycleUsage>, PlanReportError> {
-        let Some((first, _)) = self.data_extent()? else {
+        let Some(first) = first else {
             return Ok(Vec::new());
         };
         let cycles: Vec<Cycle> = plan::past_cycles(p, now, PAST_CYCLES, tz)?
@@ -693,6 +692,9 @@ impl Store {
             .collect())
     }
 
+    /// Every quota with its use in its window. Reads O(rows of the covered devices): each
+    /// quota's subject is resolved without the full device list, and each distinct window is
+    /// read once for the devices the quotas cover, not for the whole household.
     fn quota_statuses(
         &self,
         p: &Plan,
@@ -703,67 +705,199 @@ impl Store {
         if quotas.is_empty() {
             return Ok(Vec::new());
         }
-        let devices = self.list_devices()?;
-        // A quota over a set of devices uses the sum of their own usage in its window: each
-        // distinct window is read once per device, and windows that end now share their rows.
-        let mut subjects = Vec::with_capacity(quotas.len());
-        let mut starts: Vec<Timestamp> = Vec::new();
-        for q in &quotas {
-            let (label, macs) = subject_devices(&q.subject, &devices);
+        let subjects = self.quota_subjects(&quotas)?;
+        // The windows, and per distinct window the union of the devices its quotas cover.
+        let mut windows: Vec<((Timestamp, Timestamp), Timestamp)> =
+            Vec::with_capacity(quotas.len());
+        let mut reads: Vec<(Timestamp, Timestamp, Vec<i64>)> = Vec::new();
+        for (q, (_, devices)) in quotas.iter().zip(&subjects) {
             let window = plan::quota_window(p, q.period, now, tz)?;
             let end = now.min(window.1);
-            if !macs.is_empty() && window.0 < end && end == now && !starts.contains(&window.0) {
-                starts.push(window.0);
+            windows.push((window, end));
+            if devices.is_empty() || window.0 >= end {
+                continue;
             }
-            subjects.push((label, macs, window, end));
-        }
-        let by_start: HashMap<Timestamp, HashMap<MacAddr, crate::model::Counts>> =
-            if starts.is_empty() {
-                HashMap::new()
-            } else {
-                starts
-                    .iter()
-                    .copied()
-                    .zip(self.usage_by_device_since(tz, &starts, now)?)
-                    .map(|(s, (v, _))| (s, v.into_iter().map(|d| (d.mac, d.counts)).collect()))
-                    .collect()
+            let i = match reads.iter().position(|r| r.0 == window.0 && r.1 == end) {
+                Some(i) => i,
+                None => {
+                    reads.push((window.0, end, Vec::new()));
+                    reads.len() - 1
+                }
             };
+            reads[i].2.extend(devices.iter().filter_map(|d| d.0));
+        }
+        let mut used_by: Vec<HashMap<i64, crate::model::Counts>> = Vec::with_capacity(reads.len());
+        for (from, to, ids) in &mut reads {
+            ids.sort_unstable();
+            ids.dedup();
+            used_by.push(self.quota_device_usage(tz, ids, *from, *to)?);
+        }
         let mut out = Vec::with_capacity(quotas.len());
-        for (q, (label, macs, window, end)) in quotas.into_iter().zip(subjects) {
-            let n = macs.len();
-            let used = match by_start.get(&window.0) {
-                Some(by) if end == now && window.0 < end => {
-                    let mut seen: Vec<MacAddr> = Vec::with_capacity(n);
+        for ((q, (label, devices)), (window, end)) in quotas.into_iter().zip(subjects).zip(windows)
+        {
+            let read = reads
+                .iter()
+                .position(|r| r.0 == window.0 && r.1 == end)
+                .map(|i| &used_by[i]);
+            let used = match read {
+                Some(by) if !devices.is_empty() => {
                     let mut sum = crate::model::Counts::default();
-                    for m in &macs {
-                        if !seen.contains(m) {
-                            seen.push(*m);
-                            if let Some(c) = by.get(m) {
-                                sum.add(c);
-                            }
+                    // A device is counted once however it was named.
+                    let mut ids: Vec<i64> = devices.iter().filter_map(|d| d.0).collect();
+                    ids.sort_unstable();
+                    ids.dedup();
+                    for id in ids {
+                        if let Some(c) = by.get(&id) {
+                            sum.add(c);
                         }
                     }
                     p.counted.bytes(&sum)
                 }
-                _ if macs.is_empty() => 0,
-                _ => {
-                    self.counted_usage(
-                        p.counted,
-                        &Selection::Devices(macs.clone()),
-                        tz,
-                        window.0,
-                        end,
-                    )?
-                    .0
-                }
+                _ => 0,
             };
-            let mut status = plan::quota_status(q, label, n, window, used);
+            let macs: Vec<MacAddr> = devices.iter().map(|d| d.1).collect();
+            let mut status = plan::quota_status(q, label, macs.len(), window, used);
             status.covers = macs;
             out.push(status);
         }
         Ok(out)
     }
+
+    /// Each quota's label and devices (id, first MAC), as [`subject_devices`] gives them from
+    /// the full device list, read with the few columns they need: a device subject by its
+    /// MACs, people and groups from one narrow scan of the devices (no facts).
+    fn quota_subjects(&self, quotas: &[Quota]) -> Result<Vec<QuotaSubjectDevices>, StoreError> {
+        let op = "reading the devices of quotas";
+        let e = || sql_err(&self.path, op);
+        let people = quotas
+            .iter()
+            .any(|q| !matches!(q.subject, QuotaSubject::Device(_)));
+        // (id, first MAC, owner, group), by id as the device list is ordered.
+        let mut all: Vec<(i64, MacAddr, Option<String>, Option<String>)> = Vec::new();
+        if people {
+            let mut st = self
+                .conn
+                .prepare_cached("SELECT id, mac, owner, device_group FROM devices ORDER BY id")
+                .map_err(e())?;
+            all = st
+                .query_map([], |r| {
+                    Ok((
+                        r.get(0)?,
+                        super::identity::mac_from_key(r.get(1)?),
+                        r.get(2)?,
+                        r.get(3)?,
+                    ))
+                })
+                .map_err(e())?
+                .collect::<Result<_, _>>()
+                .map_err(e())?;
+        }
+        let matches = |field: &Option<String>, name: &str| {
+            field
+                .as_deref()
+                .is_some_and(|f| f.trim().eq_ignore_ascii_case(name.trim()))
+        };
+        let mut out = Vec::with_capacity(quotas.len());
+        for q in quotas {
+            out.push(match &q.subject {
+                QuotaSubject::Device(mac) => {
+                    // The first device (by id) that has this MAC as its first or any MAC.
+                    let key = super::identity::mac_key(*mac);
+                    let id: Option<i64> = self
+                        .conn
+                        .prepare_cached(
+                            "SELECT min(id) FROM devices
+                             WHERE mac = ?1 OR id IN (SELECT device_id FROM device_macs WHERE mac = ?1)",
+                        )
+                        .map_err(e())?
+                        .query_row([key], |r| r.get(0))
+                        .map_err(e())?;
+                    let d = match id {
+                        Some(id) => self.device(id)?,
+                        None => None,
+                    };
+                    let label = d
+                        .as_ref()
+                        .and_then(DeviceRecord::display_name)
+                        .map_or_else(|| mac.to_string(), str::to_string);
+                    // No device has this MAC: the quota covers the MAC alone, which has no rows.
+                    let devices = vec![d.map_or((None, *mac), |d| (Some(d.id), d.mac))];
+                    (label, devices)
+                }
+                QuotaSubject::Person(name) => (
+                    name.clone(),
+                    all.iter()
+                        .filter(|d| matches(&d.2, name))
+                        .map(|d| (Some(d.0), d.1))
+                        .collect(),
+                ),
+                QuotaSubject::Group(name) => (
+                    name.clone(),
+                    all.iter()
+                        .filter(|d| matches(&d.3, name))
+                        .map(|d| (Some(d.0), d.1))
+                        .collect(),
+                ),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The counters of each device of `ids` (sorted) over the minutes starting in
+    /// `[from, to)`: the rows the history query plans for the range (coarsest complete
+    /// buckets, minutes at the edges), only those of these devices; devices without rows are
+    /// absent.
+    fn quota_device_usage(
+        &self,
+        tz: &TimeZone,
+        ids: &[i64],
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<HashMap<i64, crate::model::Counts>, QueryError> {
+        let mut out: HashMap<i64, crate::model::Counts> = HashMap::new();
+        let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
+        if ids.is_empty() || from >= to {
+            return Ok(out);
+        }
+        let ids = ids.join(",");
+        let plan = self.plan_range(tz, from, to, super::period::Period::Month)?;
+        let op = "reading the usage of quotas";
+        let e = || sql_err(&self.path, op);
+        for seg in plan.segments {
+            let (t, key) = super::rollup::table(seg.level);
+            // Ids are integers from the database, formatted here: no user text in the SQL.
+            // Ids are integers from the database, formatted here: no user text in the SQL.
+            // Only the internet counters: a plan counts nothing else. Levels with per-bucket
+            // totals list the buckets that have rows, and each device's row is a point lookup
+            // there; minutes (no totals, an hour or so at the range's end) are scanned.
+            let sql = match super::rollup::total_table(seg.level) {
+                Some(total) => format!(
+                    "SELECT u.device_id, u.internet_upload_bytes, u.internet_download_bytes
+                     FROM {total} c CROSS JOIN {t} u ON u.{key} = c.start AND u.device_id IN ({ids})
+                     WHERE c.start >= ?1 AND c.start < ?2"
+                ),
+                None => format!(
+                    "SELECT device_id, internet_upload_bytes, internet_download_bytes
+                     FROM {t} WHERE {key} >= ?1 AND {key} < ?2 AND device_id IN ({ids})"
+                ),
+            };
+            let mut st = self.conn.prepare_cached(&sql).map_err(e())?;
+            let mut rows = st.query(params![seg.from, seg.to]).map_err(e())?;
+            while let Some(r) = rows.next().map_err(e())? {
+                let v = |i: usize| -> Result<u64, StoreError> {
+                    Ok(r.get::<_, i64>(i).map_err(e())?.unsigned_abs())
+                };
+                let c = out.entry(r.get(0).map_err(e())?).or_default();
+                c.internet_upload_bytes += v(1)?;
+                c.internet_download_bytes += v(2)?;
+            }
+        }
+        Ok(out)
+    }
 }
+
+/// A quota's label and its devices: (id, first MAC); no id for a MAC no device has.
+type QuotaSubjectDevices = (String, Vec<(Option<i64>, MacAddr)>);
 
 fn gb(b: u64) -> String {
     format!("{:.2} GB", b as f64 / 1e9)

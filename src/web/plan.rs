@@ -41,7 +41,17 @@ pub(super) async fn report(state: &AppState) -> Result<PlanReport, AppError> {
         .map_err(|e| AppError::internal(e.to_string()))
 }
 
-/// The report without past cycles (the overview's plan card).
+/// The report without past cycles, uncached: what the plan settings page and the first-run
+/// wizard show (the plan, this cycle's use and calibrations), without reading six past cycles.
+async fn report_without_past(state: &AppState) -> Result<PlanReport, AppError> {
+    let tz = state.config().time_zone();
+    let now = now(state)?;
+    state
+        .db(move |s| Ok(s.plan_summary(&tz, now)))
+        .await?
+        .map_err(|e| AppError::internal(e.to_string()))
+}
+
 /// The plan summary of the overview's plan card, reused for [`super::view::CACHE_FOR`] like the
 /// household reading (every overview request read it: the quotas' usage alone is a few
 /// milliseconds); a change to the plan or its quotas on this server bumps the generation.
@@ -634,7 +644,7 @@ async fn settings_page(
     form: Option<PlanForm>,
     error: Option<String>,
 ) -> Result<SettingsPage, AppError> {
-    let r = report(state).await?;
+    let r = report_without_past(state).await?;
     let tz = state.config().time_zone();
     let now = now(state)?;
     let running = super::settings::running(state);
@@ -748,7 +758,7 @@ pub(super) async fn save_plan(
 /// The plan form filled from the stored plan and the running price, with the currency and
 /// the zone the form names (for the first-run wizard).
 pub(super) async fn plan_form(state: &AppState) -> Result<(PlanForm, String, String), AppError> {
-    let r = report(state).await?;
+    let r = report_without_past(state).await?;
     let running = super::settings::running(state);
     let form = PlanForm {
         overage_price: Some(running.overage_price_per_gb.clone().unwrap_or_default()),
@@ -895,7 +905,13 @@ async fn quotas_page(
     auth: &Auth,
     error: Option<String>,
 ) -> Result<QuotasPage, AppError> {
-    let r = report(state).await?;
+    // The quotas and the plan's thresholds, not the plan's own use and history.
+    let tz = state.config().time_zone();
+    let now = now(state)?;
+    let (p, quotas) = state
+        .db(move |s| Ok(s.quota_report(&tz, now)))
+        .await?
+        .map_err(|e| AppError::internal(e.to_string()))?;
     let devices = state.db(|s| s.list_devices()).await?;
     let mut people: Vec<String> = devices
         .iter()
@@ -911,7 +927,7 @@ async fn quotas_page(
     groups.dedup();
     Ok(QuotasPage {
         layout: Layout::new("Quotas", "plan", Some(auth)),
-        quotas: quota_rows(&r),
+        quotas: quota_rows_of(&p, &quotas),
         error,
         devices: devices
             .iter()

@@ -179,11 +179,11 @@ fn control(kind: Kind) -> &'static str {
     }
 }
 
-fn default_text(s: &Setting) -> String {
-    match (s.kind, cs::default_value(s.key)) {
-        (Kind::Bool, Some(toml::Value::Boolean(b))) => if b { "on" } else { "off" }.into(),
+fn default_text(s: &Setting, defaults: &cs::Values) -> String {
+    match (s.kind, defaults.get(s.key)) {
+        (Kind::Bool, Some(toml::Value::Boolean(b))) => if *b { "on" } else { "off" }.into(),
         (Kind::List, Some(toml::Value::Array(a))) if a.is_empty() => "none".into(),
-        (_, Some(v)) => form_text(&v),
+        (_, Some(v)) => form_text(v),
         (_, None) => "not set".into(),
     }
 }
@@ -195,6 +195,9 @@ fn fields(
     typed: Option<&BTreeMap<String, String>>,
     errors: &BTreeMap<String, String>,
 ) -> Vec<(&'static str, Vec<Field>, Option<&'static str>)> {
+    // Each configuration serialized once for all its keys.
+    let (file, running) = (cs::Values::of(file), cs::Values::of(running));
+    let defaults = cs::Values::of(&Config::default());
     cs::GROUPS
         .iter()
         .map(|g| {
@@ -202,15 +205,15 @@ fn fields(
                 .iter()
                 .filter(|s| s.group == *g)
                 .map(|s| {
-                    let now = cs::value(file, s.key);
+                    let now = file.get(s.key);
                     let value = match (typed.and_then(|t| t.get(s.key)), s.kind) {
                         (_, Kind::Secret) => {
                             if now.is_some() { "set" } else { "not set" }.to_string()
                         }
                         (Some(t), _) => t.clone(),
-                        (None, _) => now.as_ref().map(form_text).unwrap_or_default(),
+                        (None, _) => now.map(form_text).unwrap_or_default(),
                     };
-                    let pending = cs::shown(s, file) != cs::shown(s, running);
+                    let pending = file.shown(s) != running.shown(s);
                     Field {
                         key: s.key,
                         label: s.label,
@@ -221,7 +224,7 @@ fn fields(
                             Kind::Choice(c) => c,
                             _ => &[],
                         },
-                        default: default_text(s),
+                        default: default_text(s, &defaults),
                         error: errors.get(s.key).cloned(),
                         restart: !s.live,
                         pending,
@@ -422,6 +425,7 @@ pub(super) async fn save_typed(
         Ok(Some((_, c))) => c,
         _ => running(state),
     };
+    let file_cfg = cs::Values::of(&file_cfg);
     let mut changes: Vec<Change> = Vec::new();
     let mut errors = BTreeMap::new();
     for s in cs::SETTINGS {
@@ -430,7 +434,7 @@ pub(super) async fn save_typed(
                 .get(&format!("{}__clear", s.key))
                 .is_some_and(|v| v == "true")
             {
-                if cs::value(&file_cfg, s.key).is_some() {
+                if file_cfg.get(s.key).is_some() {
                     changes.push((s.key.to_string(), None));
                 }
             } else if let Some(v) = typed.get(s.key).filter(|v| !v.is_empty()) {
@@ -446,7 +450,7 @@ pub(super) async fn save_typed(
                 let as_toml = new
                     .as_ref()
                     .and_then(|v| v.to_string().trim().parse::<toml::Value>().ok());
-                if as_toml != cs::value(&file_cfg, s.key) {
+                if as_toml.as_ref() != file_cfg.get(s.key) {
                     changes.push((s.key.to_string(), new));
                 }
             }

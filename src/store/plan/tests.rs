@@ -430,3 +430,120 @@ fn quotas_for_a_device_and_a_person() {
     assert!(w.store.plan_alert_state(later).unwrap().sent.is_empty());
     let _ = &mut w;
 }
+
+/// The quotas' use is the raw minutes of the devices their subjects cover, in their windows up
+/// to now, and their subjects are what [`subject_devices`] finds in the full device list: over
+/// random households (owners and groups typed in any case, shared devices, the gateway), random
+/// quotas, zones, cycles and moments, with the rollups at a random earlier moment so windows
+/// read days and hours with minutes at their ends. A failing case prints its seed.
+#[test]
+fn quota_use_equals_the_raw_minutes_of_the_covered_devices() {
+    // splitmix64, as in the history tests: the same seed gives the same case.
+    let mut state = 0u64;
+    let mut next = |n: u64| -> u64 {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)) % n
+    };
+    let zones = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Kathmandu"];
+    let names = ["Ann", " ann", "BOB", "kids", "Kids ", "nobody"];
+    let base = ts("2026-03-20T00:00:00Z").as_second();
+    let mut used = 0;
+    for seed in 0..8u64 {
+        let tz = TimeZone::get(zones[seed as usize % zones.len()]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("q.db")).unwrap();
+        // Devices 1..=6 and the gateway (90), minutes over 40 days before base and 3 after.
+        let all: Vec<u64> = (1..=6).chain([90]).collect();
+        let mut minutes: Vec<(u64, i64, Counts)> = Vec::new();
+        for _ in 0..400 {
+            let n = all[next(all.len() as u64) as usize];
+            let t = base - 40 * 86_400 + next(43 * 1440) as i64 * 60;
+            if minutes.iter().any(|m| m.0 == n && m.1 == t) {
+                continue;
+            }
+            minutes.push((n, t, internet(next(5 * MB), next(MB))));
+        }
+        let seen: Vec<Sighting> = all
+            .iter()
+            .map(|&n| Sighting {
+                mac: mac(n),
+                first_seen: (base - 41 * 86_400) * 1_000_000_000,
+                last_seen: (base - 41 * 86_400) * 1_000_000_000,
+                is_gateway: n == 90,
+            })
+            .collect();
+        let usage: Vec<MinuteUsage> = minutes
+            .iter()
+            .map(|&(n, minute, counts)| MinuteUsage {
+                mac: mac(n),
+                minute,
+                counts,
+            })
+            .collect();
+        store.write_flush(&usage, &seen).unwrap();
+        let now = base + next(3 * 86_400) as i64 + 1;
+        store.roll_up(&tz, now - next(2 * 86_400) as i64).unwrap();
+        for d in store.list_devices().unwrap() {
+            let pick =
+                |rng: u64| (rng < names.len() as u64).then(|| names[rng as usize].to_string());
+            let u = UserFields {
+                owner: pick(next(8)),
+                group: pick(next(8)),
+                name: (next(2) == 0).then(|| format!("device {}", d.id)),
+                ..UserFields::default()
+            };
+            store.set_user_fields(d.id, &u).unwrap();
+        }
+        let p = Plan {
+            cycle: CycleRule::Monthly {
+                start_day: 1 + next(28) as u8,
+            },
+            counted: if next(2) == 0 {
+                Counted::Download
+            } else {
+                Counted::UploadAndDownload
+            },
+            ..Plan::default()
+        };
+        store.set_plan(&p, 1).unwrap();
+        for i in 0..5 {
+            let subject = match next(3) {
+                // A device, or a MAC no device has (7).
+                0 => QuotaSubject::Device(mac(1 + next(7))),
+                1 => QuotaSubject::Person(names[next(names.len() as u64) as usize].into()),
+                _ => QuotaSubject::Group(names[next(names.len() as u64) as usize].into()),
+            };
+            let period =
+                [QuotaPeriod::Day, QuotaPeriod::Week, QuotaPeriod::Cycle][next(3) as usize];
+            store.upsert_quota(&subject, period, MB, i).unwrap();
+        }
+        let now = Timestamp::from_second(now).unwrap();
+        let (plan, statuses) = store.quota_report(&tz, now).unwrap();
+        let devices = store.list_devices().unwrap();
+        assert_eq!(statuses.len(), store.quotas().unwrap().len(), "seed {seed}");
+        for s in statuses {
+            let (label, macs) = subject_devices(&s.quota.subject, &devices);
+            assert_eq!(
+                (&s.label, &s.covers, s.devices),
+                (&label, &macs, macs.len()),
+                "seed {seed}"
+            );
+            let window = plan::quota_window(&plan, s.quota.period, now, &tz).unwrap();
+            assert_eq!((s.window_start, s.window_end), window, "seed {seed}");
+            let raw: u64 = minutes
+                .iter()
+                .filter(|(n, t, _)| {
+                    macs.contains(&mac(*n)) && *t >= window.0.as_second() && *t < now.as_second()
+                })
+                .map(|(_, _, c)| plan.counted.bytes(c))
+                .sum();
+            assert_eq!(s.used_bytes, raw, "seed {seed}: {:?}", s.quota);
+            used += usize::from(raw > 0);
+        }
+    }
+    // Not only empty windows were compared.
+    assert!(used > 10, "{used} quotas with use");
+}

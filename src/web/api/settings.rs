@@ -110,10 +110,13 @@ pub async fn get_settings(State(state): State<AppState>) -> Result<Json<Settings
         }
         None => (None, running.clone()),
     };
+    // Each configuration serialized once for all its keys.
+    let (cfg, running) = (cs::Values::of(&cfg), cs::Values::of(&running));
+    let defaults = cs::Values::of(&crate::config::Config::default());
     let settings = cs::SETTINGS
         .iter()
         .map(|s| {
-            let v = cs::value(&cfg, s.key);
+            let v = cfg.get(s.key).cloned();
             SettingView {
                 key: s.key,
                 group: s.group,
@@ -129,10 +132,10 @@ pub async fn get_settings(State(state): State<AppState>) -> Result<Json<Settings
                 default: if s.secret() {
                     None
                 } else {
-                    cs::default_value(s.key).and_then(json)
+                    defaults.get(s.key).cloned().and_then(json)
                 },
                 needs_restart: !s.live,
-                restart_pending: cs::shown(s, &cfg) != cs::shown(s, &running),
+                restart_pending: cfg.shown(s) != running.shown(s),
                 overridden_by: cs::env_override(s.key),
             }
         })
