@@ -5,7 +5,7 @@
 //! and half-hour offsets. The oracle is a plain map of every minute ever written.
 use super::Store;
 use super::period::{Period, bucket_secs};
-use super::query::{Selection, ceil_minute, month_complements, plan};
+use super::query::{DeviceUsage, Selection, ceil_minute, month_complements, plan};
 use super::rollup::Retention;
 use super::usage::tests::mac;
 use crate::model::{Counts, MacAddr, MinuteUsage, Sighting};
@@ -1066,6 +1066,41 @@ fn internet_by_device_equals_the_full_reading_and_splits_at_local_midnights() {
             }
             assert_eq!(parts, want, "{ctx} cut at {cut}");
         }
+        // The internet-only reading of ranges sharing an end is the full reading's internet
+        // counters, nothing else, device for device.
+        let end = base + span - below(&mut rng, 2 * 86_400) as i64;
+        let starts: Vec<Timestamp> = (0..3)
+            .map(|_| {
+                let t = end - 1 - below(&mut rng, 40 * 86_400) as i64;
+                let midnight = below(&mut rng, 2) == 0;
+                ts(if midnight {
+                    bucket_secs(Period::Day, t, &tz).unwrap().0
+                } else {
+                    t
+                })
+            })
+            .collect();
+        let full = store.usage_by_device_since(&tz, &starts, ts(end)).unwrap();
+        let only = store
+            .internet_usage_by_device_since(&tz, &starts, ts(end))
+            .unwrap();
+        let internet_of = |v: &[DeviceUsage]| -> Vec<DeviceUsage> {
+            v.iter()
+                .map(|d| DeviceUsage {
+                    counts: Counts {
+                        internet_upload_bytes: d.counts.internet_upload_bytes,
+                        internet_download_bytes: d.counts.internet_download_bytes,
+                        ..Counts::default()
+                    },
+                    active_minutes: 0,
+                    ..*d
+                })
+                .collect()
+        };
+        let want: Vec<(Vec<DeviceUsage>, bool)> =
+            full.iter().map(|(v, e)| (internet_of(v), *e)).collect();
+        assert_eq!(only, want, "case {case} starts {starts:?} end {end}");
+        assert!(only.iter().any(|(v, _)| !v.is_empty()), "case {case}");
     }
     assert!(splits > 30, "ranges were really cut: {splits}");
     assert!(

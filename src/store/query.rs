@@ -623,6 +623,31 @@ impl Store {
         starts: &[Timestamp],
         end: Timestamp,
     ) -> Result<Vec<(Vec<DeviceUsage>, bool)>, QueryError> {
+        self.by_device_since(tz, starts, end, false)
+    }
+
+    /// [`Store::usage_by_device_since`] with only the internet counters read: in each answer
+    /// the other counters and the active minutes are zero. For readings that show internet
+    /// use only (the household's today, week and cycle columns): a row's cost is mostly its
+    /// columns, so this reads the same rows for about a third of the full counters' cost
+    /// (measured with the household reading switched to it: /devices 40.5 M -> 29.5 M x86-64
+    /// instructions, issue 26).
+    pub fn internet_usage_by_device_since(
+        &self,
+        tz: &TimeZone,
+        starts: &[Timestamp],
+        end: Timestamp,
+    ) -> Result<Vec<(Vec<DeviceUsage>, bool)>, QueryError> {
+        self.by_device_since(tz, starts, end, true)
+    }
+
+    fn by_device_since(
+        &self,
+        tz: &TimeZone,
+        starts: &[Timestamp],
+        end: Timestamp,
+        internet_only: bool,
+    ) -> Result<Vec<(Vec<DeviceUsage>, bool)>, QueryError> {
         let cov = self.coverage(tz)?;
         let plans: Vec<Plan> = starts
             .iter()
@@ -631,7 +656,7 @@ impl Store {
         let (pieces, of_plan) = shared_pieces(&plans, starts);
         let sums: Vec<HashMap<i64, (Counts, u64)>> = pieces
             .iter()
-            .map(|p| self.device_sums(p))
+            .map(|p| self.device_sums(p, internet_only))
             .collect::<Result<_, _>>()?;
         let devices = self.device_keys()?;
         Ok(plans
@@ -788,18 +813,30 @@ impl Store {
     /// Every device's sums over the rows of one segment, keyed by device id. The rows are read
     /// in key order and summed here: a `GROUP BY device_id` over rows keyed (start, device_id)
     /// made SQLite sort them, and the join to `devices` is one read of that table instead.
-    fn device_sums(&self, seg: &Segment) -> Result<HashMap<i64, (Counts, u64)>, StoreError> {
+    /// With `internet_only`, only the two internet counters are read (the rest stay zero).
+    fn device_sums(
+        &self,
+        seg: &Segment,
+        internet_only: bool,
+    ) -> Result<HashMap<i64, (Counts, u64)>, StoreError> {
         let (t, key) = table(seg.level);
         let active = if seg.level == Period::Minute {
             "1"
         } else {
             "active_minutes"
         };
-        let sql = format!(
-            "SELECT device_id, frames_sent, frames_received, bytes_sent, bytes_received,
-                    internet_upload_bytes, internet_download_bytes, {active}
-             FROM {t} WHERE {key} >= ?1 AND {key} < ?2"
-        );
+        let sql = if internet_only {
+            format!(
+                "SELECT device_id, internet_upload_bytes, internet_download_bytes
+                 FROM {t} WHERE {key} >= ?1 AND {key} < ?2"
+            )
+        } else {
+            format!(
+                "SELECT device_id, internet_upload_bytes, internet_download_bytes, frames_sent,
+                        frames_received, bytes_sent, bytes_received, {active}
+                 FROM {t} WHERE {key} >= ?1 AND {key} < ?2"
+            )
+        };
         let path = self.path.as_path();
         let op = "reading usage history";
         let mut st = self.conn.prepare_cached(&sql).map_err(sql_err(path, op))?;
@@ -809,18 +846,20 @@ impl Store {
         let mut out: HashMap<i64, (Counts, u64)> = HashMap::new();
         while let Some(r) = rows.next().map_err(sql_err(path, op))? {
             let read = || -> rusqlite::Result<(i64, Counts, u64)> {
-                Ok((
-                    r.get(0)?,
-                    Counts {
-                        frames_sent: get_u64(r, 1)?,
-                        frames_received: get_u64(r, 2)?,
-                        bytes_sent: get_u64(r, 3)?,
-                        bytes_received: get_u64(r, 4)?,
-                        internet_upload_bytes: get_u64(r, 5)?,
-                        internet_download_bytes: get_u64(r, 6)?,
-                    },
-                    get_u64(r, 7)?,
-                ))
+                let mut c = Counts {
+                    internet_upload_bytes: get_u64(r, 1)?,
+                    internet_download_bytes: get_u64(r, 2)?,
+                    ..Counts::default()
+                };
+                let mut active = 0;
+                if !internet_only {
+                    c.frames_sent = get_u64(r, 3)?;
+                    c.frames_received = get_u64(r, 4)?;
+                    c.bytes_sent = get_u64(r, 5)?;
+                    c.bytes_received = get_u64(r, 6)?;
+                    active = get_u64(r, 7)?;
+                }
+                Ok((r.get(0)?, c, active))
             };
             let (id, c, a) = read().map_err(sql_err(path, op))?;
             let e = out.entry(id).or_default();
