@@ -256,6 +256,53 @@ pub(crate) fn plan(
     Ok(Plan { segments, exact })
 }
 
+/// A plan's segments as pieces to add or (`true`) subtract: the days of a day segment that
+/// cover more than half of a month are read as that month's row minus the month's other days,
+/// where both levels hold the whole month. Exact: a month row is the sum of its day rows (the
+/// rollups make it from them, and a late minute is added to every rolled level), so for every
+/// device and counter month − other days = the days in the segment. Fewer rows, never more.
+pub(crate) fn month_complements(
+    cov: &Coverage,
+    tz: &TimeZone,
+    segments: &[Segment],
+) -> Result<Vec<(Segment, bool)>, (Period, i64, jiff::Error)> {
+    let mut out = Vec::with_capacity(segments.len());
+    for seg in segments {
+        if seg.level != Period::Day {
+            out.push((*seg, false));
+            continue;
+        }
+        let mut t = seg.from;
+        while t < seg.to {
+            let (ms, me) = bucket_secs(Period::Month, t, tz).map_err(|e| (Period::Month, t, e))?;
+            let end = me.min(seg.to);
+            let inside = end - t;
+            let whole = cov.usable(Period::Month, ms, me) && cov.usable(Period::Day, ms, me);
+            if whole && (me - ms) - inside < inside {
+                let piece = |level, from, to| Segment { level, from, to };
+                out.push((piece(Period::Month, ms, me), false));
+                if ms < t {
+                    out.push((piece(Period::Day, ms, t), true));
+                }
+                if end < me {
+                    out.push((piece(Period::Day, end, me), true));
+                }
+            } else {
+                out.push((
+                    Segment {
+                        level: Period::Day,
+                        from: t,
+                        to: end,
+                    },
+                    false,
+                ));
+            }
+            t = end;
+        }
+    }
+    Ok(out)
+}
+
 /// Minute starts are whole minutes: `m >= t` iff `m >= ceil_minute(t)`, same for `m < t`.
 pub(crate) fn ceil_minute(t: Timestamp) -> i64 {
     let s = t.as_second() + i64::from(t.subsec_nanosecond() > 0);
@@ -472,6 +519,30 @@ fn shared_pieces(plans: &[Plan], starts: &[Timestamp]) -> (Vec<Segment>, Vec<Vec
         })
         .collect();
     (pieces, of_plan)
+}
+
+/// Sums per device id, one map update per row read. Device ids are small integers SQLite
+/// hands out, never input from outside, so a multiplicative hash spreads them well at a
+/// fraction of SipHash's cost per row (a range's rows are summed here one by one).
+type ById<V> = HashMap<i64, V, std::hash::BuildHasherDefault<IdHasher>>;
+
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_i64(&mut self, v: i64) {
+        self.0 = u64::from_ne_bytes(v.to_ne_bytes()).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
 }
 
 fn get_u64(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<u64> {
@@ -697,6 +768,85 @@ impl Store {
                 (v, plan.exact)
             })
             .collect())
+    }
+
+    /// Internet bytes (download + upload, what the ISP counts) per device over `[from, to)`,
+    /// the devices [`Store::usage_by_device`] lists with their bytes (a device with none may be
+    /// left out) and the same flag. Only the two counters a list of devices shows are read (a
+    /// row costs SQLite and rusqlite about as much per column as per row), and a stretch of
+    /// more than half a month's days is read as the month minus its other days (see
+    /// [`month_complements`]): a year from the 7th reads 7 rows of its first month, not 25.
+    pub fn internet_by_device(
+        &self,
+        tz: &TimeZone,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<(HashMap<MacAddr, u64>, bool), QueryError> {
+        if from >= to {
+            return Err(QueryError::EmptyRange { from, to });
+        }
+        let cov = self.coverage(tz)?;
+        let plan = self.plan_with(&cov, tz, from, to, Period::Month)?;
+        let pieces = month_complements(&cov, tz, &plan.segments).map_err(|(period, at, e)| {
+            QueryError::Time {
+                period,
+                zone: tz.iana_name().unwrap_or("(unnamed)").to_string(),
+                at,
+                detail: e.to_string(),
+            }
+        })?;
+        let mut by_id: ById<i128> = ById::default();
+        for (seg, subtract) in &pieces {
+            self.internet_sums(seg, *subtract, &mut by_id)?;
+        }
+        let devices = self.device_keys()?;
+        let mut out: HashMap<MacAddr, u64> = HashMap::with_capacity(by_id.len());
+        for (id, bytes) in by_id {
+            // A month row is the sum of its day rows, so no device's sum is below zero unless
+            // the rollups were damaged.
+            let bytes = u64::try_from(bytes).map_err(|_| StoreError::Corrupt {
+                path: self.path.clone(),
+                detail: format!("device {id}: a month's rollup holds less than its days"),
+            })?;
+            // Rows of a device no longer listed are left out, as usage_by_device leaves them.
+            if let Some(&(mac, _)) = devices.get(&id)
+                && bytes > 0
+            {
+                *out.entry(mac).or_default() += bytes;
+            }
+        }
+        Ok((out, plan.exact))
+    }
+
+    /// Adds (or with `subtract`, takes away) every device's internet bytes over the rows of
+    /// one segment to `out` (by device id).
+    fn internet_sums(
+        &self,
+        seg: &Segment,
+        subtract: bool,
+        out: &mut ById<i128>,
+    ) -> Result<(), StoreError> {
+        let (t, key) = table(seg.level);
+        // Two columns, not their sum in SQL: SQLite turns an integer overflow into a float.
+        let sql = format!(
+            "SELECT device_id, internet_upload_bytes, internet_download_bytes
+             FROM {t} WHERE {key} >= ?1 AND {key} < ?2"
+        );
+        let path = self.path.as_path();
+        let op = "reading usage history";
+        let mut st = self.conn.prepare_cached(&sql).map_err(sql_err(path, op))?;
+        let mut rows = st
+            .query(rusqlite::params![seg.from, seg.to])
+            .map_err(sql_err(path, op))?;
+        while let Some(r) = rows.next().map_err(sql_err(path, op))? {
+            let read = || -> rusqlite::Result<(i64, u64, u64)> {
+                Ok((r.get(0)?, get_u64(r, 1)?, get_u64(r, 2)?))
+            };
+            let (id, up, down) = read().map_err(sql_err(path, op))?;
+            let bytes = i128::from(up) + i128::from(down);
+            *out.entry(id).or_default() += if subtract { -bytes } else { bytes };
+        }
+        Ok(())
     }
 
     /// [`Store::usage`] for several ranges sharing their end, reading shared pieces once (see

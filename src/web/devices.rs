@@ -112,29 +112,40 @@ pub async fn apply_range(
     if chosen.key == "today" {
         return Ok(chosen);
     }
-    let (from, to) = (view::ts(chosen.from)?, view::ts(chosen.to)?);
-    let tzq = tz.clone();
-    let (usage, extent) = match stored.reading(chosen.from, chosen.to) {
-        Some(u) => (
-            u.to_vec(),
-            state.query(move |s| Ok(s.data_extent()?)).await?,
-        ),
-        None => {
-            state
-                .query(move |s| Ok((s.usage_by_device(&tzq, from, to)?.0, s.data_extent()?)))
-                .await?
-        }
-    };
-    chosen.mark_partial(extent.map(|e| e.0), &tz);
-    let by: std::collections::HashMap<crate::model::MacAddr, u64> = usage
-        .iter()
-        .map(|u| {
-            (
-                u.mac,
-                u.counts.internet_download_bytes + u.counts.internet_upload_bytes,
-            )
-        })
-        .collect();
+    let by: std::collections::HashMap<crate::model::MacAddr, u64> =
+        match stored.reading(chosen.from, chosen.to) {
+            Some(u) => {
+                let extent = state.query(move |s| Ok(s.data_extent()?)).await?;
+                chosen.mark_partial(extent.map(|e| e.0), &tz);
+                u.iter().map(|u| (u.mac, view::internet(u))).collect()
+            }
+            None => {
+                // A range that ends now (this month, a custom range to today) takes today's part
+                // from the household reading the rows came from: only the days before today are
+                // read here. Cutting a range at a local midnight splits its rows exactly (each
+                // row lies on one side: no stored bucket spans a midnight that has passed).
+                let today = view::ts(stored.now())?
+                    .to_zoned(tz.clone())
+                    .start_of_day()
+                    .map_err(|e| AppError::internal(format!("local calendar: {e}")))?
+                    .timestamp()
+                    .as_second();
+                let tail = stored
+                    .reading(today, chosen.to)
+                    .filter(|_| chosen.from < today);
+                let read_to = if tail.is_some() { today } else { chosen.to };
+                let (from, to) = (view::ts(chosen.from)?, view::ts(read_to)?);
+                let tzq = tz.clone();
+                let (mut by, extent) = state
+                    .query(move |s| Ok((s.internet_by_device(&tzq, from, to)?.0, s.data_extent()?)))
+                    .await?;
+                chosen.mark_partial(extent.map(|e| e.0), &tz);
+                for u in tail.unwrap_or_default() {
+                    *by.entry(u.mac).or_default() += view::internet(u);
+                }
+                by
+            }
+        };
     for r in rows.iter_mut() {
         r.in_range_label = chosen.label.to_lowercase();
         r.in_range = by.get(&r.mac).copied().unwrap_or(0);
