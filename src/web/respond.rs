@@ -46,6 +46,8 @@ pub const PAGES: &[&str] = &[
 const FRESH_FOR: Duration = super::view::CACHE_FOR;
 /// While one request renders a page again, the others get the previous rendering up to this old.
 const STALE_MAX: Duration = super::view::STALE_MAX;
+/// How long a request waits for another's rendering of the same page before rendering it.
+const WAIT_MAX: Duration = Duration::from_secs(10);
 /// Bytes of rendered pages kept at most (the overview of 200 devices is about 70 KB): a Pi
 /// unit's memory limit must not be reached by many sessions opening many pages.
 const MAX_BYTES: usize = 4 << 20;
@@ -79,11 +81,23 @@ impl Kept {
     }
 }
 
-#[derive(Default)]
 struct Slot {
     kept: Option<Kept>,
     /// A request is rendering this page now.
     refreshing: bool,
+    /// Bumped when a rendering ends (kept or not): requests that found no page to send wait for
+    /// it rather than all rendering the same page at once.
+    rendered: tokio::sync::watch::Sender<()>,
+}
+
+impl Default for Slot {
+    fn default() -> Slot {
+        Slot {
+            kept: None,
+            refreshing: false,
+            rendered: tokio::sync::watch::Sender::new(()),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -100,6 +114,8 @@ enum Found {
     /// Render it; `true` when this request holds the page's refresh (the others get the kept
     /// rendering meanwhile).
     Render(bool),
+    /// Another request is rendering the page and none recent enough is kept: wait for that one.
+    Wait(tokio::sync::watch::Receiver<()>),
 }
 
 impl Responses {
@@ -107,7 +123,9 @@ impl Responses {
         self.slots.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn find(&self, key: &Key, generation: u64) -> Found {
+    /// `waited`: this request already waited for another's rendering once; it then renders
+    /// the page itself rather than wait again (a page that fails is not kept).
+    fn find(&self, key: &Key, generation: u64, waited: bool) -> Found {
         let mut g = self.lock();
         let slot = g.0.entry(key.clone()).or_default();
         let current = slot.kept.as_ref().filter(|k| k.generation == generation);
@@ -118,7 +136,13 @@ impl Responses {
             return Found::Kept(k.response());
         }
         if slot.refreshing {
-            return Found::Render(false);
+            // After a quiet spell (nothing kept, or older than STALE_MAX) a burst would
+            // otherwise render the page once per request, all at once on two cores.
+            return if waited {
+                Found::Render(false)
+            } else {
+                Found::Wait(slot.rendered.subscribe())
+            };
         }
         slot.refreshing = true;
         Found::Render(true)
@@ -129,6 +153,7 @@ impl Responses {
     fn release(&self, key: &Key) {
         if let Some(slot) = self.lock().0.get_mut(key) {
             slot.refreshing = false;
+            slot.rendered.send_replace(());
         }
     }
 
@@ -214,9 +239,18 @@ pub async fn respond(State(state): State<AppState>, req: Request, next: Next) ->
     // Read before rendering: an edit made while this page renders leaves it stale.
     let generation = state.generation();
     let responses = &state.caches().responses;
-    let holds = match responses.find(&key, generation) {
-        Found::Kept(r) => return r,
-        Found::Render(holds) => holds,
+    let mut waited = false;
+    let holds = loop {
+        match responses.find(&key, generation, waited) {
+            Found::Kept(r) => return r,
+            Found::Render(holds) => break holds,
+            Found::Wait(mut rendered) => {
+                // Bounded: a rendering that never ends (a stuck database) must not hold this
+                // request forever; it then renders the page itself.
+                let _ = tokio::time::timeout(WAIT_MAX, rendered.changed()).await;
+                waited = true;
+            }
+        }
     };
     let _refreshing = holds.then(|| Refreshing {
         state: state.clone(),
@@ -282,7 +316,7 @@ mod tests {
         let r = Responses::default();
         for i in 0..500 {
             let k = key(&format!("/devices/{}", i % 97), &format!("s{}", i % 7));
-            assert!(matches!(r.find(&k, 1), Found::Render(true)));
+            assert!(matches!(r.find(&k, 1, false), Found::Render(true)));
             r.keep(k.clone(), kept(1, 70_000 + i));
             r.release(&k);
             let g = r.lock();
@@ -297,29 +331,40 @@ mod tests {
     }
 
     /// Fresh: reused. Another generation: rendered again. While one request renders, the others
-    /// get the kept page; without one kept, they render too rather than wait.
-    #[test]
-    fn a_kept_page_serves_its_generation_and_one_request_refreshes_it() {
+    /// get the kept page; without one kept, they wait for that rendering (once), then are
+    /// answered from it.
+    #[tokio::test]
+    async fn a_kept_page_serves_its_generation_and_one_request_refreshes_it() {
         let r = Responses::default();
         let k = key("/", "");
-        assert!(matches!(r.find(&k, 1), Found::Render(true)));
+        assert!(matches!(r.find(&k, 1, false), Found::Render(true)));
+        let Found::Wait(mut rendered) = r.find(&k, 1, false) else {
+            panic!("no page yet and one rendering: wait for it");
+        };
         assert!(
-            matches!(r.find(&k, 1), Found::Render(false)),
-            "no page yet: render"
+            matches!(r.find(&k, 1, true), Found::Render(false)),
+            "waited once"
         );
         r.keep(k.clone(), kept(1, 10));
         r.release(&k);
-        assert!(matches!(r.find(&k, 1), Found::Kept(_)));
+        tokio::time::timeout(Duration::from_secs(5), rendered.changed())
+            .await
+            .expect("the end of the rendering wakes its waiters")
+            .unwrap();
+        assert!(matches!(r.find(&k, 1, true), Found::Kept(_)));
         assert!(
-            matches!(r.find(&k, 2), Found::Render(true)),
+            matches!(r.find(&k, 2, false), Found::Render(true)),
             "an edit since"
         );
-        assert!(matches!(r.find(&k, 2), Found::Render(false)));
+        assert!(
+            matches!(r.find(&k, 2, false), Found::Wait(_)),
+            "the kept page is of an older generation"
+        );
         r.keep(k.clone(), kept(2, 10));
-        assert!(matches!(r.find(&k, 2), Found::Kept(_)));
+        assert!(matches!(r.find(&k, 2, false), Found::Kept(_)));
         assert_eq!(r.hits(), 2);
         assert!(
-            matches!(r.find(&key("/", "s1"), 2), Found::Render(true)),
+            matches!(r.find(&key("/", "s1"), 2, false), Found::Render(true)),
             "another session"
         );
     }
