@@ -40,10 +40,9 @@ def mb(kb):
 
 # What was found when a budget failed, keyed by budget id (see BUDGETS below): cause, next step.
 CAUSES = {
-    "pages": "household pages read every device's rows three times per view (today, week, cycle each re-read "
-             "today's hours and the minutes since the last rollup, which have no totals); the device page reads "
-             "24 h of minute lookups, 28 days of hour lookups and renders 288 bars. Next: read the ranges that "
-             "share an end once, keep per-device running totals at rollup time (issue 26)",
+    "pages": "a failing first view: profile it (examples/bench_pages time/count, perf) and read only what it shows "
+             "(the internet counters, the covered devices, O(rows shown)); a failing p99 with a fast first view: "
+             "see whether web::respond keeps that page (listed in PAGES, a 200 without Set-Cookie) (issue 26)",
     "sd_writes": "each commit burst costs the card ~38 KB of filesystem share (ext4 journal commit, -shm "
                  "writeback) whatever it holds, so commits per day decide: see which thread commits on its own "
                  "clock in the run's by_thread split (bench/sdwrites.py) and hand its rows to the flusher's "
