@@ -988,6 +988,22 @@ fn ranges_sharing_an_end_equal_each_range_read_alone_and_the_raw_minutes() {
                 .usage_of_ranges_to(&Selection::Household, &tz, &starts, ts(end))
                 .unwrap();
             assert_eq!((shared.len(), hh.len()), (starts.len(), starts.len()));
+            // The plan's reading: the same ranges, internet bytes only.
+            let hh_net = store
+                .internet_of_ranges_to(&Selection::Household, &tz, &starts, ts(end))
+                .unwrap();
+            for (net, full) in hh_net.iter().zip(&hh) {
+                let want = Counts {
+                    internet_upload_bytes: full.counts.internet_upload_bytes,
+                    internet_download_bytes: full.counts.internet_download_bytes,
+                    ..Counts::default()
+                };
+                assert_eq!(
+                    (net.counts, net.active_minutes, net.exact),
+                    (want, 0, full.exact),
+                    "{ctx}: the plan's internet-only reading"
+                );
+            }
             for (i, &s) in starts.iter().enumerate() {
                 let alone = store.usage_by_device(&tz, s, ts(end)).unwrap();
                 assert_eq!(shared[i], alone, "{ctx}: start {s}");

@@ -433,7 +433,8 @@ impl Store {
             .map(|(i, s)| (i, *s))
             .collect();
         let froms: Vec<Timestamp> = live.iter().map(|x| x.1).collect();
-        let read = self.usage_of_ranges_to(&Selection::Household, tz, &froms, end)?;
+        // A plan counts internet bytes only (`Counted::bytes`).
+        let read = self.internet_of_ranges_to(&Selection::Household, tz, &froms, end)?;
         for ((i, _), u) in live.into_iter().zip(read) {
             out[i] = (p.counted.bytes(&u.counts), u.exact);
         }

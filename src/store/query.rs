@@ -858,6 +858,29 @@ impl Store {
         starts: &[Timestamp],
         end: Timestamp,
     ) -> Result<Vec<Usage>, QueryError> {
+        self.ranges_to(sel, tz, starts, end, Group::Bucket)
+    }
+
+    /// [`Store::usage_of_ranges_to`] summing only the internet upload and download bytes (the
+    /// other counters and the active minutes are 0): what a data plan counts.
+    pub fn internet_of_ranges_to(
+        &self,
+        sel: &Selection,
+        tz: &TimeZone,
+        starts: &[Timestamp],
+        end: Timestamp,
+    ) -> Result<Vec<Usage>, QueryError> {
+        self.ranges_to(sel, tz, starts, end, Group::BucketInternet)
+    }
+
+    fn ranges_to(
+        &self,
+        sel: &Selection,
+        tz: &TimeZone,
+        starts: &[Timestamp],
+        end: Timestamp,
+        group: Group,
+    ) -> Result<Vec<Usage>, QueryError> {
         let cov = self.coverage(tz)?;
         let plans: Vec<Plan> = starts
             .iter()
@@ -868,7 +891,7 @@ impl Store {
             .iter()
             .map(|&p| {
                 let mut sum = (Counts::default(), 0u64);
-                self.for_each_row(p, sel, Group::Bucket, |r| {
+                self.for_each_row(p, sel, group, |r| {
                     sum.0.add(&r.counts);
                     sum.1 += r.active_minutes;
                     Ok::<(), QueryError>(())
