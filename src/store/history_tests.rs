@@ -124,6 +124,17 @@ fn fill(store: &mut Store, rng: &mut Rng, tz: &TimeZone, base: i64, span: i64) -
     oracle
 }
 
+/// A retention short enough that some random ranges of a 30-70-day history are inexact.
+fn short_retention(rng: &mut Rng) -> Retention {
+    let days = |n: u64| Some(n as i64 * 86_400);
+    Retention {
+        minutes: days(1 + below(rng, 5)),
+        hours: days(3 + below(rng, 10)),
+        days: days(20 + below(rng, 20)),
+        months: None,
+    }
+}
+
 fn random_range(rng: &mut Rng, base: i64, span: i64) -> (i64, i64) {
     let a = base - 86_400 + below(rng, (span + 2 * 86_400) as u64) as i64;
     // Short, medium and long ranges, at second precision (not minute-aligned).
@@ -936,14 +947,9 @@ fn ranges_sharing_an_end_equal_each_range_read_alone_and_the_raw_minutes() {
         // Minutes past the last closed hour and hours past the last closed day stay unrolled.
         let end = base + span - below(&mut rng, 2 * 86_400) as i64;
         if case % 2 == 1 {
-            let days = |n: u64| Some(n as i64 * 86_400);
-            let retention = Retention {
-                minutes: days(1 + below(&mut rng, 5)),
-                hours: days(3 + below(&mut rng, 10)),
-                days: days(20 + below(&mut rng, 20)),
-                months: None,
-            };
-            store.apply_retention(&retention, base + span).unwrap();
+            store
+                .apply_retention(&short_retention(&mut rng), base + span)
+                .unwrap();
         }
         for round in 0..6 {
             let n = 1 + below(&mut rng, 4) as usize;
@@ -1075,14 +1081,9 @@ fn internet_by_device_equals_the_full_reading_and_splits_at_local_midnights() {
             // Every month closed, so more ranges hold more than half of a rolled month.
             store.roll_up(&tz, base + span + 40 * 86_400).unwrap();
         } else {
-            let days = |n: u64| Some(n as i64 * 86_400);
-            let retention = Retention {
-                minutes: days(1 + below(&mut rng, 5)),
-                hours: days(3 + below(&mut rng, 10)),
-                days: days(20 + below(&mut rng, 20)),
-                months: None,
-            };
-            store.apply_retention(&retention, base + span).unwrap();
+            store
+                .apply_retention(&short_retention(&mut rng), base + span)
+                .unwrap();
         }
         for round in 0..12 {
             let (a, b) = random_range(&mut rng, base, span);

@@ -633,7 +633,8 @@ impl Store {
         })
     }
 
-    /// Total usage of `sel` over the minutes starting in `[from, to)`.
+    /// Total usage of `sel` over the minutes starting in `[from, to)`. Summed per bucket, not
+    /// per device: household and all-device sums then come from the totals, one row per bucket.
     pub fn usage(
         &self,
         sel: &Selection,
@@ -641,21 +642,8 @@ impl Store {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Usage, QueryError> {
-        let plan = self.plan_range(tz, from, to, Period::Month)?;
-        let mut u = Usage {
-            exact: plan.exact,
-            ..Usage::default()
-        };
-        // Summed per bucket, not per device: household and all-device sums then come from the
-        // totals, one row per bucket.
-        for seg in plan.segments {
-            self.for_each_row(seg, sel, Group::Bucket, |r| {
-                u.counts.add(&r.counts);
-                u.active_minutes += r.active_minutes;
-                Ok::<(), QueryError>(())
-            })?;
-        }
-        Ok(u)
+        let mut one = self.ranges_to(sel, tz, &[from], to, Group::Bucket)?;
+        Ok(one.pop().unwrap_or_default())
     }
 
     /// [`Store::usage`] summing only the internet upload and download bytes: those equal the
@@ -668,18 +656,8 @@ impl Store {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Usage, QueryError> {
-        let plan = self.plan_range(tz, from, to, Period::Month)?;
-        let mut u = Usage {
-            exact: plan.exact,
-            ..Usage::default()
-        };
-        for seg in plan.segments {
-            self.for_each_row(seg, sel, Group::BucketInternet, |r| {
-                u.counts.add(&r.counts);
-                Ok::<(), QueryError>(())
-            })?;
-        }
-        Ok(u)
+        let mut one = self.ranges_to(sel, tz, &[from], to, Group::BucketInternet)?;
+        Ok(one.pop().unwrap_or_default())
     }
 
     /// Per-device usage over `[from, to)`, every stored MAC (gateway and "other" included),
