@@ -53,7 +53,8 @@ CREATE TABLE usage_minute (
 ///
 /// `history_state` has at most one row (absent until the first rollup). Invariants the store
 /// keeps: every minute ever written before `hour_rolled` is in `usage_hour`, before `day_rolled`
-/// in `usage_day`, before `month_rolled` in `usage_month` (late minutes are written through);
+/// in `usage_day`, before `month_rolled` in `usage_month` (late minutes are written through),
+/// and no later one (a watermark inside a bucket: its row holds the minutes before it);
 /// rows of a level starting before its `*_kept` have been deleted by retention.
 const V_HISTORY: &str = "
 CREATE TABLE usage_hour (

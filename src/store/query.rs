@@ -143,8 +143,9 @@ pub(crate) struct Plan {
     pub exact: bool,
 }
 
-/// What each level can answer: buckets ending by `rolled` are complete, rows starting before
-/// `kept` are gone.
+/// What each level can answer: buckets ending by `rolled` are complete, the bucket that
+/// `rolled` falls inside holds exactly the minutes before `rolled` (the open hour, day and month
+/// are summed as they go), rows starting before `kept` are gone.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Coverage {
     rolled: [i64; 4],
@@ -184,6 +185,14 @@ impl Coverage {
         start >= self.kept[idx(level)] && end <= self.rolled[idx(level)]
     }
 
+    /// Where the row of the bucket `[start, end)` of `level` stops when the bucket is rolled
+    /// only in part, so that its row holds `[start, that)`; `None` when it is not, or when
+    /// that part reaches past `hi` (a range ending inside it cannot use the row).
+    fn partial(&self, level: Period, start: i64, end: i64, hi: i64) -> Option<i64> {
+        let r = self.rolled[idx(level)];
+        (start >= self.kept[idx(level)] && start < r && r < end && r <= hi).then_some(r)
+    }
+
     /// The first instant from which minute rows are stored.
     pub(crate) fn minutes_from(&self) -> i64 {
         self.kept[0]
@@ -219,6 +228,14 @@ pub(crate) fn plan(
             if s == t && e <= hi && cov.usable(level, s, e) {
                 push(&mut segments, level, t, e);
                 t = e;
+                continue 'outer;
+            }
+            // The open bucket's row, up to where it is rolled; finer levels do the rest.
+            if s == t
+                && let Some(r) = cov.partial(level, s, e, hi)
+            {
+                push(&mut segments, level, t, r);
+                t = r;
                 continue 'outer;
             }
         }
@@ -1089,6 +1106,15 @@ impl Store {
                             detail: e.to_string(),
                         })?;
                     end = e;
+                    // The open bucket's own row (rolled in part) came first: the finer rows
+                    // after its watermark add to that point.
+                    if let Some(p) = points.last_mut()
+                        && p.start.as_second() == s
+                    {
+                        p.counts.add(&r.counts);
+                        p.active_minutes += r.active_minutes;
+                        return Ok(());
+                    }
                     let start = Timestamp::from_second(s).map_err(|e| QueryError::Time {
                         period,
                         zone: String::new(),

@@ -2,17 +2,19 @@
 //! household time zone's boundaries, and finer rows deleted once they are older than their
 //! horizon.
 //!
-//! Rollups are incremental: [`Store::roll_up`] only sums the buckets between the recorded
-//! watermark and the last closed bucket, and a minute that arrives late (a flush retried after
+//! Rollups are incremental: [`Store::roll_up`] only sums the rows between the recorded
+//! watermark and the next one, and a bucket still open is summed as it goes (the open hour in
+//! steps of [`OPEN_HOUR_STEP`], the open day hour by hour, the open month day by day), so its
+//! row holds exactly the minutes before its level's watermark. A minute that arrives late (a flush retried after
 //! an outage, a replay of an old capture) is written through to every level already rolled past
 //! it, in the same flush transaction. So every level always holds exactly the minutes it claims
 //! to (see `history_state` in migrations), whatever order data arrives in. Retention deletes a
 //! level's rows only when the next coarser level already holds them.
 //!
 //! When it runs: the daemon calls [`Store::maintain`] every 5 minutes on its flush thread
-//! (after a flush, never on the capture path); it does work only when an hour has closed, and
-//! retention then deletes at most about an hour of minute rows at a time, keeping each
-//! transaction (and the WAL) small. `replay --db` rolls up once at the end. Minute rows stay
+//! (after a flush, never on the capture path); it does work only when a step of the open hour
+//! has settled (four times an hour), and retention deletes at most about an hour of minute rows
+//! at a time, keeping each transaction (and the WAL) small. `replay --db` rolls up once at the end. Minute rows stay
 //! keyed (minute, device_id) and the flush keeps writing only them, except for late minutes.
 //!
 //! This module never reads the wall clock: callers pass `now`, so tests and replays control time.
@@ -57,7 +59,8 @@ pub(crate) fn total_table(level: Period) -> Option<&'static str> {
 pub struct HistoryState {
     /// IANA name of the zone every rollup row was computed in.
     pub zone: String,
-    /// Every minute before this instant is in `usage_hour` (and likewise for day and month).
+    /// Every minute before this instant is in `usage_hour`, and no later one (likewise for day
+    /// and month): the bucket it falls inside holds the minutes before it.
     pub hour_rolled: i64,
     pub day_rolled: i64,
     pub month_rolled: i64,
@@ -69,7 +72,8 @@ pub struct HistoryState {
 }
 
 impl HistoryState {
-    /// Buckets of `level` ending at or before this instant hold every minute they cover.
+    /// Buckets of `level` ending at or before this instant hold every minute they cover; the
+    /// one it falls inside holds its minutes before it.
     pub(crate) fn rolled(&self, level: Period) -> i64 {
         match level {
             Period::Minute => i64::MAX,
@@ -276,7 +280,8 @@ fn add_rollup_sql(table: &str) -> String {
     )
 }
 
-/// Sums the finer level's rows in `[?1, ?2)` into one row per device of the coarser level.
+/// Adds the finer level's rows in `[?1, ?2)` to one row per device of the coarser level, the
+/// bucket starting at ?3 (which the range lies in: a bucket may be summed in several steps).
 fn roll_sql(from: Period, to: Period) -> String {
     let (src, key) = table(from);
     let (dst, _) = table(to);
@@ -287,7 +292,7 @@ fn roll_sql(from: Period, to: Period) -> String {
     };
     format!(
         "INSERT INTO {dst} (start, device_id, {COUNTERS}, active_minutes)
-         SELECT ?1, device_id, sum(frames_sent), sum(frames_received), sum(bytes_sent),
+         SELECT ?3, device_id, sum(frames_sent), sum(frames_received), sum(bytes_sent),
             sum(bytes_received), sum(internet_upload_bytes), sum(internet_download_bytes), {active}
          FROM {src} WHERE {key} >= ?1 AND {key} < ?2 GROUP BY device_id {}",
         add_on_conflict("start, device_id", true)
@@ -303,7 +308,7 @@ fn add_total_sql(table: &str) -> String {
     )
 }
 
-/// Sums the finer level's rows in `[?1, ?2)` into the coarser level's total row at ?1.
+/// Adds the finer level's rows in `[?1, ?2)` to the coarser level's total row at ?3.
 fn roll_total_sql(from: Period, to: Period) -> Option<String> {
     let (src, key) = table(from);
     let dst = total_table(to)?;
@@ -314,7 +319,7 @@ fn roll_total_sql(from: Period, to: Period) -> Option<String> {
     };
     Some(format!(
         "INSERT INTO {dst} (start, {COUNTERS}, active_minutes)
-         SELECT ?1, sum(frames_sent), sum(frames_received), sum(bytes_sent),
+         SELECT ?3, sum(frames_sent), sum(frames_received), sum(bytes_sent),
             sum(bytes_received), sum(internet_upload_bytes), sum(internet_download_bytes), {active}
          FROM {src} WHERE {key} >= ?1 AND {key} < ?2 HAVING count(*) > 0 {}",
         add_on_conflict("start", true)
@@ -369,9 +374,12 @@ pub(super) fn write_through(
     Ok(())
 }
 
-/// Sums the buckets of `to` in `[from_w, upto)` from the level `from`. Both bounds are
-/// boundaries of `to`. Empty stretches are skipped with one lookup, so catching up after a long
-/// pause costs one statement per bucket that has data.
+/// Adds the rows of the level `from` starting in `[from_w, upto)` to the buckets of `to` they
+/// lie in. The bounds need not be boundaries of `to`: a bucket that is still open is summed up
+/// to `upto` now and from there on the next time (its row is added to, never overwritten), so
+/// each source row is summed exactly once as long as the watermark only moves forward and
+/// every source row before `upto` is complete. Empty stretches are skipped with one lookup, so
+/// catching up after a long pause costs one statement per bucket that has data.
 fn roll_level(
     tx: &Transaction<'_>,
     path: &Path,
@@ -394,19 +402,19 @@ fn roll_level(
             .map_err(sql_err(path, op))?;
         let Some(next) = next else { break };
         let (start, end) = bucket_secs(to, next, tz).map_err(|e| time_err(path, zone, next, e))?;
-        // `start < t` cannot happen while watermarks sit on boundaries of this zone; clamping
-        // keeps a bucket from being summed twice if the zone data ever disagreed.
-        let start = start.max(t);
+        // The part of the bucket not summed before (`t` is inside it when an earlier round
+        // summed its beginning) and closed now.
+        let (lo, hi) = (start.max(t), end.min(upto));
         tx.prepare_cached(&roll)
-            .and_then(|mut st| st.execute(params![start, end]))
+            .and_then(|mut st| st.execute(params![lo, hi, start]))
             .map_err(sql_err(path, op))?;
         if let Some(sql) = &roll_total {
             tx.prepare_cached(sql)
-                .and_then(|mut st| st.execute(params![start, end]))
+                .and_then(|mut st| st.execute(params![lo, hi, start]))
                 .map_err(sql_err(path, op))?;
         }
         n += 1;
-        t = end;
+        t = hi;
     }
     Ok(n)
 }
@@ -507,6 +515,26 @@ pub(crate) fn totals_mismatches(
     Ok(out)
 }
 
+/// The open hour is summed in steps of this many seconds: a page then reads at most a step (and
+/// the settling time) of minute rows, not up to an hour of them, for every device. Each step is
+/// one small commit of the maintenance round (three more per hour than closed hours alone).
+pub(crate) const OPEN_HOUR_STEP: i64 = 900;
+
+/// Minutes this old are taken as settled: the flusher writes every `flush_interval_secs`
+/// (300 s by default) and a capture's timestamps may lag by a few seconds. A minute that still
+/// arrives later is written through to the rolled rows by the flush, exactly, at the cost of a
+/// few more rows in that flush.
+pub(crate) const SETTLED_AFTER: i64 = 360;
+
+/// How far the hour level is rolled at `now`: every hour closed by `now`, and within the open
+/// hour the steps that were over [`SETTLED_AFTER`] ago.
+fn hour_target(now: i64, tz: &TimeZone, path: &Path, zone: &str) -> Result<i64, StoreError> {
+    let closed = floor(Period::Hour, now, tz, path, zone)?;
+    let settled = now - SETTLED_AFTER;
+    let open = floor(Period::Hour, settled, tz, path, zone)?;
+    Ok(closed.max(open + (settled - open) / OPEN_HOUR_STEP * OPEN_HOUR_STEP))
+}
+
 fn floor(level: Period, t: i64, tz: &TimeZone, path: &Path, zone: &str) -> Result<i64, StoreError> {
     bucket_secs(level, t, tz)
         .map(|(s, _)| s)
@@ -586,9 +614,11 @@ impl Store {
         let ztz = zone_of(path, &state.zone)?;
         let z = state.zone.clone();
         let mut rolled = [0; 3];
-        // Each level rolls up to where the finer level is complete: hours to `now`, days to the
-        // last rolled hour, months to the last rolled day.
-        let mut upto = now;
+        // Each level rolls up to where the finer level's rows are complete: hours to the last
+        // settled step (below), days to the last whole rolled hour, months to the last whole
+        // rolled day. So the open hour, day and month are summed as they go (a day's row holds
+        // its hours up to `day_rolled`), and a page reads today as one row per device instead
+        // of every hour and minute of it.
         for (i, (fine, coarse)) in [
             (Period::Minute, Period::Hour),
             (Period::Hour, Period::Day),
@@ -597,18 +627,20 @@ impl Store {
         .into_iter()
         .enumerate()
         {
+            let to = match fine {
+                Period::Minute => hour_target(now, &ztz, path, &z)?,
+                _ => floor(fine, state.rolled(fine), &ztz, path, &z)?,
+            };
             let done = match coarse {
                 Period::Hour => &mut state.hour_rolled,
                 Period::Day => &mut state.day_rolled,
                 _ => &mut state.month_rolled,
             };
-            let to = floor(coarse, upto, &ztz, path, &z)?;
             if to > *done {
                 rolled[i] = roll_level(&tx, path, &z, &ztz, (fine, coarse), (*done, to))?;
                 super::router::roll_level(&tx, path, &z, &ztz, (fine, coarse), (*done, to))?;
                 *done = to;
             }
-            upto = *done;
         }
         if stored.as_ref() != Some(&state) {
             write_state(&tx, &state).map_err(sql_err(path, op))?;

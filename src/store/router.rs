@@ -82,7 +82,7 @@ pub(super) fn roll_level(
     let next_sql = format!("SELECT min({key}) FROM {src} WHERE {key} >= ?1 AND {key} < ?2");
     let roll = format!(
         "INSERT INTO {dst} (start, bytes_up, bytes_down, polls, stuck_polls)
-         SELECT ?1, sum(bytes_up), sum(bytes_down), sum(polls), sum(stuck_polls)
+         SELECT ?3, sum(bytes_up), sum(bytes_down), sum(polls), sum(stuck_polls)
          FROM {src} WHERE {key} >= ?1 AND {key} < ?2 HAVING count(*) > 0 {ADD}"
     );
     let mut t = from_w;
@@ -93,11 +93,12 @@ pub(super) fn roll_level(
             .map_err(sql_err(path, op))?;
         let Some(next) = next else { break };
         let (start, end) = bucket_secs(to, next, tz).map_err(|e| time_err(path, zone, next, e))?;
-        let start = start.max(t);
+        // As the devices' rollup: an open bucket is added to in steps (rollup::roll_level).
+        let (lo, hi) = (start.max(t), end.min(upto));
         tx.prepare_cached(&roll)
-            .and_then(|mut st| st.execute(params![start, end]))
+            .and_then(|mut st| st.execute(params![lo, hi, start]))
             .map_err(sql_err(path, op))?;
-        t = end;
+        t = hi;
     }
     Ok(())
 }
