@@ -682,7 +682,8 @@ if sd_runs:
     w("stat over the window; the split by cause from every write and fsync of the daemon (strace, by file and")
     w("thread); \"filesystem\" is the block device's bytes beyond what the daemon wrote (ext4 journal, metadata,")
     w("the `-shm` file's page writeback). Per day: the window scaled to 24 h, the nightly backup once, history")
-    w("maintenance per hour closed in the window × 24, checkpoints one per 1,000 WAL frames of the day (a checkpoint's\n"
+    w("maintenance per rolling round in the window × 96 (the open hour is rolled every settled quarter; the runs\n"
+      "before that change: per hour closed × 24), checkpoints one per 1,000 WAL frames of the day (a checkpoint's\n"
       "cost as measured in the window, or ≈ estimated from the one at the clean stop, scaled by frames: an upper\n"
       "bound). WAL \"steady\": the WAL file already at its usual size (a daemon that has run for a few hours\n"
       "overwrites the blocks it has); \"first\": the first WAL cycle after a start, when every commit also\n"

@@ -105,12 +105,15 @@ for line in open(log):
 
 device_bytes = (int(s1) - int(s0)) * 512
 app_bytes = sum(c["bytes"] for c in causes.values())
-hours_closed = sum(1 for a, b, h in maint if t0 <= a <= t1 and h > 0)
+# Rounds that rolled something: the open hour is rolled every quarter once settled
+# (store::rollup::OPEN_HOUR_STEP), so 96 such rounds a day, each closed hour and day among them.
+ROLLS_PER_DAY = 96
+rolls = sum(1 for a, b, h in maint if t0 <= a <= t1 and h > 0)
 per_day = {}
 for name, c in causes.items():
     c["threads"] = sorted(c["threads"])
-    if name.startswith("history maintenance") and hours_closed:
-        scale = 24 / hours_closed
+    if name.startswith("history maintenance") and rolls:
+        scale = ROLLS_PER_DAY / rolls
     else:
         scale = DAY / secs
     c["per_day_bytes"] = round(c["bytes"] * scale)
@@ -150,7 +153,7 @@ causes["nightly backup (measured apart, block device)"] = {
 print(json.dumps({
     "devices": int(devices), "pps": int(pps), "window_s": round(secs, 1), "backups_per_day": float(backups_per_day),
     "config": config, "wal": wal, "db_bytes": int(db_bytes), "device_bytes": device_bytes,
-    "process_write_bytes": int(w1) - int(w0), "hours_closed": hours_closed,
+    "process_write_bytes": int(w1) - int(w0), "rolling_rounds": rolls,
     "per_day_bytes": sum(c["per_day_bytes"] for c in causes.values()),
     "causes": causes,
 }, indent=1))
