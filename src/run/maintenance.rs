@@ -1,7 +1,7 @@
 //! History maintenance and the nightly backup, on the daemon's schedule.
 //!
-//! Every [`MAINTENANCE_INTERVAL`] (and one flush interval after the start): closed hours are
-//! rolled up and retention applied on the flusher's connection, the damage record beside the
+//! Every [`MAINTENANCE_INTERVAL`] (and one flush interval after the start): a rollup and
+//! retention round is queued into the next flush's transaction, the damage record beside the
 //! database is reread, and the nightly backup is started on its own thread (with its own
 //! connection, so flushes go on) once the local clock reaches `backup_hour`.
 
@@ -10,11 +10,13 @@ use crate::config::Config;
 use crate::flush::Flusher;
 use crate::store::backup;
 use crate::store::health::SharedHealth;
-use crate::store::rollup::Retention;
+use crate::store::rollup::{MaintenanceReport, Retention};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How often the history maintenance (rollups, retention) and the nightly-backup clock are
-/// checked. Rollups only do work when an hour has closed, so this mostly costs one small read.
+/// checked. A rollup round only writes when a step of the open hour has settled (four times an
+/// hour), and it rides on the flush's commit, so a round costs at most a few pages.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(300);
 
 /// The schedule and the backup thread between rounds.
@@ -84,18 +86,39 @@ impl Periodic for Maintenance {
     }
 }
 
-/// Rolls up closed hours and applies retention; failures are logged and retried next time
-/// (the minutes they need stay stored until a rollup has them).
+/// Queues a rollup and retention round into the next flush's transaction: on an SD card a
+/// commit costs its fsync and journal whatever it holds (docs/DURABILITY.md), and the open hour
+/// is rolled four times an hour, so the round rides on the flush's commit instead of making its
+/// own. It runs after the flush's minutes are written, with the clock read then. A round that
+/// fails is rolled back alone and tried again at the next flushes (store::batch); the minutes it
+/// needs stay stored until a rollup has them.
 fn maintain(
     flusher: &mut Flusher,
     tz: &jiff::tz::TimeZone,
     retention: &Retention,
     health: &SharedHealth,
 ) {
-    let now = jiff::Timestamp::now();
-    let started = Instant::now();
-    match flusher.store_mut().maintain(tz, retention, now.as_second()) {
-        Ok(r) => {
+    type Done = Option<(jiff::Timestamp, MaintenanceReport, u64)>;
+    let done: Arc<Mutex<Done>> = Arc::default();
+    let (tz, retention, health) = (tz.clone(), *retention, health.clone());
+    let ran = done.clone();
+    flusher.queue().push_then(
+        "history maintenance",
+        move |sp, path| {
+            let now = jiff::Timestamp::now();
+            let started = Instant::now();
+            let r = crate::store::rollup::maintain_in(sp, path, &tz, &retention, now.as_second())
+                .inspect_err(
+                |e| tracing::warn!(error = %e, "history maintenance failed; retried later"),
+            )?;
+            let ms = started.elapsed().as_millis() as u64;
+            *ran.lock().unwrap_or_else(|p| p.into_inner()) = Some((now, r, ms));
+            Ok(())
+        },
+        move || {
+            let Some((now, r, ms)) = done.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+                return;
+            };
             health.update(|h| h.last_maintenance = Some(now));
             if r.rolled.iter().chain(&r.deleted).any(|&n| n > 0) {
                 tracing::info!(
@@ -106,13 +129,12 @@ fn maintain(
                     deleted_hour_rows = r.deleted[1],
                     deleted_day_rows = r.deleted[2],
                     deleted_month_rows = r.deleted[3],
-                    ms = started.elapsed().as_millis() as u64,
-                    "history maintenance"
+                    ms,
+                    "history maintenance (in the flush's commit)"
                 );
             }
-        }
-        Err(e) => tracing::warn!(error = %e, "history maintenance failed; retried later"),
-    }
+        },
+    );
 }
 
 /// When a failed nightly backup is tried again: soon enough to get one that night once space is
@@ -191,5 +213,74 @@ fn nightly_backup(
     match spawned {
         Ok(handle) => s.job = Some(handle),
         Err(e) => tracing::error!(error = %e, "cannot start the backup thread"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Counts, MinuteUsage};
+    use crate::store::Store;
+    use crate::store::batch::tests::wal_commits;
+    use crate::store::usage::tests::mac;
+
+    /// A maintenance round is queued, not committed: the rollup rides on the next flush's
+    /// commit (one WAL commit for the flush and the round), then the open hour is rolled to its
+    /// settled quarter and its row holds exactly the minutes before that.
+    #[test]
+    fn a_maintenance_round_rides_on_the_next_flush_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("m.db");
+        let mut f = Flusher::new(Store::open(&db).unwrap());
+        let now = jiff::Timestamp::now().as_second();
+        let counts = Counts {
+            frames_sent: 1,
+            bytes_sent: 100,
+            internet_upload_bytes: 100,
+            ..Counts::default()
+        };
+        // Every minute of the last two hours, as a running daemon has flushed them.
+        let minutes: Vec<i64> = (0..120).map(|i| (now - 7200) / 60 * 60 + i * 60).collect();
+        let usage = |m: &[i64]| -> Vec<MinuteUsage> {
+            m.iter()
+                .map(|&minute| MinuteUsage {
+                    mac: mac(1),
+                    minute,
+                    counts,
+                })
+                .collect()
+        };
+        f.flush(usage(&minutes), Vec::new()).unwrap();
+        let commits = wal_commits(&db);
+        let health = SharedHealth::default();
+        maintain(
+            &mut f,
+            &jiff::tz::TimeZone::UTC,
+            &Retention::FOREVER,
+            &health,
+        );
+        assert_eq!(wal_commits(&db), commits, "the round waits for the flush");
+        assert!(f.store().history_state().unwrap().is_none());
+        assert!(health.snapshot().last_maintenance.is_none());
+        let stats = f.flush(Vec::new(), Vec::new()).unwrap();
+        assert_eq!(stats.queued, 1);
+        assert_eq!(wal_commits(&db) - commits, 1, "one commit for both");
+        assert!(health.snapshot().last_maintenance.is_some());
+        let state = f.store().history_state().unwrap().unwrap();
+        let settled = now - crate::store::rollup::SETTLED_AFTER;
+        let step = crate::store::rollup::OPEN_HOUR_STEP;
+        let hour = |t: i64| t.div_euclid(3600) * 3600;
+        let quarter = hour(settled) + (settled - hour(settled)) / step * step;
+        // The flush ran a moment after `now`: the same quarter unless one settled in between.
+        assert!(
+            state.hour_rolled >= hour(now).max(quarter) && state.hour_rolled <= now,
+            "{state:?} now {now}"
+        );
+        let before = minutes.iter().filter(|&&m| m < state.hour_rolled).count() as i64;
+        let rolled: i64 = rusqlite::Connection::open(&db)
+            .unwrap()
+            .query_row("SELECT sum(bytes_sent) FROM usage_hour", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rolled, before * 100);
     }
 }

@@ -22,7 +22,7 @@ use super::period::{Period, bucket_secs};
 use super::{Store, StoreError, sql_err};
 use crate::model::MinuteUsage;
 use jiff::tz::TimeZone;
-use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use std::path::Path;
 
 /// Table and key column of each level.
@@ -233,7 +233,7 @@ pub(super) fn read_state(conn: &rusqlite::Connection) -> rusqlite::Result<Option
         .optional()
 }
 
-fn write_state(tx: &Transaction<'_>, s: &HistoryState) -> rusqlite::Result<()> {
+fn write_state(tx: &Connection, s: &HistoryState) -> rusqlite::Result<()> {
     tx.execute(
         "INSERT OR REPLACE INTO history_state (id, zone, hour_rolled, day_rolled, month_rolled,
             minute_kept, hour_kept, day_kept, month_kept) VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -381,7 +381,7 @@ pub(super) fn write_through(
 /// every source row before `upto` is complete. Empty stretches are skipped with one lookup, so
 /// catching up after a long pause costs one statement per bucket that has data.
 fn roll_level(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     path: &Path,
     zone: &str,
     tz: &TimeZone,
@@ -520,11 +520,12 @@ pub(crate) fn totals_mismatches(
 /// one small commit of the maintenance round (three more per hour than closed hours alone).
 pub(crate) const OPEN_HOUR_STEP: i64 = 900;
 
-/// Minutes this old are taken as settled: the flusher writes every `flush_interval_secs`
-/// (300 s by default) and a capture's timestamps may lag by a few seconds. A minute that still
+/// Minutes this old are taken as settled: the daemon runs its rollup inside a flush's
+/// transaction, after that flush's minutes (run::maintenance), and a frame reaches the counters
+/// within a second or two of its timestamp (libpcap's buffer timeout). A minute that still
 /// arrives later is written through to the rolled rows by the flush, exactly, at the cost of a
 /// few more rows in that flush.
-pub(crate) const SETTLED_AFTER: i64 = 360;
+pub(crate) const SETTLED_AFTER: i64 = 120;
 
 /// How far the hour level is rolled at `now`: every hour closed by `now`, and within the open
 /// hour the steps that were over [`SETTLED_AFTER`] ago.
@@ -554,98 +555,13 @@ impl Store {
     /// zone is kept (day totals keep their old midnights) and a warning says so.
     pub fn roll_up(&mut self, tz: &TimeZone, now: i64) -> Result<[u64; 3], StoreError> {
         let path = self.path.clone();
-        let path = path.as_path();
         let op = "rolling up history";
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sql_err(path, op))?;
-        let wanted = zone_name(tz);
-        let mut state = read_state(&tx).map_err(sql_err(path, op))?;
-        if let Some(s) = &state
-            && !same_zone(&s.zone, tz)
-        {
-            if s.minute_kept == i64::MIN {
-                tracing::info!(from = %s.zone, to = %wanted, "time zone changed: rebuilding history rollups from the stored minutes");
-                tx.execute_batch(
-                    "DELETE FROM usage_hour; DELETE FROM usage_day; DELETE FROM usage_month;
-                     DELETE FROM total_hour; DELETE FROM total_day; DELETE FROM total_month;
-                     DELETE FROM router_hour; DELETE FROM router_day; DELETE FROM router_month;
-                     DELETE FROM history_state;",
-                )
-                .map_err(sql_err(path, op))?;
-                state = None;
-            } else {
-                let since = jiff::Timestamp::from_second(s.minute_kept)
-                    .map(|t| t.to_string())
-                    .unwrap_or_else(|_| s.minute_kept.to_string());
-                tracing::warn!(recorded = %s.zone, configured = %wanted, minutes_stored_since = %since, "time zone changed, but retention (keep_minutes_days) already deleted the minutes before {since}, so the hours, days and months cannot be rebuilt in the new zone: history keeps the recorded zone's day and month boundaries");
-            }
-        }
-        // The row is rewritten only when it changes: a rewrite is a commit and an fsync, which
-        // every maintenance round (5 minutes) would otherwise cost the SD card (docs/DURABILITY.md).
-        let stored = state.clone();
-        let mut state = match state {
-            Some(s) => s,
-            None => {
-                let first: Option<i64> = tx
-                    .query_row(
-                        // The router's minutes count too: they may start before any device's.
-                        "SELECT min(m) FROM (SELECT min(minute) AS m FROM usage_minute
-                         UNION ALL SELECT min(minute) FROM router_minute)",
-                        [],
-                        |r| r.get(0),
-                    )
-                    .map_err(sql_err(path, op))?;
-                let base = first.unwrap_or(now);
-                let z = wanted.as_str();
-                HistoryState {
-                    hour_rolled: floor(Period::Hour, base, tz, path, z)?,
-                    day_rolled: floor(Period::Day, base, tz, path, z)?,
-                    month_rolled: floor(Period::Month, base, tz, path, z)?,
-                    minute_kept: i64::MIN,
-                    hour_kept: i64::MIN,
-                    day_kept: i64::MIN,
-                    month_kept: i64::MIN,
-                    zone: wanted.clone(),
-                }
-            }
-        };
-        let ztz = zone_of(path, &state.zone)?;
-        let z = state.zone.clone();
-        let mut rolled = [0; 3];
-        // Each level rolls up to where the finer level's rows are complete: hours to the last
-        // settled step (below), days to the last whole rolled hour, months to the last whole
-        // rolled day. So the open hour, day and month are summed as they go (a day's row holds
-        // its hours up to `day_rolled`), and a page reads today as one row per device instead
-        // of every hour and minute of it.
-        for (i, (fine, coarse)) in [
-            (Period::Minute, Period::Hour),
-            (Period::Hour, Period::Day),
-            (Period::Day, Period::Month),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let to = match fine {
-                Period::Minute => hour_target(now, &ztz, path, &z)?,
-                _ => floor(fine, state.rolled(fine), &ztz, path, &z)?,
-            };
-            let done = match coarse {
-                Period::Hour => &mut state.hour_rolled,
-                Period::Day => &mut state.day_rolled,
-                _ => &mut state.month_rolled,
-            };
-            if to > *done {
-                rolled[i] = roll_level(&tx, path, &z, &ztz, (fine, coarse), (*done, to))?;
-                super::router::roll_level(&tx, path, &z, &ztz, (fine, coarse), (*done, to))?;
-                *done = to;
-            }
-        }
-        if stored.as_ref() != Some(&state) {
-            write_state(&tx, &state).map_err(sql_err(path, op))?;
-        }
-        tx.commit().map_err(sql_err(path, op))?;
+            .map_err(sql_err(&path, op))?;
+        let rolled = roll_up_in(&tx, &path, tz, now)?;
+        tx.commit().map_err(sql_err(&path, op))?;
         Ok(rolled)
     }
 
@@ -658,74 +574,13 @@ impl Store {
         now: i64,
     ) -> Result<[u64; 4], StoreError> {
         let path = self.path.clone();
-        let path = path.as_path();
         let op = "deleting history past its retention";
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sql_err(path, op))?;
-        let Some(mut state) = read_state(&tx).map_err(sql_err(path, op))? else {
-            // Nothing rolled up yet, so nothing may be deleted.
-            return Ok([0; 4]);
-        };
-        let stored = state.clone();
-        let tz = zone_of(path, &state.zone)?;
-        let z = state.zone.clone();
-        let mut deleted = [0; 4];
-        let levels = [
-            (Period::Minute, Some(Period::Hour)),
-            (Period::Hour, Some(Period::Day)),
-            (Period::Day, Some(Period::Month)),
-            (Period::Month, None),
-        ];
-        for (i, (level, above)) in levels.into_iter().enumerate() {
-            let Some(horizon) = retention.horizon(level) else {
-                continue;
-            };
-            let mut cut = now.saturating_sub(horizon);
-            if let Some(above) = above {
-                cut = floor(above, cut.min(state.rolled(above)), &tz, path, &z)?;
-            } else {
-                cut = floor(Period::Month, cut, &tz, path, &z)?;
-            }
-            if cut <= state.kept(level) {
-                continue;
-            }
-            let (t, key) = table(level);
-            deleted[i] = tx
-                .execute(&format!("DELETE FROM {t} WHERE {key} < ?1"), params![cut])
-                .map_err(sql_err(path, op))? as u64;
-            if let Some(total) = total_table(level) {
-                tx.execute(
-                    &format!("DELETE FROM {total} WHERE start < ?1"),
-                    params![cut],
-                )
-                .map_err(sql_err(path, op))?;
-            }
-            // The router's rows of the level go with the same cut-off (lasting as long).
-            let (router, router_key) = super::router::table(level);
-            tx.execute(
-                &format!("DELETE FROM {router} WHERE {router_key} < ?1"),
-                params![cut],
-            )
-            .map_err(sql_err(path, op))?;
-            // The watermark records that rows were removed: a pass that found nothing to delete
-            // (a young history) leaves it, so a time zone set later can still rebuild the rollups
-            // from every minute (issue 25: the first pass used to block that for good).
-            if deleted[i] == 0 {
-                continue;
-            }
-            match level {
-                Period::Minute => state.minute_kept = cut,
-                Period::Hour => state.hour_kept = cut,
-                Period::Day => state.day_kept = cut,
-                Period::Month => state.month_kept = cut,
-            }
-        }
-        if state != stored {
-            write_state(&tx, &state).map_err(sql_err(path, op))?;
-        }
-        tx.commit().map_err(sql_err(path, op))?;
+            .map_err(sql_err(&path, op))?;
+        let deleted = apply_retention_in(&tx, &path, retention, now)?;
+        tx.commit().map_err(sql_err(&path, op))?;
         Ok(deleted)
     }
 
@@ -740,4 +595,187 @@ impl Store {
         let deleted = self.apply_retention(retention, now)?;
         Ok(MaintenanceReport { rolled, deleted })
     }
+}
+
+/// [`Store::roll_up`] inside a transaction the caller holds (the flush's: the daemon queues
+/// its maintenance into it, so a round costs no commit of its own).
+pub(crate) fn roll_up_in(
+    tx: &Connection,
+    path: &Path,
+    tz: &TimeZone,
+    now: i64,
+) -> Result<[u64; 3], StoreError> {
+    let op = "rolling up history";
+    let wanted = zone_name(tz);
+    let mut state = read_state(tx).map_err(sql_err(path, op))?;
+    if let Some(s) = &state
+        && !same_zone(&s.zone, tz)
+    {
+        if s.minute_kept == i64::MIN {
+            tracing::info!(from = %s.zone, to = %wanted, "time zone changed: rebuilding history rollups from the stored minutes");
+            tx.execute_batch(
+                "DELETE FROM usage_hour; DELETE FROM usage_day; DELETE FROM usage_month;
+                 DELETE FROM total_hour; DELETE FROM total_day; DELETE FROM total_month;
+                 DELETE FROM router_hour; DELETE FROM router_day; DELETE FROM router_month;
+                 DELETE FROM history_state;",
+            )
+            .map_err(sql_err(path, op))?;
+            state = None;
+        } else {
+            let since = jiff::Timestamp::from_second(s.minute_kept)
+                .map(|t| t.to_string())
+                .unwrap_or_else(|_| s.minute_kept.to_string());
+            tracing::warn!(recorded = %s.zone, configured = %wanted, minutes_stored_since = %since, "time zone changed, but retention (keep_minutes_days) already deleted the minutes before {since}, so the hours, days and months cannot be rebuilt in the new zone: history keeps the recorded zone's day and month boundaries");
+        }
+    }
+    // The row is rewritten only when it changes: a rewrite is a commit and an fsync, which
+    // every maintenance round (5 minutes) would otherwise cost the SD card (docs/DURABILITY.md).
+    let stored = state.clone();
+    let mut state = match state {
+        Some(s) => s,
+        None => {
+            let first: Option<i64> = tx
+                .query_row(
+                    // The router's minutes count too: they may start before any device's.
+                    "SELECT min(m) FROM (SELECT min(minute) AS m FROM usage_minute
+                     UNION ALL SELECT min(minute) FROM router_minute)",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(sql_err(path, op))?;
+            let base = first.unwrap_or(now);
+            let z = wanted.as_str();
+            HistoryState {
+                hour_rolled: floor(Period::Hour, base, tz, path, z)?,
+                day_rolled: floor(Period::Day, base, tz, path, z)?,
+                month_rolled: floor(Period::Month, base, tz, path, z)?,
+                minute_kept: i64::MIN,
+                hour_kept: i64::MIN,
+                day_kept: i64::MIN,
+                month_kept: i64::MIN,
+                zone: wanted.clone(),
+            }
+        }
+    };
+    let ztz = zone_of(path, &state.zone)?;
+    let z = state.zone.clone();
+    let mut rolled = [0; 3];
+    // Each level rolls up to where the finer level's rows are complete: hours to the last
+    // settled step (below), days to the last whole rolled hour, months to the last whole
+    // rolled day. So the open hour, day and month are summed as they go (a day's row holds
+    // its hours up to `day_rolled`), and a page reads today as one row per device instead
+    // of every hour and minute of it.
+    for (i, (fine, coarse)) in [
+        (Period::Minute, Period::Hour),
+        (Period::Hour, Period::Day),
+        (Period::Day, Period::Month),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let to = match fine {
+            Period::Minute => hour_target(now, &ztz, path, &z)?,
+            _ => floor(fine, state.rolled(fine), &ztz, path, &z)?,
+        };
+        let done = match coarse {
+            Period::Hour => &mut state.hour_rolled,
+            Period::Day => &mut state.day_rolled,
+            _ => &mut state.month_rolled,
+        };
+        if to > *done {
+            rolled[i] = roll_level(tx, path, &z, &ztz, (fine, coarse), (*done, to))?;
+            super::router::roll_level(tx, path, &z, &ztz, (fine, coarse), (*done, to))?;
+            *done = to;
+        }
+    }
+    if stored.as_ref() != Some(&state) {
+        write_state(tx, &state).map_err(sql_err(path, op))?;
+    }
+    Ok(rolled)
+}
+
+/// [`Store::apply_retention`] inside a transaction the caller holds.
+pub(crate) fn apply_retention_in(
+    tx: &Connection,
+    path: &Path,
+    retention: &Retention,
+    now: i64,
+) -> Result<[u64; 4], StoreError> {
+    let op = "deleting history past its retention";
+    let Some(mut state) = read_state(tx).map_err(sql_err(path, op))? else {
+        // Nothing rolled up yet, so nothing may be deleted.
+        return Ok([0; 4]);
+    };
+    let stored = state.clone();
+    let tz = zone_of(path, &state.zone)?;
+    let z = state.zone.clone();
+    let mut deleted = [0; 4];
+    let levels = [
+        (Period::Minute, Some(Period::Hour)),
+        (Period::Hour, Some(Period::Day)),
+        (Period::Day, Some(Period::Month)),
+        (Period::Month, None),
+    ];
+    for (i, (level, above)) in levels.into_iter().enumerate() {
+        let Some(horizon) = retention.horizon(level) else {
+            continue;
+        };
+        let mut cut = now.saturating_sub(horizon);
+        if let Some(above) = above {
+            cut = floor(above, cut.min(state.rolled(above)), &tz, path, &z)?;
+        } else {
+            cut = floor(Period::Month, cut, &tz, path, &z)?;
+        }
+        if cut <= state.kept(level) {
+            continue;
+        }
+        let (t, key) = table(level);
+        deleted[i] = tx
+            .execute(&format!("DELETE FROM {t} WHERE {key} < ?1"), params![cut])
+            .map_err(sql_err(path, op))? as u64;
+        if let Some(total) = total_table(level) {
+            tx.execute(
+                &format!("DELETE FROM {total} WHERE start < ?1"),
+                params![cut],
+            )
+            .map_err(sql_err(path, op))?;
+        }
+        // The router's rows of the level go with the same cut-off (lasting as long).
+        let (router, router_key) = super::router::table(level);
+        tx.execute(
+            &format!("DELETE FROM {router} WHERE {router_key} < ?1"),
+            params![cut],
+        )
+        .map_err(sql_err(path, op))?;
+        // The watermark records that rows were removed: a pass that found nothing to delete
+        // (a young history) leaves it, so a time zone set later can still rebuild the rollups
+        // from every minute (issue 25: the first pass used to block that for good).
+        if deleted[i] == 0 {
+            continue;
+        }
+        match level {
+            Period::Minute => state.minute_kept = cut,
+            Period::Hour => state.hour_kept = cut,
+            Period::Day => state.day_kept = cut,
+            Period::Month => state.month_kept = cut,
+        }
+    }
+    if state != stored {
+        write_state(tx, &state).map_err(sql_err(path, op))?;
+    }
+    Ok(deleted)
+}
+
+/// [`Store::maintain`] inside a transaction the caller holds: what the daemon queues into the
+/// flush's transaction ([`super::batch`]), so a round costs no commit and no fsync of its own.
+pub fn maintain_in(
+    tx: &Connection,
+    path: &Path,
+    tz: &TimeZone,
+    retention: &Retention,
+    now: i64,
+) -> Result<MaintenanceReport, StoreError> {
+    let rolled = roll_up_in(tx, path, tz, now)?;
+    let deleted = apply_retention_in(tx, path, retention, now)?;
+    Ok(MaintenanceReport { rolled, deleted })
 }

@@ -9,7 +9,7 @@ use super::rollup::{read_state, time_err, zone_of};
 use super::{Store, StoreError, sql_err};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use std::path::Path;
 
 /// Table and key column of each level.
@@ -69,7 +69,7 @@ pub struct RouterUsage {
 /// Sums the router rows of `from` in `[from_w, upto)` into buckets of `to`, skipping empty
 /// stretches like the devices' rollup (called by it, in its transaction).
 pub(super) fn roll_level(
-    tx: &Transaction<'_>,
+    tx: &rusqlite::Connection,
     path: &Path,
     zone: &str,
     tz: &TimeZone,
