@@ -1230,7 +1230,23 @@ impl Store {
 }
 
 impl Store {
-    /// Rows stored per level (minute, hour, day, month): for the health page and benchmarks.
+    /// The first stored bucket of each level (minute, hour, day, month), `None` for an empty
+    /// level: how far back each level's history reaches, read from each table's key edge
+    /// (O(log n), where counting the rows reads them all).
+    pub fn level_starts(&self) -> Result<[Option<i64>; 4], StoreError> {
+        let mut out = [None; 4];
+        for (i, level) in Period::ALL.into_iter().enumerate() {
+            let (t, key) = table(level);
+            out[i] = self
+                .conn
+                .prepare_cached(&format!("SELECT min({key}) FROM {t}"))
+                .and_then(|mut st| st.query_row([], |r| r.get(0)))
+                .map_err(sql_err(&self.path, "reading how far the history reaches"))?;
+        }
+        Ok(out)
+    }
+
+    /// Rows stored per level (minute, hour, day, month): for benchmarks (reads every row).
     pub fn level_rows(&self) -> Result<[u64; 4], StoreError> {
         let mut out = [0; 4];
         for (i, level) in Period::ALL.into_iter().enumerate() {

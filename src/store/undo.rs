@@ -8,8 +8,9 @@
 //! merge saw: once a rollup or retention pass has moved the history watermarks, an hour or day
 //! row may mix minutes from both devices that the snapshot cannot tell apart, so undo is then
 //! refused (and the kept rows deleted at the next merge). In the daemon that is the next
-//! maintenance after an hour closes, which is the "at least until the next retention pass" the
-//! dashboard promises.
+//! rollup of a settled quarter of the open hour (the open hour, day and month are rolled as they
+//! go, issue 26): the "until the history is next rolled up, within about a quarter of an hour"
+//! the device page promises.
 use super::presence::add_presence;
 use super::{Store, StoreError, sql_err};
 use rusqlite::types::{Value as SqlValue, ValueRef};

@@ -29,11 +29,6 @@ impl Drop for Refresh<'_> {
 type DeviceEntry = (std::time::Instant, u64, Arc<super::device::DeviceView>);
 type PlanEntry = (std::time::Instant, u64, Arc<crate::store::plan::PlanReport>);
 
-/// How long the System page's history row counts are reused: counting reads every row of every
-/// level (about 9 ms of a repeat System view for 200 devices and a year), for a figure that says
-/// how big the history is, not what happened in the last minute.
-pub(super) const LEVEL_ROWS_FOR: std::time::Duration = std::time::Duration::from_secs(60);
-
 /// Device pages kept at most; more are dropped all at once (they are rebuilt in milliseconds).
 const DEVICE_CACHE_MAX: usize = 64;
 
@@ -45,8 +40,6 @@ pub(super) struct PageCaches {
     plan: Mutex<Option<PlanEntry>>,
     /// The overview's router-coverage line: (when, generation, line).
     coverage: Mutex<Option<(std::time::Instant, u64, Option<String>)>>,
-    /// History rows per level for the System page, and when they were counted.
-    level_rows: Mutex<Option<(std::time::Instant, [u64; 4])>>,
     /// Device pages by id: (when, generation, page data). A std Mutex, held only for a lookup.
     devices: Mutex<std::collections::HashMap<i64, DeviceEntry>>,
     /// One refresh at a time per cache (household, device pages, plan summary): the other
@@ -101,20 +94,6 @@ impl PageCaches {
     pub(super) fn set_coverage(&self, generation: u64, line: Option<String>) {
         *self.coverage.lock().unwrap_or_else(|p| p.into_inner()) =
             Some((std::time::Instant::now(), generation, line));
-    }
-
-    /// History rows per level counted less than [`LEVEL_ROWS_FOR`] ago.
-    pub(super) fn level_rows(&self) -> Option<[u64; 4]> {
-        self.level_rows
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .filter(|(at, _)| at.elapsed() < LEVEL_ROWS_FOR)
-            .map(|(_, n)| n)
-    }
-
-    pub(super) fn set_level_rows(&self, n: [u64; 4]) {
-        *self.level_rows.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((std::time::Instant::now(), n));
     }
 
     /// The right to refresh the household reading, unless another request is refreshing it now.

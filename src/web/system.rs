@@ -117,14 +117,8 @@ pub async fn page(
     })
     .await
     .map_err(|e| AppError::internal(format!("reading the host: {e}")))?;
-    let levels = match state.caches().level_rows() {
-        Some(n) => n,
-        None => {
-            let n = state.db(|s| s.level_rows()).await?;
-            state.caches().set_level_rows(n);
-            n
-        }
-    };
+    let starts = state.db(|s| s.level_starts()).await?;
+    let tz = state.config().time_zone();
     let schema = state.db(|s| s.schema_version()).await?;
     let pct = |a: u64, b: u64| {
         if b == 0 {
@@ -258,13 +252,7 @@ pub async fn page(
                 fmt_bytes(file_len(&wal))
             ),
         ),
-        (
-            "History rows",
-            format!(
-                "{} minute, {} hour, {} day, {} month",
-                levels[0], levels[1], levels[2], levels[3]
-            ),
-        ),
+        ("History kept", history_kept(&starts, &tz)),
         ("Schema version", schema.to_string()),
     ];
     let (router, coverage_days) = router_section(&state).await?;
@@ -406,4 +394,27 @@ fn fmt_gaps(s: &crate::capture::CaptureStatsSnapshot) -> String {
         out.push_str(&format!("; down now, since {since}"));
     }
     out
+}
+
+/// How far back each level of the history reaches, finest first: what the retention settings
+/// keep (the oldest stored minute, hour, day and month, as local dates).
+fn history_kept(starts: &[Option<i64>; 4], tz: &jiff::tz::TimeZone) -> String {
+    let names = ["minutes", "hours", "days", "months"];
+    let parts: Vec<String> = names
+        .iter()
+        .zip(starts)
+        .filter_map(|(name, start)| {
+            let s = (*start)?;
+            let date = super::view::fmt_local(s, tz);
+            Some(format!(
+                "{name} since {}",
+                date.split(' ').next().unwrap_or(&date)
+            ))
+        })
+        .collect();
+    if parts.is_empty() {
+        "nothing stored yet".into()
+    } else {
+        parts.join(", ")
+    }
 }

@@ -984,6 +984,49 @@ async fn system_page_shows_unresolved_damage_and_the_newest_good_backup() {
     assert!(!page.contains("id=\"damage\""), "{page}");
 }
 
+/// The System page says how far back each level of the history reaches (read from each
+/// table's first key, not by counting every row, which a first view on the Pi paid for).
+#[tokio::test]
+async fn system_page_says_how_far_back_each_level_of_the_history_reaches() {
+    let cfg = Config {
+        timezone: Some("UTC".into()),
+        ..Config::default()
+    };
+    let e = env_with(cfg);
+    let db = e.state.db_path().to_path_buf();
+    let (cookie, _) = e.admin().await;
+    let page = text(e.send(get("/system", Some(&cookie))).await).await;
+    assert!(page.contains("nothing stored yet"), "{page}");
+    let mut store = crate::store::Store::open(&db).unwrap();
+    // 2024-03-09 23:59 UTC, then a rollup two days later: minute, hour, day and month rows.
+    let minute = 1_710_028_740;
+    store
+        .write_flush(
+            &[crate::model::MinuteUsage {
+                mac: "02:00:00:00:00:01".parse().unwrap(),
+                minute,
+                counts: crate::model::Counts {
+                    frames_sent: 1,
+                    bytes_sent: 60,
+                    ..Default::default()
+                },
+            }],
+            &[],
+        )
+        .unwrap();
+    store
+        .roll_up(&jiff::tz::TimeZone::UTC, minute + 2 * 86_400)
+        .unwrap();
+    e.state.changed();
+    let page = text(e.send(get("/system", Some(&cookie))).await).await;
+    assert!(
+        page.contains(
+            "minutes since 2024-03-09, hours since 2024-03-09, days since 2024-03-09, months since 2024-03-01"
+        ),
+        "{page}"
+    );
+}
+
 #[tokio::test]
 async fn viewers_read_settings_without_inputs_and_cannot_change_the_file() {
     let e = env();
