@@ -26,15 +26,22 @@ for line in open(threads):
 
 # Maintenance rounds that wrote something: the daemon logs "history maintenance" with its ms.
 maint = []
+rounds_shared = []
 for line in open(dlog):
     if "history maintenance" not in line:
         continue
+    # Since issue 26 the round runs in the flush's transaction: its pages are in the flush's
+    # commit, which is counted as such (the line still counts the rolling rounds).
+    shared = "in the flush's commit" in line
     m = re.match(r"(\S+)", line)
     ms = re.search(r"ms=(\d+)", line)
     hours = re.search(r"rolled_hours=(\d+)", line)
     try:
         end = datetime.fromisoformat(m.group(1).replace("Z", "+00:00")).timestamp()
     except ValueError:
+        continue
+    if shared:
+        rounds_shared.append(end)
         continue
     maint.append((end - int(ms.group(1) if ms else 0) / 1000 - 0.5, end + 0.05, int(hours.group(1)) if hours else 0))
 
@@ -154,6 +161,7 @@ print(json.dumps({
     "devices": int(devices), "pps": int(pps), "window_s": round(secs, 1), "backups_per_day": float(backups_per_day),
     "config": config, "wal": wal, "db_bytes": int(db_bytes), "device_bytes": device_bytes,
     "process_write_bytes": int(w1) - int(w0), "rolling_rounds": rolls,
+    "rounds_in_flush_commits": sum(1 for t in rounds_shared if t0 <= t <= t1),
     "per_day_bytes": sum(c["per_day_bytes"] for c in causes.values()),
     "causes": causes,
 }, indent=1))

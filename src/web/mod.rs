@@ -433,6 +433,9 @@ pub fn spawn(
                 let _ = rx.await;
                 on_stop.graceful_shutdown(Some(STOP_GRACE));
             });
+            // The System page's CPU figure is the difference of two readings: take the first
+            // now, so that its first view does not wait for sysinfo's interval (200 ms).
+            tokio::task::spawn_blocking(crate::system::host::prime);
             let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
             let limited = Limited {
                 slots: limits.slots.clone(),
