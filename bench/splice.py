@@ -21,6 +21,8 @@ PARTS = {
     "pages": (["## Every page on the Pi 4"], ["every page's first view"]),
     "live": (["## Live capture", "## Start-up"], ["live:", "a flush never blocks", "ready to serve"]),
     "pi": (["## Raspberry Pi 4 projection"], []),
+    # SD=1 (bench/sdwrites.sh): the section renders every kept run (bench/sdwrites-*.json).
+    "sd": (["## SD-card writes"], ["SD card"]),
 }
 parts = [p for p in sys.argv[1].split(",") if p]
 unknown = [p for p in parts if p not in PARTS]
